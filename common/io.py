@@ -1,0 +1,68 @@
+"""Atomic, pickle-free storage: an interrupted run never leaves a half-written file behind."""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import IO, Iterator, Sequence
+
+import numpy as np
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
+    """Writes to a temporary file beside `path` and renames it into place only on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    binary = "b" in mode
+    try:
+        with os.fdopen(fd, mode, encoding=None if binary else encoding) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def save_arrays(path: str | os.PathLike, **arrays: np.ndarray) -> None:
+    """Saves named arrays as an uncompressed .npz, atomically. Object arrays are refused (they would pickle)."""
+    for name, a in arrays.items():
+        if np.asarray(a).dtype == object:
+            raise TypeError(f"{path}: array '{name}' has dtype object, which would be pickled")
+    with atomic_write(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def load_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Loads an .npz written by `save_arrays` (never unpickles)."""
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def save_embeddings(path: str | os.PathLike, ids: Sequence[str], embeddings: np.ndarray, **extra: np.ndarray) -> None:
+    """Embeddings with their utterance ids, row i belonging to ids[i]."""
+    embeddings = np.asarray(embeddings)
+    if len(ids) != len(embeddings):
+        raise ValueError(f"{path}: {len(ids)} ids but {len(embeddings)} embedding rows")
+    save_arrays(path, ids=np.asarray(list(ids), dtype=str), embeddings=embeddings, **extra)
+
+
+def load_embeddings(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
+    """Returns (ids, embeddings) from a file written by `save_embeddings`."""
+    arrays = load_arrays(path)
+    if "ids" not in arrays or "embeddings" not in arrays:
+        raise ValueError(f"{path}: not an embedding file (needs arrays 'ids' and 'embeddings', has {sorted(arrays)})")
+    return arrays["ids"].tolist(), arrays["embeddings"]
+
+
+def write_lines(path: str | os.PathLike, lines: Sequence[str]) -> None:
+    """Writes a text file of lines atomically: re-running overwrites, never appends."""
+    with atomic_write(path) as f:
+        for line in lines:
+            f.write(line)
+            f.write("\n")

@@ -1,0 +1,86 @@
+"""Reading audio and cutting it to model input lengths.
+
+Every model here works on 16 kHz mono float32 in [-1, 1]. A file that cannot be read is an error that
+names it: silence is never substituted, since that would quietly corrupt scores.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import soundfile as sf
+
+SAMPLE_RATE = 16000
+AASIST_EVAL_SAMPLES = 64600  # ~4.04 s: the AASIST evaluation convention
+
+
+class AudioError(ValueError):
+    """An audio file that is missing, unreadable, empty, too short or at a refused sample rate."""
+
+
+def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE, resample: bool = True,
+               min_samples: int = 1) -> np.ndarray:
+    """Reads `path` as mono float32 at `sample_rate`, resampling when the file differs (or refusing if not `resample`)."""
+    try:
+        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except FileNotFoundError:
+        raise AudioError(f"{path}: audio file does not exist") from None
+    except (sf.LibsndfileError, RuntimeError, TypeError) as e:
+        raise AudioError(f"{path}: cannot read audio ({e})") from None
+    x = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+    if sr != sample_rate:
+        if not resample:
+            raise AudioError(f"{path}: sample rate {sr} Hz, expected {sample_rate} Hz")
+        x = _resample(x, sr, sample_rate)
+    if len(x) < min_samples:
+        raise AudioError(f"{path}: {len(x)} samples after loading, need at least {min_samples}")
+    if not np.isfinite(x).all():
+        raise AudioError(f"{path}: audio contains NaN or infinite samples")
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def _resample(x: np.ndarray, orig: int, new: int) -> np.ndarray:
+    import torch
+    import torchaudio.functional as AF
+
+    return AF.resample(torch.from_numpy(np.ascontiguousarray(x)), orig, new).numpy()
+
+
+def repeat_pad(x: np.ndarray, n: int) -> np.ndarray:
+    """Tiles a signal until it reaches n samples (the AASIST padding)."""
+    if len(x) == 0:
+        raise AudioError("cannot pad an empty signal")
+    reps = -(-n // len(x))
+    return np.tile(x, reps)[:n] if reps > 1 else x[:n]
+
+
+def crop_first(x: np.ndarray, n: int) -> np.ndarray:
+    """First n samples, repeat-padded when shorter (AASIST evaluation: n = 64600)."""
+    return repeat_pad(x, n)
+
+
+def crop_random(x: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """A random n-sample segment (training); repeat-padded when the signal is shorter."""
+    if len(x) <= n:
+        return repeat_pad(x, n)
+    start = int(rng.integers(0, len(x) - n + 1))
+    return x[start:start + n]
+
+
+def crop_even(x: np.ndarray, n: int, count: int) -> np.ndarray:
+    """`count` evenly spaced n-sample segments, stacked (count, n): the voxceleb_trainer test-time crops."""
+    if len(x) < n:
+        x = repeat_pad(x, n)
+    starts = np.linspace(0, len(x) - n, num=count).astype(int)
+    return np.stack([x[s:s + n] for s in starts])
+
+
+def crop(x: np.ndarray, policy: str, n: int | None, rng: np.random.Generator | None = None) -> np.ndarray:
+    """Dispatch by name: 'first', 'random' or 'full' (n ignored)."""
+    if policy == "full" or n is None:
+        return x
+    if policy == "first":
+        return crop_first(x, n)
+    if policy == "random":
+        return crop_random(x, n, rng if rng is not None else np.random.default_rng())
+    raise ValueError(f"unknown crop policy {policy!r}; choose 'first', 'random' or 'full'")

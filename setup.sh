@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Creates .venv and installs requirements.txt; a no-op when both are already in place.
+set -euo pipefail
+cd "$(dirname "$0")"
+PY=${PYTHON:-$(command -v python3.11 || command -v python3)}
+stamp=.venv/.requirements.sha256
+want=$(sha256sum requirements.txt | cut -d' ' -f1)
+if [ -x .venv/bin/python ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+  exit 0
+fi
+echo "setting up .venv with $($PY --version) (first run installs PyTorch: about 2 minutes)" >&2
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --disable-pip-version-check -r requirements.txt
+echo "$want" > "$stamp"

@@ -1,0 +1,17 @@
+"""Shared fixtures. Reference data lives beside the checkout in ../shared/reference and is never copied in."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+REFERENCE_DIR = ROOT.parent / "shared" / "reference"
+
+
+def reference_path(*parts: str) -> Path:
+    """Path inside ../shared/reference, skipping the calling test when it is absent (e.g. on a user's machine)."""
+    path = REFERENCE_DIR.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"reference data not available: {path}")
+    return path
