@@ -1,0 +1,99 @@
+"""Config schema checking and atomic, pickle-free storage."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from common.config import REQUIRED, ConfigError, FreeForm, dump_config, load_config
+from common.io import atomic_write, load_arrays, load_embeddings, save_arrays, save_embeddings, write_lines
+
+SCHEMA = {
+    "task": REQUIRED,
+    "output_dir": "exp/x",
+    "train": {"epochs": 3, "lr": 1e-3, "amp": False, "milestones": [1, 2]},
+    "model": FreeForm({"channels": 16}),
+}
+
+
+def test_defaults_overrides_and_yaml_values(tmp_path):
+    conf = tmp_path / "a.conf"
+    conf.write_text("task: asv\ntrain:\n  epochs: 5\n")
+    cfg = load_config(conf, ["train.lr=1e-2", "model.extra=[1, 2]", "output_dir=runs/y"], SCHEMA)
+    assert cfg == {"task": "asv", "output_dir": "runs/y",
+                   "train": {"epochs": 5, "lr": 0.01, "amp": False, "milestones": [1, 2]},
+                   "model": {"channels": 16, "extra": [1, 2]}}
+
+
+def test_json_conf_parses(tmp_path):
+    conf = tmp_path / "seed.conf"
+    conf.write_text(json.dumps({"task": "cm", "train": {"epochs": 100}}))
+    assert load_config(conf, [], SCHEMA)["train"]["epochs"] == 100
+
+
+@pytest.mark.parametrize("text, overrides, message", [
+    ("task: asv\ntrain: {epoch: 3}\n", [], "unknown key 'train.epoch'; valid keys under 'train': amp, epochs, lr, milestones"),
+    ("task: asv\nouput_dir: x\n", [], "unknown key 'ouput_dir'"),
+    ("task: asv\n", ["train.lrr=1"], "unknown key 'train.lrr'"),
+    ("output_dir: x\n", [], "missing required key 'task'"),
+    ("task: asv\n", ["train.epochs=ten"], "'train.epochs' must be int"),
+    ("task: asv\n", ["train.amp=1"], "'train.amp' must be bool"),
+    ("task: asv\ntrain: 3\n", [], "'train' must be a section"),
+    ("task: [unclosed\n", [], "not valid YAML/JSON"),
+    ("task: asv\n", ["train.epochs"], "expected key=value"),
+])
+def test_bad_config_names_the_key(tmp_path, text, overrides, message):
+    conf = tmp_path / "bad.conf"
+    conf.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(conf, overrides, SCHEMA)
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.conf", [], SCHEMA)
+
+
+def test_dumped_config_reloads_identically(tmp_path):
+    cfg = load_config(None, ["task=sasv", "train.milestones=[4]"], SCHEMA)
+    dump_config(cfg, tmp_path / "out" / "config.yaml")
+    assert load_config(tmp_path / "out" / "config.yaml", [], SCHEMA) == cfg
+    assert yaml.safe_load((tmp_path / "out" / "config.yaml").read_text())["task"] == "sasv"
+
+
+def test_atomic_write_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "scores.txt"
+    write_lines(target, ["old"])
+    with pytest.raises(RuntimeError):
+        with atomic_write(target) as f:
+            f.write("half a line")
+            raise RuntimeError("interrupted")
+    assert target.read_text() == "old\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scores.txt"]
+
+
+def test_rewrite_overwrites_not_appends(tmp_path):
+    target = tmp_path / "s.txt"
+    write_lines(target, ["a", "b"])
+    write_lines(target, ["a", "b"])
+    assert target.read_text() == "a\nb\n"
+
+
+def test_embeddings_round_trip_without_pickle(tmp_path):
+    emb = np.random.default_rng(0).standard_normal((3, 4)).astype(np.float32)
+    save_embeddings(tmp_path / "e.npz", ["LA_T_1", "LA_T_2", "LA_T_3"], emb, scores=np.arange(3.0))
+    ids, back = load_embeddings(tmp_path / "e.npz")
+    assert ids == ["LA_T_1", "LA_T_2", "LA_T_3"]
+    np.testing.assert_array_equal(back, emb)
+    assert load_arrays(tmp_path / "e.npz")["scores"].tolist() == [0.0, 1.0, 2.0]
+
+
+def test_object_arrays_are_refused(tmp_path):
+    with pytest.raises(TypeError, match="would be pickled"):
+        save_arrays(tmp_path / "x.npz", bad=np.array([{"a": 1}], dtype=object))
+    with pytest.raises(ValueError, match="2 ids but 3 embedding rows"):
+        save_embeddings(tmp_path / "y.npz", ["a", "b"], np.zeros((3, 2)))
