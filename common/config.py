@@ -13,10 +13,11 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
+from common.errors import InputError
 from common.io import atomic_write
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A config file or override that does not fit the schema."""
 
 

@@ -10,11 +10,13 @@ import os
 import numpy as np
 import soundfile as sf
 
+from common.errors import InputError
+
 SAMPLE_RATE = 16000
 AASIST_EVAL_SAMPLES = 64600  # ~4.04 s: the AASIST evaluation convention
 
 
-class AudioError(ValueError):
+class AudioError(InputError):
     """An audio file that is missing, unreadable, empty, too short or at a refused sample rate."""
 
 

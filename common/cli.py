@@ -1,0 +1,30 @@
+"""The command-line shape shared by every entry point: `--config FILE [key.sub=value ...]`."""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable, Sequence
+
+from common.errors import InputError
+
+
+def config_parser(description: str) -> argparse.ArgumentParser:
+    """A parser taking `--config FILE` and any number of `key.sub=value` overrides; add flags as needed."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--config", required=True, help="YAML/JSON .conf file")
+    parser.add_argument("overrides", nargs="*", metavar="key.sub=value",
+                        help="override config entries; values are parsed as YAML")
+    return parser
+
+
+def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> int:
+    """Runs an entry point: input errors become one line on stderr (exit 2), Ctrl-C exits 130 cleanly."""
+    try:
+        return int(main(argv) or 0)
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished outputs are kept, nothing half-written; run again to resume",
+              file=sys.stderr)
+        return 130

@@ -1,0 +1,8 @@
+"""One base class for problems with the user's input (files, configs, checkpoints).
+
+Entry points catch `InputError` and print its one-line message; anything else is a bug and keeps its traceback.
+"""
+
+
+class InputError(ValueError):
+    """Bad input the user can fix: the message names the file or key and what is wrong."""
