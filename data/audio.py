@@ -28,7 +28,10 @@ def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE, resample
     except FileNotFoundError:
         raise AudioError(f"{path}: audio file does not exist") from None
     except (sf.LibsndfileError, RuntimeError, TypeError) as e:
+        if not os.path.exists(path):  # libsndfile reports a missing file only as "System error."
+            raise AudioError(f"{path}: audio file does not exist") from None
         raise AudioError(f"{path}: cannot read audio ({e})") from None
+    _check_wav_complete(path)
     x = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
     if sr != sample_rate:
         if not resample:
@@ -39,6 +42,27 @@ def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE, resample
     if not np.isfinite(x).all():
         raise AudioError(f"{path}: audio contains NaN or infinite samples")
     return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def _check_wav_complete(path: str | os.PathLike) -> None:
+    """libsndfile reads a WAV cut short mid-data without complaint (it trusts the file size); compare the
+    size the header declares for the 'data' chunk with the bytes actually present."""
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return  # not a RIFF/WAVE file (FLAC etc.): libsndfile reports truncation itself
+        size = os.fstat(f.fileno()).st_size
+        pos = 12
+        while pos + 8 <= size:
+            f.seek(pos)
+            chunk = f.read(8)
+            declared = int.from_bytes(chunk[4:8], "little")
+            if chunk[:4] == b"data":
+                if declared not in (0, 0xFFFFFFFF) and pos + 8 + declared > size:
+                    raise AudioError(f"{path}: truncated WAV file: header declares {declared} bytes of audio, "
+                                     f"file holds {size - pos - 8}")
+                return
+            pos += 8 + declared + (declared & 1)
 
 
 def _resample(x: np.ndarray, orig: int, new: int) -> np.ndarray:

@@ -1,0 +1,278 @@
+"""ASVspoof 2019 LA layout and protocol parsers (CM protocols, SASV trials, enrolment lists).
+
+Everything downstream identifies audio by utterance id; this module is the one place that knows where an
+id lives on disk and what the protocol columns mean. Parsers are strict: a malformed line fails with the
+file and line number, because a silently skipped trial changes every metric computed from the list.
+"""
+from __future__ import annotations
+
+import os
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+from common.errors import InputError
+
+SPLITS = ("train", "dev", "eval")
+ENROLMENT_SPLITS = ("dev", "eval")
+GENDERS = ("female", "male")
+CM_KEYS = ("bonafide", "spoof")
+SASV_KEYS = ("target", "nontarget", "spoof")
+_ATTACK_RE = re.compile(r"^A\d\d$")
+_CM_PROTOCOL_SUFFIX = {"train": "train.trn", "dev": "dev.trl", "eval": "eval.trl"}
+
+
+class MissingFilesError(FileNotFoundError, InputError):
+    """Files that a run needs but that are not on disk (raised before any compute starts).
+
+    An InputError (hence a ValueError), so entry points report it as one line."""
+
+
+@dataclass(frozen=True, slots=True)
+class CMEntry:
+    """One line `SPK UTT - SYSTEM KEY` of a CM protocol. `speaker` is the source speaker, also of spoofs."""
+
+    speaker: str
+    utt: str
+    system: str  # "-" for bona fide, A01..A19 for spoofs
+    key: str  # "bonafide" | "spoof"
+
+    @property
+    def is_bonafide(self) -> bool:
+        return self.key == "bonafide"
+
+    @property
+    def label(self) -> int:
+        """AASIST convention: 1 = bona fide, 0 = spoof."""
+        return 1 if self.key == "bonafide" else 0
+
+
+@dataclass(frozen=True, slots=True)
+class SASVTrial:
+    """One line `SPK UTT ATTACK KEY` of a SASV trial list (`*.gi.trl.txt`); `speaker` is the claimed identity."""
+
+    speaker: str
+    utt: str
+    attack: str  # "bonafide" or A01..A19
+    key: str  # "target" | "nontarget" | "spoof"
+
+
+def _lines(path: str | os.PathLike) -> Iterator[tuple[int, list[str]]]:
+    """(line number, whitespace-split fields) of the non-blank lines; a missing file is a MissingFilesError."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        raise MissingFilesError(f"{path}: protocol file does not exist") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a text protocol file (not UTF-8)") from None
+    for number, line in enumerate(text.splitlines(), start=1):
+        fields = line.split()
+        if fields:
+            yield number, fields
+
+
+def _bad(path: str | os.PathLike, number: int, what: str) -> ValueError:
+    return ValueError(f"{path}:{number}: {what}")
+
+
+def read_cm_protocol(path: str | os.PathLike) -> list[CMEntry]:
+    """Parses a CM protocol (`ASVspoof2019.LA.cm.*.txt`), in file order."""
+    entries = []
+    for number, f in _lines(path):
+        if len(f) != 5:
+            raise _bad(path, number, f"expected 5 columns 'SPK UTT - SYSTEM KEY', got {len(f)}: {' '.join(f)!r}")
+        spk, utt, _, system, key = f
+        if key not in CM_KEYS:
+            raise _bad(path, number, f"unknown key {key!r}; expected 'bonafide' or 'spoof'")
+        if key == "bonafide" and system != "-":
+            raise _bad(path, number, f"bona fide utterance {utt} has system {system!r}, expected '-'")
+        if key == "spoof" and not _ATTACK_RE.match(system):
+            raise _bad(path, number, f"spoof utterance {utt} has system {system!r}, expected A01..A19")
+        entries.append(CMEntry(spk, utt, system, key))
+    return entries
+
+
+def read_sasv_trials(path: str | os.PathLike) -> list[SASVTrial]:
+    """Parses a SASV trial list (`ASVspoof2019.LA.asv.{dev,eval}.gi.trl.txt`), in file order."""
+    trials = []
+    for number, f in _lines(path):
+        if len(f) != 4:
+            raise _bad(path, number, f"expected 4 columns 'SPK UTT ATTACK KEY', got {len(f)}: {' '.join(f)!r}")
+        spk, utt, attack, key = f
+        if key not in SASV_KEYS:
+            raise _bad(path, number, f"unknown key {key!r}; expected 'target', 'nontarget' or 'spoof'")
+        if (key == "spoof") != (attack != "bonafide"):
+            raise _bad(path, number, f"key {key!r} does not fit attack {attack!r}")
+        if attack != "bonafide" and not _ATTACK_RE.match(attack):
+            raise _bad(path, number, f"unknown attack {attack!r}; expected 'bonafide' or A01..A19")
+        trials.append(SASVTrial(spk, utt, attack, key))
+    return trials
+
+
+def read_enrolment(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> dict[str, list[str]]:
+    """Merges per-gender enrolment lists (`SPK UTT1,UTT2,...`) into speaker -> utterance ids.
+
+    A speaker listed twice (in one file or across the female and male lists) is an error: the lists
+    partition the speakers, so a repeat means a wrong or concatenated file."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    out: dict[str, list[str]] = {}
+    where: dict[str, str] = {}
+    for path in paths:
+        for number, f in _lines(path):
+            if len(f) != 2:
+                raise _bad(path, number, f"expected 2 columns 'SPK UTT1,UTT2,...', got {len(f)}: {' '.join(f)!r}")
+            spk, utts = f[0], f[1].split(",")
+            if any(not u for u in utts):
+                raise _bad(path, number, f"empty utterance id in the list of speaker {spk}")
+            if spk in out:
+                raise _bad(path, number, f"speaker {spk} listed twice (first at {where[spk]})")
+            out[spk] = utts
+            where[spk] = f"{path}:{number}"
+    return out
+
+
+def read_enrolment_concat(path: str | os.PathLike) -> dict[str, str]:
+    """Parses the joint-optimisation enrolment list `SPK SPK_UTT` (`*.gi.trn.txt`): speaker -> file stem
+    of one concatenated enrolment recording under `enr_audio/{split}/`."""
+    out: dict[str, str] = {}
+    for number, f in _lines(path):
+        if len(f) != 2:
+            raise _bad(path, number, f"expected 2 columns 'SPK SPK_UTT', got {len(f)}: {' '.join(f)!r}")
+        spk, stem = f
+        if spk in out:
+            raise _bad(path, number, f"speaker {spk} listed twice")
+        out[spk] = stem
+    return out
+
+
+def check_files_exist(paths: Iterable[str | os.PathLike], what: str) -> None:
+    """Fails (one line: count, total, first few paths) when any of `paths` is missing; call before compute.
+
+    Lists each folder once instead of stat-ing every file, which matters for 100k-file corpora on network disks."""
+    paths = [Path(p) for p in paths]
+    listing: dict[Path, set[str] | None] = {}
+    missing = []
+    for p in paths:
+        parent = p.parent
+        if parent not in listing:
+            try:
+                listing[parent] = set(os.listdir(parent))
+            except (FileNotFoundError, NotADirectoryError):
+                listing[parent] = None
+        names = listing[parent]
+        if names is None or p.name not in names:
+            missing.append(p)
+    if missing:
+        shown = ", ".join(str(p) for p in missing[:3])
+        more = ", ..." if len(missing) > 3 else ""
+        raise MissingFilesError(f"{what}: {len(missing)} of {len(paths)} files missing: {shown}{more}")
+
+
+def utterances_by_speaker(entries: Iterable[CMEntry]) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """(bona fide utts per speaker, spoof utts per speaker), speakers and utts in protocol order."""
+    bona: dict[str, list[str]] = defaultdict(list)
+    spoof: dict[str, list[str]] = defaultdict(list)
+    for e in entries:
+        (bona if e.key == "bonafide" else spoof)[e.speaker].append(e.utt)
+    return dict(bona), dict(spoof)
+
+
+class LADatabase:
+    """The ASVspoof 2019 LA folder (config key `database`, holding `ASVspoof2019_LA_{train,dev,eval}/`).
+
+    `enr_audio` holds `{dev,eval}/SPK_UTT.flac` (concatenated enrolment, joint-optimisation form); it
+    defaults to `<database>/enr_audio` as written by the synthetic corpus generator."""
+
+    def __init__(self, root: str | os.PathLike, enr_audio: str | os.PathLike | None = None):
+        self.root = Path(root)
+        self.enr_audio = Path(enr_audio) if enr_audio is not None else self.root / "enr_audio"
+
+    def __repr__(self) -> str:
+        return f"LADatabase({str(self.root)!r}, enr_audio={str(self.enr_audio)!r})"
+
+    # ---- paths --------------------------------------------------------------------------------
+    def flac_dir(self, split: str) -> Path:
+        _check_split(split, SPLITS)
+        return self.root / f"ASVspoof2019_LA_{split}" / "flac"
+
+    def flac(self, split: str, utt: str) -> Path:
+        """Audio of an utterance (CM protocol or per-gender enrolment list) of `split`."""
+        return self.flac_dir(split) / f"{utt}.flac"
+
+    def cm_protocol_path(self, split: str) -> Path:
+        _check_split(split, SPLITS)
+        name = f"ASVspoof2019.LA.cm.{_CM_PROTOCOL_SUFFIX[split]}.txt"
+        return self.root / "ASVspoof2019_LA_cm_protocols" / name
+
+    def _asv(self, split: str, kind: str) -> Path:
+        _check_split(split, ENROLMENT_SPLITS)
+        return self.root / "ASVspoof2019_LA_asv_protocols" / f"ASVspoof2019.LA.asv.{split}.{kind}.txt"
+
+    def sasv_trials_path(self, split: str) -> Path:
+        return self._asv(split, "gi.trl")
+
+    def enrolment_path(self, split: str, gender: str) -> Path:
+        if gender not in GENDERS:
+            raise ValueError(f"unknown gender {gender!r}; choose one of {', '.join(GENDERS)}")
+        return self._asv(split, f"{gender}.trn")
+
+    def enrolment_concat_path(self, split: str) -> Path:
+        return self._asv(split, "gi.trn")
+
+    def enr_audio_file(self, split: str, stem: str) -> Path:
+        """A concatenated enrolment recording named in the `gi.trn` list."""
+        _check_split(split, ENROLMENT_SPLITS)
+        return self.enr_audio / split / f"{stem}.flac"
+
+    # ---- parsed protocols ---------------------------------------------------------------------
+    def cm_entries(self, split: str) -> list[CMEntry]:
+        return read_cm_protocol(self.cm_protocol_path(split))
+
+    def sasv_trials(self, split: str) -> list[SASVTrial]:
+        return read_sasv_trials(self.sasv_trials_path(split))
+
+    def enrolment(self, split: str) -> dict[str, list[str]]:
+        """Speaker -> enrolment utterance ids (female and male lists merged); audio in `flac(split, utt)`."""
+        return read_enrolment([self.enrolment_path(split, g) for g in GENDERS])
+
+    def enrolment_concat(self, split: str) -> dict[str, str]:
+        """Speaker -> stem of its concatenated enrolment recording; audio in `enr_audio_file(split, stem)`."""
+        return read_enrolment_concat(self.enrolment_concat_path(split))
+
+    # ---- whole-split helpers ------------------------------------------------------------------
+    def utterances(self, split: str) -> list[str]:
+        """Every utterance id whose audio a split needs: its CM protocol utts, then (dev/eval) enrolment utts.
+
+        Order is stable (protocol order, then enrolment lists), duplicates removed."""
+        ids = [e.utt for e in self.cm_entries(split)]
+        if split in ENROLMENT_SPLITS:
+            for utts in self.enrolment(split).values():
+                ids.extend(utts)
+        return list(dict.fromkeys(ids))
+
+    def check_split(self, split: str, enr_audio: bool = False) -> list[str]:
+        """Checks that the protocols and all audio of a split exist (MissingFilesError otherwise) and returns
+        the utterance ids (see `utterances`). `enr_audio=True` also checks the concatenated enrolment files."""
+        protocols = [self.cm_protocol_path(split)]
+        if split in ENROLMENT_SPLITS:
+            protocols += [self.sasv_trials_path(split)] + [self.enrolment_path(split, g) for g in GENDERS]
+            if enr_audio:
+                protocols.append(self.enrolment_concat_path(split))
+        check_files_exist(protocols, f"ASVspoof 2019 LA {split} protocols under {self.root}")
+        ids = self.utterances(split)
+        check_files_exist((self.flac(split, u) for u in ids), f"ASVspoof 2019 LA {split} audio in {self.flac_dir(split)}")
+        if enr_audio and split in ENROLMENT_SPLITS:
+            stems = self.enrolment_concat(split).values()
+            check_files_exist((self.enr_audio_file(split, s) for s in stems),
+                              f"concatenated enrolment audio in {self.enr_audio / split}")
+        return ids
+
+
+def _check_split(split: str, valid: Sequence[str]) -> None:
+    if split not in valid:
+        raise ValueError(f"unknown split {split!r}; choose one of {', '.join(valid)}")
+

@@ -1,0 +1,216 @@
+"""data/asvspoof.py and data/voxceleb.py: parsers on the official ASVspoof 2019 LA protocols and on bad input."""
+from __future__ import annotations
+
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from data.asvspoof import (LADatabase, MissingFilesError, check_files_exist, read_cm_protocol, read_enrolment,
+                           read_enrolment_concat, read_sasv_trials, utterances_by_speaker)
+from data.voxceleb import VoxCeleb, read_train_list, read_trial_list, speaker_index
+from tests.conftest import reference_path
+
+
+def ref(name: str) -> Path:
+    return reference_path("protocols", "ASVspoof2019_LA", name)
+
+
+# ---- official protocol files ------------------------------------------------------------------
+@pytest.mark.parametrize("split,target,nontarget,spoof", [("eval", 5370, 33327, 63882), ("dev", 1484, 5768, 22296)])
+def test_official_sasv_trial_counts(split, target, nontarget, spoof):
+    trials = read_sasv_trials(ref(f"ASVspoof2019.LA.asv.{split}.gi.trl.txt"))
+    assert Counter(t.key for t in trials) == {"target": target, "nontarget": nontarget, "spoof": spoof}
+    attacks = {t.attack for t in trials if t.key == "spoof"}
+    assert attacks == ({f"A{k:02d}" for k in range(7, 20)} if split == "eval" else {f"A{k:02d}" for k in range(1, 7)})
+    assert all(t.attack == "bonafide" for t in trials if t.key != "spoof")
+
+
+def test_eval_trials_parse_fast():
+    path = ref("ASVspoof2019.LA.asv.eval.gi.trl.txt")
+    start = time.perf_counter()
+    trials = read_sasv_trials(path)
+    assert time.perf_counter() - start < 1.0
+    assert len(trials) == 102579
+    assert (trials[0].speaker, trials[0].utt, trials[0].attack, trials[0].key) == (
+        "LA_0015", "LA_E_1103494", "bonafide", "target")
+
+
+@pytest.mark.parametrize("split,suffix,bona,spoof,speakers,systems", [
+    ("train", "train.trn", 2580, 22800, 20, range(1, 7)),
+    ("dev", "dev.trl", 2548, 22296, 20, range(1, 7)),
+    ("eval", "eval.trl", 7355, 63882, 67, range(7, 20)),
+])
+def test_official_cm_counts(split, suffix, bona, spoof, speakers, systems):
+    entries = read_cm_protocol(ref(f"ASVspoof2019.LA.cm.{suffix}.txt"))
+    assert Counter(e.key for e in entries) == {"bonafide": bona, "spoof": spoof}
+    assert sum(e.label for e in entries) == bona
+    assert {e.system for e in entries} == {"-"} | {f"A{k:02d}" for k in systems}
+    assert len({e.speaker for e in entries}) == speakers
+    assert len({e.utt for e in entries}) == len(entries)
+
+
+def test_train_speaker_lists():
+    bona, spoof = utterances_by_speaker(read_cm_protocol(ref("ASVspoof2019.LA.cm.train.trn.txt")))
+    assert len(bona) == 20 and set(bona) == set(spoof)
+    assert sum(map(len, bona.values())) == 2580 and sum(map(len, spoof.values())) == 22800
+    assert min(map(len, bona.values())) >= 2
+
+
+@pytest.mark.parametrize("split,female,male,utts", [("dev", 6, 4, 142), ("eval", 27, 21, 696)])
+def test_official_enrolment_lists(split, female, male, utts):
+    f = read_enrolment(ref(f"ASVspoof2019.LA.asv.{split}.female.trn.txt"))
+    m = read_enrolment(ref(f"ASVspoof2019.LA.asv.{split}.male.trn.txt"))
+    assert (len(f), len(m)) == (female, male)
+    both = read_enrolment([ref(f"ASVspoof2019.LA.asv.{split}.female.trn.txt"),
+                           ref(f"ASVspoof2019.LA.asv.{split}.male.trn.txt")])
+    assert both == {**f, **m}
+    assert sum(map(len, both.values())) == utts
+    # enrolment utterances are not in the CM protocol; every trial speaker is enrolled
+    cm_utts = {e.utt for e in read_cm_protocol(ref(f"ASVspoof2019.LA.cm.{split}.trl.txt"))}
+    assert not cm_utts & {u for us in both.values() for u in us}
+    trials = read_sasv_trials(ref(f"ASVspoof2019.LA.asv.{split}.gi.trl.txt"))
+    assert {t.speaker for t in trials} == set(both)
+    assert {t.utt for t in trials} <= cm_utts
+    concat = read_enrolment_concat(ref(f"ASVspoof2019.LA.asv.{split}.gi.trn.txt"))
+    assert set(concat) == set(both)
+    assert all(stem == f"{spk}_{both[spk][0]}" for spk, stem in concat.items())
+
+
+# ---- malformed input ----------------------------------------------------------------------------
+def _write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("text,match", [
+    ("LA_0079 LA_T_1 - - bonafide\nLA_0079 LA_T_2 - A01\n", r"cm\.txt:2: expected 5 columns"),
+    ("LA_0079 LA_T_1 - - bonafide\nLA_0079 LA_T_2 - A01 fake\n", r"cm\.txt:2: unknown key 'fake'"),
+    ("LA_0079 LA_T_1 - A01 bonafide\n", r"cm\.txt:1: bona fide utterance LA_T_1 has system 'A01'"),
+    ("LA_0079 LA_T_1 - - spoof\n", r"cm\.txt:1: spoof utterance LA_T_1 has system '-'"),
+])
+def test_cm_protocol_errors(tmp_path, text, match):
+    with pytest.raises(ValueError, match=match):
+        read_cm_protocol(_write(tmp_path, "cm.txt", text))
+
+
+@pytest.mark.parametrize("text,match", [
+    ("LA_0015 LA_E_1 bonafide target extra\n", r"trl\.txt:1: expected 4 columns"),
+    ("LA_0015 LA_E_1 bonafide target\n\nLA_0015 LA_E_2 bonafide impostor\n", r"trl\.txt:3: unknown key 'impostor'"),
+    ("LA_0015 LA_E_1 A07 target\n", r"trl\.txt:1: key 'target' does not fit attack 'A07'"),
+    ("LA_0015 LA_E_1 bonafide spoof\n", r"trl\.txt:1: key 'spoof' does not fit"),
+    ("LA_0015 LA_E_1 X99 spoof\n", r"trl\.txt:1: unknown attack 'X99'"),
+])
+def test_sasv_trial_errors(tmp_path, text, match):
+    with pytest.raises(ValueError, match=match):
+        read_sasv_trials(_write(tmp_path, "trl.txt", text))
+
+
+def test_enrolment_errors(tmp_path):
+    female = _write(tmp_path, "female.trn.txt", "LA_0001 LA_D_1,LA_D_2\nLA_0002 LA_D_3\n")
+    male = _write(tmp_path, "male.trn.txt", "LA_0003 LA_D_4\nLA_0001 LA_D_5\n")
+    with pytest.raises(ValueError, match=r"male\.trn\.txt:2: speaker LA_0001 listed twice \(first at .*female\.trn\.txt:1\)"):
+        read_enrolment([female, male])
+    with pytest.raises(ValueError, match=r"bad\.txt:1: expected 2 columns"):
+        read_enrolment(_write(tmp_path, "bad.txt", "LA_0001 LA_D_1, LA_D_2\n"))
+    with pytest.raises(ValueError, match=r"comma\.txt:1: empty utterance id"):
+        read_enrolment(_write(tmp_path, "comma.txt", "LA_0001 LA_D_1,,LA_D_2\n"))
+    with pytest.raises(ValueError, match=r"gi\.txt:2: speaker LA_0001 listed twice"):
+        read_enrolment_concat(_write(tmp_path, "gi.txt", "LA_0001 LA_0001_LA_D_1\nLA_0001 LA_0001_LA_D_2"))
+    assert read_enrolment(female) == {"LA_0001": ["LA_D_1", "LA_D_2"], "LA_0002": ["LA_D_3"]}
+
+
+def test_missing_protocol_is_missing_files_error(tmp_path):
+    with pytest.raises(MissingFilesError, match=r"nope\.txt: protocol file does not exist"):
+        read_cm_protocol(tmp_path / "nope.txt")
+    with pytest.raises(ValueError):  # MissingFilesError is also a ValueError
+        read_sasv_trials(tmp_path / "nope.txt")
+
+
+def test_check_files_exist(tmp_path):
+    present = [tmp_path / f"a{k}.flac" for k in range(3)]
+    for p in present:
+        p.write_bytes(b"x")
+    check_files_exist(present, "test audio")
+    wanted = present + [tmp_path / f"gone{k}.flac" for k in range(5)] + [tmp_path / "nodir" / "b.flac"]
+    with pytest.raises(MissingFilesError) as info:
+        check_files_exist(wanted, "test audio")
+    msg = str(info.value)
+    assert "\n" not in msg
+    assert msg.startswith("test audio: 6 of 9 files missing: ") and "gone0.flac" in msg and msg.endswith(", ...")
+
+
+# ---- LADatabase on a small tree -----------------------------------------------------------------
+def _la_tree(root: Path) -> LADatabase:
+    cm = root / "ASVspoof2019_LA_cm_protocols"
+    asv = root / "ASVspoof2019_LA_asv_protocols"
+    cm.mkdir(parents=True)
+    asv.mkdir()
+    (cm / "ASVspoof2019.LA.cm.train.trn.txt").write_text("LA_0079 LA_T_1 - - bonafide\nLA_0079 LA_T_2 - A01 spoof\n")
+    (cm / "ASVspoof2019.LA.cm.dev.trl.txt").write_text("LA_0069 LA_D_1 - - bonafide\nLA_0070 LA_D_2 - A02 spoof\n")
+    (asv / "ASVspoof2019.LA.asv.dev.gi.trl.txt").write_text("LA_0069 LA_D_1 bonafide target\nLA_0069 LA_D_2 A02 spoof\n")
+    (asv / "ASVspoof2019.LA.asv.dev.female.trn.txt").write_text("LA_0069 LA_D_10,LA_D_11\n")
+    (asv / "ASVspoof2019.LA.asv.dev.male.trn.txt").write_text("LA_0070 LA_D_12\n")
+    (asv / "ASVspoof2019.LA.asv.dev.gi.trn.txt").write_text("LA_0069 LA_0069_LA_D_10\nLA_0070 LA_0070_LA_D_12\n")
+    return LADatabase(root)
+
+
+def test_la_database_paths_and_check(tmp_path):
+    db = _la_tree(tmp_path)
+    assert db.flac("train", "LA_T_1") == tmp_path / "ASVspoof2019_LA_train" / "flac" / "LA_T_1.flac"
+    assert db.enr_audio_file("dev", "LA_0069_LA_D_10") == tmp_path / "enr_audio" / "dev" / "LA_0069_LA_D_10.flac"
+    assert LADatabase(tmp_path, enr_audio=tmp_path / "x").enr_audio_file("eval", "s") == tmp_path / "x" / "eval" / "s.flac"
+    assert db.utterances("dev") == ["LA_D_1", "LA_D_2", "LA_D_10", "LA_D_11", "LA_D_12"]
+    assert db.utterances("train") == ["LA_T_1", "LA_T_2"]
+    assert db.enrolment("dev") == {"LA_0069": ["LA_D_10", "LA_D_11"], "LA_0070": ["LA_D_12"]}
+    assert db.enrolment_concat("dev")["LA_0070"] == "LA_0070_LA_D_12"
+    assert [t.key for t in db.sasv_trials("dev")] == ["target", "spoof"]
+    with pytest.raises(ValueError, match="unknown split 'test'"):
+        db.flac("test", "x")
+    with pytest.raises(ValueError, match="unknown split 'train'"):
+        db.sasv_trials_path("train")
+    with pytest.raises(MissingFilesError, match=r"dev audio .*: 5 of 5 files missing: .*LA_D_1\.flac"):
+        db.check_split("dev")
+    with pytest.raises(MissingFilesError, match=r"eval protocols .*: 4 of 4 files missing"):
+        db.check_split("eval")
+    for utt in db.utterances("dev"):
+        path = db.flac("dev", utt)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(path, np.zeros(160, np.float32), 16000)
+    assert db.check_split("dev") == db.utterances("dev")
+    with pytest.raises(MissingFilesError, match=r"concatenated enrolment audio .*2 of 2 files missing"):
+        db.check_split("dev", enr_audio=True)
+
+
+# ---- VoxCeleb lists ------------------------------------------------------------------------------
+def test_voxceleb_lists(tmp_path):
+    (tmp_path / "train_list.txt").write_text(
+        "id00012 id00012/21Uxsk56VDQ/00001.wav\nid00005 id00005/abc/00001.wav\nid00012 id00012/x/00002.wav\n")
+    (tmp_path / "veri_test.txt").write_text("1 id1/v/00001.wav id1/w/00002.wav\n0 id1/v/00001.wav id2/v/00001.wav\n")
+    vox = VoxCeleb(tmp_path)
+    assert [e.speaker for e in vox.train_entries()] == ["id00012", "id00005", "id00012"]
+    assert speaker_index(["b", "a", "b"]) == {"a": 0, "b": 1}
+    with pytest.raises(MissingFilesError, match=r"VoxCeleb train audio .*3 of 3 files missing: .*wav/id00012/21Uxsk56VDQ/00001\.wav"):
+        vox.train_set()
+    paths, labels, index = vox.train_set(check=False)
+    assert labels == [1, 0, 1] and index == {"id00005": 0, "id00012": 1}
+    assert paths[0] == tmp_path / "wav" / "id00012" / "21Uxsk56VDQ" / "00001.wav"
+    trials = vox.trials()
+    assert [(t.label, t.enrol, t.test) for t in trials][1] == (0, "id1/v/00001.wav", "id2/v/00001.wav")
+    assert vox.trial_files(check=False) == ["id1/v/00001.wav", "id1/w/00002.wav", "id2/v/00001.wav"]
+    with pytest.raises(MissingFilesError, match="3 of 3 files missing"):
+        vox.trial_files()
+
+
+@pytest.mark.parametrize("reader,text,match", [
+    (read_train_list, "id00012 id00012/a/1.wav\nid00012\n", r"list\.txt:2: expected 2 columns"),
+    (read_trial_list, "1 a.wav b.wav\n1 a.wav\n", r"list\.txt:2: expected 3 columns"),
+    (read_trial_list, "true a.wav b.wav\n", r"list\.txt:1: unknown label 'true'"),
+])
+def test_voxceleb_errors(tmp_path, reader, text, match):
+    with pytest.raises(ValueError, match=match):
+        reader(_write(tmp_path, "list.txt", text))
