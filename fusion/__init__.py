@@ -1,0 +1,55 @@
+"""SASV back-ends, chosen by name: score-level (numpy, fit/score) and embedding-level (torch modules).
+
+See docs/backends.md for each back-end's inputs, options and paper; fusion/base.py for the two interfaces.
+"""
+from __future__ import annotations
+
+import inspect
+from typing import Any, Mapping
+
+from common.errors import InputError
+from fusion.base import TRIAL_KEYS, EmbeddingBackend, ScoreBackend
+from fusion.baseline2 import Baseline2
+from fusion.joint_oc import JointOC
+from fusion.lr_fusion import LRFusion
+from fusion.product_rule import ProductRule
+from fusion.score_sum import ScoreSum
+
+BACKENDS: dict[str, type] = {
+    "score_sum": ScoreSum,
+    "product_rule": ProductRule,
+    "lr_fusion": LRFusion,
+    "baseline2": Baseline2,
+    "joint_oc": JointOC,
+}
+
+__all__ = ["BACKENDS", "TRIAL_KEYS", "ScoreBackend", "EmbeddingBackend", "build_backend",
+           "is_score_backend", "score_backend_from_state"]
+
+
+def build_backend(name: str, **kwargs: Any) -> ScoreBackend | EmbeddingBackend:
+    """A back-end by name with its options; unknown names and options raise a one-line InputError (a ValueError)."""
+    if name not in BACKENDS:
+        raise InputError(f"unknown fusion back-end {name!r}; valid names: {sorted(BACKENDS)}")
+    cls = BACKENDS[name]
+    options = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    for key in kwargs:
+        if key not in options:
+            raise InputError(f"fusion back-end {name!r}: unknown option {key!r}; valid options: {options}")
+    return cls(**kwargs)
+
+
+def is_score_backend(name: str) -> bool:
+    """True for score-level back-ends (fit/score on sub-scores), False for embedding-level ones."""
+    if name not in BACKENDS:
+        raise InputError(f"unknown fusion back-end {name!r}; valid names: {sorted(BACKENDS)}")
+    return issubclass(BACKENDS[name], ScoreBackend)
+
+
+def score_backend_from_state(state: Mapping[str, Any]) -> ScoreBackend:
+    """Rebuilds a fitted score-level back-end from its `state_dict()` (as read back from JSON or npz)."""
+    name = str(state.get("backend", ""))
+    if name not in BACKENDS or not issubclass(BACKENDS[name], ScoreBackend):
+        valid = sorted(k for k, v in BACKENDS.items() if issubclass(v, ScoreBackend))
+        raise InputError(f"state: 'backend' is {name or 'missing'!r}; valid score-level back-ends: {valid}")
+    return BACKENDS[name].from_state(state)

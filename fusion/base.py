@@ -1,0 +1,129 @@
+"""The two small interfaces every SASV back-end implements, and the input checks they share.
+
+Score-level back-ends (numpy) fuse per-trial sub-system scores: the ASV score (cosine similarity of
+enrolment and test embeddings) and the CM score (bona fide logit, `logits[:, 1]` of the CM model).
+Embedding-level back-ends (torch) map (enrolment ASV, test ASV, test CM) embeddings to one SASV score and
+can be trained on cached embeddings or end to end with the front-ends (they never detach their inputs).
+"""
+from __future__ import annotations
+
+from typing import Any, ClassVar, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from common.errors import InputError
+
+TRIAL_KEYS = ("target", "nontarget", "spoof")
+
+
+class ScoreBackend:
+    """Score-level SASV back-end: `fit` on labelled development trials, then `score` new trials.
+
+    Subclasses set `name`, implement `fit`, `score`, `state_dict` and `from_state`. The state holds only
+    str / float / bool values, so it can be written as JSON or npz and read back without pickling.
+    Higher output = more likely a bona fide target trial.
+    """
+
+    name: ClassVar[str] = ""
+
+    def fit(self, asv: np.ndarray, cm: np.ndarray, keys: Sequence[str]) -> "ScoreBackend":
+        """Estimates the back-end's parameters from trials with keys 'target' | 'nontarget' | 'spoof'; returns self."""
+        raise NotImplementedError
+
+    def score(self, asv: np.ndarray, cm: np.ndarray) -> np.ndarray:
+        """SASV scores (N,) float64 for N trials given their ASV and CM scores (each (N,))."""
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        """Options and fitted parameters as plain values; includes 'backend': the dispatch name."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> "ScoreBackend":
+        """Rebuilds a back-end from `state_dict()` output (also accepts 0-d arrays, as np.load returns)."""
+        raise NotImplementedError
+
+
+class EmbeddingBackend(nn.Module):
+    """Embedding-level SASV back-end (a torch module).
+
+    forward(enr (B, asv_dim), tst (B, asv_dim), cm (B, cm_dim)) -> (scores (B,), aux: dict of tensors)
+    loss(output, labels) -> scalar tensor, where `output` is what forward returned and labels (B,) int64
+    are 1 for a bona fide target trial and 0 for a non-target or a spoof (binary SASV labels).
+    """
+
+    asv_dim: int
+    cm_dim: int
+
+    def loss(self, output: tuple[torch.Tensor, dict[str, torch.Tensor]], labels: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def check_inputs(self, enr: torch.Tensor, tst: torch.Tensor, cm: torch.Tensor) -> None:
+        """Raises ValueError naming the input whose shape does not match the configured dims."""
+        for what, x, dim in (("enrolment ASV embedding", enr, self.asv_dim),
+                             ("test ASV embedding", tst, self.asv_dim),
+                             ("test CM embedding", cm, self.cm_dim)):
+            if x.dim() != 2 or x.shape[1] != dim:
+                raise ValueError(f"{type(self).__name__}: {what} must be (B, {dim}), got {tuple(x.shape)}")
+        if not enr.shape[0] == tst.shape[0] == cm.shape[0]:
+            raise ValueError(f"{type(self).__name__}: batch sizes differ: enrolment {enr.shape[0]}, "
+                             f"test {tst.shape[0]}, CM {cm.shape[0]}")
+
+
+def check_binary_labels(labels: torch.Tensor, batch: int, who: str) -> torch.Tensor:
+    """Binary SASV labels (B,) with values in {0, 1}, as int64 on the labels' device."""
+    if labels.dim() != 1 or labels.shape[0] != batch:
+        raise ValueError(f"{who}: labels must be ({batch},), got {tuple(labels.shape)}")
+    labels = labels.long()
+    if bool(((labels != 0) & (labels != 1)).any()):
+        bad = sorted(set(labels.unique().tolist()) - {0, 1})
+        raise ValueError(f"{who}: labels must be 1 (target) or 0 (non-target/spoof), got values {bad}; "
+                         "map a 4-class sampler's labels to binary first")
+    return labels
+
+
+def check_scores(asv: Any, cm: Any, who: str) -> tuple[np.ndarray, np.ndarray]:
+    """Both sub-scores as finite float64 1-D arrays of one length."""
+    out = []
+    for what, x in (("ASV scores", asv), ("CM scores", cm)):
+        a = np.asarray(x, dtype=np.float64)
+        if a.ndim != 1:
+            raise ValueError(f"{who}: {what} must be 1-D, got shape {a.shape}")
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"{who}: {what} contain {int(np.sum(~np.isfinite(a)))} non-finite values (nan/inf)")
+        out.append(a)
+    if len(out[0]) != len(out[1]):
+        raise ValueError(f"{who}: {len(out[0])} ASV scores but {len(out[1])} CM scores")
+    return out[0], out[1]
+
+
+def check_keys(keys: Sequence[str], n: int, who: str) -> np.ndarray:
+    """Trial keys as a str array of length n, each one of TRIAL_KEYS."""
+    k = np.asarray(keys).astype(str)
+    if k.shape != (n,):
+        raise ValueError(f"{who}: expected {n} trial keys, got shape {k.shape}")
+    bad = sorted(set(k.tolist()) - set(TRIAL_KEYS))
+    if bad:
+        raise ValueError(f"{who}: unknown trial keys {bad[:5]}; expected {list(TRIAL_KEYS)}")
+    return k
+
+
+def read_state(state: Mapping[str, Any], name: str, fields: Mapping[str, type]) -> dict[str, Any]:
+    """Checks a saved state belongs to back-end `name` and has exactly `fields`; converts each to its type."""
+    got = dict(state)
+    backend = str(np.asarray(got.pop("backend", "")))
+    if backend != name:
+        raise InputError(f"state: back-end is {backend or 'missing'!r}, expected {name!r}")
+    missing = sorted(set(fields) - set(got))
+    unknown = sorted(set(got) - set(fields))
+    if missing or unknown:
+        raise InputError(f"state of {name!r}: missing keys {missing}, unknown keys {unknown}")
+    out = {}
+    for key, typ in fields.items():
+        value = np.asarray(got[key])
+        if value.ndim != 0:
+            raise InputError(f"state of {name!r}: key {key!r} must be a scalar, got shape {value.shape}")
+        out[key] = typ(value.item()) if typ is not str else str(value)
+    return out
