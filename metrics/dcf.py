@@ -1,0 +1,110 @@
+"""Detection cost functions: the ASV minDCF and the SASV a-DCF.
+
+* `min_dcf`: the NIST/VoxSRC normalised minimum DCF of a target-vs-nontarget ASV system, over every
+  distinct threshold (accept when score >= threshold), with a configurable target prior.
+* `min_a_dcf`: the architecture-agnostic DCF of Shim et al. (Odyssey 2024) for one SASV score: three
+  classes, one threshold. It follows the reference package: one point per sorted score (ties broken
+  stably in the order target, nontarget, spoof) plus 'accept all' just below the lowest score, and a cost
+  normalised by the better of the two trivial systems (accept all, reject all).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+from common.errors import InputError
+from metrics.eer import roc_curve
+from metrics.trials import TrialClasses, as_scores, require
+
+
+class MinCost(NamedTuple):
+    """A minimum normalised cost and the threshold where it is reached (see each function for >= or >)."""
+    value: float
+    threshold: float
+
+
+def _check_priors(name: str, priors: dict[str, float], costs: dict[str, float]) -> None:
+    for key, v in {**priors, **costs}.items():
+        if not np.isfinite(v) or v < 0:
+            raise InputError(f"{name}: {key}={v} must be a finite non-negative number")
+    if abs(sum(priors.values()) - 1.0) > 1e-9:
+        raise InputError(f"{name}: priors {priors} must sum to 1")
+
+
+@dataclass(frozen=True)
+class DCFCost:
+    """ASV detection cost: target prior and the costs of a miss and of a false alarm."""
+    p_target: float
+    c_miss: float = 1.0
+    c_fa: float = 1.0
+
+    def __post_init__(self) -> None:
+        _check_priors("DCFCost", {"p_target": self.p_target, "p_nontarget": 1.0 - self.p_target},
+                      {"c_miss": self.c_miss, "c_fa": self.c_fa})
+
+
+# The two operating points used in speaker-verification papers (NIST SRE / VoxCeleb, VoxSRC).
+DCF_P001 = DCFCost(p_target=0.01)
+DCF_P005 = DCFCost(p_target=0.05)
+
+
+def min_dcf(target: np.ndarray, nontarget: np.ndarray, cost: DCFCost = DCF_P001) -> MinCost:
+    """Normalised minimum DCF: min over thresholds of Cmiss*P*Pmiss + Cfa*(1-P)*Pfa, over min(Cmiss*P, Cfa*(1-P))."""
+    fpr, tpr, thresholds = roc_curve(target, nontarget)
+    dcf = cost.c_miss * cost.p_target * (1.0 - tpr) + cost.c_fa * (1.0 - cost.p_target) * fpr
+    k = int(np.argmin(dcf))
+    norm = min(cost.c_miss * cost.p_target, cost.c_fa * (1.0 - cost.p_target))
+    return MinCost(float(dcf[k] / norm), float(thresholds[k]))
+
+
+@dataclass(frozen=True)
+class ADCFCost:
+    """a-DCF cost model: class priors and the costs of missing a target and of accepting a nontarget / a spoof."""
+    p_target: float
+    p_nontarget: float
+    p_spoof: float
+    c_miss: float
+    c_fa_asv: float
+    c_fa_cm: float
+
+    def __post_init__(self) -> None:
+        _check_priors("ADCFCost", {"p_target": self.p_target, "p_nontarget": self.p_nontarget,
+                                   "p_spoof": self.p_spoof},
+                      {"c_miss": self.c_miss, "c_fa_asv": self.c_fa_asv, "c_fa_cm": self.c_fa_cm})
+
+
+# Shim et al., Odyssey 2024 (the a-DCF paper's default), and the ASVspoof 5 challenge's cost model.
+PAPER_DEFAULT = ADCFCost(p_target=0.9, p_nontarget=0.05, p_spoof=0.05, c_miss=1, c_fa_asv=10, c_fa_cm=20)
+ASVSPOOF5 = ADCFCost(p_target=0.9405, p_nontarget=0.0095, p_spoof=0.05, c_miss=1, c_fa_asv=10, c_fa_cm=10)
+
+
+def a_dcf_curve(classes: TrialClasses, cost: ADCFCost = PAPER_DEFAULT) -> tuple[np.ndarray, np.ndarray]:
+    """(normalised a-DCF, threshold) at every point of the reference package's curve."""
+    require(classes, ("target", "nontarget", "spoof"), "a-DCF")
+    tar, non, spf = (as_scores(a, "a-DCF scores") for a in classes)
+    scores = np.concatenate([tar, non, spf])
+    labels = np.concatenate([np.zeros(tar.size, np.int8), np.ones(non.size, np.int8),
+                             np.full(spf.size, 2, np.int8)])
+    order = np.argsort(scores, kind="stable")
+    labels = labels[order]
+    p_miss = np.r_[0, np.cumsum(labels == 0)] / tar.size
+    p_fa_non = (non.size - np.r_[0, np.cumsum(labels == 1)]) / non.size
+    p_fa_spf = (spf.size - np.r_[0, np.cumsum(labels == 2)]) / spf.size
+    cost_curve = (cost.c_miss * cost.p_target * p_miss + cost.c_fa_asv * cost.p_nontarget * p_fa_non
+                  + cost.c_fa_cm * cost.p_spoof * p_fa_spf)
+    accept_all = cost.c_fa_asv * cost.p_nontarget + cost.c_fa_cm * cost.p_spoof
+    reject_all = cost.c_miss * cost.p_target
+    thresholds = np.r_[scores[order[0]] - 1e-8, scores[order]]
+    return cost_curve / min(accept_all, reject_all), thresholds
+
+
+def min_a_dcf(classes: TrialClasses, cost: ADCFCost = PAPER_DEFAULT) -> MinCost:
+    """Normalised minimum a-DCF of one SASV score and the threshold reaching it (first one on ties).
+
+    The threshold follows the reference package: accept when score > threshold.
+    """
+    curve, thresholds = a_dcf_curve(classes, cost)
+    k = int(np.argmin(curve))
+    return MinCost(float(curve[k]), float(thresholds[k]))

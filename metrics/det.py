@@ -1,0 +1,70 @@
+"""DET curves (miss vs false-alarm rate on normal-deviate axes) for SASV systems.
+
+One figure, three panels: SASV (target vs nontarget + spoof), SV (target vs nontarget) and
+SPF (target vs spoof), one curve per system with its EER in the legend. Drawn on an Agg canvas
+directly (no global matplotlib backend switch) and saved atomically.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+from scipy.stats import norm
+
+from common.io import atomic_write
+from metrics.eer import roc_curve, roc_eer
+from metrics.trials import split_trials
+
+TICKS_PERCENT = (0.1, 0.5, 1, 2, 5, 10, 20, 40, 60, 80)
+LIMITS = (0.0005, 0.9)  # as probabilities
+
+PANELS = (
+    ("SASV", lambda c: np.concatenate([c.nontarget, c.spoof])),
+    ("SV", lambda c: c.nontarget),
+    ("SPF", lambda c: c.spoof),
+)
+
+
+def probit(p: np.ndarray) -> np.ndarray:
+    """The normal deviate of a probability, clipped so that 0 and 1 stay drawable at the axis edges."""
+    return norm.ppf(np.clip(p, LIMITS[0] / 2, 1 - LIMITS[0] / 2))
+
+
+def det_points(target: np.ndarray, nontarget: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(false-alarm rate, miss rate) at every distinct threshold."""
+    fpr, tpr, _ = roc_curve(target, nontarget)
+    return fpr, 1.0 - tpr
+
+
+def plot_det(systems: Mapping[str, tuple[np.ndarray, Sequence[str]]], path: str | os.PathLike,
+             title: str = "DET curves") -> None:
+    """Draws the SASV / SV / SPF DET panels of every system {name: (scores, keys)} into an image at `path`."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(15, 5.2), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(PANELS))
+    ticks = probit(np.asarray(TICKS_PERCENT) / 100)
+    labels = [f"{t:g}" for t in TICKS_PERCENT]
+    split = {name: split_trials(scores, keys, name) for name, (scores, keys) in systems.items()}
+    for ax, (panel, negatives_of) in zip(axes, PANELS):
+        for name, classes in split.items():
+            negatives = negatives_of(classes)
+            if classes.target.size == 0 or negatives.size == 0:
+                continue
+            p_fa, p_miss = det_points(classes.target, negatives)
+            eer = 100 * roc_eer(classes.target, negatives).eer
+            ax.plot(probit(p_fa), probit(p_miss), label=f"{name} (EER {eer:.2f}%)", linewidth=1.5)
+        lo, hi = probit(np.asarray(LIMITS))
+        ax.plot([lo, hi], [lo, hi], color="0.7", linestyle=":", linewidth=1)  # the EER line
+        ax.set(xlim=(lo, hi), ylim=(lo, hi), xticks=ticks, yticks=ticks, xticklabels=labels, yticklabels=labels,
+               xlabel="False alarm rate (%)", ylabel="Miss rate (%)", title=f"{panel}-EER", aspect="equal")
+        ax.grid(True, color="0.9")
+        ax.legend(loc="upper right", fontsize="small")
+    fig.suptitle(title)
+    path = Path(path)
+    with atomic_write(path, "wb") as f:
+        fig.savefig(f, format=path.suffix.lstrip(".").lower() or "png", dpi=110)

@@ -1,0 +1,81 @@
+"""The SASV evaluation report: every metric of one system from its trial keys and scores, and a table.
+
+Conventions (so that numbers compare with the literature):
+* sasv_eer / sv_eer / spf_eer: SASV 2022 challenge (ROC interpolation), on the SASV score, in percent;
+* min_a_dcf: a-DCF with the paper's default costs; min_a_dcf_asvspoof5: with the ASVspoof 5 costs;
+* asv_eer (target vs nontarget, ASV score) and cm_eer (target + nontarget vs spoof, CM score):
+  ASVspoof DET convention, in percent;
+* t_eer: concurrent t-EER in percent; min_t_dcf_asvspoof5 / _asvspoof2019: the two t-DCF forms with
+  the ASV fixed at its EER threshold. These three need both the ASV and the CM scores.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from metrics.dcf import ASVSPOOF5, PAPER_DEFAULT, min_a_dcf
+from metrics.eer import det_eer
+from metrics.sasv import sasv_eers
+from metrics.tdcf import asv_operating_point, min_t_dcf, min_t_dcf_legacy
+from metrics.teer import concurrent_t_eer
+from metrics.trials import split_trials
+
+NEEDS_ASV_AND_CM = ("t_eer", "min_t_dcf_asvspoof5", "min_t_dcf_asvspoof2019")
+
+# Column order and headers of `format_table`; percent metrics carry (%) in their header.
+COLUMNS = {
+    "sasv_eer": "SASV-EER(%)",
+    "sv_eer": "SV-EER(%)",
+    "spf_eer": "SPF-EER(%)",
+    "min_a_dcf": "a-DCF",
+    "min_a_dcf_asvspoof5": "a-DCF(AS5)",
+    "t_eer": "t-EER(%)",
+    "min_t_dcf_asvspoof5": "t-DCF(AS5)",
+    "min_t_dcf_asvspoof2019": "t-DCF(2019)",
+    "asv_eer": "ASV-EER(%)",
+    "cm_eer": "CM-EER(%)",
+}
+
+
+def evaluate_trials(keys: Sequence[str], sasv: np.ndarray, asv: np.ndarray | None = None,
+                    cm: np.ndarray | None = None) -> dict[str, float]:
+    """All metrics computable from the given scores (aligned with `keys`: 'target'|'nontarget'|'spoof')."""
+    sasv_classes = split_trials(sasv, keys, "SASV scores")
+    out = {k: 100.0 * v for k, v in sasv_eers(sasv, keys).items()}
+    out["min_a_dcf"] = min_a_dcf(sasv_classes, PAPER_DEFAULT).value
+    out["min_a_dcf_asvspoof5"] = min_a_dcf(sasv_classes, ASVSPOOF5).value
+    asv_classes = split_trials(asv, keys, "ASV scores") if asv is not None else None
+    cm_classes = split_trials(cm, keys, "CM scores") if cm is not None else None
+    if cm_classes is not None:
+        bonafide = np.concatenate([cm_classes.target, cm_classes.nontarget])
+    if asv_classes is not None and cm_classes is not None:
+        out["t_eer"] = 100.0 * concurrent_t_eer(asv_classes, cm_classes)
+        operating_point = asv_operating_point(asv_classes)
+        out["min_t_dcf_asvspoof5"] = min_t_dcf(bonafide, cm_classes.spoof, operating_point).value
+        out["min_t_dcf_asvspoof2019"] = min_t_dcf_legacy(bonafide, cm_classes.spoof, operating_point).value
+    if asv_classes is not None:
+        out["asv_eer"] = 100.0 * det_eer(asv_classes.target, asv_classes.nontarget).eer
+    if cm_classes is not None:
+        out["cm_eer"] = 100.0 * det_eer(bonafide, cm_classes.spoof).eer
+    return out
+
+
+def _cell(key: str, value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.3f}" if COLUMNS.get(key, "").endswith("(%)") else f"{value:.4f}"
+
+
+def format_table(results: Mapping[str, Mapping[str, float]]) -> str:
+    """An aligned text table, one row per system, one column per metric any system has (others show '-')."""
+    present = {k for metrics in results.values() for k in metrics}
+    keys = [k for k in COLUMNS if k in present] + sorted(present - COLUMNS.keys())
+    header = ["system"] + [COLUMNS.get(k, k) for k in keys]
+    rows = [[name] + [_cell(k, metrics.get(k)) for k in keys] for name, metrics in results.items()]
+    widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join([cells[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(cells[1:], widths[1:])])
+
+    return "\n".join([line(header), "  ".join("-" * w for w in widths)] + [line(r) for r in rows])

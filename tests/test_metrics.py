@@ -1,0 +1,293 @@
+"""Metrics against the reference vectors (official implementations) and against brute force."""
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from scipy.interpolate import interp1d
+from scipy.optimize import brentq
+from sklearn.metrics import roc_curve as sk_roc_curve
+
+from common.errors import InputError
+from metrics.dcf import ASVSPOOF5, PAPER_DEFAULT, ADCFCost, DCFCost, min_a_dcf, min_dcf
+from metrics.eer import det_eer, roc_eer
+from metrics.report import NEEDS_ASV_AND_CM, evaluate_trials, format_table
+from metrics.sasv import sasv_eers
+from metrics.tdcf import (ASVSPOOF2019_LEGACY, ASVSPOOF5_TDCF, ASVOperatingPoint, asv_operating_point,
+                          asvspoof5_package_operating_point, min_t_dcf, min_t_dcf_legacy)
+from metrics.teer import concurrent_t_eer
+from metrics.trials import TrialClasses, split_trials
+from tests.conftest import reference_path
+
+REL = 1e-6
+
+
+def approx(value: float) -> object:
+    return pytest.approx(value, rel=REL, abs=1e-12 if value == 0 else 0)
+
+
+@pytest.fixture(scope="module")
+def ref() -> dict:
+    """The reference trials: keys and the three score columns, plus expected.json."""
+    expected = json.loads(reference_path("metrics", "expected.json").read_text())
+    with open(reference_path("metrics", "scores.tsv"), encoding="utf-8") as f:
+        scores = list(csv.DictReader(f, delimiter="\t"))
+    with open(reference_path("metrics", "keys.tsv"), encoding="utf-8") as f:
+        keys = list(csv.DictReader(f, delimiter="\t"))
+    assert [r["filename"] for r in scores] == [r["filename"] for r in keys]
+    column = lambda name: np.array([float(r[name]) for r in scores])  # noqa: E731
+    return {"expected": expected, "keys": [r["asv-label"] for r in keys],
+            "cm_labels": [r["cm-label"] for r in keys],
+            "cm": column("cm-score"), "asv": column("asv-score"), "sasv": column("sasv-score")}
+
+
+# ---------------------------------------------------------------- reference vectors
+
+def test_reference_cm_labels_are_the_bonafide_split_of_keys(ref):
+    # The CM's bona fide class is target + nontarget: this is what every CM metric below relies on.
+    assert all((c == "bonafide") == (k != "spoof") for c, k in zip(ref["cm_labels"], ref["keys"]))
+
+
+@pytest.mark.parametrize("score, section", [("sasv", "sasv2022_eers_on_sasv_score"),
+                                            ("asv", "sasv2022_eers_on_asv_score")])
+def test_sasv2022_eers(ref, score, section):
+    got = sasv_eers(ref[score], ref["keys"])
+    for name in ("sasv_eer", "sv_eer", "spf_eer"):
+        assert got[name] == approx(ref["expected"][section][name]), name
+
+
+def test_asvspoof_det_convention_eers(ref):
+    got = sasv_eers(ref["sasv"], ref["keys"], convention="det")
+    for name in ("sasv_eer", "sv_eer", "spf_eer"):
+        assert got[name] == approx(ref["expected"]["asvspoof_det_eers_on_sasv_score"][name]), name
+
+
+def test_min_a_dcf_paper_default(ref):
+    exp = ref["expected"]["min_a_dcf_paper_default_on_sasv_score"]
+    cm = exp["cost_model"]
+    assert PAPER_DEFAULT == ADCFCost(cm["Ptar"], cm["Pnon"], cm["Pspf"], cm["Cmiss"], cm["Cfa_asv"], cm["Cfa_cm"])
+    got = min_a_dcf(split_trials(ref["sasv"], ref["keys"]), PAPER_DEFAULT)
+    assert got.value == approx(exp["min_a_dcf"])
+    assert got.threshold == approx(exp["threshold"])
+
+
+def test_min_a_dcf_asvspoof5(ref):
+    exp = ref["expected"]["asvspoof5_on_all_scores"]
+    cm = exp["cost_model"]
+    assert ASVSPOOF5 == ADCFCost(cm["Ptar"], cm["Pnon"], cm["Pspf"], cm["Cmiss"], cm["Cfa"], cm["Cfa_spoof"])
+    got = min_a_dcf(split_trials(ref["sasv"], ref["keys"]), ASVSPOOF5)
+    assert got.value == approx(exp["min_a_dcf"])
+
+
+def test_t_eer(ref):
+    asv, cm = split_trials(ref["asv"], ref["keys"]), split_trials(ref["cm"], ref["keys"])
+    expected = ref["expected"]["asvspoof5_on_all_scores"]["t_eer_percent"]
+    for rho in (0.0, 0.5, 1.0):
+        assert 100 * concurrent_t_eer(asv, cm, rho) == approx(expected)
+
+
+def test_legacy_t_dcf_and_its_asv_operating_point(ref):
+    exp = ref["expected"]["asvspoof2019_legacy_min_t_dcf"]
+    asv, cm = split_trials(ref["asv"], ref["keys"]), split_trials(ref["cm"], ref["keys"])
+    assert det_eer(asv.target, asv.nontarget).eer == approx(exp["asv_eer"])
+    point = asv_operating_point(asv)
+    assert point.p_fa == approx(exp["asv_Pfa"])
+    assert point.p_miss == approx(exp["asv_Pmiss"])
+    assert point.p_miss_spoof == approx(exp["asv_Pmiss_spoof"])
+    assert point.p_fa_spoof == approx(1 - exp["asv_Pmiss_spoof"])
+    bonafide = np.concatenate([cm.target, cm.nontarget])
+    assert 100 * det_eer(bonafide, cm.spoof).eer == approx(exp["cm_eer_percent"])
+    assert min_t_dcf_legacy(bonafide, cm.spoof, point).value == approx(exp["min_t_dcf"])
+
+
+def test_asvspoof5_t_dcf_package_value_and_definition(ref):
+    """expected.json's value comes from the ASVspoof 5 package, which puts the ASV's spoof *rejection* rate
+    where the formula has its spoof acceptance rate; the definition gives a different (lower) cost."""
+    exp = ref["expected"]["asvspoof5_on_all_scores"]
+    cm_cost = exp["cost_model"]
+    assert ASVSPOOF5_TDCF.p_target == pytest.approx(cm_cost["Ptar"])
+    assert (ASVSPOOF5_TDCF.c_miss, ASVSPOOF5_TDCF.c_fa, ASVSPOOF5_TDCF.c_fa_spoof) == (1, 10, 10)
+    asv, cm = split_trials(ref["asv"], ref["keys"]), split_trials(ref["cm"], ref["keys"])
+    bonafide = np.concatenate([cm.target, cm.nontarget])
+    package = min_t_dcf(bonafide, cm.spoof, asvspoof5_package_operating_point(asv))
+    assert package.value == approx(exp["min_t_dcf"])
+    definition = min_t_dcf(bonafide, cm.spoof, asv_operating_point(asv)).value
+    assert definition < package.value
+    assert definition == pytest.approx(_min_t_dcf_by_hand(bonafide, cm.spoof, asv_operating_point(asv)), rel=1e-12)
+
+
+def test_report_on_reference(ref):
+    got = evaluate_trials(ref["keys"], ref["sasv"], ref["asv"], ref["cm"])
+    exp = ref["expected"]
+    for name in ("sasv_eer", "sv_eer", "spf_eer"):
+        assert got[name] == approx(100 * exp["sasv2022_eers_on_sasv_score"][name])
+    assert got["min_a_dcf"] == approx(exp["min_a_dcf_paper_default_on_sasv_score"]["min_a_dcf"])
+    assert got["min_a_dcf_asvspoof5"] == approx(exp["asvspoof5_on_all_scores"]["min_a_dcf"])
+    assert got["t_eer"] == approx(exp["asvspoof5_on_all_scores"]["t_eer_percent"])
+    assert got["min_t_dcf_asvspoof2019"] == approx(exp["asvspoof2019_legacy_min_t_dcf"]["min_t_dcf"])
+    assert got["asv_eer"] == approx(100 * exp["asvspoof2019_legacy_min_t_dcf"]["asv_eer"])
+    assert got["cm_eer"] == approx(exp["asvspoof2019_legacy_min_t_dcf"]["cm_eer_percent"])
+    assert 0 < got["min_t_dcf_asvspoof5"] < 1
+    sasv_only = evaluate_trials(ref["keys"], ref["sasv"])
+    assert set(sasv_only) == {"sasv_eer", "sv_eer", "spf_eer", "min_a_dcf", "min_a_dcf_asvspoof5"}
+    asv_only = evaluate_trials(ref["keys"], ref["sasv"], asv=ref["asv"])
+    assert "asv_eer" in asv_only and not set(NEEDS_ASV_AND_CM) & set(asv_only)
+
+
+# ---------------------------------------------------------------- independent checks
+
+def _random_classes(rng: np.random.Generator, n: int, decimals: int | None) -> TrialClasses:
+    sizes = rng.integers(1, n, 3)
+    mus = (2.0, 0.0, rng.uniform(-1, 2))
+    arrays = [rng.normal(mu, 1, size) for mu, size in zip(mus, sizes)]
+    if decimals is not None:  # ties
+        arrays = [np.round(a, decimals) for a in arrays]
+    return TrialClasses(*arrays)
+
+
+def test_roc_eer_matches_sklearn_and_brentq_with_ties():
+    rng = np.random.default_rng(1)
+    for trial in range(40):
+        c = _random_classes(rng, 60, decimals=1 if trial % 2 else None)
+        y = np.r_[np.ones(c.target.size), np.zeros(c.nontarget.size)]
+        fpr, tpr, _ = sk_roc_curve(y, np.r_[c.target, c.nontarget])
+        expected = brentq(lambda x: 1.0 - x - interp1d(fpr, tpr)(x), 0.0, 1.0)
+        assert roc_eer(c.target, c.nontarget).eer == pytest.approx(expected, abs=1e-9)
+
+
+def test_det_eer_by_hand():
+    # Sorted: 0(t) 1(n) 2(t) 3(n); rejecting k lowest: FRR 0,.5,.5,1,1  FAR 1,1,.5,.5,0 -> first |gap| min at k=2.
+    got = det_eer(np.array([0.0, 2.0]), np.array([1.0, 3.0]))
+    assert got.eer == 0.5 and got.threshold == 1.0
+
+
+def test_min_dcf_brute_force():
+    rng = np.random.default_rng(2)
+    for p_target in (0.01, 0.05, 0.5):
+        c = _random_classes(rng, 80, decimals=1)
+        best = np.inf
+        for t in np.r_[np.unique(np.r_[c.target, c.nontarget]), np.inf]:
+            cost = p_target * np.mean(c.target < t) + (1 - p_target) * np.mean(c.nontarget >= t)
+            best = min(best, cost)
+        expected = best / min(p_target, 1 - p_target)
+        assert min_dcf(c.target, c.nontarget, DCFCost(p_target)).value == pytest.approx(expected, rel=1e-12)
+
+
+def test_min_a_dcf_brute_force():
+    rng = np.random.default_rng(3)
+    for cost in (PAPER_DEFAULT, ASVSPOOF5):
+        c = _random_classes(rng, 80, decimals=None)  # no ties: every curve point is a real threshold
+        best = np.inf
+        for t in np.r_[-np.inf, np.r_[c.target, c.nontarget, c.spoof]]:
+            value = (cost.c_miss * cost.p_target * np.mean(c.target <= t)
+                     + cost.c_fa_asv * cost.p_nontarget * np.mean(c.nontarget > t)
+                     + cost.c_fa_cm * cost.p_spoof * np.mean(c.spoof > t))
+            best = min(best, value)
+        norm = min(cost.c_fa_asv * cost.p_nontarget + cost.c_fa_cm * cost.p_spoof, cost.c_miss * cost.p_target)
+        assert min_a_dcf(c, cost).value == pytest.approx(best / norm, rel=1e-12)
+
+
+def _min_t_dcf_by_hand(bonafide, spoof, point: ASVOperatingPoint) -> float:
+    cost = ASVSPOOF5_TDCF
+    best = np.inf
+    for t in np.r_[-np.inf, bonafide, spoof]:
+        p_miss_cm, p_fa_cm = np.mean(bonafide <= t), np.mean(spoof > t)
+        tandem = (cost.p_target * cost.c_miss * (p_miss_cm + (1 - p_miss_cm) * point.p_miss)
+                  + cost.p_nontarget * cost.c_fa * (1 - p_miss_cm) * point.p_fa
+                  + cost.p_spoof * cost.c_fa_spoof * p_fa_cm * point.p_fa_spoof)
+        best = min(best, tandem)
+    c0 = cost.p_target * cost.c_miss * point.p_miss + cost.p_nontarget * cost.c_fa * point.p_fa
+    no_cm = c0 + min(cost.p_target * cost.c_miss - c0, cost.p_spoof * cost.c_fa_spoof * point.p_fa_spoof)
+    return best / no_cm
+
+
+def test_legacy_t_dcf_by_hand():
+    rng = np.random.default_rng(4)
+    c = _random_classes(rng, 100, decimals=None)
+    bonafide, spoof = c.target, c.spoof
+    point = ASVOperatingPoint(0.0, p_miss=0.05, p_fa=0.03, p_miss_spoof=0.4, p_fa_spoof=0.6)
+    k = ASVSPOOF2019_LEGACY
+    c1 = k.p_target * (k.c_miss_cm - k.c_miss_asv * point.p_miss) - k.p_nontarget * k.c_fa_asv * point.p_fa
+    c2 = k.c_fa_cm * k.p_spoof * (1 - point.p_miss_spoof)
+    best = min(c1 * np.mean(bonafide <= t) + c2 * np.mean(spoof > t) for t in np.r_[-np.inf, bonafide, spoof])
+    assert min_t_dcf_legacy(bonafide, spoof, point).value == pytest.approx(best / min(c1, c2), rel=1e-12)
+
+
+def test_t_dcf_refuses_an_inverted_asv():
+    point = ASVOperatingPoint(0.0, p_miss=0.95, p_fa=0.95, p_miss_spoof=0.1, p_fa_spoof=0.9)
+    with pytest.raises(InputError, match="negative weight"):
+        min_t_dcf(np.array([1.0, 2.0]), np.array([0.0, 0.5]), point)
+
+
+def _naive_t_eer(asv: TrialClasses, cm: TrialClasses, rho: float) -> float:
+    """The concurrent t-EER by scanning every CM threshold for every ASV threshold (quadratic)."""
+    scores = np.r_[asv.target, asv.nontarget, asv.spoof]
+    label = np.r_[np.zeros(asv.target.size), np.ones(asv.nontarget.size), np.full(asv.spoof.size, 2)]
+    label = label[np.argsort(scores, kind="stable")]
+    a = np.r_[0, np.cumsum(label == 0) / asv.target.size]
+    b = np.r_[1, 1 - np.cumsum(label == 1) / asv.nontarget.size]
+    c = np.r_[1, 1 - np.cumsum(label == 2) / asv.spoof.size]
+    bona = np.r_[cm.target, cm.nontarget]
+    cm_label = np.r_[np.ones(bona.size), np.zeros(cm.spoof.size)][np.argsort(np.r_[bona, cm.spoof], kind="stable")]
+    m = np.r_[0, np.cumsum(cm_label) / bona.size]
+    f = np.r_[1, (cm.spoof.size - (np.arange(1, cm_label.size + 1) - np.cumsum(cm_label))) / cm.spoof.size]
+    best_crit, value = np.inf, None
+    for j in range(a.size):
+        gap = (m + (1 - m) * a[j]) - ((1 - rho) * (1 - m) * b[j] + rho * f * c[j])
+        i = int(np.argmin(np.abs(gap)))
+        if a[j] < (1 - rho) * b[j] + rho * c[j]:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                crit = abs(b[j] / c[j] - f[i] / (1 - m[i]))
+            if crit < best_crit:
+                best_crit, value = crit, c[j] * f[i]
+    return value
+
+
+def test_t_eer_matches_quadratic_scan():
+    rng = np.random.default_rng(5)
+    for trial in range(60):
+        decimals = (None, 1, 0)[trial % 3]
+        asv = _random_classes(rng, 40, decimals)
+        cm = TrialClasses(*(np.round(rng.normal(mu, 1, x.size), 1) if decimals is not None
+                            else rng.normal(mu, 1, x.size) for mu, x in zip((1, 1, -1), asv)))
+        for rho in (0.0, 0.5, 1.0):
+            expected = _naive_t_eer(asv, cm, rho)
+            if expected is None:
+                with pytest.raises(InputError):
+                    concurrent_t_eer(asv, cm, rho)
+            else:
+                assert concurrent_t_eer(asv, cm, rho) == expected
+
+
+# ---------------------------------------------------------------- input checks and table
+
+def test_unknown_key_and_empty_class_are_clear_errors():
+    with pytest.raises(InputError, match="unknown key 'bonafide'"):
+        split_trials([1.0, 2.0], ["target", "bonafide"])
+    with pytest.raises(InputError, match="no 'spoof' trials"):
+        min_a_dcf(split_trials([1.0, 2.0], ["target", "nontarget"]))
+    with pytest.raises(InputError, match="finite"):
+        roc_eer(np.array([np.nan, 1.0]), np.array([0.0]))
+    with pytest.raises(InputError, match="priors"):
+        ADCFCost(0.9, 0.1, 0.1, 1, 1, 1)
+
+
+def test_format_table_aligns_and_marks_missing_metrics():
+    table = format_table({"fused": {"sasv_eer": 1.23456, "min_a_dcf": 0.5, "t_eer": 2.0},
+                          "a much longer name": {"sasv_eer": 10.0, "min_a_dcf": 0.25}})
+    lines = table.splitlines()
+    assert len(lines) == 4 and len({len(line) for line in lines}) == 1
+    assert "SASV-EER(%)" in lines[0] and "t-EER(%)" in lines[0]
+    assert "1.235" in lines[2] and lines[3].rstrip().endswith("-")
+
+
+def test_plot_det_writes_an_image(tmp_path):
+    from metrics.det import plot_det
+    rng = np.random.default_rng(6)
+    keys = ["target"] * 50 + ["nontarget"] * 60 + ["spoof"] * 70
+    scores = np.r_[rng.normal(2, 1, 50), rng.normal(0, 1, 60), rng.normal(1, 1, 70)]
+    out = tmp_path / "det.png"
+    plot_det({"a": (scores, keys), "b": (scores + rng.normal(0, 1, scores.size), keys)}, out, "test")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
