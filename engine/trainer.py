@@ -1,0 +1,435 @@
+"""The one thin training loop for ASV models, CMs and SASV back-ends (WeSpeaker-style executor).
+
+The engine knows nothing about the task: a `Task` turns a batch into a loss and scores the dev set.
+Seeding, optimisers, schedules, AMP, DDP, checkpoints, resume and CSV logs live here; see docs/training.md.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Protocol
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler
+from tqdm import tqdm
+
+from common.config import ConfigError
+from engine import distributed
+from engine.checkpoint import FORMAT, load_checkpoint, load_model_state, plain, save_checkpoint
+from engine.csvlog import CsvLog, write_table
+from engine.optim import build_optimizer, resolve_param_groups
+from engine.schedulers import build_scheduler
+from engine.schema import check_train_config
+from engine.seeding import derive_seed, get_rng_state, seed_everything, set_rng_state, worker_init_fn
+
+LAST, BEST = "last.pt", "best.pt"
+TRAIN_LOG, EPOCH_LOG = "train_log.csv", "epoch_log.csv"
+
+
+class Task(Protocol):
+    """What a task supplies to `fit`. Everything trainable lives in `model` (wrap a network and its loss head,
+    e.g. an AAM-softmax classifier, in one nn.Module) so that it is optimised, synchronised and checkpointed.
+
+    Optional methods, used when present:
+    - `param_groups(model) -> list[dict]`: optimizer groups, e.g. `[{"params": front, "lr": 1e-5},
+      {"params": back}]`; keys a group leaves out come from the `optimizer` section. Every trainable
+      parameter must be in exactly one group.
+    - `on_epoch_start(model, epoch: int) -> None`: called before each epoch (0-based), e.g. margin warm-up.
+    """
+
+    def training_step(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, Mapping[str, Any]]:
+        """Loss (scalar tensor) of one batch (already on the model's device) and extra values to log
+        (floats or 0-dim tensors; the same keys at every step and on every rank). Runs under autocast."""
+        ...
+
+    def evaluate(self, model: nn.Module) -> Mapping[str, float]:
+        """Dev metrics after each epoch (model in eval mode, under no_grad). Called on every rank; rank 0's
+        result is used everywhere, so other ranks may return {} to skip the work. May return {}."""
+        ...
+
+
+@dataclass
+class TrainData:
+    """A dataset and how to batch it.
+
+    `batch_sampler` is None (the engine uses DistributedSampler + BatchSampler with the config's
+    batch_size, shuffle, drop_last and seed), an object yielding lists of indices (with `set_epoch(epoch)`
+    and `__len__` when it has them; under DDP it must split batches between ranks itself and say so with a
+    `world_size` attribute), or a factory `f(rank=, world_size=, seed=, batch_size=) -> such an object`
+    (batch_size there is the per-rank share of the config's global batch_size).
+    """
+
+    dataset: Dataset
+    collate_fn: Callable | None = None
+    batch_sampler: Any = None
+
+
+@dataclass
+class FitResult:
+    epochs_completed: int
+    global_step: int
+    select_metric: str
+    best_value: float | None
+    best_epoch: int | None          # 1-based, as in epoch_log.csv
+    history: list[dict] = field(default_factory=list)  # epoch_log.csv rows
+    last_checkpoint: Path | None = None
+    best_checkpoint: Path | None = None
+
+
+def fit(model: nn.Module, task: Task, train_data: TrainData, cfg: Mapping, out_dir: str | Path,
+        resume: bool = False) -> FitResult:
+    """Trains `model` in place for `cfg["epochs"]` epochs, writing checkpoints and logs to `out_dir`.
+
+    `cfg` is the training section (`engine.TRAIN_SCHEMA`). `resume=True` continues from `out_dir/last.pt`
+    (model, optimizer, schedule, scaler, RNG, epoch, best metric, CSV rows), or starts afresh when there is
+    none; `resume=False` starts afresh and replaces earlier outputs. Under torchrun every rank calls `fit`.
+    """
+    check_train_config(cfg)
+    for name in ("training_step", "evaluate"):
+        if not callable(getattr(task, name, None)):
+            raise TypeError(f"task {type(task).__name__} has no {name}() method (see engine.Task)")
+    ctx = distributed.setup(cfg["device"], cfg["dist_timeout_s"])
+    try:
+        return _Trainer(model, task, train_data, cfg, Path(out_dir), ctx).run(resume)
+    finally:
+        distributed.teardown(ctx)
+
+
+def resolve_amp(mode: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype: `auto` = bf16 (fp16 on GPUs without bf16) on CUDA, off on CPU."""
+    if mode == "off" or (mode == "auto" and device.type != "cuda"):
+        return None
+    if mode == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if mode == "fp16":
+        if device.type != "cuda":
+            raise ValueError("amp: fp16 needs a CUDA device (use off, or bf16, on CPU)")
+        return torch.float16
+    if mode == "bf16":
+        return torch.bfloat16
+    raise ValueError(f"amp: must be auto, off, bf16 or fp16, got {mode!r}")
+
+
+class _StepModule(nn.Module):
+    """Runs the task's training step inside one forward, so DDP sees any use of the model's submodules."""
+
+    def __init__(self, model: nn.Module, task: Task):
+        super().__init__()
+        self.model = model
+        self.__dict__["task"] = task  # not registered: the task's own parameters (if any) are not trained
+
+    def forward(self, batch: Any):
+        return self.task.training_step(self.model, batch)
+
+
+class _Mean:
+    """Running sums of the loss and logged values, kept on device until read (no sync per step)."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, Any] = {}
+        self.counts: dict[str, int] = {}
+
+    def add(self, values: Mapping[str, Any]) -> None:
+        for k, v in values.items():
+            v = v.detach().float() if isinstance(v, torch.Tensor) else float(v)
+            self.sums[k] = self.sums[k] + v if k in self.sums else v
+            self.counts[k] = self.counts.get(k, 0) + 1
+
+    def means(self) -> dict[str, float]:
+        return {k: float(self.sums[k]) / self.counts[k] for k in self.sums}
+
+    def totals(self) -> list[float]:
+        return [x for k in sorted(self.sums) for x in (float(self.sums[k]), float(self.counts[k]))]
+
+
+class _Trainer:
+    def __init__(self, model: nn.Module, task: Task, data: TrainData, cfg: Mapping, out_dir: Path,
+                 ctx: distributed.DistContext):
+        self.task, self.cfg, self.out, self.ctx = task, cfg, out_dir, ctx
+        self.device = ctx.device
+        self.amp_dtype = resolve_amp(cfg["amp"], self.device)
+        model.to(self.device)
+        if ctx.distributed and cfg["sync_bn"]:
+            if self.device.type != "cuda":
+                raise ValueError("sync_bn: SyncBatchNorm needs CUDA devices; set sync_bn: false for CPU runs")
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        self.model = model
+        self.optimizer = build_optimizer(resolve_param_groups(model, task), cfg["optimizer"])
+        self.params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        self.epoch_target, self.loader_gen, self.loader = self._make_loader(data)
+        self._set_epoch(0)
+        self.scheduler = build_scheduler(self.optimizer, cfg["scheduler"], _len_or_none(self.loader))
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
+        step = _StepModule(model, task)
+        if ctx.distributed:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.forward = DistributedDataParallel(step, device_ids=ids,
+                                                   find_unused_parameters=cfg["find_unused_parameters"])
+        else:
+            self.forward = step
+        self.epoch, self.global_step = 0, 0
+        self.best: dict = {"metric": cfg["select_metric"], "mode": cfg["select_mode"], "value": None, "epoch": None}
+        self.history: list[dict] = []
+        self.train_log: CsvLog | None = None
+
+    # ---- data ----
+    def _make_loader(self, data: TrainData):
+        cfg, ctx = self.cfg, self.ctx
+        bs = data.batch_sampler
+        if bs is None:
+            if cfg["batch_size"] % ctx.world_size:
+                raise ConfigError(f"training config: 'batch_size' {cfg['batch_size']} is not divisible by the "
+                                  f"{ctx.world_size} ranks (it is the global batch)")
+            sampler = DistributedSampler(data.dataset, num_replicas=ctx.world_size, rank=ctx.rank,
+                                         shuffle=cfg["shuffle"], seed=cfg["seed"], drop_last=cfg["drop_last"])
+            bs = BatchSampler(sampler, cfg["batch_size"] // ctx.world_size, drop_last=cfg["drop_last"])
+            target: Any = sampler
+        else:
+            if callable(bs) and (isinstance(bs, type) or not hasattr(bs, "__iter__")):
+                bs = bs(rank=ctx.rank, world_size=ctx.world_size, seed=cfg["seed"],
+                        batch_size=max(1, cfg["batch_size"] // ctx.world_size))
+            if ctx.distributed and getattr(bs, "world_size", None) != ctx.world_size:
+                raise ValueError(f"TrainData.batch_sampler: running on {ctx.world_size} ranks but the batch sampler "
+                                 f"has world_size={getattr(bs, 'world_size', None)}; it must split batches between ranks")
+            target = bs
+        gen = torch.Generator()
+        loader = DataLoader(data.dataset, batch_sampler=bs, num_workers=cfg["num_workers"],
+                            collate_fn=data.collate_fn, pin_memory=self.device.type == "cuda",
+                            worker_init_fn=worker_init_fn if cfg["num_workers"] > 0 else None, generator=gen)
+        return target, gen, loader
+
+    def _set_epoch(self, epoch: int) -> None:
+        if hasattr(self.epoch_target, "set_epoch"):
+            self.epoch_target.set_epoch(epoch)
+        # worker seeds depend on (seed, epoch, rank) only, so a resumed epoch loads the same data
+        self.loader_gen.manual_seed(derive_seed(self.cfg["seed"], epoch, self.ctx.rank, 1))
+
+    # ---- the run ----
+    def run(self, resume: bool) -> FitResult:
+        cfg, ctx = self.cfg, self.ctx
+        last, best = self.out / LAST, self.out / BEST
+        keep_rows: int | None = None
+        if resume and last.is_file():
+            keep_rows = self._restore(last)
+        else:
+            if resume and ctx.is_main:
+                _say(f"no checkpoint at {last}; starting from scratch")
+            seed_everything(derive_seed(cfg["seed"], ctx.rank))
+            if ctx.is_main:
+                for path in (last, best, self.out / EPOCH_LOG):
+                    path.unlink(missing_ok=True)
+        if ctx.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            self.train_log = CsvLog(self.out / TRAIN_LOG, keep_rows)
+        saved_rows, saved_history = keep_rows or 0, list(self.history)
+        try:
+            while self.epoch < cfg["epochs"]:
+                self._run_epoch()
+                saved_rows, saved_history = (self.train_log.n_rows if self.train_log else 0), list(self.history)
+        except BaseException:
+            if self.train_log is not None:  # leave the logs exactly as the last checkpoint knows them
+                self.train_log.rows = self.train_log.rows[:saved_rows]
+                self.train_log.rollback()
+                write_table(self.out / EPOCH_LOG, saved_history)
+            raise
+        finally:
+            if self.train_log is not None:
+                self.train_log.close()
+        distributed.barrier(ctx)
+        return FitResult(self.epoch, self.global_step, self.best["metric"], self.best["value"], self.best["epoch"],
+                         list(self.history), last if last.exists() else None, best if best.exists() else None)
+
+    def _run_epoch(self) -> None:
+        cfg, ctx, epoch = self.cfg, self.ctx, self.epoch
+        t0 = time.time()
+        self._set_epoch(epoch)
+        n_steps = _len_or_none(self.loader)
+        if n_steps is not None:
+            distributed.check_same_across_ranks(ctx, n_steps, "batches per epoch")
+            if n_steps == 0:
+                raise ValueError(f"the training data gives no batch (dataset of {len(self.loader.dataset)} items, "
+                                 f"global batch_size {cfg['batch_size']}, drop_last {cfg['drop_last']})")
+        hook = getattr(self.task, "on_epoch_start", None)
+        if hook is not None:
+            hook(self.model, epoch)
+        self.model.train()
+        window, totals = _Mean(), _Mean()
+        bar = tqdm(self.loader, total=n_steps, desc=f"epoch {epoch + 1}/{cfg['epochs']}", leave=False,
+                   dynamic_ncols=True, file=sys.stderr, disable=True if not (ctx.is_main and cfg["progress"]) else None)
+        for i, batch in enumerate(bar):
+            values = self._train_step(_to_device(batch, self.device))
+            window.add(values)
+            totals.add(values)
+            if (i + 1) % cfg["log_every_steps"] == 0:
+                self._log_window(window, bar)
+                window = _Mean()
+        if window.sums:
+            self._log_window(window, bar)
+        bar.close()
+
+        keys = sorted(totals.sums)
+        summed = distributed.all_reduce_sum(ctx, torch.tensor(totals.totals(), dtype=torch.float64)).tolist()
+        train = {k: summed[2 * j] / summed[2 * j + 1] for j, k in enumerate(keys)}
+        if not math.isfinite(train["loss"]):
+            raise FloatingPointError(f"training loss is {train['loss']} in epoch {epoch + 1} (step {self.global_step}); "
+                                     f"lower the lr or enable grad_clip")
+        self.model.eval()
+        with torch.no_grad():
+            metrics = dict(self.task.evaluate(self.model) or {})
+        self.model.train()
+        metrics = distributed.broadcast_object(ctx, {str(k): float(v) for k, v in metrics.items()})
+
+        lrs = self.scheduler.lrs()
+        record: dict = {"epoch": epoch + 1, "step": self.global_step, **_lr_columns(lrs)}
+        record.update({f"train_{k}": v for k, v in train.items()})
+        record.update(metrics)
+        improved = self._select(record)
+        self.history.append(record)
+        self.epoch = epoch + 1
+        rng = {k: distributed.gather_stack(ctx, v) for k, v in get_rng_state(self.device).items()}
+        if ctx.is_main:
+            self._save(record, improved, rng)
+            extra = "".join(f" {k} {v:.4g}" for k, v in metrics.items())
+            _say(f"epoch {epoch + 1}/{cfg['epochs']} step {self.global_step} lr {lrs[0]:.3g} "
+                 f"train_loss {train['loss']:.4g}{extra} | best {self.best['metric']} "
+                 f"{_fmt(self.best['value'])} @ epoch {self.best['epoch']} | {time.time() - t0:.1f} s")
+
+    def _train_step(self, batch: Any) -> dict:
+        self.scheduler.update(self.epoch, self.global_step)
+        self.optimizer.zero_grad(set_to_none=True)
+        autocast = (torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype is not None
+                    else contextlib.nullcontext())
+        with autocast:
+            out = self.forward(batch)
+        if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[0], torch.Tensor)
+                and out[0].dim() == 0 and isinstance(out[1], Mapping)):
+            raise TypeError("task.training_step must return (loss: 0-dim tensor, logs: dict of floats)")
+        loss, logs = out
+        if "loss" in logs or "grad_norm" in logs:
+            raise ValueError("task.training_step logs: 'loss' and 'grad_norm' are reserved names")
+        self.scaler.scale(loss).backward()
+        values = {"loss": loss, **logs}
+        if self.cfg["grad_clip"] > 0:
+            self.scaler.unscale_(self.optimizer)
+            values["grad_norm"] = torch.nn.utils.clip_grad_norm_(self.params, self.cfg["grad_clip"])
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.global_step += 1
+        return values
+
+    def _log_window(self, window: _Mean, bar: tqdm) -> None:
+        means = window.means()
+        if self.train_log is not None:
+            row = {"epoch": self.epoch + 1, "step": self.global_step, **_lr_columns(self.scheduler.lrs())}
+            row.update(means)
+            self.train_log.append(row)
+        bar.set_postfix(loss=f"{means['loss']:.4g}", refresh=False)
+
+    def _select(self, record: Mapping) -> bool:
+        name = self.best["metric"]
+        if name not in record:
+            raise ValueError(f"select_metric {name!r} is not in the epoch record (columns: {', '.join(record)}); "
+                             f"set the training config's select_metric to one of them")
+        value, old = float(record[name]), self.best["value"]
+        better = old is None or (value < old if self.best["mode"] == "min" else value > old)
+        if math.isfinite(value) and better:
+            self.best.update(value=value, epoch=int(record["epoch"]))
+            return True
+        return False
+
+    # ---- checkpoints ----
+    def _save(self, record: Mapping, improved: bool, rng: Mapping[str, torch.Tensor]) -> None:
+        assert self.train_log is not None
+        self.train_log.commit()
+        write_table(self.out / EPOCH_LOG, self.history)
+        common = {"format": FORMAT, "epoch": self.epoch, "global_step": self.global_step,
+                  "model": self.model.state_dict(), "best": dict(self.best), "config": plain(self.cfg)}
+        if improved:  # best.pt before last.pt: an interrupt in between never leaves last.pt ahead of best.pt
+            save_checkpoint(self.out / BEST, {**common, "kind": "best", "metrics": plain(record)})
+        save_checkpoint(self.out / LAST, {
+            **common, "kind": "last", "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(), "rng": dict(rng),
+            "history": plain(self.history), "csv_rows": {TRAIN_LOG: self.train_log.n_rows},
+            "world_size": self.ctx.world_size})
+
+    def _restore(self, path: Path) -> int:
+        ckpt = load_checkpoint(path)
+        if ckpt.get("kind") != "last":
+            raise ValueError(f"{path}: a {ckpt.get('kind')!r} checkpoint cannot be resumed (needs last.pt)")
+        load_model_state(self.model, ckpt["model"], str(path))
+        try:
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+        except (ValueError, KeyError) as e:
+            raise ValueError(f"{path}: optimizer state does not fit (other parameter groups?): {e}") from None
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        if self.scaler.is_enabled() and ckpt["scaler"]:
+            self.scaler.load_state_dict(ckpt["scaler"])
+        best = ckpt["best"]
+        if (best["metric"], best["mode"]) != (self.cfg["select_metric"], self.cfg["select_mode"]):
+            raise ValueError(f"{path}: select_metric/select_mode changed from {best['metric']}/{best['mode']} to "
+                             f"{self.cfg['select_metric']}/{self.cfg['select_mode']}; resume with the same ones")
+        self.best = dict(best)
+        self.epoch, self.global_step = int(ckpt["epoch"]), int(ckpt["global_step"])
+        self.history = [dict(r) for r in ckpt["history"]]
+        if int(ckpt["world_size"]) == self.ctx.world_size:
+            set_rng_state({k: v[self.ctx.rank] for k, v in ckpt["rng"].items()}, self.device)
+        else:
+            if self.ctx.is_main:
+                _say(f"{path}: saved with {ckpt['world_size']} ranks, resuming on {self.ctx.world_size}: "
+                     f"RNG streams are reseeded, so the run is not bit-identical to an uninterrupted one")
+            seed_everything(derive_seed(self.cfg["seed"], self.ctx.rank, self.epoch))
+        changed = [k for k in _flat(self.cfg) if k != "epochs" and _flat(ckpt["config"]).get(k) != _flat(self.cfg)[k]]
+        if changed and self.ctx.is_main:
+            _say(f"resuming with changed training config keys: {', '.join(changed)}")
+        if self.ctx.is_main:
+            _say(f"resuming from {path} after epoch {self.epoch} (step {self.global_step})")
+        return int(ckpt["csv_rows"][TRAIN_LOG])
+
+
+def _lr_columns(lrs: list[float]) -> dict[str, float]:
+    cols = {"lr": lrs[0]}
+    cols.update({f"lr_{i}": lr for i, lr in enumerate(lrs[1:], start=1)})
+    return cols
+
+
+def _to_device(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, Mapping):
+        return {k: _to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, tuple) and hasattr(batch, "_fields"):
+        return type(batch)(*(_to_device(v, device) for v in batch))
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_to_device(v, device) for v in batch)
+    return batch
+
+
+def _len_or_none(loader: DataLoader) -> int | None:
+    try:
+        return len(loader)
+    except TypeError:
+        return None
+
+
+def _flat(node: Mapping, prefix: str = "") -> dict:
+    out: dict = {}
+    for k, v in node.items():
+        if isinstance(v, Mapping):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[prefix + k] = list(v) if isinstance(v, tuple) else v
+    return out
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def _say(message: str) -> None:
+    print(f"[engine] {message}", file=sys.stderr, flush=True)

@@ -1,0 +1,366 @@
+"""The training engine: seeding, schedules, clipping, parameter groups, checkpoints, exact resume, interrupts."""
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from common.config import ConfigError
+from engine import (TRAIN_SCHEMA, TrainData, build_scheduler, fit, load_checkpoint, load_model_weights,
+                    resolve_amp, seed_everything, train_config)
+from engine.seeding import get_rng_state, set_rng_state
+
+BASE = {"epochs": 4, "batch_size": 8, "log_every_steps": 3, "progress": False,
+        "optimizer": {"name": "adam", "lr": 0.01},
+        "scheduler": {"name": "cosine_warm_restarts", "T_0": 7, "warmup_steps": 2, "gamma": 0.5}}
+
+
+class NoisyData(Dataset):
+    """Features with random noise drawn in __getitem__ (numpy and torch), like on-the-fly augmentation."""
+
+    def __init__(self, n: int = 40):
+        g = torch.Generator().manual_seed(0)
+        self.x = torch.randn(n, 5, generator=g)
+        self.y = (self.x[:, 0] + self.x[:, 1] > 0).long()
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i):
+        noise = torch.from_numpy(np.random.normal(0, 0.1, 5).astype(np.float32)) + 0.1 * torch.randn(5)
+        return self.x[i] + noise, self.y[i]
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.front = nn.Linear(5, 8)
+        self.drop = nn.Dropout(0.3)
+        self.back = nn.Linear(8, 2)
+
+    def forward(self, x):
+        return self.back(self.drop(torch.relu(self.front(x))))
+
+
+class ClassifyTask:
+    """Cross-entropy on the noisy data; dev metric = scripted values when given, else the dev loss."""
+
+    def __init__(self, dev_values=None, interrupt_at_step=None):
+        self.dev_values = list(dev_values) if dev_values is not None else None
+        self.interrupt_at_step, self.steps, self.epoch = interrupt_at_step, 0, 0
+        self.params_after_epoch: list[dict] = []
+
+    def training_step(self, model, batch):
+        self.steps += 1
+        if self.interrupt_at_step is not None and self.steps == self.interrupt_at_step:
+            raise KeyboardInterrupt
+        x, y = batch
+        logits = model(x)
+        loss = nn.functional.cross_entropy(logits, y)
+        return loss, {"acc": (logits.argmax(1) == y).float().mean()}
+
+    def on_epoch_start(self, model, epoch):
+        self.epoch = epoch
+
+    def evaluate(self, model):
+        self.params_after_epoch.append({k: v.clone() for k, v in model.state_dict().items()})
+        if self.dev_values is not None:
+            return {"dev_err": self.dev_values[self.epoch]}
+        data = NoisyData()
+        return {"dev_loss": float(nn.functional.cross_entropy(model(data.x), data.y))}
+
+
+def _cfg(**over) -> dict:
+    merged = {**BASE, **over}
+    return train_config(merged)
+
+
+def _train(out: Path, task=None, resume=False, seed_model=0, data=None, **over):
+    seed_everything(seed_model)
+    model = Net()
+    result = fit(model, task or ClassifyTask(), data or TrainData(NoisyData()), _cfg(**over), out, resume=resume)
+    return model, result
+
+
+def _read(path: Path) -> list[list[str]]:
+    with open(path, newline="") as f:
+        return list(csv.reader(f))
+
+
+def _assert_same_params(a: nn.Module, b: nn.Module) -> None:
+    for (n, p), q in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        assert torch.equal(p, q), n
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+    out = tmp_path_factory.mktemp("straight")
+    model, result = _train(out)
+    return out, model, result
+
+
+# ---- config ----
+def test_schema_defaults_and_errors():
+    cfg = train_config()
+    assert set(cfg) == set(TRAIN_SCHEMA) and cfg["optimizer"]["name"] == "adam"
+    with pytest.raises(ConfigError, match="optimizer.lrr"):
+        train_config({"optimizer": {"lrr": 1.0}})
+    with pytest.raises(ConfigError, match="'amp' must be one of"):
+        train_config({"amp": "fp32"})
+    with pytest.raises(ConfigError, match="'epochs' must be > 0"):
+        train_config({"epochs": 0})
+    with pytest.raises(ConfigError, match="missing key 'optimizer'"):
+        fit(Net(), ClassifyTask(), TrainData(NoisyData()), {k: v for k, v in train_config().items()
+                                                           if k != "optimizer"}, "/nonexistent")
+
+
+def test_amp_resolution_on_cpu():
+    cpu = torch.device("cpu")
+    assert resolve_amp("auto", cpu) is None and resolve_amp("off", cpu) is None
+    assert resolve_amp("bf16", cpu) is torch.bfloat16
+    with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
+        resolve_amp("fp16", cpu)
+
+
+# ---- seeding ----
+def test_seeding_reproducible_with_workers(tmp_path):
+    kw = dict(epochs=2, num_workers=2, scheduler={"name": "none"})
+    a, ra = _train(tmp_path / "a", **kw)
+    b, rb = _train(tmp_path / "b", **kw)
+    _assert_same_params(a, b)
+    assert _read(tmp_path / "a" / "train_log.csv") == _read(tmp_path / "b" / "train_log.csv")
+    c, _ = _train(tmp_path / "c", seed=1, **kw)  # other data order, dropout masks and noise
+    assert not torch.equal(a.back.weight, c.back.weight)
+
+
+def test_rng_state_roundtrip():
+    seed_everything(3)
+    state = get_rng_state()
+    first = (np.random.rand(), torch.rand(1).item(), __import__("random").random())
+    set_rng_state(state)
+    assert (np.random.rand(), torch.rand(1).item(), __import__("random").random()) == first
+
+
+# ---- schedules ----
+def _lrs(sched_cfg: dict, n: int, base: float = 1.0, steps_per_epoch=None, by="step") -> list[float]:
+    cfg = train_config({"scheduler": sched_cfg})["scheduler"]
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=base)
+    sched = build_scheduler(opt, cfg, steps_per_epoch)
+    out = []
+    for t in range(n):
+        sched.update(epoch=t if by == "epoch" else 0, step=t if by == "step" else 0)
+        out.append(opt.param_groups[0]["lr"])
+    return out
+
+
+def test_scheduler_hand_checked_points():
+    assert _lrs({"name": "none"}, 3, by="epoch") == [1.0, 1.0, 1.0]
+    assert _lrs({"name": "exponential", "gamma": 0.5}, 4, by="epoch") == [1.0, 0.5, 0.25, 0.125]
+    assert _lrs({"name": "step", "step_size": 2}, 5, by="epoch") == pytest.approx([1, 1, 0.1, 0.1, 0.01])
+    assert _lrs({"name": "keras_decay", "decay": 0.5}, 4) == pytest.approx([1, 1 / 1.5, 0.5, 1 / 2.5])
+    # warm-up for the other schedules: (t+1)/(W+1) ramp, then the schedule from its start
+    assert _lrs({"name": "exponential", "gamma": 0.5, "warmup_epochs": 2}, 5, by="epoch") == pytest.approx(
+        [1 / 3, 2 / 3, 1.0, 0.5, 0.25])
+    # cosine with per-cycle warm-up (W=1), T_0=5, eta_min=0.1, peak halves each cycle
+    lrs = _lrs({"name": "cosine_warm_restarts", "T_0": 5, "warmup_steps": 1, "eta_min": 0.1, "gamma": 0.5}, 7)
+    c = lambda peak, k: 0.1 + (peak - 0.1) * (1 + math.cos(math.pi * k / 4)) / 2  # noqa: E731
+    assert lrs == pytest.approx([0.1 + 0.9 / 2, 1.0, c(1, 1), c(1, 2), c(1, 3), 0.1 + 0.4 / 2, 0.5])
+    # T_mult=2 without warm-up: cycles of 2, 4, 8 steps
+    lrs = _lrs({"name": "cosine_warm_restarts", "T_0": 2, "T_mult": 2}, 7)
+    assert lrs == pytest.approx([1.0, 0.5, 1.0, c2 := (1 + math.cos(math.pi / 4)) / 2, 0.5, 1 - c2, 1.0])
+
+
+def test_cosine_matches_torch_sgdr_without_warmup():
+    ours = _lrs({"name": "cosine_warm_restarts", "T_0": 3, "T_mult": 2, "eta_min": 0.01}, 25, base=0.1)
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1)
+    ref = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(opt, T_0=3, T_mult=2, eta_min=0.01)
+    theirs = []
+    for _ in range(25):
+        theirs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        ref.step()
+    assert ours == pytest.approx(theirs, rel=1e-12)
+
+
+def test_scheduler_interval_and_warmup_epochs():
+    # cosine steps per optimizer step; warmup_epochs counts steps_per_epoch steps each
+    lrs = _lrs({"name": "cosine_warm_restarts", "T_0": 10, "warmup_epochs": 1}, 4, steps_per_epoch=3)
+    assert lrs == pytest.approx([0.25, 0.5, 0.75, 1.0])
+    with pytest.raises(ValueError, match="warmup_steps needs interval: step"):
+        _lrs({"name": "step", "warmup_steps": 2}, 1)
+    with pytest.raises(ValueError, match="exponential scheduler needs gamma"):
+        _lrs({"name": "exponential"}, 1)
+
+
+def test_lr_is_logged_per_step(tmp_path):
+    _train(tmp_path, epochs=1, log_every_steps=1,
+           scheduler={"name": "keras_decay", "decay": 1.0}, optimizer={"name": "sgd", "lr": 0.1})
+    rows = _read(tmp_path / "train_log.csv")
+    assert rows[0][:4] == ["epoch", "step", "lr", "loss"] and len(rows) == 1 + 5  # 40 items / batch 8
+    assert [float(r[2]) for r in rows[1:]] == pytest.approx([0.1 / (1 + t) for t in range(5)])
+
+
+# ---- clipping, parameter groups ----
+class _BigGradTask:
+    def training_step(self, model, batch):
+        x, _ = batch
+        return 1000.0 * model(x).sum(), {}
+
+    def evaluate(self, model):
+        return {}
+
+
+def test_grad_clipping(tmp_path):
+    seed_everything(0)
+    model = nn.Linear(5, 2)
+    before = torch.cat([p.detach().flatten() for p in model.parameters()]).clone()
+    cfg = train_config({"epochs": 1, "batch_size": 40, "grad_clip": 0.5, "progress": False, "shuffle": False,
+                        "optimizer": {"name": "sgd", "lr": 1.0, "momentum": 0.0}})
+    fit(model, _BigGradTask(), TrainData(NoisyData()), cfg, tmp_path)
+    after = torch.cat([p.detach().flatten() for p in model.parameters()])
+    assert torch.linalg.vector_norm(after - before).item() == pytest.approx(0.5, rel=1e-5)
+    header, row = _read(tmp_path / "train_log.csv")
+    assert float(row[header.index("grad_norm")]) > 100  # the norm before clipping is logged
+
+
+class _GroupTask(ClassifyTask):
+    def param_groups(self, model):
+        return [{"params": model.front.parameters(), "lr": 1e-4}, {"params": model.back.parameters()}]
+
+
+def test_param_groups_separate_lrs(tmp_path):
+    seed_everything(0)
+    model = Net()
+    front0, back0 = model.front.weight.detach().clone(), model.back.weight.detach().clone()
+    cfg = _cfg(epochs=1, optimizer={"name": "sgd", "lr": 0.1, "momentum": 0.0},
+               scheduler={"name": "step", "step_size": 1, "gamma": 0.5})
+    fit(model, _GroupTask(), TrainData(NoisyData()), cfg, tmp_path)
+    header, *rows = _read(tmp_path / "epoch_log.csv")
+    assert header[:4] == ["epoch", "step", "lr", "lr_1"]
+    assert float(rows[0][2]) == pytest.approx(1e-4) and float(rows[0][3]) == pytest.approx(0.1)
+    moved_front = (model.front.weight - front0).abs().max().item()
+    moved_back = (model.back.weight - back0).abs().max().item()
+    assert 0 < moved_front < moved_back / 50
+    ckpt = load_checkpoint(tmp_path / "last.pt")
+    assert ckpt["scheduler"]["base_lrs"] == pytest.approx([1e-4, 0.1])
+
+    class Partial(ClassifyTask):
+        def param_groups(self, model):
+            return [{"params": model.back.parameters()}]
+    with pytest.raises(ValueError, match="leaves 2 trainable parameters out .*front.weight"):
+        fit(Net(), Partial(), TrainData(NoisyData()), cfg, tmp_path / "p")
+
+
+# ---- checkpoints, resume, interrupts ----
+def test_checkpoints_load_weights_only(straight):
+    out, model, result = straight
+    for name in ("last.pt", "best.pt"):
+        ckpt = torch.load(out / name, weights_only=True)
+        assert ckpt["format"] == "sasv-engine-checkpoint/1"
+    last = torch.load(out / "last.pt", weights_only=True)
+    assert last["epoch"] == 4 and last["global_step"] == 20 and last["kind"] == "last"
+    assert set(last) >= {"model", "optimizer", "scheduler", "scaler", "rng", "best", "history", "csv_rows"}
+    assert all(isinstance(v, torch.Tensor) for v in last["rng"].values())
+    assert last["csv_rows"]["train_log.csv"] == len(_read(out / "train_log.csv")) - 1
+    assert [r["epoch"] for r in result.history] == [1, 2, 3, 4]
+    fresh = Net()
+    load_model_weights(fresh, out / "last.pt")
+    _assert_same_params(fresh, model)
+    with pytest.raises(ValueError, match="last.pt: checkpoint of a different architecture"):
+        load_model_weights(nn.Linear(5, 2), out / "last.pt")
+
+
+def test_exact_resume(straight, tmp_path):
+    out, model, _ = straight
+    _train(tmp_path, epochs=2)
+    resumed, result = _train(tmp_path, epochs=4, resume=True, seed_model=99)  # init is overwritten
+    _assert_same_params(model, resumed)
+    for log in ("train_log.csv", "epoch_log.csv"):
+        assert _read(tmp_path / log) == _read(out / log), log
+    a, b = load_checkpoint(out / "last.pt"), load_checkpoint(tmp_path / "last.pt")
+    for k, v in a["optimizer"]["state"].items():
+        assert all(torch.equal(v[s], b["optimizer"]["state"][k][s]) for s in v)
+    assert result.epochs_completed == 4 and result.global_step == 20
+
+
+def test_resume_without_checkpoint_starts_fresh(straight, tmp_path):
+    out, model, _ = straight
+    resumed, _ = _train(tmp_path, resume=True)
+    _assert_same_params(model, resumed)
+
+
+def test_best_checkpoint_selection(tmp_path):
+    task = ClassifyTask(dev_values=[3.0, 1.0, 2.0, 1.0])
+    _, result = _train(tmp_path, task=task, select_metric="dev_err")
+    assert (result.best_epoch, result.best_value) == (2, 1.0)  # ties keep the earlier epoch
+    best = load_checkpoint(tmp_path / "best.pt")
+    assert best["epoch"] == 2 and best["metrics"]["dev_err"] == 1.0 and best["kind"] == "best"
+    for k, v in task.params_after_epoch[1].items():
+        assert torch.equal(best["model"][k], v)
+    task = ClassifyTask(dev_values=[3.0, 1.0, 2.0, 4.0])
+    _, result = _train(tmp_path / "max", task=task, select_metric="dev_err", select_mode="max")
+    assert result.best_epoch == 4
+    with pytest.raises(ValueError, match="select_metric 'eer' is not in the epoch record"):
+        _train(tmp_path / "bad", select_metric="eer")
+
+
+def test_keyboard_interrupt_then_resume(straight, tmp_path):
+    out, model, _ = straight
+    with pytest.raises(KeyboardInterrupt):
+        _train(tmp_path, task=ClassifyTask(interrupt_at_step=13))  # in epoch 3 (5 steps per epoch)
+    ckpt = load_checkpoint(tmp_path / "last.pt")
+    assert ckpt["epoch"] == 2
+    assert len(_read(tmp_path / "train_log.csv")) - 1 == ckpt["csv_rows"]["train_log.csv"]
+    assert [r[0] for r in _read(tmp_path / "epoch_log.csv")] == ["epoch", "1", "2"]
+    assert not list(tmp_path.glob(".*.tmp"))
+    resumed, _ = _train(tmp_path, resume=True)
+    _assert_same_params(model, resumed)
+    assert _read(tmp_path / "train_log.csv") == _read(out / "train_log.csv")
+
+
+def test_resume_drops_rows_written_after_the_checkpoint(straight, tmp_path):
+    out, model, _ = straight
+    _train(tmp_path, epochs=2)
+    with open(tmp_path / "train_log.csv", "a") as f:  # rows of an epoch cut short by a hard kill
+        f.write("3,11,0.001,0.5,0.5\n3,12,0.0")
+    resumed, _ = _train(tmp_path, resume=True)
+    _assert_same_params(model, resumed)
+    assert _read(tmp_path / "train_log.csv") == _read(out / "train_log.csv")
+
+
+class _EpochSampler:
+    """A user batch sampler: fixed batches, reversed on odd epochs."""
+
+    def __init__(self):
+        self.epochs: list[int] = []
+        self.epoch = 0
+
+    def set_epoch(self, epoch):
+        self.epochs.append(epoch)
+        self.epoch = epoch
+
+    def __iter__(self):
+        batches = [list(range(i, i + 10)) for i in range(0, 40, 10)]
+        return iter(batches[::-1] if self.epoch % 2 else batches)
+
+    def __len__(self):
+        return 4
+
+
+def test_user_batch_sampler_gets_set_epoch(tmp_path):
+    sampler = _EpochSampler()
+    _, result = _train(tmp_path, data=TrainData(NoisyData(), batch_sampler=sampler), epochs=3)
+    assert result.global_step == 12 and sampler.epochs[-3:] == [0, 1, 2]
+    made = []
+
+    def factory(rank, world_size, seed, batch_size):
+        made.append((rank, world_size, seed, batch_size))
+        return _EpochSampler()
+    _train(tmp_path / "f", data=TrainData(NoisyData(), batch_sampler=factory), epochs=1)
+    assert made == [(0, 1, 0, 8)]
