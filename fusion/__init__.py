@@ -14,8 +14,11 @@ from fusion.joint_oc import JointOC
 from fusion.lr_fusion import LRFusion
 from fusion.product_rule import ProductRule
 from fusion.score_sum import ScoreSum
+from fusion.single import ASVOnly, CMOnly
 
 BACKENDS: dict[str, type] = {
+    "asv_only": ASVOnly,
+    "cm_only": CMOnly,
     "score_sum": ScoreSum,
     "product_rule": ProductRule,
     "lr_fusion": LRFusion,

@@ -272,3 +272,14 @@ def test_embedding_backend_checkpoint_round_trip_and_input_errors(name):
         model(x[0], x[1][:4], x[2][:4])
     with pytest.raises(ValueError, match="4-class"):
         model.loss(model(*x), torch.tensor([0, 1, 2, 3, 0]))
+
+
+def test_single_system_baselines_pass_one_sub_score_through():
+    from fusion import build_backend, score_backend_from_state
+    asv, cm = np.array([0.9, 0.1, 0.8]), np.array([2.0, 3.0, -4.0])
+    keys = ["target", "nontarget", "spoof"]
+    only_asv = build_backend("asv_only").fit(asv, cm, keys)
+    only_cm = build_backend("cm_only").fit(asv, cm, keys)
+    np.testing.assert_array_equal(only_asv.score(asv, cm), asv)
+    np.testing.assert_array_equal(only_cm.score(asv, cm), cm)
+    assert score_backend_from_state(only_cm.state_dict()).score(asv, cm).tolist() == cm.tolist()
