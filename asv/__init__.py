@@ -1,0 +1,31 @@
+"""Speaker (ASV) embedding models, their training losses (`asv.losses`), community checkpoint adapters
+(`asv.checkpoint`) and cosine scoring (`asv.scoring`).
+
+Every model maps a (B, T) float32 16 kHz waveform to a (B, D) embedding and exposes `embedding_dim`.
+"""
+from __future__ import annotations
+
+from torch import nn
+
+from asv import ecapa_tdnn, losses, resnet_se34l, resnet_se34v2
+from common.errors import InputError
+
+__all__ = ["MODELS", "build_model", "losses"]
+
+# arch name -> (class, config dict with every accepted keyword and its default)
+MODELS = {
+    "ResNetSE34V2": (resnet_se34v2.ResNetSE34V2, resnet_se34v2.CONFIG),
+    "ResNetSE34L": (resnet_se34l.ResNetSE34L, resnet_se34l.CONFIG),
+    "ECAPA-TDNN": (ecapa_tdnn.ECAPATDNN, ecapa_tdnn.CONFIG),
+}
+
+
+def build_model(arch: str, **kwargs) -> nn.Module:
+    """The speaker model named `arch`, with its CONFIG defaults overridden by `kwargs`."""
+    if arch not in MODELS:
+        raise InputError(f"unknown ASV model '{arch}' (valid: {', '.join(MODELS)})")
+    cls, config = MODELS[arch]
+    for key in kwargs:
+        if key not in config:
+            raise InputError(f"unknown keyword '{key}' for ASV model {arch} (valid: {', '.join(config)})")
+    return cls(**{**config, **kwargs})

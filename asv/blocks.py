@@ -1,0 +1,74 @@
+"""Squeeze-excitation ResNet blocks shared by ResNetSE34V2 and ResNetSE34L.
+
+Attribute names follow voxceleb_trainer's models/ResNetBlocks.py so its checkpoints load by name.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+
+class SELayer(nn.Module):
+    """Channel re-weighting from globally pooled statistics (Hu et al.)."""
+
+    def __init__(self, channels: int, reduction: int = 8):
+        super().__init__()
+        self.fc = nn.Sequential(
+            nn.Linear(channels, channels // reduction), nn.ReLU(inplace=True),
+            nn.Linear(channels // reduction, channels), nn.Sigmoid())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weights = self.fc(x.mean(dim=(2, 3)))
+        return x * weights[:, :, None, None]
+
+
+class SEBasicBlock(nn.Module):
+    """Two 3x3 convolutions + SE + residual. ReLU before BN in the first conv, as in voxceleb_trainer."""
+
+    def __init__(self, inplanes: int, planes: int, stride: int | tuple[int, int] = 1, reduction: int = 8):
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, kernel_size=3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, kernel_size=3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.se = SELayer(planes, reduction)
+        self.downsample = None
+        if stride not in (1, (1, 1)) or inplanes != planes:
+            self.downsample = nn.Sequential(
+                nn.Conv2d(inplanes, planes, kernel_size=1, stride=stride, bias=False), nn.BatchNorm2d(planes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.bn1(self.relu(self.conv1(x)))
+        out = self.se(self.bn2(self.conv2(out)))
+        out += x if self.downsample is None else self.downsample(x)   # in place: `out` is a fresh tensor
+        return self.relu(out)
+
+
+def make_layer(inplanes: int, planes: int, blocks: int, stride: int | tuple[int, int] = 1) -> nn.Sequential:
+    """`blocks` SE basic blocks; only the first one changes resolution/width."""
+    layers = [SEBasicBlock(inplanes, planes, stride)]
+    layers += [SEBasicBlock(planes, planes) for _ in range(1, blocks)]
+    return nn.Sequential(*layers)
+
+
+def make_stages(inplanes: int, channels: Sequence[int], depths: Sequence[int],
+                strides: Sequence[int | tuple[int, int]]) -> list[nn.Sequential]:
+    """The four ResNet stages (layer1..layer4)."""
+    stages = []
+    for planes, depth, stride in zip(channels, depths, strides):
+        stages.append(make_layer(inplanes, planes, depth, stride))
+        inplanes = planes
+    return stages
+
+
+def init_resnet(module: nn.Module) -> None:
+    """voxceleb_trainer's initialisation: Kaiming-normal (fan_out) convolutions, unit/zero BatchNorm2d."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.constant_(m.weight, 1)
+            nn.init.constant_(m.bias, 0)

@@ -1,0 +1,34 @@
+"""Generalised end-to-end loss (Wan et al., 2018): every utterance is classified against all speaker centroids,
+its own speaker's centroid computed without it."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from asv.losses.common import accuracy, check_metric_input
+
+
+class GE2E(nn.Module):
+    """Parameters `w`, `b` as voxceleb_trainer's loss/ge2e.py. Like the seed, cosines are clamped at 1e-6 from
+    below before scaling; unlike it, the whole (B, M, B) similarity tensor is computed in one pass."""
+
+    def __init__(self, init_w: float = 10.0, init_b: float = -5.0):
+        super().__init__()
+        self.w = nn.Parameter(torch.tensor(init_w))
+        self.b = nn.Parameter(torch.tensor(init_b))
+
+    def forward(self, x: torch.Tensor, label: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        check_metric_input(x, "ge2e")
+        speakers, m, _ = x.shape
+        total = x.sum(dim=1, keepdim=True)                                   # (B, 1, D)
+        centroids = F.normalize(total.squeeze(1) / m, dim=1)                 # (B, D)
+        own = F.normalize((total - x) / (m - 1), dim=2)                      # (B, M, D): centroid without the utterance
+        xn = F.normalize(x, dim=2)
+        cos = xn @ centroids.T                                               # (B, M, B)
+        cos_own = (xn * own).sum(dim=2)                                      # (B, M)
+        diagonal = torch.eye(speakers, dtype=torch.bool, device=x.device).unsqueeze(1)   # (B, 1, B)
+        cos = torch.where(diagonal, cos_own.unsqueeze(2), cos).clamp(min=1e-6)
+        logits = (cos * self.w.clamp(min=1e-6) + self.b).reshape(speakers * m, speakers)
+        target = torch.arange(speakers, device=x.device).repeat_interleave(m)
+        return F.cross_entropy(logits, target), accuracy(logits, target)

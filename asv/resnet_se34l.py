@@ -1,0 +1,65 @@
+"""ResNetSE34L: voxceleb_trainer's fast quarter-width SE-ResNet-34 ("Fast ResNet-34", SAP).
+
+40 log-mels (no pre-emphasis, as in the seed; Hamming 25/10 ms, instance norm), channels 16-32-64-128,
+depths 3-4-6-3, frequency averaged before self-attentive pooling over time, 512-d embedding. Parameter names match
+voxceleb_trainer's models/ResNetSE34L.py so `asv.checkpoint` loads its checkpoints by stripping `__S__.`.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from asv.blocks import init_resnet, make_stages
+from asv.features import LogMelFrontend, SpecAugmentFn, augmenter, check_wave, resolve_spec_augment
+from common.errors import InputError
+
+CONFIG = {
+    "n_mels": 40,
+    "embedding_dim": 512,
+    "encoder_type": "SAP",           # "SAP" (attentive mean) or "ASP" (attentive mean + std)
+    "channels": (16, 32, 64, 128),
+    "layers": (3, 4, 6, 3),
+    "spec_augment": None,            # used when forward(aug=True): True, data.augment.SpecAugment kwargs, or a callable
+}
+
+
+class ResNetSE34L(nn.Module):
+    def __init__(self, n_mels: int = 40, embedding_dim: int = 512, encoder_type: str = "SAP",
+                 channels: tuple[int, ...] = (16, 32, 64, 128), layers: tuple[int, ...] = (3, 4, 6, 3),
+                 spec_augment: Optional[SpecAugmentFn | bool | dict] = None):
+        super().__init__()
+        if encoder_type not in ("ASP", "SAP"):
+            raise InputError(f"ResNetSE34L: unknown encoder_type '{encoder_type}' (valid: ASP, SAP)")
+        self.embedding_dim = embedding_dim
+        self.encoder_type = encoder_type
+        self.spec_augment = resolve_spec_augment(spec_augment, "ResNetSE34L")
+        self.features = LogMelFrontend(n_mels, pre_emphasis=None, norm="instance")
+
+        self.conv1 = nn.Conv2d(1, channels[0], kernel_size=7, stride=(2, 1), padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(channels[0])
+        self.relu = nn.ReLU(inplace=True)
+        self.layer1, self.layer2, self.layer3, self.layer4 = make_stages(
+            channels[0], channels, layers, strides=(1, 2, 2, 1))
+
+        width = channels[3]
+        self.sap_linear = nn.Linear(width, width)
+        self.attention = nn.Parameter(torch.empty(width, 1))
+        nn.init.xavier_normal_(self.attention)
+        self.fc = nn.Linear(width * (2 if encoder_type == "ASP" else 1), embedding_dim)
+        init_resnet(self)
+
+    def forward(self, wave: torch.Tensor, aug: bool = False) -> torch.Tensor:
+        check_wave(wave, "ResNetSE34L")
+        x = self.features(wave, augmenter("ResNetSE34L", aug, self.spec_augment)).unsqueeze(1)
+        x = self.relu(self.bn1(self.conv1(x)))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        x = x.mean(dim=2).transpose(1, 2)                     # (B, frames, C): frequency averaged
+        w = F.softmax(torch.tanh(self.sap_linear(x)) @ self.attention, dim=1)   # (B, frames, 1)
+        mu = torch.sum(x * w, dim=1)
+        if self.encoder_type == "SAP":
+            return self.fc(mu)
+        sg = torch.sqrt((torch.sum(x * x * w, dim=1) - mu * mu).clamp(min=1e-5))
+        return self.fc(torch.cat((mu, sg), dim=1))
