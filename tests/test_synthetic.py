@@ -1,0 +1,312 @@
+"""The synthetic corpus generator: determinism, exact layouts, and measured realism of speakers and spoofs.
+
+The realism tests train deliberately simple models (MFCC statistics + LDA for speakers; spectral statistics +
+logistic regression for spoofing) on a small custom preset and check the properties the pipeline relies on:
+speakers are separable but not trivially, spoofs fool a speaker model, and a CM learns the training attacks
+but only partly generalises to unseen eval attacks.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from scipy.fft import dct
+from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+
+import synthetic
+from synthetic import Preset
+from synthetic.attacks import EVAL_ATTACKS, TRAIN_ATTACKS
+
+ROOT = Path(__file__).resolve().parents[1]
+SPLITS = ("train", "dev", "eval")
+CM_NAME = {"train": "ASVspoof2019.LA.cm.train.trn.txt", "dev": "ASVspoof2019.LA.cm.dev.trl.txt",
+           "eval": "ASVspoof2019.LA.cm.eval.trl.txt"}
+ASV = "ASVspoof2019_LA_asv_protocols/ASVspoof2019.LA.asv"
+
+# Small enough for ~10 s of generation on a busy 2-core machine, big enough for EERs with some meaning.
+REALISM = Preset(name="test-realism", train_speakers=16, dev_speakers=8, eval_speakers=8, train_bonafide=10,
+                 enrol_utts=3, trial_utts=6, train_spoofs=30, dev_spoofs=10, eval_spoofs=5, min_dur=1.0, max_dur=1.5,
+                 vox_train_speakers=16, vox_test_speakers=2, vox_utts=4, vox_test_utts=2, vox_videos=2)
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+def eer(target: np.ndarray, nontarget: np.ndarray) -> float:
+    """Equal error rate (fraction) by sweeping every score as a threshold."""
+    scores = np.concatenate([target, nontarget])
+    labels = np.concatenate([np.ones(len(target)), np.zeros(len(nontarget))])
+    order = np.argsort(scores, kind="mergesort")
+    labels = labels[order]
+    frr = np.concatenate([[0.0], np.cumsum(labels) / len(target)])
+    far = np.concatenate([[1.0], 1 - np.cumsum(1 - labels) / len(nontarget)])
+    i = np.argmin(np.abs(frr - far))
+    return float((frr[i] + far[i]) / 2)
+
+
+def _frames_power(x: np.ndarray, n_fft: int = 512, hop: int = 160) -> np.ndarray:
+    if len(x) < n_fft:
+        x = np.pad(x, (0, n_fft - len(x)))
+    frames = np.lib.stride_tricks.sliding_window_view(x, n_fft)[::hop] * np.hanning(n_fft)
+    return np.abs(np.fft.rfft(frames, axis=1)) ** 2 + 1e-10
+
+
+def _mel_fb(n_mels: int = 40, n_fft: int = 512, sr: int = 16000) -> np.ndarray:
+    mel = lambda f: 2595 * np.log10(1 + f / 700)  # noqa: E731
+    imel = lambda m: 700 * (10 ** (m / 2595) - 1)  # noqa: E731
+    edges = imel(np.linspace(mel(60), mel(7600), n_mels + 2))
+    freqs = np.arange(n_fft // 2 + 1) * sr / n_fft
+    lo, mid, hi = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    return np.maximum(0, np.minimum((freqs - lo) / (mid - lo), (hi - freqs) / (hi - mid)))
+
+
+_MEL = _mel_fb()
+
+
+def _speech(power: np.ndarray) -> np.ndarray:
+    energy = 10 * np.log10(power.sum(axis=1))
+    return energy > energy.max() - 30
+
+
+def asv_features(x: np.ndarray) -> np.ndarray:
+    """Mean and std of 20 MFCCs over speech frames."""
+    p = _frames_power(x)
+    mfcc = dct(np.log(p @ _MEL.T), type=2, norm="ortho", axis=1)[:, 1:21]
+    m = mfcc[_speech(p)]
+    return np.concatenate([m.mean(0), m.std(0)])
+
+
+def cm_features(x: np.ndarray) -> np.ndarray:
+    """Linear-frequency cepstral statistics, spectral flatness, high-band energy and sample-level statistics."""
+    p = _frames_power(x)
+    speech = _speech(p)
+    bands = np.log(p[:, 1:].reshape(len(p), 32, 8).mean(axis=2))
+    lfcc = dct(bands, type=2, norm="ortho", axis=1)[:, :20]
+    dl = np.diff(lfcc, axis=0)
+    flat = np.log(p[:, 1:].reshape(len(p), 8, 32)).mean(2) - np.log(p[:, 1:].reshape(len(p), 8, 32).mean(2))
+    quiet = ~speech
+    q = bands[quiet].mean(0) - bands[speech].mean(0) if quiet.any() else np.zeros(32)
+    d = np.diff(x)
+    cep = np.fft.irfft(np.log(p[speech]), axis=1)[:, 32:200]              # pitch region of the cepstrum
+    cpp = cep.max(axis=1) - cep.mean(axis=1)                                # cepstral peak prominence
+    flux = np.sqrt((np.diff(np.log(p[:, 4:200]), axis=0) ** 2).mean(1))[speech[1:] & speech[:-1]]
+    mask = np.zeros(len(x), dtype=bool)
+    mask[:len(speech) * 160] = np.repeat(speech, 160)[:len(x)]
+    seg = x[mask] if mask.sum() > 1000 else x
+    seg = (seg - seg.mean()) / (seg.std() + 1e-9)
+    return np.concatenate([lfcc[speech].mean(0), lfcc[speech].std(0), dl[speech[1:]].std(0),
+                           flat[speech].mean(0), flat[speech].std(0), q[::4],
+                           [np.log(np.mean(d ** 2) / np.mean(x ** 2) + 1e-12), cpp.mean(), cpp.std(),
+                            np.percentile(flux, 50), np.percentile(flux, 95), flux.max(), np.log(np.mean(seg ** 4)),
+                            np.log(np.abs(seg).max())]])
+
+
+def read_lines(path: Path) -> list[list[str]]:
+    return [line.split() for line in path.read_text().splitlines()]
+
+
+def load(la: Path, split: str, utt: str) -> np.ndarray:
+    return sf.read(str(la / f"ASVspoof2019_LA_{split}" / "flac" / f"{utt}.flac"), dtype="float32")[0]
+
+
+# ----------------------------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> synthetic.CorpusPaths:
+    return synthetic.generate_corpus(tmp_path_factory.mktemp("tiny"), "tiny", seed=0)
+
+
+@pytest.fixture(scope="module")
+def realism(tmp_path_factory) -> synthetic.CorpusPaths:
+    return synthetic.generate_corpus(tmp_path_factory.mktemp("realism"), REALISM, seed=1)
+
+
+def _digest(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file() and p.name != "synthetic_corpus.json"}
+
+
+# ----------------------------------------------------------------------------------------------- tests
+def test_same_seed_gives_identical_bytes_and_other_seed_differs(tiny, tmp_path):
+    again = synthetic.generate_corpus(tmp_path / "again", "tiny", seed=0, workers=2)  # worker count must not matter
+    a, b = _digest(tiny.root), _digest(again.root)
+    assert a == b and len(a) > 50
+    other = synthetic.generate_corpus(tmp_path / "other", "tiny", seed=1)
+    x = load(tiny.la, "train", read_lines(tiny.la / "ASVspoof2019_LA_cm_protocols" / CM_NAME["train"])[0][1])
+    first_other = read_lines(other.la / "ASVspoof2019_LA_cm_protocols" / CM_NAME["train"])[0][1]
+    y = load(other.la, "train", first_other)
+    assert not (len(x) == len(y) and np.array_equal(x, y))
+    assert set(_digest(other.root).values()).isdisjoint(a.values())
+
+
+def test_layout_protocols_and_files(tiny):
+    la = tiny.la
+    assert tiny.enr_audio == la / "enr_audio" and tiny.voxceleb == tiny.root / "VoxCeleb"
+    speakers = {}
+    cm_utts = {}
+    for split in SPLITS:
+        prefix = {"train": "LA_T_", "dev": "LA_D_", "eval": "LA_E_"}[split]
+        rows = read_lines(la / "ASVspoof2019_LA_cm_protocols" / CM_NAME[split])
+        assert rows and all(len(r) == 5 and r[2] == "-" for r in rows)
+        for spk, utt, _, system, key in rows:
+            assert len(spk) == 7 and spk.startswith("LA_00") and spk[3:].isdigit()
+            assert utt.startswith(prefix) and len(utt) == 12 and utt[5:].isdigit()
+            assert (key, system == "-") in {("bonafide", True), ("spoof", False)}
+            info = sf.info(str(la / f"ASVspoof2019_LA_{split}" / "flac" / f"{utt}.flac"))
+            assert (info.samplerate, info.channels, info.format, info.subtype) == (16000, 1, "FLAC", "PCM_16")
+        systems = {r[3] for r in rows} - {"-"}
+        assert systems == set(TRAIN_ATTACKS if split != "eval" else EVAL_ATTACKS)
+        speakers[split] = {r[0] for r in rows}
+        cm_utts[split] = {r[1]: r for r in rows}
+        n_flac = len(list((la / f"ASVspoof2019_LA_{split}" / "flac").glob("*.flac")))
+        n_enrol = 0
+        if split != "train":
+            enrol = {}
+            for g in ("female", "male"):
+                for spk, utts in read_lines(la / f"{ASV}.{split}.{g}.trn.txt"):
+                    enrol[spk] = (g, utts.split(","))
+            n_enrol = sum(len(u) for _, u in enrol.values())
+            assert {g for g, _ in enrol.values()} == {"female", "male"} and set(enrol) == speakers[split]
+            for spk, (_, utts) in enrol.items():
+                assert utts == sorted(utts) and not set(utts) & set(cm_utts[split])  # not CM trials
+                for u in utts:
+                    assert (la / f"ASVspoof2019_LA_{split}" / "flac" / f"{u}.flac").is_file()
+            gender = {spk: g for spk, (g, _) in enrol.items()}
+            gi = read_lines(la / f"{ASV}.{split}.gi.trn.txt")
+            assert {r[0] for r in gi} == set(enrol)
+            for spk, name in gi:
+                assert name == f"{spk}_{enrol[spk][1][0]}"
+                joined = sf.read(str(tiny.enr_audio / split / f"{name}.flac"), dtype="float32")[0]
+                parts = [load(la, split, u) for u in enrol[spk][1]]
+                assert np.array_equal(joined, np.concatenate(parts))
+            keys = set()
+            for spk, utt, attack, key in read_lines(la / f"{ASV}.{split}.gi.trl.txt"):
+                owner, _, _, system, cm_key = cm_utts[split][utt]
+                keys.add(key)
+                if key == "target":
+                    assert (attack, cm_key, owner) == ("bonafide", "bonafide", spk)
+                elif key == "nontarget":
+                    assert attack == "bonafide" and cm_key == "bonafide" and owner != spk
+                    assert gender[owner] == gender[spk]
+                else:
+                    assert key == "spoof" and attack == system and owner == spk
+            assert keys == {"target", "nontarget", "spoof"}
+        assert n_flac == len(rows) + n_enrol  # every flac is a CM trial or an enrolment utterance
+    assert not (speakers["train"] & speakers["dev"] or speakers["train"] & speakers["eval"]
+                or speakers["dev"] & speakers["eval"])
+
+    vox = tiny.voxceleb
+    train = read_lines(vox / "train_list.txt")
+    for spk, rel in train:
+        parts = rel.split("/")
+        assert parts[0] == spk and len(spk) == 7 and spk[2:].isdigit() and len(parts[1]) == 11
+        assert len(parts[2]) == 9 and parts[2].endswith(".wav")
+        assert sf.info(str(vox / "wav" / rel)).samplerate == 16000
+    trials = read_lines(vox / "veri_test.txt")
+    assert {t[0] for t in trials} == {"0", "1"}
+    test_spk = set()
+    for label, a, b in trials:
+        assert (vox / "wav" / a).is_file() and (vox / "wav" / b).is_file()
+        assert (label == "1") == (a.split("/")[0] == b.split("/")[0])
+        test_spk |= {a.split("/")[0], b.split("/")[0]}
+    assert not test_spk & {s for s, _ in train}
+    assert len(list((vox / "wav").rglob("*.wav"))) == len(train) + len({f for t in trials for f in t[1:]})
+
+
+def test_skips_complete_output_and_force_regenerates(tiny, tmp_path):
+    out = tmp_path / "c"
+    small = Preset(name="mini", train_speakers=2, dev_speakers=4, eval_speakers=4, train_bonafide=1, enrol_utts=1,
+                   trial_utts=1, train_spoofs=1, dev_spoofs=1, eval_spoofs=1, min_dur=0.6, max_dur=0.6,
+                   vox_train_speakers=1, vox_test_speakers=2, vox_utts=1, vox_test_utts=2, vox_videos=1)
+    paths = synthetic.generate_corpus(out, small, seed=3)
+    manifest = json.loads((out / "synthetic_corpus.json").read_text())
+    assert manifest["seed"] == 3 and manifest["preset"]["name"] == "mini"
+    marker = paths.la / "ASVspoof2019_LA_train" / "flac" / "stale.flac"
+    marker.write_bytes(b"x")  # a skipped run must not look at it; a forced run must remove it
+    stamp = (out / "synthetic_corpus.json").stat().st_mtime_ns
+    marker.unlink()
+    synthetic.generate_corpus(out, small, seed=3)
+    assert (out / "synthetic_corpus.json").stat().st_mtime_ns == stamp  # skipped
+    marker.write_bytes(b"x")
+    synthetic.generate_corpus(out, small, seed=3)  # counts differ now: incomplete, so regenerated
+    assert not marker.exists()
+    stamp = (out / "synthetic_corpus.json").stat().st_mtime_ns
+    synthetic.generate_corpus(out, small, seed=3, force=True)
+    assert (out / "synthetic_corpus.json").stat().st_mtime_ns != stamp
+    foreign = tmp_path / "foreign"
+    (foreign / "LA").mkdir(parents=True)
+    with pytest.raises(ValueError, match="not written by the synthetic generator"):
+        synthetic.generate_corpus(foreign, small, seed=3)
+    with pytest.raises(ValueError, match="unknown preset"):
+        synthetic.generate_corpus(out, "huge")
+
+
+def test_cli_reports_and_skips(tiny):
+    r = subprocess.run([sys.executable, "generate_corpus.py", "--out", str(tiny.root), "--preset", "tiny"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "already complete" in r.stdout and str(tiny.la) in r.stdout
+
+
+def _asv_scores(paths: synthetic.CorpusPaths, split: str, lda: LinearDiscriminantAnalysis):
+    la = paths.la
+    enrol = {}
+    for g in ("female", "male"):
+        for spk, utts in read_lines(la / f"{ASV}.{split}.{g}.trn.txt"):
+            e = lda.transform(np.stack([asv_features(load(la, split, u)) for u in utts.split(",")]))
+            e /= np.linalg.norm(e, axis=1, keepdims=True)
+            enrol[spk] = e.mean(0) / np.linalg.norm(e.mean(0))
+    cache: dict[str, np.ndarray] = {}
+    scores: dict[str, list[float]] = {"target": [], "nontarget": [], "spoof": []}
+    for spk, utt, _, key in read_lines(la / f"{ASV}.{split}.gi.trl.txt"):
+        if utt not in cache:
+            v = lda.transform(asv_features(load(la, split, utt))[None])[0]
+            cache[utt] = v / np.linalg.norm(v)
+        scores[key].append(float(cache[utt] @ enrol[spk]))
+    return {k: np.array(v) for k, v in scores.items()}
+
+
+def test_speaker_model_separates_speakers_and_spoofs_fool_it(realism):
+    """MFCC stats + LDA trained on VoxCeleb and LA train speakers, cosine-scored on dev and eval trials."""
+    feats, labels = [], []
+    for spk, rel in read_lines(realism.voxceleb / "train_list.txt"):
+        feats.append(asv_features(sf.read(str(realism.voxceleb / "wav" / rel), dtype="float32")[0]))
+        labels.append(spk)
+    for spk, utt, _, _, key in read_lines(realism.la / "ASVspoof2019_LA_cm_protocols" / CM_NAME["train"]):
+        if key == "bonafide":
+            feats.append(asv_features(load(realism.la, "train", utt)))
+            labels.append(spk)
+    lda = LinearDiscriminantAnalysis(n_components=16, solver="eigen", shrinkage=0.1).fit(np.stack(feats), labels)
+    for split in ("dev", "eval"):
+        s = _asv_scores(realism, split, lda)
+        sv = eer(s["target"], s["nontarget"])
+        spf = eer(s["target"], s["spoof"])
+        print(f"{split}: SV-EER {sv:.3f}  SPF-EER {spf:.3f}")
+        assert 0.005 < sv < 0.25, f"{split} SV-EER {sv:.3f}: speakers must be separable, but not trivially"
+        assert spf > 0.20 and spf > sv + 0.1, f"{split} SPF-EER {spf:.3f} (SV-EER {sv:.3f}): spoofs must fool ASV"
+
+
+def test_countermeasure_learns_seen_attacks_and_partly_generalises(realism):
+    """Logistic regression on spectral statistics: low EER on dev (A01-A06), clearly higher on eval (A07-A19)."""
+    data = {}
+    for split in SPLITS:
+        rows = read_lines(realism.la / "ASVspoof2019_LA_cm_protocols" / CM_NAME[split])
+        x = np.stack([cm_features(load(realism.la, split, r[1])) for r in rows])
+        data[split] = (x, np.array([r[4] == "bonafide" for r in rows]))
+    scaler = StandardScaler().fit(data["train"][0])
+    cm = LogisticRegression(C=0.5, max_iter=2000, class_weight="balanced")
+    cm.fit(scaler.transform(data["train"][0]), data["train"][1])
+    result = {}
+    for split in ("dev", "eval"):
+        x, y = data[split]
+        score = cm.decision_function(scaler.transform(x))
+        result[split] = eer(score[y], score[~y])
+    print(f"CM EER dev {result['dev']:.3f} eval {result['eval']:.3f}")
+    assert result["dev"] < 0.20, f"CM dev EER {result['dev']:.3f}: training attacks must be learnable"
+    assert result["eval"] > result["dev"] + 0.05, f"CM eval EER {result['eval']:.3f} vs dev {result['dev']:.3f}"
+    assert result["eval"] < 0.5
