@@ -1,0 +1,163 @@
+"""Standalone speaker-model training (`task: asv`): VoxCeleb-layout data or ASVspoof bona fide speech.
+
+Trains `asv.arch` with `loss.name` (voxceleb_trainer's losses) on speaker classification batches of
+`train.batch_size` speakers x `data.utts_per_speaker` utterances, evaluates EER / minDCF on a trial list
+after every epoch, keeps the best, and exports it as `asv_model.pt` for the SASV configs.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+import asv
+from asv.checkpoint import load_asv_state, save_asv_state
+from asv.losses import build_loss
+from common.config import REQUIRED, FreeForm
+from common.errors import InputError
+from common.io import atomic_write
+from data.asvspoof import LADatabase
+from data.augment import build_augment
+from data.datasets import EmbeddingTable, SpeakerDataset, speaker_models
+from data.samplers import SpeakerBatchSampler
+from data.voxceleb import VoxCeleb
+from engine import TRAIN_SCHEMA, TrainData, fit, is_main_process, load_model_weights
+from metrics.dcf import DCF_P001, DCF_P005, min_dcf
+from metrics.eer import roc_eer
+from pipeline.extract import extract
+from pipeline.frontends import ASV_SECTION, asv_embed_fn, crop_spec
+
+SCHEMA = {
+    "task": "asv",
+    "output_dir": REQUIRED,
+    "data": {
+        "voxceleb": None,          # VoxCeleb-layout root (wav/, train_list.txt, veri_test.txt), or
+        "database": None,          # an ASVspoof 2019 LA folder: train on train bona fide, test on dev target/nontarget
+        "train_list": None,        # default <voxceleb>/train_list.txt
+        "trial_list": None,        # default <voxceleb>/veri_test.txt
+        "train_samples": 32000,    # training crop (2 s)
+        "utts_per_speaker": 1,     # M: metric losses (angleproto, ge2e, ...) need >= 2
+        "augment": {"enabled": False, "options": FreeForm({})},   # data.augment.WaveAugment options
+    },
+    "asv": ASV_SECTION,            # asv.checkpoint: initial weights (fine-tuning), optional
+    "loss": {"name": "aamsoftmax", "options": FreeForm({})},
+    "train": {**TRAIN_SCHEMA, "select_metric": "eer"},
+}
+
+
+class SpeakerNet(nn.Module):
+    """Speaker model + loss head in one module (voxceleb_trainer's SpeakerNet), trained as one."""
+
+    def __init__(self, model: nn.Module, loss: nn.Module, utts_per_speaker: int):
+        super().__init__()
+        self.model, self.loss, self.m = model, loss, utts_per_speaker
+
+    def forward(self, wave: torch.Tensor, label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        emb = self.model(wave)
+        return self.loss(emb.view(-1, self.m, emb.shape[-1]), label.view(-1, self.m)[:, 0])
+
+
+class TrialList:
+    """A verification trial list as (enrolment id, test id, label) with the audio of each id."""
+
+    def __init__(self, pairs: list[tuple[str, str, int]], audio: dict[str, Path],
+                 enrolment: Mapping[str, list[str]] | None = None):
+        self.pairs, self.audio, self.enrolment = pairs, audio, enrolment
+
+    def score(self, model: nn.Module, cfg: Mapping, device: torch.device) -> np.ndarray:
+        out = extract(list(self.audio.items()), asv_embed_fn(model, device), crop_spec(cfg["asv"]),
+                      batch_size=cfg["train"]["batch_size"], desc="ASV dev embeddings")
+        table = EmbeddingTable(out.ids, out.arrays["embeddings"])
+        if self.enrolment is not None:   # ASVspoof: speaker models from the enrolment lists
+            table = EmbeddingTable.from_mapping({**dict(zip(table.ids, table.embeddings)),
+                                                 **speaker_models(self.enrolment, table)})
+        e = _unit(table.embeddings)
+        a = np.array([table.index[p[0]] for p in self.pairs])
+        b = np.array([table.index[p[1]] for p in self.pairs])
+        return np.einsum("ij,ij->i", e[a], e[b])
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def verification_metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    tar, non = scores[labels == 1], scores[labels == 0]
+    return {"eer": 100 * roc_eer(tar, non).eer, "min_dcf_p001": min_dcf(tar, non, DCF_P001).value,
+            "min_dcf_p005": min_dcf(tar, non, DCF_P005).value}
+
+
+def _data(cfg: Mapping) -> tuple[list[Path], list[int], TrialList]:
+    d = cfg["data"]
+    if bool(d["voxceleb"]) == bool(d["database"]):
+        raise InputError("task asv: set exactly one of data.voxceleb (VoxCeleb layout) or data.database (ASVspoof 2019 LA)")
+    if d["voxceleb"]:
+        vox = VoxCeleb(d["voxceleb"], d["train_list"], d["trial_list"])
+        paths, labels, _ = vox.train_set(check=True)
+        trials = vox.trials()
+        vox.trial_files(check=True)
+        audio = {rel: vox.wav(rel) for t in trials for rel in (t.enrol, t.test)}
+        return paths, labels, TrialList([(t.enrol, t.test, t.label) for t in trials], audio)
+    db = LADatabase(d["database"])
+    db.check_split("train")
+    db.check_split("dev")
+    bona = [e for e in db.cm_entries("train") if e.is_bonafide]
+    speakers = {s: i for i, s in enumerate(sorted({e.speaker for e in bona}))}
+    paths, labels = [db.flac("train", e.utt) for e in bona], [speakers[e.speaker] for e in bona]
+    enrolment = db.enrolment("dev")
+    trials = [t for t in db.sasv_trials("dev") if t.key != "spoof"]
+    audio = {t.utt: db.flac("dev", t.utt) for t in trials}
+    audio.update({u: db.flac("dev", u) for utts in enrolment.values() for u in utts})
+    pairs = [(t.speaker, t.utt, int(t.key == "target")) for t in trials]
+    return paths, labels, TrialList(pairs, audio, enrolment)
+
+
+class ASVTask:
+    def __init__(self, cfg: Mapping, trials: TrialList):
+        self.cfg, self.trials = cfg, trials
+        self.labels = np.array([p[2] for p in trials.pairs])
+
+    def training_step(self, model: SpeakerNet, batch) -> tuple[torch.Tensor, dict]:
+        wave, label = batch
+        loss, accuracy = model(wave, label)
+        return loss, {"accuracy": accuracy.detach()}
+
+    def evaluate(self, model: SpeakerNet) -> dict[str, float]:
+        if not is_main_process():
+            return {}
+        device = next(model.parameters()).device
+        return verification_metrics(self.trials.score(model.model, self.cfg, device), self.labels)
+
+
+def run(cfg: Mapping, resume: bool = False) -> dict:
+    out = Path(cfg["output_dir"])
+    paths, labels, trials = _data(cfg)
+    d = cfg["data"]
+    model = asv.build_model(cfg["asv"]["arch"], **cfg["asv"]["model"])
+    if cfg["asv"]["checkpoint"]:
+        load_asv_state(model, None, cfg["asv"]["checkpoint"], strict=True)
+    loss = build_loss(cfg["loss"]["name"], model.embedding_dim, max(labels) + 1, **cfg["loss"]["options"])
+    net = SpeakerNet(model, loss, d["utts_per_speaker"])
+    augment = build_augment(dict(d["augment"]["options"]) if d["augment"]["enabled"] else None)
+    dataset = SpeakerDataset(paths, labels, n_samples=d["train_samples"], seed=cfg["train"]["seed"], augment=augment)
+
+    def batches(rank: int, world_size: int, seed: int, batch_size: int) -> SpeakerBatchSampler:
+        return SpeakerBatchSampler(labels, batch_size, d["utts_per_speaker"], seed=seed, rank=rank, world_size=world_size)
+
+    result = fit(net, ASVTask(cfg, trials), TrainData(dataset, batch_sampler=batches), cfg["train"], out, resume=resume)
+    if not is_main_process():
+        return {}
+    best = load_model_weights(net, result.best_checkpoint or result.last_checkpoint)
+    save_asv_state(out / "asv_model.pt", net.model, net.loss, arch=cfg["asv"]["arch"],
+                   model_config=json.dumps(dict(cfg["asv"]["model"])))
+    metrics = {k: float(v) for k, v in best["metrics"].items() if k in ("eer", "min_dcf_p001", "min_dcf_p005")}
+    metrics["best_epoch"] = int(best["epoch"])
+    with atomic_write(out / "results.json") as f:
+        json.dump(metrics, f, indent=1)
+    print(f"ASV {cfg['asv']['arch']}: EER {metrics.get('eer', float('nan')):.2f} %, minDCF(0.01) "
+          f"{metrics.get('min_dcf_p001', float('nan')):.4f} (best epoch {metrics['best_epoch']}) -> {out / 'asv_model.pt'}")
+    return metrics

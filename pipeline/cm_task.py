@@ -1,0 +1,116 @@
+"""Standalone countermeasure training (`task: cm`): AASIST / AASIST-L on ASVspoof 2019 LA train.
+
+Starts from scratch or from `cm.checkpoint` (e.g. the official AASIST.pth), selects by dev CM EER, reports
+the CM EER of every split in `eval_splits` with the best weights, and exports `cm_model.pt`.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+import cm
+from cm.checkpoint import load_cm_state, save_cm_state
+from cm.losses import build_loss
+from common.config import REQUIRED, FreeForm
+from common.io import atomic_write
+from data.asvspoof import LADatabase, check_files_exist
+from data.augment import build_augment
+from data.datasets import CMDataset
+from engine import TRAIN_SCHEMA, TrainData, fit, is_main_process, load_model_weights
+from metrics.eer import det_eer
+from pipeline.extract import extract
+from pipeline.frontends import CM_SECTION, crop_spec
+
+SCHEMA = {
+    "task": "cm",
+    "database": REQUIRED,          # the ASVspoof 2019 LA folder
+    "output_dir": REQUIRED,
+    "data": {
+        "train_samples": 64600,    # random training crop (AASIST: 64600 = 4.04 s)
+        "augment": {"enabled": False, "options": FreeForm({})},
+    },
+    "cm": CM_SECTION,              # cm.checkpoint: initial weights (fine-tuning), optional
+    "loss": {"name": "WeightedCE", "options": FreeForm({})},    # WeightedCE | OCSoftmax
+    "eval_splits": ["dev", "eval"],
+    "train": {**TRAIN_SCHEMA, "select_metric": "dev_cm_eer"},
+}
+
+
+class CMNet(nn.Module):
+    """CM model + loss (the OC-softmax loss has a learnable centre), trained and checkpointed as one."""
+
+    def __init__(self, model: nn.Module, loss: nn.Module):
+        super().__init__()
+        self.model, self.loss = model, loss
+
+    def forward(self, wave: torch.Tensor, label: torch.Tensor | None = None):
+        embedding, logits = self.model(wave)
+        if label is None:
+            return self.score(embedding, logits)
+        return self.loss(embedding, logits, label)
+
+    def score(self, embedding: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """The loss's own score: the bona fide logit (wce) or the cosine to the OC-softmax centre."""
+        return self.loss.score(embedding, logits)
+
+
+def cm_eer(net: CMNet, cfg: Mapping, db: LADatabase, split: str, device: torch.device) -> tuple[float, list, np.ndarray]:
+    entries = db.cm_entries(split)
+
+    def embed(wave: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"scores": net(wave.to(device))}
+
+    out = extract([(e.utt, db.flac(split, e.utt)) for e in entries], embed, crop_spec(cfg["cm"]),
+                  batch_size=cfg["train"]["batch_size"], desc=f"CM {split}")
+    scores = out.arrays["scores"]
+    labels = np.array([e.label for e in entries])
+    return 100 * det_eer(scores[labels == 1], scores[labels == 0]).eer, entries, scores
+
+
+class CMTask:
+    def __init__(self, cfg: Mapping, db: LADatabase):
+        self.cfg, self.db = cfg, db
+
+    def training_step(self, model: CMNet, batch) -> tuple[torch.Tensor, dict]:
+        wave, label = batch
+        return model(wave, label), {}
+
+    def evaluate(self, model: CMNet) -> dict[str, float]:
+        if not is_main_process():
+            return {}
+        return {"dev_cm_eer": cm_eer(model, self.cfg, self.db, "dev", next(model.parameters()).device)[0]}
+
+
+def run(cfg: Mapping, resume: bool = False) -> dict:
+    out, db = Path(cfg["output_dir"]), LADatabase(cfg["database"])
+    for split in {"train", "dev", *cfg["eval_splits"]}:   # fail before compute
+        check_files_exist((db.flac(split, e.utt) for e in db.cm_entries(split)),
+                          f"ASVspoof 2019 LA {split} audio in {db.flac_dir(split)}")
+    model = cm.build_model(cfg["cm"]["arch"], **cfg["cm"]["model"])
+    if cfg["cm"]["checkpoint"]:
+        load_cm_state(model, cfg["cm"]["checkpoint"])
+    net = CMNet(model, build_loss(cfg["loss"]["name"], **cfg["loss"]["options"]))
+    d = cfg["data"]
+    augment = build_augment(dict(d["augment"]["options"]) if d["augment"]["enabled"] else None)
+    dataset = CMDataset.from_database(db, "train", n_samples=d["train_samples"], train=True,
+                                      seed=cfg["train"]["seed"], augment=augment)
+    result = fit(net, CMTask(cfg, db), TrainData(dataset), cfg["train"], out, resume=resume)
+    if not is_main_process():
+        return {}
+    best = load_model_weights(net, result.best_checkpoint or result.last_checkpoint)
+    save_cm_state(out / "cm_model.pt", net.model, arch=cfg["cm"]["arch"])
+    device = next(net.parameters()).device
+    net.eval()
+    with torch.inference_mode():
+        metrics = {f"{s}_cm_eer": cm_eer(net, cfg, db, s, device)[0] for s in cfg["eval_splits"]}
+    metrics["best_epoch"] = int(best["epoch"])
+    with atomic_write(out / "results.json") as f:
+        json.dump(metrics, f, indent=1)
+    shown = ", ".join(f"{s} {metrics[f'{s}_cm_eer']:.2f} %" for s in cfg["eval_splits"])
+    print(f"CM {cfg['cm']['arch']}: EER {shown} (best epoch {metrics['best_epoch']}) -> {out / 'cm_model.pt'}")
+    return metrics

@@ -1,0 +1,59 @@
+"""Building the ASV and CM front-ends named by a config section, with their checkpoints."""
+from __future__ import annotations
+
+from typing import Mapping
+
+import torch
+from torch import nn
+
+import asv
+import cm
+from asv.checkpoint import load_asv_state
+from cm.checkpoint import load_cm_state
+from common.config import FreeForm
+from pipeline.extract import CropSpec, EmbedFn
+
+ASV_SECTION = {
+    "arch": "ECAPA-TDNN",          # ResNetSE34V2 | ResNetSE34L | ECAPA-TDNN
+    "checkpoint": None,            # voxceleb_trainer, ECAPA-TDNN repo, DDP or our own layout
+    "model": FreeForm({}),         # keyword arguments of the model (see its CONFIG dict)
+    "crop": {"policy": "full", "samples": 64000, "count": 1},   # evaluation input: full | first | even (count crops)
+}
+CM_SECTION = {
+    "arch": "AASIST",              # AASIST | AASIST-L
+    "checkpoint": None,            # the official AASIST.pth / AASIST-L.pth, or our own
+    "model": FreeForm({}),
+    "crop": {"policy": "first", "samples": 64600, "count": 1},  # AASIST evaluation convention
+}
+
+
+def build_asv(section: Mapping, device: torch.device | str = "cpu") -> nn.Module:
+    """The speaker model of `section`, with its checkpoint loaded strictly, in eval mode."""
+    model = asv.build_model(section["arch"], **section["model"])
+    if section["checkpoint"]:
+        load_asv_state(model, None, section["checkpoint"], strict=True)
+    return model.to(device).eval()
+
+
+def build_cm(section: Mapping, device: torch.device | str = "cpu") -> nn.Module:
+    """The countermeasure of `section`, with its checkpoint loaded strictly, in eval mode."""
+    model = cm.build_model(section["arch"], **section["model"])
+    if section["checkpoint"]:
+        load_cm_state(model, section["checkpoint"])
+    return model.to(device).eval()
+
+
+def crop_spec(section: Mapping) -> CropSpec:
+    c = section["crop"]
+    return CropSpec(c["policy"], int(c["samples"]), int(c["count"]))
+
+
+def asv_embed_fn(model: nn.Module, device: torch.device | str = "cpu") -> EmbedFn:
+    return lambda wave: {"embeddings": model(wave.to(device))}
+
+
+def cm_embed_fn(model: nn.Module, device: torch.device | str = "cpu") -> EmbedFn:
+    def run(wave: torch.Tensor) -> dict[str, torch.Tensor]:
+        embedding, logits = model(wave.to(device))
+        return {"embeddings": embedding, "scores": logits[:, 1]}
+    return run

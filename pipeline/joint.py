@@ -1,0 +1,168 @@
+"""Joint optimisation: ASV and CM front-ends fine-tuned end to end with an embedding back-end.
+
+Training trials are drawn from the ASVspoof train protocol (2-class or 4-class schemes of
+data.datasets), on waveforms. Optional auxiliary losses keep each front-end doing its own job: a
+verification loss on the ASV cosine of bona fide pairs, and the CM's cross-entropy on the test utterance.
+Each epoch re-embeds the dev set with the current front-ends and selects by dev SASV-EER.
+"""
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import Dataset
+
+from data.asvspoof import check_files_exist
+from data.datasets import NONTARGET, SPOOF, TARGET, SASVTrialSampler, SASVWaveTrialDataset
+from data.datasets import speaker_models
+from engine import TrainData, is_main_process
+from metrics.sasv import sasv_eers
+from pipeline.extract import CropSpec, extract
+from pipeline.frontends import asv_embed_fn, cm_embed_fn, crop_spec
+from pipeline.sasv import TrialInputs, score_embeddings
+from pipeline.stages import asv_trial_scores, database
+
+KINDS = (TARGET, NONTARGET, SPOOF, "nontarget_spoof")
+
+
+class JointSASV(nn.Module):
+    """ASV front-end + CM front-end + back-end in one module, so the engine optimises and checkpoints all three."""
+
+    def __init__(self, asv: nn.Module, cm: nn.Module, backend: nn.Module):
+        super().__init__()
+        self.asv, self.cm, self.backend = asv, cm, backend
+        # auxiliary verification head: logit = scale * cosine + bias (target vs zero-effort nontarget)
+        self.aux_scale = nn.Parameter(torch.tensor(10.0))
+        self.aux_bias = nn.Parameter(torch.tensor(-5.0))
+
+    def forward(self, enrol: torch.Tensor, test: torch.Tensor):
+        enr = self.asv(enrol)
+        tst = self.asv(test)
+        cm_emb, cm_logits = self.cm(test)
+        return self.backend(enr, tst, cm_emb), cm_logits, enr, tst
+
+
+class _TrialsWithKind(Dataset):
+    """Adds each trial's kind (index into KINDS) to the waveform trial items, for the auxiliary losses."""
+
+    def __init__(self, base: SASVWaveTrialDataset):
+        self.base = base
+
+    def set_epoch(self, epoch: int) -> None:
+        self.base.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int):
+        enrol, test, _ = self.base[i]
+        return enrol, test, KINDS.index(self.base.trials[i].kind)
+
+
+def joint_train_data(cfg: Mapping, seed: int) -> TrainData:
+    db = database(cfg)
+    entries = db.cm_entries("train")
+    paths = {e.utt: db.flac("train", e.utt) for e in entries}
+    check_files_exist(paths.values(), f"ASVspoof 2019 LA train audio in {db.flac_dir('train')}")
+    scheme = cfg["sampling"]["scheme"]
+    if scheme not in ("2class", "4class"):
+        from common.errors import InputError
+        raise InputError(f"joint training samples waveform trials: sampling.scheme must be 2class or 4class, got {scheme!r}")
+    joint = cfg["joint"]
+    base = SASVWaveTrialDataset(SASVTrialSampler.from_cm_entries(entries, scheme), paths,
+                                epoch_length=cfg["sampling"]["trials_per_epoch"] or len(entries),
+                                n_samples=joint["test_samples"], enrol_samples=joint["enrol_samples"], seed=seed)
+    return TrainData(_TrialsWithKind(base))
+
+
+class JointTask:
+    """Engine task for joint optimisation (see the module docstring)."""
+
+    def __init__(self, cfg: Mapping):
+        self.cfg = cfg
+        self.joint = cfg["joint"]
+        self._dev = None
+
+    def param_groups(self, model: JointSASV) -> list[dict]:
+        for part, frozen in ((model.asv, self.joint["freeze_asv"]), (model.cm, self.joint["freeze_cm"])):
+            for p in part.parameters():
+                p.requires_grad_(not frozen)
+        front = [p for m in (model.asv, model.cm) for p in m.parameters() if p.requires_grad]
+        back = list(model.backend.parameters()) + [model.aux_scale, model.aux_bias]
+        groups = [{"params": back}]
+        if front:
+            groups.append({"params": front, "lr": self.joint["frontend_lr"]})
+        return groups
+
+    def training_step(self, model: JointSASV, batch) -> tuple[torch.Tensor, dict]:
+        enrol, test, kind = batch
+        output, cm_logits, enr, tst = model(enrol, test)
+        target = (kind == 0).long()
+        loss = model.backend.loss(output, target)
+        logs = {"backend_loss": loss.detach()}
+        if self.joint["aux_cm_weight"] > 0:
+            bonafide = (kind <= 1).long()   # target or zero-effort nontarget
+            cm_loss = F.cross_entropy(cm_logits, bonafide,
+                                      weight=torch.tensor([0.9, 0.1], device=cm_logits.device))
+            loss = loss + self.joint["aux_cm_weight"] * cm_loss
+            logs["aux_cm_loss"] = cm_loss.detach()
+        if self.joint["aux_asv_weight"] > 0:
+            pairs = kind <= 1               # bona fide trials: same speaker or not
+            if pairs.any():
+                cos = F.cosine_similarity(enr[pairs], tst[pairs])
+                logit = model.aux_scale * cos + model.aux_bias
+                asv_loss = F.binary_cross_entropy_with_logits(logit, target[pairs].float())
+            else:
+                asv_loss = (model.aux_scale + model.aux_bias) * 0.0
+            loss = loss + self.joint["aux_asv_weight"] * asv_loss
+            logs["aux_asv_loss"] = asv_loss.detach()
+        return loss, logs
+
+    def evaluate(self, model: JointSASV) -> dict[str, float]:
+        if not is_main_process():
+            return {}
+        inputs = embed_split(self.cfg, model, "dev")
+        scores = score_embeddings(model.backend, inputs)
+        return {f"dev_{k}": 100 * v for k, v in sasv_eers(scores, inputs.keys).items()}
+
+
+def embed_split(cfg: Mapping, model: JointSASV, split: str) -> TrialInputs:
+    """Embeds a split's trial and enrolment audio with the model's current front-ends (no caching)."""
+    from data.datasets import EmbeddingTable
+
+    db = database(cfg)
+    trials = db.sasv_trials(split)
+    device = next(model.parameters()).device
+    tests = sorted({t.utt for t in trials})
+    asv_items = [(u, db.flac(split, u)) for u in tests]
+    if cfg["enrolment"] == "lists":
+        enrolment = db.enrolment(split)
+        asv_items += [(u, db.flac(split, u)) for utts in enrolment.values() for u in utts]
+    asv_items = list(dict(asv_items).items())
+    was_training = model.training
+    model.eval()
+    try:
+        asv_out = extract(asv_items, asv_embed_fn(model.asv, device), crop_spec(cfg["asv"]),
+                          batch_size=cfg["batch_size"], desc=f"ASV {split}")
+        asv = EmbeddingTable(asv_out.ids, asv_out.arrays["embeddings"])
+        if cfg["enrolment"] == "lists":
+            models = EmbeddingTable.from_mapping(speaker_models(enrolment, asv))
+        else:
+            stems = db.enrolment_concat(split)
+            enr_out = extract([(s, db.enr_audio_file(split, st)) for s, st in stems.items()],
+                              asv_embed_fn(model.asv, device), crop_spec(cfg["asv"]), desc=f"ASV enrolment {split}")
+            models = EmbeddingTable(enr_out.ids, enr_out.arrays["embeddings"])
+        cm_out = extract([(u, db.flac(split, u)) for u in tests], cm_embed_fn(model.cm, device),
+                         crop_spec(cfg["cm"]), batch_size=cfg["batch_size"], desc=f"CM {split}")
+    finally:
+        model.train(was_training)
+    cm = EmbeddingTable(cm_out.ids, cm_out.arrays["embeddings"])
+    cm_scores = dict(zip(cm_out.ids, cm_out.arrays["scores"]))
+    return TrialInputs(split, trials, asv_trial_scores(cfg, split, trials, models, asv),
+                       np.array([cm_scores[t.utt] for t in trials], dtype=np.float64), models, asv, cm)
+
+
+__all__ = ["JointSASV", "JointTask", "joint_train_data", "embed_split", "CropSpec"]

@@ -1,0 +1,110 @@
+"""`task: sasv` for main.py: a back-end with frozen front-ends, or joint optimisation end to end.
+
+frozen: embeddings and scores are computed once by the stage code (skipped when cached); a score-level
+        back-end is fitted on dev, an embedding-level one trains on cached train embeddings (seconds per epoch).
+joint:  the front-ends start from their checkpoints and are fine-tuned with the back-end on waveform trials;
+        the best epoch's front-ends then re-embed dev/eval through the same stage code.
+Both keep the best epoch by dev SASV-EER, evaluate it on dev and eval, and write results.json.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Mapping
+
+import torch
+
+from asv.checkpoint import save_asv_state
+from cm.checkpoint import save_cm_state
+from common.config import ConfigError
+from engine import TRAIN_SCHEMA, fit, is_main_process, load_model_weights
+from fusion import is_score_backend
+from pipeline.frontends import build_asv, build_cm
+from pipeline.joint import JointSASV, JointTask, joint_train_data
+from pipeline.sasv import (FrozenBackendTask, build_embedding_backend, frozen_train_data, save_backend,
+                           score_splits, trial_inputs)
+from pipeline.stages import SASV_COMMON, asv_stage, cm_stage, resolve_device
+
+SCHEMA = {
+    **SASV_COMMON,
+    "mode": "frozen",              # frozen | joint
+    "sampling": {
+        "scheme": "2class",        # 2class (50/25/25) | 4class (25 each) | baseline2 (frozen only)
+        "trials_per_epoch": 0,     # 0: as many as training utterances
+    },
+    "joint": {
+        "frontend_lr": 1e-5,       # learning rate of both front-ends (the back-end uses train.optimizer.lr)
+        "freeze_asv": False,
+        "freeze_cm": False,
+        "aux_asv_weight": 0.0,     # auxiliary verification loss on bona fide pairs
+        "aux_cm_weight": 0.0,      # auxiliary CM cross-entropy on the test utterance
+        "test_samples": 64600,     # training crop of the test utterance (ASV and CM input)
+        "enrol_samples": 64600,    # training crop of the enrolment utterance
+    },
+    "train": {**TRAIN_SCHEMA, "select_metric": "dev_sasv_eer"},
+}
+
+
+def run(cfg: Mapping, resume: bool = False, force: bool = False) -> dict:
+    mode, name = cfg["mode"], cfg["backend"]["name"]
+    if mode not in ("frozen", "joint"):
+        raise ConfigError(f"'mode' must be 'frozen' or 'joint', got {mode!r}")
+    if mode == "joint":
+        if is_score_backend(name):
+            raise ConfigError(f"mode joint needs an embedding back-end (baseline2, joint_oc), not {name!r}")
+        return _joint(cfg, resume)
+    asv_stage(cfg, force)
+    cm_stage(cfg, force)
+    if is_score_backend(name):
+        return score_splits(cfg)
+    return _frozen(cfg, resume)
+
+
+def _frozen(cfg: Mapping, resume: bool) -> dict:
+    if "train" not in cfg["splits"]:
+        raise ConfigError("a trained back-end needs the train embeddings: include 'train' in 'splits'")
+    out = Path(cfg["output_dir"])
+    dev = trial_inputs(cfg, "dev")
+    backend = build_embedding_backend(cfg, dev.asv.dim, dev.cm.dim)
+    train = cfg["train"]
+    result = fit(backend, FrozenBackendTask(dev, cfg["sampling"]["scheme"]), frozen_train_data(cfg, train["seed"]),
+                 train, out / "backend_train", resume=resume)
+    load_model_weights(backend, result.best_checkpoint or result.last_checkpoint)
+    save_backend(out / "backend.pt", backend, cfg["backend"]["name"], cfg["backend"]["options"])
+    return score_splits(_with(cfg, {"backend.checkpoint": str(out / "backend.pt")}))
+
+
+def _joint(cfg: Mapping, resume: bool) -> dict:
+    out = Path(cfg["output_dir"])
+    device = resolve_device(cfg["device"])
+    asv_model, cm_model = build_asv(cfg["asv"], device), build_cm(cfg["cm"], device)
+    with torch.no_grad():
+        cm_dim = cm_model(torch.zeros(1, 16000, device=device))[0].shape[-1]
+    backend = build_embedding_backend(cfg, asv_model.embedding_dim, cm_dim)
+    net = JointSASV(asv_model.train(), cm_model.train(), backend)
+    result = fit(net, JointTask(cfg), joint_train_data(cfg, cfg["train"]["seed"]), cfg["train"],
+                 out / "joint_train", resume=resume)
+    if not is_main_process():
+        return {}
+    load_model_weights(net, result.best_checkpoint or result.last_checkpoint)
+    save_asv_state(out / "asv_finetuned.pt", net.asv, arch=cfg["asv"]["arch"])
+    save_cm_state(out / "cm_finetuned.pt", net.cm, arch=cfg["cm"]["arch"])
+    save_backend(out / "backend.pt", net.backend, cfg["backend"]["name"], cfg["backend"]["options"])
+    tuned = _with(cfg, {"asv.checkpoint": str(out / "asv_finetuned.pt"), "cm.checkpoint": str(out / "cm_finetuned.pt"),
+                        "backend.checkpoint": str(out / "backend.pt"),
+                        "splits": [s for s in cfg["splits"] if s != "train"]})
+    asv_stage(tuned)
+    cm_stage(tuned)
+    return score_splits(tuned)
+
+
+def _with(cfg: Mapping, changes: Mapping[str, object]) -> dict:
+    """A copy of the config with dotted keys replaced (e.g. checkpoints produced by training)."""
+    new = copy.deepcopy(dict(cfg))
+    for dotted, value in changes.items():
+        node = new
+        *parents, last = dotted.split(".")
+        for p in parents:
+            node = node[p]
+        node[last] = value
+    return new
