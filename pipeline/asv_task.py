@@ -137,6 +137,10 @@ def run(cfg: Mapping, resume: bool = False) -> dict:
     out = Path(cfg["output_dir"])
     paths, labels, trials = _data(cfg)
     d = cfg["data"]
+    speakers = len(set(labels))
+    if cfg["train"]["batch_size"] > speakers:
+        raise InputError(f"train.batch_size is {cfg['train']['batch_size']} speakers per batch, "
+                         f"but the training list has only {speakers} speakers")
     model = asv.build_model(cfg["asv"]["arch"], **cfg["asv"]["model"])
     if cfg["asv"]["checkpoint"]:
         load_asv_state(model, None, cfg["asv"]["checkpoint"], strict=True)

@@ -63,7 +63,7 @@ def _cached_table(path: Path, what: str, stage: str) -> EmbeddingTable:
 def trial_inputs(cfg: Mapping, split: str) -> TrialInputs:
     """Loads the stage outputs of a split and aligns them with its SASV trial list."""
     exp = experiment(cfg)
-    models = _cached_table(exp.asv_models(split), "speaker models", "save_asv_embeddings.py")
+    models = _cached_table(exp.asv_models(split, cfg["enrolment"]), "speaker models", "save_asv_embeddings.py")
     asv = _cached_table(exp.asv_embeddings(split), "ASV embeddings", "save_asv_embeddings.py")
     cm_path = exp.cm_embeddings(split)
     cm = _cached_table(cm_path, "CM embeddings", "save_cm_score.py")

@@ -3,7 +3,7 @@
 Each stage reads the config's `database` and writes under `output_dir`:
 
     embeddings/asv_{split}.npz        ASV embedding of every utterance of the split (CM protocol + enrolment)
-    embeddings/asv_enrol_{split}.npz  speaker models (ids = speakers) for dev/eval
+    embeddings/asv_enrol_{split}.npz  speaker models (ids = speakers) for dev/eval (asv_enrol_concat_*: enr_audio form)
     embeddings/cm_{split}.npz         CM embedding and score (bona fide logit) of every CM protocol utterance
     scores/asv_{split}.txt            SASV 2022 format `SPK UTT ATTACK KEY SCORE`: ASV cosine score per trial
     scores/cm_{split}.txt             ASVspoof 2019 CM format `UTT ATTACK KEY SCORE`
@@ -42,6 +42,7 @@ SASV_COMMON = {
     "database": REQUIRED,          # the ASVspoof 2019 LA folder (holding ASVspoof2019_LA_{train,dev,eval}/)
     "enr_audio": None,             # folder of concatenated enrolment audio {dev,eval}/SPK_UTT.flac; default <database>/enr_audio
     "output_dir": REQUIRED,
+    "embeddings_dir": None,        # cached embeddings; default <output_dir>/embeddings (share it between back-ends)
     "enrolment": "lists",          # lists: average the per-gender list embeddings | concat: embed the enr_audio file
     "splits": ["train", "dev", "eval"],
     "batch_size": 16,              # extraction batch size
@@ -64,17 +65,20 @@ def resolve_device(name: str) -> torch.device:
 
 @dataclass(frozen=True)
 class Experiment:
-    """The files of one experiment folder (`output_dir`)."""
+    """The files of one experiment folder (`output_dir`); embeddings may live in a shared folder."""
     root: Path
+    embeddings: Path
 
     def asv_embeddings(self, split: str) -> Path:
-        return self.root / "embeddings" / f"asv_{split}.npz"
+        return self.embeddings / f"asv_{split}.npz"
 
-    def asv_models(self, split: str) -> Path:
-        return self.root / "embeddings" / f"asv_enrol_{split}.npz"
+    def asv_models(self, split: str, enrolment: str = "lists") -> Path:
+        """Speaker models; the two enrolment forms are cached side by side."""
+        suffix = "" if enrolment == "lists" else f"_{enrolment}"
+        return self.embeddings / f"asv_enrol{suffix}_{split}.npz"
 
     def cm_embeddings(self, split: str) -> Path:
-        return self.root / "embeddings" / f"cm_{split}.npz"
+        return self.embeddings / f"cm_{split}.npz"
 
     def scores(self, kind: str, split: str) -> Path:
         return self.root / "scores" / f"{kind}_{split}.txt"
@@ -85,7 +89,8 @@ class Experiment:
 
 
 def experiment(cfg: Mapping) -> Experiment:
-    return Experiment(Path(cfg["output_dir"]))
+    root = Path(cfg["output_dir"])
+    return Experiment(root, Path(cfg["embeddings_dir"]) if cfg["embeddings_dir"] else root / "embeddings")
 
 
 def database(cfg: Mapping) -> LADatabase:
@@ -142,8 +147,8 @@ def _speaker_models(cfg: Mapping, db: LADatabase, split: str, table: EmbeddingTa
                     get_model) -> EmbeddingTable:
     """Speaker models: mean of per-gender list embeddings, or one embedding of the concatenated enr_audio file."""
     exp, device = experiment(cfg), resolve_device(cfg["device"])
-    path = exp.asv_models(split)
     mode = _enrolment_mode(cfg)
+    path = exp.asv_models(split, mode)
     fp_models = fingerprint(base=fp, enrolment=mode)
     cached = None if force else load_if_current(path, fp_models)
     if cached is not None:

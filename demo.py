@@ -1,0 +1,132 @@
+"""The end-to-end demo on the embedded synthetic corpus (the README's first command).
+
+    python demo.py [--out exp/quickstart] [--corpus corpus/default] [--preset default]
+
+1. generates the synthetic corpus (ASVspoof 2019 LA + VoxCeleb layouts);
+2. pre-trains the ASV front-end on the VoxCeleb part (configs/quickstart_asv.conf);
+3. trains the CM front-end on LA train (configs/quickstart_cm.conf);
+4. dumps embeddings and scores once (the stage code), then scores the SASV trials with single systems,
+   score-level fusions, frozen embedding back-ends and one joint fine-tune (configs/quickstart.conf);
+5. prints a table like Table 2 of the SASV 2022 evaluation plan and draws one DET plot of every system.
+
+Every step skips work that is already done, so a rerun (or a run after Ctrl-C) continues where it stopped.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from common.cli import run_main
+from common.config import load_config
+from common.io import atomic_write
+
+# (row label, overrides of configs/quickstart.conf) in the order of Table 2 of the SASV 2022 evaluation plan
+SYSTEMS: list[tuple[str, list[str]]] = [
+    ("ASV only", ["backend.name=asv_only"]),
+    ("CM only", ["backend.name=cm_only"]),
+    ("Score sum (Baseline1)", ["backend.name=score_sum", "backend.options={normalise: zscore}"]),
+    ("Product rule", ["backend.name=product_rule"]),
+    ("LR fusion", ["backend.name=lr_fusion"]),
+    ("Baseline2 DNN", ["backend.name=baseline2", "sampling.scheme=baseline2"]),
+    ("OC back-end, frozen", ["backend.name=joint_oc", "sampling.scheme=4class"]),
+    ("OC back-end, joint", ["backend.name=joint_oc", "mode=joint", "sampling.scheme=4class",
+                            "sampling.trials_per_epoch=256", "train.epochs=2", "train.batch_size=16"]),
+]
+COLUMNS = [("sv_eer", "SV-EER"), ("spf_eer", "SPF-EER"), ("sasv_eer", "SASV-EER"), ("min_a_dcf", "min a-DCF")]
+
+
+def _slug(label: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in label.lower()).strip("_").replace("__", "_")
+
+
+def _step(title: str) -> None:
+    print(f"\n=== {title}", file=sys.stderr, flush=True)
+
+
+def run_demo(out: Path, corpus: Path, preset: str, systems: Sequence[tuple[str, list[str]]] = SYSTEMS,
+             extra: Sequence[str] = ()) -> dict[str, dict]:
+    """Runs every step; `extra` overrides apply to all three quickstart configs (e.g. smaller runs in tests)."""
+    from pipeline import asv_task, cm_task, sasv_task
+    from synthetic import generate_corpus
+
+    t0 = time.time()
+    _step(f"1/4 synthetic corpus ({preset}) -> {corpus}")
+    paths = generate_corpus(corpus, preset=preset)
+
+    def config(name: str, module, overrides: list[str]) -> dict:
+        own = [o for o in extra if o.split("=", 1)[0].split(".")[0] in module.SCHEMA]
+        return load_config(Path("configs") / name, [*overrides, *own], module.SCHEMA)
+
+    _step("2/4 ASV front-end: ResNetSE34L on the VoxCeleb part")
+    asv_cfg = config("quickstart_asv.conf", asv_task,
+                     [f"data.voxceleb={paths.voxceleb}", f"output_dir={out / 'asv'}"])
+    if not (out / "asv" / "asv_model.pt").exists():
+        asv_task.run(asv_cfg, resume=True)
+
+    _step("3/4 CM front-end: AASIST-L on LA train")
+    cm_cfg = config("quickstart_cm.conf", cm_task, [f"database={paths.la}", f"output_dir={out / 'cm'}"])
+    if not (out / "cm" / "cm_model.pt").exists():
+        cm_task.run(cm_cfg, resume=True)
+
+    _step("4/4 SASV: embeddings once, then every back-end")
+    common = [f"database={paths.la}", f"embeddings_dir={out / 'embeddings'}", "det=false",
+              f"asv.checkpoint={out / 'asv' / 'asv_model.pt'}", f"cm.checkpoint={out / 'cm' / 'cm_model.pt'}"]
+    results: dict[str, dict] = {}
+    curves: dict[str, tuple[np.ndarray, list[str]]] = {}
+    for label, overrides in systems:
+        system_dir = out / "systems" / _slug(label)
+        cfg = config("quickstart.conf", sasv_task, [*common, f"output_dir={system_dir}", *overrides])
+        print(f"\n--- {label}", file=sys.stderr, flush=True)
+        if (system_dir / "results.json").exists():
+            results[label] = json.loads((system_dir / "results.json").read_text())
+        else:
+            sasv_task.run(cfg, resume=True)
+            results[label] = json.loads((system_dir / "results.json").read_text())
+        from data.score_files import read_sasv_scores
+        scores = read_sasv_scores(system_dir / "scores" / "sasv_eval.txt")
+        curves[label] = (scores.score, scores.key)
+
+    from metrics.det import plot_det
+    det = out / "det_eval.png"
+    plot_det(curves, det, title="SASV systems on the synthetic eval set")
+    with atomic_write(out / "results.json") as f:
+        json.dump(results, f, indent=1)
+    print(table(results))
+    print(f"\nDET curves of every system: {det}\nall numbers: {out / 'results.json'}"
+          f"\nfinished in {time.time() - t0:.0f} s")
+    return results
+
+
+def table(results: dict[str, dict]) -> str:
+    """Table 2 style: one row per system, dev and eval columns."""
+    head = f"{'system':<22}" + "".join(f"{'dev ' + name:>14}" for _, name in COLUMNS) \
+        + "".join(f"{'eval ' + name:>15}" for _, name in COLUMNS)
+    lines = ["", "SASV 2022 metrics on the synthetic corpus (EERs in %; a stand-in, not a benchmark)", head,
+             "-" * len(head)]
+    for label, r in results.items():
+        lines.append(f"{label:<22}" + "".join(f"{r['dev'][k]:>14.2f}" if "eer" in k else f"{r['dev'][k]:>14.4f}"
+                                              for k, _ in COLUMNS)
+                     + "".join(f"{r['eval'][k]:>15.2f}" if "eer" in k else f"{r['eval'][k]:>15.4f}"
+                               for k, _ in COLUMNS))
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="exp/quickstart", help="experiment folder")
+    parser.add_argument("--corpus", default="corpus/default", help="where the synthetic corpus is (or goes)")
+    parser.add_argument("--preset", default="default", choices=("tiny", "default"))
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="applied to the quickstart configs")
+    args = parser.parse_args(argv)
+    run_demo(Path(args.out), Path(args.corpus), args.preset, extra=args.overrides)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))
