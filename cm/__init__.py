@@ -1,0 +1,32 @@
+"""Spoofing countermeasures: AASIST / AASIST-L (`cm.aasist`), their losses (`cm.losses`) and checkpoint
+loading (`cm.checkpoint`).
+
+Every CM model maps a (B, T) float32 16 kHz waveform to (embedding (B, 160), logits (B, 2)); logits[:, 1]
+is bona fide, the CM score.
+"""
+from __future__ import annotations
+
+from torch import nn
+
+from cm import losses
+from cm.aasist import AASIST, CONFIGS
+from common.errors import InputError
+
+__all__ = ["MODELS", "build_model", "losses"]
+
+# arch name -> (class, config dict: every accepted keyword with its default)
+_RUNTIME = dict(freq_aug=False, sample_rate=16000, tile_frames=1024, tiled_blocks=3)
+MODELS = {name: (AASIST, {**config, **_RUNTIME}) for name, config in CONFIGS.items()}
+
+
+def build_model(arch: str, **kwargs) -> nn.Module:
+    """The countermeasure named `arch` (AASIST | AASIST-L), its config defaults overridden by `kwargs`."""
+    if arch not in MODELS:
+        raise InputError(f"unknown CM model '{arch}' (valid: {', '.join(MODELS)})")
+    cls, config = MODELS[arch]
+    for key in kwargs:
+        if key not in config:
+            raise InputError(f"unknown keyword '{key}' for CM model {arch} (valid: {', '.join(config)})")
+    model = cls(**{**config, **kwargs})
+    model.arch = arch
+    return model

@@ -1,0 +1,125 @@
+"""AASIST / AASIST-L: parity with the official outputs, the tiled eval path, checkpoints, training."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from cm import build_model
+from cm.aasist import AASIST
+from cm.checkpoint import load_cm_state, save_cm_state
+from tests.conftest import reference_path
+
+ARCHS = [("AASIST", "AASIST"), ("AASIST-L", "AASIST_L")]
+
+
+@pytest.fixture(scope="module")
+def reference() -> dict[str, np.ndarray]:
+    with np.load(reference_path("aasist", "aasist_reference_outputs.npz")) as z:
+        return {k: z[k] for k in z.files}
+
+
+@pytest.mark.parametrize("arch,key", ARCHS)
+def test_official_weights_reproduce_reference_outputs(arch, key, reference):
+    model = build_model(arch).eval()
+    load_cm_state(model, reference_path("aasist", f"{arch}.pth"))
+    for name in ("input_64600", "input_32000"):
+        with torch.inference_mode():
+            embedding, logits = model(torch.from_numpy(reference[name]))
+        assert embedding.shape == (len(reference[name]), 160) and logits.shape == (len(reference[name]), 2)
+        np.testing.assert_allclose(embedding.numpy(), reference[f"{key}_{name}_embedding"], rtol=0, atol=1e-4)
+        np.testing.assert_allclose(logits.numpy(), reference[f"{key}_{name}_logits"], rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("length", [2315, 9001, 20000])
+def test_tiled_eval_matches_whole_map_eval(length):
+    """The tile halos and the zero padding at both sequence ends, at lengths where the widths do not divide by 3."""
+    torch.manual_seed(0)
+    whole = build_model("AASIST-L", tile_frames=0)
+    for m in whole.modules():  # non-trivial running statistics, so that BN folding is exercised
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    tiled = build_model("AASIST-L", tile_frames=100)
+    tiled.load_state_dict(whole.state_dict())
+    wave = torch.randn(2, length) * 0.1
+    with torch.inference_mode():
+        a, b = whole.eval()(wave), tiled.eval()(wave)
+    for x, y in zip(a, b):
+        torch.testing.assert_close(x, y, rtol=0, atol=1e-4)
+
+
+def test_wrong_architecture_checkpoint_is_refused_with_a_clear_message():
+    model = build_model("AASIST")
+    with pytest.raises(ValueError, match=r"AASIST-L\.pth: .*mis-shaped.*looks like an AASIST-L checkpoint, config says AASIST"):
+        load_cm_state(model, reference_path("aasist", "AASIST-L.pth"))
+
+
+def test_ddp_prefix_our_format_and_bad_files(tmp_path):
+    source = build_model("AASIST-L")
+    ddp_state = {"module." + k: v for k, v in source.state_dict().items()}
+    torch.save(ddp_state, tmp_path / "ddp.pth")
+    target = build_model("AASIST-L")
+    assert load_cm_state(target, tmp_path / "ddp.pth") == {}
+    assert all(torch.equal(v, source.state_dict()[k]) for k, v in target.state_dict().items())
+
+    save_cm_state(tmp_path / "ours.pt", source, epoch=3)
+    assert load_cm_state(build_model("AASIST-L"), tmp_path / "ours.pt") == {"arch": "AASIST-L", "epoch": 3}
+
+    partial = dict(source.state_dict())
+    partial.pop("out_layer.bias")
+    partial["extra.weight"] = torch.zeros(1)
+    with pytest.raises(ValueError, match=r"1 missing keys \(out_layer.bias\); 1 unexpected keys \(extra.weight\)"):
+        load_cm_state(build_model("AASIST-L"), partial)
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match=r"junk\.pth: "):
+        load_cm_state(target, tmp_path / "junk.pth")
+    with pytest.raises(ValueError, match=r"missing\.pth: checkpoint file does not exist"):
+        load_cm_state(target, tmp_path / "missing.pth")
+
+
+def test_build_model_rejects_unknown_names():
+    with pytest.raises(ValueError, match=r"unknown CM model 'RawNet2' \(valid: AASIST, AASIST-L\)"):
+        build_model("RawNet2")
+    with pytest.raises(ValueError, match=r"unknown keyword 'gat_dim' for CM model AASIST"):
+        build_model("AASIST", gat_dim=[1, 2])
+
+
+def test_too_short_input_is_an_error():
+    with pytest.raises(ValueError, match="at least 2315 samples"):
+        build_model("AASIST-L").eval()(torch.zeros(1, 2000))
+
+
+def test_frequency_mask_zeroes_one_contiguous_band():
+    sinc = build_model("AASIST-L").conv_time
+    torch.manual_seed(1)
+    widths = set()
+    for _ in range(50):
+        zeroed = (sinc.filters(mask=True).squeeze(1).abs().sum(1) == 0).nonzero().flatten()
+        if len(zeroed):
+            assert torch.equal(zeroed, torch.arange(zeroed[0], zeroed[0] + len(zeroed)))
+        widths.add(len(zeroed))
+    assert max(widths) < 20 and len(widths) > 5
+    assert torch.equal(sinc.filters(mask=False).squeeze(1), sinc.band_pass)
+
+
+def test_training_step_reduces_loss_and_reaches_every_used_parameter():
+    torch.manual_seed(0)
+    model = build_model("AASIST-L", freq_aug=True).train()
+    wave, labels = torch.randn(4, 3000) * 0.1, torch.tensor([0, 1, 0, 1])
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def loss() -> torch.Tensor:
+        torch.manual_seed(123)  # the same dropout and frequency masks at every step: a fixed objective
+        return torch.nn.functional.cross_entropy(model(wave)[1], labels)
+
+    before = loss()
+    before.backward()
+    unused = {n for n, p in model.named_parameters() if p.grad is None}
+    assert unused == {n for n, _ in model.named_parameters() if ".bn1." in n}  # bn1 is dead in the official forward
+    for _ in range(8):
+        optimiser.zero_grad()
+        loss().backward()
+        optimiser.step()
+    with torch.no_grad():
+        assert loss() < before.detach() * 0.5
