@@ -218,7 +218,8 @@ class AASIST(nn.Module):
     """AASIST: raw waveform (B, T) -> (embedding (B, 5 * gat_dims[1]), logits (B, 2)); logits[:, 1] is bona fide.
 
     `freq_aug` enables the official random filter-band masking in training mode. `tile_frames` is the
-    time tile (in first-encoder-block frames) of the cache-friendly eval path; 0 disables tiling.
+    time tile (in first-encoder-block frames) of the cache-friendly path used in eval mode without autograd
+    (under `torch.inference_mode()` / `no_grad()`); 0 disables tiling.
     """
 
     def __init__(self, first_conv: int = 128, filts: list = CONFIGS["AASIST"]["filts"],
@@ -274,7 +275,8 @@ class AASIST(nn.Module):
             raise ValueError(f"AASIST expects a (batch, samples) waveform, got shape {tuple(wave.shape)}")
         if wave.shape[1] < self._min_samples():
             raise ValueError(f"AASIST needs at least {self._min_samples()} samples per input, got {wave.shape[1]}")
-        n_tiled = self.tiled_blocks if (not self.training and self.tile_frames > 0) else 0
+        # tiling (eval, no autograd: its in-place edge zeroing is not differentiable)
+        n_tiled = self.tiled_blocks if (not self.training and self.tile_frames > 0 and not torch.is_grad_enabled()) else 0
         if n_tiled:
             e = self._encode_tiled(wave.contiguous(), n_tiled)
         else:
