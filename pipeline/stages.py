@@ -114,6 +114,7 @@ def asv_stage(cfg: Mapping, force: bool = False) -> None:
     db, exp, device = database(cfg), experiment(cfg), resolve_device(cfg["device"])
     concat = _enrolment_mode(cfg) == "concat"
     ids_per_split = {s: db.check_split(s, enr_audio=concat) for s in cfg["splits"]}  # fail before compute
+    check_trials(db, cfg["splits"])
     fp = _frontend_fingerprint(cfg["asv"], "asv")
     model = None
     for split, ids in ids_per_split.items():
@@ -135,6 +136,22 @@ def asv_stage(cfg: Mapping, force: bool = False) -> None:
             write_asv_scores(cfg, split, models, table)
 
 
+def check_trials(db: LADatabase, splits: Sequence[str]) -> None:
+    """Fails before compute when a SASV trial's test audio is missing or not in the split's CM protocol
+    (the stages embed the CM protocol utterances, so such a trial could never be scored)."""
+    for split in (s for s in splits if s in ENROLMENT_SPLITS):
+        utts = list(dict.fromkeys(t.utt for t in db.sasv_trials(split)))
+        check_files_exist((db.flac(split, u) for u in utts),
+                          f"{db.sasv_trials_path(split)}: test audio in {db.flac_dir(split)}")
+        known = {e.utt for e in db.cm_entries(split)}
+        unknown = [u for u in utts if u not in known]
+        if unknown:
+            from common.errors import InputError
+            shown = ", ".join(unknown[:3]) + (", ..." if len(unknown) > 3 else "")
+            raise InputError(f"{db.sasv_trials_path(split)}: {len(unknown)} test utterances are not in the CM protocol "
+                             f"{db.cm_protocol_path(split)}: {shown}")
+
+
 def _enrolment_mode(cfg: Mapping) -> str:
     mode = cfg["enrolment"]
     if mode not in ("lists", "concat"):
@@ -154,7 +171,18 @@ def _speaker_models(cfg: Mapping, db: LADatabase, split: str, table: EmbeddingTa
     if cached is not None:
         return EmbeddingTable(cached["ids"].tolist(), cached["embeddings"], str(path))
     if mode == "lists":
-        models = speaker_models(db.enrolment(split), table)
+        enrolment = db.enrolment(split)
+        if cfg["skip_bad_audio"]:  # average what could be read; a speaker with nothing left still fails
+            kept = {spk: [u for u in utts if u in table] for spk, utts in enrolment.items()}
+            dropped = sum(len(v) for v in enrolment.values()) - sum(len(v) for v in kept.values())
+            if dropped:
+                _say(f"asv {split}: {dropped} enrolment utterances skipped (unreadable audio)")
+            enrolment = kept
+        try:
+            models = speaker_models(enrolment, table)
+        except ValueError as e:
+            from common.errors import InputError
+            raise InputError(str(e)) from None
         ids, emb = list(models), np.stack(list(models.values()))
     else:
         stems = db.enrolment_concat(split)
@@ -199,7 +227,10 @@ def _table(path: Path) -> EmbeddingTable:
 
 def write_asv_scores(cfg: Mapping, split: str, models: EmbeddingTable, tests: EmbeddingTable) -> None:
     db, exp = database(cfg), experiment(cfg)
-    trials = db.sasv_trials(split)
+    trials = [t for t in db.sasv_trials(split) if t.utt in tests]   # test audio skipped as unreadable: no score
+    dropped = len(db.sasv_trials(split)) - len(trials)
+    if dropped:
+        _say(f"asv {split}: {dropped} trials skipped (test audio was unreadable and skipped)")
     scores = asv_trial_scores(cfg, split, trials, models, tests)
     write_sasv_scores(exp.scores("asv", split), _sasv_rows(trials, scores))
     keys = np.array([t.key for t in trials])
@@ -221,6 +252,7 @@ def cm_stage(cfg: Mapping, force: bool = False) -> dict[str, float]:
     entries = {s: db.cm_entries(s) for s in cfg["splits"]}
     for split, ents in entries.items():  # fail before compute
         check_files_exist((db.flac(split, e.utt) for e in ents), f"ASVspoof 2019 LA {split} audio in {db.flac_dir(split)}")
+    check_trials(db, cfg["splits"])
     fp = _frontend_fingerprint(cfg["cm"], "cm")
     model, eers = None, {}
     for split, ents in entries.items():

@@ -1,0 +1,159 @@
+"""Session fixtures for the SASV pipeline tests: the tiny synthetic corpus, tiny trained front-ends, one staged run.
+
+Import the fixtures into a test module (`from tests.pipeline_fixtures import tiny_corpus, frontends, staged`).
+Each is built once per pytest session even when several modules import it (a module-level cache; pytest would
+otherwise make one instance per importing module). Everything is sized to run on 2 CPU cores in seconds:
+ResNetSE34L with 8-32 channels and 32-d embeddings, an AASIST-L with 20 sinc filters and 8 channels on
+8000-sample crops, one training epoch.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+ASV_MODEL = "{embedding_dim: 32, channels: [8, 8, 16, 32]}"   # >= 8 channels: SE layers reduce by 8
+CM_MODEL = "{filts: [20, [1, 8], [8, 8], [8, 8], [8, 8]], gat_dims: [8, 8]}"
+CROP = 8000                                                   # CM evaluation crop and joint training crops
+
+
+@dataclass(frozen=True)
+class Frontends:
+    """Front-ends trained by `main.py` (task asv, task cm) on the tiny corpus, with their run folders."""
+    asv_dir: Path
+    cm_dir: Path
+
+    @property
+    def asv(self) -> Path:
+        return self.asv_dir / "asv_model.pt"
+
+    @property
+    def cm(self) -> Path:
+        return self.cm_dir / "cm_model.pt"
+
+
+@dataclass(frozen=True)
+class Staged:
+    """One run of the three stage scripts (score_sum back-end) on the tiny corpus."""
+    out: Path
+    stderr: dict[str, str]      # script name -> its stderr
+
+    @property
+    def embeddings(self) -> Path:
+        return self.out / "embeddings"
+
+
+_CACHE: dict[str, object] = {}
+_LOCK = threading.Lock()
+
+
+def _once(key: str, build: Callable[[], object]) -> object:
+    with _LOCK:
+        if key not in _CACHE:
+            _CACHE[key] = build()
+        return _CACHE[key]
+
+
+def env() -> dict[str, str]:
+    """Subprocess environment: one torch thread (tiny models; 2 shared cores degrade badly with more)."""
+    e = dict(os.environ)
+    e.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1", TQDM_DISABLE="1")
+    return e
+
+
+def start(script: str, args: Sequence[str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, script, *map(str, args)], cwd=ROOT, env=env(), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def finish(proc: subprocess.Popen, timeout: float = 300) -> subprocess.CompletedProcess:
+    out, err = proc.communicate(timeout=timeout)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def run_script(script: str, args: Sequence[str], timeout: float = 300) -> subprocess.CompletedProcess:
+    """Runs one of the project's entry points (`main.py`, `save_*.py`, `evaluate.py`) from the repo root."""
+    return finish(start(script, args), timeout)
+
+
+def check_ok(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    assert result.returncode == 0, f"{' '.join(map(str, result.args))} failed ({result.returncode}):\n{result.stderr[-4000:]}"
+    return result
+
+
+def sasv_args(corpus, frontends: Frontends, out: Path, *extra: str, config: str = "configs/quickstart.conf") -> list[str]:
+    """`--config quickstart.conf` with overrides pointing at the tiny corpus and front-ends, and a tiny training."""
+    return ["--config", config, f"database={corpus.la}", f"output_dir={out}",
+            f"asv.checkpoint={frontends.asv}", f"asv.model={ASV_MODEL}",
+            f"cm.checkpoint={frontends.cm}", f"cm.model={CM_MODEL}", f"cm.crop.samples={CROP}",
+            f"joint.test_samples={CROP}", f"joint.enrol_samples={CROP}",
+            "sampling.trials_per_epoch=64", "train.epochs=2", "train.batch_size=16", "train.progress=false",
+            *extra]
+
+
+def copy_corpus(corpus, dest: Path):
+    """A private copy of the tiny corpus (to break it) with the same CorpusPaths shape."""
+    from synthetic import corpus_paths
+    shutil.copytree(corpus.root, dest)
+    return corpus_paths(dest)
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory):
+    """The `tiny` synthetic corpus (ASVspoof 2019 LA + VoxCeleb layouts), generated once per session."""
+    def build():
+        from synthetic import generate_corpus
+        return generate_corpus(tmp_path_factory.mktemp("tiny_corpus"), "tiny", seed=0)
+    return _once("corpus", build)
+
+
+@pytest.fixture(scope="session")
+def frontends(tiny_corpus, tmp_path_factory) -> Frontends:
+    """Trains the two front-ends through `main.py` (task asv on VoxCeleb layout, task cm on LA), in parallel."""
+    def build():
+        root = tmp_path_factory.mktemp("frontends")
+        fe = Frontends(root / "asv", root / "cm")
+        asv = start("main.py", ["--config", "configs/quickstart_asv.conf", f"data.voxceleb={tiny_corpus.voxceleb}",
+                                f"output_dir={fe.asv_dir}", f"asv.model={ASV_MODEL}", "train.epochs=1",
+                                "train.batch_size=6", "train.progress=false"])
+        cm = start("main.py", ["--config", "configs/quickstart_cm.conf", f"database={tiny_corpus.la}",
+                               f"output_dir={fe.cm_dir}", f"cm.model={CM_MODEL}", f"cm.crop.samples={CROP}",
+                               f"data.train_samples={CROP}", "train.epochs=1", "train.batch_size=8",
+                               "train.progress=false"])
+        check_ok(finish(asv))
+        check_ok(finish(cm))
+        return fe
+    return _once("frontends", build)
+
+
+@pytest.fixture(scope="session")
+def staged(tiny_corpus, frontends, tmp_path_factory) -> Staged:
+    """save_asv_embeddings.py and save_cm_score.py (in parallel), then save_sasv_score.py, as subprocesses."""
+    def build():
+        out = tmp_path_factory.mktemp("staged")
+        args = sasv_args(tiny_corpus, frontends, out)
+        asv, cm = start("save_asv_embeddings.py", args), start("save_cm_score.py", args)
+        stderr = {"save_asv_embeddings.py": check_ok(finish(asv)).stderr,
+                  "save_cm_score.py": check_ok(finish(cm)).stderr}
+        stderr["save_sasv_score.py"] = check_ok(run_script("save_sasv_score.py", args)).stderr
+        return Staged(out, stderr)
+    return _once("staged", build)
+
+
+@pytest.fixture
+def one_thread():
+    """In-process pipeline runs with one torch thread, restored afterwards."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -1,0 +1,158 @@
+"""Every shipped config in configs/ validates: it loads against its task's schema (as main.py chooses it) with the
+data paths pointed at the tiny synthetic corpus, the corpus passes the loaders' checks, and every component it
+names (models and their keywords, losses, back-ends, training section, crops) resolves. Typos and unknown tasks
+fail with the key named."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+import main as main_py
+from common.cli import run_main
+from common.config import ConfigError, load_config
+from tests.pipeline_fixtures import ROOT, tiny_corpus
+
+__all__ = ["tiny_corpus"]   # fixture used by name
+
+CONFIGS = sorted((ROOT / "configs").glob("*.conf"))
+
+
+def _raw(path: Path) -> dict:
+    with open(path, encoding="utf-8") as f:
+        return yaml.safe_load(f) or {}
+
+
+def data_overrides(path: Path, corpus) -> list[str]:
+    """Point every data path of a config at the tiny corpus (the seed configs hold /path/to placeholders)."""
+    raw = _raw(path)
+    task = raw.get("task", "sasv")
+    if task == "asv":
+        data = raw.get("data", {})
+        if data.get("database"):
+            return [f"data.database={corpus.la}"]
+        return [f"data.voxceleb={corpus.voxceleb}"]
+    overrides = [f"database={corpus.la}"]
+    if "enr_audio" in raw:
+        overrides.append(f"enr_audio={corpus.enr_audio}")
+    return overrides
+
+
+def load(path: Path, overrides: list[str]) -> dict:
+    """As the config's entry point does it: ablate.py for an `ablation` section (a SASV config plus the grid),
+    otherwise main.py, whose `task` picks the schema; then the whole config is validated."""
+    if "ablation" in _raw(path):
+        from pipeline.ablation import SCHEMA, parse_systems
+        cfg = load_config(path, overrides, SCHEMA)
+        parse_systems(cfg)
+        return cfg
+    module = main_py._task_module(main_py._peek_task(str(path), overrides))
+    return load_config(path, overrides, module.SCHEMA)
+
+
+def test_configs_folder_has_every_task():
+    tasks = {_raw(p).get("task", "sasv") for p in CONFIGS}
+    assert tasks == {"asv", "cm", "sasv"}, tasks
+    assert len(CONFIGS) >= 10
+
+
+def _check_model_keywords(models: dict, section: dict, what: str) -> None:
+    assert section["arch"] in models, f"{what}.arch {section['arch']!r} is not one of {sorted(models)}"
+    unknown = set(section["model"]) - set(models[section["arch"]][1])
+    assert not unknown, f"{what}.model has keywords {sorted(unknown)} that {section['arch']} does not take"
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+def test_config_validates_against_the_tiny_corpus(path, tiny_corpus):
+    import asv
+    import cm
+    from data.asvspoof import LADatabase
+    from engine import check_train_config
+    from pipeline.frontends import crop_spec
+
+    cfg = load(path, data_overrides(path, tiny_corpus))
+    task = cfg["task"]
+    check_train_config(cfg["train"]) if "train" in cfg else None
+    if "asv" in cfg:
+        _check_model_keywords(asv.MODELS, cfg["asv"], "asv")
+        crop_spec(cfg["asv"])
+    if "cm" in cfg:
+        _check_model_keywords(cm.MODELS, cfg["cm"], "cm")
+        crop_spec(cfg["cm"])
+
+    if task == "asv":
+        from asv.losses import build_loss
+        from data.voxceleb import VoxCeleb
+        d = cfg["data"]
+        vox = VoxCeleb(d["voxceleb"], d["train_list"], d["trial_list"])
+        _, labels, _ = vox.train_set(check=True)
+        vox.trial_files(check=True)
+        embedding_dim = cfg["asv"]["model"].get("embedding_dim", asv.MODELS[cfg["asv"]["arch"]][1].get("embedding_dim", 192))
+        build_loss(cfg["loss"]["name"], embedding_dim, max(labels) + 1, **cfg["loss"]["options"])
+        assert d["utts_per_speaker"] >= 1
+    elif task == "cm":
+        from cm.losses import build_loss
+        db = LADatabase(cfg["database"])
+        for split in {"train", "dev", *cfg["eval_splits"]}:
+            db.check_split(split)
+        build_loss(cfg["loss"]["name"], **cfg["loss"]["options"])
+        cm.build_model(cfg["cm"]["arch"], **cfg["cm"]["model"])
+    else:
+        from fusion import is_score_backend
+        from pipeline.sasv import build_embedding_backend
+        from pipeline.stages import check_trials
+        assert cfg["mode"] in ("frozen", "joint") and cfg["enrolment"] in ("lists", "concat")
+        db = LADatabase(cfg["database"], cfg["enr_audio"])
+        concat = cfg["enrolment"] == "concat"
+        for split in cfg["splits"]:
+            db.check_split(split, enr_audio=concat)
+        check_trials(db, cfg["splits"])
+        if concat:
+            assert Path(cfg["enr_audio"]) == tiny_corpus.enr_audio
+        name = cfg["backend"]["name"]
+        if is_score_backend(name):
+            assert cfg["mode"] == "frozen", f"{path.name}: joint mode needs an embedding back-end"
+            from fusion import build_backend
+            build_backend(name, **cfg["backend"]["options"])
+        else:
+            embedding_dim = cfg["asv"]["model"].get("embedding_dim", 192)
+            build_embedding_backend(cfg, embedding_dim, 160)
+            if cfg["mode"] == "frozen":
+                assert "train" in cfg["splits"], f"{path.name}: a trained back-end needs the train split"
+                assert cfg["sampling"]["scheme"] in ("2class", "4class", "baseline2")
+            else:
+                assert cfg["sampling"]["scheme"] in ("2class", "4class")
+
+
+@pytest.mark.parametrize("path,typo", [("configs/quickstart.conf", "backend.optoins={}"),
+                                       ("configs/quickstart_asv.conf", "train.optimizer.lrr=0.1"),
+                                       ("configs/cm_AASIST.conf", "cm.crop.sampels=100"),
+                                       ("configs/sasv_baseline1.conf", "enrollment=lists")])
+def test_typo_in_override_names_the_key(path, typo, tiny_corpus):
+    overrides = [*data_overrides(ROOT / path, tiny_corpus), typo]
+    with pytest.raises(ConfigError) as e:
+        load(ROOT / path, overrides)
+    message = str(e.value)
+    assert f"'{typo.split('=')[0]}'" in message and "\n" not in message
+
+
+def test_typo_in_config_file_names_the_key(tmp_path, tiny_corpus):
+    text = (ROOT / "configs" / "quickstart.conf").read_text().replace("  scheme: 2class", "  schem: 2class")
+    (tmp_path / "typo.conf").write_text(text)
+    with pytest.raises(ConfigError, match=r"unknown key 'sampling\.schem'"):
+        load(tmp_path / "typo.conf", data_overrides(ROOT / "configs" / "quickstart.conf", tiny_corpus))
+
+
+def test_wrong_type_names_the_key(tiny_corpus):
+    with pytest.raises(ConfigError, match=r"'train\.epochs' must be int"):
+        load(ROOT / "configs" / "quickstart.conf", [f"database={tiny_corpus.la}", "train.epochs=many"])
+
+
+def test_unknown_task_fails(tmp_path, capsys):
+    with pytest.raises(ConfigError, match=r"'task' must be one of asv, cm, sasv, got 'speaker'"):
+        load(ROOT / "configs" / "quickstart.conf", ["task=speaker"])
+    (tmp_path / "x.conf").write_text("task: diarisation\noutput_dir: out\n")
+    rc = run_main(main_py.main, ["--config", str(tmp_path / "x.conf")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err.startswith("error: ") and "diarisation" in err and "\n" not in err

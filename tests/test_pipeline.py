@@ -1,0 +1,373 @@
+"""The SASV pipeline end to end on the tiny synthetic corpus: main.py tasks asv / cm / sasv (frozen and joint),
+the three stage scripts, their caches, and evaluate.py agreeing with results.json.
+
+Entry points run once each as subprocesses (the real command line); variations run in-process through the same
+`main(argv)` functions to stay within the time budget.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import evaluate
+import main as main_py
+import save_asv_embeddings
+import save_cm_score
+import save_sasv_score
+from common.cli import run_main
+from data.asvspoof import LADatabase
+from data.score_files import read_cm_scores, read_sasv_scores
+from tests.pipeline_fixtures import (ASV_MODEL, CM_MODEL, check_ok, finish, frontends, one_thread, run_script,
+                                     sasv_args, staged, start, tiny_corpus)
+
+__all__ = ["frontends", "one_thread", "staged", "tiny_corpus"]   # fixtures used by name
+
+SPLITS = ("train", "dev", "eval")
+EVAL_SPLITS = ("dev", "eval")
+SASV_METRICS = ("sasv_eer", "sv_eer", "spf_eer", "min_a_dcf", "min_a_dcf_asvspoof5", "t_eer",
+                "min_t_dcf_asvspoof5", "min_t_dcf_asvspoof2019", "asv_eer", "cm_eer")
+SCORE_BACKENDS = ("asv_only", "cm_only", "score_sum", "product_rule", "lr_fusion")
+
+
+def call(entry, argv, capsys) -> tuple[int, str]:
+    """Runs an entry point's `main(argv)` in-process; returns (exit code, stderr)."""
+    capsys.readouterr()
+    rc = entry(argv)
+    return rc, capsys.readouterr().err
+
+
+def call_main_py(argv, capsys) -> tuple[int, str]:
+    return call(lambda a: run_main(main_py.main, a), argv, capsys)
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    """Every file under root (relative path -> bytes)."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def csv_rows(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def load_npz(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def copy_run(src: Path, dest: Path) -> Path:
+    shutil.copytree(src, dest)
+    return dest
+
+
+def assert_results(path: Path) -> dict:
+    results = json.loads(path.read_text())
+    for split in EVAL_SPLITS:
+        assert set(SASV_METRICS) <= set(results[split]), f"{path}: {split} lacks {set(SASV_METRICS) - set(results[split])}"
+        for key in SASV_METRICS:
+            assert math.isfinite(results[split][key]), f"{path}: {split} {key} = {results[split][key]}"
+        for key in ("sasv_eer", "sv_eer", "spf_eer", "t_eer", "asv_eer", "cm_eer"):
+            assert 0 <= results[split][key] <= 100
+        assert (path.parent / f"det_{split}.png").stat().st_size > 1000
+    return results
+
+
+def assert_sasv_file(path: Path, db: LADatabase, split: str) -> None:
+    """Every trial of the split's protocol exactly once, with its protocol labels, and a finite score."""
+    scores = read_sasv_scores(path)
+    protocol = {(t.speaker, t.utt): t for t in db.sasv_trials(split)}
+    assert len(scores.trials()) == len(set(scores.trials())), f"{path}: duplicated trials"
+    assert set(scores.trials()) == set(protocol), f"{path}: trials differ from the protocol"
+    for spk, utt, attack, key in zip(scores.spk, scores.utt, scores.attack, scores.key):
+        assert (attack, key) == (protocol[spk, utt].attack, protocol[spk, utt].key)
+    assert np.isfinite(scores.score).all()
+
+
+# ---------------------------------------------------------------------------------------------
+# main.py task asv / task cm (the session fixture trained the front-ends with them)
+# ---------------------------------------------------------------------------------------------
+def test_asv_task_trains_and_exports(frontends):
+    results = json.loads((frontends.asv_dir / "results.json").read_text())
+    assert {"eer", "min_dcf_p001", "min_dcf_p005", "best_epoch"} <= set(results)
+    assert all(math.isfinite(results[k]) for k in ("eer", "min_dcf_p001", "min_dcf_p005"))
+    assert 0 <= results["eer"] <= 100 and results["best_epoch"] == 1
+    rows = csv_rows(frontends.asv_dir / "epoch_log.csv")
+    assert [r["epoch"] for r in rows] == ["1"] and math.isfinite(float(rows[0]["eer"]))
+    from pipeline.frontends import build_asv
+    model = build_asv({"arch": "ResNetSE34L", "checkpoint": str(frontends.asv),
+                       "model": {"embedding_dim": 32, "channels": [8, 8, 16, 32]}})
+    assert model.embedding_dim == 32
+
+
+def test_cm_task_trains_and_exports(frontends):
+    results = json.loads((frontends.cm_dir / "results.json").read_text())
+    assert {"dev_cm_eer", "eval_cm_eer", "best_epoch"} <= set(results)
+    assert all(math.isfinite(results[k]) and 0 <= results[k] <= 100 for k in ("dev_cm_eer", "eval_cm_eer"))
+    rows = csv_rows(frontends.cm_dir / "epoch_log.csv")
+    assert [r["epoch"] for r in rows] == ["1"] and math.isfinite(float(rows[0]["dev_cm_eer"]))
+    from pipeline.frontends import build_cm
+    build_cm({"arch": "AASIST-L", "checkpoint": str(frontends.cm),
+              "model": {"filts": [20, [1, 8], [8, 8], [8, 8], [8, 8]], "gat_dims": [8, 8]}})
+
+
+# ---------------------------------------------------------------------------------------------
+# The stage scripts
+# ---------------------------------------------------------------------------------------------
+def test_stage_outputs_exist_and_parse(staged, tiny_corpus):
+    db, emb, scores = LADatabase(tiny_corpus.la), staged.embeddings, staged.out / "scores"
+    for split in SPLITS:
+        asv = load_npz(emb / f"asv_{split}.npz")
+        ids = asv["ids"].tolist()
+        assert len(ids) == len(set(ids)) == asv["embeddings"].shape[0]
+        assert set(ids) == set(db.utterances(split))
+        assert asv["embeddings"].shape[1] == 32 and np.isfinite(asv["embeddings"]).all()
+        cm = load_npz(emb / f"cm_{split}.npz")
+        protocol = {e.utt: e for e in db.cm_entries(split)}
+        assert cm["ids"].tolist() == list(protocol)
+        assert cm["embeddings"].shape[0] == cm["scores"].shape[0] == len(protocol)
+        cm_file = read_cm_scores(scores / f"cm_{split}.txt")
+        assert cm_file.utt == list(protocol)
+        assert [protocol[u].key for u in cm_file.utt] == cm_file.key
+        assert [protocol[u].system.replace("-", "bonafide") for u in cm_file.utt] == cm_file.attack
+        assert all(line.split()[1] == protocol[line.split()[0]].system     # ASVspoof 2019: '-' for bona fide
+                   for line in (scores / f"cm_{split}.txt").read_text().splitlines())
+        np.testing.assert_allclose(cm_file.score, cm["scores"], rtol=1e-5, atol=1e-6)
+    for split in EVAL_SPLITS:
+        models = load_npz(emb / f"asv_enrol_{split}.npz")
+        assert sorted(models["ids"].tolist()) == sorted(db.enrolment(split))
+        assert models["embeddings"].shape == (len(db.enrolment(split)), 32)
+        for kind in ("asv", "cm_trials", "sasv"):
+            assert_sasv_file(scores / f"{kind}_{split}.txt", db, split)
+        cm_score = dict(zip(load_npz(emb / f"cm_{split}.npz")["ids"].tolist(), load_npz(emb / f"cm_{split}.npz")["scores"]))
+        trials = read_sasv_scores(scores / f"cm_trials_{split}.txt")
+        np.testing.assert_allclose(trials.score, [cm_score[u] for u in trials.utt], rtol=1e-5, atol=1e-6)
+    assert_results(staged.out / "results.json")
+    assert json.loads((staged.out / "backend_state.json").read_text())
+    assert "ASV EER" in staged.stderr["save_asv_embeddings.py"]
+    assert "CM EER" in staged.stderr["save_cm_score.py"]
+    assert not list(staged.out.rglob("*.tmp"))
+
+
+def test_evaluate_py_agrees_with_results_json(staged, tmp_path):
+    s = staged.out / "scores"
+    check_ok(run_script("evaluate.py", ["--sasv", s / "sasv_dev.txt", "--asv", s / "asv_dev.txt",
+                                        "--cm", s / "cm_trials_dev.txt", "--json", tmp_path / "x.json"]))
+    evaluated = json.loads((tmp_path / "x.json").read_text())
+    results = json.loads((staged.out / "results.json").read_text())["dev"]
+    assert set(evaluated) == set(results)
+    for key in results:
+        assert evaluated[key] == pytest.approx(results[key], rel=1e-6, abs=1e-9), key
+
+
+def test_rerun_skips_and_is_byte_identical(staged, tiny_corpus, frontends, tmp_path, capsys, one_thread):
+    out = copy_run(staged.out, tmp_path / "run")
+    before = tree(out)
+    mtimes = {p: p.stat().st_mtime_ns for p in (out / "embeddings").iterdir()}
+    args = sasv_args(tiny_corpus, frontends, out)
+    rc, asv_err = call(save_asv_embeddings.main, args, capsys)
+    assert rc == 0, asv_err
+    rc, cm_err = call(save_cm_score.main, args, capsys)
+    assert rc == 0, cm_err
+    for split in SPLITS:
+        assert f"asv {split}: {out / 'embeddings' / f'asv_{split}.npz'} is up to date" in asv_err
+        assert f"cm {split}: {out / 'embeddings' / f'cm_{split}.npz'} is up to date" in cm_err
+    rc, err = call(save_sasv_score.main, args, capsys)
+    assert rc == 0, err
+    after = tree(out)
+    assert sorted(after) == sorted(before), "rerun added or removed files"
+    changed = [name for name in before if before[name] != after[name] and name != "config.yaml"]
+    assert not changed, f"rerun changed {changed}"
+    assert f"output_dir: {out}" in (out / "config.yaml").read_text()   # the copy's own resolved config
+    assert {p: p.stat().st_mtime_ns for p in (out / "embeddings").iterdir()} == mtimes, "cached embeddings rewritten"
+
+
+def test_force_recomputes(staged, tiny_corpus, frontends, tmp_path, capsys, one_thread):
+    out = copy_run(staged.out, tmp_path / "run")
+    args = sasv_args(tiny_corpus, frontends, out, "splits=[dev]")
+    path = out / "embeddings" / "cm_dev.npz"
+    mtime, before = path.stat().st_mtime_ns, load_npz(path)
+    rc, err = call(save_cm_score.main, [*args, "--force"], capsys)
+    assert rc == 0 and "up to date" not in err and "cm dev: CM EER" in err
+    assert path.stat().st_mtime_ns != mtime
+    after = load_npz(path)
+    assert after["ids"].tolist() == before["ids"].tolist()
+    np.testing.assert_allclose(after["scores"], before["scores"], rtol=1e-4, atol=1e-5)
+    rc, err = call(save_asv_embeddings.main, [*args, "--force"], capsys)
+    assert rc == 0 and "up to date" not in err and "asv dev:" in err
+    rc, err = call(save_asv_embeddings.main, args, capsys)
+    assert rc == 0 and "up to date" in err
+
+
+def test_changed_crop_or_checkpoint_invalidates_cache(staged, tiny_corpus, frontends, tmp_path, capsys, one_thread):
+    import torch
+
+    from cm.checkpoint import save_cm_state
+    from pipeline.frontends import build_asv, build_cm
+    from asv.checkpoint import save_asv_state
+
+    out = copy_run(staged.out, tmp_path / "run")
+    cm_ckpt, asv_ckpt = tmp_path / "cm.pt", tmp_path / "asv.pt"
+    shutil.copy(frontends.cm, cm_ckpt)
+    shutil.copy(frontends.asv, asv_ckpt)
+    args = sasv_args(tiny_corpus, frontends, out, "splits=[dev]", f"cm.checkpoint={cm_ckpt}",
+                     f"asv.checkpoint={asv_ckpt}")
+    cm_path, asv_path = out / "embeddings" / "cm_dev.npz", out / "embeddings" / "asv_dev.npz"
+    original = load_npz(cm_path)["scores"]
+    rc, err = call(save_cm_score.main, args, capsys)          # same checkpoint bytes at another path: still current
+    assert rc == 0 and "up to date" in err
+
+    rc, err = call(save_cm_score.main, [*args, "cm.crop.samples=4000"], capsys)        # crop changed
+    assert rc == 0 and "up to date" not in err
+    assert not np.allclose(load_npz(cm_path)["scores"], original)
+    rc, err = call(save_cm_score.main, [*args, "cm.crop.samples=4000"], capsys)
+    assert rc == 0 and "up to date" in err                                              # and cached again
+
+    # a retrained checkpoint (same architecture, different weights) at the same path invalidates the cache
+    cm_model = build_cm({"arch": "AASIST-L", "checkpoint": str(cm_ckpt), "model": _model(CM_MODEL)})
+    asv_model = build_asv({"arch": "ResNetSE34L", "checkpoint": str(asv_ckpt), "model": _model(ASV_MODEL)})
+    with torch.no_grad():
+        for model in (cm_model, asv_model):
+            for p in model.parameters():
+                p.add_(0.05 * torch.randn_like(p))
+    save_cm_state(cm_ckpt, cm_model)
+    save_asv_state(asv_ckpt, asv_model)
+    scores_4000 = load_npz(cm_path)["scores"]
+    rc, err = call(save_cm_score.main, [*args, "cm.crop.samples=4000"], capsys)
+    assert rc == 0 and "up to date" not in err
+    assert not np.allclose(load_npz(cm_path)["scores"], scores_4000)
+    asv_before = load_npz(asv_path)["embeddings"]
+    rc, err = call(save_asv_embeddings.main, args, capsys)
+    assert rc == 0 and "up to date" not in err
+    assert not np.allclose(load_npz(asv_path)["embeddings"], asv_before)
+    rc, err = call(save_asv_embeddings.main, [*args, "asv.crop={policy: first, samples: 8000}"], capsys)
+    assert rc == 0 and "up to date" not in err                                          # ASV crop changed
+
+
+def _model(text: str) -> dict:
+    import yaml
+    return yaml.safe_load(text)
+
+
+@pytest.mark.parametrize("backend", SCORE_BACKENDS)
+def test_save_sasv_score_backends(backend, staged, tiny_corpus, frontends, tmp_path, capsys):
+    out = tmp_path / backend
+    args = sasv_args(tiny_corpus, frontends, out, f"embeddings_dir={staged.embeddings}", f"backend.name={backend}")
+    # stage 3 needs the per-trial scores only through the embeddings: the shared cache is enough
+    rc, err = call(save_sasv_score.main, args, capsys)
+    assert rc == 0, err
+    results = assert_results(out / "results.json")
+    assert json.loads((out / "results.json").read_text())["backend"] == backend
+    db = LADatabase(tiny_corpus.la)
+    for split in EVAL_SPLITS:
+        assert_sasv_file(out / "scores" / f"sasv_{split}.txt", db, split)
+    state = json.loads((out / "backend_state.json").read_text())
+    assert state.get("backend") == backend
+    # evaluate.py on the written score files reproduces results.json
+    s = staged.out / "scores"
+    rc, _ = call(evaluate.main, ["--sasv", str(out / "scores" / "sasv_dev.txt"), "--asv", str(s / "asv_dev.txt"),
+                                 "--cm", str(s / "cm_trials_dev.txt"), "--json", str(tmp_path / "x.json")], capsys)
+    assert rc in (0, None)
+    evaluated = json.loads((tmp_path / "x.json").read_text())
+    for key in SASV_METRICS:
+        assert evaluated[key] == pytest.approx(results["dev"][key], rel=1e-6, abs=1e-9), key
+    if backend == "asv_only":   # the ASV-only SASV score is the ASV score itself
+        np.testing.assert_allclose(read_sasv_scores(out / "scores" / "sasv_dev.txt").score,
+                                   read_sasv_scores(s / "asv_dev.txt").score, rtol=1e-5, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------
+# main.py task sasv
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("backend,scheme", [("baseline2", "baseline2"), ("joint_oc", "2class"), ("joint_oc", "4class")])
+def test_main_frozen_trains_backend(backend, scheme, staged, tiny_corpus, frontends, tmp_path, capsys, one_thread):
+    out = tmp_path / "run"
+    args = sasv_args(tiny_corpus, frontends, out, f"embeddings_dir={staged.embeddings}", "mode=frozen",
+                     f"backend.name={backend}", f"sampling.scheme={scheme}")
+    rc, err = call_main_py(args, capsys)
+    assert rc == 0, err
+    assert err.count("is up to date, skipped") == 6, "frozen mode should reuse the cached embeddings"
+    results = assert_results(out / "results.json")
+    assert results["backend"] == backend
+    assert (out / "backend.pt").stat().st_size > 0
+    log = out / "backend_train" / "epoch_log.csv"
+    rows = csv_rows(log)
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert all(math.isfinite(float(r["dev_sasv_eer"])) for r in rows)
+    if backend == "baseline2":
+        # --resume after a finished run: nothing retrained, logs not duplicated, same back-end
+        backend_bytes, log_bytes = (out / "backend.pt").read_bytes(), log.read_bytes()
+        rc, err = call_main_py([*args, "--resume"], capsys)
+        assert rc == 0, err
+        assert "[engine] epoch" not in err and "from scratch" not in err
+        assert log.read_bytes() == log_bytes
+        assert (out / "backend.pt").read_bytes() == backend_bytes
+        # the trained back-end also scores through stage 3 from its checkpoint
+        rc, err = call(save_sasv_score.main, [*args, f"backend.checkpoint={out / 'backend.pt'}",
+                                              f"output_dir={tmp_path / 'stage3'}"], capsys)
+        assert rc == 0, err
+        assert json.loads((tmp_path / "stage3" / "results.json").read_text())["dev"] == pytest.approx(results["dev"])
+
+
+def test_main_joint_mode(staged, tiny_corpus, frontends, tmp_path, capsys, one_thread):
+    out = tmp_path / "joint"
+    shared = copy_run(staged.embeddings, tmp_path / "shared_embeddings")
+    shared_before = tree(shared)
+    args = sasv_args(tiny_corpus, frontends, out, f"embeddings_dir={shared}", "mode=joint", "backend.name=joint_oc",
+                     "sampling.scheme=4class", "sampling.trials_per_epoch=32", "train.epochs=1",
+                     "joint.aux_asv_weight=0.5", "joint.aux_cm_weight=0.5")
+    rc, err = call_main_py(args, capsys)
+    assert rc == 0, err
+    assert_results(out / "results.json")
+    for name in ("backend.pt", "asv_finetuned.pt", "cm_finetuned.pt"):
+        assert (out / name).stat().st_size > 0, name
+    log = out / "joint_train" / "epoch_log.csv"
+    rows = csv_rows(log)
+    assert [r["epoch"] for r in rows] == ["1"]
+    assert math.isfinite(float(rows[0]["dev_sasv_eer"]))
+    train_log = csv_rows(out / "joint_train" / "train_log.csv")
+    assert train_log and {"backend_loss", "aux_cm_loss", "aux_asv_loss"} <= {k.split("/")[-1].removeprefix("train_")
+                                                                              for k in train_log[0]}
+    # the fine-tuned front-ends differ from the starting ones and load back into their architectures
+    from pipeline.frontends import build_asv, build_cm
+    tuned_asv = build_asv({"arch": "ResNetSE34L", "checkpoint": str(out / "asv_finetuned.pt"), "model": _model(ASV_MODEL)})
+    start_asv = build_asv({"arch": "ResNetSE34L", "checkpoint": str(frontends.asv), "model": _model(ASV_MODEL)})
+    assert any(not np.allclose(a.detach().numpy(), b.detach().numpy())
+               for a, b in zip(tuned_asv.parameters(), start_asv.parameters()))
+    build_cm({"arch": "AASIST-L", "checkpoint": str(out / "cm_finetuned.pt"), "model": _model(CM_MODEL)})
+    # the fine-tuned embeddings belong to this experiment, not to the shared cache of the frozen front-ends
+    assert tree(shared) == shared_before
+    assert {"asv_dev.npz", "asv_eval.npz", "cm_dev.npz", "cm_eval.npz"} <= {p.name for p in (out / "embeddings").iterdir()}
+    # --resume after the run finished: no retraining, no duplicated log rows
+    log_bytes = log.read_bytes()
+    rc, err = call_main_py([*args, "--resume"], capsys)
+    assert rc == 0, err
+    assert "[engine] epoch" not in err
+    assert log.read_bytes() == log_bytes
+    assert_results(out / "results.json")
+
+
+def test_enrolment_concat_uses_enr_audio(staged, tiny_corpus, frontends, tmp_path, capsys, one_thread):
+    db = LADatabase(tiny_corpus.la)
+    shared = copy_run(staged.embeddings, tmp_path / "embeddings")
+    out = tmp_path / "concat"
+    args = sasv_args(tiny_corpus, frontends, out, f"embeddings_dir={shared}", "enrolment=concat", "splits=[dev, eval]")
+    # enr_audio pointing nowhere fails before any compute, naming the folder
+    rc, err = call(save_asv_embeddings.main, [*args, f"enr_audio={tmp_path / 'nowhere'}"], capsys)
+    assert rc == 2 and "nowhere" in err and err.strip().count("\n") == 0
+    rc, err = call_main_py([*args, f"enr_audio={tiny_corpus.enr_audio}"], capsys)
+    assert rc == 0, err
+    for split in EVAL_SPLITS:
+        models = load_npz(shared / f"asv_enrol_concat_{split}.npz")
+        assert sorted(models["ids"].tolist()) == sorted(db.enrolment_concat(split))
+        lists = load_npz(shared / f"asv_enrol_{split}.npz")       # the lists form is kept beside it
+        assert not np.allclose(models["embeddings"], lists["embeddings"][[lists["ids"].tolist().index(s)
+                                                                          for s in models["ids"].tolist()]])
+        assert_sasv_file(out / "scores" / f"asv_{split}.txt", db, split)
+    assert_results(out / "results.json")
+    assert "asv dev: " in err and "up to date" in err   # test embeddings reused from the lists run
