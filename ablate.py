@@ -1,0 +1,32 @@
+"""Fusion ablation: compares a grid of SASV back-end variants on the cached embeddings of one experiment.
+
+    python ablate.py --config configs/ablation_quickstart.conf [key.sub=value ...] [--force]
+
+The config is a SASV config plus an `ablation` section (see docs/ablation.md). Embeddings are computed once
+(skipped when cached), finished systems are skipped on a rerun (--force redoes them). Writes
+<output_dir>/ablation/{ablation.csv, ablation.md, ablation_det.png} and one folder per system.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Sequence
+
+from common.cli import config_parser, run_main
+from common.config import dump_config, load_config
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from pipeline.ablation import SCHEMA, ablation_dir, parse_systems, run_ablation
+
+    parser = config_parser(__doc__.splitlines()[0])
+    parser.add_argument("--force", action="store_true", help="redo every system (cached embeddings are still reused)")
+    args = parser.parse_args(argv)
+    cfg = load_config(args.config, args.overrides, SCHEMA)
+    parse_systems(cfg)                # the whole grid is checked before anything is written
+    dump_config(cfg, ablation_dir(cfg) / "config.yaml")
+    run_ablation(cfg, force=args.force)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))

@@ -1,0 +1,280 @@
+"""Verifying single trials from audio files with a finished experiment: enrolment files + a test file ->
+ASV score, CM score, SASV score and an accept/reject decision.
+
+The scores are computed exactly as the stages compute them for the corpus (same front-ends, crops, enrolment
+form, score normalisation cohort and back-end), so the threshold chosen on the experiment's dev SASV scores
+(`<output_dir>/scores/sasv_dev.txt`) applies unchanged. Every check that needs no model (back-end state,
+threshold, files) runs before any audio is embedded.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+
+from common.errors import InputError
+from common.io import atomic_write
+from data.asvspoof import SASVTrial
+from data.audio import crop_even, crop_first, load_audio
+from data.datasets import EmbeddingTable
+from data.score_files import read_sasv_scores
+from fusion import is_score_backend, score_backend_from_state
+from metrics.thresholds import METHODS, choose_threshold
+from pipeline.extract import CropSpec
+from pipeline.frontends import asv_embed_fn, build_asv, build_cm, cm_embed_fn, crop_spec
+from pipeline.stages import asv_trial_scores, experiment, resolve_device
+
+MIN_SAMPLES = 160          # as the stage extraction (pipeline.extract)
+RESULT_COLUMNS = ("enroll", "test", "asv_score", "cm_score", "sasv_score", "threshold", "decision")
+
+
+@dataclass(frozen=True)
+class Trial:
+    enroll: tuple[str, ...]     # enrolment audio files (one speaker)
+    test: str                   # test audio file
+    where: str = ""             # for error messages, e.g. "pairs.csv line 3"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    trial: Trial
+    asv: float
+    cm: float
+    sasv: float
+    threshold: float
+
+    @property
+    def accept(self) -> bool:
+        return self.sasv >= self.threshold
+
+    @property
+    def decision(self) -> str:
+        return "accept" if self.accept else "reject"
+
+
+@dataclass(frozen=True)
+class Threshold:
+    value: float
+    source: str                 # how it was chosen, for the printout
+
+
+# ---------------------------------------------------------------------------------------------
+# Back-end and threshold (cheap checks first)
+# ---------------------------------------------------------------------------------------------
+def backend_state_path(cfg: Mapping) -> Path:
+    return experiment(cfg).root / "backend_state.json"
+
+
+def embedding_backend_path(cfg: Mapping) -> Path:
+    """backend.checkpoint, or the `backend.pt` main.py writes into output_dir when none is configured."""
+    return Path(cfg["backend"]["checkpoint"] or experiment(cfg).root / "backend.pt")
+
+
+def check_backend(cfg: Mapping) -> None:
+    """A clear error now, rather than after embedding audio, when the back-end cannot be loaded."""
+    name = cfg["backend"]["name"]
+    path = backend_state_path(cfg) if is_score_backend(name) else embedding_backend_path(cfg)
+    if not path.exists():
+        how = "save_sasv_score.py" if is_score_backend(name) else "main.py (task sasv)"
+        raise InputError(f"{path}: no fitted '{name}' back-end; run {how} with this config first")
+    if is_score_backend(name):
+        load_score_backend(cfg)
+    made = _read_json(experiment(cfg).root / "result.json")   # an ablation system folder (pipeline/ablation.py)
+    if made is not None and made.get("cm_score", "logit") != "logit":
+        raise InputError(f"{experiment(cfg).root}: this ablation system fuses the CM {made['cm_score']}, "
+                         "verify.py scores with the CM bona fide logit; choose a system with cm_score logit")
+
+
+def load_score_backend(cfg: Mapping):
+    path = backend_state_path(cfg)
+    try:
+        with open(path, encoding="utf-8") as f:
+            state = json.load(f)
+    except json.JSONDecodeError as e:
+        raise InputError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(state, dict) or state.get("backend") != cfg["backend"]["name"]:
+        got = state.get("backend") if isinstance(state, dict) else None
+        raise InputError(f"{path}: holds back-end {got!r}, but the config's backend.name is "
+                         f"{cfg['backend']['name']!r}; rerun save_sasv_score.py with this config")
+    try:
+        return score_backend_from_state(state)
+    except ValueError as e:
+        raise InputError(f"{path}: {e}") from None
+
+
+def dev_threshold(cfg: Mapping, method: str = "eer", far: float = 0.01) -> Threshold:
+    """The threshold chosen on the experiment's dev SASV scores: the SASV-EER point (target vs nontarget +
+    spoof), the min-DCF or min-a-DCF point, or a false-accept rate on nontarget + spoof (`far`)."""
+    if method not in METHODS:
+        raise InputError(f"unknown threshold method {method!r}; choose from {', '.join(METHODS)}")
+    exp = experiment(cfg)
+    path = exp.scores("sasv", "dev")
+    if not path.exists():
+        raise InputError(f"{path}: no dev SASV scores to choose a threshold on; run save_sasv_score.py "
+                         f"with this config first, or pass --threshold")
+    made_by = (_read_json(exp.results) or {}).get("backend")
+    if made_by is not None and made_by != cfg["backend"]["name"]:
+        raise InputError(f"{path}: scored by back-end {made_by!r} (results.json), but the config's backend.name "
+                         f"is {cfg['backend']['name']!r}; rerun save_sasv_score.py or pass --threshold")
+    scores = read_sasv_scores(path)
+    keys = np.asarray(scores.key)
+    classes = {k: scores.score[keys == k] for k in ("target", "nontarget", "spoof")}
+    value = choose_threshold(classes, method, negatives="both", far=far if method == "far" else None)
+    label = {"eer": "SASV-EER point", "min_dcf": "min-DCF point", "min_a_dcf": "min-a-DCF point",
+             "far": f"FAR {100 * far:g} % point"}[method]
+    return Threshold(value, f"dev {label}, {path}")
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (FileNotFoundError, json.JSONDecodeError, OSError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+# ---------------------------------------------------------------------------------------------
+# Audio -> embeddings, as the stages do it
+# ---------------------------------------------------------------------------------------------
+def _crops(wave: np.ndarray, crop: CropSpec) -> torch.Tensor:
+    """The model input of one utterance under the stage crop policy (pipeline.extract)."""
+    if crop.policy == "first":
+        x = crop_first(wave, crop.samples)[None]
+    elif crop.policy == "even":
+        x = crop_even(wave, crop.samples, crop.count)
+    else:
+        x = wave[None]
+    return torch.from_numpy(np.ascontiguousarray(x))
+
+
+@torch.inference_mode()
+def _embed(fn, wave: np.ndarray, crop: CropSpec) -> dict[str, np.ndarray]:
+    """Every output of `fn`, averaged over the crops (as pipeline.extract does)."""
+    return {k: v.float().mean(0).cpu().numpy() for k, v in fn(_crops(wave, crop)).items()}
+
+
+def check_files(trials: Sequence[Trial]) -> None:
+    for t in trials:
+        for path in (*t.enroll, t.test):
+            if not os.path.isfile(path):
+                where = f" ({t.where})" if t.where else ""
+                raise InputError(f"{path}: audio file does not exist{where}")
+
+
+def verify(cfg: Mapping, trials: Sequence[Trial], threshold: Threshold) -> list[Verdict]:
+    """Scores every trial; each distinct file and enrolment set is embedded once."""
+    if not trials:
+        raise InputError("no trials to verify")
+    check_backend(cfg)
+    check_files(trials)
+    device = resolve_device(cfg["device"])
+    asv_model, cm_model = build_asv(cfg["asv"], device), build_cm(cfg["cm"], device)
+    asv_fn, cm_fn = asv_embed_fn(asv_model, device), cm_embed_fn(cm_model, device)
+    asv_crop, cm_crop = crop_spec(cfg["asv"]), crop_spec(cfg["cm"])
+
+    audio: dict[str, np.ndarray] = {}
+
+    def wave(path: str) -> np.ndarray:
+        if path not in audio:
+            audio[path] = load_audio(path, min_samples=MIN_SAMPLES)
+        return audio[path]
+
+    enrol_sets = list(dict.fromkeys(t.enroll for t in trials))
+    tests = list(dict.fromkeys(t.test for t in trials))
+    models = []
+    for files in enrol_sets:
+        if cfg["enrolment"] == "concat":   # one embedding of the concatenated audio (the enr_audio form)
+            models.append(_embed(asv_fn, np.concatenate([wave(p) for p in files]), asv_crop)["embeddings"])
+        else:                              # mean of the per-file embeddings (data.datasets.speaker_models)
+            models.append(np.mean([_embed(asv_fn, wave(p), asv_crop)["embeddings"] for p in files], axis=0))
+    test_asv = [_embed(asv_fn, wave(p), asv_crop)["embeddings"] for p in tests]
+    test_cm = [_embed(cm_fn, wave(p), cm_crop) for p in tests]
+
+    model_ids, test_ids = [f"enrol{i}" for i in range(len(enrol_sets))], [f"test{i}" for i in range(len(tests))]
+    model_of, test_of = dict(zip(enrol_sets, model_ids)), dict(zip(tests, test_ids))
+    sasv_trials = [SASVTrial(model_of[t.enroll], test_of[t.test], "bonafide", "target") for t in trials]
+    asv = asv_trial_scores(cfg, "verify", sasv_trials, EmbeddingTable(model_ids, np.stack(models), "enrolment audio"),
+                           EmbeddingTable(test_ids, np.stack(test_asv), "test audio"))
+    row = [test_ids.index(test_of[t.test]) for t in trials]
+    cm = np.array([test_cm[i]["scores"] for i in row], dtype=np.float64)
+    sasv = _sasv_scores(cfg, asv, cm, np.stack([models[model_ids.index(model_of[t.enroll])] for t in trials]),
+                        np.stack([test_asv[i] for i in row]), np.stack([test_cm[i]["embeddings"] for i in row]))
+    return [Verdict(t, float(a), float(c), float(s), threshold.value) for t, a, c, s in zip(trials, asv, cm, sasv)]
+
+
+def _sasv_scores(cfg: Mapping, asv: np.ndarray, cm: np.ndarray, enr: np.ndarray, tst: np.ndarray,
+                 cmv: np.ndarray) -> np.ndarray:
+    if is_score_backend(cfg["backend"]["name"]):
+        return load_score_backend(cfg).score(asv, cm)
+    from pipeline.sasv import load_backend
+    backend = load_backend({"backend": {**cfg["backend"], "checkpoint": str(embedding_backend_path(cfg))}},
+                           enr.shape[1], cmv.shape[1])
+    with torch.no_grad():
+        out = backend(torch.from_numpy(enr).float(), torch.from_numpy(tst).float(), torch.from_numpy(cmv).float())[0]
+    return out.double().numpy()
+
+
+# ---------------------------------------------------------------------------------------------
+# Batch files and printing
+# ---------------------------------------------------------------------------------------------
+def read_pairs(path: str | os.PathLike) -> list[Trial]:
+    """Trials of a CSV with columns `enroll` (files separated by ';') and `test`; relative paths are taken
+    relative to the CSV's folder."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{path}: batch file does not exist") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"{path}: cannot read the batch file ({e})") from None
+    reader = csv.DictReader(io.StringIO(text))
+    missing = [c for c in ("enroll", "test") if c not in (reader.fieldnames or [])]
+    if missing:
+        raise InputError(f"{path}: missing column(s) {', '.join(missing)}; the header must name 'enroll' "
+                         f"(files separated by ';') and 'test', got {reader.fieldnames}")
+    trials = []
+    for number, row in enumerate(reader, start=2):
+        where = f"{path} line {number}"
+        enroll = tuple(str(path.parent / p.strip()) for p in (row["enroll"] or "").split(";") if p.strip())
+        test = (row["test"] or "").strip()
+        if not enroll or not test:
+            raise InputError(f"{where}: needs at least one enrolment file and a test file")
+        trials.append(Trial(enroll, str(path.parent / test), where))
+    if not trials:
+        raise InputError(f"{path}: no trials (only a header)")
+    return trials
+
+
+def write_results(path: str | os.PathLike, verdicts: Sequence[Verdict]) -> None:
+    """The batch results as a CSV (written atomically): one row per trial in input order."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(RESULT_COLUMNS)
+    for v in verdicts:
+        writer.writerow([";".join(v.trial.enroll), v.trial.test, repr(v.asv), repr(v.cm), repr(v.sasv),
+                         repr(v.threshold), v.decision])
+    with atomic_write(path) as f:
+        f.write(buf.getvalue())
+
+
+def describe(cfg: Mapping, verdict: Verdict, threshold: Threshold) -> str:
+    """The printout of one trial."""
+    norm = cfg["score_norm"]["method"]
+    asv_kind = "cosine" if norm == "none" else f"cosine, {norm}-normalised"
+    return "\n".join([
+        f"enrolment:  {', '.join(verdict.trial.enroll)} ({cfg['enrolment']})",
+        f"test:       {verdict.trial.test}",
+        f"ASV score:  {verdict.asv:.6g} ({asv_kind}, {cfg['asv']['arch']})",
+        f"CM score:   {verdict.cm:.6g} (bona fide logit, {cfg['cm']['arch']})",
+        f"SASV score: {verdict.sasv:.6g} ({cfg['backend']['name']})",
+        f"threshold:  {threshold.value:.6g} ({threshold.source})",
+        f"decision:   {verdict.decision.upper()} (accept iff SASV score >= threshold)",
+    ])
