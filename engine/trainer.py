@@ -245,6 +245,37 @@ class _Trainer:
         return FitResult(self.epoch, self.global_step, self.best["metric"], self.best["value"], self.best["epoch"],
                          list(self.history), last if last.exists() else None, best if best.exists() else None)
 
+    def _precise_bn(self) -> None:
+        """Recomputes BatchNorm statistics with the epoch's final weights ("precise BN").
+
+        Running averages lag the weights when an epoch has few steps at a high learning rate (short CPU runs),
+        and evaluation then sees stale statistics. This re-estimates them as a plain average over the first
+        `precise_bn_batches` training batches (no gradient, RNG state restored, averaged over ranks)."""
+        n = self.cfg["precise_bn_batches"]
+        bns = [m for m in self.model.modules()
+               if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+        if n <= 0 or not bns:
+            return
+        rng = get_rng_state(self.device)
+        momenta = [m.momentum for m in bns]
+        for m in bns:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average
+        self.model.train()
+        autocast = (torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype is not None
+                    else contextlib.nullcontext())
+        with torch.no_grad(), autocast:
+            for i, batch in enumerate(self.loader):
+                if i >= n:
+                    break
+                self.task.training_step(self.model, _to_device(batch, self.device))
+        for m, momentum in zip(bns, momenta):
+            m.momentum = momentum
+            if self.ctx.world_size > 1:
+                for buf in (m.running_mean, m.running_var):
+                    buf.copy_(distributed.all_reduce_sum(self.ctx, buf.detach().clone()) / self.ctx.world_size)
+        set_rng_state(rng, self.device)
+
     def _run_epoch(self) -> None:
         cfg, ctx, epoch = self.cfg, self.ctx, self.epoch
         t0 = time.time()
@@ -279,6 +310,7 @@ class _Trainer:
         if not math.isfinite(train["loss"]):
             raise FloatingPointError(f"training loss is {train['loss']} in epoch {epoch + 1} (step {self.global_step}); "
                                      f"lower the lr or enable grad_clip")
+        self._precise_bn()
         self.model.eval()
         with torch.no_grad():
             metrics = dict(self.task.evaluate(self.model) or {})

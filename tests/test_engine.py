@@ -364,3 +364,48 @@ def test_user_batch_sampler_gets_set_epoch(tmp_path):
         return _EpochSampler()
     _train(tmp_path / "f", data=TrainData(NoisyData(), batch_sampler=factory), epochs=1)
     assert made == [(0, 1, 0, 8)]
+
+
+class _PlainData(Dataset):
+    def __init__(self):
+        self.x = torch.randn(40, 5, generator=torch.Generator().manual_seed(1))
+        self.y = (self.x[:, 0] > 0).long()
+
+    def __len__(self):
+        return 40
+
+    def __getitem__(self, i):
+        return self.x[i], self.y[i]
+
+
+class _BNNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.front, self.bn, self.back = nn.Linear(5, 8), nn.BatchNorm1d(8), nn.Linear(8, 2)
+
+    def forward(self, x):
+        return self.back(torch.relu(self.bn(self.front(x))))
+
+
+@pytest.mark.parametrize("precise", [0, 100])
+def test_precise_bn_recomputes_statistics_with_final_weights(tmp_path, precise):
+    seed_everything(0)
+    model, data = _BNNet(), _PlainData()
+
+    class Task(ClassifyTask):
+        def evaluate(self, model):
+            return {}
+
+    fit(model, Task(), TrainData(data), _cfg(epochs=2, optimizer={"name": "adam", "lr": 0.05},
+                                             scheduler={"name": "none"}, precise_bn_batches=precise), tmp_path)
+    with torch.no_grad():
+        expected = model.front(data.x).mean(0)
+    close = torch.allclose(model.bn.running_mean, expected, atol=1e-5)
+    assert close == bool(precise)  # without it, the running mean lags the weights
+
+
+def test_precise_bn_keeps_exact_resume(tmp_path):
+    a, _ = _train(tmp_path / "a", precise_bn_batches=2, epochs=3)
+    _train(tmp_path / "b", precise_bn_batches=2, epochs=2)
+    b, _ = _train(tmp_path / "b", resume=True, precise_bn_batches=2, epochs=3)
+    _assert_same_params(a, b)
