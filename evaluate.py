@@ -17,7 +17,7 @@ from common.cli import run_main
 from common.errors import InputError
 from common.io import atomic_write
 from data.score_files import align_scores, read_sasv_scores
-from metrics.report import NEEDS_ASV_AND_CM, evaluate_trials, format_table
+from metrics.report import NEEDS_ASV_AND_CM, evaluate_trials, format_table, json_ready
 
 DET_FORMATS = (".png", ".pdf", ".svg")
 
@@ -52,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         plot_det(systems, args.det, title=f"DET curves ({len(sasv)} trials)")
     if args.json:
         with atomic_write(args.json) as f:
-            json.dump(results, f, indent=1)
+            json.dump(json_ready(results), f, indent=1)
             f.write("\n")
     print(format_table({args.name or Path(args.sasv).name: results}))
     if (asv is None) != (cm is None):

@@ -79,3 +79,10 @@ def format_table(results: Mapping[str, Mapping[str, float]]) -> str:
         return "  ".join([cells[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(cells[1:], widths[1:])])
 
     return "\n".join([line(header), "  ".join("-" * w for w in widths)] + [line(r) for r in rows])
+
+
+def json_ready(node):
+    """Undefined metrics (NaN, e.g. a t-DCF whose normaliser is 0) become null, so the JSON stays valid."""
+    if isinstance(node, Mapping):
+        return {k: json_ready(v) for k, v in node.items()}
+    return None if isinstance(node, float) and not np.isfinite(node) else node

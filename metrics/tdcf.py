@@ -116,6 +116,8 @@ def min_t_dcf_legacy(bonafide_cm: np.ndarray, spoof_cm: np.ndarray, asv: ASVOper
     c1 = cost.p_target * (cost.c_miss_cm - cost.c_miss_asv * asv.p_miss) - cost.p_nontarget * cost.c_fa_asv * asv.p_fa
     c2 = cost.c_fa_cm * cost.p_spoof * (1 - asv.p_miss_spoof)
     _negative_weights("ASVspoof 2019", C1=c1, C2=c2)
+    if min(c1, c2) == 0:  # e.g. the ASV rejects every spoof (C2 = 0): the normalised form is undefined (0/0)
+        return MinCost(float("nan"), float("nan"))
     return _minimum((c1 * p_miss_cm + c2 * p_fa_cm) / min(c1, c2), thresholds)
 
 

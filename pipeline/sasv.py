@@ -24,7 +24,7 @@ from data.score_files import write_sasv_scores
 from engine import TrainData
 from fusion import EmbeddingBackend, ScoreBackend, build_backend, is_score_backend
 from metrics.det import plot_det
-from metrics.report import evaluate_trials, format_table
+from metrics.report import evaluate_trials, format_table, json_ready
 from metrics.sasv import sasv_eers
 from pipeline.stages import _sasv_rows, _say, _table, asv_trial_scores, database, experiment
 
@@ -201,7 +201,7 @@ def write_results(cfg: Mapping, inputs: Mapping[str, TrialInputs], scores: Mappi
         if cfg["det"]:
             plot_det({cfg["backend"]["name"]: (scores[split], data.keys)}, exp.root / f"det_{split}.png",
                      title=f"{cfg['backend']['name']} on {split}")
-    payload = {"backend": cfg["backend"]["name"], **results, **(extra or {})}
+    payload = {"backend": cfg["backend"]["name"], **json_ready(results), **(extra or {})}
     with atomic_write(exp.results) as f:
         json.dump(payload, f, indent=1)
     print(format_table({f"{cfg['backend']['name']} ({s})": r for s, r in results.items()}))

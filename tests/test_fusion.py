@@ -41,7 +41,7 @@ def sasv_trials(seed: int, cm_scale: float = 2.0, n: int = 2000):
 # ---------------------------------------------------------------- dispatch and options
 
 def test_build_backend_dispatch_and_errors():
-    assert set(BACKENDS) == {"score_sum", "product_rule", "lr_fusion", "baseline2", "joint_oc"}
+    assert set(BACKENDS) == {"asv_only", "cm_only", "score_sum", "product_rule", "lr_fusion", "baseline2", "joint_oc"}
     for name in ("score_sum", "product_rule", "lr_fusion"):
         assert isinstance(build_backend(name), ScoreBackend) and is_score_backend(name)
     for name in ("baseline2", "joint_oc"):
