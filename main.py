@@ -11,10 +11,9 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-import yaml
 
 from common.cli import config_parser, run_main
-from common.config import ConfigError, apply_override, dump_config, load_config
+from common.config import ConfigError, apply_override, dump_config, load_config, read_raw
 from engine import is_main_process
 
 TASKS = ("asv", "cm", "sasv")
@@ -34,14 +33,7 @@ def _task_module(name: str):
 
 def _peek_task(path: str, overrides: Sequence[str]) -> str:
     """The `task` key, read before the full schema is known (it chooses the schema)."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file does not exist") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML/JSON: {str(e).splitlines()[0]}") from None
-    data = data if isinstance(data, dict) else {}
+    data = read_raw(path)
     for item in overrides:
         if item.startswith("task="):
             apply_override(data, item)

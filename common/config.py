@@ -36,20 +36,24 @@ class FreeForm(dict):
 def load_config(path: str | os.PathLike | None, overrides: Iterable[str], schema: Mapping) -> dict:
     """Reads `path` (may be None), applies `key.sub=value` overrides, validates against `schema`."""
     source = str(path) if path is not None else "<defaults>"
-    raw: dict = {}
-    if path is not None:
-        try:
-            with open(path, encoding="utf-8") as f:
-                raw = yaml.safe_load(f) or {}
-        except FileNotFoundError:
-            raise ConfigError(f"{source}: config file does not exist") from None
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{source}: not valid YAML/JSON: {str(e).splitlines()[0]}") from None
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{source}: top level must be a mapping of keys, got {type(raw).__name__}")
+    raw = read_raw(path) if path is not None else {}
     for item in overrides:
         apply_override(raw, item)
     return _merge(schema, raw, source, prefix="")
+
+
+def read_raw(path: str | os.PathLike) -> dict:
+    """The config file as a plain dict, before any schema is applied (e.g. to read `task` first)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            raw = yaml.safe_load(f) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file does not exist") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML/JSON: {str(e).splitlines()[0]}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of keys, got {type(raw).__name__}")
+    return raw
 
 
 def apply_override(raw: dict, item: str) -> None:

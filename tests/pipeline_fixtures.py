@@ -148,12 +148,3 @@ def staged(tiny_corpus, frontends, tmp_path_factory) -> Staged:
         return Staged(out, stderr)
     return _once("staged", build)
 
-
-@pytest.fixture
-def one_thread():
-    """In-process pipeline runs with one torch thread, restored afterwards."""
-    import torch
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)

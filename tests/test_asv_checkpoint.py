@@ -10,13 +10,7 @@ from asv.checkpoint import load_asv_state, save_asv_state
 from asv.losses import build_loss
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """On the shared 2-core CI machine, two spinning intra-op threads per process run ~10x slower than one."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _torchaudio_buffers(n_mels: int, f_min: float = 0.0, f_max: float | None = None) -> dict[str, torch.Tensor]:

@@ -10,13 +10,7 @@ import torch.nn.functional as F
 from asv.losses import LOSSES, build_loss
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """On the shared 2-core CI machine, two spinning intra-op threads per process run ~10x slower than one."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 ALL = list(LOSSES)

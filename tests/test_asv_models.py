@@ -13,13 +13,7 @@ from asv.losses import build_loss
 from asv.scoring import cosine_scores, eval_samples, extract_embeddings, score_trials, trial_eer
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """On the shared 2-core CI machine, two spinning intra-op threads per process run ~10x slower than one."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # Parameter counts of the seed architectures (embedding network only, no loss head). ResNetSE34V2 = the 8.0M

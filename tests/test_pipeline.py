@@ -23,10 +23,10 @@ import save_sasv_score
 from common.cli import run_main
 from data.asvspoof import LADatabase
 from data.score_files import read_cm_scores, read_sasv_scores
-from tests.pipeline_fixtures import (ASV_MODEL, CM_MODEL, check_ok, finish, frontends, one_thread, run_script,
+from tests.pipeline_fixtures import (ASV_MODEL, CM_MODEL, check_ok, finish, frontends, run_script,
                                      sasv_args, staged, start, tiny_corpus)
 
-__all__ = ["frontends", "one_thread", "staged", "tiny_corpus"]   # fixtures used by name
+__all__ = ["frontends", "staged", "tiny_corpus"]   # fixtures used by name
 
 SPLITS = ("train", "dev", "eval")
 EVAL_SPLITS = ("dev", "eval")

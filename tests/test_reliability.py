@@ -14,10 +14,10 @@ import save_sasv_score
 from common.cli import run_main
 from data.asvspoof import LADatabase
 from data.score_files import read_sasv_scores
-from tests.pipeline_fixtures import (check_ok, copy_corpus, frontends, one_thread, run_script, sasv_args, staged,
+from tests.pipeline_fixtures import (check_ok, copy_corpus, frontends, run_script, sasv_args, staged,
                                      tiny_corpus)
 
-__all__ = ["frontends", "one_thread", "staged", "tiny_corpus"]   # fixtures used by name
+__all__ = ["frontends", "staged", "tiny_corpus"]   # fixtures used by name
 
 
 def call(entry, argv, capsys) -> tuple[int, str]:
