@@ -63,13 +63,13 @@ def run_demo(out: Path, corpus: Path, preset: str, systems: Sequence[tuple[str, 
         own = [o for o in extra if o.split("=", 1)[0].split(".")[0] in module.SCHEMA]
         return load_config(Path("configs") / name, [*overrides, *own], module.SCHEMA)
 
-    _step("2/4 ASV front-end: ResNetSE34L on the VoxCeleb part")
+    _step("2/4 ASV front-end: ECAPA-TDNN (C=256) on the VoxCeleb part")
     asv_cfg = config("quickstart_asv.conf", asv_task,
                      [f"data.voxceleb={paths.voxceleb}", f"output_dir={out / 'asv'}"])
     if not (out / "asv" / "asv_model.pt").exists():
         asv_task.run(asv_cfg, resume=True)
 
-    _step("3/4 CM front-end: AASIST-L on LA train")
+    _step("3/4 CM front-end: a narrow AASIST-L on LA train")
     cm_cfg = config("quickstart_cm.conf", cm_task, [f"database={paths.la}", f"output_dir={out / 'cm'}"])
     if not (out / "cm" / "cm_model.pt").exists():
         cm_task.run(cm_cfg, resume=True)

@@ -93,7 +93,7 @@ def check_ok(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess
 def sasv_args(corpus, frontends: Frontends, out: Path, *extra: str, config: str = "configs/quickstart.conf") -> list[str]:
     """`--config quickstart.conf` with overrides pointing at the tiny corpus and front-ends, and a tiny training."""
     return ["--config", config, f"database={corpus.la}", f"output_dir={out}",
-            f"asv.checkpoint={frontends.asv}", f"asv.model={ASV_MODEL}",
+            f"asv.checkpoint={frontends.asv}", "asv.arch=ResNetSE34L", f"asv.model={ASV_MODEL}",
             f"cm.checkpoint={frontends.cm}", f"cm.model={CM_MODEL}", f"cm.crop.samples={CROP}",
             f"joint.test_samples={CROP}", f"joint.enrol_samples={CROP}",
             "sampling.trials_per_epoch=64", "train.epochs=2", "train.batch_size=16", "train.progress=false",
@@ -123,7 +123,7 @@ def frontends(tiny_corpus, tmp_path_factory) -> Frontends:
         root = tmp_path_factory.mktemp("frontends")
         fe = Frontends(root / "asv", root / "cm")
         asv = start("main.py", ["--config", "configs/quickstart_asv.conf", f"data.voxceleb={tiny_corpus.voxceleb}",
-                                f"output_dir={fe.asv_dir}", f"asv.model={ASV_MODEL}", "train.epochs=1",
+                                f"output_dir={fe.asv_dir}", "asv.arch=ResNetSE34L", f"asv.model={ASV_MODEL}", "train.epochs=1",
                                 "train.batch_size=6", "train.progress=false"])
         cm = start("main.py", ["--config", "configs/quickstart_cm.conf", f"database={tiny_corpus.la}",
                                f"output_dir={fe.cm_dir}", f"cm.model={CM_MODEL}", f"cm.crop.samples={CROP}",
