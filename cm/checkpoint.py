@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import os
-import pickle
 from pathlib import Path
 from typing import Mapping, Optional
 
@@ -64,10 +63,10 @@ def _read(path_or_state: str | os.PathLike | Mapping) -> tuple[str, Mapping]:
         raise InputError(f"{name}: checkpoint file does not exist")
     try:
         raw = torch.load(name, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise InputError(f"{name}: not a weights-only checkpoint ({str(e).splitlines()[0]})") from None
-    except (RuntimeError, EOFError, OSError) as e:
-        raise InputError(f"{name}: unreadable checkpoint ({str(e).splitlines()[0]})") from None
+    except Exception as e:  # weights_only refusal (pickled objects), truncation, not a torch file
+        kind = "not a weights-only checkpoint" if "weights_only" in str(e) or "Unpickl" in type(e).__name__ \
+            else "unreadable checkpoint"
+        raise InputError(f"{name}: {kind} ({str(e).splitlines()[0]})") from None
     if not isinstance(raw, Mapping):
         raise InputError(f"{name}: checkpoint holds a {type(raw).__name__}, not a state dict")
     return name, raw

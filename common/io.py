@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -66,3 +67,14 @@ def write_lines(path: str | os.PathLike, lines: Sequence[str]) -> None:
         for line in lines:
             f.write(line)
             f.write("\n")
+
+
+def read_json(path: str | os.PathLike) -> dict | None:
+    """A JSON object from `path`, or None when the file is missing, unreadable or not an object
+    (used to decide whether finished work can be skipped)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (FileNotFoundError, json.JSONDecodeError, OSError):
+        return None
+    return data if isinstance(data, dict) else None

@@ -35,7 +35,7 @@ import yaml
 
 from common.config import ConfigError, load_config
 from common.errors import InputError
-from common.io import atomic_write
+from common.io import atomic_write, read_json
 from data.score_files import ScoreFileError, read_sasv_scores, write_sasv_scores
 from fusion import BACKENDS, is_score_backend
 from metrics.calibration import cllr, min_cllr, plot_reliability
@@ -298,7 +298,7 @@ def run_system(system: System, frontends: Mapping[str, str], thresholds: Mapping
     result_path = system.folder / "result.json"
     fp = system_fingerprint(system, frontends, thresholds, pictures)
     if not force:
-        done = _load_json(result_path)
+        done = read_json(result_path)
         if done is not None and done.get("fingerprint") == fp and all(
                 (system.folder / p).exists() for p in done.get("files", [])):
             _say(f"ablation {system.name}: {result_path} is up to date, skipped")
@@ -348,7 +348,7 @@ def _trained_run(system: System, seed: int, inputs: Mapping[str, TrialInputs], f
     folder, cfg = system.run_dir(seed), system.run_config(seed)
     fp = _run_fingerprint(system, seed, frontends)
     keys = {s: d.keys for s, d in inputs.items()}
-    done = None if force else _load_json(folder / "run.json")
+    done = None if force else read_json(folder / "run.json")
     if done is not None and done.get("fingerprint") == fp:
         scores = _read_run_scores(folder, inputs)
         if scores is not None:
@@ -447,14 +447,6 @@ def _std(rows: Sequence[Mapping[str, float]]) -> dict[str, float] | None:
         return None
     return {k: float(np.std([r[k] for r in rows], ddof=1)) for k in rows[0]}
 
-
-def _load_json(path: Path) -> dict | None:
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (FileNotFoundError, json.JSONDecodeError, OSError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from common.errors import InputError
-from common.io import atomic_write
+from common.io import atomic_write, read_json
 from data.asvspoof import SASVTrial
 from data.audio import crop_even, crop_first, load_audio
 from data.datasets import EmbeddingTable
@@ -86,7 +86,7 @@ def check_backend(cfg: Mapping) -> None:
         raise InputError(f"{path}: no fitted '{name}' back-end; run {how} with this config first")
     if is_score_backend(name):
         load_score_backend(cfg)
-    made = _read_json(experiment(cfg).root / "result.json")   # an ablation system folder (pipeline/ablation.py)
+    made = read_json(experiment(cfg).root / "result.json")   # an ablation system folder (pipeline/ablation.py)
     if made is not None and made.get("cm_score", "logit") != "logit":
         raise InputError(f"{experiment(cfg).root}: this ablation system fuses the CM {made['cm_score']}, "
                          "verify.py scores with the CM bona fide logit; choose a system with cm_score logit")
@@ -119,7 +119,7 @@ def dev_threshold(cfg: Mapping, method: str = "eer", far: float = 0.01) -> Thres
     if not path.exists():
         raise InputError(f"{path}: no dev SASV scores to choose a threshold on; run save_sasv_score.py "
                          f"with this config first, or pass --threshold")
-    made_by = (_read_json(exp.results) or {}).get("backend")
+    made_by = (read_json(exp.results) or {}).get("backend")
     if made_by is not None and made_by != cfg["backend"]["name"]:
         raise InputError(f"{path}: scored by back-end {made_by!r} (results.json), but the config's backend.name "
                          f"is {cfg['backend']['name']!r}; rerun save_sasv_score.py or pass --threshold")
@@ -131,14 +131,6 @@ def dev_threshold(cfg: Mapping, method: str = "eer", far: float = 0.01) -> Thres
              "far": f"FAR {100 * far:g} % point"}[method]
     return Threshold(value, f"dev {label}, {path}")
 
-
-def _read_json(path: Path) -> dict | None:
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (FileNotFoundError, json.JSONDecodeError, OSError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 # ---------------------------------------------------------------------------------------------
