@@ -44,26 +44,35 @@ def plot_det(systems: Mapping[str, tuple[np.ndarray, Sequence[str]]], path: str 
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(15, 5.2), layout="constrained")
+    many = len(systems) > 6  # per-panel legends would hide the curves: one table of EERs below instead
+    fig = Figure(figsize=(15, 5.2 + (0.2 * len(systems) if many else 0)), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, len(PANELS))
     ticks = probit(np.asarray(TICKS_PERCENT) / 100)
     labels = [f"{t:g}" for t in TICKS_PERCENT]
     split = {name: split_trials(scores, keys, name) for name, (scores, keys) in systems.items()}
+    eers: dict[str, list[str]] = {name: [] for name in split}
     for ax, (panel, negatives_of) in zip(axes, PANELS):
-        for name, classes in split.items():
+        for index, (name, classes) in enumerate(split.items()):
             negatives = negatives_of(classes)
             if classes.target.size == 0 or negatives.size == 0:
                 continue
             p_fa, p_miss = det_points(classes.target, negatives)
             eer = 100 * roc_eer(classes.target, negatives).eer
-            ax.plot(probit(p_fa), probit(p_miss), label=f"{name} (EER {eer:.2f}%)", linewidth=1.5)
+            eers[name].append(f"{panel} {eer:.2f}%")
+            ax.plot(probit(p_fa), probit(p_miss), label=name if many else f"{name} (EER {eer:.2f}%)",
+                    linewidth=1.5, color=f"C{index % 10}", linestyle=("-", "--", ":")[index // 10 % 3])
         lo, hi = probit(np.asarray(LIMITS))
         ax.plot([lo, hi], [lo, hi], color="0.7", linestyle=":", linewidth=1)  # the EER line
         ax.set(xlim=(lo, hi), ylim=(lo, hi), xticks=ticks, yticks=ticks, xticklabels=labels, yticklabels=labels,
                xlabel="False alarm rate (%)", ylabel="Miss rate (%)", title=f"{panel}-EER", aspect="equal")
         ax.grid(True, color="0.9")
-        ax.legend(loc="upper right", fontsize="small")
+        if not many:
+            ax.legend(loc="upper right", fontsize="small")
+    if many:
+        handles = axes[0].get_lines()[:len(split)]
+        fig.legend(handles, [f"{n}: " + ", ".join(e) for n, e in eers.items()], loc="outside lower center",
+                   ncols=2, fontsize="small", title="EERs (SASV, SV, SPF)")
     fig.suptitle(title)
     path = Path(path)
     with atomic_write(path, "wb") as f:
