@@ -52,6 +52,8 @@ def _step(title: str) -> None:
 def run_demo(out: Path, corpus: Path, preset: str, systems: Sequence[tuple[str, list[str]]] = SYSTEMS,
              extra: Sequence[str] = ()) -> dict[str, dict]:
     """Runs every step; `extra` overrides apply to all three quickstart configs (e.g. smaller runs in tests)."""
+    from data.score_files import read_sasv_scores
+    from metrics.det import plot_det
     from pipeline import asv_task, cm_task, sasv_task
     from synthetic import generate_corpus
 
@@ -88,11 +90,9 @@ def run_demo(out: Path, corpus: Path, preset: str, systems: Sequence[tuple[str, 
         else:
             sasv_task.run(cfg, resume=True)
             results[label] = json.loads((system_dir / "results.json").read_text())
-        from data.score_files import read_sasv_scores
         scores = read_sasv_scores(system_dir / "scores" / "sasv_eval.txt")
         curves[label] = (scores.score, scores.key)
 
-    from metrics.det import plot_det
     det = out / "det_eval.png"
     plot_det(curves, det, title="SASV systems on the synthetic eval set")
     with atomic_write(out / "results.json") as f:

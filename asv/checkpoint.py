@@ -23,7 +23,7 @@ from torch import nn
 
 from asv.features import N_FFT, WIN_LENGTH
 from common.errors import InputError
-from common.io import atomic_write
+from common.io import atomic_write, load_weights
 
 MODEL_PREFIXES = ("__S__.", "speaker_encoder.")
 LOSS_PREFIXES = ("__L__.", "speaker_loss.")
@@ -83,17 +83,7 @@ def load_asv_state(model: nn.Module, loss: Optional[nn.Module], path_or_state: s
 def _read(path_or_state: str | os.PathLike | Mapping) -> tuple[str, Mapping]:
     if isinstance(path_or_state, Mapping):
         return "<state dict>", path_or_state
-    path = Path(path_or_state)
-    if not path.is_file():
-        raise InputError(f"{path}: checkpoint file not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # unpickling refusals and corrupt archives alike
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise InputError(f"{path.name}: not a loadable weights-only checkpoint ({first_line})") from e
-    if not isinstance(state, Mapping):
-        raise InputError(f"{path.name}: checkpoint holds a {type(state).__name__}, not a state dict")
-    return path.name, state
+    return Path(path_or_state).name, load_weights(path_or_state)
 
 
 def _is_state(d: object) -> bool:

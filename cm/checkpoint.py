@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import functools
 import os
-from pathlib import Path
 from typing import Mapping, Optional
 
 import torch
 from torch import nn
 
 from common.errors import InputError
-from common.io import atomic_write
+from common.io import atomic_write, load_weights
 
 SHOWN = 4  # key names quoted per category in an error message
 
@@ -58,18 +57,7 @@ def load_cm_state(model: nn.Module, path_or_state: str | os.PathLike | Mapping,
 def _read(path_or_state: str | os.PathLike | Mapping) -> tuple[str, Mapping]:
     if isinstance(path_or_state, Mapping):
         return "<state dict>", path_or_state
-    name = str(path_or_state)
-    if not Path(name).is_file():
-        raise InputError(f"{name}: checkpoint file does not exist")
-    try:
-        raw = torch.load(name, map_location="cpu", weights_only=True)
-    except Exception as e:  # weights_only refusal (pickled objects), truncation, not a torch file
-        kind = "not a weights-only checkpoint" if "weights_only" in str(e) or "Unpickl" in type(e).__name__ \
-            else "unreadable checkpoint"
-        raise InputError(f"{name}: {kind} ({str(e).splitlines()[0]})") from None
-    if not isinstance(raw, Mapping):
-        raise InputError(f"{name}: checkpoint holds a {type(raw).__name__}, not a state dict")
-    return name, raw
+    return str(path_or_state), load_weights(path_or_state)
 
 
 def _strip_ddp(state: Mapping) -> dict:

@@ -6,9 +6,11 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import IO, Iterator, Sequence
+from typing import IO, Iterator, Mapping, Sequence
 
 import numpy as np
+
+from common.errors import InputError
 
 
 @contextlib.contextmanager
@@ -78,3 +80,20 @@ def read_json(path: str | os.PathLike) -> dict | None:
     except (FileNotFoundError, json.JSONDecodeError, OSError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def load_weights(path: str | os.PathLike) -> dict:
+    """A checkpoint's top-level dict via `torch.load(weights_only=True)` on CPU; one-line InputError otherwise."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path.name}: checkpoint file not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # unpickling refusals and corrupt archives alike
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InputError(f"{path.name}: not a loadable weights-only checkpoint ({first_line})") from None
+    if not isinstance(state, Mapping):
+        raise InputError(f"{path.name}: checkpoint holds a {type(state).__name__}, not a state dict")
+    return dict(state)

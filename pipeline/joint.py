@@ -16,11 +16,12 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from data.asvspoof import check_files_exist
-from data.datasets import NONTARGET, SPOOF, TARGET, SASVTrialSampler, SASVWaveTrialDataset
-from data.datasets import speaker_models
+from common.errors import InputError
+from data.datasets import (NONTARGET, SPOOF, TARGET, EmbeddingTable, SASVTrialSampler, SASVWaveTrialDataset,
+                           speaker_models)
 from engine import TrainData, is_main_process
 from metrics.sasv import sasv_eers
-from pipeline.extract import CropSpec, extract
+from pipeline.extract import extract
 from pipeline.frontends import asv_embed_fn, cm_embed_fn, crop_spec
 from pipeline.sasv import TrialInputs, score_embeddings
 from pipeline.stages import asv_trial_scores, database
@@ -69,7 +70,6 @@ def joint_train_data(cfg: Mapping, seed: int) -> TrainData:
     check_files_exist(paths.values(), f"ASVspoof 2019 LA train audio in {db.flac_dir('train')}")
     scheme = cfg["sampling"]["scheme"]
     if scheme not in ("2class", "4class"):
-        from common.errors import InputError
         raise InputError(f"joint training samples waveform trials: sampling.scheme must be 2class or 4class, got {scheme!r}")
     joint = cfg["joint"]
     base = SASVWaveTrialDataset(SASVTrialSampler.from_cm_entries(entries, scheme), paths,
@@ -131,8 +131,6 @@ class JointTask:
 
 def embed_split(cfg: Mapping, model: JointSASV, split: str) -> TrialInputs:
     """Embeds a split's trial and enrolment audio with the model's current front-ends (no caching)."""
-    from data.datasets import EmbeddingTable
-
     db = database(cfg)
     trials = db.sasv_trials(split)
     device = next(model.parameters()).device
@@ -165,4 +163,4 @@ def embed_split(cfg: Mapping, model: JointSASV, split: str) -> TrialInputs:
                        np.array([cm_scores[t.utt] for t in trials], dtype=np.float64), models, asv, cm)
 
 
-__all__ = ["JointSASV", "JointTask", "joint_train_data", "embed_split", "CropSpec"]
+__all__ = ["JointSASV", "JointTask", "joint_train_data", "embed_split"]

@@ -16,17 +16,18 @@ import torch
 from torch import nn
 
 from common.errors import InputError
-from common.io import atomic_write
+from common.io import atomic_write, load_weights
 from data.asvspoof import SASVTrial
 from data.datasets import (TRIAL_SCHEMES, EmbeddingTable, SASVEmbeddingTrialDataset, SASVTrialSampler,
                            baseline2_train_dataset)
 from data.score_files import write_sasv_scores
 from engine import TrainData
+from engine.checkpoint import load_model_state
 from fusion import EmbeddingBackend, ScoreBackend, build_backend, is_score_backend
 from metrics.det import plot_det
 from metrics.report import evaluate_trials, format_table, json_ready
 from metrics.sasv import sasv_eers
-from pipeline.stages import _sasv_rows, _say, _table, asv_trial_scores, database, experiment
+from pipeline.stages import _sasv_rows, _say, asv_trial_scores, database, experiment
 
 EVAL_SPLITS = ("dev", "eval")
 
@@ -57,7 +58,7 @@ class TrialInputs:
 def _cached_table(path: Path, what: str, stage: str) -> EmbeddingTable:
     if not path.exists():
         raise InputError(f"{path}: missing {what}; run {stage} with the same config first")
-    return _table(path)
+    return EmbeddingTable.load(path)
 
 
 def trial_inputs(cfg: Mapping, split: str) -> TrialInputs:
@@ -121,11 +122,10 @@ def load_backend(cfg: Mapping, asv_dim: int, cm_dim: int) -> EmbeddingBackend:
     if not path:
         raise InputError(f"backend '{name}' is trained, not fitted: set backend.checkpoint to a trained back-end "
                          f"(python main.py --config ... writes backend.pt), or choose a score-level back-end")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(ckpt, dict) or ckpt.get("backend") != name:
-        raise InputError(f"{path}: not a '{name}' back-end checkpoint (holds {ckpt.get('backend') if isinstance(ckpt, dict) else type(ckpt).__name__!r})")
+    ckpt = load_weights(path)
+    if ckpt.get("backend") != name:
+        raise InputError(f"{path}: not a '{name}' back-end checkpoint (holds {ckpt.get('backend')!r})")
     backend = build_embedding_backend({"backend": {"name": name, "options": json.loads(ckpt["options"])}}, asv_dim, cm_dim)
-    from engine.checkpoint import load_model_state
     try:
         load_model_state(backend, ckpt["state"], str(path))
     except ValueError as e:

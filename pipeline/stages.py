@@ -24,7 +24,8 @@ import numpy as np
 import torch
 
 from asv.score_norm import normalise_scores, speaker_mean_cohort
-from common.config import REQUIRED, FreeForm
+from common.config import REQUIRED, ConfigError, FreeForm
+from common.errors import InputError
 from data.asvspoof import ENROLMENT_SPLITS, LADatabase, SASVTrial, check_files_exist
 from data.datasets import EmbeddingTable, speaker_models
 from data.score_files import CMScores, SASVScores, write_cm_scores, write_sasv_scores
@@ -146,7 +147,6 @@ def check_trials(db: LADatabase, splits: Sequence[str]) -> None:
         known = {e.utt for e in db.cm_entries(split)}
         unknown = [u for u in utts if u not in known]
         if unknown:
-            from common.errors import InputError
             shown = ", ".join(unknown[:3]) + (", ..." if len(unknown) > 3 else "")
             raise InputError(f"{db.sasv_trials_path(split)}: {len(unknown)} test utterances are not in the CM protocol "
                              f"{db.cm_protocol_path(split)}: {shown}")
@@ -155,7 +155,6 @@ def check_trials(db: LADatabase, splits: Sequence[str]) -> None:
 def _enrolment_mode(cfg: Mapping) -> str:
     mode = cfg["enrolment"]
     if mode not in ("lists", "concat"):
-        from common.config import ConfigError
         raise ConfigError(f"'enrolment' must be 'lists' or 'concat', got {mode!r}")
     return mode
 
@@ -181,7 +180,6 @@ def _speaker_models(cfg: Mapping, db: LADatabase, split: str, table: EmbeddingTa
         try:
             models = speaker_models(enrolment, table)
         except ValueError as e:
-            from common.errors import InputError
             raise InputError(str(e)) from None
         ids, emb = list(models), np.stack(list(models.values()))
     else:
@@ -212,17 +210,11 @@ def _cohort(cfg: Mapping) -> np.ndarray:
     exp, db = experiment(cfg), database(cfg)
     path = exp.asv_embeddings("train")
     if not path.exists():
-        from common.errors import InputError
         raise InputError(f"score_norm needs the train ASV embeddings ({path}); include 'train' in 'splits'")
-    table = _table(path)
+    table = EmbeddingTable.load(path)
     bona = [e for e in db.cm_entries("train") if e.is_bonafide and e.utt in table]
     _, cohort = speaker_mean_cohort(np.stack([table[e.utt] for e in bona]), [e.speaker for e in bona])
     return cohort
-
-
-def _table(path: Path) -> EmbeddingTable:
-    with np.load(path, allow_pickle=False) as z:
-        return EmbeddingTable(z["ids"].tolist(), z["embeddings"], str(path))
 
 
 def write_asv_scores(cfg: Mapping, split: str, models: EmbeddingTable, tests: EmbeddingTable) -> None:

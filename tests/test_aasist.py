@@ -74,7 +74,7 @@ def test_ddp_prefix_our_format_and_bad_files(tmp_path):
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match=r"junk\.pth: "):
         load_cm_state(target, tmp_path / "junk.pth")
-    with pytest.raises(ValueError, match=r"missing\.pth: checkpoint file does not exist"):
+    with pytest.raises(ValueError, match=r"missing\.pth: checkpoint file not found"):
         load_cm_state(target, tmp_path / "missing.pth")
 
 
