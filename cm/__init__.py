@@ -1,26 +1,28 @@
-"""Spoofing countermeasures: AASIST / AASIST-L (`cm.aasist`), their losses (`cm.losses`) and checkpoint
-loading (`cm.checkpoint`).
+"""Spoofing countermeasures: AASIST / AASIST-L (`cm.aasist`), LFCC-LCNN (`cm.lcnn`), their losses
+(`cm.losses`) and checkpoint loading (`cm.checkpoint`).
 
-Every CM model maps a (B, T) float32 16 kHz waveform to (embedding (B, 160), logits (B, 2)); logits[:, 1]
-is bona fide, the CM score.
+Every CM model maps a (B, T) float32 16 kHz waveform to (embedding (B, model.embedding_dim), logits (B, 2));
+logits[:, 1] is bona fide, the CM score. AASIST embeddings are 160-d (5 x gat_dims[1]).
 """
 from __future__ import annotations
 
 from torch import nn
 
 from cm import losses
-from cm.aasist import AASIST, CONFIGS
+from cm.aasist import AASIST, CONFIGS as AASIST_CONFIGS
+from cm.lcnn import LCNN, CONFIGS as LCNN_CONFIGS
 from common.errors import InputError
 
 __all__ = ["MODELS", "build_model", "losses"]
 
 # arch name -> (class, config dict: every accepted keyword with its default)
 _RUNTIME = dict(freq_aug=False, sample_rate=16000, tile_frames=1024, tiled_blocks=3)
-MODELS = {name: (AASIST, {**config, **_RUNTIME}) for name, config in CONFIGS.items()}
+MODELS = {**{name: (AASIST, {**config, **_RUNTIME}) for name, config in AASIST_CONFIGS.items()},
+          **{name: (LCNN, {**config, "sample_rate": 16000}) for name, config in LCNN_CONFIGS.items()}}
 
 
 def build_model(arch: str, **kwargs) -> nn.Module:
-    """The countermeasure named `arch` (AASIST | AASIST-L), its config defaults overridden by `kwargs`."""
+    """The countermeasure named `arch` (AASIST | AASIST-L | LCNN), its config defaults overridden by `kwargs`."""
     if arch not in MODELS:
         raise InputError(f"unknown CM model '{arch}' (valid: {', '.join(MODELS)})")
     cls, config = MODELS[arch]

@@ -56,12 +56,15 @@ class OCSoftmax(nn.Module):
 LOSSES = {"WeightedCE": WeightedCE, "OCSoftmax": OCSoftmax}
 
 
-def build_loss(name: str, **kwargs) -> nn.Module:
-    """The CM loss `name` (WeightedCE | OCSoftmax) with its keyword arguments checked."""
+def build_loss(name: str, embedding_dim: int | None = None, **kwargs) -> nn.Module:
+    """The CM loss `name` (WeightedCE | OCSoftmax) with its keyword arguments checked. `embedding_dim` (the
+    model's) sizes losses that work on embeddings, unless the options set it themselves."""
     if name not in LOSSES:
         raise InputError(f"unknown CM loss '{name}' (valid: {', '.join(LOSSES)})")
     accepted = [p for p in inspect.signature(LOSSES[name].__init__).parameters if p != "self"]
     for key in kwargs:
         if key not in accepted:
             raise InputError(f"unknown keyword '{key}' for CM loss {name} (valid: {', '.join(accepted)})")
+    if embedding_dim is not None and "embedding_dim" in accepted:
+        kwargs.setdefault("embedding_dim", embedding_dim)
     return LOSSES[name](**kwargs)

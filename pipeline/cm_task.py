@@ -1,4 +1,4 @@
-"""Standalone countermeasure training (`task: cm`): AASIST / AASIST-L on ASVspoof 2019 LA train.
+"""Standalone countermeasure training (`task: cm`): AASIST / AASIST-L / LCNN on ASVspoof 2019 LA train.
 
 Starts from scratch or from `cm.checkpoint` (e.g. the official AASIST.pth), selects by dev CM EER, reports
 the CM EER of every split in `eval_splits` with the best weights, and exports `cm_model.pt`.
@@ -94,7 +94,7 @@ def run(cfg: Mapping, resume: bool = False) -> dict:
     model = cm.build_model(cfg["cm"]["arch"], **cfg["cm"]["model"])
     if cfg["cm"]["checkpoint"]:
         load_cm_state(model, cfg["cm"]["checkpoint"])
-    net = CMNet(model, build_loss(cfg["loss"]["name"], **cfg["loss"]["options"]))
+    net = CMNet(model, build_loss(cfg["loss"]["name"], model.embedding_dim, **cfg["loss"]["options"]))
     d = cfg["data"]
     augment = build_augment(dict(d["augment"]["options"]) if d["augment"]["enabled"] else None)
     dataset = CMDataset.from_database(db, "train", n_samples=d["train_samples"], train=True,

@@ -20,10 +20,10 @@ ASV_SECTION = {
     "crop": {"policy": "full", "samples": 64000, "count": 1},   # evaluation input: full | first | even (count crops)
 }
 CM_SECTION = {
-    "arch": "AASIST",              # AASIST | AASIST-L
+    "arch": "AASIST",              # AASIST | AASIST-L | LCNN
     "checkpoint": None,            # the official AASIST.pth / AASIST-L.pth, or our own
     "model": FreeForm({}),
-    "crop": {"policy": "first", "samples": 64600, "count": 1},  # AASIST evaluation convention
+    "crop": {"policy": "first", "samples": 64600, "count": 1},  # AASIST evaluation convention; LCNN: full
 }
 
 

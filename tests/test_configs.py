@@ -85,9 +85,15 @@ def test_config_validates_against_the_tiny_corpus(path, tiny_corpus):
         from asv.losses import build_loss
         from data.voxceleb import VoxCeleb
         d = cfg["data"]
-        vox = VoxCeleb(d["voxceleb"], d["train_list"], d["trial_list"])
-        _, labels, _ = vox.train_set(check=True)
-        vox.trial_files(check=True)
+        if d["voxceleb"]:
+            vox = VoxCeleb(d["voxceleb"], d["train_list"], d["trial_list"])
+            _, labels, _ = vox.train_set(check=True)
+            vox.trial_files(check=True)
+        else:   # ASVspoof bona fide speech: train speakers, dev target/nontarget trials
+            db = LADatabase(d["database"])
+            db.check_split("train")
+            db.check_split("dev")
+            labels = list(range(len({e.speaker for e in db.cm_entries("train") if e.label == 1})))
         embedding_dim = cfg["asv"]["model"].get("embedding_dim", asv.MODELS[cfg["asv"]["arch"]][1].get("embedding_dim", 192))
         build_loss(cfg["loss"]["name"], embedding_dim, max(labels) + 1, **cfg["loss"]["options"])
         assert d["utts_per_speaker"] >= 1
@@ -96,8 +102,8 @@ def test_config_validates_against_the_tiny_corpus(path, tiny_corpus):
         db = LADatabase(cfg["database"])
         for split in {"train", "dev", *cfg["eval_splits"]}:
             db.check_split(split)
-        build_loss(cfg["loss"]["name"], **cfg["loss"]["options"])
-        cm.build_model(cfg["cm"]["arch"], **cfg["cm"]["model"])
+        model = cm.build_model(cfg["cm"]["arch"], **cfg["cm"]["model"])
+        build_loss(cfg["loss"]["name"], model.embedding_dim, **cfg["loss"]["options"])
     else:
         from fusion import is_score_backend
         from pipeline.sasv import build_embedding_backend

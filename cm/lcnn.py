@@ -1,0 +1,115 @@
+"""LFCC-LCNN countermeasure: linear-frequency cepstral features into a light CNN with max-feature-map units.
+
+The LCNN body is the one of Lavrentyeva et al. (Interspeech 2019) as used by the LFCC-LCNN baseline of
+ASVspoof 2021 (Wang & Yamagishi): 5x5 then alternating 1x1 / 3x3 convolutions, each followed by a
+max-feature-map (MFM) activation that keeps the larger of two channel halves, four 2x2 max-pools and
+affine-free BatchNorm. Where the baseline runs two BLSTM layers over time, this model pools mean and
+standard deviation over time into a linear embedding: cheaper on CPU and length-independent.
+
+Why it is here: on the embedded synthetic corpus, spoofing artefacts are spectral statistics (envelope
+smoothing, band aperiodicity, quantisation noise), which a cepstral front end exposes directly, so this
+model learns the training attacks in a couple of CPU minutes where a raw-waveform AASIST needs hours.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torchaudio
+
+CONFIGS: dict[str, dict] = {
+    "LCNN": dict(n_filters=20, n_ceps=20, channels=[32, 48, 64, 32], embedding_dim=128, cmn=True, dropout=0.3),
+}
+
+
+def dct_matrix(n_in: int, n_out: int) -> torch.Tensor:
+    """(n_out, n_in) orthonormal DCT-II matrix (first n_out coefficients)."""
+    n = torch.arange(n_in, dtype=torch.float64)
+    k = torch.arange(n_out, dtype=torch.float64)[:, None]
+    m = torch.cos(torch.pi / n_in * (n + 0.5) * k) * (2.0 / n_in) ** 0.5
+    m[0] /= 2 ** 0.5
+    return m.float()
+
+
+class LFCC(nn.Module):
+    """(B, T) waveform -> (B, 3 * n_ceps, frames) LFCC with deltas and double deltas (20 ms window, 10 ms hop)."""
+
+    def __init__(self, n_filters: int = 20, n_ceps: int = 20, sample_rate: int = 16000, n_fft: int = 512,
+                 win_length: int = 320, hop_length: int = 160):
+        super().__init__()
+        if n_ceps > n_filters:
+            raise ValueError(f"LFCC: n_ceps ({n_ceps}) cannot exceed n_filters ({n_filters})")
+        self.spectrogram = torchaudio.transforms.Spectrogram(n_fft=n_fft, win_length=win_length,
+                                                             hop_length=hop_length, power=2.0)
+        fbank = torchaudio.functional.linear_fbanks(n_fft // 2 + 1, 0.0, sample_rate / 2, n_filters, sample_rate)
+        self.register_buffer("fbank", fbank, persistent=False)              # (bins, filters)
+        self.register_buffer("dct", dct_matrix(n_filters, n_ceps), persistent=False)
+        self.n_out = 3 * n_ceps
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        power = self.spectrogram(wave)                                       # (B, bins, frames)
+        ceps = self.dct @ torch.log(self.fbank.t() @ power + 1e-8)           # (B, n_ceps, frames)
+        delta = torchaudio.functional.compute_deltas(ceps)
+        return torch.cat([ceps, delta, torchaudio.functional.compute_deltas(delta)], dim=1)
+
+
+class MaxFeatureMap(nn.Module):
+    """Max of the two halves of the channels: a competitive activation that halves the width."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, b = x.chunk(2, dim=1)
+        return torch.maximum(a, b)
+
+
+def _mfm_conv(c_in: int, c_out: int, kernel: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, 2 * c_out, kernel, padding=kernel // 2), MaxFeatureMap())
+
+
+class LCNN(nn.Module):
+    """(B, T) waveform -> (embedding (B, embedding_dim), logits (B, 2)); logits[:, 1] is bona fide.
+
+    `channels` are the MFM output widths of the four stages; `cmn` subtracts each utterance's mean over
+    time from the features (removes a stationary channel colouring)."""
+
+    def __init__(self, n_filters: int = 20, n_ceps: int = 20, channels: list = CONFIGS["LCNN"]["channels"],
+                 embedding_dim: int = 128, cmn: bool = True, dropout: float = 0.3, sample_rate: int = 16000):
+        super().__init__()
+        if len(channels) != 4:
+            raise ValueError(f"LCNN: channels must list 4 stage widths, got {channels!r}")
+        c1, c2, c3, c4 = channels
+        self.features = LFCC(n_filters, n_ceps, sample_rate)
+        self.cmn = cmn
+        self.body = nn.Sequential(
+            _mfm_conv(1, c1, 5), nn.MaxPool2d(2),
+            _mfm_conv(c1, c1, 1), nn.BatchNorm2d(c1, affine=False),
+            _mfm_conv(c1, c2, 3), nn.MaxPool2d(2), nn.BatchNorm2d(c2, affine=False),
+            _mfm_conv(c2, c2, 1), nn.BatchNorm2d(c2, affine=False),
+            _mfm_conv(c2, c3, 3), nn.MaxPool2d(2),
+            _mfm_conv(c3, c3, 1), nn.BatchNorm2d(c3, affine=False),
+            _mfm_conv(c3, c4, 3), nn.BatchNorm2d(c4, affine=False),
+            _mfm_conv(c4, c4, 1), nn.BatchNorm2d(c4, affine=False),
+            _mfm_conv(c4, c4, 3), nn.MaxPool2d(2),
+        )
+        pooled = c4 * (self.features.n_out // 16)                            # channels x remaining feature rows
+        if pooled == 0:
+            raise ValueError(f"LCNN: {self.features.n_out} feature rows are too few for four 2x2 pools (need >= 16)")
+        self.embedding = nn.Linear(2 * pooled, embedding_dim)
+        self.out_layer = nn.Linear(embedding_dim, 2)
+        self.dropout = dropout
+        self.embedding_dim = embedding_dim
+        self.min_samples = 15 * 160                                          # 16 frames: one survives four pools
+
+    def forward(self, wave: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if wave.dim() != 2:
+            raise ValueError(f"LCNN expects a (batch, samples) waveform, got shape {tuple(wave.shape)}")
+        if wave.shape[1] < self.min_samples:
+            raise ValueError(f"LCNN needs at least {self.min_samples} samples per input, got {wave.shape[1]}")
+        x = self.features(wave)
+        if self.cmn:
+            x = x - x.mean(dim=2, keepdim=True)
+        h = self.body(x.unsqueeze(1)).flatten(1, 2)                          # (B, channels x rows, frames)
+        h = F.dropout(h, self.dropout, self.training)
+        std = (h.var(dim=2, correction=0) + 1e-6).sqrt()                     # finite gradient on one frame
+        embedding = self.embedding(torch.cat([h.mean(dim=2), std], dim=1))
+        hidden = F.dropout(F.leaky_relu(embedding), self.dropout, self.training)
+        return embedding, self.out_layer(hidden)

@@ -1,0 +1,86 @@
+"""LFCC-LCNN countermeasure: features, shapes, errors, checkpoints and a few training steps."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.fft import dct
+
+from cm import build_model
+from cm.checkpoint import load_cm_state, save_cm_state
+from cm.lcnn import LFCC, dct_matrix
+from cm.losses import build_loss
+
+
+def test_dct_matrix_is_scipys_orthonormal_dct():
+    x = np.random.default_rng(0).normal(size=(5, 20))
+    np.testing.assert_allclose(x @ dct_matrix(20, 13).double().numpy().T, dct(x, type=2, norm="ortho")[:, :13],
+                               atol=1e-5)
+
+
+def test_lfcc_has_cepstra_deltas_and_10ms_frames():
+    feats = LFCC()(torch.randn(2, 16000) * 0.1)
+    assert feats.shape == (2, 60, 101)
+    # a constant signal gives constant cepstra: deltas vanish away from the edges
+    flat = LFCC()(torch.ones(1, 8000) * 0.3 + 1e-3 * torch.randn(1, 8000))
+    assert flat[0, 20:, 5:-5].abs().max() < 0.05 * flat[0, :20, 5:-5].abs().max()
+
+
+def test_any_length_gives_fixed_size_outputs():
+    model = build_model("LCNN").eval()
+    with torch.inference_mode():
+        for n in (model.min_samples, 16000, 40123):
+            embedding, logits = model(torch.randn(3, n) * 0.1)
+            assert embedding.shape == (3, 128) and logits.shape == (3, 2)
+    assert model.embedding_dim == 128
+    assert build_model("LCNN", embedding_dim=64, channels=[16, 24, 32, 16])(torch.randn(2, 8000))[0].shape == (2, 64)
+
+
+def test_bad_inputs_and_keywords_are_errors():
+    model = build_model("LCNN")
+    with pytest.raises(ValueError, match=f"at least {model.min_samples} samples"):
+        model(torch.zeros(1, 1000))
+    with pytest.raises(ValueError, match=r"\(batch, samples\)"):
+        model(torch.zeros(16000))
+    with pytest.raises(ValueError, match="unknown keyword 'filts' for CM model LCNN"):
+        build_model("LCNN", filts=[1])
+    with pytest.raises(ValueError, match="4 stage widths"):
+        build_model("LCNN", channels=[8, 8])
+
+
+def test_checkpoint_round_trip_and_wrong_architecture(tmp_path):
+    torch.manual_seed(0)
+    model = build_model("LCNN").eval()
+    save_cm_state(tmp_path / "lcnn.pt", model, arch="LCNN")
+    other = build_model("LCNN").eval()
+    load_cm_state(other, tmp_path / "lcnn.pt")
+    wave = torch.randn(2, 9000) * 0.1
+    with torch.inference_mode():
+        assert torch.equal(model(wave)[1], other(wave)[1])
+    with pytest.raises(ValueError, match=r"lcnn\.pt: checkpoint does not fit the AASIST-L model.*looks like an LCNN checkpoint"):
+        load_cm_state(build_model("AASIST-L"), tmp_path / "lcnn.pt")
+
+
+@pytest.mark.parametrize("loss_name", ["WeightedCE", "OCSoftmax"])
+def test_training_steps_reduce_the_loss(loss_name):
+    torch.manual_seed(0)
+    model = build_model("LCNN", channels=[8, 12, 16, 8], embedding_dim=32).train()
+    loss_fn = build_loss(loss_name, model.embedding_dim)
+    # bona fide: broadband noise; spoof: the same noise low-passed (a band-limited vocoder)
+    noise = torch.randn(8, 8000) * 0.1
+    lowpassed = torch.nn.functional.avg_pool1d(noise.unsqueeze(1), 5, 1, 2).squeeze(1)
+    wave, labels = torch.cat([noise[:4], lowpassed[4:]]), torch.tensor([1, 1, 1, 1, 0, 0, 0, 0])
+    optimiser = torch.optim.Adam([*model.parameters(), *loss_fn.parameters()], lr=3e-3)
+
+    def loss() -> torch.Tensor:
+        torch.manual_seed(1)  # the same dropout masks every step: a fixed objective
+        return loss_fn(*model(wave), labels)
+
+    before = loss().item()
+    for _ in range(15):
+        optimiser.zero_grad()
+        loss().backward()
+        optimiser.step()
+    assert loss().item() < 0.5 * before
+    unused = {n for n, p in model.named_parameters() if p.grad is None}
+    assert unused == (set() if loss_name == "WeightedCE" else {"out_layer.weight", "out_layer.bias"})
