@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-
+from common.allocator import retain_freed_memory
 from common.cli import config_parser, run_main
 from common.config import ConfigError, apply_override, dump_config, load_config, read_raw
 from engine import is_main_process
@@ -45,6 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true", help="continue training from <output_dir>/.../last.pt")
     parser.add_argument("--force", action="store_true", help="recompute cached embeddings and scores")
     args = parser.parse_args(argv)
+    retain_freed_memory()  # CPU training: reuse freed feature maps instead of page-faulting new ones
     module = _task_module(_peek_task(args.config, args.overrides))
     cfg = load_config(args.config, args.overrides, module.SCHEMA)
     if is_main_process():

@@ -5,7 +5,8 @@
 Prints one JSON line per model: {"model", "inference_seg_per_s", "train_seg_per_s", ...}. Inference is
 `model.eval()` under `torch.inference_mode()`; a training step is forward + loss + backward + Adam step in
 train mode (CM: weighted cross-entropy on the logits; ASV: a linear softmax head over 1211 speakers, the
-VoxCeleb1 dev set). Each figure is the median over `--repeats` timed runs after one warm-up run. A model
+VoxCeleb1 dev set). Each figure is the median over `--repeats` timed runs after two warm-up runs;
+`process_peak_rss_gb` is the process's peak resident memory so far (models run in the order given). A model
 that cannot be built (e.g. `asv` not importable) gets a {"model", "skipped": reason} line instead.
 """
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import sys
 import time
@@ -22,6 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+
+from common.allocator import retain_freed_memory  # noqa: E402
 
 CM_MODELS = ("AASIST", "AASIST-L")
 ASV_MODELS = ("ResNetSE34V2", "ResNetSE34L", "ECAPA-TDNN")
@@ -38,7 +42,8 @@ def build(name: str) -> tuple[torch.nn.Module, str]:
 
 
 def median_seconds(fn, repeats: int) -> float:
-    fn()  # warm-up: allocator, oneDNN primitive caches
+    for _ in range(2):  # warm-up: oneDNN primitive caches, the allocator's heap reaching its working size
+        fn()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -90,9 +95,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--samples", type=int, default=64600, help="segment length (64600 = 4.04 s at 16 kHz)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per figure (median reported)")
+    parser.add_argument("--system-malloc", action="store_true",
+                        help="leave glibc malloc as it is (main.py retains freed memory; common/allocator.py)")
     args = parser.parse_args(argv)
+    retained = False if args.system_malloc else retain_freed_memory()
     torch.set_num_threads(args.threads)
-    setting = {"threads": args.threads, "batch": args.batch, "samples": args.samples, "torch": torch.__version__}
+    setting = {"threads": args.threads, "batch": args.batch, "samples": args.samples, "torch": torch.__version__,
+               "retain_freed_memory": retained}
     results = []
     for name in args.models:
         load_before = os.getloadavg()[0]
@@ -100,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
             row = bench_model(name, args.batch, args.samples, args.repeats)
         except Exception as e:  # noqa: BLE001 -- a model under construction elsewhere must not stop the bench
             row = {"model": name, "skipped": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}
-        row.update(setting, load_avg_1min=[round(load_before, 2), round(os.getloadavg()[0], 2)])
+        row.update(setting, load_avg_1min=[round(load_before, 2), round(os.getloadavg()[0], 2)],
+                   process_peak_rss_gb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2))
         print(json.dumps(row), flush=True)
         results.append(row)
     if args.json:

@@ -1,7 +1,11 @@
-"""Config schema checking and atomic, pickle-free storage."""
+"""Config schema checking, atomic pickle-free storage, the malloc setting of the entry points."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -97,3 +101,13 @@ def test_object_arrays_are_refused(tmp_path):
         save_arrays(tmp_path / "x.npz", bad=np.array([{"a": 1}], dtype=object))
     with pytest.raises(ValueError, match="2 ids but 3 embedding rows"):
         save_embeddings(tmp_path / "y.npz", ["a", "b"], np.zeros((3, 2)))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc tuning is Linux-only")
+@pytest.mark.parametrize("opt_out,applied", [("0", True), ("1", False)])
+def test_retain_freed_memory_is_applied_unless_opted_out(opt_out, applied):
+    code = "from common.allocator import retain_freed_memory; print(retain_freed_memory())"
+    env = {**os.environ, "SASV_SYSTEM_MALLOC": opt_out}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True,
+                         cwd=Path(__file__).resolve().parents[1]).stdout.strip()
+    assert out == str(applied)
