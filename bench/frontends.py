@@ -8,6 +8,9 @@ train mode (CM: weighted cross-entropy on the logits; ASV: a linear softmax head
 VoxCeleb1 dev set). Each figure is the median over `--repeats` timed runs after two warm-up runs;
 `process_peak_rss_gb` is the process's peak resident memory so far (models run in the order given). A model
 that cannot be built (e.g. `asv` not importable) gets a {"model", "skipped": reason} line instead.
+`AASIST-official` / `AASIST-L-official` time the official code's structure with the same weights
+(bench/official_aasist.py), the baseline of the speed targets; `--system-malloc` times without the allocator
+setting that main.py applies (common/allocator.py).
 """
 from __future__ import annotations
 
@@ -28,12 +31,17 @@ import torch.nn.functional as F  # noqa: E402
 from common.allocator import retain_freed_memory  # noqa: E402
 
 CM_MODELS = ("AASIST", "AASIST-L")
+BASELINES = ("AASIST-official", "AASIST-L-official")  # the official structure, same weights (bench/official_aasist.py)
 ASV_MODELS = ("ResNetSE34V2", "ResNetSE34L", "ECAPA-TDNN")
 ASV_SPEAKERS = 1211
 
 
 def build(name: str) -> tuple[torch.nn.Module, str]:
     """(model, kind) with kind 'cm' or 'asv'."""
+    if name in BASELINES:
+        from bench.official_aasist import OfficialStructureAASIST
+        from cm.aasist import CONFIGS
+        return OfficialStructureAASIST(**CONFIGS[name.removesuffix("-official")]), "cm"
     if name in CM_MODELS:
         import cm
         return cm.build_model(name), "cm"
@@ -90,7 +98,8 @@ def bench_model(name: str, batch: int, samples: int, repeats: int) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", help="also write the results (a JSON list) to this file")
-    parser.add_argument("--models", nargs="+", default=list(CM_MODELS + ASV_MODELS))
+    parser.add_argument("--models", nargs="+", default=list(BASELINES[:1] + CM_MODELS + ASV_MODELS),
+                        help=f"of {', '.join(BASELINES + CM_MODELS + ASV_MODELS)}")
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--samples", type=int, default=64600, help="segment length (64600 = 4.04 s at 16 kHz)")

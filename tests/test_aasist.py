@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from cm import build_model
-from cm.aasist import AASIST
+from cm.aasist import AASIST, CONFIGS
 from cm.checkpoint import load_cm_state, save_cm_state
 from tests.conftest import reference_path
 
@@ -123,3 +123,15 @@ def test_training_step_reduces_loss_and_reaches_every_used_parameter():
         optimiser.step()
     with torch.no_grad():
         assert loss() < before.detach() * 0.5
+
+
+@pytest.mark.parametrize("arch,key", ARCHS)
+def test_bench_baseline_has_the_official_outputs(arch, key, reference):
+    """bench/official_aasist.py times the official structure; it must compute the official function."""
+    from bench.official_aasist import OfficialStructureAASIST
+    model = OfficialStructureAASIST(**CONFIGS[arch]).eval()
+    load_cm_state(model, reference_path("aasist", f"{arch}.pth"))
+    with torch.inference_mode():
+        embedding, logits = model(torch.from_numpy(reference["input_32000"]))
+    np.testing.assert_allclose(embedding.numpy(), reference[f"{key}_input_32000_embedding"], rtol=0, atol=1e-4)
+    np.testing.assert_allclose(logits.numpy(), reference[f"{key}_input_32000_logits"], rtol=0, atol=1e-4)
