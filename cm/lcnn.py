@@ -18,7 +18,8 @@ import torch.nn.functional as F
 import torchaudio
 
 CONFIGS: dict[str, dict] = {
-    "LCNN": dict(n_filters=20, n_ceps=20, channels=[32, 48, 64, 32], embedding_dim=128, cmn=True, dropout=0.3),
+    "LCNN": dict(features="lfcc", n_filters=20, n_ceps=20, channels=[32, 48, 64, 32], embedding_dim=128, cmn=True,
+                 dropout=0.3),
 }
 
 
@@ -53,6 +54,20 @@ class LFCC(nn.Module):
         return torch.cat([ceps, delta, torchaudio.functional.compute_deltas(delta)], dim=1)
 
 
+class LogPowerSpectrum(nn.Module):
+    """(B, T) waveform -> (B, 256, frames) log power spectrum (512-point FFT without the DC bin): fine enough
+    to show harmonics, jitter and quantisation noise that 20 cepstra smooth away."""
+
+    def __init__(self, n_fft: int = 512, win_length: int = 320, hop_length: int = 160):
+        super().__init__()
+        self.spectrogram = torchaudio.transforms.Spectrogram(n_fft=n_fft, win_length=win_length,
+                                                             hop_length=hop_length, power=2.0)
+        self.n_out = n_fft // 2
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        return torch.log(self.spectrogram(wave)[:, 1:] + 1e-8)
+
+
 class MaxFeatureMap(nn.Module):
     """Max of the two halves of the channels: a competitive activation that halves the width."""
 
@@ -68,16 +83,20 @@ def _mfm_conv(c_in: int, c_out: int, kernel: int) -> nn.Sequential:
 class LCNN(nn.Module):
     """(B, T) waveform -> (embedding (B, embedding_dim), logits (B, 2)); logits[:, 1] is bona fide.
 
-    `channels` are the MFM output widths of the four stages; `cmn` subtracts each utterance's mean over
+    `features`: 'lfcc' (60 LFCC with deltas, the ASVspoof 2021 baseline) or 'lps' (256-bin log power spectrum,
+    the STC LCNN input). `channels` are the MFM output widths of the four stages; `cmn` subtracts each utterance's mean over
     time from the features (removes a stationary channel colouring)."""
 
-    def __init__(self, n_filters: int = 20, n_ceps: int = 20, channels: list = CONFIGS["LCNN"]["channels"],
-                 embedding_dim: int = 128, cmn: bool = True, dropout: float = 0.3, sample_rate: int = 16000):
+    def __init__(self, features: str = "lfcc", n_filters: int = 20, n_ceps: int = 20,
+                 channels: list = CONFIGS["LCNN"]["channels"], embedding_dim: int = 128, cmn: bool = True,
+                 dropout: float = 0.3, sample_rate: int = 16000):
         super().__init__()
         if len(channels) != 4:
             raise ValueError(f"LCNN: channels must list 4 stage widths, got {channels!r}")
+        if features not in ("lfcc", "lps"):
+            raise ValueError(f"LCNN: features must be 'lfcc' or 'lps' (log power spectrum), got {features!r}")
         c1, c2, c3, c4 = channels
-        self.features = LFCC(n_filters, n_ceps, sample_rate)
+        self.features = LFCC(n_filters, n_ceps, sample_rate) if features == "lfcc" else LogPowerSpectrum()
         self.cmn = cmn
         self.body = nn.Sequential(
             _mfm_conv(1, c1, 5), nn.MaxPool2d(2),

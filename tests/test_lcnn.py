@@ -34,6 +34,7 @@ def test_any_length_gives_fixed_size_outputs():
             assert embedding.shape == (3, 128) and logits.shape == (3, 2)
     assert model.embedding_dim == 128
     assert build_model("LCNN", embedding_dim=64, channels=[16, 24, 32, 16])(torch.randn(2, 8000))[0].shape == (2, 64)
+    assert build_model("LCNN", features="lps", channels=[8, 8, 8, 8])(torch.randn(2, 8000))[1].shape == (2, 2)
 
 
 def test_bad_inputs_and_keywords_are_errors():
@@ -46,6 +47,8 @@ def test_bad_inputs_and_keywords_are_errors():
         build_model("LCNN", filts=[1])
     with pytest.raises(ValueError, match="4 stage widths"):
         build_model("LCNN", channels=[8, 8])
+    with pytest.raises(ValueError, match="features must be 'lfcc' or 'lps'"):
+        build_model("LCNN", features="mfcc")
 
 
 def test_checkpoint_round_trip_and_wrong_architecture(tmp_path):
