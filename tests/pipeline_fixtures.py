@@ -94,7 +94,8 @@ def sasv_args(corpus, frontends: Frontends, out: Path, *extra: str, config: str 
     """`--config quickstart.conf` with overrides pointing at the tiny corpus and front-ends, and a tiny training."""
     return ["--config", config, f"database={corpus.la}", f"output_dir={out}",
             f"asv.checkpoint={frontends.asv}", "asv.arch=ResNetSE34L", f"asv.model={ASV_MODEL}",
-            f"cm.checkpoint={frontends.cm}", f"cm.model={CM_MODEL}", f"cm.crop.samples={CROP}",
+            f"cm.checkpoint={frontends.cm}", "cm.arch=AASIST-L", f"cm.model={CM_MODEL}", "cm.crop.policy=first",
+            f"cm.crop.samples={CROP}",
             f"joint.test_samples={CROP}", f"joint.enrol_samples={CROP}",
             "sampling.trials_per_epoch=64", "train.epochs=2", "train.batch_size=16", "train.progress=false",
             *extra]
@@ -126,7 +127,8 @@ def frontends(tiny_corpus, tmp_path_factory) -> Frontends:
                                 f"output_dir={fe.asv_dir}", "asv.arch=ResNetSE34L", f"asv.model={ASV_MODEL}", "train.epochs=1",
                                 "train.batch_size=6", "train.progress=false"])
         cm = start("main.py", ["--config", "configs/quickstart_cm.conf", f"database={tiny_corpus.la}",
-                               f"output_dir={fe.cm_dir}", f"cm.model={CM_MODEL}", f"cm.crop.samples={CROP}",
+                               f"output_dir={fe.cm_dir}", "cm.arch=AASIST-L", f"cm.model={CM_MODEL}",
+                               "cm.crop.policy=first", f"cm.crop.samples={CROP}",
                                f"data.train_samples={CROP}", "train.epochs=1", "train.batch_size=8",
                                "train.progress=false"])
         check_ok(finish(asv))
