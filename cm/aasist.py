@@ -334,4 +334,8 @@ class AASIST(nn.Module):
         t, s, m = torch.maximum(t1, t2), torch.maximum(s1, s2), torch.maximum(m1, m2)
         hidden = torch.cat([t.abs().amax(1), t.mean(1), s.abs().amax(1), s.mean(1), m.squeeze(1)], dim=1)
         hidden = F.dropout(hidden, 0.5, self.training)
-        return hidden, self.out_layer(hidden)
+        return hidden, self.logits_from_embedding(hidden)
+
+    def logits_from_embedding(self, embedding: torch.Tensor) -> torch.Tensor:
+        """The 2 logits of an embedding `forward` returned: lets cached embeddings give both logits."""
+        return self.out_layer(embedding)

@@ -130,5 +130,8 @@ class LCNN(nn.Module):
         h = F.dropout(h, self.dropout, self.training)
         std = (h.var(dim=2, correction=0) + 1e-6).sqrt()                     # finite gradient on one frame
         embedding = self.embedding(torch.cat([h.mean(dim=2), std], dim=1))
-        hidden = F.dropout(F.leaky_relu(embedding), self.dropout, self.training)
-        return embedding, self.out_layer(hidden)
+        return embedding, self.logits_from_embedding(embedding)
+
+    def logits_from_embedding(self, embedding: torch.Tensor) -> torch.Tensor:
+        """The 2 logits of an embedding `forward` returned: lets cached embeddings give both logits."""
+        return self.out_layer(F.dropout(F.leaky_relu(embedding), self.dropout, self.training))

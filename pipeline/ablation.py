@@ -236,24 +236,23 @@ def _resolve(base: Mapping, changes: Mapping[str, Any], who: str) -> dict:
 # ---------------------------------------------------------------------------------------------
 def cm_logits(cfg: Mapping, data: TrialInputs) -> np.ndarray:
     """Both CM logits (N, 2) of each trial's test utterance, from its cached CM embedding through the CM
-    model's output layer (AASIST: `out_layer`, applied to the embedding it returns; dropout is off at eval)."""
+    model's `logits_from_embedding` (its output layer(s) after the embedding it returns; no dropout at eval)."""
     import torch
-    from torch import nn
 
     from pipeline.frontends import build_cm
 
     model = build_cm(cfg["cm"], "cpu")
-    layer = getattr(model, "out_layer", None)
-    if not isinstance(layer, nn.Linear) or layer.out_features != 2 or layer.in_features != data.cm.dim:
-        raise InputError(f"cm_score log_odds/posterior needs a CM model whose 2 logits are a linear layer "
-                         f"'out_layer' of its {data.cm.dim}-d embedding; {cfg['cm']['arch']} has none")
+    head = getattr(model, "logits_from_embedding", None)
+    if head is None or getattr(model, "embedding_dim", None) != data.cm.dim:
+        raise InputError(f"cm_score log_odds/posterior needs a CM model that maps its {data.cm.dim}-d embedding to "
+                         f"its 2 logits (logits_from_embedding); {cfg['cm']['arch']} has none")
     rows = data.cm.embeddings[[data.cm.index[t.utt] for t in data.trials]]
     with torch.no_grad():
-        logits = layer(torch.from_numpy(rows)).double().numpy()
+        logits = model.eval().logits_from_embedding(torch.from_numpy(rows)).double().numpy()
     tol = 1e-3 * np.maximum(1.0, np.abs(data.cm_scores))
     if not np.all(np.abs(logits[:, 1] - data.cm_scores) <= tol):
         raise InputError(f"{data.cm.source}: the cached CM embeddings do not reproduce the cached CM scores "
-                         f"through {cfg['cm']['arch']}.out_layer; recompute them (--force)")
+                         f"through {cfg['cm']['arch']}'s output layer; recompute them (--force)")
     return logits
 
 

@@ -87,3 +87,14 @@ def test_training_steps_reduce_the_loss(loss_name):
     assert loss().item() < 0.5 * before
     unused = {n for n, p in model.named_parameters() if p.grad is None}
     assert unused == (set() if loss_name == "WeightedCE" else {"out_layer.weight", "out_layer.bias"})
+
+
+@pytest.mark.parametrize("arch,options", [("LCNN", {}), ("AASIST-L", {"filts": [20, [1, 8], [8, 8], [8, 8], [8, 8]],
+                                                                       "gat_dims": [8, 8]})])
+def test_logits_from_a_cached_embedding_equal_the_forward_logits(arch, options):
+    """The ablation's log-odds / posterior CM scores come from cached embeddings through this head."""
+    torch.manual_seed(0)
+    model = build_model(arch, **options).eval()
+    with torch.no_grad():
+        embedding, logits = model(torch.randn(2, 16000) * 0.1)
+        torch.testing.assert_close(model.logits_from_embedding(embedding), logits)
