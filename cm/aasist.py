@@ -83,8 +83,8 @@ def _pool_time3(x: torch.Tensor) -> torch.Tensor:
 
 def _conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, padding: tuple[int, int],
           fast_backward: bool = True) -> torch.Tensor:
-    """conv2d returning a channels-last map. In training, `fast_conv.conv2d` (same values, a backward 3-4x
-    faster than oneDNN's for these shapes) unless `fast_backward` is off. Without autograd a single input
+    """conv2d returning a channels-last map. In training, `fast_conv.conv2d` (same values, a faster backward
+    than oneDNN's for these shapes; docs/benchmarks.md) unless `fast_backward` is off. Without autograd a single input
     channel goes through one matmul over gathered patches: oneDNN has no fast kernel for it and would also
     return NCHW."""
     if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
