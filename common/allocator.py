@@ -4,8 +4,8 @@ glibc's malloc serves every request above 32 MiB with a fresh `mmap` and hands i
 `free`. A CPU training step of AASIST allocates and frees about 4 GB of such feature maps, so every step
 first touches (page-faults and zero-fills) the same gigabytes again: half of the step's time on the
 reference machine (docs/benchmarks.md). With malloc's mmap path off and heap trimming raised, freed blocks
-stay in the heap and are reused. The price is a higher resident peak (AASIST, batch 8, 4 s segments: about
-8 GB instead of 4 GB), hence the opt-out `SASV_SYSTEM_MALLOC=1`. PyTorch's CPU tuning guide makes the same
+stay in the heap and are reused. The price is a higher resident peak (AASIST, batch 8, 4 s segments: 6.5-8
+GB instead of 4.2 GB), hence the opt-out `SASV_SYSTEM_MALLOC=1`. PyTorch's CPU tuning guide makes the same
 point with jemalloc/tcmalloc; this needs no extra library or LD_PRELOAD.
 """
 from __future__ import annotations

@@ -248,7 +248,7 @@ def cm_logits(cfg: Mapping, data: TrialInputs) -> np.ndarray:
                          f"its 2 logits (logits_from_embedding); {cfg['cm']['arch']} has none")
     rows = data.cm.embeddings[[data.cm.index[t.utt] for t in data.trials]]
     with torch.no_grad():
-        logits = model.eval().logits_from_embedding(torch.from_numpy(rows)).double().numpy()
+        logits = head(torch.from_numpy(rows)).double().numpy()  # build_cm returns the model in eval mode
     tol = 1e-3 * np.maximum(1.0, np.abs(data.cm_scores))
     if not np.all(np.abs(logits[:, 1] - data.cm_scores) <= tol):
         raise InputError(f"{data.cm.source}: the cached CM embeddings do not reproduce the cached CM scores "
