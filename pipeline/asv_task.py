@@ -25,7 +25,7 @@ from data.augment import build_augment
 from data.datasets import EmbeddingTable, SpeakerDataset, speaker_models
 from data.samplers import SpeakerBatchSampler
 from data.voxceleb import VoxCeleb
-from engine import TRAIN_SCHEMA, TrainData, fit, is_main_process, load_model_weights
+from engine import TRAIN_SCHEMA, TrainData, fit, is_main_process, load_model_weights, seed_everything
 from metrics.dcf import DCF_P001, DCF_P005, min_dcf
 from metrics.eer import roc_eer
 from pipeline.extract import extract
@@ -141,6 +141,7 @@ def run(cfg: Mapping, resume: bool = False) -> dict:
     if cfg["train"]["batch_size"] > speakers:
         raise InputError(f"train.batch_size is {cfg['train']['batch_size']} speakers per batch, "
                          f"but the training list has only {speakers} speakers")
+    seed_everything(cfg["train"]["seed"])  # the initial weights (fit seeds what follows)
     model = asv.build_model(cfg["asv"]["arch"], **cfg["asv"]["model"])
     if cfg["asv"]["checkpoint"]:
         load_asv_state(model, None, cfg["asv"]["checkpoint"], strict=True)

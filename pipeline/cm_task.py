@@ -21,7 +21,7 @@ from common.io import atomic_write
 from data.asvspoof import LADatabase, check_files_exist
 from data.augment import build_augment
 from data.datasets import CMDataset
-from engine import TRAIN_SCHEMA, TrainData, fit, is_main_process, load_model_weights
+from engine import TRAIN_SCHEMA, TrainData, fit, is_main_process, load_model_weights, seed_everything
 from metrics.eer import det_eer
 from pipeline.extract import extract
 from pipeline.frontends import CM_SECTION, crop_spec
@@ -59,6 +59,16 @@ class CMNet(nn.Module):
         return self.loss.score(embedding, logits)
 
 
+def per_attack_eer(entries: list, scores: np.ndarray) -> dict[str, float]:
+    """CM EER (%) of each attack system against all bona fide utterances, as ASVspoof results tables report it:
+    on a split with unseen attacks the pooled EER hides which ones the countermeasure misses."""
+    bonafide = scores[np.array([e.is_bonafide for e in entries])]
+    systems = sorted({e.system for e in entries if not e.is_bonafide})
+    if bonafide.size == 0:
+        return {}
+    return {a: 100 * det_eer(bonafide, scores[np.array([e.system == a for e in entries])]).eer for a in systems}
+
+
 def cm_eer(net: CMNet, cfg: Mapping, db: LADatabase, split: str, device: torch.device) -> tuple[float, list, np.ndarray]:
     entries = db.cm_entries(split)
 
@@ -91,6 +101,7 @@ def run(cfg: Mapping, resume: bool = False) -> dict:
     for split in {"train", "dev", *cfg["eval_splits"]}:   # fail before compute
         check_files_exist((db.flac(split, e.utt) for e in db.cm_entries(split)),
                           f"ASVspoof 2019 LA {split} audio in {db.flac_dir(split)}")
+    seed_everything(cfg["train"]["seed"])  # the initial weights (fit seeds what follows)
     model = cm.build_model(cfg["cm"]["arch"], **cfg["cm"]["model"])
     if cfg["cm"]["checkpoint"]:
         load_cm_state(model, cfg["cm"]["checkpoint"])
@@ -103,14 +114,20 @@ def run(cfg: Mapping, resume: bool = False) -> dict:
     if not is_main_process():
         return {}
     best = load_model_weights(net, result.best_checkpoint or result.last_checkpoint)
-    save_cm_state(out / "cm_model.pt", net.model, arch=cfg["cm"]["arch"])
+    # The loss travels with the model: an OC-softmax CM scores by its learnt centre, not by a logit.
+    save_cm_state(out / "cm_model.pt", net.model, loss=net.loss, arch=cfg["cm"]["arch"], loss_name=cfg["loss"]["name"])
     device = next(net.parameters()).device
     net.eval()
     with torch.inference_mode():
-        metrics = {f"{s}_cm_eer": cm_eer(net, cfg, db, s, device)[0] for s in cfg["eval_splits"]}
+        evaluated = {s: cm_eer(net, cfg, db, s, device) for s in cfg["eval_splits"]}
+    metrics: dict = {f"{s}_cm_eer": eer for s, (eer, _, _) in evaluated.items()}
     metrics["best_epoch"] = int(best["epoch"])
+    for s, (_, entries, scores) in evaluated.items():
+        metrics[f"{s}_cm_eer_per_attack"] = per_attack_eer(entries, scores)
     with atomic_write(out / "results.json") as f:
         json.dump(metrics, f, indent=1)
     shown = ", ".join(f"{s} {metrics[f'{s}_cm_eer']:.2f} %" for s in cfg["eval_splits"])
     print(f"CM {cfg['cm']['arch']}: EER {shown} (best epoch {metrics['best_epoch']}) -> {out / 'cm_model.pt'}")
+    for s in cfg["eval_splits"]:
+        print(f"  {s} EER per attack: " + " ".join(f"{a} {v:.1f}" for a, v in metrics[f"{s}_cm_eer_per_attack"].items()))
     return metrics

@@ -11,6 +11,7 @@ import cm
 from asv.checkpoint import load_asv_state
 from cm.checkpoint import load_cm_state
 from common.config import FreeForm
+from common.errors import InputError
 from pipeline.extract import CropSpec, EmbedFn
 
 ASV_SECTION = {
@@ -20,7 +21,7 @@ ASV_SECTION = {
     "crop": {"policy": "full", "samples": 64000, "count": 1},   # evaluation input: full | first | even (count crops)
 }
 CM_SECTION = {
-    "arch": "AASIST",              # AASIST | AASIST-L | LCNN
+    "arch": "AASIST",              # AASIST | AASIST-L | LCNN | LCNN-LFCC-LPS
     "checkpoint": None,            # the official AASIST.pth / AASIST-L.pth, or our own
     "model": FreeForm({}),
     "crop": {"policy": "first", "samples": 64600, "count": 1},  # AASIST evaluation convention; LCNN: full
@@ -39,7 +40,10 @@ def build_cm(section: Mapping, device: torch.device | str = "cpu") -> nn.Module:
     """The countermeasure of `section`, with its checkpoint loaded strictly, in eval mode."""
     model = cm.build_model(section["arch"], **section["model"])
     if section["checkpoint"]:
-        load_cm_state(model, section["checkpoint"])
+        metadata = load_cm_state(model, section["checkpoint"])
+        if metadata.get("loss_name", "WeightedCE") != "WeightedCE":
+            raise InputError(f"{section['checkpoint']}: this CM was trained with {metadata['loss_name']}, so its bona fide "
+                             f"logit is untrained; the SASV stages score CMs by that logit: train it with WeightedCE")
     return model.to(device).eval()
 
 

@@ -17,7 +17,7 @@ import torch
 from asv.checkpoint import save_asv_state
 from cm.checkpoint import save_cm_state
 from common.config import ConfigError
-from engine import TRAIN_SCHEMA, fit, is_main_process, load_model_weights
+from engine import TRAIN_SCHEMA, fit, is_main_process, load_model_weights, seed_everything
 from fusion import is_score_backend
 from pipeline.frontends import build_asv, build_cm
 from pipeline.joint import JointSASV, JointTask, joint_train_data
@@ -30,7 +30,7 @@ SCHEMA = {
     "mode": "frozen",              # frozen | joint
     "sampling": {
         "scheme": "2class",        # 2class (50/25/25) | 4class (25 each) | baseline2 (frozen only)
-        "trials_per_epoch": 0,     # 0: as many as training utterances
+        "trials_per_epoch": 0,     # 0: as many as training utterances (baseline2: CM embeddings)
     },
     "joint": {
         "frontend_lr": 1e-5,       # learning rate of both front-ends (the back-end uses train.optimizer.lr)
@@ -65,6 +65,7 @@ def _frozen(cfg: Mapping, resume: bool) -> dict:
         raise ConfigError("a trained back-end needs the train embeddings: include 'train' in 'splits'")
     out = Path(cfg["output_dir"])
     dev = trial_inputs(cfg, "dev")
+    seed_everything(cfg["train"]["seed"])  # the back-end's initial weights (fit seeds what follows)
     backend = build_embedding_backend(cfg, dev.asv.dim, dev.cm.dim)
     train = cfg["train"]
     result = fit(backend, FrozenBackendTask(dev, cfg["sampling"]["scheme"]), frozen_train_data(cfg, train["seed"]),
@@ -80,6 +81,7 @@ def _joint(cfg: Mapping, resume: bool) -> dict:
     asv_model, cm_model = build_asv(cfg["asv"], device), build_cm(cfg["cm"], device)
     with torch.no_grad():
         cm_dim = cm_model(torch.zeros(1, 16000, device=device))[0].shape[-1]
+    seed_everything(cfg["train"]["seed"])  # the back-end's initial weights (fit seeds what follows)
     backend = build_embedding_backend(cfg, asv_model.embedding_dim, cm_dim)
     net = JointSASV(asv_model.train(), cm_model.train(), backend)
     result = fit(net, JointTask(cfg), joint_train_data(cfg, cfg["train"]["seed"]), cfg["train"],

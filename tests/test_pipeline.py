@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import evaluate
 import main as main_py
@@ -113,9 +114,27 @@ def test_cm_task_trains_and_exports(frontends):
     assert all(math.isfinite(results[k]) and 0 <= results[k] <= 100 for k in ("dev_cm_eer", "eval_cm_eer"))
     rows = csv_rows(frontends.cm_dir / "epoch_log.csv")
     assert [r["epoch"] for r in rows] == ["1"] and math.isfinite(float(rows[0]["dev_cm_eer"]))
+    per_attack = results["eval_cm_eer_per_attack"]
+    assert set(per_attack) <= {f"A{i:02d}" for i in range(7, 20)} and per_attack
+    assert all(0 <= v <= 100 for v in per_attack.values())
     from pipeline.frontends import build_cm
     build_cm({"arch": "AASIST-L", "checkpoint": str(frontends.cm),
               "model": {"filts": [20, [1, 8], [8, 8], [8, 8], [8, 8]], "gat_dims": [8, 8]}})
+
+
+def test_a_cm_trained_with_oc_softmax_is_refused_by_the_sasv_stages(tmp_path):
+    """Its bona fide logit was never trained: scoring SASV trials with it would be silently meaningless."""
+    import cm
+    from cm.checkpoint import load_cm_state, save_cm_state
+    from cm.losses import build_loss
+    from pipeline.frontends import build_cm
+    model, loss = cm.build_model("LCNN", channels=[8, 8, 8, 8]), build_loss("OCSoftmax", 128)
+    save_cm_state(tmp_path / "oc.pt", model, loss=loss, arch="LCNN", loss_name="OCSoftmax")
+    restored = build_loss("OCSoftmax", 128)
+    load_cm_state(cm.build_model("LCNN", channels=[8, 8, 8, 8]), tmp_path / "oc.pt", loss=restored)
+    assert torch.equal(restored.center, loss.center)  # the centre is kept with the model
+    with pytest.raises(ValueError, match=r"oc\.pt: this CM was trained with OCSoftmax.*train it with WeightedCE"):
+        build_cm({"arch": "LCNN", "checkpoint": str(tmp_path / "oc.pt"), "model": {"channels": [8, 8, 8, 8]}})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -373,3 +392,25 @@ def test_enrolment_concat_uses_enr_audio(staged, tiny_corpus, frontends, tmp_pat
         assert_sasv_file(out / "scores" / f"asv_{split}.txt", db, split)
     assert_results(out / "results.json")
     assert "asv dev: " in err and "up to date" in err   # test embeddings reused from the lists run
+
+
+@pytest.mark.parametrize("task", ["asv", "cm"])
+def test_training_from_scratch_is_reproducible_whatever_the_global_rng_state(task, tiny_corpus, tmp_path):
+    """The same config twice in one process gives the same weights: the task seeds the initial weights too,
+    not only what fit() does once it starts."""
+    from common.config import load_config
+    from pipeline import asv_task, cm_task
+    module = asv_task if task == "asv" else cm_task
+    conf, data, model = {"asv": ("quickstart_asv.conf", f"data.voxceleb={tiny_corpus.voxceleb}",
+                                 "asv.model={C: 32, embedding_dim: 16}"),
+                         "cm": ("quickstart_cm.conf", f"database={tiny_corpus.la}",
+                                "cm.model={channels: [[8, 8, 8, 8], [8, 8, 8, 8]]}")}[task]
+    states = []
+    for run in range(2):
+        torch.rand(run + 1)  # a different global RNG state before each run
+        cfg = load_config(Path("configs") / conf, [data, model, f"output_dir={tmp_path / str(run)}", "train.epochs=1",
+                                                   "train.batch_size=4", "train.progress=false"], module.SCHEMA)
+        module.run(cfg)
+        states.append(torch.load(tmp_path / str(run) / f"{task}_model.pt", weights_only=True)["model"])
+    assert states[0].keys() == states[1].keys()
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
