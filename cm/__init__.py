@@ -22,7 +22,7 @@ MODELS = {**{name: (AASIST, {**config, **_RUNTIME}) for name, config in AASIST_C
 
 
 def build_model(arch: str, **kwargs) -> nn.Module:
-    """The countermeasure named `arch` (AASIST | AASIST-L | LCNN), its config defaults overridden by `kwargs`."""
+    """The countermeasure named `arch` (AASIST | AASIST-L | LCNN | LCNN-LFCC-LPS), its config defaults overridden by `kwargs`."""
     if arch not in MODELS:
         raise InputError(f"unknown CM model '{arch}' (valid: {', '.join(MODELS)})")
     cls, config = MODELS[arch]

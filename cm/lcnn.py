@@ -9,6 +9,8 @@ standard deviation over time into a linear embedding: cheaper on CPU and length-
 Why it is here: on the embedded synthetic corpus, spoofing artefacts are spectral statistics (envelope
 smoothing, band aperiodicity, quantisation noise), which a cepstral front end exposes directly, so this
 model learns the training attacks in a couple of CPU minutes where a raw-waveform AASIST needs hours.
+`LCNN-LFCC-LPS` adds a second body on the log power spectrum, whose harmonics show the excitation and phase
+artefacts (sine sources, missing jitter, Griffin-Lim phase) that 20 linear cepstra smooth away.
 """
 from __future__ import annotations
 
@@ -20,6 +22,9 @@ import torchaudio
 CONFIGS: dict[str, dict] = {
     "LCNN": dict(features="lfcc", n_filters=20, n_ceps=20, channels=[32, 48, 64, 32], embedding_dim=128, cmn=True,
                  dropout=0.3),
+    # Two streams: the LFCC body above plus a narrower one on the log power spectrum (the demo's CM).
+    "LCNN-LFCC-LPS": dict(features=["lfcc", "lps"], n_filters=20, n_ceps=20,
+                          channels=[[32, 48, 64, 32], [16, 24, 32, 16]], embedding_dim=128, cmn=True, dropout=0.3),
 }
 
 
@@ -80,38 +85,71 @@ def _mfm_conv(c_in: int, c_out: int, kernel: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(c_in, 2 * c_out, kernel, padding=kernel // 2), MaxFeatureMap())
 
 
+FEATURES = ("lfcc", "lps")
+
+
+def _body(c1: int, c2: int, c3: int, c4: int) -> nn.Sequential:
+    return nn.Sequential(
+        _mfm_conv(1, c1, 5), nn.MaxPool2d(2),
+        _mfm_conv(c1, c1, 1), nn.BatchNorm2d(c1, affine=False),
+        _mfm_conv(c1, c2, 3), nn.MaxPool2d(2), nn.BatchNorm2d(c2, affine=False),
+        _mfm_conv(c2, c2, 1), nn.BatchNorm2d(c2, affine=False),
+        _mfm_conv(c2, c3, 3), nn.MaxPool2d(2),
+        _mfm_conv(c3, c3, 1), nn.BatchNorm2d(c3, affine=False),
+        _mfm_conv(c3, c4, 3), nn.BatchNorm2d(c4, affine=False),
+        _mfm_conv(c4, c4, 1), nn.BatchNorm2d(c4, affine=False),
+        _mfm_conv(c4, c4, 3), nn.MaxPool2d(2),
+    )
+
+
+class Stream(nn.Module):
+    """One feature type through its own LCNN body: (B, T) waveform -> (B, channels x rows, frames)."""
+
+    def __init__(self, features: str, channels: list, n_filters: int, n_ceps: int, cmn: bool, sample_rate: int):
+        super().__init__()
+        if features not in FEATURES:
+            raise ValueError(f"LCNN: features must be 'lfcc' or 'lps' (log power spectrum), or a list of them, "
+                             f"got {features!r}")
+        if len(channels) != 4:
+            raise ValueError(f"LCNN: channels must list 4 stage widths (or one such list per feature stream), "
+                             f"got {channels!r}")
+        self.features = LFCC(n_filters, n_ceps, sample_rate) if features == "lfcc" else LogPowerSpectrum()
+        self.cmn = cmn
+        self.body = _body(*(int(c) for c in channels))
+        self.width = int(channels[3]) * (self.features.n_out // 16)          # channels x feature rows left
+        if self.width == 0:
+            raise ValueError(f"LCNN: {self.features.n_out} feature rows are too few for four 2x2 pools (need >= 16)")
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        x = self.features(wave)
+        if self.cmn:
+            x = x - x.mean(dim=2, keepdim=True)
+        return self.body(x.unsqueeze(1)).flatten(1, 2)
+
+
 class LCNN(nn.Module):
     """(B, T) waveform -> (embedding (B, embedding_dim), logits (B, 2)); logits[:, 1] is bona fide.
 
-    `features`: 'lfcc' (60 LFCC with deltas, the ASVspoof 2021 baseline) or 'lps' (256-bin log power spectrum,
-    the STC LCNN input). `channels` are the MFM output widths of the four stages; `cmn` subtracts each utterance's mean over
-    time from the features (removes a stationary channel colouring)."""
+    `features`: 'lfcc' (60 LFCC with deltas, the ASVspoof 2021 baseline), 'lps' (256-bin log power spectrum,
+    the STC LCNN input), or a list of both: one LCNN body per feature type, their time-pooled statistics
+    joined into one embedding. The two see different artefacts: 20 linear filters smooth away the harmonics
+    that show excitation and phase artefacts, which the 31 Hz bins of the power spectrum resolve.
+    `channels` are the MFM output widths of the four stages (one list, or one list per feature type);
+    `cmn` subtracts each utterance's mean over time from the features (removes a stationary channel colouring)."""
 
-    def __init__(self, features: str = "lfcc", n_filters: int = 20, n_ceps: int = 20,
+    def __init__(self, features: str | list = "lfcc", n_filters: int = 20, n_ceps: int = 20,
                  channels: list = CONFIGS["LCNN"]["channels"], embedding_dim: int = 128, cmn: bool = True,
                  dropout: float = 0.3, sample_rate: int = 16000):
         super().__init__()
-        if len(channels) != 4:
-            raise ValueError(f"LCNN: channels must list 4 stage widths, got {channels!r}")
-        if features not in ("lfcc", "lps"):
-            raise ValueError(f"LCNN: features must be 'lfcc' or 'lps' (log power spectrum), got {features!r}")
-        c1, c2, c3, c4 = channels
-        self.features = LFCC(n_filters, n_ceps, sample_rate) if features == "lfcc" else LogPowerSpectrum()
-        self.cmn = cmn
-        self.body = nn.Sequential(
-            _mfm_conv(1, c1, 5), nn.MaxPool2d(2),
-            _mfm_conv(c1, c1, 1), nn.BatchNorm2d(c1, affine=False),
-            _mfm_conv(c1, c2, 3), nn.MaxPool2d(2), nn.BatchNorm2d(c2, affine=False),
-            _mfm_conv(c2, c2, 1), nn.BatchNorm2d(c2, affine=False),
-            _mfm_conv(c2, c3, 3), nn.MaxPool2d(2),
-            _mfm_conv(c3, c3, 1), nn.BatchNorm2d(c3, affine=False),
-            _mfm_conv(c3, c4, 3), nn.BatchNorm2d(c4, affine=False),
-            _mfm_conv(c4, c4, 1), nn.BatchNorm2d(c4, affine=False),
-            _mfm_conv(c4, c4, 3), nn.MaxPool2d(2),
-        )
-        pooled = c4 * (self.features.n_out // 16)                            # channels x remaining feature rows
-        if pooled == 0:
-            raise ValueError(f"LCNN: {self.features.n_out} feature rows are too few for four 2x2 pools (need >= 16)")
+        kinds = [features] if isinstance(features, str) else list(features)
+        if not kinds or len(set(kinds)) != len(kinds):
+            raise ValueError(f"LCNN: features must name each feature type once, got {features!r}")
+        per_stream = channels if channels and isinstance(channels[0], (list, tuple)) else [channels] * len(kinds)
+        if len(per_stream) != len(kinds):
+            raise ValueError(f"LCNN: {len(per_stream)} channel lists for {len(kinds)} feature streams {kinds}")
+        self.streams = nn.ModuleList(Stream(kind, list(ch), n_filters, n_ceps, cmn, sample_rate)
+                                     for kind, ch in zip(kinds, per_stream))
+        pooled = sum(stream.width for stream in self.streams)
         self.embedding = nn.Linear(2 * pooled, embedding_dim)
         self.out_layer = nn.Linear(embedding_dim, 2)
         self.dropout = dropout
@@ -123,10 +161,7 @@ class LCNN(nn.Module):
             raise ValueError(f"LCNN expects a (batch, samples) waveform, got shape {tuple(wave.shape)}")
         if wave.shape[1] < self.min_samples:
             raise ValueError(f"LCNN needs at least {self.min_samples} samples per input, got {wave.shape[1]}")
-        x = self.features(wave)
-        if self.cmn:
-            x = x - x.mean(dim=2, keepdim=True)
-        h = self.body(x.unsqueeze(1)).flatten(1, 2)                          # (B, channels x rows, frames)
+        h = torch.cat([stream(wave) for stream in self.streams], dim=1)     # (B, channels x rows, frames)
         h = F.dropout(h, self.dropout, self.training)
         std = (h.var(dim=2, correction=0) + 1e-6).sqrt()                     # finite gradient on one frame
         embedding = self.embedding(torch.cat([h.mean(dim=2), std], dim=1))

@@ -49,6 +49,27 @@ def test_bad_inputs_and_keywords_are_errors():
         build_model("LCNN", channels=[8, 8])
     with pytest.raises(ValueError, match="features must be 'lfcc' or 'lps'"):
         build_model("LCNN", features="mfcc")
+    with pytest.raises(ValueError, match="each feature type once"):
+        build_model("LCNN", features=["lfcc", "lfcc"])
+    with pytest.raises(ValueError, match=r"1 channel lists for 2 feature streams"):
+        build_model("LCNN", features=["lfcc", "lps"], channels=[[8, 8, 8, 8]])
+
+
+def test_two_streams_each_see_their_features_and_share_one_embedding():
+    torch.manual_seed(0)
+    model = build_model("LCNN-LFCC-LPS").eval()
+    assert [type(s.features).__name__ for s in model.streams] == ["LFCC", "LogPowerSpectrum"]
+    # pooled width: LFCC body 32 channels x 60 // 16 rows, LPS body 16 channels x 256 // 16 rows; mean + std
+    assert model.embedding.in_features == 2 * (32 * 3 + 16 * 16)
+    wave = torch.randn(2, 16000) * 0.1
+    with torch.inference_mode():
+        embedding, logits = model(wave)
+        assert embedding.shape == (2, 128) and logits.shape == (2, 2)
+        # the second stream matters: changing its body changes the output
+        model.streams[1].body[0][0].weight.mul_(2.0)
+        assert not torch.allclose(model(wave)[1], logits)
+    shared = build_model("LCNN", features=["lfcc", "lps"], channels=[8, 8, 8, 8])
+    assert [s.width for s in shared.streams] == [8 * 3, 8 * 16]
 
 
 def test_checkpoint_round_trip_and_wrong_architecture(tmp_path):
@@ -62,6 +83,8 @@ def test_checkpoint_round_trip_and_wrong_architecture(tmp_path):
         assert torch.equal(model(wave)[1], other(wave)[1])
     with pytest.raises(ValueError, match=r"lcnn\.pt: checkpoint does not fit the AASIST-L model.*looks like an LCNN checkpoint"):
         load_cm_state(build_model("AASIST-L"), tmp_path / "lcnn.pt")
+    with pytest.raises(ValueError, match=r"lcnn\.pt: checkpoint does not fit the LCNN-LFCC-LPS model.*looks like an LCNN checkpoint"):
+        load_cm_state(build_model("LCNN-LFCC-LPS"), tmp_path / "lcnn.pt")
 
 
 @pytest.mark.parametrize("loss_name", ["WeightedCE", "OCSoftmax"])
@@ -89,7 +112,7 @@ def test_training_steps_reduce_the_loss(loss_name):
     assert unused == (set() if loss_name == "WeightedCE" else {"out_layer.weight", "out_layer.bias"})
 
 
-@pytest.mark.parametrize("arch,options", [("LCNN", {}), ("AASIST-L", {"filts": [20, [1, 8], [8, 8], [8, 8], [8, 8]],
+@pytest.mark.parametrize("arch,options", [("LCNN", {}), ("LCNN-LFCC-LPS", {}), ("AASIST-L", {"filts": [20, [1, 8], [8, 8], [8, 8], [8, 8]],
                                                                        "gat_dims": [8, 8]})])
 def test_logits_from_a_cached_embedding_equal_the_forward_logits(arch, options):
     """The ablation's log-odds / posterior CM scores come from cached embeddings through this head."""
