@@ -23,7 +23,7 @@ from .presets import Preset
 from .voice import Voice, finish, plan_utterance, render, sample_channel, sample_voice
 
 SR = 16000
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: nontarget claims per utterance, spoof-heavy dev/eval trial lists
 MANIFEST = "synthetic_corpus.json"
 _IN_PROGRESS = ".synthetic_corpus.incomplete"
 SPLITS = ("train", "dev", "eval")
@@ -31,7 +31,7 @@ _PREFIX = {"train": "LA_T_", "dev": "LA_D_", "eval": "LA_E_"}
 _CM_NAME = {"train": "ASVspoof2019.LA.cm.train.trn.txt", "dev": "ASVspoof2019.LA.cm.dev.trl.txt",
             "eval": "ASVspoof2019.LA.cm.eval.trl.txt"}
 # RNG domains: the second element of every seed sequence.
-_D_LA_VOICE, _D_LA_BONA, _D_LA_SPOOF, _D_VOX_VOICE, _D_VOX_UTT, _D_IDS, _D_VOX_META = range(1, 8)
+_D_LA_VOICE, _D_LA_BONA, _D_LA_SPOOF, _D_VOX_VOICE, _D_VOX_UTT, _D_IDS, _D_VOX_META, _D_CLAIMS = range(1, 9)
 
 
 @dataclass(frozen=True)
@@ -120,12 +120,11 @@ def plan_corpus(preset: Preset, seed: int) -> tuple[list[Voice], list[Job], dict
             continue
 
         asv = "LA/ASVspoof2019_LA_asv_protocols/ASVspoof2019.LA.asv"
+        claims = _nontarget_claims(spks, trials, preset.nontarget_claims, np.random.default_rng([seed, _D_CLAIMS, si]))
         trl: list[str] = []
         for spk, gender, _ in spks:
             trl += [f"{spk} {utt} bonafide target" for utt in trials[spk]]
-            for other, g2, _ in spks:
-                if other != spk and g2 == gender:
-                    trl += [f"{spk} {utt} bonafide nontarget" for utt in trials[other]]
+            trl += [f"{spk} {utt} bonafide nontarget" for utt in claims[spk]]
             trl += [f"{spk} {utt} {attack} spoof" for utt, attack in spoofs.get(spk, [])]
         texts[f"{asv}.{split}.gi.trl.txt"] = trl
         for g in ("female", "male"):
@@ -136,6 +135,21 @@ def plan_corpus(preset: Preset, seed: int) -> tuple[list[Voice], list[Job], dict
 
     _plan_voxceleb(preset, seed, voices, jobs, texts)
     return voices, jobs, texts, enrol_sets
+
+
+def _nontarget_claims(spks: list[tuple[str, str, int]], trials: dict[str, list[str]], per_utt: int,
+                      rng: np.random.Generator) -> dict[str, list[str]]:
+    """Claimed speaker -> the bona fide test utterances it claims as nontarget trials: each utterance is claimed
+    by `per_utt` other speakers of its gender, drawn at random (all of them when fewer). Few claims per
+    utterance keep the trial list spoof-heavy like the real one (eval: 33,327 nontarget vs 63,882 spoof
+    trials), so SASV-EER weighs spoof rejection as the challenge does instead of being mostly SV-EER."""
+    claims: dict[str, list[str]] = {spk: [] for spk, _, _ in spks}
+    for owner, gender, _ in spks:
+        others = [spk for spk, g, _ in spks if g == gender and spk != owner]
+        for utt in trials[owner]:
+            for k in rng.permutation(len(others))[:per_utt]:
+                claims[others[k]].append(utt)
+    return claims
 
 
 _VIDEO_CHARS = np.array(list("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"))

@@ -14,9 +14,10 @@ class Preset:
     train_bonafide: int = 15          # bona fide utterances per train speaker
     enrol_utts: int = 4               # enrolment utterances per dev/eval speaker (not CM trials)
     trial_utts: int = 8               # bona fide test utterances per dev/eval speaker
+    nontarget_claims: int = 2         # same-gender speakers claiming each bona fide test utterance (nontarget trials)
     train_spoofs: int = 36            # spoofs per attack system in train
-    dev_spoofs: int = 20              # spoofs per attack system in dev
-    eval_spoofs: int = 12             # spoofs per attack system in eval
+    dev_spoofs: int = 40              # spoofs per attack system in dev
+    eval_spoofs: int = 24             # spoofs per attack system in eval
     min_dur: float = 1.5              # utterance duration range in seconds
     max_dur: float = 2.4
     vox_train_speakers: int = 60
@@ -41,7 +42,7 @@ class Preset:
 
 PRESETS: dict[str, Preset] = {
     "tiny": Preset(name="tiny", train_speakers=4, dev_speakers=4, eval_speakers=4, train_bonafide=4, enrol_utts=2,
-                   trial_utts=2, train_spoofs=2, dev_spoofs=2, eval_spoofs=1, min_dur=1.0, max_dur=1.5,
+                   trial_utts=2, nontarget_claims=1, train_spoofs=2, dev_spoofs=2, eval_spoofs=1, min_dur=1.0, max_dur=1.5,
                    vox_train_speakers=6, vox_test_speakers=2, vox_utts=3, vox_test_utts=3, vox_videos=2),
     "default": Preset(name="default"),
 }

@@ -310,3 +310,34 @@ def test_countermeasure_learns_seen_attacks_and_partly_generalises(realism):
     assert result["dev"] < 0.20, f"CM dev EER {result['dev']:.3f}: training attacks must be learnable"
     assert result["eval"] > result["dev"] + 0.05, f"CM eval EER {result['eval']:.3f} vs dev {result['dev']:.3f}"
     assert result["eval"] < 0.5
+
+
+def _trial_counts(lines: list[str]) -> dict[str, int]:
+    counts = {"target": 0, "nontarget": 0, "spoof": 0}
+    for line in lines:
+        counts[line.split()[3]] += 1
+    return counts
+
+
+@pytest.mark.parametrize("split", ["dev", "eval"])
+def test_default_trial_lists_are_spoof_heavy_like_the_real_ones(split):
+    """SASV-EER pools nontarget and spoof trials: most negatives are spoofs in the real lists (dev 79 %, eval
+    66 %), and the default corpus keeps them the majority, so its SASV-EER is not mostly an SV-EER."""
+    from synthetic.layout import plan_corpus
+    from synthetic.presets import get_preset
+
+    texts = plan_corpus(get_preset("default"), seed=0)[2]
+    ours = _trial_counts(texts[f"LA/{ASV}.{split}.gi.trl.txt"])
+    share = ours["spoof"] / (ours["spoof"] + ours["nontarget"])
+    assert 0.55 <= share <= 0.85, f"{split}: spoof share of the negatives {share:.2f} ({ours})"
+    assert ours["nontarget"] >= ours["target"]  # enough nontarget trials for an SV-EER with some meaning
+
+
+def test_real_trial_lists_are_spoof_heavy():
+    """The figures the test above is built on, read from the official ASVspoof 2019 LA protocols."""
+    from tests.conftest import reference_path
+    for split, expected in (("dev", (1484, 5768, 22296)), ("eval", (5370, 33327, 63882))):
+        lines = reference_path("protocols", "ASVspoof2019_LA", f"ASVspoof2019.LA.asv.{split}.gi.trl.txt").read_text().splitlines()
+        real = _trial_counts(lines)
+        assert (real["target"], real["nontarget"], real["spoof"]) == expected
+        assert real["spoof"] / (real["spoof"] + real["nontarget"]) > 0.6
