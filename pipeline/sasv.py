@@ -162,7 +162,7 @@ def frozen_train_data(cfg: Mapping, seed: int) -> TrainData:
     entries = [e for e in db.cm_entries("train") if e.utt in asv and e.utt in cm]
     scheme = cfg["sampling"]["scheme"]
     if scheme == "baseline2":
-        dataset = baseline2_train_dataset(entries, asv, cm, seed=seed)
+        dataset = baseline2_train_dataset(entries, asv, cm, seed=seed, epoch_length=cfg["sampling"]["trials_per_epoch"])
     elif scheme in TRIAL_SCHEMES:
         length = cfg["sampling"]["trials_per_epoch"] or len(entries)
         dataset = SASVEmbeddingTrialDataset(SASVTrialSampler.from_cm_entries(entries, scheme), asv, cm,

@@ -274,6 +274,8 @@ def test_baseline2_train_dataset(la, tmp_path):
     assert len(ds) == 24 and ds.sampler.scheme == "2class"
     assert Counter(t.label for t in ds.trials) == {1: 12, 0: 12}
     assert Counter(t.kind for t in ds.trials) == {"target": 12, "nontarget": 6, "spoof": 6}
+    longer = baseline2_train_dataset(la.cm_entries("train"), asv, tmp_path / "cm.npz", seed=0, epoch_length=100)
+    assert len(longer) == 100 and Counter(t.kind for t in longer.trials) == {"target": 50, "nontarget": 25, "spoof": 25}
 
 
 def test_speaker_models_and_eval_dataset(la):
