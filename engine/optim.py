@@ -15,13 +15,13 @@ def resolve_param_groups(model: nn.Module, task: Any) -> list[dict]:
     Every trainable parameter (requires_grad=True) must be in exactly one group: one left out would receive
     gradients but never move, which is almost always a mistake (freeze it with requires_grad=False instead).
     """
+    hook = getattr(task, "param_groups", None)
+    groups = [dict(g) for g in hook(model)] if hook is not None else None   # the hook may freeze parts first
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     if not trainable:
         raise ValueError("the model has no trainable parameters (all requires_grad=False)")
-    hook = getattr(task, "param_groups", None)
-    if hook is None:
+    if groups is None:
         return [{"params": [p for _, p in trainable]}]
-    groups = [dict(g) for g in hook(model)]
     if not groups:
         raise ValueError("task.param_groups returned no groups")
     seen: dict[int, int] = {}

@@ -256,6 +256,15 @@ def test_param_groups_separate_lrs(tmp_path):
     with pytest.raises(ValueError, match="leaves 2 trainable parameters out .*front.weight"):
         fit(Net(), Partial(), TrainData(NoisyData()), cfg, tmp_path / "p")
 
+    class Freezing(ClassifyTask):   # joint.freeze_asv / freeze_cm: the hook itself freezes a part
+        def param_groups(self, model):
+            model.front.requires_grad_(False)
+            return [{"params": model.back.parameters()}]
+    frozen = Net()
+    front0 = frozen.front.weight.detach().clone()
+    fit(frozen, Freezing(), TrainData(NoisyData()), cfg, tmp_path / "f")
+    assert torch.equal(frozen.front.weight, front0)
+
 
 # ---- checkpoints, resume, interrupts ----
 def test_checkpoints_load_weights_only(straight):
