@@ -2,7 +2,8 @@
 
 frozen: embeddings and scores are computed once by the stage code (skipped when cached); a score-level
         back-end is fitted on dev, an embedding-level one trains on cached train embeddings (seconds per epoch).
-joint:  the front-ends start from their checkpoints and are fine-tuned with the back-end on waveform trials;
+joint:  the front-ends start from their checkpoints and are fine-tuned with the back-end on waveform trials
+        (the back-end starts from backend.checkpoint when set, e.g. a frozen run's backend.pt);
         the best epoch's front-ends then re-embed dev/eval through the same stage code.
 Both keep the best epoch by dev SASV-EER, evaluate it on dev and eval, and write results.json.
 """
@@ -21,7 +22,7 @@ from engine import TRAIN_SCHEMA, fit, is_main_process, load_model_weights, seed_
 from fusion import is_score_backend
 from pipeline.frontends import build_asv, build_cm
 from pipeline.joint import JointSASV, JointTask, joint_train_data
-from pipeline.sasv import (FrozenBackendTask, build_embedding_backend, frozen_train_data, save_backend,
+from pipeline.sasv import (FrozenBackendTask, build_embedding_backend, frozen_train_data, load_backend, save_backend,
                            score_splits, trial_inputs)
 from pipeline.stages import SASV_COMMON, asv_stage, cm_stage, resolve_device
 
@@ -82,7 +83,9 @@ def _joint(cfg: Mapping, resume: bool) -> dict:
     with torch.no_grad():
         cm_dim = cm_model(torch.zeros(1, 16000, device=device))[0].shape[-1]
     seed_everything(cfg["train"]["seed"])  # the back-end's initial weights (fit seeds what follows)
-    backend = build_embedding_backend(cfg, asv_model.embedding_dim, cm_dim)
+    # backend.checkpoint: start from a trained back-end (e.g. the frozen run's), as two-stage recipes do
+    backend = (load_backend(cfg, asv_model.embedding_dim, cm_dim) if cfg["backend"]["checkpoint"]
+               else build_embedding_backend(cfg, asv_model.embedding_dim, cm_dim))
     net = JointSASV(asv_model.train(), cm_model.train(), backend)
     result = fit(net, JointTask(cfg), joint_train_data(cfg, cfg["train"]["seed"]), cfg["train"],
                  out / "joint_train", resume=resume)

@@ -371,6 +371,14 @@ def test_main_joint_mode(staged, tiny_corpus, frontends, tmp_path, capsys, one_t
     assert "[engine] epoch" not in err
     assert log.read_bytes() == log_bytes
     assert_results(out / "results.json")
+    # a joint run can start from a trained back-end: with both learning rates 0 its weights stay those
+    second = tmp_path / "joint_from_backend"
+    rc, err = call_main_py([*args, f"output_dir={second}", f"backend.checkpoint={out / 'backend.pt'}",
+                            "joint.frontend_lr=0.0", "train.optimizer={name: adam, lr: 0.0}"], capsys)
+    assert rc == 0, err
+    start, end = (torch.load(d / "backend.pt", weights_only=True)["state"] for d in (out, second))
+    learnt = [k for k in start if "running_" not in k and "num_batches" not in k]
+    assert learnt and all(torch.equal(start[k], end[k]) for k in learnt)
 
 
 def test_enrolment_concat_uses_enr_audio(staged, tiny_corpus, frontends, tmp_path, capsys, one_thread):
