@@ -19,12 +19,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torchaudio
 
+_LFCC_LCNN = dict(features="lfcc", n_filters=20, n_ceps=20, channels=[32, 48, 64, 32], embedding_dim=128, cmn=True,
+                  dropout=0.3)
 CONFIGS: dict[str, dict] = {
-    "LCNN": dict(features="lfcc", n_filters=20, n_ceps=20, channels=[32, 48, 64, 32], embedding_dim=128, cmn=True,
-                 dropout=0.3),
+    "LCNN": _LFCC_LCNN,
     # Two streams: the LFCC body above plus a narrower one on the log power spectrum (the demo's CM).
-    "LCNN-LFCC-LPS": dict(features=["lfcc", "lps"], n_filters=20, n_ceps=20,
-                          channels=[[32, 48, 64, 32], [16, 24, 32, 16]], embedding_dim=128, cmn=True, dropout=0.3),
+    "LCNN-LFCC-LPS": {**_LFCC_LCNN, "features": ["lfcc", "lps"], "channels": [[32, 48, 64, 32], [16, 24, 32, 16]]},
 }
 
 

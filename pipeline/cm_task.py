@@ -63,9 +63,9 @@ def per_attack_eer(entries: list, scores: np.ndarray) -> dict[str, float]:
     """CM EER (%) of each attack system against all bona fide utterances, as ASVspoof results tables report it:
     on a split with unseen attacks the pooled EER hides which ones the countermeasure misses."""
     bonafide = scores[np.array([e.is_bonafide for e in entries])]
-    systems = sorted({e.system for e in entries if not e.is_bonafide})
     if bonafide.size == 0:
         return {}
+    systems = sorted({e.system for e in entries if not e.is_bonafide})
     return {a: 100 * det_eer(bonafide, scores[np.array([e.system == a for e in entries])]).eer for a in systems}
 
 

@@ -3,7 +3,8 @@
 frozen: embeddings and scores are computed once by the stage code (skipped when cached); a score-level
         back-end is fitted on dev, an embedding-level one trains on cached train embeddings (seconds per epoch).
 joint:  the front-ends start from their checkpoints and are fine-tuned with the back-end on waveform trials
-        (the back-end starts from backend.checkpoint when set, e.g. a frozen run's backend.pt);
+        (the back-end starts from backend.checkpoint when set, e.g. a frozen run's backend.pt, with the
+        options stored in it);
         the best epoch's front-ends then re-embed dev/eval through the same stage code.
 Both keep the best epoch by dev SASV-EER, evaluate it on dev and eval, and write results.json.
 """
