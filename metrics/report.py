@@ -5,8 +5,12 @@ Conventions (so that numbers compare with the literature):
 * min_a_dcf: a-DCF with the paper's default costs; min_a_dcf_asvspoof5: with the ASVspoof 5 costs;
 * asv_eer (target vs nontarget, ASV score) and cm_eer (target + nontarget vs spoof, CM score):
   ASVspoof DET convention, in percent;
-* t_eer: concurrent t-EER in percent; min_t_dcf_asvspoof5 / _asvspoof2019: the two t-DCF forms with
-  the ASV fixed at its EER threshold. These three need both the ASV and the CM scores.
+* t_eer: concurrent t-EER in percent; min_t_dcf_asvspoof2019: the ASVspoof 2019 t-DCF with the ASV fixed
+  at its EER threshold; min_t_dcf_asvspoof5: the ASVspoof 2021/5 t-DCF *as the official ASVspoof 5
+  evaluation package computes it*, so that it compares with published ASVspoof 5 numbers: the package
+  passes the ASV's spoof rejection rate where the formula takes its spoof acceptance rate
+  (metrics.tdcf.asvspoof5_package_operating_point); min_t_dcf_asvspoof5_formula: the same t-DCF with the
+  operating point the formula defines (spoof acceptance rate). These need both the ASV and the CM scores.
 """
 from __future__ import annotations
 
@@ -17,11 +21,11 @@ import numpy as np
 from metrics.dcf import ASVSPOOF5, PAPER_DEFAULT, min_a_dcf
 from metrics.eer import det_eer
 from metrics.sasv import sasv_eers
-from metrics.tdcf import asv_operating_point, min_t_dcf, min_t_dcf_legacy
+from metrics.tdcf import asv_operating_point, asvspoof5_package_operating_point, min_t_dcf, min_t_dcf_legacy
 from metrics.teer import concurrent_t_eer
 from metrics.trials import split_trials
 
-NEEDS_ASV_AND_CM = ("t_eer", "min_t_dcf_asvspoof5", "min_t_dcf_asvspoof2019")
+NEEDS_ASV_AND_CM = ("t_eer", "min_t_dcf_asvspoof5", "min_t_dcf_asvspoof5_formula", "min_t_dcf_asvspoof2019")
 
 # Column order and headers of `format_table`; percent metrics carry (%) in their header.
 COLUMNS = {
@@ -32,6 +36,7 @@ COLUMNS = {
     "min_a_dcf_asvspoof5": "a-DCF(AS5)",
     "t_eer": "t-EER(%)",
     "min_t_dcf_asvspoof5": "t-DCF(AS5)",
+    "min_t_dcf_asvspoof5_formula": "t-DCF(AS5 formula)",
     "min_t_dcf_asvspoof2019": "t-DCF(2019)",
     "asv_eer": "ASV-EER(%)",
     "cm_eer": "CM-EER(%)",
@@ -52,7 +57,9 @@ def evaluate_trials(keys: Sequence[str], sasv: np.ndarray, asv: np.ndarray | Non
     if asv_classes is not None and cm_classes is not None:
         out["t_eer"] = 100.0 * concurrent_t_eer(asv_classes, cm_classes)
         operating_point = asv_operating_point(asv_classes)
-        out["min_t_dcf_asvspoof5"] = min_t_dcf(bonafide, cm_classes.spoof, operating_point).value
+        package_point = asvspoof5_package_operating_point(asv_classes)
+        out["min_t_dcf_asvspoof5"] = min_t_dcf(bonafide, cm_classes.spoof, package_point).value
+        out["min_t_dcf_asvspoof5_formula"] = min_t_dcf(bonafide, cm_classes.spoof, operating_point).value
         out["min_t_dcf_asvspoof2019"] = min_t_dcf_legacy(bonafide, cm_classes.spoof, operating_point).value
     if asv_classes is not None:
         out["asv_eer"] = 100.0 * det_eer(asv_classes.target, asv_classes.nontarget).eer

@@ -48,8 +48,9 @@ def asvspoof5_package_operating_point(asv: TrialClasses) -> ASVOperatingPoint:
 
     That package (calculate_metrics.py, when given the ASV scores) passes the ASV's spoof *rejection*
     rate where the t-DCF formula takes its spoof *acceptance* rate (it reads item 2 instead of 3 of
-    `obtain_asv_error_rates`). Use this only to reproduce numbers printed by that package; the report
-    uses the definition (`asv_operating_point`).
+    `obtain_asv_error_rates`). Published ASVspoof 5 t-DCFs are that package's numbers, so the report's
+    `min_t_dcf_asvspoof5` uses this point, and `min_t_dcf_asvspoof5_formula` the definition
+    (`asv_operating_point`).
     """
     point = asv_operating_point(asv)
     return point._replace(p_fa_spoof=point.p_miss_spoof)

@@ -72,7 +72,7 @@ THRESHOLD_METHODS = ("eer", "min_dcf", "min_a_dcf", "far")
 THRESHOLD_LABELS = {"eer": "EER point", "min_dcf": "min DCF", "min_a_dcf": "min a-DCF", "far": "FAR"}
 # evaluate_trials keys, in table order; EERs in percent
 METRICS = ("sasv_eer", "sv_eer", "spf_eer", "min_a_dcf", "min_a_dcf_asvspoof5", "t_eer", "min_t_dcf_asvspoof5",
-           "min_t_dcf_asvspoof2019", "asv_eer", "cm_eer")
+           "min_t_dcf_asvspoof5_formula", "min_t_dcf_asvspoof2019", "asv_eer", "cm_eer")
 RATES = ("p_miss", "p_fa_nontarget", "p_fa_spoof", "actual_dcf", "actual_a_dcf")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 

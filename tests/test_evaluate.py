@@ -48,13 +48,15 @@ def test_end_to_end_matches_reference(files, tmp_path):
     got = json.loads(out_json.read_text())
     exp = files["expected"]
     assert set(got) == {"sasv_eer", "sv_eer", "spf_eer", "min_a_dcf", "min_a_dcf_asvspoof5", "t_eer",
-                        "min_t_dcf_asvspoof5", "min_t_dcf_asvspoof2019", "asv_eer", "cm_eer"}
+                        "min_t_dcf_asvspoof5", "min_t_dcf_asvspoof5_formula", "min_t_dcf_asvspoof2019", "asv_eer",
+                        "cm_eer"}
     for name in ("sasv_eer", "sv_eer", "spf_eer"):
         assert got[name] == _approx(100 * exp["sasv2022_eers_on_sasv_score"][name])
     assert got["min_a_dcf"] == _approx(exp["min_a_dcf_paper_default_on_sasv_score"]["min_a_dcf"])
     assert got["min_a_dcf_asvspoof5"] == _approx(exp["asvspoof5_on_all_scores"]["min_a_dcf"])
     assert got["t_eer"] == _approx(exp["asvspoof5_on_all_scores"]["t_eer_percent"])
     assert got["min_t_dcf_asvspoof2019"] == _approx(exp["asvspoof2019_legacy_min_t_dcf"]["min_t_dcf"])
+    assert got["min_t_dcf_asvspoof5"] == _approx(exp["asvspoof5_on_all_scores"]["min_t_dcf"])
     assert got["cm_eer"] == _approx(exp["asvspoof2019_legacy_min_t_dcf"]["cm_eer_percent"])
     assert got["asv_eer"] == _approx(100 * exp["asvspoof2019_legacy_min_t_dcf"]["asv_eer"])
     header, rule, row = proc.stdout.splitlines()
@@ -69,7 +71,7 @@ def test_asv_without_cm_computes_the_rest_and_says_what_is_missing(files, tmp_pa
     captured = capsys.readouterr()
     got = json.loads(out_json.read_text())
     assert "asv_eer" in got and "cm_eer" not in got and "t_eer" not in got
-    assert "t_eer, min_t_dcf_asvspoof5, min_t_dcf_asvspoof2019 need both --asv and --cm" in captured.err
+    assert "t_eer, min_t_dcf_asvspoof5, min_t_dcf_asvspoof5_formula, min_t_dcf_asvspoof2019 need both --asv and --cm" in captured.err
 
 
 def _expect_error(capsys, argv: list[str], message: str) -> None:

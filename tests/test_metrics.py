@@ -129,11 +129,50 @@ def test_report_on_reference(ref):
     assert got["min_t_dcf_asvspoof2019"] == approx(exp["asvspoof2019_legacy_min_t_dcf"]["min_t_dcf"])
     assert got["asv_eer"] == approx(100 * exp["asvspoof2019_legacy_min_t_dcf"]["asv_eer"])
     assert got["cm_eer"] == approx(exp["asvspoof2019_legacy_min_t_dcf"]["cm_eer_percent"])
-    assert 0 < got["min_t_dcf_asvspoof5"] < 1
+    assert got["min_t_dcf_asvspoof5"] == approx(exp["asvspoof5_on_all_scores"]["min_t_dcf"])
+    assert 0 < got["min_t_dcf_asvspoof5_formula"] < got["min_t_dcf_asvspoof5"]
     sasv_only = evaluate_trials(ref["keys"], ref["sasv"])
     assert set(sasv_only) == {"sasv_eer", "sv_eer", "spf_eer", "min_a_dcf", "min_a_dcf_asvspoof5"}
     asv_only = evaluate_trials(ref["keys"], ref["sasv"], asv=ref["asv"])
     assert "asv_eer" in asv_only and not set(NEEDS_ASV_AND_CM) & set(asv_only)
+
+
+def _expected_values(ref) -> dict[str, float]:
+    """Our value of every number in expected.json, keyed by its path there ('section.field')."""
+    keys = ref["keys"]
+    asv, cm = split_trials(ref["asv"], keys), split_trials(ref["cm"], keys)
+    bonafide = np.concatenate([cm.target, cm.nontarget])
+    report = evaluate_trials(keys, ref["sasv"], ref["asv"], ref["cm"])
+    paper = min_a_dcf(split_trials(ref["sasv"], keys), PAPER_DEFAULT)
+    point = asv_operating_point(asv)
+    out = {f"sasv2022_eers_on_sasv_score.{k}": report[k] / 100 for k in ("sasv_eer", "sv_eer", "spf_eer")}
+    out.update({f"sasv2022_eers_on_asv_score.{k}": v for k, v in sasv_eers(ref["asv"], keys).items()})
+    out.update({f"asvspoof_det_eers_on_sasv_score.{k}": v
+                for k, v in sasv_eers(ref["sasv"], keys, convention="det").items()})
+    out["min_a_dcf_paper_default_on_sasv_score.min_a_dcf"] = report["min_a_dcf"]
+    out["min_a_dcf_paper_default_on_sasv_score.threshold"] = paper.threshold
+    out["asvspoof5_on_all_scores.min_a_dcf"] = report["min_a_dcf_asvspoof5"]
+    out["asvspoof5_on_all_scores.t_eer_percent"] = report["t_eer"]
+    out["asvspoof5_on_all_scores.min_t_dcf"] = report["min_t_dcf_asvspoof5"]
+    out["asvspoof2019_legacy_min_t_dcf.min_t_dcf"] = report["min_t_dcf_asvspoof2019"]
+    out["asvspoof2019_legacy_min_t_dcf.cm_eer_percent"] = report["cm_eer"]
+    out["asvspoof2019_legacy_min_t_dcf.asv_eer"] = report["asv_eer"] / 100
+    out["asvspoof2019_legacy_min_t_dcf.asv_Pfa"] = point.p_fa
+    out["asvspoof2019_legacy_min_t_dcf.asv_Pmiss"] = point.p_miss
+    out["asvspoof2019_legacy_min_t_dcf.asv_Pmiss_spoof"] = point.p_miss_spoof
+    assert 100 * det_eer(bonafide, cm.spoof).eer == approx(report["cm_eer"])
+    return out
+
+
+def test_every_value_of_expected_json_matches(ref):
+    """Each number of expected.json (cost models aside, checked above) has our value within 1e-6 relative; a number
+    added to the file without a counterpart here fails the test instead of going unchecked."""
+    ours = _expected_values(ref)
+    numbers = {f"{section}.{field}": value for section, fields in ref["expected"].items() if isinstance(fields, dict)
+               for field, value in fields.items() if isinstance(value, (int, float)) and not isinstance(value, bool)}
+    assert set(numbers) == set(ours), f"unmatched: {sorted(set(numbers) ^ set(ours))}"
+    for name, value in numbers.items():
+        assert ours[name] == pytest.approx(value, rel=1e-6, abs=1e-12), name
 
 
 # ---------------------------------------------------------------- independent checks

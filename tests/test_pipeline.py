@@ -32,7 +32,7 @@ __all__ = ["frontends", "staged", "tiny_corpus"]   # fixtures used by name
 SPLITS = ("train", "dev", "eval")
 EVAL_SPLITS = ("dev", "eval")
 SASV_METRICS = ("sasv_eer", "sv_eer", "spf_eer", "min_a_dcf", "min_a_dcf_asvspoof5", "t_eer",
-                "min_t_dcf_asvspoof5", "min_t_dcf_asvspoof2019", "asv_eer", "cm_eer")
+                "min_t_dcf_asvspoof5", "min_t_dcf_asvspoof5_formula", "min_t_dcf_asvspoof2019", "asv_eer", "cm_eer")
 SCORE_BACKENDS = ("asv_only", "cm_only", "score_sum", "product_rule", "lr_fusion")
 
 
