@@ -11,20 +11,27 @@ from __future__ import annotations
 import sys
 from typing import Sequence
 
-from common.cli import config_parser, run_main
+from common.cli import add_wait_flag, config_parser, run_main
 from common.config import dump_config, load_config
+from common.locking import hold_folders
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     from pipeline.ablation import SCHEMA, ablation_dir, parse_systems, run_ablation
+    from pipeline.stages import check_stage_inputs, experiment
 
     parser = config_parser(__doc__.splitlines()[0])
     parser.add_argument("--force", action="store_true", help="redo every system (cached embeddings are still reused)")
+    add_wait_flag(parser)
     args = parser.parse_args(argv)
     cfg = load_config(args.config, args.overrides, SCHEMA)
-    parse_systems(cfg)                # the whole grid is checked before anything is written
-    dump_config(cfg, ablation_dir(cfg) / "config.yaml")
-    run_ablation(cfg, force=args.force)
+    systems = parse_systems(cfg)      # the whole grid is checked before anything is written
+    for sys_cfg in {s.cfg["enrolment"]: s.cfg for s in systems}.values():   # corpus, front-ends, enrolment forms
+        check_stage_inputs(sys_cfg)
+    folders = [("ablation.dir", ablation_dir(cfg)), ("embeddings_dir", experiment(cfg).embeddings)]
+    with hold_folders(folders, wait=args.wait):
+        dump_config(cfg, ablation_dir(cfg) / "config.yaml")
+        run_ablation(cfg, force=args.force)
     return 0
 
 

@@ -10,7 +10,9 @@
    score-level fusions, frozen embedding back-ends and one joint fine-tune (configs/quickstart.conf);
 5. prints a table like Table 2 of the SASV 2022 evaluation plan and draws one DET plot of every system.
 
-Every step skips work that is already done, so a rerun (or a run after Ctrl-C) continues where it stopped.
+Every step skips work that is already done (its results.json made by the same config, checkpoints and
+protocols), so a rerun (or a run after Ctrl-C) continues where it stopped; a step whose inputs changed (another
+preset, a retrained front-end) is redone, its earlier output moved to `replaced-<time>/`.
 """
 from __future__ import annotations
 
@@ -24,9 +26,11 @@ from typing import Sequence
 import numpy as np
 
 from common.allocator import retain_freed_memory
-from common.cli import run_main
+from common.cli import add_wait_flag, run_main
 from common.config import load_config
 from common.io import atomic_write
+from common.locking import hold_folders
+from common.runs import is_current, mark_started, move_aside, resumable
 
 # (row label, overrides of configs/quickstart.conf) in the order of Table 2 of the SASV 2022 evaluation plan
 SYSTEMS: list[tuple[str, list[str]]] = [
@@ -59,13 +63,37 @@ def _step(title: str) -> None:
     print(f"\n=== {title}", file=sys.stderr, flush=True)
 
 
+def _start_step(folder: Path, cfg: dict, checkpoints: dict, protocols: dict, outputs: dict | None = None) -> bool:
+    """True when the step is done with exactly these inputs (skip it). Otherwise prepares it: an unfinished run
+    with the same inputs is continued; output made by other inputs (another config, a retrained front-end,
+    another corpus) is moved to `replaced-<time>/`, never deleted. `outputs`: checkpoints the step writes
+    (recorded in its results.json beside the inputs)."""
+    if is_current(folder / "results.json", cfg, {**checkpoints, **(outputs or {})}, protocols):
+        print(f"{folder}: up to date, skipped", file=sys.stderr, flush=True)
+        return True
+    if not resumable(folder, cfg, checkpoints, protocols):
+        moved = move_aside(folder)
+        if moved is not None:
+            print(f"{folder}: made by other inputs; moved to {moved}", file=sys.stderr, flush=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    mark_started(folder, cfg, checkpoints, protocols)
+    return False
+
+
 def run_demo(out: Path, corpus: Path, preset: str, systems: Sequence[tuple[str, list[str]]] = SYSTEMS,
              extra: Sequence[str] = ()) -> dict[str, dict]:
     """Runs every step; `extra` overrides apply to all three quickstart configs (e.g. smaller runs in tests)."""
     from data.score_files import read_sasv_scores
     from metrics.det import plot_det
     from pipeline import asv_task, cm_task, sasv_task
+    from pipeline.sasv import config_checkpoints
+    from pipeline.stages import protocol_digests
     from synthetic import generate_corpus
+
+    def frontend_step(module, cfg: dict, checkpoints: dict, model: str) -> None:
+        folder = Path(cfg["output_dir"])
+        if not _start_step(folder, cfg, checkpoints, module.protocol_digests(cfg), {model: folder / f"{model}.pt"}):
+            module.run(cfg, resume=True)
 
     t0 = time.time()
     _step(f"1/4 synthetic corpus ({preset}) -> {corpus}")
@@ -78,18 +106,15 @@ def run_demo(out: Path, corpus: Path, preset: str, systems: Sequence[tuple[str, 
     _step("2/4 ASV front-end: ECAPA-TDNN (C=256) pre-trained on the VoxCeleb part, adapted on LA train bona fide")
     asv_cfg = config("quickstart_asv.conf", asv_task,
                      [f"data.voxceleb={paths.voxceleb}", f"output_dir={out / 'asv'}"])
-    if not (out / "asv" / "asv_model.pt").exists():
-        asv_task.run(asv_cfg, resume=True)
+    frontend_step(asv_task, asv_cfg, {"initial": asv_cfg["asv"]["checkpoint"]}, "asv_model")
     adapt_cfg = config("quickstart_asv_la.conf", asv_task,
                        [f"data.database={paths.la}", f"asv.checkpoint={out / 'asv' / 'asv_model.pt'}",
                         f"output_dir={out / 'asv_la'}"])
-    if not (out / "asv_la" / "asv_model.pt").exists():
-        asv_task.run(adapt_cfg, resume=True)
+    frontend_step(asv_task, adapt_cfg, {"initial": adapt_cfg["asv"]["checkpoint"]}, "asv_model")
 
     _step("3/4 CM front-end: LCNN on LFCC + log power spectrum (LCNN-LFCC-LPS), LA train")
     cm_cfg = config("quickstart_cm.conf", cm_task, [f"database={paths.la}", f"output_dir={out / 'cm'}"])
-    if not (out / "cm" / "cm_model.pt").exists():
-        cm_task.run(cm_cfg, resume=True)
+    frontend_step(cm_task, cm_cfg, {"initial": cm_cfg["cm"]["checkpoint"]}, "cm_model")
 
     _step("4/4 SASV: embeddings once, then every back-end")
     common = [f"database={paths.la}", f"embeddings_dir={out / 'embeddings'}", "det=false",
@@ -101,11 +126,9 @@ def run_demo(out: Path, corpus: Path, preset: str, systems: Sequence[tuple[str, 
         overrides = [o.replace("{systems}", str(out / "systems")) for o in overrides]
         cfg = config("quickstart.conf", sasv_task, [*common, f"output_dir={system_dir}", *overrides])
         print(f"\n--- {label}", file=sys.stderr, flush=True)
-        if (system_dir / "results.json").exists():
-            results[label] = json.loads((system_dir / "results.json").read_text())
-        else:
+        if not _start_step(system_dir, cfg, config_checkpoints(cfg), protocol_digests(cfg)):
             sasv_task.run(cfg, resume=True)
-            results[label] = json.loads((system_dir / "results.json").read_text())
+        results[label] = json.loads((system_dir / "results.json").read_text())
         scores = read_sasv_scores(system_dir / "scores" / "sasv_eval.txt")
         curves[label] = (scores.score, scores.key)
 
@@ -139,9 +162,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--corpus", default="corpus/default", help="where the synthetic corpus is (or goes)")
     parser.add_argument("--preset", default="default", choices=("tiny", "default"))
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="applied to the quickstart configs")
+    add_wait_flag(parser)
     args = parser.parse_args(argv)
     retain_freed_memory()  # CPU training: reuse freed feature maps instead of page-faulting new ones
-    run_demo(Path(args.out), Path(args.corpus), args.preset, extra=args.overrides)
+    with hold_folders([("--out", args.out), ("--corpus", args.corpus)], wait=args.wait):
+        run_demo(Path(args.out), Path(args.corpus), args.preset, extra=args.overrides)
     return 0
 
 

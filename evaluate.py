@@ -17,7 +17,7 @@ from common.cli import run_main
 from common.errors import InputError
 from common.io import atomic_write
 from data.score_files import align_scores, read_sasv_scores
-from metrics.report import NEEDS_ASV_AND_CM, evaluate_trials, format_table, json_ready
+from metrics.report import NEEDS_ASV_AND_CM, evaluate_trials, format_table, json_ready, missing_classes
 
 DET_FORMATS = (".png", ".pdf", ".svg")
 
@@ -37,11 +37,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.det and Path(args.det).suffix.lower() not in DET_FORMATS:
         raise InputError(f"--det {args.det}: unknown image type; use one of {', '.join(DET_FORMATS)}")
+    for flag, path in (("--json", args.json), ("--det", args.det)):
+        if path and Path(path).is_dir():
+            raise InputError(f"{flag} {path}: is a folder; give the file to write")
     sasv = read_sasv_scores(args.sasv)
     asv = align_scores(sasv, read_sasv_scores(args.asv), (args.sasv, args.asv)) if args.asv else None
     cm = align_scores(sasv, read_sasv_scores(args.cm), (args.sasv, args.cm)) if args.cm else None
     results = evaluate_trials(sasv.key, sasv.score, None if asv is None else asv.score,
                               None if cm is None else cm.score)
+    if not results:
+        raise InputError(f"{args.sasv}: no metric can be computed: every one needs target trials and at least one "
+                         f"kind of negative (nontarget or spoof)")
     if args.det:
         from metrics.det import plot_det
         systems = {f"SASV: {Path(args.sasv).name}": (sasv.score, sasv.key)}
@@ -55,6 +61,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             json.dump(json_ready(results), f, indent=1)
             f.write("\n")
     print(format_table({args.name or Path(args.sasv).name: results}))
+    lacking = missing_classes(sasv.key)
+    if lacking:
+        by_class: dict[str, list[str]] = {}
+        for metric, cls in lacking.items():
+            by_class.setdefault(cls, []).append(metric)
+        for cls, metrics in by_class.items():
+            print(f"note: {args.sasv} has no {cls} trials: not computed: {', '.join(metrics)}", file=sys.stderr)
     if (asv is None) != (cm is None):
         given = "--asv" if asv is not None else "--cm"
         print(f"note: {', '.join(NEEDS_ASV_AND_CM)} need both --asv and --cm (only {given} was given)",

@@ -1,9 +1,12 @@
 """Train and evaluate what a config describes: a speaker model (task: asv), a countermeasure (task: cm),
 or a SASV back-end with frozen or jointly optimised front-ends (task: sasv).
 
-    python main.py --config configs/quickstart.conf [key.sub=value ...] [--resume]
+    python main.py --config configs/quickstart.conf [key.sub=value ...] [--resume | --overwrite] [--wait]
 
-The resolved config is saved as <output_dir>/config.yaml.
+Every check that needs no model runs first; then the output folder is locked (a second run on it stops, or
+queues with --wait) and the resolved config is saved as <output_dir>/config.yaml. A folder that already
+holds a trained run is continued with --resume, or moved into <output_dir>/replaced-<time>/ with
+--overwrite; without either, main.py stops instead of replacing it.
 """
 from __future__ import annotations
 
@@ -12,9 +15,12 @@ from pathlib import Path
 from typing import Sequence
 
 from common.allocator import retain_freed_memory
-from common.cli import config_parser, run_main
-from common.config import ConfigError, apply_override, dump_config, load_config, read_raw
-from engine import is_main_process
+from common.cli import add_wait_flag, config_parser, run_main
+from common.config import ConfigError, apply_override, load_config, read_raw
+from common.errors import InputError
+from common.locking import hold_folders, writes_files
+from common.runs import move_aside, start_run
+from engine import existing_run
 
 TASKS = ("asv", "cm", "sasv")
 
@@ -40,20 +46,42 @@ def _peek_task(path: str, overrides: Sequence[str]) -> str:
     return str(data.get("task", "sasv"))
 
 
+def _check_previous_run(module, cfg, resume: bool, overwrite: bool) -> None:
+    folder = module.training_folder(cfg)
+    previous = existing_run(folder) if folder is not None else None
+    if previous is not None and not resume and not overwrite:
+        raise InputError(f"{previous}: {cfg['output_dir']} already holds a trained run; continue it with --resume, "
+                         f"replace it with --overwrite (the old run is moved to {cfg['output_dir']}/replaced-<time>/), "
+                         f"or choose another output_dir")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = config_parser(__doc__.splitlines()[0])
     parser.add_argument("--resume", action="store_true", help="continue training from <output_dir>/.../last.pt")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start afresh over an earlier run, moving it into <output_dir>/replaced-<time>/")
     parser.add_argument("--force", action="store_true", help="recompute cached embeddings and scores")
+    add_wait_flag(parser)
     args = parser.parse_args(argv)
+    if args.resume and args.overwrite:
+        parser.error("--resume continues the run in output_dir and --overwrite replaces it: give one of them")
     retain_freed_memory()  # CPU training: reuse freed feature maps instead of page-faulting new ones
     module = _task_module(_peek_task(args.config, args.overrides))
     cfg = load_config(args.config, args.overrides, module.SCHEMA)
-    if is_main_process():
-        dump_config(cfg, Path(cfg["output_dir"]) / "config.yaml")
-    if cfg["task"] == "sasv":
-        module.run(cfg, resume=args.resume, force=args.force)
-    else:
-        module.run(cfg, resume=args.resume)
+    module.check(cfg)                      # everything that needs no model, before anything is written
+    _check_previous_run(module, cfg, args.resume, args.overwrite)
+    kwargs = {"resume": args.resume, **({"force": args.force} if cfg["task"] == "sasv" else {})}
+    if not writes_files():                 # torchrun ranks > 0: rank 0 holds the folders and writes
+        module.run(cfg, **kwargs)
+        return 0
+    out = Path(cfg["output_dir"])
+    with hold_folders(module.written_folders(cfg), wait=args.wait):
+        if args.overwrite:
+            moved = move_aside(out, keep=module.kept_on_overwrite(cfg))
+            if moved is not None:
+                print(f"--overwrite: the previous run in {out} moved to {moved}", file=sys.stderr, flush=True)
+        start_run(out, cfg)
+        module.run(cfg, **kwargs)
     return 0
 
 

@@ -14,8 +14,9 @@ from pipeline.stage_cli import run_stage
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from pipeline.stages import cm_stage
-    return run_stage(__doc__, argv, lambda cfg, force: cm_stage(cfg, force))
+    from pipeline.stages import check_stage_inputs, cm_stage
+    return run_stage(__doc__, argv, lambda cfg: check_stage_inputs(cfg, asv=False, cm=True),
+                     lambda cfg, force: cm_stage(cfg, force))
 
 
 if __name__ == "__main__":

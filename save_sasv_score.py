@@ -16,8 +16,8 @@ from pipeline.stage_cli import run_stage
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from pipeline.sasv import score_splits
-    return run_stage(__doc__, argv, lambda cfg, force: score_splits(cfg))
+    from pipeline.sasv import check_scoring, score_splits
+    return run_stage(__doc__, argv, check_scoring, lambda cfg, force: score_splits(cfg))
 
 
 if __name__ == "__main__":

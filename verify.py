@@ -15,12 +15,16 @@ from __future__ import annotations
 import sys
 from typing import Sequence
 
+from pathlib import Path
+
 from common.cli import config_parser, run_main
 from common.config import load_config
+from common.errors import InputError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     from metrics.thresholds import METHODS
+    from pipeline.frontends import check_scoring_checkpoint
     from pipeline.sasv_task import SCHEMA
     from pipeline.verify import (Threshold, Trial, check_backend, describe, dev_threshold, read_pairs, verify,
                                  write_results)
@@ -44,6 +48,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("batch mode needs both --batch CSV and --out CSV")
 
     cfg = load_config(args.config, args.overrides, SCHEMA)
+    if args.out and Path(args.out).is_dir():
+        raise InputError(f"--out {args.out}: is a folder; give the CSV file to write")
+    check_scoring_checkpoint(cfg["asv"], "asv", cfg["allow_random_weights"])
+    check_scoring_checkpoint(cfg["cm"], "cm", cfg["allow_random_weights"])
     trials = read_pairs(args.batch) if batch else [Trial(tuple(args.enroll), args.test)]
     check_backend(cfg)
     threshold = (Threshold(args.threshold, "given with --threshold") if args.threshold is not None

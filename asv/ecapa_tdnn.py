@@ -13,7 +13,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from asv.features import LogMelFrontend, SpecAugmentFn, augmenter, check_wave, resolve_spec_augment
+from asv.features import WIN_LENGTH, LogMelFrontend, SpecAugmentFn, augmenter, check_wave, resolve_spec_augment
 from common.errors import InputError
 
 CONFIG = {
@@ -72,6 +72,8 @@ class Bottle2neck(nn.Module):
 
 
 class ECAPATDNN(nn.Module):
+    min_samples = WIN_LENGTH   # shortest input (one analysis window); the stages check it per file
+
     def __init__(self, C: int = 512, embedding_dim: int = 192, n_mels: int = 80,
                  spec_augment: Optional[SpecAugmentFn | bool | dict] = None):
         super().__init__()

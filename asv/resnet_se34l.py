@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from asv.blocks import init_resnet, make_stages
-from asv.features import LogMelFrontend, SpecAugmentFn, augmenter, check_wave, resolve_spec_augment
+from asv.features import WIN_LENGTH, LogMelFrontend, SpecAugmentFn, augmenter, check_wave, resolve_spec_augment
 from common.errors import InputError
 
 CONFIG = {
@@ -27,6 +27,8 @@ CONFIG = {
 
 
 class ResNetSE34L(nn.Module):
+    min_samples = WIN_LENGTH   # shortest input (one analysis window); the stages check it per file
+
     def __init__(self, n_mels: int = 40, embedding_dim: int = 512, encoder_type: str = "SAP",
                  channels: tuple[int, ...] = (16, 32, 64, 128), layers: tuple[int, ...] = (3, 4, 6, 3),
                  spec_augment: Optional[SpecAugmentFn | bool | dict] = None):

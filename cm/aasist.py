@@ -270,15 +270,17 @@ class AASIST(nn.Module):
         scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
         return F.selu_(y.mul_(scale).add_(bn.bias - bn.running_mean * scale))
 
-    def _min_samples(self) -> int:
+    @property
+    def min_samples(self) -> int:
+        """Shortest input: the sinc filter's length plus one frame through the encoder's time poolings."""
         return self.conv_time.kernel_size - 1 + 3 * 3 ** len(self.encoder)
 
     def encode(self, wave: torch.Tensor) -> torch.Tensor:
         """(B, T) waveform -> encoder map (B, C, n_spec, frames), channels-last."""
         if wave.dim() != 2:
             raise ValueError(f"AASIST expects a (batch, samples) waveform, got shape {tuple(wave.shape)}")
-        if wave.shape[1] < self._min_samples():
-            raise ValueError(f"AASIST needs at least {self._min_samples()} samples per input, got {wave.shape[1]}")
+        if wave.shape[1] < self.min_samples:
+            raise ValueError(f"AASIST needs at least {self.min_samples} samples per input, got {wave.shape[1]}")
         # tiling (eval, no autograd: its in-place edge zeroing is not differentiable)
         n_tiled = self.tiled_blocks if (not self.training and self.tile_frames > 0 and not torch.is_grad_enabled()) else 0
         if n_tiled:

@@ -17,12 +17,29 @@ def config_parser(description: str) -> argparse.ArgumentParser:
     return parser
 
 
+def one_line(error: BaseException) -> str:
+    """The message of an input error as one line. A DataLoader worker re-raises an error in the main process
+    with the worker's whole traceback as its message; the user needs only the last line, its own message."""
+    text = str(error).strip()
+    if "Original Traceback" in text:
+        last = text.splitlines()[-1]
+        _, found, message = last.partition(f"{type(error).__name__}: ")
+        text = message if found else last
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def add_wait_flag(parser: argparse.ArgumentParser) -> None:
+    """`--wait`, for entry points that lock their output folders (common/locking.py)."""
+    parser.add_argument("--wait", action="store_true",
+                        help="when another run is writing the same output folder, wait for it instead of stopping")
+
+
 def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> int:
     """Runs an entry point: input errors become one line on stderr (exit 2), Ctrl-C exits 130 cleanly."""
     try:
         return int(main(argv) or 0)
     except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\ninterrupted: finished outputs are kept, nothing half-written; run again to resume",

@@ -14,7 +14,7 @@ from typing import Any, Iterable, Mapping
 import yaml
 
 from common.errors import InputError
-from common.io import atomic_write
+from common.io import atomic_write, read_text
 
 
 class ConfigError(InputError):
@@ -45,10 +45,16 @@ def load_config(path: str | os.PathLike | None, overrides: Iterable[str], schema
 def read_raw(path: str | os.PathLike) -> dict:
     """The config file as a plain dict, before any schema is applied (e.g. to read `task` first)."""
     try:
-        with open(path, encoding="utf-8") as f:
-            raw = yaml.safe_load(f) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file does not exist") from None
+        text = read_text(path, "config file")
+    except InputError as e:
+        raise ConfigError(str(e)) from None
+    try:
+        raw = yaml.safe_load(text) or {}
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        what = " ".join(filter(None, (e.context, e.problem))) or "syntax error"
+        raise ConfigError(f"{where}: not valid YAML/JSON: {what}") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML/JSON: {str(e).splitlines()[0]}") from None
     if not isinstance(raw, dict):
@@ -135,14 +141,15 @@ def _check_type(name: str, default: Any, value: Any, source: str) -> Any:
 def dump_config(cfg: Mapping, path: str | os.PathLike) -> None:
     """Writes the resolved config (atomically), so a run can be reproduced from its output folder."""
     with atomic_write(path) as f:
-        yaml.safe_dump(_plain(cfg), f, sort_keys=False, default_flow_style=None)
+        yaml.safe_dump(plain(cfg), f, sort_keys=False, default_flow_style=None)
 
 
-def _plain(node: Any) -> Any:
+def plain(node: Any) -> Any:
+    """A config as plain dicts and lists (FreeForm sections and tuples converted), for YAML and JSON."""
     if isinstance(node, Mapping):
-        return {k: _plain(v) for k, v in node.items()}
+        return {k: plain(v) for k, v in node.items()}
     if isinstance(node, (list, tuple)):
-        return [_plain(v) for v in node]
+        return [plain(v) for v in node]
     return node
 
 

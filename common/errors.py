@@ -6,3 +6,8 @@ Entry points catch `InputError` and print its one-line message; anything else is
 
 class InputError(ValueError):
     """Bad input the user can fix: the message names the file or key and what is wrong."""
+
+
+class MissingFilesError(FileNotFoundError, InputError):
+    """Files that a run needs but that are not on disk (raised before any compute starts); also a
+    FileNotFoundError for callers that test for that."""

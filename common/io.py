@@ -1,22 +1,48 @@
-"""Atomic, pickle-free storage: an interrupted run never leaves a half-written file behind."""
+"""Atomic, pickle-free storage: an interrupted run never leaves a half-written file behind.
+
+Also the one reader of the user's text files (protocols, trial lists, score files, configs, CSVs):
+a UTF-8 byte-order mark is dropped, UTF-16 and other non-UTF-8 files get one line naming the file.
+"""
 from __future__ import annotations
 
+import codecs
 import contextlib
+import hashlib
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import IO, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from common.errors import InputError
+from common.errors import InputError, MissingFilesError
+
+
+_TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")   # what atomic_write's mkstemp names look like
+_MODE: int | None = None
+
+
+def new_file_mode() -> int:
+    """The permission bits a plain `open(path, "w")` would give under the current umask (e.g. 0644 for 022).
+    mkstemp creates 0600 files; an output folder shared with a group must not end up unreadable to it."""
+    global _MODE
+    if _MODE is None:
+        umask = os.umask(0o022)
+        os.umask(umask)
+        _MODE = 0o666 & ~umask
+    return _MODE
 
 
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
-    """Writes to a temporary file beside `path` and renames it into place only on success."""
+    """Writes to a temporary file beside `path` and renames it into place only on success.
+
+    The file gets the permissions of an ordinary new file (umask), not mkstemp's 0600."""
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder; give a file name to write to")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     binary = "b" in mode
@@ -24,12 +50,65 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None 
         with os.fdopen(fd, mode, encoding=None if binary else encoding) as f:
             yield f
             f.flush()
+            os.fchmod(f.fileno(), new_file_mode())
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def is_stale_temporary(path: Path) -> bool:
+    """Whether `path` is named like an atomic_write temporary (left behind only by a killed process)."""
+    return bool(_TEMPORARY.match(path.name))
+
+
+def remove_temporaries(folder: str | os.PathLike, names: Sequence[str] | None = None) -> list[Path]:
+    """Removes atomic_write temporaries directly in `folder` (only those of `names` when given); returns them.
+
+    Call it only while no other process writes there (under the folder lock, or for files that only this
+    writer makes): a SIGKILL during a write leaves `.NAME.XXXXXXXX.tmp` that nothing else cleans up."""
+    removed = []
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+        for entry in os.scandir(folder):
+            path = Path(entry.path)
+            if entry.is_file(follow_symlinks=False) and is_stale_temporary(path) and (
+                    names is None or any(entry.name.startswith(f".{n}.") for n in names)):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+                    removed.append(path)
+    return removed
+
+
+def read_text(path: str | os.PathLike, what: str = "text file") -> str:
+    """The whole of a user's text file, decoded as UTF-8 with an optional byte-order mark dropped.
+
+    Every failure is one InputError naming the file: missing, a folder, UTF-16 (what Windows editors often
+    save), or other bytes that are not UTF-8. `what` says what the file is for ('protocol file', ...)."""
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise MissingFilesError(f"{path}: {what} does not exist") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a folder, not a {what}") from None
+    except OSError as e:
+        raise InputError(f"{path}: cannot read the {what} ({e.strerror or e})") from None
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise InputError(f"{path}: {what} is UTF-16 encoded; save it as UTF-8 (e.g. iconv -f UTF-16 -t UTF-8)")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        raise InputError(f"{path}:{line}: {what} is not UTF-8 text (byte 0x{data[e.start]:02x})") from None
+
+
+def check_folder(path: str | os.PathLike, key: str) -> Path:
+    """`path` as an output folder: fine when absent (it will be created) or a folder; a file is an error."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{key} {path}: is a file, not a folder")
+    return path
 
 
 def save_arrays(path: str | os.PathLike, **arrays: np.ndarray) -> None:
@@ -80,6 +159,27 @@ def read_json(path: str | os.PathLike) -> dict | None:
     except (FileNotFoundError, json.JSONDecodeError, OSError):
         return None
     return data if isinstance(data, dict) else None
+
+
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 (hex) of a file's content; remembered per (path, size, mtime) so a process hashes each
+    checkpoint or protocol once however many stages and systems ask."""
+    path = Path(path)
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise MissingFilesError(f"{path}: file does not exist") from None
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _DIGESTS:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        _DIGESTS[key] = h.hexdigest()
+    return _DIGESTS[key]
 
 
 def load_weights(path: str | os.PathLike) -> dict:

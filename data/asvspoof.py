@@ -9,11 +9,11 @@ from __future__ import annotations
 import os
 import re
 from collections import defaultdict
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Iterator, NamedTuple, Sequence
 
-from common.errors import InputError
+from common.errors import InputError, MissingFilesError
+from common.io import read_text
 
 SPLITS = ("train", "dev", "eval")
 ENROLMENT_SPLITS = ("dev", "eval")
@@ -24,15 +24,11 @@ _ATTACK_RE = re.compile(r"^A\d\d$")
 _CM_PROTOCOL_SUFFIX = {"train": "train.trn", "dev": "dev.trl", "eval": "eval.trl"}
 
 
-class MissingFilesError(FileNotFoundError, InputError):
-    """Files that a run needs but that are not on disk (raised before any compute starts).
+class CMEntry(NamedTuple):
+    """One line `SPK UTT - SYSTEM KEY` of a CM protocol. `speaker` is the source speaker, also of spoofs.
 
-    An InputError (hence a ValueError), so entry points report it as one line."""
-
-
-@dataclass(frozen=True, slots=True)
-class CMEntry:
-    """One line `SPK UTT - SYSTEM KEY` of a CM protocol. `speaker` is the source speaker, also of spoofs."""
+    A NamedTuple rather than a frozen dataclass: an eval protocol has 71k lines, and building frozen
+    dataclasses cost more than reading the file."""
 
     speaker: str
     utt: str
@@ -49,8 +45,7 @@ class CMEntry:
         return 1 if self.key == "bonafide" else 0
 
 
-@dataclass(frozen=True, slots=True)
-class SASVTrial:
+class SASVTrial(NamedTuple):
     """One line `SPK UTT ATTACK KEY` of a SASV trial list (`*.gi.trl.txt`); `speaker` is the claimed identity."""
 
     speaker: str
@@ -59,38 +54,53 @@ class SASVTrial:
     key: str  # "target" | "nontarget" | "spoof"
 
 
-def _lines(path: str | os.PathLike) -> Iterator[tuple[int, list[str]]]:
-    """(line number, whitespace-split fields) of the non-blank lines; a missing file is a MissingFilesError."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except FileNotFoundError:
-        raise MissingFilesError(f"{path}: protocol file does not exist") from None
-    except UnicodeDecodeError:
-        raise ValueError(f"{path}: not a text protocol file (not UTF-8)") from None
+class ProtocolError(InputError):
+    """A protocol or list file that cannot be used as it is: the message names the file and line."""
+
+
+def protocol_lines(path: str | os.PathLike, what: str = "protocol file") -> Iterator[tuple[int, list[str]]]:
+    """(line number, whitespace-split fields) of the non-blank lines of a user's list file.
+
+    A missing file is a MissingFilesError; UTF-16 or non-UTF-8 bytes an InputError; a byte-order mark is dropped."""
+    text = read_text(path, what)
     for number, line in enumerate(text.splitlines(), start=1):
         fields = line.split()
         if fields:
             yield number, fields
 
 
-def _bad(path: str | os.PathLike, number: int, what: str) -> ValueError:
-    return ValueError(f"{path}:{number}: {what}")
+def line_error(path: str | os.PathLike, number: int, what: str) -> ProtocolError:
+    return ProtocolError(f"{path}:{number}: {what}")
+
+
+class RepeatCheck:
+    """Finds repeated keys in a list file: one rule for every list, a repeat is an error naming both lines
+    (a duplicated trial or utterance would be scored twice and weigh twice in every metric)."""
+
+    def __init__(self, path: str | os.PathLike, what: str):
+        self.path, self.what, self.lines = path, what, {}
+
+    def check(self, key, number: int, shown: str) -> None:
+        first = self.lines.setdefault(key, number)
+        if first != number:
+            raise line_error(self.path, number, f"{self.what} {shown} listed twice (first on line {first})")
 
 
 def read_cm_protocol(path: str | os.PathLike) -> list[CMEntry]:
     """Parses a CM protocol (`ASVspoof2019.LA.cm.*.txt`), in file order."""
     entries = []
-    for number, f in _lines(path):
+    seen = RepeatCheck(path, "utterance")
+    for number, f in protocol_lines(path):
         if len(f) != 5:
-            raise _bad(path, number, f"expected 5 columns 'SPK UTT - SYSTEM KEY', got {len(f)}: {' '.join(f)!r}")
+            raise line_error(path, number, f"expected 5 columns 'SPK UTT - SYSTEM KEY', got {len(f)}: {' '.join(f)!r}")
         spk, utt, _, system, key = f
         if key not in CM_KEYS:
-            raise _bad(path, number, f"unknown key {key!r}; expected 'bonafide' or 'spoof'")
+            raise line_error(path, number, f"unknown key {key!r}; expected 'bonafide' or 'spoof'")
         if key == "bonafide" and system != "-":
-            raise _bad(path, number, f"bona fide utterance {utt} has system {system!r}, expected '-'")
+            raise line_error(path, number, f"bona fide utterance {utt} has system {system!r}, expected '-'")
         if key == "spoof" and not _ATTACK_RE.match(system):
-            raise _bad(path, number, f"spoof utterance {utt} has system {system!r}, expected A01..A19")
+            raise line_error(path, number, f"spoof utterance {utt} has system {system!r}, expected A01..A19")
+        seen.check(utt, number, utt)
         entries.append(CMEntry(spk, utt, system, key))
     return entries
 
@@ -98,16 +108,18 @@ def read_cm_protocol(path: str | os.PathLike) -> list[CMEntry]:
 def read_sasv_trials(path: str | os.PathLike) -> list[SASVTrial]:
     """Parses a SASV trial list (`ASVspoof2019.LA.asv.{dev,eval}.gi.trl.txt`), in file order."""
     trials = []
-    for number, f in _lines(path):
+    seen = RepeatCheck(path, "trial")
+    for number, f in protocol_lines(path, "trial list"):
         if len(f) != 4:
-            raise _bad(path, number, f"expected 4 columns 'SPK UTT ATTACK KEY', got {len(f)}: {' '.join(f)!r}")
+            raise line_error(path, number, f"expected 4 columns 'SPK UTT ATTACK KEY', got {len(f)}: {' '.join(f)!r}")
         spk, utt, attack, key = f
         if key not in SASV_KEYS:
-            raise _bad(path, number, f"unknown key {key!r}; expected 'target', 'nontarget' or 'spoof'")
+            raise line_error(path, number, f"unknown key {key!r}; expected 'target', 'nontarget' or 'spoof'")
         if (key == "spoof") != (attack != "bonafide"):
-            raise _bad(path, number, f"key {key!r} does not fit attack {attack!r}")
+            raise line_error(path, number, f"key {key!r} does not fit attack {attack!r}")
         if attack != "bonafide" and not _ATTACK_RE.match(attack):
-            raise _bad(path, number, f"unknown attack {attack!r}; expected 'bonafide' or A01..A19")
+            raise line_error(path, number, f"unknown attack {attack!r}; expected 'bonafide' or A01..A19")
+        seen.check((spk, utt), number, f"'{spk} {utt}'")
         trials.append(SASVTrial(spk, utt, attack, key))
     return trials
 
@@ -116,20 +128,23 @@ def read_enrolment(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> di
     """Merges per-gender enrolment lists (`SPK UTT1,UTT2,...`) into speaker -> utterance ids.
 
     A speaker listed twice (in one file or across the female and male lists) is an error: the lists
-    partition the speakers, so a repeat means a wrong or concatenated file."""
+    partition the speakers, so a repeat means a wrong or concatenated file. So is an utterance listed twice."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     out: dict[str, list[str]] = {}
     where: dict[str, str] = {}
     for path in paths:
-        for number, f in _lines(path):
+        for number, f in protocol_lines(path, "enrolment list"):
             if len(f) != 2:
-                raise _bad(path, number, f"expected 2 columns 'SPK UTT1,UTT2,...', got {len(f)}: {' '.join(f)!r}")
+                raise line_error(path, number, f"expected 2 columns 'SPK UTT1,UTT2,...', got {len(f)}: {' '.join(f)!r}")
             spk, utts = f[0], f[1].split(",")
             if any(not u for u in utts):
-                raise _bad(path, number, f"empty utterance id in the list of speaker {spk}")
+                raise line_error(path, number, f"empty utterance id in the list of speaker {spk}")
             if spk in out:
-                raise _bad(path, number, f"speaker {spk} listed twice (first at {where[spk]})")
+                raise line_error(path, number, f"speaker {spk} listed twice (first at {where[spk]})")
+            if len(set(utts)) != len(utts):
+                twice = next(u for u in utts if utts.count(u) > 1)
+                raise line_error(path, number, f"utterance {twice} listed twice for speaker {spk}")
             out[spk] = utts
             where[spk] = f"{path}:{number}"
     return out
@@ -139,12 +154,12 @@ def read_enrolment_concat(path: str | os.PathLike) -> dict[str, str]:
     """Parses the joint-optimisation enrolment list `SPK SPK_UTT` (`*.gi.trn.txt`): speaker -> file stem
     of one concatenated enrolment recording under `enr_audio/{split}/`."""
     out: dict[str, str] = {}
-    for number, f in _lines(path):
+    for number, f in protocol_lines(path, "enrolment list"):
         if len(f) != 2:
-            raise _bad(path, number, f"expected 2 columns 'SPK SPK_UTT', got {len(f)}: {' '.join(f)!r}")
+            raise line_error(path, number, f"expected 2 columns 'SPK SPK_UTT', got {len(f)}: {' '.join(f)!r}")
         spk, stem = f
         if spk in out:
-            raise _bad(path, number, f"speaker {spk} listed twice")
+            raise line_error(path, number, f"speaker {spk} listed twice")
         out[spk] = stem
     return out
 
@@ -190,6 +205,19 @@ class LADatabase:
     def __init__(self, root: str | os.PathLike, enr_audio: str | os.PathLike | None = None):
         self.root = Path(root)
         self.enr_audio = Path(enr_audio) if enr_audio is not None else self.root / "enr_audio"
+        self._parsed: dict[tuple[str, int, int], object] = {}
+
+    def _read(self, path: Path, reader):
+        """A protocol parsed once per database object while the file is unchanged (the stages ask for the same
+        100k-line trial list several times per run)."""
+        try:
+            st = path.stat()
+        except OSError:
+            return reader(path)     # the reader says what is wrong with it
+        key = (str(path), st.st_size, st.st_mtime_ns)
+        if key not in self._parsed:
+            self._parsed[key] = reader(path)
+        return self._parsed[key]
 
     def __repr__(self) -> str:
         return f"LADatabase({str(self.root)!r}, enr_audio={str(self.enr_audio)!r})"
@@ -230,18 +258,29 @@ class LADatabase:
 
     # ---- parsed protocols ---------------------------------------------------------------------
     def cm_entries(self, split: str) -> list[CMEntry]:
-        return read_cm_protocol(self.cm_protocol_path(split))
+        return list(self._read(self.cm_protocol_path(split), read_cm_protocol))
 
     def sasv_trials(self, split: str) -> list[SASVTrial]:
-        return read_sasv_trials(self.sasv_trials_path(split))
+        return list(self._read(self.sasv_trials_path(split), read_sasv_trials))
 
     def enrolment(self, split: str) -> dict[str, list[str]]:
         """Speaker -> enrolment utterance ids (female and male lists merged); audio in `flac(split, utt)`."""
-        return read_enrolment([self.enrolment_path(split, g) for g in GENDERS])
+        return read_enrolment([self.enrolment_path(split, g) for g in GENDERS])   # small files: no cache
 
     def enrolment_concat(self, split: str) -> dict[str, str]:
         """Speaker -> stem of its concatenated enrolment recording; audio in `enr_audio_file(split, stem)`."""
-        return read_enrolment_concat(self.enrolment_concat_path(split))
+        return dict(self._read(self.enrolment_concat_path(split), read_enrolment_concat))
+
+    def protocol_files(self, splits: Sequence[str], concat: bool = False) -> list[Path]:
+        """Every protocol file the given splits are read from (CM protocols, trial and enrolment lists)."""
+        files = []
+        for split in splits:
+            files.append(self.cm_protocol_path(split))
+            if split in ENROLMENT_SPLITS:
+                files += [self.sasv_trials_path(split)] + [self.enrolment_path(split, g) for g in GENDERS]
+                if concat:
+                    files.append(self.enrolment_concat_path(split))
+        return files
 
     # ---- whole-split helpers ------------------------------------------------------------------
     def utterances(self, split: str) -> list[str]:

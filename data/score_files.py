@@ -17,7 +17,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from common.errors import InputError
-from common.io import write_lines
+from common.io import read_text, write_lines
 
 SASV_KEYS = ("target", "nontarget", "spoof")
 CM_KEYS = ("bonafide", "spoof")
@@ -71,21 +71,16 @@ class CMScores:
 def _lines(path: str | os.PathLike, columns: int, layout: str) -> Iterator[tuple[int, list[str]]]:
     """Yields (line number, fields) of every non-blank line, checking the column count."""
     try:
-        with open(path, encoding="utf-8") as f:
-            for number, line in enumerate(f, 1):
-                fields = line.split()
-                if not fields:
-                    continue
-                if len(fields) != columns:
-                    raise ScoreFileError(f"{path}:{number}: expected {columns} columns '{layout}', "
-                                         f"got {len(fields)}")
-                yield number, fields
-    except FileNotFoundError:
-        raise ScoreFileError(f"{path}: score file does not exist") from None
-    except IsADirectoryError:
-        raise ScoreFileError(f"{path}: is a directory, not a score file") from None
-    except UnicodeDecodeError:
-        raise ScoreFileError(f"{path}: not a UTF-8 text score file") from None
+        text = read_text(path, "score file")
+    except InputError as e:
+        raise ScoreFileError(str(e)) from None
+    for number, line in enumerate(text.splitlines(), 1):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) != columns:
+            raise ScoreFileError(f"{path}:{number}: expected {columns} columns '{layout}', got {len(fields)}")
+        yield number, fields
 
 
 def _score(text: str, path: str | os.PathLike, number: int) -> float:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from data.asvspoof import MissingFilesError, _bad, _lines, check_files_exist
+from data.asvspoof import MissingFilesError, RepeatCheck, check_files_exist, line_error, protocol_lines
 
 __all__ = ["VoxTrainEntry", "VoxTrial", "VoxCeleb", "read_train_list", "read_trial_list", "speaker_index",
            "MissingFilesError", "check_files_exist"]
@@ -36,9 +36,11 @@ class VoxTrial:
 def read_train_list(path: str | os.PathLike) -> list[VoxTrainEntry]:
     """Parses a train list, in file order."""
     out = []
-    for number, f in _lines(path):
+    seen = RepeatCheck(path, "file")
+    for number, f in protocol_lines(path, "train list"):
         if len(f) != 2:
-            raise _bad(path, number, f"expected 2 columns 'SPK PATH', got {len(f)}: {' '.join(f)!r}")
+            raise line_error(path, number, f"expected 2 columns 'SPK PATH', got {len(f)}: {' '.join(f)!r}")
+        seen.check(f[1], number, f[1])
         out.append(VoxTrainEntry(f[0], f[1]))
     return out
 
@@ -46,11 +48,13 @@ def read_train_list(path: str | os.PathLike) -> list[VoxTrainEntry]:
 def read_trial_list(path: str | os.PathLike) -> list[VoxTrial]:
     """Parses a trial list, in file order."""
     out = []
-    for number, f in _lines(path):
+    seen = RepeatCheck(path, "trial")
+    for number, f in protocol_lines(path, "trial list"):
         if len(f) != 3:
-            raise _bad(path, number, f"expected 3 columns 'LABEL ENROL TEST', got {len(f)}: {' '.join(f)!r}")
+            raise line_error(path, number, f"expected 3 columns 'LABEL ENROL TEST', got {len(f)}: {' '.join(f)!r}")
         if f[0] not in ("0", "1"):
-            raise _bad(path, number, f"unknown label {f[0]!r}; expected 0 or 1")
+            raise line_error(path, number, f"unknown label {f[0]!r}; expected 0 or 1")
+        seen.check((f[1], f[2]), number, f"'{f[1]} {f[2]}'")
         out.append(VoxTrial(int(f[0]), f[1], f[2]))
     return out
 

@@ -11,10 +11,11 @@ from engine.optim import build_optimizer, resolve_param_groups
 from engine.schedulers import LRSchedule, build_scheduler
 from engine.schema import TRAIN_SCHEMA, check_train_config, train_config
 from engine.seeding import seed_everything
-from engine.trainer import FitResult, Task, TrainData, fit, resolve_amp
+from engine.trainer import FitResult, RunExistsError, Task, TrainData, existing_run, fit, resolve_amp
 
 __all__ = [
     "TRAIN_SCHEMA", "train_config", "check_train_config", "fit", "FitResult", "Task", "TrainData",
+    "RunExistsError", "existing_run",
     "build_optimizer", "resolve_param_groups", "build_scheduler", "LRSchedule", "seed_everything",
     "load_checkpoint", "load_model_weights", "resolve_amp", "is_main_process", "get_rank", "get_world_size",
 ]

@@ -15,9 +15,15 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+from common.errors import InputError, MissingFilesError
 from common.io import atomic_write
 
 FORMAT = "sasv-engine-checkpoint/1"
+
+
+class CheckpointError(InputError):
+    """A checkpoint that cannot be used: damaged (e.g. cut short by a kill), of another format, or of another
+    architecture. One line naming the file, like every input error."""
 
 
 def plain(node: Any) -> Any:
@@ -43,13 +49,14 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     """Loads an engine checkpoint without unpickling arbitrary objects."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: checkpoint does not exist")
+        raise MissingFilesError(f"{path}: checkpoint does not exist")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # corrupt file or one holding pickled objects
-        raise ValueError(f"{path}: not a loadable checkpoint: {str(e).splitlines()[0]}") from None
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: not a loadable checkpoint, damaged or cut short? ({first})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise ValueError(f"{path}: not an engine checkpoint (format {FORMAT!r} expected)")
+        raise CheckpointError(f"{path}: not an engine checkpoint (format {FORMAT!r} expected)")
     return ckpt
 
 
@@ -59,9 +66,9 @@ def load_model_state(model: nn.Module, state: Mapping[str, torch.Tensor], source
         result = model.load_state_dict(state, strict=False)
     except RuntimeError as e:
         detail = next((ln.strip() for ln in str(e).splitlines() if "size mismatch" in ln), str(e).splitlines()[0])
-        raise ValueError(f"{source}: checkpoint of a different architecture: {detail}") from None
+        raise CheckpointError(f"{source}: checkpoint of a different architecture: {detail}") from None
     if result.missing_keys or result.unexpected_keys:
-        raise ValueError(f"{source}: checkpoint of a different architecture: missing keys {result.missing_keys[:3]}, "
+        raise CheckpointError(f"{source}: checkpoint of a different architecture: missing keys {result.missing_keys[:3]}, "
                          f"unexpected keys {result.unexpected_keys[:3]}")
 
 

@@ -20,8 +20,10 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampl
 from tqdm import tqdm
 
 from common.config import ConfigError
+from common.errors import InputError
+from common.io import remove_temporaries
 from engine import distributed
-from engine.checkpoint import FORMAT, load_checkpoint, load_model_state, plain, save_checkpoint
+from engine.checkpoint import FORMAT, CheckpointError, load_checkpoint, load_model_state, plain, save_checkpoint
 from engine.csvlog import CsvLog, write_table
 from engine.optim import build_optimizer, resolve_param_groups
 from engine.schedulers import build_scheduler
@@ -82,15 +84,30 @@ class FitResult:
     best_checkpoint: Path | None = None
 
 
+class RunExistsError(InputError):
+    """A training folder already holds a run, and neither resuming nor replacing it was asked for."""
+
+
+def existing_run(out_dir: str | Path) -> Path | None:
+    """The checkpoint of a run already in `out_dir` (last.pt, else best.pt), or None."""
+    return next((p for p in (Path(out_dir) / LAST, Path(out_dir) / BEST) if p.exists()), None)
+
+
 def fit(model: nn.Module, task: Task, train_data: TrainData, cfg: Mapping, out_dir: str | Path,
-        resume: bool = False) -> FitResult:
+        resume: bool = False, replace: bool = False) -> FitResult:
     """Trains `model` in place for `cfg["epochs"]` epochs, writing checkpoints and logs to `out_dir`.
 
     `cfg` is the training section (`engine.TRAIN_SCHEMA`). `resume=True` continues from `out_dir/last.pt`
     (model, optimizer, schedule, scaler, RNG, epoch, best metric, CSV rows), or starts afresh when there is
-    none; `resume=False` starts afresh and replaces earlier outputs. Under torchrun every rank calls `fit`.
+    none. `resume=False` starts afresh; a run already in `out_dir` is an error (RunExistsError) unless
+    `replace=True`, which discards it (for callers that know it is obsolete, e.g. a cache whose inputs
+    changed). Under torchrun every rank calls `fit`.
     """
     check_train_config(cfg)
+    previous = existing_run(out_dir)
+    if previous is not None and not resume and not replace:
+        raise RunExistsError(f"{previous}: a training run is already in {out_dir}; resume it, or move it away first "
+                             f"(main.py: --resume or --overwrite)")
     for name in ("training_step", "evaluate"):
         if not callable(getattr(task, name, None)):
             raise TypeError(f"task {type(task).__name__} has no {name}() method (see engine.Task)")
@@ -226,6 +243,8 @@ class _Trainer:
                     path.unlink(missing_ok=True)
         if ctx.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
+            # a SIGKILL during a checkpoint or log write leaves a temporary that nothing else would remove
+            remove_temporaries(self.out, (LAST, BEST, TRAIN_LOG, EPOCH_LOG))
             self.train_log = CsvLog(self.out / TRAIN_LOG, keep_rows)
         saved_rows, saved_history = keep_rows or 0, list(self.history)
         try:
@@ -393,18 +412,19 @@ class _Trainer:
     def _restore(self, path: Path) -> int:
         ckpt = load_checkpoint(path)
         if ckpt.get("kind") != "last":
-            raise ValueError(f"{path}: a {ckpt.get('kind')!r} checkpoint cannot be resumed (needs last.pt)")
+            raise CheckpointError(f"{path}: a {ckpt.get('kind')!r} checkpoint cannot be resumed (needs last.pt)")
         load_model_state(self.model, ckpt["model"], str(path))
         try:
             self.optimizer.load_state_dict(ckpt["optimizer"])
         except (ValueError, KeyError) as e:
-            raise ValueError(f"{path}: optimizer state does not fit (other parameter groups?): {e}") from None
+            raise CheckpointError(f"{path}: optimizer state does not fit (other parameter groups?): "
+                                  f"{str(e).splitlines()[0]}") from None
         self.scheduler.load_state_dict(ckpt["scheduler"])
         if self.scaler.is_enabled() and ckpt["scaler"]:
             self.scaler.load_state_dict(ckpt["scaler"])
         best = ckpt["best"]
         if (best["metric"], best["mode"]) != (self.cfg["select_metric"], self.cfg["select_mode"]):
-            raise ValueError(f"{path}: select_metric/select_mode changed from {best['metric']}/{best['mode']} to "
+            raise CheckpointError(f"{path}: select_metric/select_mode changed from {best['metric']}/{best['mode']} to "
                              f"{self.cfg['select_metric']}/{self.cfg['select_mode']}; resume with the same ones")
         self.best = dict(best)
         self.epoch, self.global_step = int(ckpt["epoch"]), int(ckpt["global_step"])

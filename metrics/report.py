@@ -43,27 +43,57 @@ COLUMNS = {
 }
 
 
+# The trial classes each metric needs (an error rate over an empty class is 0/0).
+NEEDS_CLASSES = {
+    "sasv_eer": ("target", "nontarget|spoof"), "sv_eer": ("target", "nontarget"), "spf_eer": ("target", "spoof"),
+    "min_a_dcf": ("target", "nontarget", "spoof"), "min_a_dcf_asvspoof5": ("target", "nontarget", "spoof"),
+    "t_eer": ("target", "nontarget", "spoof"), "min_t_dcf_asvspoof5": ("target", "nontarget", "spoof"),
+    "min_t_dcf_asvspoof5_formula": ("target", "nontarget", "spoof"),
+    "min_t_dcf_asvspoof2019": ("target", "nontarget", "spoof"),
+    "asv_eer": ("target", "nontarget"), "cm_eer": ("target|nontarget", "spoof"),
+}
+
+
+def missing_classes(keys: Sequence[str]) -> dict[str, str]:
+    """Metric -> the trial class it lacks, for each metric these keys cannot give (e.g. SPF-EER without spoofs)."""
+    counts = {k: 0 for k in ("target", "nontarget", "spoof")}
+    for key in keys:
+        if key in counts:
+            counts[key] += 1
+    out = {}
+    for metric, needs in NEEDS_CLASSES.items():
+        lacking = next((need for need in needs if not any(counts[k] for k in need.split("|"))), None)
+        if lacking is not None:
+            out[metric] = lacking.replace("|", " or ")
+    return out
+
+
 def evaluate_trials(keys: Sequence[str], sasv: np.ndarray, asv: np.ndarray | None = None,
                     cm: np.ndarray | None = None) -> dict[str, float]:
-    """All metrics computable from the given scores (aligned with `keys`: 'target'|'nontarget'|'spoof')."""
+    """All metrics computable from the given scores (aligned with `keys`: 'target'|'nontarget'|'spoof').
+
+    A metric whose trial classes are absent (see `missing_classes`) is left out rather than failing the rest."""
+    lacking = missing_classes(keys)
+    wanted = lambda name: name not in lacking  # noqa: E731
     sasv_classes = split_trials(sasv, keys, "SASV scores")
-    out = {k: 100.0 * v for k, v in sasv_eers(sasv, keys).items()}
-    out["min_a_dcf"] = min_a_dcf(sasv_classes, PAPER_DEFAULT).value
-    out["min_a_dcf_asvspoof5"] = min_a_dcf(sasv_classes, ASVSPOOF5).value
+    out = {k: 100.0 * v for k, v in sasv_eers(sasv, keys, available_only=True).items()}
+    if wanted("min_a_dcf"):
+        out["min_a_dcf"] = min_a_dcf(sasv_classes, PAPER_DEFAULT).value
+        out["min_a_dcf_asvspoof5"] = min_a_dcf(sasv_classes, ASVSPOOF5).value
     asv_classes = split_trials(asv, keys, "ASV scores") if asv is not None else None
     cm_classes = split_trials(cm, keys, "CM scores") if cm is not None else None
     if cm_classes is not None:
         bonafide = np.concatenate([cm_classes.target, cm_classes.nontarget])
-    if asv_classes is not None and cm_classes is not None:
+    if asv_classes is not None and cm_classes is not None and wanted("t_eer"):
         out["t_eer"] = 100.0 * concurrent_t_eer(asv_classes, cm_classes)
         operating_point = asv_operating_point(asv_classes)
         package_point = asvspoof5_package_operating_point(asv_classes)
         out["min_t_dcf_asvspoof5"] = min_t_dcf(bonafide, cm_classes.spoof, package_point).value
         out["min_t_dcf_asvspoof5_formula"] = min_t_dcf(bonafide, cm_classes.spoof, operating_point).value
         out["min_t_dcf_asvspoof2019"] = min_t_dcf_legacy(bonafide, cm_classes.spoof, operating_point).value
-    if asv_classes is not None:
+    if asv_classes is not None and wanted("asv_eer"):
         out["asv_eer"] = 100.0 * det_eer(asv_classes.target, asv_classes.nontarget).eer
-    if cm_classes is not None:
+    if cm_classes is not None and wanted("cm_eer"):
         out["cm_eer"] = 100.0 * det_eer(bonafide, cm_classes.spoof).eer
     return out
 

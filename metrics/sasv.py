@@ -16,14 +16,15 @@ from metrics.trials import split_trials
 CONVENTIONS = ("roc", "det")
 
 
-def sasv_eers(scores: np.ndarray, keys: Sequence[str], convention: str = "roc") -> dict[str, float]:
-    """{'sasv_eer', 'sv_eer', 'spf_eer'} as fractions; 'roc' is the SASV 2022 convention, 'det' the ASVspoof one."""
+def sasv_eers(scores: np.ndarray, keys: Sequence[str], convention: str = "roc",
+              available_only: bool = False) -> dict[str, float]:
+    """{'sasv_eer', 'sv_eer', 'spf_eer'} as fractions; 'roc' is the SASV 2022 convention, 'det' the ASVspoof one.
+    `available_only`: leave out an EER whose negatives are absent (e.g. SPF-EER of a list without spoofs)
+    instead of failing."""
     if convention not in CONVENTIONS:
         raise InputError(f"unknown EER convention {convention!r}; valid: {', '.join(CONVENTIONS)}")
     eer = roc_eer if convention == "roc" else det_eer
     tar, non, spf = split_trials(scores, keys)
-    return {
-        "sasv_eer": eer(tar, np.concatenate([non, spf])).eer,
-        "sv_eer": eer(tar, non).eer,
-        "spf_eer": eer(tar, spf).eer,
-    }
+    negatives = {"sasv_eer": np.concatenate([non, spf]), "sv_eer": non, "spf_eer": spf}
+    return {name: eer(tar, neg).eer for name, neg in negatives.items()
+            if not available_only or (tar.size and neg.size)}

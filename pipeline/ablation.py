@@ -15,8 +15,9 @@ Layout under `ablation.dir` (default `<output_dir>/ablation`):
     <system>/hist.png, det.png, reliability.png      pictures of the system (first seed)
 
 A system whose result.json carries the current fingerprint (its resolved config, CM score type, seeds,
-threshold settings and the front-end checkpoints' digests) is skipped; a trained run whose run.json matches
-is reused, so adding a seed trains only that seed.
+threshold settings, the front-ends with their checkpoints' SHA-256, the SHA-256 of the cached embeddings it
+reads and of the protocol files) is skipped; a trained run whose run.json matches is reused, so adding a
+seed trains only that seed. The stages run first for every system (a no-op when their caches are current).
 """
 from __future__ import annotations
 
@@ -35,7 +36,8 @@ import yaml
 
 from common.config import ConfigError, load_config
 from common.errors import InputError
-from common.io import atomic_write, read_json
+from common.io import atomic_write, file_sha256, read_json
+from common.provenance import provenance
 from data.score_files import ScoreFileError, read_sasv_scores, write_sasv_scores
 from fusion import BACKENDS, is_score_backend
 from metrics.calibration import cllr, min_cllr, plot_reliability
@@ -46,7 +48,9 @@ from metrics.thresholds import threshold_report
 from pipeline.cache import fingerprint
 from pipeline.sasv import EVAL_SPLITS, TrialInputs, fit_score_backend, trial_inputs
 from pipeline.sasv_task import SCHEMA as SASV_SCHEMA
-from pipeline.stages import _frontend_fingerprint, _sasv_rows, _say, asv_stage, cm_stage, experiment
+from pipeline.frontends import frontend_identity, frontends_record
+from pipeline.stages import (asv_embeddings_spec, asv_stage, cm_embeddings_spec, cm_stage, database, experiment,
+                             protocol_digests, sasv_rows, say, speaker_models_spec)
 
 VERSION = 1   # bump when the meaning of cached results changes
 
@@ -281,35 +285,47 @@ class Run:
     keys: dict[str, list[str]]
 
 
-def system_fingerprint(system: System, frontends: Mapping[str, str], thresholds: Mapping, pictures: bool) -> str:
+def system_inputs(cfg: Mapping) -> dict[str, str]:
+    """SHA-256 of what a system's scores are computed from: its cached embeddings and speaker models (rewritten
+    only when recomputed, e.g. for another corpus or audio) and the protocol files (trial lists and keys)."""
+    db = database(cfg)
+    specs = [asv_embeddings_spec(cfg, s, db) for s in cfg["splits"]] + \
+            [cm_embeddings_spec(cfg, s, db) for s in cfg["splits"]] + \
+            [speaker_models_spec(cfg, s, db) for s in EVAL_SPLITS]
+    return {**{str(spec.path): file_sha256(spec.path) for spec in specs}, **protocol_digests(cfg)}
+
+
+def system_fingerprint(system: System, frontends: Mapping, thresholds: Mapping, pictures: bool,
+                       inputs: Mapping[str, str]) -> str:
     return fingerprint(version=VERSION, cfg=system.cfg, cm_score=system.cm_score, seeds=list(system.seeds),
                        calibrated=system.calibrated, thresholds=dict(thresholds), frontends=dict(frontends),
-                       pictures=pictures)
+                       pictures=pictures, inputs=dict(inputs))
 
 
-def _run_fingerprint(system: System, seed: int, frontends: Mapping[str, str]) -> str:
-    return fingerprint(version=VERSION, cfg=system.run_config(seed), frontends=dict(frontends))
+def _run_fingerprint(system: System, seed: int, frontends: Mapping, inputs: Mapping[str, str]) -> str:
+    return fingerprint(version=VERSION, cfg=system.run_config(seed), frontends=dict(frontends), inputs=dict(inputs))
 
 
-def run_system(system: System, frontends: Mapping[str, str], thresholds: Mapping, force: bool = False,
+def run_system(system: System, frontends: Mapping, thresholds: Mapping, force: bool = False,
                pictures: bool = True) -> dict:
     """Scores (fits or trains) one system unless its result.json is current; returns that result."""
     result_path = system.folder / "result.json"
-    fp = system_fingerprint(system, frontends, thresholds, pictures)
+    cfg = system.cfg
+    asv_stage(cfg)          # embeddings skipped when cached; speaker models of this enrolment form; ASV scores
+    cm_stage(cfg)
+    inputs_digest = system_inputs(cfg)
+    fp = system_fingerprint(system, frontends, thresholds, pictures, inputs_digest)
     if not force:
         done = read_json(result_path)
         if done is not None and done.get("fingerprint") == fp and all(
                 (system.folder / p).exists() for p in done.get("files", [])):
-            _say(f"ablation {system.name}: {result_path} is up to date, skipped")
+            say(f"ablation {system.name}: {result_path} is up to date, skipped")
             return done
-    _say(f"ablation {system.name}: {system.backend} {system.options or ''} {system.overrides or ''}"
-         f" cm_score={system.cm_score}")
-    cfg = system.cfg
-    asv_stage(cfg)          # embeddings skipped when cached; speaker models of this enrolment form; ASV scores
-    cm_stage(cfg)
+    say(f"ablation {system.name}: {system.backend} {system.options or ''} {system.overrides or ''}"
+        f" cm_score={system.cm_score}")
     inputs = {s: with_cm_score(cfg, trial_inputs(cfg, s), system.cm_score) for s in EVAL_SPLITS}
     if system.trained:
-        runs = [_trained_run(system, seed, inputs, frontends, force) for seed in system.seeds]
+        runs = [_trained_run(system, seed, inputs, frontends, force, inputs_digest) for seed in system.seeds]
     else:
         backend = fit_score_backend(cfg, inputs)
         with atomic_write(system.folder / "backend_state.json") as f:
@@ -319,7 +335,7 @@ def run_system(system: System, frontends: Mapping[str, str], thresholds: Mapping
     run_results = []
     for run in runs:
         for split, data in inputs.items():
-            write_sasv_scores(run.folder / "scores" / f"sasv_{split}.txt", _sasv_rows(data.trials, run.scores[split]))
+            write_sasv_scores(run.folder / "scores" / f"sasv_{split}.txt", sasv_rows(data.trials, run.scores[split]))
         run_results.append(_analyse_run(system, run, inputs, thresholds))
     files = _pictures(system, runs[0], run_results[0], thresholds) if pictures else []
     rows = [r["row"] for r in run_results]
@@ -329,40 +345,46 @@ def run_system(system: System, frontends: Mapping[str, str], thresholds: Mapping
               "seeds": [s for s in system.seeds if s is not None], "fingerprint": fp,
               "runs": [{"seed": r.seed, "folder": str(r.folder.relative_to(system.folder)), **rr["detail"]}
                        for r, rr in zip(runs, run_results)],
-              "mean": _mean(rows), "std": _std(rows), "files": files}
+              "mean": _mean(rows), "std": _std(rows), "files": files,
+              "frontends": frontends_record(cfg),
+              "provenance": provenance(cfg, checkpoints={"asv": cfg["asv"]["checkpoint"], "cm": cfg["cm"]["checkpoint"]},
+                                       protocols=protocol_digests(cfg),
+                                       seeds={"backend": [s for s in system.seeds if s is not None]},
+                                       device=cfg["device"])}
     with atomic_write(result_path) as f:
         json.dump(result, f, indent=1)
-    _say(f"ablation {system.name}: dev SASV-EER {result['mean']['dev_sasv_eer']:.2f} %, "
+    say(f"ablation {system.name}: dev SASV-EER {result['mean']['dev_sasv_eer']:.2f} %, "
          f"eval SASV-EER {result['mean']['eval_sasv_eer']:.2f} % -> {result_path}")
     return result
 
 
-def _trained_run(system: System, seed: int, inputs: Mapping[str, TrialInputs], frontends: Mapping[str, str],
-                 force: bool) -> Run:
+def _trained_run(system: System, seed: int, inputs: Mapping[str, TrialInputs], frontends: Mapping,
+                 force: bool, inputs_digest: Mapping[str, str]) -> Run:
     """Trains the embedding back-end for one seed on the cached train embeddings (or reuses a current run)."""
     from engine import fit, load_model_weights, seed_everything
     from pipeline.sasv import (FrozenBackendTask, build_embedding_backend, frozen_train_data, save_backend,
                                score_embeddings)
 
     folder, cfg = system.run_dir(seed), system.run_config(seed)
-    fp = _run_fingerprint(system, seed, frontends)
+    fp = _run_fingerprint(system, seed, frontends, inputs_digest)
     keys = {s: d.keys for s, d in inputs.items()}
     done = None if force else read_json(folder / "run.json")
     if done is not None and done.get("fingerprint") == fp:
         scores = _read_run_scores(folder, inputs)
         if scores is not None:
-            _say(f"ablation {system.name} seed {seed}: {folder / 'run.json'} is up to date, skipped")
+            say(f"ablation {system.name} seed {seed}: {folder / 'run.json'} is up to date, skipped")
             return Run(seed, folder, scores, keys)
     seed_everything(seed)   # the back-end's initial weights
     dev = inputs["dev"]
     backend = build_embedding_backend(cfg, dev.asv.dim, dev.cm.dim)
+    # this seed's training folder belongs to the ablation: a run in it is obsolete (its fingerprint differs)
     result = fit(backend, FrozenBackendTask(dev, cfg["sampling"]["scheme"]), frozen_train_data(cfg, seed),
-                 cfg["train"], folder / "train")
+                 cfg["train"], folder / "train", replace=True)
     load_model_weights(backend, result.best_checkpoint or result.last_checkpoint)
     save_backend(folder / "backend.pt", backend, system.backend, system.options)
     scores = {s: score_embeddings(backend, d) for s, d in inputs.items()}
     for split, data in inputs.items():
-        write_sasv_scores(folder / "scores" / f"sasv_{split}.txt", _sasv_rows(data.trials, scores[split]))
+        write_sasv_scores(folder / "scores" / f"sasv_{split}.txt", sasv_rows(data.trials, scores[split]))
     with atomic_write(folder / "run.json") as f:
         json.dump({"seed": seed, "fingerprint": fp, "best_epoch": result.best_epoch}, f, indent=1)
     return Run(seed, folder, scores, keys)
@@ -454,7 +476,7 @@ def _std(rows: Sequence[Mapping[str, float]]) -> dict[str, float] | None:
 def run_ablation(cfg: Mapping, force: bool = False) -> list[dict]:
     """Runs every system of the grid (skipping finished ones) and writes ablation.csv / .md / _det.png."""
     systems = parse_systems(cfg)      # every entry checked before anything runs
-    frontends = {"asv": _frontend_fingerprint(cfg["asv"], "asv"), "cm": _frontend_fingerprint(cfg["cm"], "cm")}
+    frontends = {"asv": frontend_identity(cfg["asv"], "asv"), "cm": frontend_identity(cfg["cm"], "cm")}
     thresholds = dict(cfg["ablation"]["thresholds"])
     results = [run_system(s, frontends, thresholds, force, cfg["ablation"]["pictures"]) for s in systems]
     root = ablation_dir(cfg)
@@ -472,7 +494,7 @@ def run_ablation(cfg: Mapping, force: bool = False) -> list[dict]:
     with atomic_write(root / "ablation.md") as f:
         f.write(text)
     print(text.split("\n## ")[1].split("\n", 1)[1].strip())   # the results table
-    _say(f"ablation: {len(results)} systems -> {root / 'ablation.md'}, ablation.csv, ablation_det.png")
+    say(f"ablation: {len(results)} systems -> {root / 'ablation.md'}, ablation.csv, ablation_det.png")
     return results
 
 

@@ -18,8 +18,10 @@ import asv
 from asv.checkpoint import load_asv_state, save_asv_state
 from asv.losses import build_loss
 from common.config import REQUIRED, FreeForm
-from common.errors import InputError
-from common.io import atomic_write
+from common.errors import InputError, MissingFilesError
+from common.io import check_folder, file_sha256
+from common.provenance import provenance
+from common.runs import write_results
 from data.asvspoof import LADatabase
 from data.augment import build_augment
 from data.datasets import EmbeddingTable, SpeakerDataset, speaker_models
@@ -116,6 +118,22 @@ def _data(cfg: Mapping) -> tuple[list[Path], list[int], TrialList]:
     return paths, labels, TrialList(pairs, audio, enrolment)
 
 
+def _selection_split(cfg: Mapping) -> str:
+    d = cfg["data"]
+    return f"{d['trial_list'] or 'veri_test.txt'} (VoxCeleb trial list)" if d["voxceleb"] else "ASVspoof 2019 LA dev"
+
+
+def protocol_digests(cfg: Mapping) -> dict[str, str]:
+    """SHA-256 of the lists that defined the training and selection data."""
+    d = cfg["data"]
+    if d["voxceleb"]:
+        vox = VoxCeleb(d["voxceleb"], d["train_list"], d["trial_list"])
+        files = [vox.train_list_path, vox.trial_list_path]
+    else:
+        files = LADatabase(d["database"]).protocol_files(["train", "dev"])
+    return {str(p): file_sha256(p) for p in files}
+
+
 class ASVTask:
     def __init__(self, cfg: Mapping, trials: TrialList):
         self.cfg, self.trials = cfg, trials
@@ -133,14 +151,36 @@ class ASVTask:
         return verification_metrics(self.trials.score(model.model, self.cfg, device), self.labels)
 
 
-def run(cfg: Mapping, resume: bool = False) -> dict:
-    out = Path(cfg["output_dir"])
+def check(cfg: Mapping) -> tuple[list[Path], list[int], TrialList]:
+    """Everything that needs no model (folders, lists, audio present, batch size, initial checkpoint), before
+    main.py locks or writes anything; returns the training data."""
+    check_folder(cfg["output_dir"], "output_dir")
+    if cfg["asv"]["checkpoint"] and not Path(cfg["asv"]["checkpoint"]).is_file():
+        raise MissingFilesError(f"asv.checkpoint {cfg['asv']['checkpoint']}: checkpoint file does not exist")
     paths, labels, trials = _data(cfg)
-    d = cfg["data"]
     speakers = len(set(labels))
     if cfg["train"]["batch_size"] > speakers:
         raise InputError(f"train.batch_size is {cfg['train']['batch_size']} speakers per batch, "
                          f"but the training list has only {speakers} speakers")
+    return paths, labels, trials
+
+
+def training_folder(cfg: Mapping) -> Path:
+    return Path(cfg["output_dir"])
+
+
+def written_folders(cfg: Mapping) -> list[tuple[str, str]]:
+    return [("output_dir", cfg["output_dir"])]
+
+
+def kept_on_overwrite(cfg: Mapping) -> tuple[str, ...]:
+    return ()
+
+
+def run(cfg: Mapping, resume: bool = False) -> dict:
+    out = Path(cfg["output_dir"])
+    paths, labels, trials = check(cfg)
+    d = cfg["data"]
     seed_everything(cfg["train"]["seed"])  # the initial weights (fit seeds what follows)
     model = asv.build_model(cfg["asv"]["arch"], **cfg["asv"]["model"])
     if cfg["asv"]["checkpoint"]:
@@ -161,8 +201,10 @@ def run(cfg: Mapping, resume: bool = False) -> dict:
                    model_config=json.dumps(dict(cfg["asv"]["model"])))
     metrics = {k: float(v) for k, v in best["metrics"].items() if k in ("eer", "min_dcf_p001", "min_dcf_p005")}
     metrics["best_epoch"] = int(best["epoch"])
-    with atomic_write(out / "results.json") as f:
-        json.dump(metrics, f, indent=1)
+    write_results(out, {**metrics, "selected_on": _selection_split(cfg)},
+                  provenance(cfg, checkpoints={"initial": cfg["asv"]["checkpoint"], "asv_model": out / "asv_model.pt"},
+                             protocols=protocol_digests(cfg), seeds={"train": cfg["train"]["seed"]},
+                             device=cfg["train"]["device"]))
     print(f"ASV {cfg['asv']['arch']}: EER {metrics.get('eer', float('nan')):.2f} %, minDCF(0.01) "
           f"{metrics.get('min_dcf_p001', float('nan')):.4f} (best epoch {metrics['best_epoch']}) -> {out / 'asv_model.pt'}")
     return metrics

@@ -1,31 +1,31 @@
-"""Cached stage outputs that know what produced them.
+"""Cached stage outputs that know what produced them, and are reused only when all of it is unchanged.
 
-Each cached `.npz` stores a fingerprint (a JSON description of the model, checkpoint and crop that made
-it). A stage skips work only when the file exists *and* its fingerprint matches the current config, so a
-changed checkpoint or crop is recomputed instead of silently reusing stale embeddings.
+A cached `.npz` (embeddings, CM scores, speaker models) stores, beside its arrays:
+- `made_by`: JSON of what computed it (front-end arch, model options, checkpoint SHA-256, crop; enrolment form);
+- the inputs it was computed from: one entry per item (utterance, or speaker for concatenated enrolment),
+  with the audio file's identity at the time it was read: path, size and modification time;
+- the items skipped as unreadable (`skip_bad_audio`).
+
+A stage reuses the file only when `made_by` is equal, the list of items is the same, every file has the same
+path, size and mtime, and nothing was skipped unless skipping is on now. Otherwise it recomputes and says
+why. Identity by (path, size, mtime) rather than a content hash: hashing 100k audio files would cost minutes
+per stage; copying a corpus without preserving times (`cp -r` without `-p`) costs one recomputation.
+Downstream stages use the same check to refuse outputs made by something else than what the config names.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from common.io import load_arrays, save_arrays
+from common.io import save_arrays
 
-
-def file_digest(path: str | os.PathLike | None) -> str | None:
-    """Content hash of a checkpoint (first 16 hex digits of sha256), so a retrained model invalidates caches."""
-    if path is None:
-        return None
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:16]
+CACHE_VERSION = 2    # 2: inputs and their file identity, skipped items, full SHA-256 of checkpoints
 
 
 def fingerprint(**parts: Any) -> str:
@@ -33,16 +33,102 @@ def fingerprint(**parts: Any) -> str:
     return json.dumps(parts, sort_keys=True, default=str)
 
 
-def load_if_current(path: Path, expected: str) -> dict[str, np.ndarray] | None:
-    """The cached arrays when `path` exists and was made by `expected`; otherwise None (recompute)."""
+@dataclass(frozen=True)
+class Inputs:
+    """The items a cached output is computed from, and each one's audio file as found when the run started."""
+    ids: list[str]
+    paths: list[str]
+    sizes: np.ndarray = field(repr=False)
+    mtimes: np.ndarray = field(repr=False)
+
+    @classmethod
+    def of(cls, items: Sequence[tuple[str, str | os.PathLike]]) -> "Inputs":
+        """Stats every file once (-1 for a file that is not there)."""
+        ids, paths = [u for u, _ in items], [str(p) for _, p in items]
+        sizes, mtimes = np.full(len(paths), -1, np.int64), np.full(len(paths), -1, np.int64)
+        for k, p in enumerate(paths):
+            try:
+                st = os.stat(p)
+            except OSError:
+                continue
+            sizes[k], mtimes[k] = st.st_size, st.st_mtime_ns
+        return cls(ids, paths, sizes, mtimes)
+
+    def paths_digest(self) -> str:
+        return hashlib.sha256("\n".join(self.paths).encode()).hexdigest()
+
+    def items(self) -> list[tuple[str, str]]:
+        return list(zip(self.ids, self.paths))
+
+
+def save_cache(path: Path, made_by: Mapping, inputs: Inputs, arrays: Mapping[str, np.ndarray],
+               skipped: Sequence[str] = ()) -> None:
+    """Writes `arrays` with what made them (atomically; see the module docstring)."""
+    save_arrays(path, cache_version=np.asarray(CACHE_VERSION), made_by=np.asarray(fingerprint(**made_by)),
+                input_ids=np.asarray(inputs.ids, dtype=str), input_paths_sha256=np.asarray(inputs.paths_digest()),
+                input_size=inputs.sizes, input_mtime_ns=inputs.mtimes, skipped=np.asarray(list(skipped), dtype=str),
+                **arrays)
+
+
+_META = ("cache_version", "made_by", "input_ids", "input_paths_sha256", "input_size", "input_mtime_ns", "skipped")
+
+
+def _changed_keys(old: Mapping, new: Mapping, prefix: str = "") -> list[str]:
+    keys = []
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            keys += _changed_keys(a, b, f"{prefix}{k}.")
+        elif a != b:
+            keys.append(prefix + k)
+    return keys
+
+
+def why_stale(path: Path, stored: Mapping[str, np.ndarray], made_by: Mapping, inputs: Inputs,
+              skip_bad_audio: bool) -> str | None:
+    """Why the cached `stored` arrays cannot stand for an output computed now (None: they can)."""
+    if "cache_version" not in stored or int(stored["cache_version"]) != CACHE_VERSION:
+        return "written by an older version of the toolkit"
+    old = json.loads(str(stored["made_by"]))
+    if old != json.loads(fingerprint(**made_by)):
+        return f"made by something else: {', '.join(_changed_keys(old, json.loads(fingerprint(**made_by))))} changed"
+    old_ids = stored["input_ids"].tolist()
+    if old_ids != inputs.ids:
+        before, now = set(old_ids), set(inputs.ids)
+        added, removed = [u for u in inputs.ids if u not in before], [u for u in old_ids if u not in now]
+        if not added and not removed:
+            return "the list of items is in another order or has repeats"
+        shown = ", ".join(f"+{u}" for u in added[:2]) + ("" if not added or not removed else ", ") + \
+            ", ".join(f"-{u}" for u in removed[:2])
+        return f"the list of items changed: {len(added)} added, {len(removed)} removed ({shown})"
+    if str(stored["input_paths_sha256"]) != inputs.paths_digest():
+        return "the audio files are read from another place (database or enr_audio changed)"
+    differ = np.flatnonzero((stored["input_size"] != inputs.sizes) | (stored["input_mtime_ns"] != inputs.mtimes))
+    if differ.size:
+        return (f"{differ.size} audio file(s) changed since (size or modification time), "
+                f"e.g. {inputs.paths[int(differ[0])]}")
+    skipped = stored["skipped"].tolist()
+    if skipped and not skip_bad_audio:
+        return (f"{len(skipped)} unreadable file(s) were skipped when it was made (e.g. {skipped[0]}) "
+                f"and skip_bad_audio is now off")
+    return None
+
+
+def load_cache(path: Path, made_by: Mapping, inputs: Inputs, skip_bad_audio: bool, arrays: bool = True
+               ) -> tuple[dict[str, np.ndarray] | None, str]:
+    """(the cached arrays, "") when `path` is current; (None, why not) otherwise ("" when there is no file).
+    `arrays=False` checks without reading the (large) data arrays and returns ({}, "") when current."""
     if not path.exists():
-        return None
-    arrays = load_arrays(path)
-    stored = arrays.pop("fingerprint", None)
-    if stored is None or str(stored) != expected:
-        return None
-    return arrays
-
-
-def save_with_fingerprint(path: Path, fp: str, arrays: Mapping[str, np.ndarray]) -> None:
-    save_arrays(path, fingerprint=np.asarray(fp), **arrays)
+        return None, ""
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            why = why_stale(path, stored, made_by, inputs, skip_bad_audio)
+            if why is not None:
+                return None, why
+            if not arrays:
+                return {}, ""
+            data = {k: stored[k] for k in stored.files if k not in _META}
+            data["skipped"] = stored["skipped"]
+            return data, ""
+    except (OSError, ValueError, KeyError, json.JSONDecodeError) as e:   # damaged or foreign: recompute it
+        return None, f"unreadable ({str(e).splitlines()[0] if str(e) else type(e).__name__})"

@@ -5,7 +5,6 @@ the CM EER of every split in `eval_splits` with the best weights, and exports `c
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Mapping
 
@@ -16,9 +15,12 @@ from torch import nn
 import cm
 from cm.checkpoint import load_cm_state, save_cm_state
 from cm.losses import build_loss
-from common.config import REQUIRED, FreeForm
-from common.io import atomic_write
-from data.asvspoof import LADatabase, check_files_exist
+from common.config import REQUIRED, ConfigError, FreeForm
+from common.errors import MissingFilesError
+from common.io import check_folder, file_sha256
+from common.provenance import provenance
+from common.runs import write_results
+from data.asvspoof import SPLITS, LADatabase, check_files_exist
 from data.augment import build_augment
 from data.datasets import CMDataset
 from engine import TRAIN_SCHEMA, TrainData, fit, is_main_process, load_model_weights, seed_everything
@@ -96,11 +98,43 @@ class CMTask:
         return {"dev_cm_eer": cm_eer(model, self.cfg, self.db, "dev", next(model.parameters()).device)[0]}
 
 
-def run(cfg: Mapping, resume: bool = False) -> dict:
-    out, db = Path(cfg["output_dir"]), LADatabase(cfg["database"])
-    for split in {"train", "dev", *cfg["eval_splits"]}:   # fail before compute
+def check(cfg: Mapping) -> None:
+    """Everything that needs no model (folders, protocols, audio present, initial checkpoint), before main.py
+    locks or writes anything."""
+    check_folder(cfg["output_dir"], "output_dir")
+    if cfg["cm"]["checkpoint"] and not Path(cfg["cm"]["checkpoint"]).is_file():
+        raise MissingFilesError(f"cm.checkpoint {cfg['cm']['checkpoint']}: checkpoint file does not exist")
+    unknown = [s for s in cfg["eval_splits"] if s not in SPLITS]
+    if unknown:
+        raise ConfigError(f"eval_splits: unknown split {unknown[0]!r}; choose from {', '.join(SPLITS)}")
+    db = LADatabase(cfg["database"])
+    for split in ("train", "dev", *cfg["eval_splits"]):
         check_files_exist((db.flac(split, e.utt) for e in db.cm_entries(split)),
                           f"ASVspoof 2019 LA {split} audio in {db.flac_dir(split)}")
+
+
+def protocol_digests(cfg: Mapping) -> dict[str, str]:
+    """SHA-256 of the CM protocols that defined the training, selection and evaluation data."""
+    db = LADatabase(cfg["database"])
+    paths = [db.cm_protocol_path(s) for s in dict.fromkeys(["train", "dev", *cfg["eval_splits"]])]
+    return {str(p): file_sha256(p) for p in paths}
+
+
+def training_folder(cfg: Mapping) -> Path:
+    return Path(cfg["output_dir"])
+
+
+def written_folders(cfg: Mapping) -> list[tuple[str, str]]:
+    return [("output_dir", cfg["output_dir"])]
+
+
+def kept_on_overwrite(cfg: Mapping) -> tuple[str, ...]:
+    return ()
+
+
+def run(cfg: Mapping, resume: bool = False) -> dict:
+    out, db = Path(cfg["output_dir"]), LADatabase(cfg["database"])
+    check(cfg)
     seed_everything(cfg["train"]["seed"])  # the initial weights (fit seeds what follows)
     model = cm.build_model(cfg["cm"]["arch"], **cfg["cm"]["model"])
     if cfg["cm"]["checkpoint"]:
@@ -124,8 +158,10 @@ def run(cfg: Mapping, resume: bool = False) -> dict:
     metrics["best_epoch"] = int(best["epoch"])
     for s, (_, entries, scores) in evaluated.items():
         metrics[f"{s}_cm_eer_per_attack"] = per_attack_eer(entries, scores)
-    with atomic_write(out / "results.json") as f:
-        json.dump(metrics, f, indent=1)
+    metrics["selected_on"] = "dev"
+    write_results(out, metrics, provenance(
+        cfg, checkpoints={"initial": cfg["cm"]["checkpoint"], "cm_model": out / "cm_model.pt"},
+        protocols=protocol_digests(cfg), seeds={"train": cfg["train"]["seed"]}, device=cfg["train"]["device"]))
     shown = ", ".join(f"{s} {metrics[f'{s}_cm_eer']:.2f} %" for s in cfg["eval_splits"])
     print(f"CM {cfg['cm']['arch']}: EER {shown} (best epoch {metrics['best_epoch']}) -> {out / 'cm_model.pt'}")
     for s in cfg["eval_splits"]:

@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from data.audio import AudioError, crop_even, crop_first, load_audio
+from data.audio import SAMPLE_RATE, AudioError, crop_even, crop_first, load_audio
 
 EmbedFn = Callable[[torch.Tensor], Mapping[str, torch.Tensor]]
 
@@ -38,10 +38,41 @@ class Extracted:
     arrays: dict[str, np.ndarray]
     skipped: list[str] = field(default_factory=list)  # "UTT: reason" for files skipped on request
 
+    @property
+    def skipped_ids(self) -> list[str]:
+        return [s.split(": ", 1)[0] for s in self.skipped]
+
+
+@dataclass(frozen=True)
+class InputFloor:
+    """The shortest input a model accepts (its `min_samples`), checked per file where the audio is read, so
+    that a too-short file is named (and skippable with skip_bad_audio) instead of failing inside the model."""
+    samples: int = 1
+    model: str = "the model"
+
+    @classmethod
+    def of(cls, model) -> "InputFloor":
+        return cls(int(getattr(model, "min_samples", 1)), type(model).__name__)
+
+
+def model_input(wave: np.ndarray, crop: CropSpec, floor: InputFloor = InputFloor(), path: str = "") -> np.ndarray:
+    """The (crops, samples) model input of one utterance under `crop` ('first' and 'even' repeat-pad short
+    audio to their length; 'full' takes the utterance as it is); AudioError when it is shorter than `floor`."""
+    if crop.policy == "first":
+        x = crop_first(wave, crop.samples)[None]
+    elif crop.policy == "even":
+        x = crop_even(wave, crop.samples, crop.count)
+    else:
+        x = wave[None]
+    if x.shape[1] < floor.samples:
+        raise AudioError(f"{path}: {len(wave)} samples ({len(wave) / SAMPLE_RATE:.3f} s) after loading; {floor.model} "
+                         f"needs at least {floor.samples} ({floor.samples / SAMPLE_RATE:.3f} s) per input")
+    return x
+
 
 class _AudioItems(Dataset):
-    def __init__(self, items: Sequence[tuple[str, str]], crop: CropSpec, min_samples: int):
-        self.items, self.crop, self.min_samples = items, crop, min_samples
+    def __init__(self, items: Sequence[tuple[str, str]], crop: CropSpec, floor: InputFloor):
+        self.items, self.crop, self.floor = items, crop, floor
 
     def __len__(self) -> int:
         return len(self.items)
@@ -49,15 +80,9 @@ class _AudioItems(Dataset):
     def __getitem__(self, i: int):
         utt, path = self.items[i]
         try:
-            x = load_audio(path, min_samples=self.min_samples)
+            x = model_input(load_audio(path), self.crop, self.floor, path)
         except AudioError as e:
             return utt, None, str(e)
-        if self.crop.policy == "first":
-            x = crop_first(x, self.crop.samples)[None]
-        elif self.crop.policy == "even":
-            x = crop_even(x, self.crop.samples, self.crop.count)
-        else:
-            x = x[None]
         return utt, torch.from_numpy(np.ascontiguousarray(x)), None
 
 
@@ -67,15 +92,16 @@ def _collate(batch):
 
 def extract(items: Sequence[tuple[str, str | os.PathLike]], embed_fn: EmbedFn, crop: CropSpec, *,
             batch_size: int = 16, num_workers: int = 0, desc: str = "embedding",
-            skip_bad_audio: bool = False, min_samples: int = 160) -> Extracted:
+            skip_bad_audio: bool = False, floor: InputFloor = InputFloor()) -> Extracted:
     """Applies `embed_fn` ((B, T) waveforms -> named (B, ...) outputs) to every (utt, path); crops are averaged.
 
-    A file that cannot be read stops the run with its name, or is skipped and listed when `skip_bad_audio`.
+    A file that cannot be read, or is shorter than the model's `floor` (InputFloor.of(model)), stops the run
+    with its name, or is skipped and listed when `skip_bad_audio`.
     """
     items = [(u, str(p)) for u, p in items]
     if crop.policy == "full":
         batch_size = 1  # utterances differ in length; no padding that would change the embedding
-    loader = DataLoader(_AudioItems(items, crop, min_samples), batch_size=batch_size, num_workers=num_workers,
+    loader = DataLoader(_AudioItems(items, crop, floor), batch_size=batch_size, num_workers=num_workers,
                         collate_fn=_collate, shuffle=False)
     ids: list[str] = []
     chunks: dict[str, list[np.ndarray]] = {}

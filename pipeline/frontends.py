@@ -1,6 +1,8 @@
-"""Building the ASV and CM front-ends named by a config section, with their checkpoints."""
+"""Building the ASV and CM front-ends named by a config section, with their checkpoints, and saying which
+front-end made an output (`frontend_identity`), so that caches and results can be checked against it."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Mapping
 
 import torch
@@ -10,8 +12,9 @@ import asv
 import cm
 from asv.checkpoint import load_asv_state
 from cm.checkpoint import load_cm_state
-from common.config import FreeForm
-from common.errors import InputError
+from common.config import ConfigError, FreeForm
+from common.errors import InputError, MissingFilesError
+from common.io import file_sha256
 from pipeline.extract import CropSpec, EmbedFn
 
 ASV_SECTION = {
@@ -26,6 +29,35 @@ CM_SECTION = {
     "model": FreeForm({}),
     "crop": {"policy": "first", "samples": 64600, "count": 1},  # AASIST evaluation convention; LCNN: full
 }
+
+
+def check_scoring_checkpoint(section: Mapping, key: str, allow_random_weights: bool) -> None:
+    """Before anything is computed: a front-end that scores needs weights. A missing `checkpoint` would score
+    with untrained random weights and give numbers that look like results; that takes `allow_random_weights`."""
+    path = section["checkpoint"]
+    if path is None or path == "":
+        if not allow_random_weights:
+            raise ConfigError(f"{key}.checkpoint is not set: the {section['arch']} front-end would score with untrained "
+                              f"random weights; set {key}.checkpoint, or allow_random_weights: true for a dry run")
+        return
+    p = Path(path)
+    if not p.is_file():
+        raise MissingFilesError(f"{key}.checkpoint {path}: " + ("is a folder, not a checkpoint file" if p.is_dir()
+                                                                 else "checkpoint file does not exist"))
+
+
+def frontend_identity(section: Mapping, kind: str) -> dict:
+    """What makes a front-end's outputs what they are: architecture, model options, the checkpoint's SHA-256
+    (so a retrained model with the same path counts as another) and the evaluation crop."""
+    checkpoint = section["checkpoint"]
+    return {"kind": kind, "arch": section["arch"], "model": dict(section["model"]),
+            "checkpoint_sha256": file_sha256(checkpoint) if checkpoint else None, "crop": dict(section["crop"])}
+
+
+def frontends_record(cfg: Mapping) -> dict:
+    """What a results file records of the two front-ends that made its scores (their identity and checkpoint
+    path), so that verify.py can refuse to apply its back-end and threshold to other front-ends."""
+    return {k: {**frontend_identity(cfg[k], k), "checkpoint": cfg[k]["checkpoint"]} for k in ("asv", "cm")}
 
 
 def build_asv(section: Mapping, device: torch.device | str = "cpu") -> nn.Module:

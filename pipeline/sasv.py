@@ -17,6 +17,8 @@ from torch import nn
 
 from common.errors import InputError
 from common.io import atomic_write, load_weights
+from common.provenance import provenance
+from common.runs import write_results as write_results_json
 from data.asvspoof import SASVTrial
 from data.datasets import (TRIAL_SCHEMES, EmbeddingTable, SASVEmbeddingTrialDataset, SASVTrialSampler,
                            baseline2_train_dataset)
@@ -27,7 +29,10 @@ from fusion import EmbeddingBackend, ScoreBackend, build_backend, is_score_backe
 from metrics.det import plot_det
 from metrics.report import evaluate_trials, format_table, json_ready
 from metrics.sasv import sasv_eers
-from pipeline.stages import _sasv_rows, _say, asv_trial_scores, database, experiment
+from pipeline.frontends import frontends_record
+from pipeline.stages import (asv_embeddings_spec, asv_trial_scores, check_outputs, cm_embeddings_spec, current_output,
+                             database, experiment, protocol_digests, sasv_rows, say, scorable_trials,
+                             speaker_models_spec, table_of)
 
 EVAL_SPLITS = ("dev", "eval")
 
@@ -55,27 +60,44 @@ class TrialInputs:
         return torch.from_numpy(enr), torch.from_numpy(tst), torch.from_numpy(cmv)
 
 
-def _cached_table(path: Path, what: str, stage: str) -> EmbeddingTable:
-    if not path.exists():
-        raise InputError(f"{path}: missing {what}; run {stage} with the same config first")
-    return EmbeddingTable.load(path)
-
-
 def trial_inputs(cfg: Mapping, split: str) -> TrialInputs:
-    """Loads the stage outputs of a split and aligns them with its SASV trial list."""
-    exp = experiment(cfg)
-    models = _cached_table(exp.asv_models(split, cfg["enrolment"]), "speaker models", "save_asv_embeddings.py")
-    asv = _cached_table(exp.asv_embeddings(split), "ASV embeddings", "save_asv_embeddings.py")
-    cm_path = exp.cm_embeddings(split)
-    cm = _cached_table(cm_path, "CM embeddings", "save_cm_score.py")
-    with np.load(cm_path, allow_pickle=False) as z:
-        cm_score = dict(zip(z["ids"].tolist(), z["scores"]))
-    trials = [t for t in database(cfg).sasv_trials(split) if t.utt in cm_score and t.utt in asv]
-    dropped = len(database(cfg).sasv_trials(split)) - len(trials)
-    if dropped:
-        _say(f"sasv {split}: {dropped} trials skipped (test audio was unreadable and skipped earlier)")
+    """Loads the stage outputs of a split and aligns them with its SASV trial list. Each cached output must have
+    been made by what the config names (front-end, checkpoint, crop, corpus, audio): otherwise one line says what
+    differs and which stage to rerun, instead of scoring with another model's numbers."""
+    db = database(cfg)
+    models_spec, asv_spec = speaker_models_spec(cfg, split, db), asv_embeddings_spec(cfg, split, db)
+    cm_spec = cm_embeddings_spec(cfg, split, db)
+    models = table_of(current_output(models_spec, cfg), models_spec.path)
+    asv = table_of(current_output(asv_spec, cfg), asv_spec.path)
+    cm_arrays = current_output(cm_spec, cfg)
+    cm = table_of(cm_arrays, cm_spec.path)
+    cm_score = dict(zip(cm_arrays["ids"].tolist(), cm_arrays["scores"]))
+    trials = scorable_trials(cfg, split, asv, cm)
     return TrialInputs(split, trials, asv_trial_scores(cfg, split, trials, models, asv),
                        np.array([cm_score[t.utt] for t in trials], dtype=np.float64), models, asv, cm)
+
+
+def check_scoring(cfg: Mapping, splits: Sequence[str] = EVAL_SPLITS) -> None:
+    """What save_sasv_score.py needs, checked before it writes anything: a known back-end, its fitting split or
+    checkpoint, and stage outputs made by what the config names (one line naming what differs otherwise)."""
+    check_outputs(cfg)
+    name = cfg["backend"]["name"]
+    if is_score_backend(name):
+        if cfg["backend"]["fit_on"] not in splits:
+            raise InputError(f"backend.fit_on is {cfg['backend']['fit_on']!r}; choose one of the scored splits "
+                             f"{sorted(splits)}")
+    elif not cfg["backend"]["checkpoint"]:
+        raise InputError(f"backend '{name}' is trained, not fitted: set backend.checkpoint to a trained back-end "
+                         f"(python main.py --config ... writes backend.pt), or choose a score-level back-end")
+    elif not Path(cfg["backend"]["checkpoint"]).is_file():
+        raise InputError(f"backend.checkpoint {cfg['backend']['checkpoint']}: checkpoint file does not exist")
+    db = database(cfg)
+    for split in splits:
+        for spec in (speaker_models_spec(cfg, split, db), asv_embeddings_spec(cfg, split, db),
+                     cm_embeddings_spec(cfg, split, db)):
+            current_output(spec, cfg, read_arrays=False)
+    if cfg["score_norm"]["method"] != "none":          # the cohort comes from the train embeddings
+        current_output(asv_embeddings_spec(cfg, "train", db), cfg, read_arrays=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -156,9 +178,10 @@ def to_binary(label: torch.Tensor, scheme: str) -> torch.Tensor:
 
 def frozen_train_data(cfg: Mapping, seed: int) -> TrainData:
     """Training trials on cached train embeddings with the configured sampling scheme."""
-    exp, db = experiment(cfg), database(cfg)
-    asv = _cached_table(exp.asv_embeddings("train"), "train ASV embeddings", "save_asv_embeddings.py")
-    cm = _cached_table(exp.cm_embeddings("train"), "train CM embeddings", "save_cm_score.py")
+    db = database(cfg)
+    asv_spec, cm_spec = asv_embeddings_spec(cfg, "train", db), cm_embeddings_spec(cfg, "train", db)
+    asv = table_of(current_output(asv_spec, cfg), asv_spec.path)
+    cm = table_of(current_output(cm_spec, cfg), cm_spec.path)
     entries = [e for e in db.cm_entries("train") if e.utt in asv and e.utt in cm]
     scheme = cfg["sampling"]["scheme"]
     if scheme == "baseline2":
@@ -175,8 +198,13 @@ def frozen_train_data(cfg: Mapping, seed: int) -> TrainData:
 # ---------------------------------------------------------------------------------------------
 # Results
 # ---------------------------------------------------------------------------------------------
-def score_splits(cfg: Mapping, splits: Sequence[str] = EVAL_SPLITS) -> dict[str, dict]:
-    """Scores the SASV trial lists with the configured back-end; writes score files, results.json, DET plots."""
+def score_splits(cfg: Mapping, splits: Sequence[str] = EVAL_SPLITS, config_of_record: Mapping | None = None
+                 ) -> dict[str, dict]:
+    """Scores the SASV trial lists with the configured back-end; writes score files, results.json, DET plots.
+
+    `config_of_record`: the config the user ran (config.yaml), when `cfg` is derived from it by training
+    (fine-tuned front-ends, the trained back-end); results.json records that one as its config and the
+    front-ends actually used under `frontends`."""
     inputs = {s: trial_inputs(cfg, s) for s in splits}
     name = cfg["backend"]["name"]
     if is_score_backend(name):
@@ -188,22 +216,36 @@ def score_splits(cfg: Mapping, splits: Sequence[str] = EVAL_SPLITS) -> dict[str,
         first = next(iter(inputs.values()))
         backend = load_backend(cfg, first.asv.dim, first.cm.dim)
         scores = {s: score_embeddings(backend, d) for s, d in inputs.items()}
-    return write_results(cfg, inputs, scores)
+    return write_results(cfg, inputs, scores, config_of_record=config_of_record)
+
+
+def config_checkpoints(cfg: Mapping) -> dict[str, str | None]:
+    """The checkpoints a SASV config names (recorded with their SHA-256 in results.json)."""
+    return {"asv": cfg["asv"]["checkpoint"], "cm": cfg["cm"]["checkpoint"], "backend": cfg["backend"]["checkpoint"]}
 
 
 def write_results(cfg: Mapping, inputs: Mapping[str, TrialInputs], scores: Mapping[str, np.ndarray],
-                  extra: Mapping | None = None) -> dict[str, dict]:
+                  extra: Mapping | None = None, config_of_record: Mapping | None = None) -> dict[str, dict]:
+    """Score files, metrics and DET plots of each split, and results.json with what made them.
+
+    The ASV and CM trial score files are rewritten from the very scores the metrics used (score
+    normalisation included), so `evaluate.py --sasv --asv --cm` on the written files gives back results.json."""
     exp = experiment(cfg)
     results: dict[str, dict] = {}
     for split, data in inputs.items():
-        write_sasv_scores(exp.scores("sasv", split), _sasv_rows(data.trials, scores[split]))
+        write_sasv_scores(exp.scores("sasv", split), sasv_rows(data.trials, scores[split]))
+        write_sasv_scores(exp.scores("asv", split), sasv_rows(data.trials, data.asv_scores))
+        write_sasv_scores(exp.scores("cm_trials", split), sasv_rows(data.trials, data.cm_scores))
         results[split] = evaluate_trials(data.keys, scores[split], data.asv_scores, data.cm_scores)
         if cfg["det"]:
             plot_det({cfg["backend"]["name"]: (scores[split], data.keys)}, exp.root / f"det_{split}.png",
                      title=f"{cfg['backend']['name']} on {split}")
-    payload = {"backend": cfg["backend"]["name"], **json_ready(results), **(extra or {})}
-    with atomic_write(exp.results) as f:
-        json.dump(payload, f, indent=1)
+    frontends = frontends_record(cfg)     # those that made these scores (joint runs: the fine-tuned ones)
+    record = provenance(config_of_record or cfg, checkpoints=config_checkpoints(config_of_record or cfg),
+                        protocols=protocol_digests(cfg), seeds={"train": cfg["train"]["seed"]} if "train" in cfg else {},
+                        device=cfg["device"])
+    payload = {"backend": cfg["backend"]["name"], **json_ready(results), **(extra or {}), "frontends": frontends}
+    write_results_json(exp.root, payload, record)
     print(format_table({f"{cfg['backend']['name']} ({s})": r for s, r in results.items()}))
-    _say(f"results -> {exp.results}")
+    say(f"results -> {exp.results}")
     return results

@@ -19,13 +19,14 @@ import torch
 from asv.checkpoint import save_asv_state
 from cm.checkpoint import save_cm_state
 from common.config import ConfigError
+from common.errors import MissingFilesError
 from engine import TRAIN_SCHEMA, fit, is_main_process, load_model_weights, seed_everything
 from fusion import is_score_backend
-from pipeline.frontends import build_asv, build_cm
+from pipeline.frontends import build_asv, build_cm, check_scoring_checkpoint
 from pipeline.joint import JointSASV, JointTask, joint_train_data
 from pipeline.sasv import (FrozenBackendTask, build_embedding_backend, frozen_train_data, load_backend, save_backend,
                            score_splits, trial_inputs)
-from pipeline.stages import SASV_COMMON, asv_stage, cm_stage, resolve_device
+from pipeline.stages import SASV_COMMON, asv_stage, check_stage_inputs, cm_stage, database, resolve_device
 
 SCHEMA = {
     **SASV_COMMON,
@@ -47,13 +48,47 @@ SCHEMA = {
 }
 
 
-def run(cfg: Mapping, resume: bool = False, force: bool = False) -> dict:
+def check(cfg: Mapping) -> None:
+    """Everything that needs no model, before main.py locks or writes anything."""
     mode, name = cfg["mode"], cfg["backend"]["name"]
     if mode not in ("frozen", "joint"):
         raise ConfigError(f"'mode' must be 'frozen' or 'joint', got {mode!r}")
+    score_level = is_score_backend(name)      # unknown names fail here
+    if mode == "joint" and score_level:
+        raise ConfigError(f"mode joint needs an embedding back-end (baseline2, joint_oc), not {name!r}")
+    if not score_level and mode == "frozen" and "train" not in cfg["splits"]:
+        raise ConfigError("a trained back-end needs the train embeddings: include 'train' in 'splits'")
+    checkpoint = cfg["backend"]["checkpoint"]
+    if checkpoint and not Path(checkpoint).is_file():
+        raise MissingFilesError(f"backend.checkpoint {checkpoint}: checkpoint file does not exist")
+    check_stage_inputs(cfg)
     if mode == "joint":
-        if is_score_backend(name):
-            raise ConfigError(f"mode joint needs an embedding back-end (baseline2, joint_oc), not {name!r}")
+        db = database(cfg)
+        db.cm_entries("train")                # the joint trials come from the train protocol
+        for key in ("asv", "cm"):
+            check_scoring_checkpoint(cfg[key], key, cfg["allow_random_weights"])
+
+
+def training_folder(cfg: Mapping) -> Path | None:
+    """Where the engine writes checkpoints for this config (None: a score-level back-end is only fitted)."""
+    if cfg["mode"] == "joint":
+        return Path(cfg["output_dir"]) / "joint_train"
+    return None if is_score_backend(cfg["backend"]["name"]) else Path(cfg["output_dir"]) / "backend_train"
+
+
+def written_folders(cfg: Mapping) -> list[tuple[str, str]]:
+    return [("output_dir", cfg["output_dir"]), ("embeddings_dir", cfg["embeddings_dir"])]
+
+
+def kept_on_overwrite(cfg: Mapping) -> tuple[str, ...]:
+    """The default embeddings folder inside output_dir is a cache checked on every use: --overwrite keeps it."""
+    return () if cfg["embeddings_dir"] else ("embeddings",)
+
+
+def run(cfg: Mapping, resume: bool = False, force: bool = False) -> dict:
+    check(cfg)
+    mode, name = cfg["mode"], cfg["backend"]["name"]
+    if mode == "joint":
         return _joint(cfg, resume)
     asv_stage(cfg, force)
     cm_stage(cfg, force)
@@ -63,8 +98,6 @@ def run(cfg: Mapping, resume: bool = False, force: bool = False) -> dict:
 
 
 def _frozen(cfg: Mapping, resume: bool) -> dict:
-    if "train" not in cfg["splits"]:
-        raise ConfigError("a trained back-end needs the train embeddings: include 'train' in 'splits'")
     out = Path(cfg["output_dir"])
     dev = trial_inputs(cfg, "dev")
     seed_everything(cfg["train"]["seed"])  # the back-end's initial weights (fit seeds what follows)
@@ -74,7 +107,7 @@ def _frozen(cfg: Mapping, resume: bool) -> dict:
                  train, out / "backend_train", resume=resume)
     load_model_weights(backend, result.best_checkpoint or result.last_checkpoint)
     save_backend(out / "backend.pt", backend, cfg["backend"]["name"], cfg["backend"]["options"])
-    return score_splits(_with(cfg, {"backend.checkpoint": str(out / "backend.pt")}))
+    return score_splits(_with(cfg, {"backend.checkpoint": str(out / "backend.pt")}), config_of_record=cfg)
 
 
 def _joint(cfg: Mapping, resume: bool) -> dict:
@@ -102,7 +135,7 @@ def _joint(cfg: Mapping, resume: bool) -> dict:
                         "splits": [s for s in cfg["splits"] if s != "train"]})
     asv_stage(tuned)
     cm_stage(tuned)
-    return score_splits(tuned)
+    return score_splits(tuned, config_of_record=cfg)
 
 
 def _with(cfg: Mapping, changes: Mapping[str, object]) -> dict:

@@ -4,21 +4,28 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
-from common.cli import config_parser, run_main
-from common.config import dump_config, load_config
+from common.cli import add_wait_flag, config_parser, run_main
+from common.config import load_config
+from common.locking import hold_folders
+from common.runs import start_run
 
 
-def run_stage(doc: str, argv: Sequence[str] | None, stage: Callable[[Mapping, bool], object]) -> int:
-    """Parses `--config FILE [key=value ...] [--force]` against the SASV schema and runs `stage(cfg, force)`."""
+def run_stage(doc: str, argv: Sequence[str] | None, check: Callable[[Mapping], object],
+              stage: Callable[[Mapping, bool], object]) -> int:
+    """Parses `--config FILE [key=value ...] [--force] [--wait]` against the SASV schema; runs `check(cfg)` (every
+    check that needs no model), locks output_dir and embeddings_dir, saves config.yaml, runs `stage(cfg, force)`."""
 
     def main(args_in: Sequence[str] | None) -> int:
         from pipeline.sasv_task import SCHEMA
         parser = config_parser(doc.strip().splitlines()[0])
         parser.add_argument("--force", action="store_true", help="recompute outputs even when they are up to date")
+        add_wait_flag(parser)
         args = parser.parse_args(args_in)
         cfg = load_config(args.config, args.overrides, SCHEMA)
-        dump_config(cfg, Path(cfg["output_dir"]) / "config.yaml")
-        stage(cfg, args.force)
+        check(cfg)
+        with hold_folders([("output_dir", cfg["output_dir"]), ("embeddings_dir", cfg["embeddings_dir"])], args.wait):
+            start_run(Path(cfg["output_dir"]), cfg)
+            stage(cfg, args.force)
         return 0
 
     return run_main(main, argv)

@@ -22,16 +22,15 @@ import torch
 from common.errors import InputError
 from common.io import atomic_write, read_json
 from data.asvspoof import SASVTrial
-from data.audio import crop_even, crop_first, load_audio
+from data.audio import load_audio
 from data.datasets import EmbeddingTable
 from data.score_files import read_sasv_scores
 from fusion import is_score_backend, score_backend_from_state
 from metrics.thresholds import METHODS, choose_threshold
-from pipeline.extract import CropSpec
-from pipeline.frontends import asv_embed_fn, build_asv, build_cm, cm_embed_fn, crop_spec
+from pipeline.extract import InputFloor, model_input
+from pipeline.frontends import asv_embed_fn, build_asv, build_cm, cm_embed_fn, crop_spec, frontend_identity
 from pipeline.stages import asv_trial_scores, experiment, resolve_device
 
-MIN_SAMPLES = 160          # as the stage extraction (pipeline.extract)
 RESULT_COLUMNS = ("enroll", "test", "asv_score", "cm_score", "sasv_score", "threshold", "decision")
 
 
@@ -90,6 +89,27 @@ def check_backend(cfg: Mapping) -> None:
     if made is not None and made.get("cm_score", "logit") != "logit":
         raise InputError(f"{experiment(cfg).root}: this ablation system fuses the CM {made['cm_score']}, "
                          "verify.py scores with the CM bona fide logit; choose a system with cm_score logit")
+    check_frontends(cfg)
+
+
+def check_frontends(cfg: Mapping) -> None:
+    """The back-end and the dev threshold were fitted on scores of particular front-ends (results.json says
+    which): verifying with other ones would apply them to scores they were never fitted on."""
+    exp = experiment(cfg)
+    made = read_json(exp.results) or read_json(exp.root / "result.json")   # result.json: an ablation system folder
+    recorded = (made or {}).get("frontends") or {}
+    if not recorded:
+        raise InputError(f"{exp.results}: does not record which front-ends made the scores (missing, or written by "
+                         f"an older version); rerun save_sasv_score.py with this config")
+    for kind in ("asv", "cm"):
+        then = dict(recorded.get(kind) or {})
+        path = then.pop("checkpoint", None)
+        now = frontend_identity(cfg[kind], kind)
+        if then != now:
+            changed = ", ".join(k for k in sorted(set(then) | set(now)) if then.get(k) != now.get(k))
+            raise InputError(f"{exp.results}: its scores (and the back-end and threshold fitted on them) were made by "
+                             f"another {kind} front-end ({changed} differ; it used {kind}.checkpoint {path}); set "
+                             f"{kind} as it was, or rerun the stages and save_sasv_score.py with this config")
 
 
 def load_score_backend(cfg: Mapping):
@@ -136,21 +156,11 @@ def dev_threshold(cfg: Mapping, method: str = "eer", far: float = 0.01) -> Thres
 # ---------------------------------------------------------------------------------------------
 # Audio -> embeddings, as the stages do it
 # ---------------------------------------------------------------------------------------------
-def _crops(wave: np.ndarray, crop: CropSpec) -> torch.Tensor:
-    """The model input of one utterance under the stage crop policy (pipeline.extract)."""
-    if crop.policy == "first":
-        x = crop_first(wave, crop.samples)[None]
-    elif crop.policy == "even":
-        x = crop_even(wave, crop.samples, crop.count)
-    else:
-        x = wave[None]
-    return torch.from_numpy(np.ascontiguousarray(x))
-
-
 @torch.inference_mode()
-def _embed(fn, wave: np.ndarray, crop: CropSpec) -> dict[str, np.ndarray]:
-    """Every output of `fn`, averaged over the crops (as pipeline.extract does)."""
-    return {k: v.float().mean(0).cpu().numpy() for k, v in fn(_crops(wave, crop)).items()}
+def _embed(fn, x: np.ndarray) -> dict[str, np.ndarray]:
+    """Every output of `fn` on one utterance's (crops, samples) input, averaged over the crops (as
+    pipeline.extract does)."""
+    return {k: v.float().mean(0).cpu().numpy() for k, v in fn(torch.from_numpy(np.ascontiguousarray(x))).items()}
 
 
 def check_files(trials: Sequence[Trial]) -> None:
@@ -171,24 +181,28 @@ def verify(cfg: Mapping, trials: Sequence[Trial], threshold: Threshold) -> list[
     asv_model, cm_model = build_asv(cfg["asv"], device), build_cm(cfg["cm"], device)
     asv_fn, cm_fn = asv_embed_fn(asv_model, device), cm_embed_fn(cm_model, device)
     asv_crop, cm_crop = crop_spec(cfg["asv"]), crop_spec(cfg["cm"])
+    asv_floor, cm_floor = InputFloor.of(asv_model), InputFloor.of(cm_model)
 
     audio: dict[str, np.ndarray] = {}
 
     def wave(path: str) -> np.ndarray:
         if path not in audio:
-            audio[path] = load_audio(path, min_samples=MIN_SAMPLES)
+            audio[path] = load_audio(path)
         return audio[path]
+
+    def asv_input(paths: Sequence[str]) -> np.ndarray:
+        return model_input(np.concatenate([wave(p) for p in paths]), asv_crop, asv_floor, " + ".join(paths))
 
     enrol_sets = list(dict.fromkeys(t.enroll for t in trials))
     tests = list(dict.fromkeys(t.test for t in trials))
     models = []
     for files in enrol_sets:
         if cfg["enrolment"] == "concat":   # one embedding of the concatenated audio (the enr_audio form)
-            models.append(_embed(asv_fn, np.concatenate([wave(p) for p in files]), asv_crop)["embeddings"])
+            models.append(_embed(asv_fn, asv_input(files))["embeddings"])
         else:                              # mean of the per-file embeddings (data.datasets.speaker_models)
-            models.append(np.mean([_embed(asv_fn, wave(p), asv_crop)["embeddings"] for p in files], axis=0))
-    test_asv = [_embed(asv_fn, wave(p), asv_crop)["embeddings"] for p in tests]
-    test_cm = [_embed(cm_fn, wave(p), cm_crop) for p in tests]
+            models.append(np.mean([_embed(asv_fn, asv_input([p]))["embeddings"] for p in files], axis=0))
+    test_asv = [_embed(asv_fn, asv_input([p]))["embeddings"] for p in tests]
+    test_cm = [_embed(cm_fn, model_input(wave(p), cm_crop, cm_floor, p)) for p in tests]
 
     model_ids, test_ids = [f"enrol{i}" for i in range(len(enrol_sets))], [f"test{i}" for i in range(len(tests))]
     model_of, test_of = dict(zip(enrol_sets, model_ids)), dict(zip(tests, test_ids))

@@ -139,13 +139,13 @@ def frontends(tiny_corpus, tmp_path_factory) -> Frontends:
 
 @pytest.fixture(scope="session")
 def staged(tiny_corpus, frontends, tmp_path_factory) -> Staged:
-    """save_asv_embeddings.py and save_cm_score.py (in parallel), then save_sasv_score.py, as subprocesses."""
+    """save_asv_embeddings.py, save_cm_score.py, then save_sasv_score.py, as subprocesses (one after the other:
+    one output folder has one writer at a time)."""
     def build():
         out = tmp_path_factory.mktemp("staged")
         args = sasv_args(tiny_corpus, frontends, out)
-        asv, cm = start("save_asv_embeddings.py", args), start("save_cm_score.py", args)
-        stderr = {"save_asv_embeddings.py": check_ok(finish(asv)).stderr,
-                  "save_cm_score.py": check_ok(finish(cm)).stderr}
+        stderr = {"save_asv_embeddings.py": check_ok(run_script("save_asv_embeddings.py", args)).stderr,
+                  "save_cm_score.py": check_ok(run_script("save_cm_score.py", args)).stderr}
         stderr["save_sasv_score.py"] = check_ok(run_script("save_sasv_score.py", args)).stderr
         return Staged(out, stderr)
     return _once("staged", build)

@@ -22,6 +22,7 @@ import save_asv_embeddings
 import save_cm_score
 import save_sasv_score
 from common.cli import run_main
+from common.locking import LOCK_NAME
 from data.asvspoof import LADatabase
 from data.score_files import read_cm_scores, read_sasv_scores
 from tests.pipeline_fixtures import (ASV_MODEL, CM_MODEL, check_ok, finish, frontends, run_script,
@@ -48,8 +49,9 @@ def call_main_py(argv, capsys) -> tuple[int, str]:
 
 
 def tree(root: Path) -> dict[str, bytes]:
-    """Every file under root (relative path -> bytes)."""
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    """Every output file under root (relative path -> bytes); the folder lock's holder note is not an output."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and p.name != LOCK_NAME}
 
 
 def csv_rows(path: Path) -> list[dict]:
@@ -202,8 +204,11 @@ def test_rerun_skips_and_is_byte_identical(staged, tiny_corpus, frontends, tmp_p
     assert rc == 0, err
     after = tree(out)
     assert sorted(after) == sorted(before), "rerun added or removed files"
-    changed = [name for name in before if before[name] != after[name] and name != "config.yaml"]
+    changed = [name for name in before if before[name] != after[name] and name not in ("config.yaml", "results.json")]
     assert not changed, f"rerun changed {changed}"
+    old, new = (json.loads(t["results.json"]) for t in (before, after))
+    assert old.pop("provenance")["config"] == new.pop("provenance")["config"] | {"output_dir": str(staged.out)}
+    assert old == new, "rerun changed the results (beyond when and where they were made)"
     assert f"output_dir: {out}" in (out / "config.yaml").read_text()   # the copy's own resolved config
     assert {p: p.stat().st_mtime_ns for p in (out / "embeddings").iterdir()} == mtimes, "cached embeddings rewritten"
 
@@ -312,7 +317,8 @@ def test_main_frozen_trains_backend(backend, scheme, staged, tiny_corpus, fronte
                      f"backend.name={backend}", f"sampling.scheme={scheme}")
     rc, err = call_main_py(args, capsys)
     assert rc == 0, err
-    assert err.count("is up to date, skipped") == 6, "frozen mode should reuse the cached embeddings"
+    # 3 ASV and 3 CM embedding files and the dev/eval speaker models
+    assert err.count("is up to date, skipped") == 8, "frozen mode should reuse the cached embeddings"
     results = assert_results(out / "results.json")
     assert results["backend"] == backend
     assert (out / "backend.pt").stat().st_size > 0

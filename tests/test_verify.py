@@ -199,7 +199,8 @@ def test_missing_dev_scores_need_a_threshold(setup, tmp_path, capsys):
     """Without scores/sasv_dev.txt there is no dev threshold unless --threshold gives one."""
     out = tmp_path / "exp"
     (out / "scores").mkdir(parents=True)
-    (out / "backend_state.json").write_text((setup["out"] / "backend_state.json").read_text())
+    for name in ("backend_state.json", "results.json"):
+        (out / name).write_text((setup["out"] / name).read_text())
     enrol, test, _ = _trial(setup)
     args = ["--config", setup["config"], f"output_dir={out}", f"embeddings_dir={setup['out'] / 'embeddings'}",
             "--enroll", *enrol, "--test", test]
@@ -222,7 +223,8 @@ def test_refuses_ablation_system_with_other_cm_score(setup, tmp_path, capsys):
     out = tmp_path / "sys"
     out.mkdir()
     (out / "backend_state.json").write_text((setup["out"] / "backend_state.json").read_text())
-    (out / "result.json").write_text(json.dumps({"cm_score": "posterior"}))
+    frontends = json.loads((setup["out"] / "results.json").read_text())["frontends"]
+    (out / "result.json").write_text(json.dumps({"cm_score": "posterior", "frontends": frontends}))
     enrol, test, _ = _trial(setup)
     assert _verify(["--config", setup["config"], f"output_dir={out}", "--threshold", "0",
                     "--enroll", *enrol, "--test", test]) == 2

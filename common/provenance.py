@@ -1,0 +1,70 @@
+"""What made a result: recorded in every results.json so that a published number can be traced and re-made.
+
+Users of the seed repositories most often report that they cannot reproduce a number; the usual causes are
+a different commit, library versions, checkpoint or protocol file. `provenance()` collects them: the
+resolved config, the project's git commit and whether the tree had uncommitted changes, library versions,
+the device, seeds, and the SHA-256 of the checkpoints and protocol files that were read.
+"""
+from __future__ import annotations
+
+import datetime
+import functools
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Mapping
+
+from common.config import plain
+from common.io import file_sha256
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@functools.lru_cache(maxsize=1)
+def git_state() -> dict[str, Any]:
+    """{"commit", "dirty"} of the project checkout; commit None (with the reason) outside a git checkout."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True, timeout=30,
+                              check=True).stdout.strip()
+    try:
+        commit = git("rev-parse", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.SubprocessError) as e:
+        return {"commit": None, "dirty": None, "note": f"not a git checkout or no git ({type(e).__name__})"}
+    return {"commit": commit, "dirty": dirty}
+
+
+def versions() -> dict[str, str]:
+    import numpy
+    import torch
+    import torchaudio
+    return {"python": platform.python_version(), "torch": torch.__version__, "torchaudio": torchaudio.__version__,
+            "numpy": numpy.__version__}
+
+
+def device_name(device: str = "auto") -> str:
+    """The device a run used, with the GPU's name when there is one."""
+    import torch
+    if device in ("auto", "cuda") and torch.cuda.is_available():
+        return f"cuda ({torch.cuda.get_device_name(0)}, {torch.cuda.device_count()} visible)"
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def provenance(cfg: Mapping | None = None, *, checkpoints: Mapping[str, str | None] | None = None,
+               protocols: Mapping[str, str] | None = None, seeds: Mapping[str, int] | None = None,
+               device: str = "auto") -> dict[str, Any]:
+    """The `provenance` section of a results.json. `checkpoints`: name -> path (hashed here, None kept as
+    None: untrained weights); `protocols`: path -> SHA-256 (see pipeline.stages.protocol_digests)."""
+    return {
+        "created": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "command": [Path(sys.argv[0]).name, *sys.argv[1:]],
+        "git": git_state(),
+        "versions": versions(),
+        "device": device_name(device),
+        "seeds": dict(seeds or {}),
+        "checkpoints": {name: (None if not path else {"path": str(path), "sha256": file_sha256(path)})
+                        for name, path in (checkpoints or {}).items()},
+        "protocols": dict(protocols or {}),
+        "config": plain(cfg) if cfg is not None else None,
+    }
