@@ -23,7 +23,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = config_parser(__doc__.splitlines()[0])
     parser.add_argument("--force", action="store_true", help="redo every system (cached embeddings are still reused)")
     add_wait_flag(parser)
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     cfg = load_config(args.config, args.overrides, SCHEMA)
     systems = parse_systems(cfg)      # the whole grid is checked before anything is written
     for sys_cfg in {s.cfg["enrolment"]: s.cfg for s in systems}.values():   # corpus, front-ends, enrolment forms

@@ -20,7 +20,8 @@ from common.config import ConfigError, apply_override, load_config, read_raw
 from common.errors import InputError
 from common.locking import hold_folders, writes_files
 from common.runs import move_aside, start_run
-from engine import existing_run
+from engine import existing_run, load_checkpoint
+from engine.trainer import LAST
 
 TASKS = ("asv", "cm", "sasv")
 
@@ -47,12 +48,16 @@ def _peek_task(path: str, overrides: Sequence[str]) -> str:
 
 
 def _check_previous_run(module, cfg, resume: bool, overwrite: bool) -> None:
+    """A trained run in the way: refuse to replace it silently; one to resume must be loadable, said now
+    rather than after the embeddings are computed."""
     folder = module.training_folder(cfg)
     previous = existing_run(folder) if folder is not None else None
     if previous is not None and not resume and not overwrite:
         raise InputError(f"{previous}: {cfg['output_dir']} already holds a trained run; continue it with --resume, "
                          f"replace it with --overwrite (the old run is moved to {cfg['output_dir']}/replaced-<time>/), "
                          f"or choose another output_dir")
+    if resume and folder is not None and (folder / LAST).exists():
+        load_checkpoint(folder / LAST)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -62,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="start afresh over an earlier run, moving it into <output_dir>/replaced-<time>/")
     parser.add_argument("--force", action="store_true", help="recompute cached embeddings and scores")
     add_wait_flag(parser)
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     if args.resume and args.overwrite:
         parser.error("--resume continues the run in output_dir and --overwrite replaces it: give one of them")
     retain_freed_memory()  # CPU training: reuse freed feature maps instead of page-faulting new ones

@@ -113,7 +113,7 @@ def read_sasv_scores(path: str | os.PathLike) -> SASVScores:
         _check_attack(a, k != "spoof", k, path, number)
         score.append(_score(value, path, number))
         if (s, u) in first_seen:
-            raise ScoreFileError(f"{path}:{number}: duplicated trial '{s} {u}' (first on line {first_seen[s, u]})")
+            raise ScoreFileError(f"{path}:{number}: trial '{s} {u}' listed twice (first on line {first_seen[s, u]})")
         first_seen[s, u] = number
         spk.append(s)
         utt.append(u)
@@ -140,7 +140,7 @@ def read_cm_scores(path: str | os.PathLike) -> CMScores:
         _check_attack(a, k == BONAFIDE, k, path, number)
         score.append(_score(value, path, number))
         if u in first_seen:
-            raise ScoreFileError(f"{path}:{number}: duplicated utterance '{u}' (first on line {first_seen[u]})")
+            raise ScoreFileError(f"{path}:{number}: utterance '{u}' listed twice (first on line {first_seen[u]})")
         first_seen[u] = number
         utt.append(u)
         attack.append(a)

@@ -29,7 +29,7 @@ from fusion import EmbeddingBackend, ScoreBackend, build_backend, is_score_backe
 from metrics.det import plot_det
 from metrics.report import evaluate_trials, format_table, json_ready
 from metrics.sasv import sasv_eers
-from pipeline.frontends import frontends_record
+from pipeline.frontends import check_scoring_checkpoint, frontends_record
 from pipeline.stages import (asv_embeddings_spec, asv_trial_scores, check_outputs, cm_embeddings_spec, current_output,
                              database, experiment, protocol_digests, sasv_rows, say, scorable_trials,
                              speaker_models_spec, table_of)
@@ -81,6 +81,8 @@ def check_scoring(cfg: Mapping, splits: Sequence[str] = EVAL_SPLITS) -> None:
     """What save_sasv_score.py needs, checked before it writes anything: a known back-end, its fitting split or
     checkpoint, and stage outputs made by what the config names (one line naming what differs otherwise)."""
     check_outputs(cfg)
+    for key in ("asv", "cm"):
+        check_scoring_checkpoint(cfg[key], key, cfg["allow_random_weights"])
     name = cfg["backend"]["name"]
     if is_score_backend(name):
         if cfg["backend"]["fit_on"] not in splits:

@@ -20,7 +20,7 @@ def run_stage(doc: str, argv: Sequence[str] | None, check: Callable[[Mapping], o
         parser = config_parser(doc.strip().splitlines()[0])
         parser.add_argument("--force", action="store_true", help="recompute outputs even when they are up to date")
         add_wait_flag(parser)
-        args = parser.parse_args(args_in)
+        args = parser.parse_intermixed_args(args_in)
         cfg = load_config(args.config, args.overrides, SCHEMA)
         check(cfg)
         with hold_folders([("output_dir", cfg["output_dir"]), ("embeddings_dir", cfg["embeddings_dir"])], args.wait):

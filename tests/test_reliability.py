@@ -14,29 +14,10 @@ import save_sasv_score
 from common.cli import run_main
 from data.asvspoof import LADatabase
 from data.score_files import read_sasv_scores
-from tests.pipeline_fixtures import (check_ok, copy_corpus, frontends, run_script, sasv_args, staged,
-                                     tiny_corpus)
+from tests.pipeline_fixtures import (assert_one_line_error, call, check_ok, copy_corpus, files_under, frontends,
+                                     run_script, sasv_args, staged, tiny_corpus)
 
 __all__ = ["frontends", "staged", "tiny_corpus"]   # fixtures used by name
-
-
-def call(entry, argv, capsys) -> tuple[int, str]:
-    capsys.readouterr()
-    rc = entry(argv)
-    return rc, capsys.readouterr().err
-
-
-def assert_one_line_error(err: str, *needles: str) -> str:
-    lines = [line for line in err.strip().splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), f"expected one 'error:' line, got:\n{err}"
-    assert "Traceback" not in err
-    for needle in needles:
-        assert needle in lines[0], f"{needle!r} not in {lines[0]!r}"
-    return lines[0]
-
-
-def files_under(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
 
 
 @pytest.fixture

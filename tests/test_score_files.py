@@ -43,7 +43,7 @@ def test_cm_round_trip_and_both_bonafide_conventions(tmp_path):
     ("LA_0016 LA_E_9 A07 spoof high", "score 'high' is not a number"),
     ("LA_0016 LA_E_9 A07 spoof nan", "not a finite number"),
     ("LA_0016 LA_E_9 A07 attack 1.0", "unknown key 'attack'"),
-    ("LA_0015 LA_E_1 bonafide target 2.0", "duplicated trial 'LA_0015 LA_E_1' (first on line 1)"),
+    ("LA_0015 LA_E_1 bonafide target 2.0", "trial 'LA_0015 LA_E_1' listed twice (first on line 1)"),
     ("LA_0016 LA_E_9 bonafide spoof 1.0", "needs ATTACK an attack id"),
     ("LA_0016 LA_E_9 A07 target 1.0", "needs ATTACK bonafide"),
 ])
@@ -58,7 +58,7 @@ def test_sasv_read_errors_name_file_and_line(tmp_path, bad_line, message):
 @pytest.mark.parametrize("bad_line, message", [
     ("LA_E_9 - bonafide", "expected 4 columns"),
     ("LA_E_9 - target 1.0", "unknown key 'target'"),
-    ("LA_E_1 - bonafide 1.0", "duplicated utterance 'LA_E_1'"),
+    ("LA_E_1 - bonafide 1.0", "utterance 'LA_E_1' listed twice"),
     ("LA_E_9 - spoof 1.0", "needs ATTACK an attack id"),
 ])
 def test_cm_read_errors(tmp_path, bad_line, message):
