@@ -3,7 +3,7 @@ would write: 16 bits per sample declared, with frames that decode to values beyo
 ASVspoof 2019 `enr_audio` files that libFLAC >= 1.4 refuses and FFmpeg decodes).
 
 Mono only; every frame is one FIXED order-1 subframe (sample = previous sample + Rice-coded residual), which
-carries any int32 signal whatever the declared sample size, once its first sample fits.
+carries any int32 signal whatever the declared sample size, once each frame's first sample fits.
 """
 from __future__ import annotations
 
@@ -55,10 +55,12 @@ def _frame(number: int, block: np.ndarray, bits_per_sample: int) -> bytes:
     bits.put(int(block[0]), bits_per_sample)
     residual = np.diff(block.astype(np.int64))
     folded = np.where(residual >= 0, 2 * residual, -2 * residual - 1)  # Rice's zig-zag
-    k = int(min(14, max(0, np.floor(np.log2(folded.mean() + 1)) if len(folded) else 0)))
-    bits.put(0, 2)  # residual coding: Rice with 4-bit parameters
+    k = int(max(0, np.floor(np.log2(folded.mean() + 1)) if len(folded) else 0))
+    wide = k > 14  # 4-bit Rice parameters stop at 14 (15 is the escape code); RICE2 has 5-bit ones
+    k = min(k, 30)
+    bits.put(int(wide), 2)  # residual coding method: 0 = Rice, 1 = Rice2
     bits.put(0, 4)  # partition order 0
-    bits.put(k, 4)
+    bits.put(k, 5 if wide else 4)
     for u in folded.tolist():
         bits.put(0, u >> k)
         bits.put(1, 1)

@@ -215,6 +215,25 @@ def test_flac_beyond_its_declared_16_bits_decodes_as_ffmpeg_does(tmp_path):
     np.testing.assert_array_equal((y[inside] * 32768).astype(np.int64), x[inside])  # lossless round trip
 
 
+@pytest.mark.parametrize("bits", [8, 16, 24])
+def test_the_fallback_scales_samples_exactly_as_libsndfile(tmp_path, bits):
+    """Whichever decoder reads a file, the floats are the same: x / 2**(bits - 1) (FFmpeg gives 24-bit as s32)."""
+    full = 1 << (bits - 1)
+    x = np.random.default_rng(bits).integers(-full, full, 9000)
+    x[:2] = [-full, full - 1]
+    path = tmp_path / f"in_range_{bits}.flac"
+    path.write_bytes(flac_bytes(x, bits_per_sample=bits))
+    by_libsndfile = sf.read(str(path), dtype="float32")[0]
+    by_ffmpeg, rate = ffmpeg_audio.decode(path)
+    assert rate == 16000 and by_ffmpeg.shape == (9000, 1)
+    np.testing.assert_array_equal(by_ffmpeg[:, 0], by_libsndfile)
+    np.testing.assert_array_equal(by_libsndfile, (x / full).astype(np.float32))
+    x[4500] = full + 5  # beyond the declared size: libsndfile refuses, FFmpeg keeps the low `bits` bits
+    path.write_bytes(flac_bytes(x, bits_per_sample=bits))
+    wrapped = (x + full) % (2 * full) - full
+    np.testing.assert_array_equal(load_audio(path), (wrapped / full).astype(np.float32))
+
+
 def test_files_libsndfile_reads_never_reach_the_fallback(tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr(ffmpeg_audio, "decode", lambda p: calls.append(p) or pytest.fail("fallback used"))
