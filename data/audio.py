@@ -26,12 +26,13 @@ def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE, resample
     """Reads `path` as mono float32 at `sample_rate`, resampling when the file differs (or refusing if not `resample`).
 
     libsndfile reads first (fast; most corpora are FLAC/WAV it reads); what it refuses goes to FFmpeg through
-    PyAV (`data.ffmpeg_audio`), which also reads AAC `.m4a` (VoxCeleb2). Why valid FLAC needs the fallback: the
-    concatenated ASVspoof 2019 enrolment files (`enr_audio/`) declare 16 bits per sample, yet a few LPC frames
-    decode to values beyond 16-bit full scale (to 132908 in 2 of the 323 frames of LA_0069's file): the encoder named
-    in the file, libFLAC 1.3.2, did not check its input. libFLAC >= 1.4 checks every decoded frame and rejects
-    such a frame as a CRC mismatch (libsndfile: "unknown error in flac decoder"); FFmpeg keeps the low 16 bits
-    (those few samples wrap around), and we return FFmpeg's samples, as FFmpeg-based readers do.
+    PyAV (`data.ffmpeg_audio`), which also reads AAC `.m4a` (VoxCeleb2). Why valid FLAC needs the fallback:
+    the concatenated ASVspoof 2019 enrolment files (`enr_audio/`) declare 16 bits per sample, yet a few LPC
+    frames decode to values beyond 16-bit full scale (up to 132908 in 2 of the 323 frames of LA_0069's file);
+    the encoder named in the files, libFLAC 1.3.2, accepted such samples. libFLAC >= 1.4 checks every decoded
+    frame against the declared size and rejects it as a CRC mismatch (libsndfile: "unknown error in flac
+    decoder"); FFmpeg keeps the low 16 bits (those few samples wrap around) and we return FFmpeg's samples,
+    as FFmpeg-based readers do.
     """
     if not os.path.isfile(path):
         what = "is not a file" if os.path.exists(path) else "does not exist"
