@@ -3,8 +3,10 @@ ffmpeg needed). It reads what libsndfile refuses: AAC/ALAC `.m4a` (VoxCeleb2) an
 rejects but FFmpeg decodes (see `data.audio` for the ASVspoof enrolment files).
 
 Samples are scaled exactly as libsndfile scales them (int16 / 32768, int32 / 2**31), so a file gives the same
-float values whichever decoder read it. FFmpeg stops quietly at a frame boundary of a cut FLAC file, so a FLAC
-stream that ends before the sample count its STREAMINFO declares is refused here.
+float values whichever decoder read it. Damage is refused, never decoded into wrong samples: by default FFmpeg
+only logs a frame whose CRC fails and outputs it anyway, so decoding runs with `err_detect=crccheck+explode`
+(any error the decoder detects is raised); and FFmpeg stops quietly at a frame boundary of a cut FLAC file,
+so a FLAC stream that ends before the sample count its STREAMINFO declares is refused too.
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ def decode(path: str | os.PathLike) -> tuple[np.ndarray, int]:
             if not container.streams.audio:
                 raise Refused("no audio stream")
             stream = container.streams.audio[0]
+            stream.codec_context.options = {"err_detect": "crccheck+explode"}  # see the module docstring
             chunks = [_frame_array(frame) for frame in container.decode(stream)]
             declared = _declared_samples(stream)
             rate = stream.codec_context.sample_rate or stream.rate

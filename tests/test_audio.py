@@ -317,6 +317,18 @@ def test_files_both_decoders_refuse_get_one_line_naming_both(tmp_path):
         load_audio(cut)
 
 
+@pytest.mark.parametrize("where", [0.3, 0.5, 0.97])
+def test_flac_with_a_damaged_frame_is_refused_not_decoded(tmp_path, where):
+    """FFmpeg by default logs a CRC mismatch and outputs the damaged frame; the fallback must refuse it."""
+    path = tmp_path / "flipped.flac"
+    sf.write(path, np.random.default_rng(2).uniform(-0.5, 0.5, 48000).astype(np.float32), 16000, subtype="PCM_16")
+    data = bytearray(path.read_bytes())
+    data[int(len(data) * where)] ^= 0x10
+    path.write_bytes(bytes(data))
+    with pytest.raises(AudioError, match=r"flipped\.flac: cannot read audio: libsndfile: .*; FFmpeg \(PyAV\): "):
+        load_audio(path)
+
+
 def test_wav_cut_mid_data_is_refused_before_decoding(tmp_path, monkeypatch):
     full = tmp_path / "full.wav"
     sf.write(full, _sine(440, 16000, 0.5), 16000, subtype="PCM_16")
