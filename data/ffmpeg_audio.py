@@ -1,5 +1,5 @@
 """The fallback decoder of `data.audio.load_audio`: FFmpeg's libraries as bundled in the PyAV wheel (no system
-ffmpeg needed). It reads what libsndfile refuses: AAC/ALAC `.m4a` (VoxCeleb2) and FLAC streams that libFLAC >= 1.4
+ffmpeg needed). It reads what libsndfile refuses: AAC `.m4a` (VoxCeleb2) and FLAC streams that libFLAC >= 1.4
 rejects but FFmpeg decodes (see `data.audio` for the ASVspoof enrolment files).
 
 Samples are scaled exactly as libsndfile scales them (int16 / 32768, int32 / 2**31), so a file gives the same
