@@ -11,6 +11,7 @@ import numpy as np
 import soundfile as sf
 
 from common.errors import InputError
+from data import ffmpeg_audio
 
 SAMPLE_RATE = 16000
 AASIST_EVAL_SAMPLES = 64600  # ~4.04 s: the AASIST evaluation convention
@@ -22,16 +23,28 @@ class AudioError(InputError):
 
 def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE, resample: bool = True,
                min_samples: int = 1) -> np.ndarray:
-    """Reads `path` as mono float32 at `sample_rate`, resampling when the file differs (or refusing if not `resample`)."""
+    """Reads `path` as mono float32 at `sample_rate`, resampling when the file differs (or refusing if not `resample`).
+
+    libsndfile reads first (fast; most corpora are FLAC/WAV it reads); what it refuses goes to FFmpeg through
+    PyAV (`data.ffmpeg_audio`), which also reads AAC `.m4a` (VoxCeleb2). Why valid FLAC needs the fallback:
+    the concatenated ASVspoof 2019 enrolment files (`enr_audio/`) declare 16 bits per sample, yet a few LPC
+    frames decode to values beyond 16-bit full scale (up to 132908 in 2 of the 323 frames of LA_0069's file);
+    the encoder named in the files, libFLAC 1.3.2, accepted such samples. libFLAC >= 1.4 checks every decoded
+    frame against the declared size and rejects it as a CRC mismatch (libsndfile: "unknown error in flac
+    decoder"); FFmpeg keeps the low 16 bits (those few samples wrap around) and we return FFmpeg's samples,
+    as FFmpeg-based readers do.
+    """
+    if not os.path.isfile(path):
+        what = "is not a file" if os.path.exists(path) else "does not exist"
+        raise AudioError(f"{path}: audio file {what}")
+    try:
+        _check_wav_complete(path)
+    except OSError as e:
+        raise AudioError(f"{path}: cannot open audio file ({e.strerror})") from None
     try:
         data, sr = sf.read(str(path), dtype="float32", always_2d=True)
-    except FileNotFoundError:
-        raise AudioError(f"{path}: audio file does not exist") from None
     except (sf.LibsndfileError, RuntimeError, TypeError) as e:
-        if not os.path.exists(path):  # libsndfile reports a missing file only as "System error."
-            raise AudioError(f"{path}: audio file does not exist") from None
-        raise AudioError(f"{path}: cannot read audio ({e})") from None
-    _check_wav_complete(path)
+        data, sr = _read_with_ffmpeg(path, _first_line(getattr(e, "error_string", None) or str(e)))
     x = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
     if sr != sample_rate:
         if not resample:
@@ -44,13 +57,27 @@ def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE, resample
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
+def _read_with_ffmpeg(path: str | os.PathLike, libsndfile_error: str) -> tuple[np.ndarray, int]:
+    """The fallback decoder; when it refuses too, one line with both decoders' reasons."""
+    try:
+        return ffmpeg_audio.decode(path)
+    except ffmpeg_audio.Refused as e:
+        raise AudioError(f"{path}: cannot read audio: libsndfile: {libsndfile_error}; "
+                         f"FFmpeg (PyAV): {_first_line(str(e))}") from None
+
+
+def _first_line(message: str) -> str:
+    lines = message.strip().splitlines()
+    return lines[0].removeprefix("Error : ").rstrip(".") if lines else "unknown error"
+
+
 def _check_wav_complete(path: str | os.PathLike) -> None:
     """libsndfile reads a WAV cut short mid-data without complaint (it trusts the file size); compare the
     size the header declares for the 'data' chunk with the bytes actually present."""
     with open(path, "rb") as f:
         head = f.read(12)
         if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
-            return  # not a RIFF/WAVE file (FLAC etc.): libsndfile reports truncation itself
+            return  # not a RIFF/WAVE file: FLAC truncation is caught by the decoders
         size = os.fstat(f.fileno()).st_size
         pos = 12
         while pos + 8 <= size:

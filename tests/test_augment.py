@@ -222,6 +222,22 @@ def test_read_segment_reads_a_random_window_of_long_files(tmp_path):
         read_segment(tmp_path / "broken.wav", SR, np.random.default_rng(0))
 
 
+def test_read_segment_falls_back_to_load_audio_for_files_libsndfile_refuses(tmp_path):
+    from data.audio import load_audio
+    from tests.flac_bytes import flac_bytes
+
+    ramp = np.arange(3 * SR) - 20000  # one int16 step per sample: the value tells the position
+    ramp[SR] = 40000  # one sample beyond the declared 16 bits: libsndfile refuses the file, FFmpeg reads it
+    path = tmp_path / "noise.flac"
+    path.write_bytes(flac_bytes(ramp))
+    with pytest.raises(sf.LibsndfileError):
+        sf.read(str(path))
+    whole = load_audio(path)
+    seg = read_segment(path, SR // 2, np.random.default_rng(4))
+    start = int(np.flatnonzero(whole == seg[0])[0])
+    np.testing.assert_array_equal(seg, whole[start:start + SR // 2])
+
+
 def test_folder_mode_is_deterministic(tmp_path):
     _write_tree(tmp_path)
     aug = WaveAugment({"musan_dir": str(tmp_path / "musan"), "rir_dir": str(tmp_path / "RIRS_NOISES"), "prob": 1.0})
