@@ -8,7 +8,8 @@
 3. trains the CM front-end, an LCNN on LFCC + log power spectrum, on LA train (configs/quickstart_cm.conf);
 4. dumps embeddings and scores once (the stage code), then scores the SASV trials with single systems,
    score-level fusions, frozen embedding back-ends and one joint fine-tune (configs/quickstart.conf);
-5. prints a table like Table 2 of the SASV 2022 evaluation plan and draws one DET plot of every system.
+5. prints a table like Table 2 of the SASV 2022 evaluation plan and draws one DET plot of every system;
+   <out>/results.json holds every system's metrics (`systems`) and what made them (`provenance`).
 
 Every step skips work that is already done (its results.json made by the same config, checkpoints and
 protocols), so a rerun (or a run after Ctrl-C) continues where it stopped; a step whose inputs changed (another
@@ -28,9 +29,9 @@ import numpy as np
 from common.allocator import retain_freed_memory
 from common.cli import add_wait_flag, run_main
 from common.config import load_config
-from common.io import atomic_write
 from common.locking import hold_folders
-from common.runs import is_current, mark_started, move_aside, resumable
+from common.provenance import provenance
+from common.runs import is_current, mark_started, move_aside, resumable, write_results
 
 # (row label, overrides of configs/quickstart.conf) in the order of Table 2 of the SASV 2022 evaluation plan
 SYSTEMS: list[tuple[str, list[str]]] = [
@@ -134,8 +135,10 @@ def run_demo(out: Path, corpus: Path, preset: str, systems: Sequence[tuple[str, 
 
     det = out / "det_eval.png"
     plot_det(curves, det, title="SASV systems on the synthetic eval set")
-    with atomic_write(out / "results.json") as f:
-        json.dump(results, f, indent=1)
+    write_results(out, {"systems": results}, provenance(
+        {"preset": preset, "corpus": str(corpus), "overrides": list(extra), "systems": [label for label, _ in systems]},
+        checkpoints={"asv": out / "asv_la" / "asv_model.pt", "cm": out / "cm" / "cm_model.pt"},
+        protocols=protocol_digests(cfg), seeds={"train": cfg["train"]["seed"]}))
     print(table(results))
     print(f"\nDET curves of every system: {det}\nall numbers: {out / 'results.json'}"
           f"\nfinished in {time.time() - t0:.0f} s")

@@ -8,14 +8,13 @@ gives the ASV / CM EERs, the t-EER and both min t-DCFs. Files must hold the same
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Sequence
 
 from common.cli import run_main
 from common.errors import InputError
-from common.io import atomic_write
+from common.io import write_json
 from data.score_files import align_scores, read_sasv_scores
 from metrics.report import NEEDS_ASV_AND_CM, evaluate_trials, format_table, json_ready, missing_classes
 
@@ -57,9 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             systems[f"CM: {Path(args.cm).name}"] = (cm.score, cm.key)
         plot_det(systems, args.det, title=f"DET curves ({len(sasv)} trials)")
     if args.json:
-        with atomic_write(args.json) as f:
-            json.dump(json_ready(results), f, indent=1)
-            f.write("\n")
+        write_json(args.json, json_ready(results))
     print(format_table({args.name or Path(args.sasv).name: results}))
     lacking = missing_classes(sasv.key)
     if lacking:

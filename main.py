@@ -11,7 +11,6 @@ holds a trained run is continued with --resume, or moved into <output_dir>/repla
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Sequence
 
 from common.allocator import retain_freed_memory
@@ -19,7 +18,7 @@ from common.cli import add_wait_flag, config_parser, run_main
 from common.config import ConfigError, apply_override, load_config, read_raw
 from common.errors import InputError
 from common.locking import hold_folders, writes_files
-from common.runs import move_aside, start_run
+from common.runs import RunFolders, move_aside, start_run
 from engine import existing_run, load_checkpoint
 from engine.trainer import LAST
 
@@ -47,10 +46,10 @@ def _peek_task(path: str, overrides: Sequence[str]) -> str:
     return str(data.get("task", "sasv"))
 
 
-def _check_previous_run(module, cfg, resume: bool, overwrite: bool) -> None:
+def _check_previous_run(folders: RunFolders, cfg, resume: bool, overwrite: bool) -> None:
     """A trained run in the way: refuse to replace it silently; one to resume must be loadable, said now
     rather than after the embeddings are computed."""
-    folder = module.training_folder(cfg)
+    folder = folders.training
     previous = existing_run(folder) if folder is not None else None
     if previous is not None and not resume and not overwrite:
         raise InputError(f"{previous}: {cfg['output_dir']} already holds a trained run; continue it with --resume, "
@@ -74,15 +73,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     module = _task_module(_peek_task(args.config, args.overrides))
     cfg = load_config(args.config, args.overrides, module.SCHEMA)
     module.check(cfg)                      # everything that needs no model, before anything is written
-    _check_previous_run(module, cfg, args.resume, args.overwrite)
+    folders = module.folders(cfg)
+    _check_previous_run(folders, cfg, args.resume, args.overwrite)
     kwargs = {"resume": args.resume, **({"force": args.force} if cfg["task"] == "sasv" else {})}
     if not writes_files():                 # torchrun ranks > 0: rank 0 holds the folders and writes
         module.run(cfg, **kwargs)
         return 0
-    out = Path(cfg["output_dir"])
-    with hold_folders(module.written_folders(cfg), wait=args.wait):
+    out = folders.output_dir
+    with hold_folders(folders.locked, wait=args.wait):
         if args.overwrite:
-            moved = move_aside(out, keep=module.kept_on_overwrite(cfg))
+            moved = move_aside(out, keep=folders.kept)
             if moved is not None:
                 print(f"--overwrite: the previous run in {out} moved to {moved}", file=sys.stderr, flush=True)
         start_run(out, cfg)

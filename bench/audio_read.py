@@ -150,9 +150,8 @@ def main(argv: list[str] | None = None) -> int:
                             "realtime_factor": round(real_s / t, 1), "audio_s": round(real_s, 1), **setting})
             print(json.dumps(results[-1]), flush=True)
     if args.json:
-        from common.io import atomic_write
-        with atomic_write(args.json) as f:
-            json.dump(results, f, indent=1)
+        from common.io import write_json
+        write_json(args.json, results)
     return 0
 
 

@@ -123,9 +123,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(row), flush=True)
         results.append(row)
     if args.json:
-        from common.io import atomic_write
-        with atomic_write(args.json) as f:
-            json.dump(results, f, indent=1)
+        from common.io import write_json
+        write_json(args.json, results)
     return 0
 
 

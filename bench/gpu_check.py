@@ -262,7 +262,8 @@ def joint_run(plan: Plan, out_dir: Path) -> dict:
     corpus_s = time.perf_counter() - t0
     overrides = [f"database={corpus.la}", f"output_dir={out_dir / 'sasv'}", "mode=joint", "backend.name=joint_oc",
                  "sampling.scheme=4class", f"device={plan.device}", f"train.device={plan.device}",
-                 "asv.checkpoint=null", "cm.checkpoint=null", "train.epochs=1", "train.progress=false",
+                 "asv.checkpoint=null", "cm.checkpoint=null", "allow_random_weights=true", "train.epochs=1",
+                 "train.progress=false",
                  "det=false", *plan.joint_overrides]
     cfg = load_config(ROOT / "configs" / "quickstart.conf", overrides, sasv_task.SCHEMA)
     reset_peak_memory(device)
@@ -411,9 +412,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = run(plan, args.parts, args.time_limit, lambda row: print(json.dumps(row), flush=True))
     print(summary(rows), flush=True)
     if args.json:
-        from common.io import atomic_write
-        with atomic_write(args.json) as f:
-            json.dump(rows, f, indent=1)
+        from common.io import write_json
+        write_json(args.json, rows)
     return 0 if all(r.get("ok") for r in rows[1:]) else 1
 
 

@@ -150,6 +150,13 @@ def write_lines(path: str | os.PathLike, lines: Sequence[str]) -> None:
             f.write("\n")
 
 
+def write_json(path: str | os.PathLike, data) -> None:
+    """A JSON file, indented, written atomically (results, states, run records)."""
+    with atomic_write(path) as f:
+        json.dump(data, f, indent=1)
+        f.write("\n")
+
+
 def read_json(path: str | os.PathLike) -> dict | None:
     """A JSON object from `path`, or None when the file is missing, unreadable or not an object
     (used to decide whether finished work can be skipped)."""

@@ -13,12 +13,13 @@ import datetime
 import json
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from common.config import dump_config, plain
 from common.errors import MissingFilesError
-from common.io import atomic_write, file_sha256, read_json
+from common.io import file_sha256, read_json, write_json
 from common.locking import LOCK_NAME
 
 RESULTS, CONFIG, PREVIOUS_RESULTS = "results.json", "config.yaml", "results.previous.json"
@@ -41,6 +42,21 @@ def made_by_config(results: Mapping | None, cfg: Mapping) -> bool:
     aside: a copied experiment folder still holds the results of its config)."""
     record = (results or {}).get("provenance") or {}
     return isinstance(record, Mapping) and _what_it_computes(record.get("config")) == _what_it_computes(_normal(cfg))
+
+
+@dataclass(frozen=True)
+class RunFolders:
+    """Where a main.py task writes: its output_dir, the engine's training folder (None when nothing is trained),
+    the folders it locks (config key, path), and what `--overwrite` leaves in place (caches, checked on use)."""
+    output_dir: Path
+    training: Path | None
+    locked: tuple[tuple[str, str | None], ...]
+    kept: tuple[str, ...] = ()
+
+    @classmethod
+    def trained_in_output_dir(cls, output_dir: str | os.PathLike) -> "RunFolders":
+        """A task that trains into output_dir itself and writes nowhere else (task asv, task cm)."""
+        return cls(Path(output_dir), Path(output_dir), (("output_dir", str(output_dir)),))
 
 
 def _checkpoint_record(checkpoints: Mapping[str, str | os.PathLike | None]) -> dict:
@@ -79,9 +95,8 @@ def resumable(folder: str | os.PathLike, cfg: Mapping, checkpoints: Mapping[str,
 
 def mark_started(folder: str | os.PathLike, cfg: Mapping, checkpoints: Mapping[str, str | os.PathLike | None],
                  protocols: Mapping[str, str]) -> None:
-    with atomic_write(Path(folder) / STARTED) as f:
-        json.dump({"config": _normal(cfg), "checkpoints": _checkpoint_record(checkpoints),
-                   "protocols": dict(protocols)}, f, indent=1)
+    write_json(Path(folder) / STARTED, {"config": _normal(cfg), "checkpoints": _checkpoint_record(checkpoints),
+                                        "protocols": dict(protocols)})
 
 
 def start_run(folder: str | os.PathLike, cfg: Mapping) -> None:
@@ -97,9 +112,7 @@ def start_run(folder: str | os.PathLike, cfg: Mapping) -> None:
 def write_results(folder: str | os.PathLike, payload: Mapping, provenance: Mapping) -> Path:
     """results.json = the payload plus its `provenance` section, written atomically."""
     path = Path(folder) / RESULTS
-    with atomic_write(path) as f:
-        json.dump({**payload, "provenance": dict(provenance)}, f, indent=1)
-        f.write("\n")
+    write_json(path, {**payload, "provenance": dict(provenance)})
     return path
 
 

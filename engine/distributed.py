@@ -14,6 +14,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from common.config import ConfigError
+
 
 @dataclass
 class DistContext:
@@ -48,11 +50,11 @@ def get_world_size() -> int:
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     """`auto` = the LOCAL_RANK-th GPU when CUDA is available, else CPU; `cpu`; `cuda`."""
     if name not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"device: must be auto, cpu or cuda, got {name!r}")
+        raise ConfigError(f"device: must be auto, cpu or cuda, got {name!r}")
     if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
     if not torch.cuda.is_available():
-        raise ValueError("device: cuda requested but CUDA is not available")
+        raise ConfigError("device: cuda requested but CUDA is not available (use auto or cpu)")
     return torch.device("cuda", local_rank % torch.cuda.device_count())
 
 

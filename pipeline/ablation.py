@@ -36,7 +36,7 @@ import yaml
 
 from common.config import ConfigError, load_config
 from common.errors import InputError
-from common.io import atomic_write, file_sha256, read_json
+from common.io import atomic_write, file_sha256, read_json, write_json
 from common.provenance import provenance
 from data.score_files import ScoreFileError, read_sasv_scores, write_sasv_scores
 from fusion import BACKENDS, is_score_backend
@@ -328,8 +328,7 @@ def run_system(system: System, frontends: Mapping, thresholds: Mapping, force: b
         runs = [_trained_run(system, seed, inputs, frontends, force, inputs_digest) for seed in system.seeds]
     else:
         backend = fit_score_backend(cfg, inputs)
-        with atomic_write(system.folder / "backend_state.json") as f:
-            json.dump(backend.state_dict(), f, indent=1)
+        write_json(system.folder / "backend_state.json", backend.state_dict())
         runs = [Run(None, system.folder, {s: backend.score(d.asv_scores, d.cm_scores) for s, d in inputs.items()},
                     {s: d.keys for s, d in inputs.items()})]
     run_results = []
@@ -351,8 +350,7 @@ def run_system(system: System, frontends: Mapping, thresholds: Mapping, force: b
                                        protocols=protocol_digests(cfg),
                                        seeds={"backend": [s for s in system.seeds if s is not None]},
                                        device=cfg["device"])}
-    with atomic_write(result_path) as f:
-        json.dump(result, f, indent=1)
+    write_json(result_path, result)
     say(f"ablation {system.name}: dev SASV-EER {result['mean']['dev_sasv_eer']:.2f} %, "
          f"eval SASV-EER {result['mean']['eval_sasv_eer']:.2f} % -> {result_path}")
     return result
@@ -385,8 +383,7 @@ def _trained_run(system: System, seed: int, inputs: Mapping[str, TrialInputs], f
     scores = {s: score_embeddings(backend, d) for s, d in inputs.items()}
     for split, data in inputs.items():
         write_sasv_scores(folder / "scores" / f"sasv_{split}.txt", sasv_rows(data.trials, scores[split]))
-    with atomic_write(folder / "run.json") as f:
-        json.dump({"seed": seed, "fingerprint": fp, "best_epoch": result.best_epoch}, f, indent=1)
+    write_json(folder / "run.json", {"seed": seed, "fingerprint": fp, "best_epoch": result.best_epoch})
     return Run(seed, folder, scores, keys)
 
 
@@ -418,9 +415,8 @@ def _analyse_run(system: System, run: Run, inputs: Mapping[str, TrialInputs], th
 
     reports = {m: threshold_report(dev, ev, m, negatives=negatives(m), far=thresholds["far"] if m == "far" else None)
                for m in THRESHOLD_METHODS}
-    with atomic_write(run.folder / "thresholds.json") as f:
-        json.dump({"far_target": thresholds["far"], "negatives_of_eer_and_far": thresholds["negatives"],
-                   "decision": "accept iff score >= threshold", **reports}, f, indent=1)
+    write_json(run.folder / "thresholds.json", {"far_target": thresholds["far"], "negatives_of_eer_and_far": thresholds["negatives"],
+                   "decision": "accept iff score >= threshold", **reports})
     calibration = {}
     for split, c in (("dev", dev), ("eval", ev)):
         negatives = np.concatenate([c["nontarget"], c["spoof"]])

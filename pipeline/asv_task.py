@@ -21,7 +21,7 @@ from common.config import REQUIRED, FreeForm
 from common.errors import InputError, MissingFilesError
 from common.io import check_folder, file_sha256
 from common.provenance import provenance
-from common.runs import write_results
+from common.runs import RunFolders, write_results
 from data.asvspoof import LADatabase
 from data.augment import build_augment
 from data.datasets import EmbeddingTable, SpeakerDataset, speaker_models
@@ -165,16 +165,8 @@ def check(cfg: Mapping) -> tuple[list[Path], list[int], TrialList]:
     return paths, labels, trials
 
 
-def training_folder(cfg: Mapping) -> Path:
-    return Path(cfg["output_dir"])
-
-
-def written_folders(cfg: Mapping) -> list[tuple[str, str]]:
-    return [("output_dir", cfg["output_dir"])]
-
-
-def kept_on_overwrite(cfg: Mapping) -> tuple[str, ...]:
-    return ()
+def folders(cfg: Mapping) -> RunFolders:
+    return RunFolders.trained_in_output_dir(cfg["output_dir"])
 
 
 def run(cfg: Mapping, resume: bool = False) -> dict:

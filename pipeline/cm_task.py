@@ -19,7 +19,7 @@ from common.config import REQUIRED, ConfigError, FreeForm
 from common.errors import MissingFilesError
 from common.io import check_folder, file_sha256
 from common.provenance import provenance
-from common.runs import write_results
+from common.runs import RunFolders, write_results
 from data.asvspoof import SPLITS, LADatabase, check_files_exist
 from data.augment import build_augment
 from data.datasets import CMDataset
@@ -120,16 +120,8 @@ def protocol_digests(cfg: Mapping) -> dict[str, str]:
     return {str(p): file_sha256(p) for p in paths}
 
 
-def training_folder(cfg: Mapping) -> Path:
-    return Path(cfg["output_dir"])
-
-
-def written_folders(cfg: Mapping) -> list[tuple[str, str]]:
-    return [("output_dir", cfg["output_dir"])]
-
-
-def kept_on_overwrite(cfg: Mapping) -> tuple[str, ...]:
-    return ()
+def folders(cfg: Mapping) -> RunFolders:
+    return RunFolders.trained_in_output_dir(cfg["output_dir"])
 
 
 def run(cfg: Mapping, resume: bool = False) -> dict:

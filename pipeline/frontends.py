@@ -60,9 +60,18 @@ def frontends_record(cfg: Mapping) -> dict:
     return {k: {**frontend_identity(cfg[k], k), "checkpoint": cfg[k]["checkpoint"]} for k in ("asv", "cm")}
 
 
+def _check_crop_fits(section: Mapping, key: str, model: nn.Module) -> None:
+    """A fixed-length evaluation crop shorter than the model's shortest input would fail on every file."""
+    shortest = int(getattr(model, "min_samples", 1))
+    if section["crop"]["policy"] != "full" and section["crop"]["samples"] < shortest:
+        raise ConfigError(f"{key}.crop.samples is {section['crop']['samples']}, shorter than the shortest input of "
+                          f"{section['arch']} ({shortest} samples)")
+
+
 def build_asv(section: Mapping, device: torch.device | str = "cpu") -> nn.Module:
     """The speaker model of `section`, with its checkpoint loaded strictly, in eval mode."""
     model = asv.build_model(section["arch"], **section["model"])
+    _check_crop_fits(section, "asv", model)
     if section["checkpoint"]:
         load_asv_state(model, None, section["checkpoint"], strict=True)
     return model.to(device).eval()
@@ -71,6 +80,7 @@ def build_asv(section: Mapping, device: torch.device | str = "cpu") -> nn.Module
 def build_cm(section: Mapping, device: torch.device | str = "cpu") -> nn.Module:
     """The countermeasure of `section`, with its checkpoint loaded strictly, in eval mode."""
     model = cm.build_model(section["arch"], **section["model"])
+    _check_crop_fits(section, "cm", model)
     if section["checkpoint"]:
         metadata = load_cm_state(model, section["checkpoint"])
         if metadata.get("loss_name", "WeightedCE") != "WeightedCE":

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from common.errors import InputError
-from common.io import atomic_write, load_weights
+from common.io import atomic_write, load_weights, write_json
 from common.provenance import provenance
 from common.runs import write_results as write_results_json
 from data.asvspoof import SASVTrial
@@ -212,8 +212,7 @@ def score_splits(cfg: Mapping, splits: Sequence[str] = EVAL_SPLITS, config_of_re
     if is_score_backend(name):
         backend = fit_score_backend(cfg, inputs)
         scores = {s: backend.score(d.asv_scores, d.cm_scores) for s, d in inputs.items()}
-        with atomic_write(experiment(cfg).root / "backend_state.json") as f:
-            json.dump(backend.state_dict(), f, indent=1)
+        write_json(experiment(cfg).root / "backend_state.json", backend.state_dict())
     else:
         first = next(iter(inputs.values()))
         backend = load_backend(cfg, first.asv.dim, first.cm.dim)

@@ -20,6 +20,7 @@ from asv.checkpoint import save_asv_state
 from cm.checkpoint import save_cm_state
 from common.config import ConfigError
 from common.errors import MissingFilesError
+from common.runs import RunFolders
 from engine import TRAIN_SCHEMA, fit, is_main_process, load_model_weights, seed_everything
 from fusion import is_score_backend
 from pipeline.frontends import build_asv, build_cm, check_scoring_checkpoint
@@ -69,20 +70,14 @@ def check(cfg: Mapping) -> None:
             check_scoring_checkpoint(cfg[key], key, cfg["allow_random_weights"])
 
 
-def training_folder(cfg: Mapping) -> Path | None:
-    """Where the engine writes checkpoints for this config (None: a score-level back-end is only fitted)."""
-    if cfg["mode"] == "joint":
-        return Path(cfg["output_dir"]) / "joint_train"
-    return None if is_score_backend(cfg["backend"]["name"]) else Path(cfg["output_dir"]) / "backend_train"
-
-
-def written_folders(cfg: Mapping) -> list[tuple[str, str]]:
-    return [("output_dir", cfg["output_dir"]), ("embeddings_dir", cfg["embeddings_dir"])]
-
-
-def kept_on_overwrite(cfg: Mapping) -> tuple[str, ...]:
-    """The default embeddings folder inside output_dir is a cache checked on every use: --overwrite keeps it."""
-    return () if cfg["embeddings_dir"] else ("embeddings",)
+def folders(cfg: Mapping) -> RunFolders:
+    """The engine trains in joint_train/ or backend_train/ (a score-level back-end is only fitted); the default
+    embeddings folder inside output_dir is a cache checked on every use, so --overwrite keeps it."""
+    out = Path(cfg["output_dir"])
+    training = (out / "joint_train" if cfg["mode"] == "joint"
+                else None if is_score_backend(cfg["backend"]["name"]) else out / "backend_train")
+    return RunFolders(out, training, (("output_dir", cfg["output_dir"]), ("embeddings_dir", cfg["embeddings_dir"])),
+                      () if cfg["embeddings_dir"] else ("embeddings",))
 
 
 def run(cfg: Mapping, resume: bool = False, force: bool = False) -> dict:

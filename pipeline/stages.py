@@ -27,6 +27,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
+from asv.score_norm import METHODS as NORM_METHODS
 from asv.score_norm import normalise_scores, speaker_mean_cohort
 from common.config import REQUIRED, ConfigError, FreeForm
 from common.errors import InputError
@@ -34,6 +35,7 @@ from common.io import check_folder, file_sha256
 from data.asvspoof import ENROLMENT_SPLITS, SPLITS, LADatabase, SASVTrial, check_files_exist
 from data.datasets import EmbeddingTable, speaker_models
 from data.score_files import CMScores, SASVScores, write_cm_scores, write_sasv_scores
+from engine.distributed import resolve_device as engine_device
 from metrics.eer import det_eer
 from pipeline.cache import Inputs, load_cache, save_cache
 from pipeline.extract import InputFloor, extract
@@ -63,9 +65,8 @@ SASV_COMMON = {
 
 
 def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    """The `device` key: auto (a GPU when there is one), cpu or cuda; the engine's rule, one line otherwise."""
+    return engine_device(name)
 
 
 @dataclass(frozen=True)
@@ -192,10 +193,27 @@ def check_splits(cfg: Mapping) -> list[str]:
     return splits
 
 
+def check_settings(cfg: Mapping) -> None:
+    """Values the schema's types do not catch, checked before anything is computed."""
+    resolve_device(cfg["device"])
+    for key, least in (("batch_size", 1), ("num_workers", 0)):
+        if cfg[key] < least:
+            raise ConfigError(f"'{key}' must be >= {least}, got {cfg[key]}")
+    if cfg["score_norm"]["method"] not in NORM_METHODS:
+        raise ConfigError(f"score_norm.method is {cfg['score_norm']['method']!r}; choose from {', '.join(NORM_METHODS)}")
+    if cfg["score_norm"]["top_n"] < 1:
+        raise ConfigError(f"score_norm.top_n must be >= 1, got {cfg['score_norm']['top_n']}")
+    for key in ("asv", "cm"):
+        crop = cfg[key]["crop"]
+        if crop["policy"] not in ("first", "full", "even") or crop["samples"] < 1 or crop["count"] < 1:
+            raise ConfigError(f"{key}.crop: policy first|full|even with samples >= 1 and count >= 1, got {dict(crop)}")
+
+
 def check_stage_inputs(cfg: Mapping, asv: bool = True, cm: bool = True) -> None:
-    """Every check of the ASV and/or CM stage that needs no model: folders, checkpoints, protocols, audio, trials.
-    Entry points call it before they lock folders or write anything."""
+    """Every check of the ASV and/or CM stage that needs no model: folders, settings, checkpoints, protocols,
+    audio, trials. Entry points call it before they lock folders or write anything."""
     check_outputs(cfg)
+    check_settings(cfg)
     splits, db = check_splits(cfg), database(cfg)
     if asv:
         check_scoring_checkpoint(cfg["asv"], "asv", cfg["allow_random_weights"])
