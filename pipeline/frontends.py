@@ -62,9 +62,9 @@ def frontends_record(cfg: Mapping) -> dict:
 
 def _check_crop_fits(section: Mapping, key: str, model: nn.Module) -> None:
     """A fixed-length evaluation crop shorter than the model's shortest input would fail on every file."""
-    shortest = int(getattr(model, "min_samples", 1))
-    if section["crop"]["policy"] != "full" and section["crop"]["samples"] < shortest:
-        raise ConfigError(f"{key}.crop.samples is {section['crop']['samples']}, shorter than the shortest input of "
+    shortest, crop = int(getattr(model, "min_samples", 1)), section.get("crop")
+    if crop is not None and crop["policy"] != "full" and crop["samples"] < shortest:
+        raise ConfigError(f"{key}.crop.samples is {crop['samples']}, shorter than the shortest input of "
                           f"{section['arch']} ({shortest} samples)")
 
 
