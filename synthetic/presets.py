@@ -104,7 +104,8 @@ class Preset:
             raise ValueError(f"preset {self.name!r}: need vox_test_utts >= 2 and 0.2 <= min_dur <= max_dur")
         if self.la_groups is not None:
             if not isinstance(self.la_groups, LAGroups):
-                raise ValueError(f"preset {self.name!r}: la_groups must be an LAGroups, got {type(self.la_groups).__name__}")
+                raise ValueError(f"preset {self.name!r}: la_groups must be an LAGroups, "
+                                 f"got {type(self.la_groups).__name__}")
             self.la_groups.check(self.name)
 
 

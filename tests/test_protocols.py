@@ -142,6 +142,22 @@ def test_check_files_exist(tmp_path):
     msg = str(info.value)
     assert "\n" not in msg
     assert msg.startswith("test audio: 6 of 9 files missing: ") and "gone0.flac" in msg and msg.endswith(", ...")
+    with pytest.raises(MissingFilesError, match=r"^test audio: 6 of 9 files missing: "):  # a generator is consumed once
+        check_files_exist((str(p) for p in wanted), "test audio")
+    check_files_exist(iter(present), "test audio")
+
+
+def test_protocol_lines_stream_with_numbers_and_encoding_errors(tmp_path):
+    path = tmp_path / "list.txt"
+    path.write_bytes(b"id00012 id00012/a/1.wav\r\n\n  \nid00013 id00013/b/2.wav\n")
+    assert [(e.speaker, e.path) for e in read_train_list(path)] == [("id00012", "id00012/a/1.wav"),
+                                                                     ("id00013", "id00013/b/2.wav")]
+    path.write_bytes(b"id00012 id00012/a/1.wav\nid00013\n")
+    with pytest.raises(ValueError, match=r"list\.txt:2: expected 2 columns"):   # line numbers count blank lines
+        read_train_list(path)
+    path.write_bytes(b"id00012 id00012/a/1.wav\nid\xff id/b.wav\n")
+    with pytest.raises(ValueError, match=r"list\.txt: not a text protocol file \(not UTF-8\)"):
+        read_train_list(path)
 
 
 # ---- LADatabase on a small tree -----------------------------------------------------------------
@@ -199,6 +215,10 @@ def test_voxceleb_lists(tmp_path):
     paths, labels, index = vox.train_set(check=False)
     assert labels == [1, 0, 1] and index == {"id00005": 0, "id00012": 1}
     assert paths[0] == tmp_path / "wav" / "id00012" / "21Uxsk56VDQ" / "00001.wav"
+    assert list(paths) == [tmp_path / "wav" / e.path for e in vox.train_entries()]
+    (tmp_path / "empty.txt").write_text("\n")
+    with pytest.raises(ValueError, match=r"empty\.txt: train list is empty"):
+        VoxCeleb(tmp_path, train_list=tmp_path / "empty.txt").train_set(check=False)
     trials = vox.trials()
     assert [(t.label, t.enrol, t.test) for t in trials][1] == (0, "id1/v/00001.wav", "id2/v/00001.wav")
     assert vox.trial_files(check=False) == ["id1/v/00001.wav", "id1/w/00002.wav", "id2/v/00001.wav"]
