@@ -1,12 +1,13 @@
 """Real-scale dry run: every SASV stage on a corpus with the ASVspoof 2019 LA counts, at several sizes.
 
-    .venv/bin/python bench/scale.py --work /tmp/sasv_scale [--fractions 0.25 1] [--vox-fractions 0.25 1]
-                                    [--vox-files] [--json scale.json]
+    .venv/bin/python bench/scale.py --work /tmp/sasv_scale [--fractions 0.02 0.25 1]
+                                    [--vox-fractions 0.05 0.25 1] [--vox-files] [--json scale.json]
 
 For each fraction f of the real size (`synthetic.presets.scaled(get_preset("scale"), f)`: the real speakers,
 f times the utterances and trials; f = 1 is 122,299 LA files, 102,579 eval trials) it generates the corpus
-(skipped when complete), saves untrained small front-ends (ResNetSE34L at a quarter of its width and one block a stage, a narrow
-LCNN; a dry run needs their cost, not their accuracy) and runs, each in its own process:
+(skipped when complete), saves untrained small front-ends (ResNetSE34L at a quarter of its width with one
+block a stage, a narrow LCNN; a dry run needs their cost, not their accuracy) and runs, each in its own
+process:
 
     save_asv_embeddings.py, save_cm_score.py                       every utterance of train/dev/eval
     save_sasv_score.py   for every score-level back-end of fusion.BACKENDS, and lr_fusion with AS-norm
@@ -14,9 +15,10 @@ LCNN; a dry run needs their cost, not their accuracy) and runs, each in its own 
     ablate.py            a 9-system grid (score norm, enrolment form, CM score types, trained back-ends)
 
 and `bench/scale_vox.py` on a VoxCeleb2-size train list at each of --vox-fractions. Per stage it reports the
-wall time and the peak resident memory of the stage's process tree (`os.wait4`), and, last, the ratios
-between the largest and the smallest size: a linear stage grows by the size ratio (time, and memory above
-the ~0.5 GB that importing torch costs, shown as the `import` stage).
+wall time, the CPU time and the peak resident memory of the stage's process tree (`os.wait4`), and how each
+grows with the size: above the smallest size (which cancels imports and other fixed costs), from the
+second smallest to the largest, next to what a linear stage gives. `--report a.json b.json` prints the table
+of earlier runs together (e.g. one size per run).
 """
 from __future__ import annotations
 
@@ -63,31 +65,86 @@ ABLATION = [
 class Measure:
     stage: str
     fraction: float
-    seconds: float        # wall time
-    cpu_seconds: float    # user + system time of the stage's process tree: less sensitive to other jobs' load
-    peak_mb: float        # peak resident memory of the largest process of the tree
+    seconds: float        # wall time of the whole process
+    cpu_seconds: float    # user + system time of the stage's process tree
+    peak_mb: float        # peak resident memory of the largest process of the tree (what a user sees)
+    work_seconds: float   # wall time after the imports: the stage's own work
+    work_cpu: float       # its CPU time (with child processes): steadier than wall time when others load the CPUs
+    work_mb: float        # its peak resident memory above what the process held after the imports
     note: str = ""
-    base_mb: float | None = None   # memory the step starts from when it is not a whole process (VoxCeleb steps)
 
 
 def run_stage(stage: str, fraction: float, argv: Sequence[str], log: Path) -> Measure:
-    """Runs one stage as a child process; its wall time and the peak RSS of its process tree (ru_maxrss of
-    wait4: the largest of the child and the descendants it waited for). A failure stops the bench."""
+    """Runs one stage (`argv`: python, a script, its arguments) in a child process that first imports the
+    toolkit, then runs the script in-process and records the work alone (`measure_work`); the child's wall
+    time, CPU time and tree peak RSS come from wait4 (ru_maxrss: the largest of the child and the descendants
+    it waited for). A failure stops the bench with the log's tail."""
     log.parent.mkdir(parents=True, exist_ok=True)
+    work = log.with_suffix(".work.json")
     print(f"[{time.strftime('%H:%M:%S')}] f={fraction:g} {stage} ...", flush=True)
     start = time.perf_counter()
     with open(log, "w") as out:
-        proc = subprocess.Popen(list(argv), cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([argv[0], __file__, "--measure", str(work), *argv[1:]], cwd=ROOT, stdout=out,
+                                stderr=subprocess.STDOUT)
         _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     seconds = time.perf_counter() - start
     if proc.returncode != 0:
         tail = "".join(log.read_text(errors="replace").splitlines(keepends=True)[-15:])
         raise SystemExit(f"stage {stage} (f={fraction:g}) failed with exit code {proc.returncode}; {log}:\n{tail}")
+    w = json.loads(work.read_text())
     m = Measure(stage, fraction, round(seconds, 1), round(usage.ru_utime + usage.ru_stime, 1),
-                round(usage.ru_maxrss / 1024, 1))
-    print(f"    {m.seconds:8.1f} s  cpu {m.cpu_seconds:8.1f} s  peak {m.peak_mb:8.1f} MB", flush=True)
+                round(usage.ru_maxrss / 1024, 1), w["work_s"], w["work_cpu_s"], w["work_mb"])
+    print(f"    {m.seconds:8.1f} s  peak {m.peak_mb:7.1f} MB | work {m.work_seconds:8.1f} s, cpu {m.work_cpu:8.1f} s, "
+          f"{m.work_mb:7.1f} MB", flush=True)
     return m
+
+
+def _status_mb(field: str) -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
+def _cpu_seconds() -> float:
+    import resource
+
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def measure_work(out: Path, script: str, args: Sequence[str]) -> int:
+    """Imports what every stage imports, then resets this process's peak-RSS mark (Linux: /proc/self/clear_refs)
+    and runs `script` as __main__; writes the work's wall and CPU seconds and its peak RSS above the memory
+    held after the imports. Import cost and its transient peak are the same at every size and would hide
+    how the work grows."""
+    import runpy
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot  # noqa: F401
+    import torch  # noqa: F401
+
+    import pipeline.ablation  # noqa: F401
+    import pipeline.sasv_task  # noqa: F401
+    import synthetic  # noqa: F401
+
+    held = _status_mb("VmRSS")
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    start, cpu = time.perf_counter(), _cpu_seconds()
+    sys.argv = [script, *args]
+    code = 0
+    try:
+        runpy.run_path(script, run_name="__main__")
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    out.write_text(json.dumps({"work_s": round(time.perf_counter() - start, 2),
+                               "work_cpu_s": round(_cpu_seconds() - cpu, 2),
+                               "work_mb": round(_status_mb("VmHWM") - held, 1), "held_after_imports_mb": round(held, 1)}))
+    return code
 
 
 def write_config(path: Path, cfg: dict) -> None:
@@ -192,19 +249,18 @@ def vox_stages(fraction: float, work: Path, files: bool) -> list[Measure]:
     whole = run_stage("VoxCeleb2 list (writing it + the steps)", fraction, argv, work / f"logs_vox_{tag}.log")
     data = json.loads(result.read_text())
     out = []
-    for name, step in data["steps"].items():
-        out.append(Measure(f"VoxCeleb2 {name}", fraction, step["s"], step["cpu_s"], step["peak_mb"],
-                           base_mb=data["baseline_peak_mb"]))
-    whole.note = f"{data['lines']} lines written in {data['write_s']} s; steps measured in-process from " \
-                 f"{data['baseline_peak_mb']:.0f} MB after imports"
+    for name, step in data["steps"].items():   # in-process: each step's own time, the peak above the imports so far
+        out.append(Measure(f"VoxCeleb2 {name}", fraction, step["s"], step["cpu_s"], step["peak_mb"], step["s"],
+                           step["cpu_s"], step["work_mb"]))
+    whole.note = f"{data['lines']} lines written in {data['write_s']} s"
     return [whole] + out
 
 
 def import_baseline(work: Path) -> Measure:
     """What every stage pays before any work: the interpreter, torch and the toolkit's imports."""
-    return run_stage("import (torch + toolkit)", 0.0,
-                     [sys.executable, "-c", "import torch, pipeline.sasv_task, pipeline.ablation"],
-                     work / "logs_import.log")
+    empty = work / "empty_stage.py"
+    empty.write_text('"""No work: the bench measures the imports every stage pays."""\n')
+    return run_stage("import (torch + toolkit)", 0.0, [sys.executable, str(empty)], work / "logs_import.log")
 
 
 def _num(seconds: float) -> str:
@@ -212,59 +268,110 @@ def _num(seconds: float) -> str:
 
 
 def report(measures: list[Measure], baseline: Measure) -> str:
-    """A table: per stage the wall time, CPU time and peak RSS at each size, and the ratios between the largest
-    and the smallest size (memory: above what the imports alone take)."""
-    fractions = sorted({m.fraction for m in measures})
-    stages = list(dict.fromkeys(m.stage for m in measures))
+    """Tables (one per set of sizes): per stage and size the process's wall time and peak RSS, and its work
+    alone (after the imports: wall and CPU seconds, peak MB above the memory held after the imports); then
+    how the work grows: (X_max - X_min) / (X_mid - X_min), X_mid at the second smallest size, next to
+    (f_max - f_min) / (f_mid - f_min), what a linear stage gives (two sizes: X_max / X_min and f_max / f_min).
+    Subtracting the smallest size cancels what the work costs whatever the size (model building, plots)."""
+    by_sizes: dict[tuple[float, ...], list[str]] = {}
+    for stage in dict.fromkeys(m.stage for m in measures):
+        sizes = tuple(sorted(m.fraction for m in measures if m.stage == stage))
+        by_sizes.setdefault(sizes, []).append(stage)
     by = {(m.stage, m.fraction): m for m in measures}
-    head = ["stage"]
-    for f in fractions:
-        head += [f"f={f:g} wall s", f"f={f:g} cpu s", f"f={f:g} peak MB"]
-    if len(fractions) > 1:
-        head += ["wall x", "cpu x", "mem above import x"]
-    rows = [head]
-    for stage in stages:
-        ms = [by.get((stage, f)) for f in fractions]
-        row = [stage]
-        for m in ms:
-            row += [_num(m.seconds), _num(m.cpu_seconds), f"{m.peak_mb:.0f}"] if m else ["-"] * 3
+    out = []
+    for fractions, stages in by_sizes.items():
+        head = ["stage"]
+        for f in fractions:
+            head += [f"f={f:g} wall s", "peak MB", "work s", "cpu s", "work MB"]
         if len(fractions) > 1:
-            lo, hi = ms[0], ms[-1]
-            if lo and hi:
-                base = lo.base_mb if lo.base_mb is not None else baseline.peak_mb
-                above = (lo.peak_mb - base, hi.peak_mb - base)
-                row += [f"{hi.seconds / lo.seconds:.2f}" if lo.seconds > 0 else "-",
-                        f"{hi.cpu_seconds / lo.cpu_seconds:.2f}" if lo.cpu_seconds > 0 else "-",
-                        f"{above[1] / above[0]:.2f}" if above[0] > 20 else "-"]
-            else:
-                row += ["-"] * 3
-        rows.append(row)
-    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
-    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    if len(fractions) > 1:
-        lines.append(f"size ratio x{fractions[-1] / fractions[0]:g}; a linear stage's time (and memory above the "
-                     f"imports) grows by about that much")
-    lines.append(f"import baseline: {baseline.seconds:.1f} s wall, {baseline.cpu_seconds:.1f} s cpu, "
-                 f"{baseline.peak_mb:.0f} MB")
-    notes = [f"{m.stage} (f={m.fraction:g}): {m.note}" for m in measures if m.note]
-    return "\n".join(lines + notes)
+            head += ["growth: s", "cpu", "MB", "linear"]
+        rows = [head]
+        for stage in stages:
+            ms = [by[stage, f] for f in fractions]
+            row = [stage]
+            for m in ms:
+                row += [_num(m.seconds), f"{m.peak_mb:.0f}", _num(m.work_seconds), _num(m.work_cpu), f"{m.work_mb:.0f}"]
+            if len(fractions) > 1:
+                row += _growth(ms) + [f"{_linear(fractions):.2f}"]
+            rows.append(row)
+        widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+        lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+                 for r in rows]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        out += lines + [""]
+    out.append("work: after the imports; growth: (work at the largest size - at the smallest) / (at the second "
+               "smallest - at the smallest), '-' where an increment is under 0.5 s or 10 MB")
+    out.append(f"imports alone (an empty stage): {baseline.seconds:.1f} s wall, {baseline.peak_mb:.0f} MB peak")
+    out += [f"{m.stage} (f={m.fraction:g}): {m.note}" for m in measures if m.note]
+    return "\n".join(out)
+
+
+def _linear(fractions: Sequence[float]) -> float:
+    if len(fractions) > 2:
+        return (fractions[-1] - fractions[0]) / (fractions[1] - fractions[0])
+    return fractions[-1] / fractions[0]
+
+
+def _growth(ms: list[Measure]) -> list[str]:
+    """How one stage's work time, CPU time and memory grow (see `report`)."""
+    if len(ms) > 2:
+        lo, mid, hi = ms[0], ms[1], ms[-1]
+    else:
+        lo, (mid, hi) = None, ms
+    cells = []
+    for key, floor in (("work_seconds", 0.5), ("work_cpu", 0.5), ("work_mb", 10.0)):
+        base = getattr(lo, key) if lo is not None else 0.0
+        a, b = getattr(hi, key) - base, getattr(mid, key) - base
+        cells.append(f"{a / b:.2f}" if b >= floor else "-")
+    return cells
+
+
+def load_measures(paths: Sequence[Path]) -> tuple[list[Measure], Measure]:
+    """Measures of earlier runs (--json files), e.g. one run per size on the same machine and day; the import
+    baseline of the first."""
+    measures: dict[tuple[str, float], Measure] = {}
+    baseline = None
+    for path in paths:   # a later file's measure of the same stage and size replaces an earlier one
+        data = json.loads(path.read_text())
+        measures.update({(m["stage"], m["fraction"]): Measure(**m) for m in data["stages"]})
+        baseline = baseline or Measure(**data["baseline"])
+    return list(measures.values()), baseline
+
+
+def machine() -> str:
+    """CPU model and count, memory, torch version: the line that goes with the figures."""
+    import platform
+
+    import torch
+
+    model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+                 platform.processor())
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{os.cpu_count()} x {model}, {memory:.0f} GB RAM, torch {torch.__version__}, Python {platform.python_version()}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=Path("/tmp/sasv_scale"), help="corpora, experiments, logs")
-    parser.add_argument("--fractions", type=float, nargs="*", default=[0.25, 1.0], help="sizes of the SASV runs")
-    parser.add_argument("--vox-fractions", type=float, nargs="*", default=[0.25, 1.0],
+    parser.add_argument("--fractions", type=float, nargs="*", default=[0.02, 0.25, 1.0],
+                        help="sizes of the SASV runs")
+    parser.add_argument("--vox-fractions", type=float, nargs="*", default=[0.05, 0.25, 1.0],
                         help="sizes of the VoxCeleb2 list runs (fractions of 1,092,009 lines)")
     parser.add_argument("--vox-files", action="store_true", help="create the VoxCeleb files (empty) and time the check")
     parser.add_argument("--workers", type=int, default=2, help="corpus rendering processes")
     parser.add_argument("--json", type=Path, help="write every measurement here")
+    parser.add_argument("--report", type=Path, nargs="+", help="only print the table of earlier --json files")
     parser.add_argument("--generate", type=Path, help=argparse.SUPPRESS)   # internal: the generation stage
+    parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)    # internal: see measure_work
     parser.add_argument("--fraction", type=float, default=1.0, help=argparse.SUPPRESS)
+    if len(sys.argv) > 2 and sys.argv[1] == "--measure":   # the stage's own arguments follow: no parsing here
+        sys.exit(measure_work(Path(sys.argv[2]), sys.argv[3], sys.argv[4:]))
     args = parser.parse_args()
     if args.generate:
         generate(args.generate, args.fraction, args.workers)
+        return
+    if args.report:
+        print(report(*load_measures(args.report)))
         return
     for f in args.fractions + args.vox_fractions:
         if not 0 < f <= 1:
@@ -272,7 +379,7 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     (args.work / "models").mkdir(exist_ok=True)
     save_untrained_frontends(args.work / "models")
-    started = time.strftime("%Y-%m-%d %H:%M")
+    started = f"{time.strftime('%Y-%m-%d %H:%M')} (load average {os.getloadavg()[0]:.1f})"
     baseline = import_baseline(args.work)
     measures: list[Measure] = []
     for f in sorted(args.fractions):
@@ -280,9 +387,10 @@ def main() -> None:
     for f in sorted(args.vox_fractions):
         measures += vox_stages(f, args.work, args.vox_files)
     text = report(measures, baseline)
-    print(f"\nstarted {started}, load average at the end {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs\n{text}")
+    print(f"\n{machine()}\nstarted {started}, ended {time.strftime('%H:%M')} (load average "
+          f"{os.getloadavg()[0]:.1f})\n{text}")
     if args.json:
-        args.json.write_text(json.dumps({"started": started, "baseline": asdict(baseline),
+        args.json.write_text(json.dumps({"machine": machine(), "started": started, "baseline": asdict(baseline),
                                          "stages": [asdict(m) for m in measures]}, indent=1) + "\n")
 
 

@@ -7,15 +7,14 @@ Writes a train_list.txt in the VoxCeleb2 dev shape (5,994 speakers, ~24 videos e
 its first batch: `VoxCeleb.train_set` (parse, labels, compact paths), `SpeakerDataset`, `SpeakerBatchSampler` and
 one epoch of its batch indices (voxceleb_trainer's AP recipe: 200 speakers x 2 utterances). With --files it
 also creates the listed files (empty) and times `train_set(check=True)`, which lists every video folder.
-Prints one JSON object: per step the seconds, the resident memory after it and the peak so far (MB), and the
-resident memory after the imports as the baseline. `bench/scale.py` runs it at several sizes.
+Prints one JSON object: per step its wall and CPU seconds, the resident memory after it, the peak so far and
+that peak above the memory held after the imports (MB). `bench/scale.py` runs it at several sizes.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import resource
 import shutil
 import sys
 import time
@@ -29,18 +28,28 @@ VOX2_LINES, VOX2_SPEAKERS, VOX2_VIDEOS = 1_092_009, 5_994, 145_569
 _CHARS = np.array(list("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"))
 
 
-def rss_mb() -> float:
-    """Resident memory of this process now (VmRSS), MB."""
+def _status_mb(field: str) -> float:
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
-    return float("nan")
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
+def rss_mb() -> float:
+    """Resident memory of this process now (VmRSS), MB."""
+    return _status_mb("VmRSS")
 
 
 def peak_mb() -> float:
-    """Peak resident memory of this process so far, MB."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Peak resident memory of this process since the last `reset_peak` (VmHWM), MB."""
+    return _status_mb("VmHWM")
+
+
+def reset_peak() -> None:
+    """Restarts the peak-RSS mark at the current RSS (Linux), so later peaks exclude the imports' transient one."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
 
 
 def write_train_list(work: Path, lines: int, speakers: int, files: bool, seed: int = 0) -> None:
@@ -91,13 +100,15 @@ def main() -> None:
     from data.samplers import SpeakerBatchSampler
     from data.voxceleb import VoxCeleb
 
+    held = rss_mb()
+    reset_peak()
     result = {"lines": args.lines, "speakers": args.speakers, "write_s": round(written, 1),
-              "baseline_rss_mb": round(rss_mb(), 1), "baseline_peak_mb": round(peak_mb(), 1), "steps": {}}
+              "held_after_imports_mb": round(held, 1), "steps": {}}
 
     def step(name: str, start: float, cpu_start: float) -> None:
         result["steps"][name] = {"s": round(time.perf_counter() - start, 3),
-                                 "cpu_s": round(time.process_time() - cpu_start, 3),
-                                 "rss_mb": round(rss_mb(), 1), "peak_mb": round(peak_mb(), 1)}
+                                 "cpu_s": round(time.process_time() - cpu_start, 3), "rss_mb": round(rss_mb(), 1),
+                                 "peak_mb": round(peak_mb(), 1), "work_mb": round(peak_mb() - held, 1)}
 
     vox = VoxCeleb(args.work)
     start, cpu = time.perf_counter(), time.process_time()
