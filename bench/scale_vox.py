@@ -128,7 +128,8 @@ def main() -> None:
     batches = sum(1 for _ in sampler)
     step("epoch", start, cpu)
     assert len(index) == args.speakers and len(dataset) == args.lines and batches == len(sampler) > 0
-    result.update(batches=batches, paths_mb=round(paths.nbytes / 2**20, 1))
+    # (paths without `nbytes`: a toolkit version before data.pathlist, run for a before/after comparison)
+    result.update(batches=batches, paths_mb=round(paths.nbytes / 2**20, 1) if hasattr(paths, "nbytes") else None)
     text = json.dumps(result)
     print(text)
     if args.json:
