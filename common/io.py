@@ -86,21 +86,34 @@ def read_text(path: str | os.PathLike, what: str = "text file") -> str:
 
     Every failure is one InputError naming the file: missing, a folder, UTF-16 (what Windows editors often
     save), or other bytes that are not UTF-8. `what` says what the file is for ('protocol file', ...)."""
+    return "".join(line for _, line in text_lines(path, what))
+
+
+def text_lines(path: str | os.PathLike, what: str = "text file") -> Iterator[tuple[int, str]]:
+    """(line number from 1, line with its newline) of a user's text file, read as a stream.
+
+    Same checks and messages as `read_text`, but a 1.09 M-line VoxCeleb2 train list is never held whole
+    (one text plus a list of lines would be ~130 MB on top of what the caller keeps)."""
     try:
-        data = Path(path).read_bytes()
+        f = open(path, "rb")
     except FileNotFoundError:
         raise MissingFilesError(f"{path}: {what} does not exist") from None
     except IsADirectoryError:
         raise InputError(f"{path}: is a folder, not a {what}") from None
     except OSError as e:
         raise InputError(f"{path}: cannot read the {what} ({e.strerror or e})") from None
-    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        raise InputError(f"{path}: {what} is UTF-16 encoded; save it as UTF-8 (e.g. iconv -f UTF-16 -t UTF-8)")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = data[:e.start].count(b"\n") + 1
-        raise InputError(f"{path}:{line}: {what} is not UTF-8 text (byte 0x{data[e.start]:02x})") from None
+    with f:
+        number = 0
+        for number, data in enumerate(f, start=1):
+            if number == 1:
+                if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+                    raise InputError(f"{path}: {what} is UTF-16 encoded; save it as UTF-8 "
+                                     "(e.g. iconv -f UTF-16 -t UTF-8)")
+                data = data.removeprefix(codecs.BOM_UTF8)
+            try:
+                yield number, data.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise InputError(f"{path}:{number}: {what} is not UTF-8 text (byte 0x{data[e.start]:02x})") from None
 
 
 def check_folder(path: str | os.PathLike, key: str) -> Path:

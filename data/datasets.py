@@ -22,6 +22,7 @@ from torch.utils.data import Dataset
 from common.io import load_embeddings
 from data.asvspoof import CMEntry, LADatabase, SASVTrial, check_files_exist, utterances_by_speaker
 from data.audio import AASIST_EVAL_SAMPLES, SAMPLE_RATE, crop, crop_even, load_audio
+from data.pathlist import as_path_sequence
 
 Augment = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 PathLike = Union[str, os.PathLike]
@@ -52,13 +53,20 @@ def _wave(path: PathLike, policy: str, n: int | None, rng: np.random.Generator |
 # Single-utterance datasets
 # ================================================================================================
 class SpeakerDataset(_Epoch, Dataset):
-    """ASV training: item i is (wave (n_samples,) float32, speaker label int). Use with `SpeakerBatchSampler`."""
+    """ASV training: item i is (wave (n_samples,) float32, speaker label int). Use with `SpeakerBatchSampler`.
+
+    A `PathList` of paths (what `VoxCeleb.train_set` returns) is kept as it is and labels as one int64 array:
+    at VoxCeleb2 size (1.09 M utterances) Python lists of them would take ~0.5 GB and be copied page by page
+    into every DataLoader worker as reading items touches their reference counts."""
 
     def __init__(self, paths: Sequence[PathLike], labels: Sequence[int], n_samples: int = 32000,
                  crop_policy: str = "random", seed: int = 0, augment: Augment | None = None):
         if len(paths) != len(labels):
             raise ValueError(f"{len(paths)} paths but {len(labels)} labels")
-        self.paths, self.labels = list(paths), [int(v) for v in labels]
+        self.paths = as_path_sequence(paths)
+        self.labels = np.asarray(labels, dtype=np.int64)
+        if self.labels.ndim != 1:
+            raise ValueError(f"labels must be a flat sequence of integers, got shape {self.labels.shape}")
         self.n_samples, self.crop_policy, self.seed, self.augment = n_samples, crop_policy, seed, augment
 
     @classmethod
@@ -72,7 +80,7 @@ class SpeakerDataset(_Epoch, Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         rng = item_rng(self.seed, self.epoch, i)
-        return _wave(self.paths[i], self.crop_policy, self.n_samples, rng, self.augment), self.labels[i]
+        return _wave(self.paths[i], self.crop_policy, self.n_samples, rng, self.augment), int(self.labels[i])
 
 
 class CMDataset(_Epoch, Dataset):

@@ -183,36 +183,42 @@ def verify(cfg: Mapping, trials: Sequence[Trial], threshold: Threshold) -> list[
     asv_crop, cm_crop = crop_spec(cfg["asv"]), crop_spec(cfg["cm"])
     asv_floor, cm_floor = InputFloor.of(asv_model), InputFloor.of(cm_model)
 
-    audio: dict[str, np.ndarray] = {}
+    # Each distinct file is decoded when it is embedded and not kept: a batch file of many trials never holds
+    # all of its audio at once. Lists enrolment reuses per-file embeddings; concat needs the set's audio.
+    file_asv: dict[str, np.ndarray] = {}
 
-    def wave(path: str) -> np.ndarray:
-        if path not in audio:
-            audio[path] = load_audio(path)
-        return audio[path]
-
-    def asv_input(paths: Sequence[str]) -> np.ndarray:
-        return model_input(np.concatenate([wave(p) for p in paths]), asv_crop, asv_floor, " + ".join(paths))
+    def asv_of(path: str) -> np.ndarray:
+        if path not in file_asv:
+            file_asv[path] = _embed(asv_fn, model_input(load_audio(path), asv_crop, asv_floor, path))["embeddings"]
+        return file_asv[path]
 
     enrol_sets = list(dict.fromkeys(t.enroll for t in trials))
     tests = list(dict.fromkeys(t.test for t in trials))
     models = []
     for files in enrol_sets:
         if cfg["enrolment"] == "concat":   # one embedding of the concatenated audio (the enr_audio form)
-            models.append(_embed(asv_fn, asv_input(files))["embeddings"])
+            joined = np.concatenate([load_audio(p) for p in files])
+            models.append(_embed(asv_fn, model_input(joined, asv_crop, asv_floor, " + ".join(files)))["embeddings"])
         else:                              # mean of the per-file embeddings (data.datasets.speaker_models)
-            models.append(np.mean([_embed(asv_fn, asv_input([p]))["embeddings"] for p in files], axis=0))
-    test_asv = [_embed(asv_fn, asv_input([p]))["embeddings"] for p in tests]
-    test_cm = [_embed(cm_fn, model_input(wave(p), cm_crop, cm_floor, p)) for p in tests]
+            models.append(np.mean([asv_of(p) for p in files], axis=0))
+    test_asv, test_cm = [], []
+    for path in tests:
+        wave = load_audio(path)
+        test_asv.append(file_asv[path] if path in file_asv
+                        else _embed(asv_fn, model_input(wave, asv_crop, asv_floor, path))["embeddings"])
+        test_cm.append(_embed(cm_fn, model_input(wave, cm_crop, cm_floor, path)))
 
     model_ids, test_ids = [f"enrol{i}" for i in range(len(enrol_sets))], [f"test{i}" for i in range(len(tests))]
-    model_of, test_of = dict(zip(enrol_sets, model_ids)), dict(zip(tests, test_ids))
-    sasv_trials = [SASVTrial(model_of[t.enroll], test_of[t.test], "bonafide", "target") for t in trials]
+    model_row = {files: i for i, files in enumerate(enrol_sets)}
+    test_row = {path: i for i, path in enumerate(tests)}
+    sasv_trials = [SASVTrial(model_ids[model_row[t.enroll]], test_ids[test_row[t.test]], "bonafide", "target")
+                   for t in trials]
     asv = asv_trial_scores(cfg, "verify", sasv_trials, EmbeddingTable(model_ids, np.stack(models), "enrolment audio"),
                            EmbeddingTable(test_ids, np.stack(test_asv), "test audio"))
-    row = [test_ids.index(test_of[t.test]) for t in trials]
+    row = np.array([test_row[t.test] for t in trials])
     cm = np.array([test_cm[i]["scores"] for i in row], dtype=np.float64)
-    sasv = _sasv_scores(cfg, asv, cm, np.stack([models[model_ids.index(model_of[t.enroll])] for t in trials]),
-                        np.stack([test_asv[i] for i in row]), np.stack([test_cm[i]["embeddings"] for i in row]))
+    sasv = _sasv_scores(cfg, asv, cm, np.stack(models)[[model_row[t.enroll] for t in trials]],
+                        np.stack(test_asv)[row], np.stack([c["embeddings"] for c in test_cm])[row])
     return [Verdict(t, float(a), float(c), float(s), threshold.value) for t, a, c, s in zip(trials, asv, cm, sasv)]
 
 

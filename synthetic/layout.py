@@ -5,11 +5,12 @@ byte-identical for the same preset and seed whatever the order or number of work
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import soundfile as sf
 from common.io import atomic_write, write_lines
 
 from . import attacks as A
-from .presets import Preset
+from .presets import Preset, preset_record
 from .voice import Voice, finish, plan_utterance, render, sample_channel, sample_voice
 
 SR = 16000
@@ -68,6 +69,18 @@ def plan_corpus(preset: Preset, seed: int) -> tuple[list[Voice], list[Job], dict
     jobs: list[Job] = []
     texts: dict[str, list[str]] = {}
     enrol_sets: dict = {}
+    if preset.la_groups is not None:
+        from .la_plan import plan_la_groups  # imports this module's Job and names
+        plan_la_groups(preset, seed, voices, jobs, texts, enrol_sets)
+    else:
+        _plan_la_uniform(preset, seed, voices, jobs, texts, enrol_sets)
+    _plan_voxceleb(preset, seed, voices, jobs, texts)
+    return voices, jobs, texts, enrol_sets
+
+
+def _plan_la_uniform(preset: Preset, seed: int, voices: list[Voice], jobs: list[Job], texts: dict[str, list[str]],
+                     enrol_sets: dict) -> None:
+    """The LA part from the uniform per-split counts: every dev/eval speaker is enrolled and tested."""
     n_spk = {"train": preset.train_speakers, "dev": preset.dev_speakers, "eval": preset.eval_speakers}
     spk_counter = 0
     for si, split in enumerate(SPLITS):
@@ -132,9 +145,6 @@ def plan_corpus(preset: Preset, seed: int) -> tuple[list[Voice], list[Job], dict
                 f"{spk} {','.join(sorted(enrol[spk]))}" for spk, gender, _ in spks if gender == g]
         texts[f"{asv}.{split}.gi.trn.txt"] = [f"{spk} {spk}_{min(enrol[spk])}" for spk, _, _ in spks]
         enrol_sets[split] = {spk: (folder, sorted(enrol[spk])) for spk, _, _ in spks}
-
-    _plan_voxceleb(preset, seed, voices, jobs, texts)
-    return voices, jobs, texts, enrol_sets
 
 
 def _nontarget_claims(spks: list[tuple[str, str, int]], trials: dict[str, list[str]], per_utt: int,
@@ -221,13 +231,18 @@ def write_audio(path: Path, audio: np.ndarray) -> None:
     """PCM_16 FLAC or WAV (by extension), written beside and renamed into place.
 
     Unlike `common.io.atomic_write` this skips the per-file fsync (4 ms each, a tenth of the generation time);
-    `finalize` syncs once before the manifest, which alone marks the corpus complete.
+    `finalize` syncs once before the manifest, which alone marks the corpus complete. The file is encoded in
+    memory and written with one call: libsndfile's FLAC encoder writing to a file spent ~4 ms per file closing
+    it (a third of the time for short utterances) and 0.2 ms into memory, with the same bytes.
     """
     fmt = "FLAC" if path.suffix == ".flac" else "WAV"
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    buffer = io.BytesIO()
+    sf.write(buffer, audio, SR, subtype="PCM_16", format=fmt)
     try:
-        sf.write(str(tmp), audio, SR, subtype="PCM_16", format=fmt)
+        with open(tmp, "wb") as f:
+            f.write(buffer.getbuffer())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -291,7 +306,7 @@ def count_files(root: Path) -> dict[str, int]:
 
 
 def manifest_record(preset: Preset, seed: int, counts: dict[str, int], texts: dict[str, list[str]]) -> dict:
-    return {"generator": "synthetic", "version": GENERATOR_VERSION, "preset": asdict(preset), "seed": seed,
+    return {"generator": "synthetic", "version": GENERATOR_VERSION, "preset": preset_record(preset), "seed": seed,
             "counts": counts, "text_files": sorted(texts)}
 
 
@@ -301,7 +316,7 @@ def is_complete(paths: CorpusPaths, preset: Preset, seed: int) -> bool:
         m = json.loads((paths.root / MANIFEST).read_text())
     except (OSError, ValueError):
         return False
-    if (m.get("version"), m.get("preset"), m.get("seed")) != (GENERATOR_VERSION, asdict(preset), seed):
+    if (m.get("version"), m.get("preset"), m.get("seed")) != (GENERATOR_VERSION, preset_record(preset), seed):
         return False
     if any(not (paths.root / t).is_file() for t in m.get("text_files", [])):
         return False

@@ -303,3 +303,76 @@ def test_speaker_models_and_eval_dataset(la):
     assert e.shape == (1200,) and t.shape == (900,)
     with pytest.raises(ValueError, match="1 trial speakers have no audio path, e.g. LA_0080"):
         SASVWaveEvalDataset(trials, {"LA_0079": la.flac("train", "LA_T_000")}, {"LA_T_101": la.flac("train", "LA_T_101")})
+
+
+# ---- million-line lists: compact paths, the sampler's batches ------------------------------------------
+def test_path_list_is_a_sequence_of_paths(tmp_path):
+    from data.pathlist import PathList
+
+    rels = ["id00012/21Uxsk56VDQ/00001.wav", "id00005/ä-ö/00002.wav", "x.wav"]
+    paths = PathList(tmp_path, iter(rels))
+    assert len(paths) == 3 and list(paths) == [tmp_path / r for r in rels]
+    assert paths[-2] == tmp_path / rels[1] and paths.relative(1) == rels[1]
+    assert list(paths[1:]) == [tmp_path / r for r in rels[1:]]
+    assert list(paths[::2]) == [tmp_path / rels[0], tmp_path / "x.wav"]
+    assert list(paths[2:1]) == [] and list(paths.strings()) == [str(tmp_path / r) for r in rels]
+    with pytest.raises(IndexError):
+        paths[3]
+    assert paths.nbytes == len("".join(rels).encode()) + 8 * 4
+    ds = SpeakerDataset(paths, [1, 0, 1])
+    assert ds.paths is paths and ds.labels.dtype == np.int64   # kept compact, not copied into Python lists
+
+
+def _reference_batches(labels, B, M, seed, epoch, max_utts=None):
+    """The sampler's definition, written plainly: per speaker its utterances in the epoch's shuffled order (at
+    most max_utts), cut into groups of M, groups shuffled, packed in order into batches of B distinct speakers;
+    a group whose speaker is in the open batch waits and is retried, in order, when that batch closes.
+    Per-utterance dicts and lists: what the sampler did before it had to handle 1.09 M utterances."""
+    rng = np.random.default_rng([seed, epoch])
+    by_speaker = {}
+    for i in rng.permutation(len(labels)).tolist():
+        by_speaker.setdefault(labels[i], []).append(i)
+    groups = []
+    for spk in sorted(by_speaker):
+        idx = by_speaker[spk][:max_utts]
+        groups += [(spk, idx[k:k + M]) for k in range(0, len(idx) - len(idx) % M, M)]
+    groups = [groups[k] for k in rng.permutation(len(groups)).tolist()]
+    batches, current, deferred = [], [], []
+    for spk, idx in groups:
+        if spk in {s for s, _ in current}:
+            deferred.append((spk, idx))
+            continue
+        current.append((spk, idx))
+        if len(current) == B:
+            batches.append([i for _, g in current for i in g])
+            current, still = [], []
+            for d in deferred:                      # one pass over the waiting groups, in order
+                if d[0] in {s for s, _ in current}:
+                    still.append(d)
+                    continue
+                current.append(d)
+                if len(current) == B:
+                    batches.append([i for _, g in current for i in g])
+                    current = []
+            deferred = still
+    return batches
+
+
+def test_batch_sampler_matches_its_definition():
+    """The vectorised sampler (argsort grouping, one packing pass) gives the batches of the plain definition."""
+    rng = np.random.default_rng(7)
+    checked = 0
+    for case in range(60):
+        n_spk = int(rng.integers(2, 12))
+        labels = (rng.integers(0, n_spk, int(rng.integers(n_spk, 120))) * 37).tolist()
+        B, M = int(rng.integers(1, 4)), int(rng.integers(1, 3))
+        max_utts = [None, int(rng.integers(M, 6))][case % 2]
+        try:
+            sampler = SpeakerBatchSampler(labels, B, M, seed=case, max_utts_per_speaker=max_utts)
+        except ValueError:
+            continue
+        for epoch in (0, 2):
+            sampler.set_epoch(epoch)
+            assert list(sampler) == _reference_batches(labels, B, M, case, epoch, max_utts), (case, epoch)
+        checked += 1
+    assert checked > 40

@@ -155,6 +155,36 @@ def test_check_files_exist(tmp_path):
     msg = str(info.value)
     assert "\n" not in msg
     assert msg.startswith("test audio: 6 of 9 files missing: ") and "gone0.flac" in msg and msg.endswith(", ...")
+    with pytest.raises(MissingFilesError, match=r"^test audio: 6 of 9 files missing: "):  # a generator is consumed once
+        check_files_exist((str(p) for p in wanted), "test audio")
+    check_files_exist(iter(present), "test audio")
+
+
+def test_protocol_lines_stream_with_numbers_and_encoding_errors(tmp_path):
+    path = tmp_path / "list.txt"
+    path.write_bytes(b"id00012 id00012/a/1.wav\r\n\n  \nid00013 id00013/b/2.wav\n")
+    assert [(e.speaker, e.path) for e in read_train_list(path)] == [("id00012", "id00012/a/1.wav"),
+                                                                     ("id00013", "id00013/b/2.wav")]
+    path.write_bytes(b"id00012 id00012/a/1.wav\nid00013\n")
+    with pytest.raises(ValueError, match=r"list\.txt:2: expected 2 columns"):   # line numbers count blank lines
+        read_train_list(path)
+    path.write_bytes(b"id00012 id00012/a/1.wav\nid\xff id/b.wav\n")
+    with pytest.raises(ValueError, match=r"list\.txt:2: train list is not UTF-8 text \(byte 0xff\)"):
+        read_train_list(path)
+
+
+def test_voxceleb_train_set_finds_a_repeated_file_without_a_dict_of_paths(tmp_path):
+    """train_set checks repeats by hash in arrays (a 1.09 M-line list); same rule and message as read_train_list."""
+    lines = ["id1 id1/a/1.wav", "id2 id2/b/1.wav", "", "id1 id1/a/2.wav", "id2 id2/b/1.wav", "id1 id1/a/1.wav"]
+    (tmp_path / "train_list.txt").write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=r"train_list\.txt:5: file id2/b/1\.wav listed twice \(first on line 2\)"):
+        VoxCeleb(tmp_path).train_set(check=False)
+    with pytest.raises(ValueError, match=r"train_list\.txt:5: file id2/b/1\.wav listed twice \(first on line 2\)"):
+        read_train_list(tmp_path / "train_list.txt")
+    (tmp_path / "train_list.txt").write_text("\n".join(lines[:4]) + "\n")
+    paths, labels, index = VoxCeleb(tmp_path).train_set(check=False)
+    assert [paths.relative(i) for i in range(len(paths))] == ["id1/a/1.wav", "id2/b/1.wav", "id1/a/2.wav"]
+    assert list(labels) == [0, 1, 0] and index == {"id1": 0, "id2": 1}
 
 
 # ---- LADatabase on a small tree -----------------------------------------------------------------
@@ -212,6 +242,10 @@ def test_voxceleb_lists(tmp_path):
     paths, labels, index = vox.train_set(check=False)
     assert labels == [1, 0, 1] and index == {"id00005": 0, "id00012": 1}
     assert paths[0] == tmp_path / "wav" / "id00012" / "21Uxsk56VDQ" / "00001.wav"
+    assert list(paths) == [tmp_path / "wav" / e.path for e in vox.train_entries()]
+    (tmp_path / "empty.txt").write_text("\n")
+    with pytest.raises(ValueError, match=r"empty\.txt: train list is empty"):
+        VoxCeleb(tmp_path, train_list=tmp_path / "empty.txt").train_set(check=False)
     trials = vox.trials()
     assert [(t.label, t.enrol, t.test) for t in trials][1] == (0, "id1/v/00001.wav", "id2/v/00001.wav")
     assert vox.trial_files(check=False) == ["id1/v/00001.wav", "id1/w/00002.wav", "id2/v/00001.wav"]

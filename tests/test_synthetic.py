@@ -11,6 +11,7 @@ import hashlib
 import json
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -341,3 +342,132 @@ def test_real_trial_lists_are_spoof_heavy():
         real = _trial_counts(lines)
         assert (real["target"], real["nontarget"], real["spoof"]) == expected
         assert real["spoof"] / (real["spoof"] + real["nontarget"]) > 0.6
+
+
+# ----------------------------------------------------------------------------------------------- presets at scale
+# Digests of the plans (protocol texts, file paths and RNG keys) of the existing presets: a change of either
+# changes every corpus made from them, which needs a GENERATOR_VERSION bump (and then new digests here).
+PLAN_DIGESTS = {"tiny": "a38e6d19e4ca28527d291a2de4f490ea82a364517460c8f19af0dc01f4fe66e5",
+                "default": "c07afe7bc7fa643acbe7e89cd431750d293a4afff76c41159d87683b0f799e28"}
+
+
+@pytest.mark.parametrize("name", sorted(PLAN_DIGESTS))
+def test_existing_presets_plan_unchanged(name):
+    from synthetic.layout import GENERATOR_VERSION, plan_corpus
+
+    _, jobs, texts, _ = plan_corpus(synthetic.get_preset(name), seed=0)
+    rows = [[j.path, list(j.key), j.voice, j.attack, j.source, list(j.channel_key)] for j in jobs]
+    digest = hashlib.sha256(json.dumps([texts, rows], sort_keys=True).encode()).hexdigest()
+    assert GENERATOR_VERSION == 2 and digest == PLAN_DIGESTS[name]
+
+
+def protocol_summary(cm: dict[str, list[str]], trials: dict[str, list[str]],
+                     enrol: dict[tuple[str, str], list[str]]) -> dict:
+    """What the `scale` preset must share with the official lists: per split, CM lines by system and key, speakers
+    and their bona fide / spoof counts; per dev/eval split, enrolled speakers and utterances per gender, trials by
+    key and attack, per claimed speaker its target / nontarget / spoof counts (with its gender), distinct nontarget
+    utterances, and that nontarget trials use every bona fide utterance of a speaker who is never enrolled."""
+    out: dict = {}
+    for split, lines in cm.items():
+        rows = [line.split() for line in lines]
+        owner = {r[1]: r[0] for r in rows}
+        per_spk = {key: sorted(Counter(r[0] for r in rows if r[4] == key).values()) for key in ("bonafide", "spoof")}
+        out[split] = {"cm": sorted(Counter((r[3], r[4]) for r in rows).items()), "speakers": len(set(owner.values())),
+                      "per_speaker": per_spk}
+        if split == "train":
+            continue
+        gender = {}
+        for g in ("female", "male"):
+            for line in enrol[split, g]:
+                spk, utts = line.split()
+                gender[spk] = g
+                out[split].setdefault(f"enrol_{g}", []).append(len(utts.split(",")))
+                assert not set(utts.split(",")) & set(owner)       # enrolment utterances are not CM trials
+        trl = [line.split() for line in trials[split]]
+        bona = Counter(r[0] for r in rows if r[4] == "bonafide")
+        pairs = Counter((t[0], owner[t[1]]) for t in trl if t[3] == "nontarget")
+        out[split].update(
+            trials=sorted(Counter(t[3] for t in trl).items()), attacks=sorted(Counter(t[2] for t in trl).items()),
+            per_claim=sorted(Counter((gender[t[0]], t[3]) for t in trl).items()),
+            per_claimed_speaker=sorted((gender[s], k, n) for (s, k), n in Counter((t[0], t[3]) for t in trl).items()),
+            spoof_owner_is_claim=all(owner[t[1]] == t[0] for t in trl if t[3] != "nontarget"),
+            nontarget_utts=len({t[1] for t in trl if t[3] == "nontarget"}),
+            nontarget_whole_speakers=all(n == bona[o] and o not in gender for (_, o), n in pairs.items()),
+            nontarget_pairs=len(pairs))
+        for e in out[split]:
+            if e.startswith("enrol_"):
+                out[split][e].sort()
+    return out
+
+
+def _summary_of(read) -> dict:
+    cm = {s: read(f"ASVspoof2019.LA.cm.{s}.{'trn' if s == 'train' else 'trl'}.txt") for s in SPLITS}
+    trials = {s: read(f"ASVspoof2019.LA.asv.{s}.gi.trl.txt") for s in ("dev", "eval")}
+    enrol = {(s, g): read(f"ASVspoof2019.LA.asv.{s}.{g}.trn.txt") for s in ("dev", "eval") for g in ("female", "male")}
+    return protocol_summary(cm, trials, enrol)
+
+
+def test_scale_preset_plans_the_real_asvspoof2019_la_counts():
+    """The `scale` preset's planned protocols (no audio rendered) against the official ASVspoof 2019 LA files."""
+    from synthetic.layout import plan_corpus
+    from tests.conftest import reference_path
+
+    folder = reference_path("protocols", "ASVspoof2019_LA")
+    texts = plan_corpus(synthetic.get_preset("scale"), seed=0)[2]
+    by_name = {Path(k).name: v for k, v in texts.items()}
+    ours = _summary_of(lambda name: by_name[name])
+    real = _summary_of(lambda name: (folder / name).read_text().splitlines())
+    for split in SPLITS:
+        assert ours[split] == real[split], split
+    assert sum(len(v) for v in ours.values()) > 0
+    assert len(by_name["ASVspoof2019.LA.asv.eval.gi.trl.txt"]) == 102_579
+
+
+def test_scale_preset_counts_without_reference():
+    """Totals of the `scale` plan that the docs quote (checked also where the official files are absent)."""
+    from synthetic.layout import plan_corpus
+
+    _, jobs, texts, enrol_sets = plan_corpus(synthetic.get_preset("scale"), seed=0)
+    count = {s: sum(1 for j in jobs if j.path.startswith(f"LA/ASVspoof2019_LA_{s}/")) for s in SPLITS}
+    assert count == {"train": 25_380, "dev": 24_844 + 142, "eval": 71_237 + 696}
+    for split, expected in (("dev", (1484, 5768, 22296)), ("eval", (5370, 33327, 63882))):
+        c = _trial_counts(texts[f"LA/{ASV}.{split}.gi.trl.txt"])
+        assert (c["target"], c["nontarget"], c["spoof"]) == expected
+    assert len(enrol_sets["dev"]) == 10 and len(enrol_sets["eval"]) == 48
+    assert len({j.path for j in jobs}) == len(jobs)                # ids are unique within a split
+
+
+def test_scaled_preset_shrinks_utterances_and_trials_not_speakers():
+    from synthetic.layout import plan_corpus
+    from synthetic.presets import scaled
+
+    full, quarter = synthetic.get_preset("scale"), scaled(synthetic.get_preset("scale"), 0.25)
+    t_full = plan_corpus(full, seed=0)[2]
+    t_quarter = plan_corpus(quarter, seed=0)[2]
+    for name in t_full:
+        if "cm_protocols" in name or "gi.trl" in name:
+            assert 0.23 < len(t_quarter[name]) / len(t_full[name]) < 0.27, name
+        elif "LA/" in name:
+            assert len(t_quarter[name]) == len(t_full[name]), name      # enrolment lists: same speakers
+    with pytest.raises(ValueError, match="no la_groups"):
+        scaled(synthetic.get_preset("tiny"), 0.5)
+    with pytest.raises(ValueError, match="fraction"):
+        scaled(full, 0.0)
+
+
+def test_preset_groups_are_validated():
+    from synthetic.presets import LAGroups, SpeakerGroup
+
+    train = (SpeakerGroup("female", 2, bonafide=2, spoofs_per_attack=1),)
+    test = (SpeakerGroup("male", 1, bonafide=1, spoofs_per_attack=1, enrol_utts=1, nontarget_speakers=2,
+                         nontarget_utts=1, claims=2),)
+    Preset(name="ok", la_groups=LAGroups(train, test, test))
+    bad_claims = (SpeakerGroup("male", 1, 1, 1, enrol_utts=1, nontarget_speakers=1, nontarget_utts=1, claims=2),)
+    with pytest.raises(ValueError, match=r"la_groups.dev\[0\].*claims <= nontarget_speakers"):
+        Preset(name="x", la_groups=LAGroups(train, bad_claims, test))
+    with pytest.raises(ValueError, match=r"la_groups.train\[0\]: train speakers are not enrolled"):
+        Preset(name="x", la_groups=LAGroups(test, test, test))
+    with pytest.raises(ValueError, match="gender"):
+        Preset(name="x", la_groups=LAGroups((SpeakerGroup("other", 2, 1, 1),), test, test))
+    with pytest.raises(ValueError, match="min_dur"):
+        Preset(name="x", min_dur=0.1, max_dur=0.3)
