@@ -32,6 +32,17 @@ class CropSpec:
             raise ValueError(f"crop policy {self.policy!r}: choose 'first', 'full' or 'even'")
 
 
+def model_input(wave: np.ndarray, crop: CropSpec) -> np.ndarray:
+    """The (crops, T) float32 model input of one decoded utterance under `crop`."""
+    if crop.policy == "first":
+        x = crop_first(wave, crop.samples)[None]
+    elif crop.policy == "even":
+        x = crop_even(wave, crop.samples, crop.count)
+    else:
+        x = wave[None]
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
 @dataclass
 class Extracted:
     ids: list[str]
@@ -52,13 +63,7 @@ class _AudioItems(Dataset):
             x = load_audio(path, min_samples=self.min_samples)
         except AudioError as e:
             return utt, None, str(e)
-        if self.crop.policy == "first":
-            x = crop_first(x, self.crop.samples)[None]
-        elif self.crop.policy == "even":
-            x = crop_even(x, self.crop.samples, self.crop.count)
-        else:
-            x = x[None]
-        return utt, torch.from_numpy(np.ascontiguousarray(x)), None
+        return utt, torch.from_numpy(model_input(x, self.crop)), None
 
 
 def _collate(batch):
