@@ -1,25 +1,27 @@
 """Stage extraction throughput on LA-like utterances, against the model alone on the same inputs.
 
     python bench/stage_throughput.py [--models AASIST-L:first ECAPA-TDNN:full ResNetSE34L:full LCNN:full]
-        [--files 40] [--workers 0 1 2] [--repeats 3] [--threads 2] [--batch 16] [--audio-dir DIR] [--json OUT]
+        [--files 32] [--workers 0 1 2] [--repeats 3] [--threads 2] [--batch 16] [--audio-dir DIR] [--json OUT]
 
 A model is `NAME:POLICY[:SAMPLES[:COUNT]]` (the config's `crop`); weights are untrained, which does not change
 the arithmetic. The audio is written once (into a temporary folder unless `--audio-dir`): PCM_16 FLAC from the
 synthetic voice, durations spread over a log-normal of median 3 s clipped to 1-13 s, plus one 1 s and one
 13 s file (an assumed LA-like spread: the real corpus is not available here).
 
-Modes, timed in turn (the order rotates every repeat), after one untimed warm-up pass of each:
+Modes, timed in turn (the order rotates every repeat), after an untimed warm-up of each on four files:
   alone      `embed_fn` alone on the model inputs already decoded, cropped and batched in memory, batched as
              the stage may legally batch them: `first`/`even` crops are equal-length, so `--batch` utterances
              per call; `full` utterances differ in length and no model here masks padding (instance norm,
-             statistics pooling), so one utterance per call -- the only legal batching for distinct lengths;
+             statistics pooling), so one utterance per call -- the only legal batching for distinct lengths,
+             and the lengths here are all distinct;
   stage-wN   `pipeline.extract.extract` on the files, as the stages call it, with N DataLoader workers;
   fixed8     bench/frontends.py's setting on the same audio: batches of 8 first-64600-sample crops (4.04 s),
-             the upper bound a fixed-length batch reaches; for `full` models it is a different computation
+             what the model reaches on fixed-length batches; for `full` models it is a different computation
              (other inputs), shown only to explain the gap between the batch-8 figure and real utterances.
 Throughput is in model-input audio seconds per second (for `full` the utterance itself, for `first` 4.04 s
 per utterance) and utterances per second; each figure is the median of `--repeats` timed passes, and
-`ratio` is stage / alone of those medians. The process uses the system allocator, as the stage scripts do
+`ratio` is stage / alone of those medians (`ratio_paired`: the median of the per-repeat ratios, which a
+drift in machine load disturbs less). The process uses the system allocator, as the stage scripts do
 (`--retain-freed-memory` applies common/allocator.py as main.py does).
 """
 from __future__ import annotations
@@ -132,39 +134,63 @@ def timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
+Mode = tuple[Callable[[], object], float]   # (one timed pass, model-input seconds it covers)
+
+
+def make_modes(fe: Frontend, items: list[tuple[str, Path]], waves: list[np.ndarray], workers: list[int],
+               batch: int) -> dict[str, Mode]:
+    """The timed passes over `items` (see the module docstring); model inputs are prepared here, untimed."""
+    batches = model_batches(waves, fe.crop, batch)
+    fixed = fixed_batches(waves)
+    seconds = sum(int(b.numel()) for b in batches) / SAMPLE_RATE
+    return {
+        "alone": (lambda: run_model(fe.embed_fn, batches), seconds),
+        **{f"stage-w{w}": ((lambda w=w: extract(items, fe.embed_fn, fe.crop, batch_size=batch, num_workers=w,
+                                                 desc="bench")), seconds) for w in workers},
+        "fixed8": (lambda: run_model(fe.embed_fn, fixed), sum(int(b.numel()) for b in fixed) / SAMPLE_RATE),
+    }
+
+
 def bench_frontend(fe: Frontend, items: list[tuple[str, Path]], workers: list[int], batch: int,
                    repeats: int) -> dict:
     waves = [load_audio(p, min_samples=160) for _, p in items]
-    batches = model_batches(waves, fe.crop, batch)
-    input_seconds = sum(int(b.numel()) for b in batches) / SAMPLE_RATE
-    fixed = fixed_batches(waves)
-    fixed_seconds = sum(int(b.numel()) for b in fixed) / SAMPLE_RATE
-    modes: dict[str, tuple[Callable[[], object], float]] = {
-        "alone": (lambda: run_model(fe.embed_fn, batches), input_seconds),
-        **{f"stage-w{w}": ((lambda w=w: extract(items, fe.embed_fn, fe.crop, batch_size=batch, num_workers=w,
-                                                 desc="bench")), input_seconds) for w in workers},
-        "fixed8": (lambda: run_model(fe.embed_fn, fixed), fixed_seconds),
-    }
+    for fn, _ in make_modes(fe, items[:4], waves[:4], workers, batch).values():
+        fn()  # warm-up on a few files: lazy imports, oneDNN kernels, the heap, the worker start-up path
+    modes = make_modes(fe, items, waves, workers, batch)
     names = list(modes)
-    for name in names:  # warm-up: oneDNN kernels, the heap, worker start-up paths
-        modes[name][0]()
     times: dict[str, list[float]] = {name: [] for name in names}
     load = [os.getloadavg()[0]]
-    for r in range(repeats):
+    for r in range(repeats):  # interleaved, the order rotating, so a change in machine load hits every mode
         for name in names[r % len(names):] + names[:r % len(names)]:
             times[name].append(timed(modes[name][0]))
     load.append(os.getloadavg()[0])
     row = {"model": fe.name, "files": len(items), "audio_s": round(sum(len(w) for w in waves) / SAMPLE_RATE, 1),
-           "input_s": round(input_seconds, 1), "batch": batch, "load_avg_1min": [round(x, 2) for x in load]}
+           "input_s": round(modes["alone"][1], 1), "batch": batch, "load_avg_1min": [round(x, 2) for x in load]}
     for name in names:
         med = statistics.median(times[name])
-        seconds = modes[name][1]
-        row[name] = {"input_s_per_s": round(seconds / med, 2), "utt_per_s": round(len(items) / med, 2),
+        row[name] = {"input_s_per_s": round(modes[name][1] / med, 2), "utt_per_s": round(len(items) / med, 2),
                      "median_s": round(med, 3), "runs_s": [round(t, 3) for t in times[name]]}
-    alone = statistics.median(times["alone"])
+    alone = times["alone"]
     for w in workers:
-        row[f"stage-w{w}"]["ratio"] = round(alone / statistics.median(times[f"stage-w{w}"]), 3)
+        stage = times[f"stage-w{w}"]
+        row[f"stage-w{w}"]["ratio"] = round(statistics.median(alone) / statistics.median(stage), 3)
+        row[f"stage-w{w}"]["ratio_paired"] = round(statistics.median(a / s for a, s in zip(alone, stage)), 3)
     return row
+
+
+def table(rows: list[dict], workers: list[int]) -> str:
+    """The rows as a Markdown table: throughput in model-input audio s/s (utterances/s), ratios to `alone`."""
+    head = ["model:crop", "alone", *(f"stage, {w} workers (ratio)" for w in workers), "fixed8", "load"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        def cell(mode: str) -> str:
+            m = r[mode]
+            ratio = f" ({m['ratio']:.2f}, paired {m['ratio_paired']:.2f})" if "ratio" in m else ""
+            return f"{m['input_s_per_s']:.1f} s/s, {m['utt_per_s']:.2f} utt/s{ratio}"
+        load = "-".join(f"{x:.1f}" for x in r["load_avg_1min"])
+        lines.append("| " + " | ".join([r["model"], cell("alone"), *(cell(f"stage-w{w}") for w in workers),
+                                         cell("fixed8"), load]) + " |")
+    return "\n".join(lines)
 
 
 def machine() -> str:
@@ -183,7 +209,7 @@ def machine() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS), help="NAME:POLICY[:SAMPLES[:COUNT]]")
-    parser.add_argument("--files", type=int, default=40, help="number of LA-like utterances")
+    parser.add_argument("--files", type=int, default=32, help="number of LA-like utterances")
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2], help="num_workers values of the stage")
     parser.add_argument("--batch", type=int, default=16, help="stage batch_size (the SASV default)")
     parser.add_argument("--repeats", type=int, default=3, help="timed passes per mode (median reported)")
@@ -208,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
             row = {**bench_frontend(build_frontend(spec), items, args.workers, args.batch, args.repeats), **setting}
             print(json.dumps(row), flush=True)
             results.append(row)
+    print(table(results, args.workers), flush=True)
     if args.json:
         from common.io import atomic_write
         with atomic_write(args.json) as f:

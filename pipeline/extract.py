@@ -24,6 +24,9 @@ from tqdm import tqdm
 from data.audio import AudioError, crop_even, crop_first, load_audio
 
 EmbedFn = Callable[[torch.Tensor], Mapping[str, torch.Tensor]]
+# `full` utterances are embedded one per call whatever the batch size, so a decoding batch only amortises the
+# transfer from a worker; 8 keeps a batch of long utterances (VoxCeleb has 2-minute ones) at tens of MB.
+FULL_DECODE_BATCH = 8
 
 
 @dataclass(frozen=True)
@@ -126,11 +129,14 @@ def extract(items: Sequence[tuple[str, str | os.PathLike]], embed_fn: EmbedFn, c
             skip_bad_audio: bool = False, min_samples: int = 160) -> Extracted:
     """Applies `embed_fn` ((B, T) waveforms -> named (B, ...) outputs) to every (utt, path); crops are averaged.
 
-    `batch_size` utterances are decoded per batch (and, for `first`/`even` crops, embedded in one call).
+    `batch_size` utterances are decoded per batch and, for `first`/`even` crops, embedded in one call (`full`:
+    one call per utterance, at most FULL_DECODE_BATCH decoded per batch).
     A file that cannot be read stops the run with its name, or is skipped and listed when `skip_bad_audio`.
     Rows of the returned arrays follow `ids`, which keep the input order.
     """
     items = [(u, str(p)) for u, p in items]
+    if crop.policy == "full":
+        batch_size = min(batch_size, FULL_DECODE_BATCH)
     loader = DataLoader(_AudioItems(items, crop, min_samples), batch_size=max(1, batch_size),
                         num_workers=num_workers, collate_fn=_pack, shuffle=False,
                         worker_init_fn=_single_thread_worker if num_workers > 0 else None)
