@@ -1,14 +1,20 @@
 """Run a front-end once over a list of audio files, with progress, clean errors and optional skipping.
 
-Audio is read in DataLoader workers; a bad file is reported back as a value rather than raised inside the
-worker, so the user sees one line naming the file instead of a worker traceback.
+Audio is decoded and cropped in DataLoader workers (when `num_workers` > 0), and each batch is packed there into
+one tensor, so it crosses to the main process as one shared-memory block and the main process only runs the
+model. A bad file is reported back as a value rather than raised inside the worker, so the user sees one line
+naming the file instead of a worker traceback.
+
+Model calls: `first` and `even` crops all have one length, so a batch of utterances is one call. `full`
+utterances differ in length and no model here masks padding (instance norm, statistics pooling), so padding
+would change an embedding: each utterance is its own call. Rows come back in the input order either way.
 """
 from __future__ import annotations
 
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -18,6 +24,9 @@ from tqdm import tqdm
 from data.audio import SAMPLE_RATE, AudioError, crop_even, crop_first, load_audio
 
 EmbedFn = Callable[[torch.Tensor], Mapping[str, torch.Tensor]]
+# `full` utterances are embedded one per call whatever the batch size, so a decoding batch only amortises the
+# transfer from a worker; 8 keeps a batch of long utterances (VoxCeleb has 2-minute ones) at tens of MB.
+FULL_DECODE_BATCH = 8
 
 
 @dataclass(frozen=True)
@@ -56,8 +65,8 @@ class InputFloor:
 
 
 def model_input(wave: np.ndarray, crop: CropSpec, floor: InputFloor = InputFloor(), path: str = "") -> np.ndarray:
-    """The (crops, samples) model input of one utterance under `crop` ('first' and 'even' repeat-pad short
-    audio to their length; 'full' takes the utterance as it is); AudioError when it is shorter than `floor`."""
+    """The (crops, samples) float32 model input of one utterance under `crop` ('first' and 'even' repeat-pad
+    short audio to their length; 'full' takes the utterance as it is); AudioError when shorter than `floor`."""
     if crop.policy == "first":
         x = crop_first(wave, crop.samples)[None]
     elif crop.policy == "even":
@@ -67,27 +76,71 @@ def model_input(wave: np.ndarray, crop: CropSpec, floor: InputFloor = InputFloor
     if x.shape[1] < floor.samples:
         raise AudioError(f"{path}: {len(wave)} samples ({len(wave) / SAMPLE_RATE:.3f} s) after loading; {floor.model} "
                          f"needs at least {floor.samples} ({floor.samples / SAMPLE_RATE:.3f} s) per input")
-    return x
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+@dataclass
+class _Batch:
+    """The readable utterances of one loader batch, their model inputs packed back to back in one tensor."""
+    ids: list[str]
+    waves: torch.Tensor            # (sum of crops x samples,) float32, utterance after utterance
+    lengths: list[int]             # samples per crop, per utterance
+    crops: int                     # crops per utterance (the same for all)
+    errors: list[tuple[str, str]]  # (utt, one-line message) of the files that could not be read
+    size: int                      # utterances in the loader batch, readable or not
+
+    def utterances(self) -> Iterator[torch.Tensor]:
+        """Each utterance's (crops, samples) input, a view into `waves`."""
+        start = 0
+        for n in self.lengths:
+            yield self.waves[start:start + n * self.crops].view(self.crops, n)
+            start += n * self.crops
 
 
 class _AudioItems(Dataset):
+    """Decodes and crops one utterance; a read error comes back as a message (see the module docstring)."""
+
     def __init__(self, items: Sequence[tuple[str, str]], crop: CropSpec, floor: InputFloor):
         self.items, self.crop, self.floor = items, crop, floor
 
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, i: int):
+    def __getitem__(self, i: int) -> tuple[str, np.ndarray | None, str | None]:
         utt, path = self.items[i]
         try:
-            x = model_input(load_audio(path), self.crop, self.floor, path)
+            return utt, model_input(load_audio(path), self.crop, self.floor, path), None
         except AudioError as e:
             return utt, None, str(e)
-        return utt, torch.from_numpy(np.ascontiguousarray(x)), None
 
 
-def _collate(batch):
-    return batch
+def _pack(batch: list[tuple[str, np.ndarray | None, str | None]]) -> _Batch:
+    """Collates in the worker: one flat tensor for the whole batch (one shared-memory transfer, no per-item
+    tensors for the main process to concatenate)."""
+    good = [(utt, x) for utt, x, error in batch if error is None]
+    errors = [(utt, error) for utt, _, error in batch if error is not None]
+    waves = np.concatenate([x.ravel() for _, x in good]) if good else np.zeros(0, np.float32)
+    crops = good[0][1].shape[0] if good else 1
+    return _Batch([u for u, _ in good], torch.from_numpy(waves), [x.shape[1] for _, x in good], crops, errors,
+                  len(batch))
+
+
+def _single_thread_worker(worker_id: int) -> None:
+    """A decoding worker must not start its own intra-op threads: they would compete with the model's threads
+    for the same cores (DataLoader sets this too; stated here so it does not depend on that)."""
+    torch.set_num_threads(1)
+
+
+def _embed_batch(batch: _Batch, embed_fn: EmbedFn, crop: CropSpec) -> dict[str, torch.Tensor]:
+    """`embed_fn` on the batch's inputs -> per-utterance outputs (crops averaged), rows in batch order."""
+    if crop.policy == "full":  # lengths differ: one call per utterance (padding would change the embedding)
+        outs = [embed_fn(x) for x in batch.utterances()]
+        out = {name: torch.cat([o[name] for o in outs]) for name in outs[0]}
+    else:                      # one length: the whole batch in one call
+        out = embed_fn(batch.waves.view(-1, batch.lengths[0]))
+    n = len(batch.ids)
+    return {name: value.detach().float().reshape(n, batch.crops, *value.shape[1:]).mean(1)
+            if batch.crops > 1 else value.detach().float() for name, value in out.items()}
 
 
 def extract(items: Sequence[tuple[str, str | os.PathLike]], embed_fn: EmbedFn, crop: CropSpec, *,
@@ -95,38 +148,32 @@ def extract(items: Sequence[tuple[str, str | os.PathLike]], embed_fn: EmbedFn, c
             skip_bad_audio: bool = False, floor: InputFloor = InputFloor()) -> Extracted:
     """Applies `embed_fn` ((B, T) waveforms -> named (B, ...) outputs) to every (utt, path); crops are averaged.
 
+    `batch_size` utterances are decoded per batch and, for `first`/`even` crops, embedded in one call (`full`:
+    one call per utterance, at most FULL_DECODE_BATCH decoded per batch).
     A file that cannot be read, or is shorter than the model's `floor` (InputFloor.of(model)), stops the run
-    with its name, or is skipped and listed when `skip_bad_audio`.
+    with its name, or is skipped and listed when `skip_bad_audio`. Rows of the returned arrays follow `ids`, which keep the input order.
     """
     items = [(u, str(p)) for u, p in items]
     if crop.policy == "full":
-        batch_size = 1  # utterances differ in length; no padding that would change the embedding
-    loader = DataLoader(_AudioItems(items, crop, floor), batch_size=batch_size, num_workers=num_workers,
-                        collate_fn=_collate, shuffle=False)
+        batch_size = min(batch_size, FULL_DECODE_BATCH)
+    loader = DataLoader(_AudioItems(items, crop, floor), batch_size=max(1, batch_size),
+                        num_workers=num_workers, collate_fn=_pack, shuffle=False,
+                        worker_init_fn=_single_thread_worker if num_workers > 0 else None)
     ids: list[str] = []
     chunks: dict[str, list[np.ndarray]] = {}
     skipped: list[str] = []
     with torch.inference_mode(), tqdm(total=len(items), desc=desc, unit="utt", file=sys.stderr,
                                       disable=None, leave=False) as bar:
         for batch in loader:
-            good = []
-            for utt, wave, error in batch:
-                if error is None:
-                    good.append((utt, wave))
-                elif skip_bad_audio:
-                    skipped.append(f"{utt}: {error}")
-                else:
+            for utt, error in batch.errors:
+                if not skip_bad_audio:
                     raise AudioError(error)
-            if good:
-                waves = torch.cat([w for _, w in good])          # (sum of crops, T)
-                per_utt = [w.shape[0] for _, w in good]
-                out = embed_fn(waves)
-                for name, value in out.items():
-                    value = value.float()
-                    means = [v.mean(0) for v in torch.split(value, per_utt)]
-                    chunks.setdefault(name, []).append(torch.stack(means).cpu().numpy())
-                ids.extend(u for u, _ in good)
-            bar.update(len(batch))
+                skipped.append(f"{utt}: {error}")
+            if batch.ids:
+                for name, value in _embed_batch(batch, embed_fn, crop).items():
+                    chunks.setdefault(name, []).append(value.cpu().numpy())
+                ids.extend(batch.ids)
+            bar.update(batch.size)
     arrays = {k: np.concatenate(v) for k, v in chunks.items()}
     if skipped:
         print(f"{desc}: skipped {len(skipped)} unreadable file(s), first: {skipped[0]}", file=sys.stderr)
