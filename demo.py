@@ -87,9 +87,9 @@ def run_demo(out: Path, corpus: Path, preset: str, systems: Sequence[tuple[str, 
     """Runs every step; `extra` overrides apply to all three quickstart configs (e.g. smaller runs in tests)."""
     from data.score_files import read_sasv_scores
     from metrics.det import plot_det
-    from pipeline import asv_task, cm_task, sasv_task
-    from pipeline.sasv import config_checkpoints
-    from pipeline.stages import protocol_digests
+    from pipeline.recipes import asv_task, cm_task, sasv_task
+    from pipeline.stages.sasv import config_checkpoints
+    from pipeline.stages.experiment import protocol_digests
     from synthetic import generate_corpus
 
     def frontend_step(module, cfg: dict, checkpoints: dict, model: str) -> None:

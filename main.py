@@ -27,11 +27,11 @@ TASKS = ("asv", "cm", "sasv")
 
 def _task_module(name: str):
     if name == "asv":
-        from pipeline import asv_task as module
+        from pipeline.recipes import asv_task as module
     elif name == "cm":
-        from pipeline import cm_task as module
+        from pipeline.recipes import cm_task as module
     elif name == "sasv":
-        from pipeline import sasv_task as module
+        from pipeline.recipes import sasv_task as module
     else:
         raise ConfigError(f"'task' must be one of {', '.join(TASKS)}, got {name!r}")
     return module

@@ -10,11 +10,12 @@ from __future__ import annotations
 import sys
 from typing import Sequence
 
-from pipeline.stage_cli import run_stage
+from pipeline.stages.cli import run_stage
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from pipeline.stages import asv_stage, check_stage_inputs
+    from pipeline.stages.asv import asv_stage
+    from pipeline.stages.experiment import check_stage_inputs
     return run_stage(__doc__, argv, lambda cfg: check_stage_inputs(cfg, asv=True, cm=False),
                      lambda cfg, force: asv_stage(cfg, force))
 

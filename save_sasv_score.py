@@ -12,11 +12,11 @@ from __future__ import annotations
 import sys
 from typing import Sequence
 
-from pipeline.stage_cli import run_stage
+from pipeline.stages.cli import run_stage
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from pipeline.sasv import check_scoring, score_splits
+    from pipeline.stages.sasv import check_scoring, score_splits
     return run_stage(__doc__, argv, check_scoring, lambda cfg, force: score_splits(cfg))
 
 

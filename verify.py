@@ -24,10 +24,10 @@ from common.errors import InputError
 
 def main(argv: Sequence[str] | None = None) -> int:
     from metrics.thresholds import METHODS
-    from pipeline.frontends import check_scoring_checkpoint
-    from pipeline.sasv_task import SCHEMA
-    from pipeline.verify import (Threshold, Trial, check_backend, describe, dev_threshold, read_pairs, verify,
-                                 write_results)
+    from pipeline.stages.frontends import check_scoring_checkpoint
+    from pipeline.recipes.sasv_task import SCHEMA
+    from pipeline.tools.verify import (Threshold, Trial, check_backend, describe, dev_threshold, read_pairs,
+                                       verify, write_results)
 
     parser = config_parser(__doc__.splitlines()[0])
     parser.add_argument("--enroll", nargs="+", metavar="AUDIO", help="enrolment audio file(s) of the claimed speaker")

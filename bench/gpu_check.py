@@ -11,7 +11,7 @@ Parts, each independent (a failure is printed and the others still run), all thr
 - ddp: `torchrun` over nccl with bench/gpu_ddp_worker.py (tests/ddp_worker.py's run on the GPU), 2 processes
   when there are 2 GPUs, else 1 (nccl is still initialised and checked with an all_reduce); its weights are
   compared with a one-process run;
-- joint: the tiny synthetic corpus, then `pipeline.sasv_task.run` in joint mode for one short epoch with
+- joint: the tiny synthetic corpus, then `pipeline.recipes.sasv_task.run` in joint mode for one short epoch with
   configs/quickstart.conf's untrained front-ends (ECAPA-TDNN + LCNN-LFCC-LPS);
 - throughput: inference of AASIST, AASIST-L, ResNetSE34V2, ResNetSE34L, ECAPA-TDNN and LCNN at batch 64 on
   4.04 s segments, fp32 and bf16 autocast: segments/s, and how far bf16 outputs are from fp32 ones.
@@ -253,7 +253,7 @@ def run_process_group(cmd: list[str], env: dict, timeout: float) -> tuple[int, s
 # ---- part 3: joint SASV mode on the tiny synthetic corpus -----------------------------------------
 def joint_run(plan: Plan, out_dir: Path) -> dict:
     from common.config import load_config
-    from pipeline import sasv_task
+    from pipeline.recipes import sasv_task
     from synthetic import generate_corpus
 
     device = torch.device(plan.device)

@@ -14,7 +14,7 @@ Modes, timed in turn (the order rotates every repeat), after an untimed warm-up 
              per call; `full` utterances differ in length and no model here masks padding (instance norm,
              statistics pooling), so one utterance per call -- the only legal batching for distinct lengths,
              and the lengths here are all distinct;
-  stage-wN   `pipeline.extract.extract` on the files, as the stages call it, with N DataLoader workers;
+  stage-wN   `pipeline.stages.extract.extract` on the files, as the stages call it, with N DataLoader workers;
   fixed8     bench/frontends.py's setting on the same audio: batches of 8 first-64600-sample crops (4.04 s),
              what the model reaches on fixed-length batches; for `full` models it is a different computation
              (other inputs), shown only to explain the gap between the batch-8 figure and real utterances.
@@ -45,7 +45,7 @@ import soundfile as sf  # noqa: E402
 import torch  # noqa: E402
 
 from data.audio import SAMPLE_RATE, crop_first, load_audio  # noqa: E402
-from pipeline.extract import CropSpec, EmbedFn, extract, model_input  # noqa: E402
+from pipeline.stages.extract import CropSpec, EmbedFn, extract, model_input
 
 DEFAULT_MODELS = ("AASIST-L:first", "ECAPA-TDNN:full", "ResNetSE34L:full", "LCNN:full")
 FIXED_SAMPLES, FIXED_BATCH = 64600, 8          # bench/frontends.py's defaults
@@ -88,10 +88,10 @@ class Frontend:
 
 
 def build_frontend(spec: str) -> Frontend:
-    """`NAME:POLICY[:SAMPLES[:COUNT]]` -> the model as the stages build it (pipeline.frontends), untrained."""
+    """`NAME:POLICY[:SAMPLES[:COUNT]]` -> the model as the stages build it (pipeline.stages.frontends), untrained."""
     import cm
-    from pipeline.frontends import (ASV_SECTION, CM_SECTION, asv_embed_fn, build_asv, build_cm, cm_embed_fn,
-                                    crop_spec)
+    from pipeline.stages.frontends import (ASV_SECTION, CM_SECTION, asv_embed_fn, build_asv, build_cm, cm_embed_fn,
+                                           crop_spec)
     name, *crop = spec.split(":")
     is_cm = name in cm.MODELS
     base = CM_SECTION if is_cm else ASV_SECTION

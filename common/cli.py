@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from typing import Callable, Sequence
 
@@ -15,6 +16,30 @@ def config_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("overrides", nargs="*", metavar="key.sub=value",
                         help="override config entries; values are parsed as YAML")
     return parser
+
+
+class _CurrentStderr(logging.Handler):
+    """Writes each record as one plain line to whatever `sys.stderr` is at that moment (pytest and tools that
+    swap stderr see the lines; a handler holding the stream of import time would write to a stale one)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            print(self.format(record), file=sys.stderr, flush=True)
+        except Exception:  # noqa: BLE001 - logging must never break the run it reports on
+            self.handleError(record)
+
+
+TOOLKIT_PACKAGES = ("asv", "cm", "fusion", "data", "engine", "metrics", "common", "pipeline", "synthetic")
+
+
+def report_to_stderr(level: int = logging.INFO) -> None:
+    """The toolkit's progress lines (its packages' loggers, `level` and up) on stderr, message only; stdout
+    keeps the result tables. Other libraries' records show from WARNING up. Idempotent."""
+    root = logging.getLogger()
+    if not any(isinstance(h, _CurrentStderr) for h in root.handlers):
+        root.addHandler(_CurrentStderr())
+    for package in TOOLKIT_PACKAGES:
+        logging.getLogger(package).setLevel(level)
 
 
 def one_line(error: BaseException) -> str:
@@ -36,6 +61,7 @@ def add_wait_flag(parser: argparse.ArgumentParser) -> None:
 
 def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> int:
     """Runs an entry point: input errors become one line on stderr (exit 2), Ctrl-C exits 130 cleanly."""
+    report_to_stderr()
     try:
         return int(main(argv) or 0)
     except InputError as e:

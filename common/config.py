@@ -67,21 +67,61 @@ def apply_override(raw: dict, item: str) -> None:
     if "=" not in item:
         raise ConfigError(f"override {item!r}: expected key=value, e.g. train.epochs=3")
     key, _, text = item.partition("=")
-    key = key.strip()
     try:
         value = yaml.safe_load(text) if text.strip() else ""
     except yaml.YAMLError:
         value = text
+    set_dotted(raw, key.strip(), value, f"override {item!r}")
+
+
+def set_dotted(raw: dict, dotted: str, value: Any, who: str) -> None:
+    """Sets `raw['a']['b']['c'] = value` for `dotted` 'a.b.c', creating missing sections; `who` names the
+    edit in the error when a parent is a value, not a section."""
     node = raw
-    parts = key.split(".")
-    for part in parts[:-1]:
+    *parents, last = dotted.split(".")
+    for part in parents:
         child = node.get(part)
         if child is None:
             child = node[part] = {}
         elif not isinstance(child, dict):
-            raise ConfigError(f"override {item!r}: {part!r} is a value, not a section")
+            raise ConfigError(f"{who}: {part!r} is a value, not a section")
         node = child
-    node[parts[-1]] = value
+    node[last] = value
+
+
+def dotted_value(cfg: Mapping, dotted: str) -> Any:
+    """`dotted_value(cfg, "asv.arch")`: reads a nested key by its dotted name."""
+    node: Any = cfg
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+def as_overrides(nested: Mapping, prefix: str = "") -> list[str]:
+    """`key.sub=value` overrides (values as YAML flow) that rebuild `nested` through `load_config`."""
+    items = []
+    for key, value in nested.items():
+        if isinstance(value, Mapping):
+            items.extend(as_overrides(value, f"{prefix}{key}."))
+        else:
+            text = yaml.safe_dump(plain(value), default_flow_style=True, width=1 << 30)
+            items.append(f"{prefix}{key}={text.removesuffix(chr(10) + '...' + chr(10)).strip()}")
+    return items
+
+
+def with_changes(cfg: Mapping, changes: Mapping[str, Any], schema: Mapping | None = None, who: str = "") -> dict:
+    """A copy of a resolved config with dotted keys replaced (`{"backend.name": "lr_fusion"}`), validated again
+    against `schema` when given (so a typo'd key in `changes` fails, named by `who`)."""
+    new = copy.deepcopy(plain(cfg))
+    for dotted, value in changes.items():
+        set_dotted(new, dotted, copy.deepcopy(value), f"{who}: override {dotted!r}" if who else f"override {dotted!r}")
+    if schema is None:
+        return new
+    try:
+        return load_config(None, as_overrides(new), schema)
+    except ConfigError as e:
+        prefix = f"{who}: " if who else ""
+        raise ConfigError(prefix + str(e).removeprefix("<defaults>: ")) from None
 
 
 def _merge(schema: Mapping, raw: Mapping, source: str, prefix: str) -> dict:
@@ -150,12 +190,4 @@ def plain(node: Any) -> Any:
         return {k: plain(v) for k, v in node.items()}
     if isinstance(node, (list, tuple)):
         return [plain(v) for v in node]
-    return node
-
-
-def get(cfg: Mapping, dotted: str) -> Any:
-    """`get(cfg, "asv.arch")`: reads a nested key by its dotted name."""
-    node: Any = cfg
-    for part in dotted.split("."):
-        node = node[part]
     return node

@@ -12,14 +12,13 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Iterable, Iterator, NamedTuple, Sequence
 
+from data.trial_kinds import CM_KEYS, SASV_KEYS
 from common.errors import InputError, MissingFilesError
 from common.io import text_lines
 
 SPLITS = ("train", "dev", "eval")
 ENROLMENT_SPLITS = ("dev", "eval")
 GENDERS = ("female", "male")
-CM_KEYS = ("bonafide", "spoof")
-SASV_KEYS = ("target", "nontarget", "spoof")
 _ATTACK_RE = re.compile(r"^A\d\d$")
 _CM_PROTOCOL_SUFFIX = {"train": "train.trn", "dev": "dev.trl", "eval": "eval.trl"}
 

@@ -16,11 +16,10 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from data.trial_kinds import CM_KEYS, SASV_KEYS
 from common.errors import InputError
 from common.io import read_text, write_lines
 
-SASV_KEYS = ("target", "nontarget", "spoof")
-CM_KEYS = ("bonafide", "spoof")
 BONAFIDE = "bonafide"
 
 

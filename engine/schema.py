@@ -4,10 +4,9 @@ Every key is documented in docs/training.md. Recipes embed it, e.g. `{"train": T
 """
 from __future__ import annotations
 
-import json
-from typing import Any, Mapping
+from typing import Mapping
 
-from common.config import ConfigError, load_config
+from common.config import ConfigError, as_overrides, dotted_value, load_config
 
 from engine.optim import OPTIMIZERS
 from engine.schedulers import SCHEDULERS
@@ -69,17 +68,7 @@ _NON_NEGATIVE = ("seed", "num_workers", "grad_clip", "precise_bn_batches", "opti
 
 def train_config(overrides: Mapping | None = None) -> dict:
     """The defaults with a nested dict of overrides applied and checked, e.g. `train_config({"epochs": 3})`."""
-    items: list[str] = []
-
-    def flatten(node: Mapping, prefix: str) -> None:
-        for key, value in node.items():
-            if isinstance(value, Mapping):
-                flatten(value, f"{prefix}{key}.")
-            else:
-                items.append(f"{prefix}{key}={json.dumps(value)}")
-
-    flatten(overrides or {}, "")
-    cfg = load_config(None, items, TRAIN_SCHEMA)
+    cfg = load_config(None, as_overrides(overrides or {}), TRAIN_SCHEMA)
     check_train_config(cfg)
     return cfg
 
@@ -88,17 +77,17 @@ def check_train_config(cfg: Mapping) -> None:
     """Raises ConfigError (one line, naming the key) for a missing key or a value out of range."""
     _check_keys(TRAIN_SCHEMA, cfg, "")
     for key, choices in _CHOICES.items():
-        value = _get(cfg, key)
+        value = dotted_value(cfg, key)
         if value not in choices:
             raise ConfigError(f"training config: '{key}' must be one of {', '.join(choices)}, got {value!r}")
     for key in _POSITIVE:
-        if not _get(cfg, key) > 0:
-            raise ConfigError(f"training config: '{key}' must be > 0, got {_get(cfg, key)!r}")
+        if not dotted_value(cfg, key) > 0:
+            raise ConfigError(f"training config: '{key}' must be > 0, got {dotted_value(cfg, key)!r}")
     for key in _NON_NEGATIVE:
-        if not _get(cfg, key) >= 0:
-            raise ConfigError(f"training config: '{key}' must be >= 0, got {_get(cfg, key)!r}")
+        if not dotted_value(cfg, key) >= 0:
+            raise ConfigError(f"training config: '{key}' must be >= 0, got {dotted_value(cfg, key)!r}")
     for key in ("scheduler.gamma", "scheduler.decay"):
-        value = _get(cfg, key)
+        value = dotted_value(cfg, key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
             raise ConfigError(f"training config: '{key}' must be a number >= 0 or null, got {value!r}")
     if not str(cfg["select_metric"]):
@@ -114,11 +103,3 @@ def _check_keys(schema: Mapping, cfg: Mapping, prefix: str) -> None:
             if not isinstance(cfg[key], Mapping):
                 raise ConfigError(f"training config: '{prefix}{key}' must be a section (mapping)")
             _check_keys(default, cfg[key], f"{prefix}{key}.")
-
-
-def _get(cfg: Mapping, dotted: str) -> Any:
-    node: Any = cfg
-    for part in dotted.split("."):
-        node = node[part]
-    return node
-

@@ -10,8 +10,9 @@ from typing import NamedTuple, Sequence
 import numpy as np
 
 from common.errors import InputError
+from data.trial_kinds import SASV_KEYS
 
-SASV_KEYS = ("target", "nontarget", "spoof")
+__all__ = ["SASV_KEYS", "TrialClasses", "as_scores", "split_trials", "require"]
 
 
 class TrialClasses(NamedTuple):

@@ -6,6 +6,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from common.cli import report_to_stderr
+
+report_to_stderr()   # library progress lines on stderr, as the entry points show them
+
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE_DIR = ROOT.parent / "shared" / "reference"
 

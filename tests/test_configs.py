@@ -43,7 +43,7 @@ def load(path: Path, overrides: list[str]) -> dict:
     """As the config's entry point does it: ablate.py for an `ablation` section (a SASV config plus the grid),
     otherwise main.py, whose `task` picks the schema; then the whole config is validated."""
     if "ablation" in _raw(path):
-        from pipeline.ablation import SCHEMA, parse_systems
+        from pipeline.tools.ablation.grid import SCHEMA, parse_systems
         cfg = load_config(path, overrides, SCHEMA)
         parse_systems(cfg)
         return cfg
@@ -69,7 +69,7 @@ def test_config_validates_against_the_tiny_corpus(path, tiny_corpus):
     import cm
     from data.asvspoof import LADatabase
     from engine import check_train_config
-    from pipeline.frontends import crop_spec
+    from pipeline.stages.frontends import crop_spec
 
     cfg = load(path, data_overrides(path, tiny_corpus))
     task = cfg["task"]
@@ -106,8 +106,8 @@ def test_config_validates_against_the_tiny_corpus(path, tiny_corpus):
         build_loss(cfg["loss"]["name"], model.embedding_dim, **cfg["loss"]["options"])
     else:
         from fusion import is_score_backend
-        from pipeline.sasv import build_embedding_backend
-        from pipeline.stages import check_trials
+        from pipeline.stages.sasv import build_embedding_backend
+        from pipeline.stages.experiment import check_trials
         assert cfg["mode"] in ("frozen", "joint") and cfg["enrolment"] in ("lists", "concat")
         db = LADatabase(cfg["database"], cfg["enr_audio"])
         concat = cfg["enrolment"] == "concat"

@@ -12,9 +12,10 @@ from torch.utils.data import DataLoader
 
 from data.asvspoof import LADatabase, MissingFilesError, SASVTrial, utterances_by_speaker
 from data.audio import AudioError, crop_first, load_audio
-from data.datasets import (CMDataset, EmbeddingTable, SASVEmbeddingTrialDataset, SASVEvalDataset,
-                           SASVTrialSampler, SASVWaveEvalDataset, SASVWaveTrialDataset, SpeakerDataset,
-                           UtteranceDataset, baseline2_train_dataset, speaker_models)
+from data.datasets import CMDataset, SASVEvalDataset, SASVWaveEvalDataset, SpeakerDataset, UtteranceDataset
+from data.embeddings import EmbeddingTable, speaker_models
+from data.trial_sampling import (SASVEmbeddingTrialDataset, SASVTrialSampler, SASVWaveTrialDataset,
+                                 baseline2_train_dataset)
 from data.samplers import SpeakerBatchSampler
 from data.voxceleb import VoxCeleb
 

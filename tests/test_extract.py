@@ -1,4 +1,4 @@
-"""pipeline.extract against a plain per-utterance loop: same embeddings, same id order, for every crop policy,
+"""pipeline.stages.extract against a plain per-utterance loop: same embeddings, same id order, for every crop policy,
 mixed lengths, with and without decoding workers, and with a bad file skipped or named."""
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import torch
 import asv
 import cm
 from data.audio import AudioError, crop_even, crop_first, load_audio
-from pipeline.extract import CropSpec, extract
-from pipeline.frontends import asv_embed_fn, cm_embed_fn
+from pipeline.stages.extract import CropSpec, extract
+from pipeline.stages.frontends import asv_embed_fn, cm_embed_fn
 
 # Mixed lengths in an order that is neither sorted nor grouped; two share a length (a legal equal-length batch).
 SECONDS = (1.3, 0.4, 2.1, 0.75, 1.3, 0.52, 1.71)

@@ -104,7 +104,7 @@ def test_asv_task_trains_and_exports(frontends):
     assert 0 <= results["eer"] <= 100 and results["best_epoch"] == 1
     rows = csv_rows(frontends.asv_dir / "epoch_log.csv")
     assert [r["epoch"] for r in rows] == ["1"] and math.isfinite(float(rows[0]["eer"]))
-    from pipeline.frontends import build_asv
+    from pipeline.stages.frontends import build_asv
     model = build_asv({"arch": "ResNetSE34L", "checkpoint": str(frontends.asv),
                        "model": {"embedding_dim": 32, "channels": [8, 8, 16, 32]}})
     assert model.embedding_dim == 32
@@ -119,7 +119,7 @@ def test_cm_task_trains_and_exports(frontends):
     per_attack = results["eval_cm_eer_per_attack"]
     assert set(per_attack) <= {f"A{i:02d}" for i in range(7, 20)} and per_attack
     assert all(0 <= v <= 100 for v in per_attack.values())
-    from pipeline.frontends import build_cm
+    from pipeline.stages.frontends import build_cm
     build_cm({"arch": "AASIST-L", "checkpoint": str(frontends.cm),
               "model": {"filts": [20, [1, 8], [8, 8], [8, 8], [8, 8]], "gat_dims": [8, 8]}})
 
@@ -129,7 +129,7 @@ def test_a_cm_trained_with_oc_softmax_is_refused_by_the_sasv_stages(tmp_path):
     import cm
     from cm.checkpoint import load_cm_state, save_cm_state
     from cm.losses import build_loss
-    from pipeline.frontends import build_cm
+    from pipeline.stages.frontends import build_cm
     model, loss = cm.build_model("LCNN", channels=[8, 8, 8, 8]), build_loss("OCSoftmax", 128)
     save_cm_state(tmp_path / "oc.pt", model, loss=loss, arch="LCNN", loss_name="OCSoftmax")
     restored = build_loss("OCSoftmax", 128)
@@ -234,7 +234,7 @@ def test_changed_crop_or_checkpoint_invalidates_cache(staged, tiny_corpus, front
     import torch
 
     from cm.checkpoint import save_cm_state
-    from pipeline.frontends import build_asv, build_cm
+    from pipeline.stages.frontends import build_asv, build_cm
     from asv.checkpoint import save_asv_state
 
     out = copy_run(staged.out, tmp_path / "run")
@@ -361,7 +361,7 @@ def test_main_joint_mode(staged, tiny_corpus, frontends, tmp_path, capsys, one_t
     assert train_log and {"backend_loss", "aux_cm_loss", "aux_asv_loss"} <= {k.split("/")[-1].removeprefix("train_")
                                                                               for k in train_log[0]}
     # the fine-tuned front-ends differ from the starting ones and load back into their architectures
-    from pipeline.frontends import build_asv, build_cm
+    from pipeline.stages.frontends import build_asv, build_cm
     tuned_asv = build_asv({"arch": "ResNetSE34L", "checkpoint": str(out / "asv_finetuned.pt"), "model": _model(ASV_MODEL)})
     start_asv = build_asv({"arch": "ResNetSE34L", "checkpoint": str(frontends.asv), "model": _model(ASV_MODEL)})
     assert any(not np.allclose(a.detach().numpy(), b.detach().numpy())
@@ -413,7 +413,7 @@ def test_training_from_scratch_is_reproducible_whatever_the_global_rng_state(tas
     """The same config twice in one process gives the same weights: the task seeds the initial weights too,
     not only what fit() does once it starts."""
     from common.config import load_config
-    from pipeline import asv_task, cm_task
+    from pipeline.recipes import asv_task, cm_task
     module = asv_task if task == "asv" else cm_task
     conf, data, model = {"asv": ("quickstart_asv.conf", f"data.voxceleb={tiny_corpus.voxceleb}",
                                  "asv.model={C: 32, embedding_dim: 16}"),

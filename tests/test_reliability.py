@@ -114,7 +114,7 @@ def test_skip_bad_audio_completes_and_reports(broken, frontends, tmp_path, capsy
 # ---------------------------------------------------------------------------------------------
 def test_keyboard_interrupt_mid_stage_leaves_no_partial_output(tiny_corpus, frontends, tmp_path, capsys, monkeypatch,
                                                                one_thread):
-    import pipeline.stages as stages
+    import pipeline.stages.asv as stages
 
     real_embed_fn = stages.asv_embed_fn
     calls = {"n": 0}

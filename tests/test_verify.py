@@ -24,9 +24,10 @@ def setup(tmp_path_factory):
     import torch
 
     from common.config import load_config
-    from pipeline import sasv_task
-    from pipeline.sasv import score_splits
-    from pipeline.stages import asv_stage, cm_stage
+    from pipeline.recipes import sasv_task
+    from pipeline.stages.sasv import score_splits
+    from pipeline.stages.asv import asv_stage
+    from pipeline.stages.cm import cm_stage
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

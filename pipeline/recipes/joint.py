@@ -15,18 +15,21 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from data.asvspoof import check_files_exist
 from common.errors import InputError
-from data.datasets import (NONTARGET, SPOOF, TARGET, EmbeddingTable, SASVTrialSampler, SASVWaveTrialDataset,
-                           speaker_models)
+from data.asvspoof import check_files_exist
+from data.embeddings import EmbeddingTable, speaker_models
+from data.trial_kinds import NONTARGET, TARGET
+from data.trial_sampling import TRIAL_KINDS, SASVTrialSampler, SASVWaveTrialDataset
 from engine import TrainData, is_main_process
 from metrics.sasv import sasv_eers
-from pipeline.extract import extract
-from pipeline.frontends import asv_embed_fn, cm_embed_fn, crop_spec
-from pipeline.sasv import TrialInputs, score_embeddings
-from pipeline.stages import asv_trial_scores, database
+from pipeline.stages.extract import extract
+from pipeline.stages.frontends import asv_embed_fn, cm_embed_fn, crop_spec
+from pipeline.stages.sasv import TrialInputs, score_embeddings
+from pipeline.stages.trials import asv_trial_scores
+from pipeline.stages.experiment import database
 
-KINDS = (TARGET, NONTARGET, SPOOF, "nontarget_spoof")
+# Trial kinds travel in batches as their index in TRIAL_KINDS (tensors cannot hold strings).
+TARGET_INDEX, NONTARGET_INDEX = TRIAL_KINDS.index(TARGET), TRIAL_KINDS.index(NONTARGET)
 
 
 class JointSASV(nn.Module):
@@ -47,7 +50,7 @@ class JointSASV(nn.Module):
 
 
 class _TrialsWithKind(Dataset):
-    """Adds each trial's kind (index into KINDS) to the waveform trial items, for the auxiliary losses."""
+    """Adds each trial's kind (its index in TRIAL_KINDS) to the waveform trial items, for the auxiliary losses."""
 
     def __init__(self, base: SASVWaveTrialDataset):
         self.base = base
@@ -60,7 +63,7 @@ class _TrialsWithKind(Dataset):
 
     def __getitem__(self, i: int):
         enrol, test, _ = self.base[i]
-        return enrol, test, KINDS.index(self.base.trials[i].kind)
+        return enrol, test, TRIAL_KINDS.index(self.base.trials[i].kind)
 
 
 def joint_train_data(cfg: Mapping, seed: int) -> TrainData:
@@ -100,17 +103,17 @@ class JointTask:
     def training_step(self, model: JointSASV, batch) -> tuple[torch.Tensor, dict]:
         enrol, test, kind = batch
         output, cm_logits, enr, tst = model(enrol, test)
-        target = (kind == 0).long()
+        target = (kind == TARGET_INDEX).long()
+        bona_fide_test = (kind == TARGET_INDEX) | (kind == NONTARGET_INDEX)   # same speaker or not, no spoof
         loss = model.backend.loss(output, target)
         logs = {"backend_loss": loss.detach()}
         if self.joint["aux_cm_weight"] > 0:
-            bonafide = (kind <= 1).long()   # target or zero-effort nontarget
-            cm_loss = F.cross_entropy(cm_logits, bonafide,
-                                      weight=torch.tensor([0.9, 0.1], device=cm_logits.device))
+            weights = torch.tensor(self.joint["aux_cm_class_weights"], dtype=cm_logits.dtype, device=cm_logits.device)
+            cm_loss = F.cross_entropy(cm_logits, bona_fide_test.long(), weight=weights)
             loss = loss + self.joint["aux_cm_weight"] * cm_loss
             logs["aux_cm_loss"] = cm_loss.detach()
         if self.joint["aux_asv_weight"] > 0:
-            pairs = kind <= 1               # bona fide trials: same speaker or not
+            pairs = bona_fide_test
             if pairs.any():
                 cos = F.cosine_similarity(enr[pairs], tst[pairs])
                 logit = model.aux_scale * cos + model.aux_bias

@@ -24,14 +24,15 @@ from common.provenance import provenance
 from common.runs import RunFolders, write_results
 from data.asvspoof import LADatabase
 from data.augment import build_augment
-from data.datasets import EmbeddingTable, SpeakerDataset, speaker_models
+from data.embeddings import EmbeddingTable, speaker_models
+from data.datasets import SpeakerDataset
 from data.samplers import SpeakerBatchSampler
 from data.voxceleb import VoxCeleb
 from engine import TRAIN_SCHEMA, TrainData, fit, is_main_process, load_model_weights, seed_everything
 from metrics.dcf import DCF_P001, DCF_P005, min_dcf
 from metrics.eer import roc_eer
-from pipeline.extract import extract
-from pipeline.frontends import ASV_SECTION, asv_embed_fn, crop_spec
+from pipeline.stages.extract import extract
+from pipeline.stages.frontends import ASV_SECTION, asv_embed_fn, crop_spec
 
 SCHEMA = {
     "task": "asv",

@@ -15,7 +15,7 @@ from cm.checkpoint import load_cm_state
 from common.config import ConfigError, FreeForm
 from common.errors import InputError, MissingFilesError
 from common.io import file_sha256
-from pipeline.extract import CropSpec, EmbedFn
+from pipeline.stages.extract import CropSpec, EmbedFn
 
 ASV_SECTION = {
     "arch": "ECAPA-TDNN",          # ResNetSE34V2 | ResNetSE34L | ECAPA-TDNN

@@ -23,13 +23,14 @@ from common.errors import InputError
 from common.io import atomic_write, read_json
 from data.asvspoof import SASVTrial
 from data.audio import load_audio
-from data.datasets import EmbeddingTable
+from data.embeddings import EmbeddingTable
 from data.score_files import read_sasv_scores
 from fusion import is_score_backend, score_backend_from_state
 from metrics.thresholds import METHODS, choose_threshold
-from pipeline.extract import InputFloor, model_input
-from pipeline.frontends import asv_embed_fn, build_asv, build_cm, cm_embed_fn, crop_spec, frontend_identity
-from pipeline.stages import asv_trial_scores, experiment, resolve_device
+from pipeline.stages.extract import InputFloor, model_input
+from pipeline.stages.frontends import asv_embed_fn, build_asv, build_cm, cm_embed_fn, crop_spec, frontend_identity
+from pipeline.stages.trials import asv_trial_scores
+from pipeline.stages.experiment import experiment, resolve_device
 
 RESULT_COLUMNS = ("enroll", "test", "asv_score", "cm_score", "sasv_score", "threshold", "decision")
 
@@ -85,7 +86,7 @@ def check_backend(cfg: Mapping) -> None:
         raise InputError(f"{path}: no fitted '{name}' back-end; run {how} with this config first")
     if is_score_backend(name):
         load_score_backend(cfg)
-    made = read_json(experiment(cfg).root / "result.json")   # an ablation system folder (pipeline/ablation.py)
+    made = read_json(experiment(cfg).root / "result.json")   # an ablation system folder (pipeline/tools/ablation)
     if made is not None and made.get("cm_score", "logit") != "logit":
         raise InputError(f"{experiment(cfg).root}: this ablation system fuses the CM {made['cm_score']}, "
                          "verify.py scores with the CM bona fide logit; choose a system with cm_score logit")
@@ -159,7 +160,7 @@ def dev_threshold(cfg: Mapping, method: str = "eer", far: float = 0.01) -> Thres
 @torch.inference_mode()
 def _embed(fn, x: np.ndarray) -> dict[str, np.ndarray]:
     """Every output of `fn` on one utterance's (crops, samples) input, averaged over the crops (as
-    pipeline.extract does)."""
+    pipeline.stages.extract does)."""
     return {k: v.float().mean(0).cpu().numpy() for k, v in fn(torch.from_numpy(np.ascontiguousarray(x))).items()}
 
 
@@ -226,7 +227,7 @@ def _sasv_scores(cfg: Mapping, asv: np.ndarray, cm: np.ndarray, enr: np.ndarray,
                  cmv: np.ndarray) -> np.ndarray:
     if is_score_backend(cfg["backend"]["name"]):
         return load_score_backend(cfg).score(asv, cm)
-    from pipeline.sasv import load_backend
+    from pipeline.stages.sasv import load_backend
     backend = load_backend({"backend": {**cfg["backend"], "checkpoint": str(embedding_backend_path(cfg))}},
                            enr.shape[1], cmv.shape[1])
     with torch.no_grad():

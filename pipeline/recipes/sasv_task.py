@@ -10,7 +10,6 @@ Both keep the best epoch by dev SASV-EER, evaluate it on dev and eval, and write
 """
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Mapping
 
@@ -18,16 +17,18 @@ import torch
 
 from asv.checkpoint import save_asv_state
 from cm.checkpoint import save_cm_state
-from common.config import ConfigError
+from common.config import ConfigError, with_changes
 from common.errors import MissingFilesError
 from common.runs import RunFolders
 from engine import TRAIN_SCHEMA, fit, is_main_process, load_model_weights, seed_everything
 from fusion import is_score_backend
-from pipeline.frontends import build_asv, build_cm, check_scoring_checkpoint
-from pipeline.joint import JointSASV, JointTask, joint_train_data
-from pipeline.sasv import (FrozenBackendTask, build_embedding_backend, frozen_train_data, load_backend, save_backend,
-                           score_splits, trial_inputs)
-from pipeline.stages import SASV_COMMON, asv_stage, check_stage_inputs, cm_stage, database, resolve_device
+from pipeline.stages.frontends import build_asv, build_cm, check_scoring_checkpoint
+from pipeline.recipes.joint import JointSASV, JointTask, joint_train_data
+from pipeline.recipes.frozen import FrozenBackendTask, frozen_train_data
+from pipeline.stages.sasv import build_embedding_backend, load_backend, save_backend, score_splits, trial_inputs
+from pipeline.stages.experiment import SASV_COMMON, check_stage_inputs, database, resolve_device
+from pipeline.stages.asv import asv_stage
+from pipeline.stages.cm import cm_stage
 
 SCHEMA = {
     **SASV_COMMON,
@@ -42,6 +43,10 @@ SCHEMA = {
         "freeze_cm": False,
         "aux_asv_weight": 0.0,     # auxiliary verification loss on bona fide pairs
         "aux_cm_weight": 0.0,      # auxiliary CM cross-entropy on the test utterance
+        # weights (spoof, bona fide) of that cross-entropy. Not WeightedCE's (0.1, 0.9): that default offsets the
+        # ASVspoof train protocol's 9:1 spoof majority, while the trial schemes draw bona fide tests at 3:1
+        # (2class) or 1:1 (4class); (0.9, 0.1) weighs the rarer spoofs up under 2class. Use [0.5, 0.5] with 4class.
+        "aux_cm_class_weights": [0.9, 0.1],
         "test_samples": 64600,     # training crop of the test utterance (ASV and CM input)
         "enrol_samples": 64600,    # training crop of the enrolment utterance
     },
@@ -66,6 +71,11 @@ def check(cfg: Mapping) -> None:
     if mode == "joint":
         db = database(cfg)
         db.cm_entries("train")                # the joint trials come from the train protocol
+        weights = cfg["joint"]["aux_cm_class_weights"]
+        if (len(weights) != 2 or not all(isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0
+                                         for w in weights) or sum(weights) <= 0):
+            raise ConfigError(f"joint.aux_cm_class_weights must be two weights (spoof, bona fide) >= 0 with a "
+                              f"positive sum, got {weights!r}")
         for key in ("asv", "cm"):
             check_scoring_checkpoint(cfg[key], key, cfg["allow_random_weights"])
 
@@ -102,7 +112,7 @@ def _frozen(cfg: Mapping, resume: bool) -> dict:
                  train, out / "backend_train", resume=resume)
     load_model_weights(backend, result.best_checkpoint or result.last_checkpoint)
     save_backend(out / "backend.pt", backend, cfg["backend"]["name"], cfg["backend"]["options"])
-    return score_splits(_with(cfg, {"backend.checkpoint": str(out / "backend.pt")}), config_of_record=cfg)
+    return score_splits(with_changes(cfg, {"backend.checkpoint": str(out / "backend.pt")}), config_of_record=cfg)
 
 
 def _joint(cfg: Mapping, resume: bool) -> dict:
@@ -125,21 +135,9 @@ def _joint(cfg: Mapping, resume: bool) -> dict:
     save_cm_state(out / "cm_finetuned.pt", net.cm, arch=cfg["cm"]["arch"])
     save_backend(out / "backend.pt", net.backend, cfg["backend"]["name"], cfg["backend"]["options"])
     # the fine-tuned embeddings belong to this experiment: never overwrite a shared cache of the frozen front-ends
-    tuned = _with(cfg, {"asv.checkpoint": str(out / "asv_finetuned.pt"), "cm.checkpoint": str(out / "cm_finetuned.pt"),
+    tuned = with_changes(cfg, {"asv.checkpoint": str(out / "asv_finetuned.pt"), "cm.checkpoint": str(out / "cm_finetuned.pt"),
                         "backend.checkpoint": str(out / "backend.pt"), "embeddings_dir": str(out / "embeddings"),
                         "splits": [s for s in cfg["splits"] if s != "train"]})
     asv_stage(tuned)
     cm_stage(tuned)
     return score_splits(tuned, config_of_record=cfg)
-
-
-def _with(cfg: Mapping, changes: Mapping[str, object]) -> dict:
-    """A copy of the config with dotted keys replaced (e.g. checkpoints produced by training)."""
-    new = copy.deepcopy(dict(cfg))
-    for dotted, value in changes.items():
-        node = new
-        *parents, last = dotted.split(".")
-        for p in parents:
-            node = node[p]
-        node[last] = value
-    return new

@@ -25,8 +25,8 @@ from data.augment import build_augment
 from data.datasets import CMDataset
 from engine import TRAIN_SCHEMA, TrainData, fit, is_main_process, load_model_weights, seed_everything
 from metrics.eer import det_eer
-from pipeline.extract import extract
-from pipeline.frontends import CM_SECTION, crop_spec
+from pipeline.stages.extract import extract
+from pipeline.stages.frontends import CM_SECTION, crop_spec
 
 SCHEMA = {
     "task": "cm",

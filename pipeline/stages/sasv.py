@@ -1,12 +1,14 @@
-"""SASV back-ends over the stage outputs: scoring trial lists, frozen training, and results.
+"""The SASV stage (save_sasv_score.py): back-ends over the stage outputs, scoring trial lists, and results.
 
 Score-level back-ends (fusion.ScoreBackend) are fitted on `backend.fit_on` (dev by default) from the
 per-trial ASV and CM scores. Embedding-level back-ends (fusion.EmbeddingBackend) are trained by
-`main.py` on cached embeddings (frozen) or end to end (see pipeline/joint.py) and score from a checkpoint.
+`main.py` on cached embeddings (pipeline/recipes/frozen.py) or end to end (pipeline/recipes/joint.py) and
+score from a checkpoint. Writes `scores/sasv_{split}.txt` (SASV 2022 format), results.json and DET plots.
 """
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -20,19 +22,20 @@ from common.io import atomic_write, load_weights, write_json
 from common.provenance import provenance
 from common.runs import write_results as write_results_json
 from data.asvspoof import SASVTrial
-from data.datasets import (TRIAL_SCHEMES, EmbeddingTable, SASVEmbeddingTrialDataset, SASVTrialSampler,
-                           baseline2_train_dataset)
+from data.embeddings import EmbeddingTable
 from data.score_files import write_sasv_scores
-from engine import TrainData
 from engine.checkpoint import load_model_state
 from fusion import EmbeddingBackend, ScoreBackend, build_backend, is_score_backend
 from metrics.det import plot_det
 from metrics.report import evaluate_trials, format_table, json_ready
-from metrics.sasv import sasv_eers
-from pipeline.frontends import check_scoring_checkpoint, frontends_record
-from pipeline.stages import (asv_embeddings_spec, asv_trial_scores, check_outputs, cm_embeddings_spec, current_output,
-                             database, experiment, protocol_digests, sasv_rows, say, scorable_trials,
-                             speaker_models_spec, table_of)
+from pipeline.stages.experiment import check_outputs, database, experiment, protocol_digests
+from pipeline.stages.frontends import check_scoring_checkpoint, frontends_record
+from pipeline.stages.outputs import (asv_embeddings_spec, cm_embeddings_spec, current_output, speaker_models_spec,
+                                     table_of)
+from pipeline.stages.trials import asv_trial_scores, sasv_rows, scorable_trials
+
+log = logging.getLogger(__name__)
+
 
 EVAL_SPLITS = ("dev", "eval")
 
@@ -102,9 +105,6 @@ def check_scoring(cfg: Mapping, splits: Sequence[str] = EVAL_SPLITS) -> None:
         current_output(asv_embeddings_spec(cfg, "train", db), cfg, read_arrays=False)
 
 
-# ---------------------------------------------------------------------------------------------
-# Score-level back-ends
-# ---------------------------------------------------------------------------------------------
 def fit_score_backend(cfg: Mapping, inputs: Mapping[str, TrialInputs]) -> ScoreBackend:
     name, fit_on = cfg["backend"]["name"], cfg["backend"]["fit_on"]
     if fit_on not in inputs:
@@ -114,9 +114,6 @@ def fit_score_backend(cfg: Mapping, inputs: Mapping[str, TrialInputs]) -> ScoreB
     return backend.fit(data.asv_scores, data.cm_scores, data.keys)
 
 
-# ---------------------------------------------------------------------------------------------
-# Embedding-level back-ends
-# ---------------------------------------------------------------------------------------------
 def build_embedding_backend(cfg: Mapping, asv_dim: int, cm_dim: int) -> EmbeddingBackend:
     options = dict(cfg["backend"]["options"])
     options.setdefault("asv_dim", asv_dim)
@@ -157,49 +154,6 @@ def load_backend(cfg: Mapping, asv_dim: int, cm_dim: int) -> EmbeddingBackend:
     return backend.eval()
 
 
-class FrozenBackendTask:
-    """Engine task: train an embedding back-end on cached embeddings, select by dev SASV-EER."""
-
-    def __init__(self, dev: TrialInputs, scheme: str):
-        self.dev, self.scheme = dev, scheme
-
-    def training_step(self, model: nn.Module, batch) -> tuple[torch.Tensor, dict]:
-        enr, tst, cmv, label = batch
-        label = to_binary(label, self.scheme)
-        return model.loss(model(enr, tst, cmv), label), {}
-
-    def evaluate(self, model: nn.Module) -> dict[str, float]:
-        scores = score_embeddings(model, self.dev)
-        return {f"dev_{k}": 100 * v for k, v in sasv_eers(scores, self.dev.keys).items()}
-
-
-def to_binary(label: torch.Tensor, scheme: str) -> torch.Tensor:
-    """Binary SASV labels (1 = target): 4-class samplers label targets 0 (see data.datasets.TRIAL_SCHEMES)."""
-    return (label == 0).long() if scheme == "4class" else label.long()
-
-
-def frozen_train_data(cfg: Mapping, seed: int) -> TrainData:
-    """Training trials on cached train embeddings with the configured sampling scheme."""
-    db = database(cfg)
-    asv_spec, cm_spec = asv_embeddings_spec(cfg, "train", db), cm_embeddings_spec(cfg, "train", db)
-    asv = table_of(current_output(asv_spec, cfg), asv_spec.path)
-    cm = table_of(current_output(cm_spec, cfg), cm_spec.path)
-    entries = [e for e in db.cm_entries("train") if e.utt in asv and e.utt in cm]
-    scheme = cfg["sampling"]["scheme"]
-    if scheme == "baseline2":
-        dataset = baseline2_train_dataset(entries, asv, cm, seed=seed, epoch_length=cfg["sampling"]["trials_per_epoch"])
-    elif scheme in TRIAL_SCHEMES:
-        length = cfg["sampling"]["trials_per_epoch"] or len(entries)
-        dataset = SASVEmbeddingTrialDataset(SASVTrialSampler.from_cm_entries(entries, scheme), asv, cm,
-                                            epoch_length=length, seed=seed)
-    else:
-        raise InputError(f"sampling.scheme is {scheme!r}; choose 2class, 4class or baseline2")
-    return TrainData(dataset)
-
-
-# ---------------------------------------------------------------------------------------------
-# Results
-# ---------------------------------------------------------------------------------------------
 def score_splits(cfg: Mapping, splits: Sequence[str] = EVAL_SPLITS, config_of_record: Mapping | None = None
                  ) -> dict[str, dict]:
     """Scores the SASV trial lists with the configured back-end; writes score files, results.json, DET plots.
@@ -248,5 +202,5 @@ def write_results(cfg: Mapping, inputs: Mapping[str, TrialInputs], scores: Mappi
     payload = {"backend": cfg["backend"]["name"], **json_ready(results), **(extra or {}), "frontends": frontends}
     write_results_json(exp.root, payload, record)
     print(format_table({f"{cfg['backend']['name']} ({s})": r for s, r in results.items()}))
-    say(f"results -> {exp.results}")
+    log.info(f"results -> {exp.results}")
     return results

@@ -16,7 +16,7 @@ def run_stage(doc: str, argv: Sequence[str] | None, check: Callable[[Mapping], o
     check that needs no model), locks output_dir and embeddings_dir, saves config.yaml, runs `stage(cfg, force)`."""
 
     def main(args_in: Sequence[str] | None) -> int:
-        from pipeline.sasv_task import SCHEMA
+        from pipeline.recipes.sasv_task import SCHEMA
         parser = config_parser(doc.strip().splitlines()[0])
         parser.add_argument("--force", action="store_true", help="recompute outputs even when they are up to date")
         add_wait_flag(parser)

@@ -1,0 +1,96 @@
+"""What each cached stage output is made of: one definition for the stage that writes it and those that read it.
+
+A cached `.npz` is reused only when everything that made it is unchanged (front-end, checkpoint content,
+crop, the utterance list, each audio file's path, size and mtime, and skipping; pipeline/stages/cache.py),
+else it is recomputed and the log says why. Readers (`current_output`) refuse outputs that were not made by
+what the config now names.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from common.errors import InputError
+from data.asvspoof import LADatabase
+from data.embeddings import EmbeddingTable
+from pipeline.stages.cache import Inputs, load_cache
+from pipeline.stages.experiment import database, enrolment_mode, experiment
+from pipeline.stages.extract import Extracted
+from pipeline.stages.frontends import frontend_identity
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CacheSpec:
+    path: Path
+    made_by: dict
+    inputs: Inputs
+    stage: str                     # the stage script that writes it
+
+
+def asv_embeddings_spec(cfg: Mapping, split: str, db: LADatabase | None = None) -> CacheSpec:
+    db = db or database(cfg)
+    return CacheSpec(experiment(cfg).asv_embeddings(split), frontend_identity(cfg["asv"], "asv"),
+                     Inputs.of([(u, db.flac(split, u)) for u in db.utterances(split)]), "save_asv_embeddings.py")
+
+
+def cm_embeddings_spec(cfg: Mapping, split: str, db: LADatabase | None = None) -> CacheSpec:
+    db = db or database(cfg)
+    return CacheSpec(experiment(cfg).cm_embeddings(split), frontend_identity(cfg["cm"], "cm"),
+                     Inputs.of([(e.utt, db.flac(split, e.utt)) for e in db.cm_entries(split)]), "save_cm_score.py")
+
+
+def speaker_models_spec(cfg: Mapping, split: str, db: LADatabase | None = None) -> CacheSpec:
+    """Lists: the mean of the listed utterances' embeddings (the lists' content is part of what made it);
+    concat: one embedding of each speaker's enr_audio file."""
+    db, mode = db or database(cfg), enrolment_mode(cfg)
+    made_by = {**frontend_identity(cfg["asv"], "asv"), "enrolment": mode}
+    if mode == "lists":
+        enrolment = db.enrolment(split)
+        made_by["lists_sha256"] = hashlib.sha256(json.dumps(enrolment, sort_keys=True).encode()).hexdigest()
+        utts = list(dict.fromkeys(u for us in enrolment.values() for u in us))
+        inputs = Inputs.of([(u, db.flac(split, u)) for u in utts])
+    else:
+        inputs = Inputs.of([(spk, db.enr_audio_file(split, stem)) for spk, stem in db.enrolment_concat(split).items()])
+    return CacheSpec(experiment(cfg).asv_models(split, mode), made_by, inputs, "save_asv_embeddings.py")
+
+
+def current_output(spec: CacheSpec, cfg: Mapping, read_arrays: bool = True) -> dict[str, np.ndarray]:
+    """The arrays of a cached output for a stage that only reads it: one line when it is missing or was made
+    by something else than the config now names (another checkpoint, corpus, utterance list, audio...).
+    `read_arrays=False` only checks (reads no data arrays)."""
+    arrays, why = load_cache(spec.path, spec.made_by, spec.inputs, cfg["skip_bad_audio"], arrays=read_arrays)
+    if arrays is None:
+        what = f"{why}" if why else "missing"
+        raise InputError(f"{spec.path}: {what}; run {spec.stage} with this config first (it recomputes it)")
+    return arrays
+
+
+def table_of(arrays: Mapping[str, np.ndarray], path: Path) -> EmbeddingTable:
+    return EmbeddingTable(arrays["ids"].tolist(), arrays["embeddings"], str(path))
+
+
+def cached_or_none(spec: CacheSpec, cfg: Mapping, force: bool, label: str) -> dict[str, np.ndarray] | None:
+    """The cached arrays when current (said), else None after saying why they are recomputed."""
+    if force:
+        log.info(f"{label}: recomputing {spec.path} (--force)")
+        return None
+    arrays, why = load_cache(spec.path, spec.made_by, spec.inputs, cfg["skip_bad_audio"])
+    if arrays is not None:
+        log.info(f"{label}: {spec.path} is up to date, skipped")
+    elif why:
+        log.info(f"{label}: recomputing {spec.path}: {why}")
+    return arrays
+
+
+def require_extracted(out: Extracted, spec: CacheSpec, label: str) -> None:
+    """Stops with one line when skipping left nothing of a split (an empty table would fail later, obscurely)."""
+    if not out.ids:
+        raise InputError(f"{label}: none of the {len(spec.inputs.ids)} files could be read (first: {out.skipped[0]})")
