@@ -153,7 +153,7 @@ def make_modes(fe: Frontend, items: list[tuple[str, Path]], waves: list[np.ndarr
 
 def bench_frontend(fe: Frontend, items: list[tuple[str, Path]], workers: list[int], batch: int,
                    repeats: int) -> dict:
-    waves = [load_audio(p, min_samples=160) for _, p in items]
+    waves = [load_audio(p) for _, p in items]
     for fn, _ in make_modes(fe, items[:4], waves[:4], workers, batch).values():
         fn()  # warm-up on a few files: lazy imports, oneDNN kernels, the heap, the worker start-up path
     modes = make_modes(fe, items, waves, workers, batch)

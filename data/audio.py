@@ -6,6 +6,7 @@ names it: silence is never substituted, since that would quietly corrupt scores.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import numpy as np
 import soundfile as sf
@@ -129,7 +130,7 @@ def crop_even(x: np.ndarray, n: int, count: int) -> np.ndarray:
 
 
 def crop(x: np.ndarray, policy: str, n: int | None, rng: np.random.Generator | None = None) -> np.ndarray:
-    """Dispatch by name: 'first', 'random' or 'full' (n ignored)."""
+    """One window by name, for training and trial datasets: 'first', 'random' or 'full' (n ignored)."""
     if policy == "full" or n is None:
         return x
     if policy == "first":
@@ -137,3 +138,31 @@ def crop(x: np.ndarray, policy: str, n: int | None, rng: np.random.Generator | N
     if policy == "random":
         return crop_random(x, n, rng if rng is not None else np.random.default_rng())
     raise ValueError(f"unknown crop policy {policy!r}; choose 'first', 'random' or 'full'")
+
+
+SCORING_CROPS = ("first", "full", "even")
+
+
+@dataclass(frozen=True)
+class CropSpec:
+    """How scoring turns an utterance into model input (a front-end config's `crop` section): 'first' N samples,
+    repeat-padded (AASIST evaluation); 'full', the utterance as it is; 'even', `count` evenly spaced N-sample
+    windows whose outputs are averaged (voxceleb_trainer test time). No 'random': scores must be reproducible."""
+    policy: str = "first"
+    samples: int = 64600
+    count: int = 1
+
+    def __post_init__(self) -> None:
+        if self.policy not in SCORING_CROPS or self.samples < 1 or self.count < 1:
+            raise ValueError(f"crop: policy first|full|even with samples >= 1 and count >= 1, got policy="
+                             f"{self.policy!r}, samples={self.samples}, count={self.count}")
+
+    def windows(self, wave: np.ndarray) -> np.ndarray:
+        """The (windows, samples) float32 model input of one utterance (one window unless 'even')."""
+        if self.policy == "first":
+            x = crop_first(wave, self.samples)[None]
+        elif self.policy == "even":
+            x = crop_even(wave, self.samples, self.count)
+        else:
+            x = wave[None]
+        return np.ascontiguousarray(x, dtype=np.float32)

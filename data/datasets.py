@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import Dataset
 
 from data.asvspoof import LADatabase, SASVTrial, check_files_exist
-from data.audio import AASIST_EVAL_SAMPLES, SAMPLE_RATE, crop, crop_even, load_audio
+from data.audio import AASIST_EVAL_SAMPLES, SAMPLE_RATE, crop, load_audio
 from data.embeddings import EmbeddingSource, as_table
 from data.pathlist import as_path_sequence
 
@@ -121,35 +121,6 @@ class CMDataset(_Epoch, Dataset):
             rng = item_rng(self.seed, self.epoch, i)
             return wave_tensor(self.paths[i], "random", self.n_samples, rng, self.augment), self.labels[i]
         return wave_tensor(self.paths[i], "first", self.n_samples, None), self.labels[i]
-
-
-class UtteranceDataset(Dataset):
-    """Embedding extraction: item i is (wave, utterance id).
-
-    crop_policy 'full' (variable length: batch_size=1), 'first' (n_samples, repeat-padded: AASIST) or
-    'even' (`num_crops` evenly spaced n-sample windows stacked (num_crops, n): voxceleb_trainer test time)."""
-
-    def __init__(self, paths: Sequence[PathLike], ids: Sequence[str], crop_policy: str = "full",
-                 n_samples: int | None = None, num_crops: int = 10):
-        if len(paths) != len(ids):
-            raise ValueError(f"{len(paths)} paths but {len(ids)} ids")
-        if crop_policy not in ("full", "first", "even"):
-            raise ValueError(f"unknown crop policy {crop_policy!r}; choose 'full', 'first' or 'even'")
-        if crop_policy != "full" and not n_samples:
-            raise ValueError(f"crop policy {crop_policy!r} needs n_samples")
-        self.paths, self.ids = list(paths), list(ids)
-        self.crop_policy, self.n_samples, self.num_crops = crop_policy, n_samples, num_crops
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, str]:
-        x = load_audio(self.paths[i])
-        if self.crop_policy == "even":
-            x = crop_even(x, self.n_samples, self.num_crops)
-        else:
-            x = crop(x, self.crop_policy, self.n_samples)
-        return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), self.ids[i]
 
 
 # ================================================================================================

@@ -25,7 +25,7 @@ class MinCost(NamedTuple):
     threshold: float
 
 
-def _check_priors(name: str, priors: dict[str, float], costs: dict[str, float]) -> None:
+def check_priors(name: str, priors: dict[str, float], costs: dict[str, float]) -> None:
     for key, v in {**priors, **costs}.items():
         if not np.isfinite(v) or v < 0:
             raise InputError(f"{name}: {key}={v} must be a finite non-negative number")
@@ -41,7 +41,7 @@ class DCFCost:
     c_fa: float = 1.0
 
     def __post_init__(self) -> None:
-        _check_priors("DCFCost", {"p_target": self.p_target, "p_nontarget": 1.0 - self.p_target},
+        check_priors("DCFCost", {"p_target": self.p_target, "p_nontarget": 1.0 - self.p_target},
                       {"c_miss": self.c_miss, "c_fa": self.c_fa})
 
 
@@ -70,7 +70,7 @@ class ADCFCost:
     c_fa_cm: float
 
     def __post_init__(self) -> None:
-        _check_priors("ADCFCost", {"p_target": self.p_target, "p_nontarget": self.p_nontarget,
+        check_priors("ADCFCost", {"p_target": self.p_target, "p_nontarget": self.p_nontarget,
                                    "p_spoof": self.p_spoof},
                       {"c_miss": self.c_miss, "c_fa_asv": self.c_fa_asv, "c_fa_cm": self.c_fa_cm})
 

@@ -14,7 +14,7 @@ from typing import NamedTuple
 import numpy as np
 
 from common.errors import InputError
-from metrics.dcf import MinCost, _check_priors
+from metrics.dcf import MinCost, check_priors
 from metrics.eer import det_curve, det_eer
 from metrics.trials import TrialClasses, as_scores, require
 
@@ -68,7 +68,7 @@ class LegacyTDCFCost:
     c_fa_cm: float
 
     def __post_init__(self) -> None:
-        _check_priors("LegacyTDCFCost", {"p_target": self.p_target, "p_nontarget": self.p_nontarget,
+        check_priors("LegacyTDCFCost", {"p_target": self.p_target, "p_nontarget": self.p_nontarget,
                                          "p_spoof": self.p_spoof},
                       {"c_miss_asv": self.c_miss_asv, "c_fa_asv": self.c_fa_asv,
                        "c_miss_cm": self.c_miss_cm, "c_fa_cm": self.c_fa_cm})
@@ -85,7 +85,7 @@ class TDCFCost:
     c_fa_spoof: float
 
     def __post_init__(self) -> None:
-        _check_priors("TDCFCost", {"p_target": self.p_target, "p_nontarget": self.p_nontarget,
+        check_priors("TDCFCost", {"p_target": self.p_target, "p_nontarget": self.p_nontarget,
                                    "p_spoof": self.p_spoof},
                       {"c_miss": self.c_miss, "c_fa": self.c_fa, "c_fa_spoof": self.c_fa_spoof})
 

@@ -340,7 +340,8 @@ def test_wav_cut_mid_data_is_refused_before_decoding(tmp_path, monkeypatch):
 
 
 def test_skip_bad_audio_in_the_stages_lists_files_both_decoders_refuse(tmp_path):
-    from pipeline.stages.extract import CropSpec, extract
+    from data.audio import CropSpec
+    from pipeline.stages.extract import extract
 
     good = tmp_path / "good.flac"
     sf.write(good, _sine(440, 16000, 0.2), 16000, subtype="PCM_16")

@@ -11,8 +11,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from data.asvspoof import LADatabase, MissingFilesError, SASVTrial, utterances_by_speaker
-from data.audio import AudioError, crop_first, load_audio
-from data.datasets import CMDataset, SASVEvalDataset, SASVWaveEvalDataset, SpeakerDataset, UtteranceDataset
+from data.audio import AudioError, CropSpec, crop_first, load_audio
+from data.datasets import CMDataset, SASVEvalDataset, SASVWaveEvalDataset, SpeakerDataset
 from data.embeddings import EmbeddingTable, speaker_models
 from data.trial_sampling import (SASVEmbeddingTrialDataset, SASVTrialSampler, SASVWaveTrialDataset,
                                  baseline2_train_dataset)
@@ -162,15 +162,18 @@ def test_audio_errors_surface_from_workers(tmp_path, workers):
         list(DataLoader(ds, batch_size=2, num_workers=workers))
 
 
-def test_utterance_dataset(la):
-    path = la.flac("train", "LA_T_000")
-    n = len(load_audio(path))
-    assert UtteranceDataset([path], ["u"])[0][0].shape == (n,)
-    x, utt = UtteranceDataset([path], ["u"], "first", 1000)[0]
-    assert x.shape == (1000,) and utt == "u"
-    assert UtteranceDataset([path], ["u"], "even", 200, num_crops=4)[0][0].shape == (4, 200)
-    with pytest.raises(ValueError, match="needs n_samples"):
-        UtteranceDataset([path], ["u"], "first")
+def test_crop_spec_windows(la):
+    """The scoring crops (data.audio.CropSpec, what every stage and verify.py use)."""
+    wave = load_audio(la.flac("train", "LA_T_000"))
+    n = len(wave)
+    assert CropSpec("full").windows(wave).shape == (1, n)
+    first = CropSpec("first", n + 100).windows(wave)               # repeat-padded past the end
+    assert first.shape == (1, n + 100) and np.array_equal(first[0, n:], wave[:100])
+    even = CropSpec("even", 200, 4).windows(wave)
+    assert even.shape == (4, 200) and np.array_equal(even[-1], wave[n - 200:]) and even.dtype == np.float32
+    for bad in ({"policy": "random"}, {"samples": 0}, {"policy": "even", "count": 0}):
+        with pytest.raises(ValueError, match="policy first|full|even"):
+            CropSpec(**bad)
 
 
 # ---- SASV trial sampling ------------------------------------------------------------------------

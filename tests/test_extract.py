@@ -11,8 +11,9 @@ import torch
 
 import asv
 import cm
-from data.audio import AudioError, crop_even, crop_first, load_audio
-from pipeline.stages.extract import CropSpec, extract
+from data.audio import AudioError, load_audio
+from data.audio import CropSpec
+from pipeline.stages.extract import extract
 from pipeline.stages.frontends import asv_embed_fn, cm_embed_fn
 
 # Mixed lengths in an order that is neither sorted nor grouped; two share a length (a legal equal-length batch).
@@ -59,16 +60,10 @@ def reference(items, embed_fn, crop: CropSpec) -> tuple[list[str], dict[str, np.
     with torch.inference_mode():
         for utt, path in items:
             try:
-                x = load_audio(path, min_samples=160)
+                x = crop.windows(load_audio(path))
             except AudioError:
                 continue
-            if crop.policy == "first":
-                x = crop_first(x, crop.samples)[None]
-            elif crop.policy == "even":
-                x = crop_even(x, crop.samples, crop.count)
-            else:
-                x = x[None]
-            out = embed_fn(torch.from_numpy(np.array(x, dtype=np.float32)))
+            out = embed_fn(torch.from_numpy(x))
             rows.append({k: v.float().mean(0).numpy() for k, v in out.items()})
             ids.append(utt)
     return ids, {k: np.stack([r[k] for r in rows]) for k in rows[0]}

@@ -26,7 +26,7 @@ from pipeline.stages.extract import extract
 from pipeline.stages.frontends import asv_embed_fn, cm_embed_fn, crop_spec
 from pipeline.stages.sasv import TrialInputs, score_embeddings
 from pipeline.stages.trials import asv_trial_scores
-from pipeline.stages.experiment import database
+from pipeline.stages.experiment import database, enrolment_audio, enrolment_form
 
 # Trial kinds travel in batches as their index in TRIAL_KINDS (tensors cannot hold strings).
 TARGET_INDEX, NONTARGET_INDEX = TRIAL_KINDS.index(TARGET), TRIAL_KINDS.index(NONTARGET)
@@ -138,23 +138,22 @@ def embed_split(cfg: Mapping, model: JointSASV, split: str) -> TrialInputs:
     trials = db.sasv_trials(split)
     device = next(model.parameters()).device
     tests = sorted({t.utt for t in trials})
+    form = enrolment_form(cfg)
+    enrolment = enrolment_audio(db, split, form)
     asv_items = [(u, db.flac(split, u)) for u in tests]
-    if cfg["enrolment"] == "lists":
-        enrolment = db.enrolment(split)
-        asv_items += [(u, db.flac(split, u)) for utts in enrolment.values() for u in utts]
-    asv_items = list(dict(asv_items).items())
+    if form == "lists":     # the listed utterances are embedded with the tests; models are their means
+        asv_items = list(dict(asv_items + enrolment).items())
     was_training = model.training
     model.eval()
     try:
         asv_out = extract(asv_items, asv_embed_fn(model.asv, device), crop_spec(cfg["asv"]),
                           batch_size=cfg["batch_size"], desc=f"ASV {split}")
         asv = EmbeddingTable(asv_out.ids, asv_out.arrays["embeddings"])
-        if cfg["enrolment"] == "lists":
-            models = EmbeddingTable.from_mapping(speaker_models(enrolment, asv))
+        if form == "lists":
+            models = EmbeddingTable.from_mapping(speaker_models(db.enrolment(split), asv))
         else:
-            stems = db.enrolment_concat(split)
-            enr_out = extract([(s, db.enr_audio_file(split, st)) for s, st in stems.items()],
-                              asv_embed_fn(model.asv, device), crop_spec(cfg["asv"]), desc=f"ASV enrolment {split}")
+            enr_out = extract(enrolment, asv_embed_fn(model.asv, device), crop_spec(cfg["asv"]),
+                              desc=f"ASV enrolment {split}")
             models = EmbeddingTable(enr_out.ids, enr_out.arrays["embeddings"])
         cm_out = extract([(u, db.flac(split, u)) for u in tests], cm_embed_fn(model.cm, device),
                          crop_spec(cfg["cm"]), batch_size=cfg["batch_size"], desc=f"CM {split}")

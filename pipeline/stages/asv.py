@@ -19,7 +19,7 @@ from data.embeddings import EmbeddingTable, speaker_models
 from data.score_files import write_sasv_scores
 from metrics.eer import det_eer
 from pipeline.stages.cache import save_cache
-from pipeline.stages.experiment import (check_stage_inputs, database, enrolment_mode, experiment,
+from pipeline.stages.experiment import (check_stage_inputs, database, enrolment_form, experiment,
                                         resolve_device)
 from pipeline.stages.extract import InputFloor, extract
 from pipeline.stages.frontends import asv_embed_fn, build_asv, crop_spec
@@ -68,7 +68,7 @@ def _speaker_models(cfg: Mapping, db: LADatabase, split: str, table: EmbeddingTa
     if cached is not None:
         return table_of(cached, spec.path)
     skipped: list[str] = []
-    if enrolment_mode(cfg) == "lists":
+    if enrolment_form(cfg) == "lists":
         enrolment = db.enrolment(split)
         skipped = [u for u in spec.inputs.ids if u not in table]   # unreadable and skipped (skip_bad_audio)
         if skipped:

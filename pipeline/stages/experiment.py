@@ -15,6 +15,7 @@ from asv.score_norm import METHODS as NORM_METHODS
 from common.config import REQUIRED, ConfigError, FreeForm
 from common.errors import InputError
 from common.io import check_folder, file_sha256
+from data.audio import CropSpec
 from data.asvspoof import ENROLMENT_SPLITS, SPLITS, LADatabase, check_files_exist
 from engine.distributed import resolve_device as engine_device
 from pipeline.stages.frontends import ASV_SECTION, CM_SECTION, check_scoring_checkpoint
@@ -87,11 +88,26 @@ def database(cfg: Mapping) -> LADatabase:
     return _DATABASES[key]
 
 
-def enrolment_mode(cfg: Mapping) -> str:
-    mode = cfg["enrolment"]
-    if mode not in ("lists", "concat"):
-        raise ConfigError(f"'enrolment' must be 'lists' or 'concat', got {mode!r}")
-    return mode
+# How a speaker model is made (the `enrolment` key): the mean of the embeddings of the utterances listed in the
+# per-gender enrolment lists (SASV 2022 baseline), or one embedding of the speaker's concatenated enr_audio file
+# (EURECOM joint-optimisation recipes).
+ENROLMENT_FORMS = ("lists", "concat")
+
+
+def enrolment_form(cfg: Mapping) -> str:
+    form = cfg["enrolment"]
+    if form not in ENROLMENT_FORMS:
+        raise ConfigError(f"'enrolment' must be 'lists' or 'concat', got {form!r}")
+    return form
+
+
+def enrolment_audio(db: LADatabase, split: str, form: str) -> list[tuple[str, Path]]:
+    """(id, audio file) of what a split's speaker models are made from: each listed utterance once (lists: ids
+    are utterances) or each speaker's concatenated file (concat: ids are speakers)."""
+    if form == "lists":
+        utts = dict.fromkeys(u for us in db.enrolment(split).values() for u in us)
+        return [(u, db.flac(split, u)) for u in utts]
+    return [(spk, db.enr_audio_file(split, stem)) for spk, stem in db.enrolment_concat(split).items()]
 
 
 def check_outputs(cfg: Mapping) -> None:
@@ -121,8 +137,11 @@ def check_settings(cfg: Mapping) -> None:
         raise ConfigError(f"score_norm.top_n must be >= 1, got {cfg['score_norm']['top_n']}")
     for key in ("asv", "cm"):
         crop = cfg[key]["crop"]
-        if crop["policy"] not in ("first", "full", "even") or crop["samples"] < 1 or crop["count"] < 1:
-            raise ConfigError(f"{key}.crop: policy first|full|even with samples >= 1 and count >= 1, got {dict(crop)}")
+        try:
+            CropSpec(crop["policy"], crop["samples"], crop["count"])
+        except ValueError:
+            raise ConfigError(f"{key}.crop: policy first|full|even with samples >= 1 and count >= 1, "
+                              f"got {dict(crop)}") from None
 
 
 def check_stage_inputs(cfg: Mapping, asv: bool = True, cm: bool = True) -> None:
@@ -133,7 +152,7 @@ def check_stage_inputs(cfg: Mapping, asv: bool = True, cm: bool = True) -> None:
     splits, db = check_splits(cfg), database(cfg)
     if asv:
         check_scoring_checkpoint(cfg["asv"], "asv", cfg["allow_random_weights"])
-        concat = enrolment_mode(cfg) == "concat"
+        concat = enrolment_form(cfg) == "concat"
         for split in splits:
             db.check_split(split, enr_audio=concat)
     if cm:
@@ -141,7 +160,7 @@ def check_stage_inputs(cfg: Mapping, asv: bool = True, cm: bool = True) -> None:
         for split in splits:
             check_files_exist((db.flac(split, e.utt) for e in db.cm_entries(split)),
                               f"ASVspoof 2019 LA {split} audio in {db.flac_dir(split)}")
-    check_trials(db, splits, enrolment_mode(cfg))
+    check_trials(db, splits, enrolment_form(cfg))
 
 
 def check_trials(db: LADatabase, splits: Sequence[str], enrolment: str = "lists") -> None:
@@ -172,5 +191,5 @@ def protocol_digests(cfg: Mapping) -> dict[str, str]:
     """SHA-256 of every protocol file the configured splits read, recorded with results so that a number can be
     traced to the exact trial and enrolment lists that made it."""
     db = database(cfg)
-    return {str(p): file_sha256(p) for p in db.protocol_files(cfg["splits"], enrolment_mode(cfg) == "concat")
+    return {str(p): file_sha256(p) for p in db.protocol_files(cfg["splits"], enrolment_form(cfg) == "concat")
             if p.exists()}

@@ -21,24 +21,12 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from data.audio import SAMPLE_RATE, AudioError, crop_even, crop_first, load_audio
+from data.audio import SAMPLE_RATE, AudioError, CropSpec, load_audio
 
 EmbedFn = Callable[[torch.Tensor], Mapping[str, torch.Tensor]]
 # `full` utterances are embedded one per call whatever the batch size, so a decoding batch only amortises the
 # transfer from a worker; 8 keeps a batch of long utterances (VoxCeleb has 2-minute ones) at tens of MB.
 FULL_DECODE_BATCH = 8
-
-
-@dataclass(frozen=True)
-class CropSpec:
-    """How an utterance becomes model input: 'first' N samples (repeat-padded), 'full', or 'even' = `count` crops averaged."""
-    policy: str = "first"
-    samples: int = 64600
-    count: int = 1
-
-    def __post_init__(self) -> None:
-        if self.policy not in ("first", "full", "even"):
-            raise ValueError(f"crop policy {self.policy!r}: choose 'first', 'full' or 'even'")
 
 
 @dataclass
@@ -67,16 +55,11 @@ class InputFloor:
 def model_input(wave: np.ndarray, crop: CropSpec, floor: InputFloor = InputFloor(), path: str = "") -> np.ndarray:
     """The (crops, samples) float32 model input of one utterance under `crop` ('first' and 'even' repeat-pad
     short audio to their length; 'full' takes the utterance as it is); AudioError when shorter than `floor`."""
-    if crop.policy == "first":
-        x = crop_first(wave, crop.samples)[None]
-    elif crop.policy == "even":
-        x = crop_even(wave, crop.samples, crop.count)
-    else:
-        x = wave[None]
+    x = crop.windows(wave)
     if x.shape[1] < floor.samples:
         raise AudioError(f"{path}: {len(wave)} samples ({len(wave) / SAMPLE_RATE:.3f} s) after loading; {floor.model} "
                          f"needs at least {floor.samples} ({floor.samples / SAMPLE_RATE:.3f} s) per input")
-    return np.ascontiguousarray(x, dtype=np.float32)
+    return x
 
 
 @dataclass

@@ -15,7 +15,8 @@ from cm.checkpoint import load_cm_state
 from common.config import ConfigError, FreeForm
 from common.errors import InputError, MissingFilesError
 from common.io import file_sha256
-from pipeline.stages.extract import CropSpec, EmbedFn
+from data.audio import CropSpec
+from pipeline.stages.extract import EmbedFn
 
 ASV_SECTION = {
     "arch": "ECAPA-TDNN",          # ResNetSE34V2 | ResNetSE34L | ECAPA-TDNN

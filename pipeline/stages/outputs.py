@@ -20,7 +20,7 @@ from common.errors import InputError
 from data.asvspoof import LADatabase
 from data.embeddings import EmbeddingTable
 from pipeline.stages.cache import Inputs, load_cache
-from pipeline.stages.experiment import database, enrolment_mode, experiment
+from pipeline.stages.experiment import database, enrolment_audio, enrolment_form, experiment
 from pipeline.stages.extract import Extracted
 from pipeline.stages.frontends import frontend_identity
 
@@ -50,15 +50,11 @@ def cm_embeddings_spec(cfg: Mapping, split: str, db: LADatabase | None = None) -
 def speaker_models_spec(cfg: Mapping, split: str, db: LADatabase | None = None) -> CacheSpec:
     """Lists: the mean of the listed utterances' embeddings (the lists' content is part of what made it);
     concat: one embedding of each speaker's enr_audio file."""
-    db, mode = db or database(cfg), enrolment_mode(cfg)
+    db, mode = db or database(cfg), enrolment_form(cfg)
     made_by = {**frontend_identity(cfg["asv"], "asv"), "enrolment": mode}
     if mode == "lists":
-        enrolment = db.enrolment(split)
-        made_by["lists_sha256"] = hashlib.sha256(json.dumps(enrolment, sort_keys=True).encode()).hexdigest()
-        utts = list(dict.fromkeys(u for us in enrolment.values() for u in us))
-        inputs = Inputs.of([(u, db.flac(split, u)) for u in utts])
-    else:
-        inputs = Inputs.of([(spk, db.enr_audio_file(split, stem)) for spk, stem in db.enrolment_concat(split).items()])
+        made_by["lists_sha256"] = hashlib.sha256(json.dumps(db.enrolment(split), sort_keys=True).encode()).hexdigest()
+    inputs = Inputs.of(enrolment_audio(db, split, mode))
     return CacheSpec(experiment(cfg).asv_models(split, mode), made_by, inputs, "save_asv_embeddings.py")
 
 

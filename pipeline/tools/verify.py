@@ -30,7 +30,7 @@ from metrics.thresholds import METHODS, choose_threshold
 from pipeline.stages.extract import InputFloor, model_input
 from pipeline.stages.frontends import asv_embed_fn, build_asv, build_cm, cm_embed_fn, crop_spec, frontend_identity
 from pipeline.stages.trials import asv_trial_scores
-from pipeline.stages.experiment import experiment, resolve_device
+from pipeline.stages.experiment import enrolment_form, experiment, resolve_device
 
 RESULT_COLUMNS = ("enroll", "test", "asv_score", "cm_score", "sasv_score", "threshold", "decision")
 
@@ -197,7 +197,7 @@ def verify(cfg: Mapping, trials: Sequence[Trial], threshold: Threshold) -> list[
     tests = list(dict.fromkeys(t.test for t in trials))
     models = []
     for files in enrol_sets:
-        if cfg["enrolment"] == "concat":   # one embedding of the concatenated audio (the enr_audio form)
+        if enrolment_form(cfg) == "concat":   # one embedding of the concatenated audio (the enr_audio form)
             joined = np.concatenate([load_audio(p) for p in files])
             models.append(_embed(asv_fn, model_input(joined, asv_crop, asv_floor, " + ".join(files)))["embeddings"])
         else:                              # mean of the per-file embeddings (data.datasets.speaker_models)
