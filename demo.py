@@ -137,7 +137,8 @@ def run_demo(out: Path, corpus: Path, preset: str, systems: Sequence[tuple[str, 
     det = out / "det_eval.png"
     plot_det(curves, det, title="SASV systems on the synthetic eval set")
     write_results(out, {"systems": results}, provenance(
-        {"preset": preset if isinstance(preset, str) else dataclasses.asdict(preset), "corpus": str(corpus), "overrides": list(extra), "systems": [label for label, _ in systems]},
+        {"preset": preset if isinstance(preset, str) else dataclasses.asdict(preset), "corpus": str(corpus),
+         "overrides": list(extra), "systems": [label for label, _ in systems]},
         checkpoints={"asv": out / "asv_la" / "asv_model.pt", "cm": out / "cm" / "cm_model.pt"},
         protocols=protocol_digests(cfg), seeds={"train": cfg["train"]["seed"]}))
     print(table(results))

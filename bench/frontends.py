@@ -92,7 +92,8 @@ def bench_model(name: str, batch: int, samples: int, repeats: int) -> dict:
         optimiser.step()
 
     t_train = median_seconds(train_step, repeats)
-    return {"model": name, "inference_seg_per_s": round(batch / t_infer, 3), "train_seg_per_s": round(batch / t_train, 3)}
+    return {"model": name, "inference_seg_per_s": round(batch / t_infer, 3),
+            "train_seg_per_s": round(batch / t_train, 3)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -194,7 +194,8 @@ def amp_train(arch: str, amp: str, plan: Plan, out_dir: Path) -> dict:
     fit(model, task, TrainData(data), cfg, out_dir)
     wall = time.perf_counter() - start
     losses = [float(x) for x in task.losses]
-    steps = [b - a for a, b in zip(task.starts[1:], task.starts[2:])]  # the first step carries the warm-up
+    # step times from consecutive start times; the first step carries the warm-up
+    steps = [b - a for a, b in zip(task.starts[1:], task.starts[2:], strict=False)]
     scaler = load_checkpoint(out_dir / "last.pt").get("scaler") or {}
     return {"ok": all(map(math.isfinite, losses)), "steps": len(losses), "batch": plan.train_batch,
             "samples": plan.train_samples, "loss_first": round(losses[0], 4), "loss_last": round(losses[-1], 4),

@@ -143,7 +143,8 @@ def measure_work(out: Path, script: str, args: Sequence[str]) -> int:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     out.write_text(json.dumps({"work_s": round(time.perf_counter() - start, 2),
                                "work_cpu_s": round(_cpu_seconds() - cpu, 2),
-                               "work_mb": round(_status_mb("VmHWM") - held, 1), "held_after_imports_mb": round(held, 1)}))
+                               "work_mb": round(_status_mb("VmHWM") - held, 1),
+                               "held_after_imports_mb": round(held, 1)}))
     return code
 
 
@@ -295,7 +296,7 @@ def report(measures: list[Measure], baseline: Measure) -> str:
                 row += _growth(ms) + [f"{_linear(fractions):.2f}"]
             rows.append(row)
         widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
-        lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+        lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
                  for r in rows]
         lines.insert(1, "  ".join("-" * w for w in widths))
         out += lines + [""]
@@ -347,7 +348,8 @@ def machine() -> str:
     model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
                  platform.processor())
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{os.cpu_count()} x {model}, {memory:.0f} GB RAM, torch {torch.__version__}, Python {platform.python_version()}"
+    return (f"{os.cpu_count()} x {model}, {memory:.0f} GB RAM, torch {torch.__version__}, "
+            f"Python {platform.python_version()}")
 
 
 def main() -> None:

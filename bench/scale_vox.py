@@ -64,7 +64,7 @@ def write_train_list(work: Path, lines: int, speakers: int, files: bool, seed: i
     ids = np.sort(rng.choice(np.arange(10, 10000), size=speakers, replace=False))
     utts_per_video = VOX2_LINES / VOX2_VIDEOS
     with open(work / "train_list.txt", "w") as f:
-        for spk, n in zip(ids.tolist(), per_speaker.tolist()):
+        for spk, n in zip(ids.tolist(), per_speaker.tolist(), strict=True):
             n_videos = max(1, round(n / utts_per_video))
             videos = ["".join(rng.choice(_CHARS, 11)) for _ in range(n_videos)]
             for k in range(n):

@@ -174,7 +174,8 @@ def bench_frontend(fe: Frontend, items: list[tuple[str, Path]], workers: list[in
     for w in workers:
         stage = times[f"stage-w{w}"]
         row[f"stage-w{w}"]["ratio"] = round(statistics.median(alone) / statistics.median(stage), 3)
-        row[f"stage-w{w}"]["ratio_paired"] = round(statistics.median(a / s for a, s in zip(alone, stage)), 3)
+        paired = [a / s for a, s in zip(alone, stage, strict=True)]
+        row[f"stage-w{w}"]["ratio_paired"] = round(statistics.median(paired), 3)
     return row
 
 

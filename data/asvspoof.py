@@ -309,7 +309,8 @@ class LADatabase:
                 protocols.append(self.enrolment_concat_path(split))
         check_files_exist(protocols, f"ASVspoof 2019 LA {split} protocols under {self.root}")
         ids = self.utterances(split)
-        check_files_exist((self.flac(split, u) for u in ids), f"ASVspoof 2019 LA {split} audio in {self.flac_dir(split)}")
+        check_files_exist((self.flac(split, u) for u in ids),
+                          f"ASVspoof 2019 LA {split} audio in {self.flac_dir(split)}")
         if enr_audio and split in ENROLMENT_SPLITS:
             stems = self.enrolment_concat(split).values()
             check_files_exist((self.enr_audio_file(split, s) for s in stems),

@@ -166,7 +166,7 @@ def add_noises(wave: np.ndarray, noises: Sequence[np.ndarray], snrs_db: Sequence
     """wave + sum_i g_i * noise_i, each g_i chosen so that noise_i sits `snrs_db[i]` dB below `wave`."""
     clean_db = power_db(wave)
     mix = wave.astype(np.float64)
-    for noise, snr in zip(noises, snrs_db):
+    for noise, snr in zip(noises, snrs_db, strict=True):
         gain = 10.0 ** ((clean_db - power_db(noise) - float(snr)) / 20.0)
         mix = mix + gain * noise[: len(wave)]
     return mix.astype(np.float32)

@@ -46,7 +46,7 @@ class SASVScores:
         return len(self.utt)
 
     def trials(self) -> list[tuple[str, str]]:
-        return list(zip(self.spk, self.utt))
+        return list(zip(self.spk, self.utt, strict=True))
 
 
 @dataclass(eq=False)  # numpy columns make field-wise == ambiguous
@@ -126,7 +126,7 @@ def read_sasv_scores(path: str | os.PathLike) -> SASVScores:
 def write_sasv_scores(path: str | os.PathLike, scores: SASVScores) -> None:
     """Writes `SPK UTT ATTACK KEY SCORE` lines atomically (re-running overwrites)."""
     write_lines(path, [f"{s} {u} {a} {k} {float(v)!r}" for s, u, a, k, v in
-                       zip(scores.spk, scores.utt, scores.attack, scores.key, scores.score)])
+                       zip(scores.spk, scores.utt, scores.attack, scores.key, scores.score, strict=True)])
 
 
 def read_cm_scores(path: str | os.PathLike) -> CMScores:
@@ -152,7 +152,7 @@ def read_cm_scores(path: str | os.PathLike) -> CMScores:
 def write_cm_scores(path: str | os.PathLike, scores: CMScores, bonafide_attack: str = "-") -> None:
     """Writes `UTT ATTACK KEY SCORE` lines atomically; bona fide ATTACK as `-` (ASVspoof 2019) by default."""
     write_lines(path, [f"{u} {bonafide_attack if a == BONAFIDE else a} {k} {float(v)!r}" for u, a, k, v in
-                       zip(scores.utt, scores.attack, scores.key, scores.score)])
+                       zip(scores.utt, scores.attack, scores.key, scores.score, strict=True)])
 
 
 def align_scores(reference: SASVScores, other: SASVScores,

@@ -143,7 +143,7 @@ def _check_no_repeats(path: Path, paths: PathList, hashes: np.ndarray, line_numb
     starts = np.flatnonzero(np.r_[True, sorted_hashes[1:] != sorted_hashes[:-1]])
     stops = np.r_[starts[1:], len(order)]
     shared = stops - starts > 1           # equal hashes: the same path, or (rarely) a hash collision
-    for start, stop in zip(starts[shared].tolist(), stops[shared].tolist()):
+    for start, stop in zip(starts[shared].tolist(), stops[shared].tolist(), strict=True):
         first_line: dict[str, int] = {}
         for i in sorted(order[start:stop].tolist()):
             rel = paths.relative(i)

@@ -79,7 +79,7 @@ class TrialList:
                       batch_size=cfg["train"]["batch_size"], desc="ASV dev embeddings")
         table = EmbeddingTable(out.ids, out.arrays["embeddings"])
         if self.enrolment is not None:   # ASVspoof: speaker models from the enrolment lists
-            table = EmbeddingTable.from_mapping({**dict(zip(table.ids, table.embeddings)),
+            table = EmbeddingTable.from_mapping({**dict(zip(table.ids, table.embeddings, strict=True)),
                                                  **speaker_models(self.enrolment, table)})
         e = _unit(table.embeddings)
         a = np.array([table.index[p[0]] for p in self.pairs])
@@ -105,7 +105,8 @@ def verification_metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, fl
 def _data(cfg: Mapping) -> tuple[list[Path], list[int], TrialList]:
     d = cfg["data"]
     if bool(d["voxceleb"]) == bool(d["database"]):
-        raise InputError("task asv: set exactly one of data.voxceleb (VoxCeleb layout) or data.database (ASVspoof 2019 LA)")
+        raise InputError("task asv: set exactly one of data.voxceleb (VoxCeleb layout) "
+                         "or data.database (ASVspoof 2019 LA)")
     if d["voxceleb"]:
         vox = VoxCeleb(d["voxceleb"], d["train_list"], d["trial_list"])
         paths, labels, _ = vox.train_set(check=True)
@@ -192,7 +193,8 @@ def run(cfg: Mapping, resume: bool = False) -> dict:
     dataset = SpeakerDataset(paths, labels, n_samples=d["train_samples"], seed=cfg["train"]["seed"], augment=augment)
 
     def batches(rank: int, world_size: int, seed: int, batch_size: int) -> SpeakerBatchSampler:
-        return SpeakerBatchSampler(labels, batch_size, d["utts_per_speaker"], seed=seed, rank=rank, world_size=world_size)
+        return SpeakerBatchSampler(labels, batch_size, d["utts_per_speaker"], seed=seed, rank=rank,
+                                   world_size=world_size)
 
     result = fit(net, ASVTask(cfg, trials), TrainData(dataset, batch_sampler=batches), cfg["train"], out, resume=resume)
     if not is_main_process():
@@ -207,5 +209,6 @@ def run(cfg: Mapping, resume: bool = False) -> dict:
                              protocols=protocol_digests(cfg), seeds={"train": cfg["train"]["seed"]},
                              device=cfg["train"]["device"]))
     print(f"ASV {cfg['asv']['arch']}: EER {metrics.get('eer', float('nan')):.2f} %, minDCF(0.01) "
-          f"{metrics.get('min_dcf_p001', float('nan')):.4f} (best epoch {metrics['best_epoch']}) -> {out / 'asv_model.pt'}")
+          f"{metrics.get('min_dcf_p001', float('nan')):.4f} (best epoch {metrics['best_epoch']}) "
+          f"-> {out / 'asv_model.pt'}")
     return metrics

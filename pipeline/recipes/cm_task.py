@@ -71,7 +71,8 @@ def per_attack_eer(entries: list, scores: np.ndarray) -> dict[str, float]:
     return {a: 100 * det_eer(bonafide, scores[np.array([e.system == a for e in entries])]).eer for a in systems}
 
 
-def cm_eer(net: CMNet, cfg: Mapping, db: LADatabase, split: str, device: torch.device) -> tuple[float, list, np.ndarray]:
+def cm_eer(net: CMNet, cfg: Mapping, db: LADatabase, split: str,
+           device: torch.device) -> tuple[float, list, np.ndarray]:
     entries = db.cm_entries(split)
 
     def embed(wave: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -157,5 +158,6 @@ def run(cfg: Mapping, resume: bool = False) -> dict:
     shown = ", ".join(f"{s} {metrics[f'{s}_cm_eer']:.2f} %" for s in cfg["eval_splits"])
     print(f"CM {cfg['cm']['arch']}: EER {shown} (best epoch {metrics['best_epoch']}) -> {out / 'cm_model.pt'}")
     for s in cfg["eval_splits"]:
-        print(f"  {s} EER per attack: " + " ".join(f"{a} {v:.1f}" for a, v in metrics[f"{s}_cm_eer_per_attack"].items()))
+        per_attack = metrics[f"{s}_cm_eer_per_attack"]
+        print(f"  {s} EER per attack: " + " ".join(f"{a} {v:.1f}" for a, v in per_attack.items()))
     return metrics

@@ -73,7 +73,8 @@ def joint_train_data(cfg: Mapping, seed: int) -> TrainData:
     check_files_exist(paths.values(), f"ASVspoof 2019 LA train audio in {db.flac_dir('train')}")
     scheme = cfg["sampling"]["scheme"]
     if scheme not in ("2class", "4class"):
-        raise InputError(f"joint training samples waveform trials: sampling.scheme must be 2class or 4class, got {scheme!r}")
+        raise InputError("joint training samples waveform trials: sampling.scheme must be 2class or 4class, "
+                         f"got {scheme!r}")
     joint = cfg["joint"]
     base = SASVWaveTrialDataset(SASVTrialSampler.from_cm_entries(entries, scheme), paths,
                                 epoch_length=cfg["sampling"]["trials_per_epoch"] or len(entries),
@@ -160,7 +161,7 @@ def embed_split(cfg: Mapping, model: JointSASV, split: str) -> TrialInputs:
     finally:
         model.train(was_training)
     cm = EmbeddingTable(cm_out.ids, cm_out.arrays["embeddings"])
-    cm_scores = dict(zip(cm_out.ids, cm_out.arrays["scores"]))
+    cm_scores = dict(zip(cm_out.ids, cm_out.arrays["scores"], strict=True))
     return TrialInputs(split, trials, asv_trial_scores(cfg, split, trials, models, asv),
                        np.array([cm_scores[t.utt] for t in trials], dtype=np.float64), models, asv, cm)
 

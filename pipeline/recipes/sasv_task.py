@@ -135,7 +135,8 @@ def _joint(cfg: Mapping, resume: bool) -> dict:
     save_cm_state(out / "cm_finetuned.pt", net.cm, arch=cfg["cm"]["arch"])
     save_backend(out / "backend.pt", net.backend, cfg["backend"]["name"], cfg["backend"]["options"])
     # the fine-tuned embeddings belong to this experiment: never overwrite a shared cache of the frozen front-ends
-    tuned = with_changes(cfg, {"asv.checkpoint": str(out / "asv_finetuned.pt"), "cm.checkpoint": str(out / "cm_finetuned.pt"),
+    tuned = with_changes(cfg, {"asv.checkpoint": str(out / "asv_finetuned.pt"),
+                               "cm.checkpoint": str(out / "cm_finetuned.pt"),
                         "backend.checkpoint": str(out / "backend.pt"), "embeddings_dir": str(out / "embeddings"),
                         "splits": [s for s in cfg["splits"] if s != "train"]})
     asv_stage(tuned)

@@ -58,7 +58,7 @@ class Inputs:
         return hashlib.sha256("\n".join(self.paths).encode()).hexdigest()
 
     def items(self) -> list[tuple[str, str]]:
-        return list(zip(self.ids, self.paths))
+        return list(zip(self.ids, self.paths, strict=True))
 
 
 def save_cache(path: Path, made_by: Mapping, inputs: Inputs, arrays: Mapping[str, np.ndarray],

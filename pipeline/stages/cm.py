@@ -52,7 +52,7 @@ def cm_stage(cfg: Mapping, force: bool = False) -> dict[str, float]:
         eers[split] = 100 * det_eer(scores[keys == "bonafide"], scores[keys == "spoof"]).eer
         log.info(f"cm {split}: CM EER {eers[split]:.2f} % -> {exp.scores('cm', split)}")
         if split in ENROLMENT_SPLITS:
-            table = dict(zip(ids, scores))
+            table = dict(zip(ids, scores, strict=True))
             trials = scorable_trials(cfg, split, table)
             write_sasv_scores(exp.scores("cm_trials", split),
                               sasv_rows(trials, np.array([table[t.utt] for t in trials])))

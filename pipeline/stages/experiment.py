@@ -25,7 +25,8 @@ from pipeline.stages.frontends import ASV_SECTION, CM_SECTION, check_scoring_che
 SASV_COMMON = {
     "task": "sasv",
     "database": REQUIRED,          # the ASVspoof 2019 LA folder (holding ASVspoof2019_LA_{train,dev,eval}/)
-    "enr_audio": None,             # folder of concatenated enrolment audio {dev,eval}/SPK_UTT.flac; default <database>/enr_audio
+    # folder of concatenated enrolment audio {dev,eval}/SPK_UTT.flac; default <database>/enr_audio
+    "enr_audio": None,
     "output_dir": REQUIRED,
     "embeddings_dir": None,        # cached embeddings; default <output_dir>/embeddings (share it between back-ends)
     "enrolment": "lists",          # lists: average the per-gender list embeddings | concat: embed the enr_audio file
@@ -33,7 +34,8 @@ SASV_COMMON = {
     "batch_size": 16,              # extraction batch size
     "num_workers": 0,              # audio-reading workers during extraction
     "skip_bad_audio": False,       # True: skip unreadable files and list them instead of stopping
-    "allow_random_weights": False,  # True: score with untrained front-ends when a checkpoint is not set (dry runs, tests)
+    # True: score with untrained front-ends when a checkpoint is not set (dry runs, tests)
+    "allow_random_weights": False,
     "device": "auto",
     "asv": ASV_SECTION,
     "cm": CM_SECTION,
@@ -132,7 +134,8 @@ def check_settings(cfg: Mapping) -> None:
         if cfg[key] < least:
             raise ConfigError(f"'{key}' must be >= {least}, got {cfg[key]}")
     if cfg["score_norm"]["method"] not in NORM_METHODS:
-        raise ConfigError(f"score_norm.method is {cfg['score_norm']['method']!r}; choose from {', '.join(NORM_METHODS)}")
+        raise ConfigError(f"score_norm.method is {cfg['score_norm']['method']!r}; "
+                          f"choose from {', '.join(NORM_METHODS)}")
     if cfg["score_norm"]["top_n"] < 1:
         raise ConfigError(f"score_norm.top_n must be >= 1, got {cfg['score_norm']['top_n']}")
     for key in ("asv", "cm"):

@@ -134,7 +134,8 @@ def extract(items: Sequence[tuple[str, str | os.PathLike]], embed_fn: EmbedFn, c
     `batch_size` utterances are decoded per batch and, for `first`/`even` crops, embedded in one call (`full`:
     one call per utterance, at most FULL_DECODE_BATCH decoded per batch).
     A file that cannot be read, or is shorter than the model's `floor` (InputFloor.of(model)), stops the run
-    with its name, or is skipped and listed when `skip_bad_audio`. Rows of the returned arrays follow `ids`, which keep the input order.
+    with its name, or is skipped and listed when `skip_bad_audio`. Rows of the returned arrays follow `ids`,
+    which keep the input order.
     """
     items = [(u, str(p)) for u, p in items]
     if crop.policy == "full":

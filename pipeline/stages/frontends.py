@@ -38,8 +38,9 @@ def check_scoring_checkpoint(section: Mapping, key: str, allow_random_weights: b
     path = section["checkpoint"]
     if path is None or path == "":
         if not allow_random_weights:
-            raise ConfigError(f"{key}.checkpoint is not set: the {section['arch']} front-end would score with untrained "
-                              f"random weights; set {key}.checkpoint, or allow_random_weights: true for a dry run")
+            raise ConfigError(f"{key}.checkpoint is not set: the {section['arch']} front-end would score with "
+                              f"untrained random weights; set {key}.checkpoint, or allow_random_weights: true for a "
+                              "dry run")
         return
     p = Path(path)
     if not p.is_file():
@@ -85,8 +86,9 @@ def build_cm(section: Mapping, device: torch.device | str = "cpu") -> nn.Module:
     if section["checkpoint"]:
         metadata = load_cm_state(model, section["checkpoint"])
         if metadata.get("loss_name", "WeightedCE") != "WeightedCE":
-            raise InputError(f"{section['checkpoint']}: this CM was trained with {metadata['loss_name']}, so its bona fide "
-                             f"logit is untrained; the SASV stages score CMs by that logit: train it with WeightedCE")
+            raise InputError(f"{section['checkpoint']}: this CM was trained with {metadata['loss_name']}, so its "
+                             "bona fide logit is untrained; the SASV stages score CMs by that logit: train it with "
+                             "WeightedCE")
     return model.to(device).eval()
 
 

@@ -74,7 +74,7 @@ def trial_inputs(cfg: Mapping, split: str) -> TrialInputs:
     asv = table_of(current_output(asv_spec, cfg), asv_spec.path)
     cm_arrays = current_output(cm_spec, cfg)
     cm = table_of(cm_arrays, cm_spec.path)
-    cm_score = dict(zip(cm_arrays["ids"].tolist(), cm_arrays["scores"]))
+    cm_score = dict(zip(cm_arrays["ids"].tolist(), cm_arrays["scores"], strict=True))
     trials = scorable_trials(cfg, split, asv, cm)
     return TrialInputs(split, trials, asv_trial_scores(cfg, split, trials, models, asv),
                        np.array([cm_score[t.utt] for t in trials], dtype=np.float64), models, asv, cm)
@@ -146,7 +146,8 @@ def load_backend(cfg: Mapping, asv_dim: int, cm_dim: int) -> EmbeddingBackend:
     ckpt = load_weights(path)
     if ckpt.get("backend") != name:
         raise InputError(f"{path}: not a '{name}' back-end checkpoint (holds {ckpt.get('backend')!r})")
-    backend = build_embedding_backend({"backend": {"name": name, "options": json.loads(ckpt["options"])}}, asv_dim, cm_dim)
+    section = {"backend": {"name": name, "options": json.loads(ckpt["options"])}}
+    backend = build_embedding_backend(section, asv_dim, cm_dim)
     try:
         load_model_state(backend, ckpt["state"], str(path))
     except ValueError as e:
@@ -197,7 +198,8 @@ def write_results(cfg: Mapping, inputs: Mapping[str, TrialInputs], scores: Mappi
                      title=f"{cfg['backend']['name']} on {split}")
     frontends = frontends_record(cfg)     # those that made these scores (joint runs: the fine-tuned ones)
     record = provenance(config_of_record or cfg, checkpoints=config_checkpoints(config_of_record or cfg),
-                        protocols=protocol_digests(cfg), seeds={"train": cfg["train"]["seed"]} if "train" in cfg else {},
+                        protocols=protocol_digests(cfg),
+                        seeds={"train": cfg["train"]["seed"]} if "train" in cfg else {},
                         device=cfg["device"])
     payload = {"backend": cfg["backend"]["name"], **json_ready(results), **(extra or {}), "frontends": frontends}
     write_results_json(exp.root, payload, record)

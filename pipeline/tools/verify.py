@@ -220,7 +220,8 @@ def verify(cfg: Mapping, trials: Sequence[Trial], threshold: Threshold) -> list[
     cm = np.array([test_cm[i]["scores"] for i in row], dtype=np.float64)
     sasv = _sasv_scores(cfg, asv, cm, np.stack(models)[[model_row[t.enroll] for t in trials]],
                         np.stack(test_asv)[row], np.stack([c["embeddings"] for c in test_cm])[row])
-    return [Verdict(t, float(a), float(c), float(s), threshold.value) for t, a, c, s in zip(trials, asv, cm, sasv)]
+    return [Verdict(t, float(a), float(c), float(s), threshold.value)
+            for t, a, c, s in zip(trials, asv, cm, sasv, strict=True)]
 
 
 def _sasv_scores(cfg: Mapping, asv: np.ndarray, cm: np.ndarray, enr: np.ndarray, tst: np.ndarray,

@@ -48,7 +48,8 @@ def analyse_run(system: System, run: Run, inputs: Mapping[str, TrialInputs], thr
 
     reports = {m: threshold_report(dev, ev, m, negatives=negatives(m), far=thresholds["far"] if m == "far" else None)
                for m in THRESHOLD_METHODS}
-    write_json(run.folder / "thresholds.json", {"far_target": thresholds["far"], "negatives_of_eer_and_far": thresholds["negatives"],
+    write_json(run.folder / "thresholds.json", {"far_target": thresholds["far"],
+                                                "negatives_of_eer_and_far": thresholds["negatives"],
                    "decision": "accept iff score >= threshold", **reports})
     calibration = {}
     for split, c in (("dev", dev), ("eval", ev)):

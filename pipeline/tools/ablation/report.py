@@ -78,7 +78,8 @@ def markdown(cfg: Mapping, results: Sequence[Mapping], thresholds: Mapping) -> s
         seeds = " ".join(map(str, r["seeds"])) or "-"
         lines.append(f"| {name} | {r['backend']} | {r['cm_score']} | {r['score_norm']} | {r['enrolment']} | {seeds} | "
                      f"{_cell(r, 'dev_sasv_eer')} | {_cell(r, 'eval_sasv_eer')} | {_cell(r, 'eval_sv_eer')} | "
-                     f"{_cell(r, 'eval_spf_eer')} | {_cell(r, 'eval_min_a_dcf', digits=4)} | {_cell(r, 'eval_t_eer')} | "
+                     f"{_cell(r, 'eval_spf_eer')} | {_cell(r, 'eval_min_a_dcf', digits=4)} | "
+                     f"{_cell(r, 'eval_t_eer')} | "
                      f"{_cell(r, 'eval_cllr', digits=3)} | {_cell(r, 'eval_min_cllr', digits=3)} | {pictures} |")
     lines += [
         "", "## Deployed thresholds", "",
@@ -93,7 +94,8 @@ def markdown(cfg: Mapping, results: Sequence[Mapping], thresholds: Mapping) -> s
     ]
     for r in results:
         for m in THRESHOLD_METHODS:
-            lines.append(f"| {r['system']} | {threshold_label(m, thresholds)} | {_cell(r, f'{m}_threshold', digits=4)} | "
+            lines.append(f"| {r['system']} | {threshold_label(m, thresholds)} | "
+                         f"{_cell(r, f'{m}_threshold', digits=4)} | "
                          f"{_cell(r, f'{m}_eval_p_miss', 100)} | {_cell(r, f'{m}_eval_p_fa_nontarget', 100)} | "
                          f"{_cell(r, f'{m}_eval_p_fa_spoof', 100)} | {_cell(r, f'{m}_eval_actual_dcf', digits=4)} | "
                          f"{_cell(r, f'{m}_eval_actual_a_dcf', digits=4)} | {_cell(r, 'eval_min_a_dcf', digits=4)} |")

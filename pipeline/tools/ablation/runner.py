@@ -88,10 +88,10 @@ def run_system(system: System, frontends: Mapping, thresholds: Mapping, force: b
               "score_norm": cfg["score_norm"]["method"], "enrolment": cfg["enrolment"],
               "seeds": [s for s in system.seeds if s is not None], "fingerprint": fp,
               "runs": [{"seed": r.seed, "folder": str(r.folder.relative_to(system.folder)), **rr["detail"]}
-                       for r, rr in zip(runs, run_results)],
+                       for r, rr in zip(runs, run_results, strict=True)],
               "mean": mean_over_runs(rows), "std": std_over_runs(rows), "files": files,
               "frontends": frontends_record(cfg),
-              "provenance": provenance(cfg, checkpoints={"asv": cfg["asv"]["checkpoint"], "cm": cfg["cm"]["checkpoint"]},
+              "provenance": provenance(cfg, checkpoints={key: cfg[key]["checkpoint"] for key in ("asv", "cm")},
                                        protocols=protocol_digests(cfg),
                                        seeds={"backend": [s for s in system.seeds if s is not None]},
                                        device=cfg["device"])}
