@@ -11,7 +11,7 @@ from torch import nn
 from cm import losses
 from cm.aasist import AASIST, CONFIGS as AASIST_CONFIGS
 from cm.lcnn import LCNN, CONFIGS as LCNN_CONFIGS
-from common.errors import InputError
+from common.dispatch import build
 
 __all__ = ["MODELS", "build_model", "losses"]
 
@@ -23,12 +23,6 @@ MODELS = {**{name: (AASIST, {**config, **_RUNTIME}) for name, config in AASIST_C
 
 def build_model(arch: str, **kwargs) -> nn.Module:
     """The countermeasure named `arch` (AASIST | AASIST-L | LCNN | LCNN-LFCC-LPS), its config defaults overridden by `kwargs`."""
-    if arch not in MODELS:
-        raise InputError(f"unknown CM model '{arch}' (valid: {', '.join(MODELS)})")
-    cls, config = MODELS[arch]
-    for key in kwargs:
-        if key not in config:
-            raise InputError(f"unknown keyword '{key}' for CM model {arch} (valid: {', '.join(config)})")
-    model = cls(**{**config, **kwargs})
+    model = build(MODELS, arch, kwargs, "CM model")
     model.arch = arch
     return model
