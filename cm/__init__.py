@@ -15,10 +15,9 @@ from common.dispatch import build
 
 __all__ = ["MODELS", "build_model", "losses"]
 
-# arch name -> (class, config dict: every accepted keyword with its default)
-_RUNTIME = dict(freq_aug=False, sample_rate=16000, tile_frames=1024, tiled_blocks=3)
-MODELS = {**{name: (AASIST, {**config, **_RUNTIME}) for name, config in AASIST_CONFIGS.items()},
-          **{name: (LCNN, {**config, "sample_rate": 16000}) for name, config in LCNN_CONFIGS.items()}}
+# arch name -> (class, config dict: every constructor argument with its default)
+MODELS = {**{name: (AASIST, config) for name, config in AASIST_CONFIGS.items()},
+          **{name: (LCNN, config) for name, config in LCNN_CONFIGS.items()}}
 
 
 def build_model(arch: str, **kwargs) -> nn.Module:
