@@ -61,3 +61,17 @@ def test_defaults_are_overridable_and_config_pairs_give_every_argument():
     assert accepted_kwargs(Net) == ["width", "depth"] and accepted_kwargs(Head, ("margin",)) == ["embedding_dim", "num_classes"]
     with pytest.raises(InputError, match=r"unknown keyword 'height' for toy model small \(valid: width, depth\)"):
         build(models, "small", {"height": 1}, "toy model")
+
+
+def test_each_model_config_is_its_one_defaults_source():
+    """A model's CONFIG names every constructor argument and the constructor defaults none of them, so the
+    defaults live in one place and a stale CONFIG key fails here instead of being dropped."""
+    import inspect
+
+    import asv
+    import cm
+    for table in (asv.MODELS, cm.MODELS):
+        for arch, (cls, config) in table.items():
+            parameters = inspect.signature(cls).parameters.values()
+            assert set(config) == {p.name for p in parameters}, arch
+            assert all(p.default is inspect.Parameter.empty for p in parameters), arch
