@@ -1,7 +1,9 @@
-"""The command-line shape shared by every entry point: `--config FILE [key.sub=value ...]`."""
+"""The command-line shape shared by every entry point: `--config FILE [key.sub=value ...]`, one-line errors, and
+where the library's log messages go."""
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from typing import Callable, Sequence
 
@@ -34,8 +36,46 @@ def add_wait_flag(parser: argparse.ArgumentParser) -> None:
                         help="when another run is writing the same output folder, wait for it instead of stopping")
 
 
+# The toolkit's packages; their loggers (`logging.getLogger(__name__)` in a module) report at INFO under an entry point.
+PACKAGES = ("asv", "cm", "common", "data", "engine", "fusion", "metrics", "pipeline", "synthetic")
+
+
+class _PackageFormatter(logging.Formatter):
+    """`[package] message`: the top-level package of the logger's name (engine.trainer -> [engine])."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"[{record.name.split('.')[0]}] {record.getMessage()}"
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever `sys.stderr` is when a record comes, so redirections made later (pytest's capture,
+    contextlib.redirect_stderr) see the messages too."""
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """Sends the toolkit's log records of `level` and above to stderr as `[package] message` (other libraries'
+    loggers keep their own levels). Idempotent: entry points call it through `run_main`."""
+    root = logging.getLogger()
+    if not any(isinstance(h, _StderrHandler) for h in root.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(_PackageFormatter())
+        root.addHandler(handler)
+    for name in PACKAGES:
+        logging.getLogger(name).setLevel(level)
+
+
 def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> int:
-    """Runs an entry point: input errors become one line on stderr (exit 2), Ctrl-C exits 130 cleanly."""
+    """Runs an entry point: library log messages go to stderr (`configure_logging`), input errors become one
+    line on stderr (exit 2), Ctrl-C exits 130 cleanly."""
+    configure_logging()
     try:
         return int(main(argv) or 0)
     except InputError as e:

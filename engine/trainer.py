@@ -6,6 +6,7 @@ Seeding, optimisers, schedules, AMP, DDP, checkpoints, resume and CSV logs live 
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import sys
 import time
@@ -29,6 +30,8 @@ from engine.optim import build_optimizer, resolve_param_groups
 from engine.schedulers import build_scheduler
 from engine.schema import check_train_config
 from engine.seeding import derive_seed, get_rng_state, seed_everything, set_rng_state, worker_init_fn
+
+logger = logging.getLogger(__name__)
 
 LAST, BEST = "last.pt", "best.pt"
 TRAIN_LOG, EPOCH_LOG = "train_log.csv", "epoch_log.csv"
@@ -236,7 +239,7 @@ class _Trainer:
             keep_rows = self._restore(last)
         else:
             if resume and ctx.is_main:
-                _say(f"no checkpoint at {last}; starting from scratch")
+                logger.info(f"no checkpoint at {last}; starting from scratch")
             seed_everything(derive_seed(cfg["seed"], ctx.rank))
             if ctx.is_main:
                 for path in (last, best, self.out / EPOCH_LOG):
@@ -347,7 +350,7 @@ class _Trainer:
         if ctx.is_main:
             self._save(record, improved, rng)
             extra = "".join(f" {k} {v:.4g}" for k, v in metrics.items())
-            _say(f"epoch {epoch + 1}/{cfg['epochs']} step {self.global_step} lr {lrs[0]:.3g} "
+            logger.info(f"epoch {epoch + 1}/{cfg['epochs']} step {self.global_step} lr {lrs[0]:.3g} "
                  f"train_loss {train['loss']:.4g}{extra} | best {self.best['metric']} "
                  f"{_fmt(self.best['value'])} @ epoch {self.best['epoch']} | {time.time() - t0:.1f} s")
 
@@ -433,14 +436,14 @@ class _Trainer:
             set_rng_state({k: v[self.ctx.rank] for k, v in ckpt["rng"].items()}, self.device)
         else:
             if self.ctx.is_main:
-                _say(f"{path}: saved with {ckpt['world_size']} ranks, resuming on {self.ctx.world_size}: "
+                logger.warning(f"{path}: saved with {ckpt['world_size']} ranks, resuming on {self.ctx.world_size}: "
                      f"RNG streams are reseeded, so the run is not bit-identical to an uninterrupted one")
             seed_everything(derive_seed(self.cfg["seed"], self.ctx.rank, self.epoch))
         changed = [k for k in _flat(self.cfg) if k != "epochs" and _flat(ckpt["config"]).get(k) != _flat(self.cfg)[k]]
         if changed and self.ctx.is_main:
-            _say(f"resuming with changed training config keys: {', '.join(changed)}")
+            logger.warning(f"resuming with changed training config keys: {', '.join(changed)}")
         if self.ctx.is_main:
-            _say(f"resuming from {path} after epoch {self.epoch} (step {self.global_step})")
+            logger.info(f"resuming from {path} after epoch {self.epoch} (step {self.global_step})")
         return int(ckpt["csv_rows"][TRAIN_LOG])
 
 
@@ -481,7 +484,3 @@ def _flat(node: Mapping, prefix: str = "") -> dict:
 
 def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.4g}"
-
-
-def _say(message: str) -> None:
-    print(f"[engine] {message}", file=sys.stderr, flush=True)
