@@ -30,7 +30,6 @@ CONFIGS: dict[str, dict] = {
     "AASIST-L": dict(first_conv=128, filts=[70, [1, 32], [32, 32], [32, 24], [24, 24]], gat_dims=[24, 32],
                      pool_ratios=[0.4, 0.5, 0.7, 0.5], temperatures=[2.0, 2.0, 100.0, 100.0], **_RUNTIME),
 }
-CL = torch.channels_last
 
 
 def sinc_filter_bank(out_channels: int, kernel_size: int, sample_rate: int = 16000) -> torch.Tensor:
@@ -226,12 +225,11 @@ class AASIST(nn.Module):
             raise ValueError(f"AASIST expects a (batch, samples) waveform, got shape {tuple(wave.shape)}")
         if wave.shape[1] < self.min_samples:
             raise ValueError(f"AASIST needs at least {self.min_samples} samples per input, got {wave.shape[1]}")
-        # tiling (eval, no autograd: its in-place edge zeroing is not differentiable)
-        n_tiled = self.tiled_blocks if (not self.training and self.tile_frames > 0 and not torch.is_grad_enabled()) else 0
+        n_tiled = speed.blocks_to_tile(self)
         if n_tiled:
             e = speed.encode_tiled(self, wave.contiguous(), n_tiled)
         else:
-            e = self.front_end(wave, mask=self.training and self.freq_aug).contiguous(memory_format=CL)
+            e = self.front_end(wave, mask=self.training and self.freq_aug).contiguous(memory_format=speed.CL)
         for block in list(self.encoder)[n_tiled:]:
             e = block(e)
         return e

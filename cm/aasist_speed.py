@@ -99,6 +99,14 @@ def block_tile(block: ResidualBlock, x: torch.Tensor, start: int, width: int, w1
     return pool_time3(out.add_(identity))
 
 
+def blocks_to_tile(model: AASIST) -> int:
+    """How many encoder blocks `model.encode` runs tile by tile: `tiled_blocks` in eval without autograd (the
+    tiles' in-place edge zeroing is not differentiable) when `tile_frames` > 0, else none."""
+    if model.training or model.tile_frames <= 0 or torch.is_grad_enabled():
+        return 0
+    return model.tiled_blocks
+
+
 def encode_tiled(model: AASIST, wave: torch.Tensor, n_tiled: int) -> torch.Tensor:
     """Eval: the front end and the first `n_tiled` encoder blocks, tile by time tile of `model.tile_frames`
     first-block frames; the same map as the whole-map path up to rounding."""
