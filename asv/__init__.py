@@ -8,7 +8,7 @@ from __future__ import annotations
 from torch import nn
 
 from asv import ecapa_tdnn, losses, resnet_se34l, resnet_se34v2
-from common.errors import InputError
+from common.dispatch import build
 
 __all__ = ["MODELS", "build_model", "losses"]
 
@@ -22,10 +22,4 @@ MODELS = {
 
 def build_model(arch: str, **kwargs) -> nn.Module:
     """The speaker model named `arch`, with its CONFIG defaults overridden by `kwargs`."""
-    if arch not in MODELS:
-        raise InputError(f"unknown ASV model '{arch}' (valid: {', '.join(MODELS)})")
-    cls, config = MODELS[arch]
-    for key in kwargs:
-        if key not in config:
-            raise InputError(f"unknown keyword '{key}' for ASV model {arch} (valid: {', '.join(config)})")
-    return cls(**{**config, **kwargs})
+    return build(MODELS, arch, kwargs, "ASV model")

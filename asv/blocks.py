@@ -1,4 +1,5 @@
-"""Squeeze-excitation ResNet blocks shared by ResNetSE34V2 and ResNetSE34L.
+"""Pieces shared by the speaker models: the squeeze-excitation ResNet blocks of ResNetSE34V2 and ResNetSE34L,
+and the attentive statistics pooling all three end with.
 
 Attribute names follow voxceleb_trainer's models/ResNetBlocks.py so its checkpoints load by name.
 """
@@ -8,6 +9,10 @@ from typing import Sequence
 
 import torch
 from torch import nn
+
+from common.errors import InputError
+
+ENCODER_TYPES = ("SAP", "ASP")  # attentive mean; attentive mean and standard deviation
 
 
 class SELayer(nn.Module):
@@ -72,3 +77,20 @@ def init_resnet(module: nn.Module) -> None:
         elif isinstance(m, nn.BatchNorm2d):
             nn.init.constant_(m.weight, 1)
             nn.init.constant_(m.bias, 0)
+
+
+def check_encoder_type(encoder_type: str, model_name: str) -> None:
+    if encoder_type not in ENCODER_TYPES:
+        raise InputError(f"{model_name}: unknown encoder_type '{encoder_type}' (valid: ASP, SAP)")
+
+
+def attentive_statistics(x: torch.Tensor, w: torch.Tensor, dim: int, with_std: bool, floor: float) -> torch.Tensor:
+    """Attention-weighted pooling of `x` over `dim` (weights `w` sum to 1 over it): the weighted mean (SAP), and
+    with `with_std` also the weighted standard deviation (ASP), joined along dim 1. The variance is clamped at
+    `floor` from below, as in the seeds (1e-5 voxceleb_trainer, 1e-4 ECAPA-TDNN): a finite gradient on
+    constant inputs."""
+    mu = torch.sum(x * w, dim=dim)
+    if not with_std:
+        return mu
+    sg = torch.sqrt((torch.sum(x * x * w, dim=dim) - mu * mu).clamp(min=floor))
+    return torch.cat((mu, sg), dim=1)

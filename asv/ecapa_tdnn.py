@@ -1,9 +1,5 @@
 """ECAPA-TDNN as in TaoRuijie/ECAPA-TDNN (model.py): the SASV 2022 baseline speaker encoder.
 
-80 log-mels (pre-emphasis 0.97, Hamming 25/10 ms, 20-7600 Hz, per-utterance mean subtraction), a 5-wide TDNN stem,
-three SE-Res2 blocks (scale 8, dilations 2/3/4) with dense residual inputs, multi-layer feature aggregation into
-1536 channels, channel- and context-dependent attentive statistics pooling, BN, 192-d embedding.
-C = 512 (~6.2M parameters) or C = 1024 (the published model, ~14.7M parameters).
 Parameter names match the seed so `asv.checkpoint` loads its checkpoints by stripping `speaker_encoder.`.
 """
 from __future__ import annotations
@@ -13,6 +9,7 @@ from typing import Optional
 import torch
 from torch import nn
 
+from asv.blocks import attentive_statistics
 from asv.features import WIN_LENGTH, LogMelFrontend, SpecAugmentFn, augmenter, check_wave, resolve_spec_augment
 from common.errors import InputError
 
@@ -72,10 +69,26 @@ class Bottle2neck(nn.Module):
 
 
 class ECAPATDNN(nn.Module):
+    """ECAPA-TDNN of Desplanques, Thienpondt and Demuynck, "ECAPA-TDNN: Emphasized Channel Attention,
+    Propagation and Aggregation in TDNN based speaker verification", Interspeech 2020, as implemented by
+    TaoRuijie/ECAPA-TDNN (the speaker encoder of the SASV 2022 baselines).
+
+    wave (B, T) float32 at 16 kHz, T >= 400 -> embedding (B, embedding_dim), not length-normalised (cosine
+    scoring normalises). 80 log-mels (pre-emphasis 0.97, Hamming 25/10 ms, 20-7600 Hz, per-utterance mean
+    subtraction), a 5-wide TDNN stem, three SE-Res2 blocks (scale 8, dilations 2/3/4) each fed the sum of all
+    earlier outputs, multi-layer feature aggregation into 1536 channels, channel- and context-dependent
+    attentive statistics pooling, BatchNorm, a linear layer and BatchNorm to 192 dimensions. Why:
+    - C = 1024 is the published model (15.4 M parameters here) and loads the seed's checkpoints (the SASV
+      baseline configs set it); the default C = 512 (7.0 M) trains faster on a CPU;
+    - the attention sees each frame together with the utterance's mean and standard deviation (global
+      context); `attend` computes that without building the 4608-channel input, with the seed's result;
+    - mean subtraction rather than instance norm and the 20-7600 Hz band follow the seed, whose checkpoints
+      expect them.
+    Every argument comes from `CONFIG` (`asv.build_model` passes it; options override it).
+    """
     min_samples = WIN_LENGTH   # shortest input (one analysis window); the stages check it per file
 
-    def __init__(self, C: int = 512, embedding_dim: int = 192, n_mels: int = 80,
-                 spec_augment: Optional[SpecAugmentFn | bool | dict] = None):
+    def __init__(self, C: int, embedding_dim: int, n_mels: int, spec_augment: Optional[SpecAugmentFn | bool | dict]):
         super().__init__()
         if C % 8:
             raise InputError(f"ECAPA-TDNN: C must be a multiple of the Res2 scale 8, got {C}")
@@ -120,7 +133,5 @@ class ECAPATDNN(nn.Module):
         x2 = self.layer2(x + x1)
         x3 = self.layer3(x + x1 + x2)
         x = self.relu(self.layer4(torch.cat((x1, x2, x3), dim=1)))
-        w = self.attend(x)
-        mu = torch.sum(x * w, dim=2)
-        sg = torch.sqrt((torch.sum(x * x * w, dim=2) - mu * mu).clamp(min=1e-4))
-        return self.bn6(self.fc6(self.bn5(torch.cat((mu, sg), dim=1))))
+        pooled = attentive_statistics(x, self.attend(x), 2, True, 1e-4)
+        return self.bn6(self.fc6(self.bn5(pooled)))

@@ -1,8 +1,7 @@
 """ResNetSE34V2: the half-width SE-ResNet-34 of voxceleb_trainer ("In defence of metric learning", H/ASP).
 
-64 log-mels (pre-emphasis 0.97, Hamming 25/10 ms, instance norm), channels 32-64-128-256, depths 3-4-6-3,
-frequency-aware attentive statistics pooling, 512-d embedding. Parameter names match
-voxceleb_trainer's models/ResNetSE34V2.py so `asv.checkpoint` loads its checkpoints by stripping `__S__.`.
+Parameter names match voxceleb_trainer's models/ResNetSE34V2.py so `asv.checkpoint` loads its checkpoints by
+stripping `__S__.`.
 """
 from __future__ import annotations
 
@@ -11,7 +10,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from asv.blocks import init_resnet, make_stages
+from asv.blocks import attentive_statistics, check_encoder_type, init_resnet, make_stages
 from asv.features import WIN_LENGTH, LogMelFrontend, SpecAugmentFn, augmenter, check_wave, resolve_spec_augment
 from common.errors import InputError
 
@@ -26,14 +25,25 @@ CONFIG = {
 
 
 class ResNetSE34V2(nn.Module):
+    """The half-width SE-ResNet-34 with attentive statistics pooling, H/ASP in Chung et al., "In defence
+    of metric learning for speaker recognition", Interspeech 2020 (clovaai/voxceleb_trainer, ResNetSE34V2.py).
+
+    wave (B, T) float32 at 16 kHz, T >= 400 -> embedding (B, embedding_dim), not length-normalised (cosine
+    scoring normalises). 64 log-mels (pre-emphasis 0.97, Hamming 25/10 ms, instance norm per band) go through
+    a 3x3 stem and four SE-ResNet stages (channels 32-64-128-256, depths 3-4-6-3, strides 1-2-2-2). Why:
+    - the stages halve the frequency axis three times (n_mels must divide by 8) but keep it, so the pooling
+      attends over channel x frequency features per frame: the model learns which bands carry the speaker;
+    - ASP (attentive mean and standard deviation) is the paper's best; SAP (mean only) is the lighter option;
+    - the stem applies ReLU before BatchNorm, and the initialisation is voxceleb_trainer's, so that its
+      checkpoints reproduce its embeddings.
+    Every argument comes from `CONFIG` (`asv.build_model` passes it; options override it).
+    """
     min_samples = WIN_LENGTH   # shortest input (one analysis window); the stages check it per file
 
-    def __init__(self, n_mels: int = 64, embedding_dim: int = 512, encoder_type: str = "ASP",
-                 channels: tuple[int, ...] = (32, 64, 128, 256), layers: tuple[int, ...] = (3, 4, 6, 3),
-                 spec_augment: Optional[SpecAugmentFn | bool | dict] = None):
+    def __init__(self, n_mels: int, embedding_dim: int, encoder_type: str, channels: tuple[int, ...],
+                 layers: tuple[int, ...], spec_augment: Optional[SpecAugmentFn | bool | dict]):
         super().__init__()
-        if encoder_type not in ("ASP", "SAP"):
-            raise InputError(f"ResNetSE34V2: unknown encoder_type '{encoder_type}' (valid: ASP, SAP)")
+        check_encoder_type(encoder_type, "ResNetSE34V2")
         if n_mels % 8:
             raise InputError(f"ResNetSE34V2: n_mels must be a multiple of 8 (three stride-2 stages), got {n_mels}")
         self.embedding_dim = embedding_dim
@@ -60,9 +70,4 @@ class ResNetSE34V2(nn.Module):
         x = self.bn1(self.relu(self.conv1(x)))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         x = x.flatten(1, 2)                                   # (B, C * F, frames)
-        w = self.attention(x)
-        mu = torch.sum(x * w, dim=2)
-        if self.encoder_type == "SAP":
-            return self.fc(mu)
-        sg = torch.sqrt((torch.sum(x * x * w, dim=2) - mu * mu).clamp(min=1e-5))
-        return self.fc(torch.cat((mu, sg), dim=1))
+        return self.fc(attentive_statistics(x, self.attention(x), 2, self.encoder_type == "ASP", 1e-5))

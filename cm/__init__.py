@@ -11,24 +11,17 @@ from torch import nn
 from cm import losses
 from cm.aasist import AASIST, CONFIGS as AASIST_CONFIGS
 from cm.lcnn import LCNN, CONFIGS as LCNN_CONFIGS
-from common.errors import InputError
+from common.dispatch import build
 
 __all__ = ["MODELS", "build_model", "losses"]
 
-# arch name -> (class, config dict: every accepted keyword with its default)
-_RUNTIME = dict(freq_aug=False, sample_rate=16000, tile_frames=1024, tiled_blocks=3)
-MODELS = {**{name: (AASIST, {**config, **_RUNTIME}) for name, config in AASIST_CONFIGS.items()},
-          **{name: (LCNN, {**config, "sample_rate": 16000}) for name, config in LCNN_CONFIGS.items()}}
+# arch name -> (class, config dict: every constructor argument with its default)
+MODELS = {**{name: (AASIST, config) for name, config in AASIST_CONFIGS.items()},
+          **{name: (LCNN, config) for name, config in LCNN_CONFIGS.items()}}
 
 
 def build_model(arch: str, **kwargs) -> nn.Module:
     """The countermeasure named `arch` (AASIST | AASIST-L | LCNN | LCNN-LFCC-LPS), its config defaults overridden by `kwargs`."""
-    if arch not in MODELS:
-        raise InputError(f"unknown CM model '{arch}' (valid: {', '.join(MODELS)})")
-    cls, config = MODELS[arch]
-    for key in kwargs:
-        if key not in config:
-            raise InputError(f"unknown keyword '{key}' for CM model {arch} (valid: {', '.join(config)})")
-    model = cls(**{**config, **kwargs})
+    model = build(MODELS, arch, kwargs, "CM model")
     model.arch = arch
     return model

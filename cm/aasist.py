@@ -1,34 +1,35 @@
-"""AASIST and AASIST-L spoofing countermeasures (Jung et al., ICASSP 2022), tuned for CPU.
+"""AASIST and AASIST-L spoofing countermeasures (Jung et al., "AASIST: Audio anti-spoofing using integrated
+spectro-temporal graph attention networks", ICASSP 2022; clovaai/aasist).
 
-Parameter names follow clovaai/aasist, so the official checkpoints load strictly and reproduce the
-official outputs. The computation is the official one, reorganised for speed (see docs/benchmarks.md):
-- the sinc filter bank is built once, as a buffer, not rebuilt from numpy on every call;
-- the encoder runs in channels-last layout, pools with reshape+amax instead of `max_pool2d`;
-- in eval mode BatchNorm is folded into the preceding convolution and the expensive first encoder
-  blocks run time tile by time tile (with exact halos and edge padding), so that their intermediate
-  maps stay in cache instead of allocating ~0.5 GB feature maps per batch;
-- the official encoder computes `selu(bn1(x))` in every residual block and then discards it (a known
-  quirk); that dead computation is skipped, `bn1` is kept only so that the checkpoints load.
+Raw waveform -> fixed sinc filter bank -> a 2-D residual encoder over (filter, frame) -> graph attention over
+spectral and temporal nodes, then a heterogeneous graph with a master node in two branches -> 2 logits.
+Parameter names follow clovaai/aasist, so the official checkpoints load strictly and reproduce the official
+outputs. The computation is the official one; how it runs fast on a CPU (channels-last maps, folded
+BatchNorm, time-tiled evaluation, a faster convolution backward) lives in `cm.aasist_speed`. One known quirk
+of the official encoder is left out: every residual block computes `selu(bn1(x))` and then discards it; that
+dead computation is skipped, `bn1` is kept only so that the checkpoints load.
 """
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from cm import fast_conv
+from cm import aasist_speed as speed
 
+# How the model runs, not what it computes (the same for both architectures): `freq_aug` is the official
+# random filter-band masking in training; `tile_frames` the time tile (in first-block frames) of the eval path
+# without autograd, 0 = no tiling, over the first `tiled_blocks` encoder blocks; `fast_backward=False` trains
+# the encoder convolutions through plain `F.conv2d` autograd instead of `cm.fast_conv` (same gradients, slower).
+_RUNTIME = dict(freq_aug=False, sample_rate=16000, tile_frames=1024, tiled_blocks=3, fast_backward=True)
+# Every constructor argument of each architecture, as in the official AASIST.conf / AASIST-L.conf.
 CONFIGS: dict[str, dict] = {
     "AASIST": dict(first_conv=128, filts=[70, [1, 32], [32, 32], [32, 64], [64, 64]], gat_dims=[64, 32],
-                   pool_ratios=[0.5, 0.7, 0.5, 0.5], temperatures=[2.0, 2.0, 100.0, 100.0]),
+                   pool_ratios=[0.5, 0.7, 0.5, 0.5], temperatures=[2.0, 2.0, 100.0, 100.0], **_RUNTIME),
     "AASIST-L": dict(first_conv=128, filts=[70, [1, 32], [32, 32], [32, 24], [24, 24]], gat_dims=[24, 32],
-                     pool_ratios=[0.4, 0.5, 0.7, 0.5], temperatures=[2.0, 2.0, 100.0, 100.0]),
+                     pool_ratios=[0.4, 0.5, 0.7, 0.5], temperatures=[2.0, 2.0, 100.0, 100.0], **_RUNTIME),
 }
-
-CL = torch.channels_last
 
 
 def sinc_filter_bank(out_channels: int, kernel_size: int, sample_rate: int = 16000) -> torch.Tensor:
@@ -70,42 +71,11 @@ class SincConv(nn.Module):
         return F.conv1d(x.unsqueeze(1), self.filters(mask))
 
 
-def _pool_time3(x: torch.Tensor) -> torch.Tensor:
-    """max_pool2d(x, (1, 3)); without autograd, for a channels-last map, a reshape and amax over contiguous
-    memory (faster forward; amax's backward is slow, so training keeps max_pool2d)."""
-    if torch.is_grad_enabled() and x.requires_grad:
-        return F.max_pool2d(x, (1, 3))
-    b, c, h, w = x.shape
-    w3 = w // 3
-    y = x.permute(0, 2, 3, 1)[:, :, : 3 * w3].reshape(b, h, w3, 3, c).amax(3)
-    return y.permute(0, 3, 1, 2)
-
-
-def _conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, padding: tuple[int, int],
-          fast_backward: bool = True) -> torch.Tensor:
-    """conv2d returning a channels-last map. In training, `fast_conv.conv2d` (same values, a faster backward
-    than oneDNN's for these shapes; docs/benchmarks.md) unless `fast_backward` is off. Without autograd a single input
-    channel goes through one matmul over gathered patches: oneDNN has no fast kernel for it and would also
-    return NCHW."""
-    if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
-        if fast_backward:
-            return fast_conv.conv2d(x, weight, bias, padding)
-        return F.conv2d(x, weight, bias, padding=padding).contiguous(memory_format=CL)
-    if weight.shape[1] != 1:
-        return F.conv2d(x, weight, bias, padding=padding)
-    return fast_conv.single_channel_conv(fast_conv.patches(x, weight.shape[2:], padding), weight, bias)
-
-
-def _fold_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weights and bias of conv followed by eval-mode BatchNorm, as one convolution."""
-    scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
-    return conv.weight * scale.view(-1, 1, 1, 1), (conv.bias - bn.running_mean) * scale + bn.bias
-
-
 class ResidualBlock(nn.Module):
-    """conv(2x3) -> BN -> SELU -> conv(2x3), plus a (1x3) conv shortcut when the width changes; max-pool 1x3 over time."""
+    """conv(2x3) -> BN -> SELU -> conv(2x3), plus a (1x3) conv shortcut when the width changes; max-pool 1x3 over time.
+    Maps are channels-last (see cm.aasist_speed)."""
 
-    def __init__(self, nb_filts: list[int], first: bool = False, fast_backward: bool = True):
+    def __init__(self, nb_filts: list[int], first: bool, fast_backward: bool):
         super().__init__()
         c_in, c_out = nb_filts
         self.fast_backward = fast_backward
@@ -119,28 +89,12 @@ class ResidualBlock(nn.Module):
             self.conv_downsample = nn.Conv2d(c_in, c_out, kernel_size=(1, 3), padding=(0, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Whole map, channels-last (training, or eval of the small late blocks)."""
         fast = self.fast_backward
-        if self.training:
-            out = F.selu_(self.bn2(_conv(x, self.conv1.weight, self.conv1.bias, (1, 1), fast)))
-        else:
-            out = F.selu_(_conv(x, *_fold_bn(self.conv1, self.bn2), (1, 1), fast))
-        identity = _conv(x, self.conv_downsample.weight, self.conv_downsample.bias, (0, 1), fast) if self.downsample else x
-        out = _conv(out, self.conv2.weight, self.conv2.bias, (0, 1), fast).add_(identity)
-        return _pool_time3(out)
-
-    def forward_tile(self, x: torch.Tensor, start: int, width: int, w1: torch.Tensor, b1: torch.Tensor) -> torch.Tensor:
-        """Eval on a time slice. `x` holds input frames [start, start + n) with zeros where outside [0, width);
-        returns output frames [(start + 2) / 3, (start + n - 2) / 3). The caller folds bn2 into (w1, b1)."""
-        out = F.selu_(_conv(x, w1, b1, (1, 0)))  # frames [start + 1, start + n - 1)
-        n = out.shape[-1]
-        lo, hi = max(0, -(start + 1)), min(n, width - (start + 1))
-        if lo > 0 or hi < n:  # the official conv2 zero-pads conv1's output, not conv1's input
-            out[..., :lo] = 0
-            out[..., hi:] = 0
-        out = F.conv2d(out, self.conv2.weight, self.conv2.bias)  # frames [start + 2, start + n - 2)
-        identity = _conv(x[..., 1:-1], self.conv_downsample.weight, self.conv_downsample.bias, (0, 0)) if self.downsample else x[..., 2:-2]
-        return _pool_time3(out.add_(identity))
+        out = F.selu_(speed.conv_bn(x, self.conv1, self.bn2, (1, 1), self.training, fast))
+        out = speed.conv(out, self.conv2.weight, self.conv2.bias, (0, 1), fast)
+        identity = (speed.conv(x, self.conv_downsample.weight, self.conv_downsample.bias, (0, 1), fast)
+                    if self.downsample else x)
+        return speed.pool_time3(out.add_(identity))
 
 
 class GraphAttention(nn.Module):
@@ -220,16 +174,11 @@ class GraphPool(nn.Module):
 class AASIST(nn.Module):
     """AASIST: raw waveform (B, T) -> (embedding (B, 5 * gat_dims[1]), logits (B, 2)); logits[:, 1] is bona fide.
 
-    `freq_aug` enables the official random filter-band masking in training mode. `tile_frames` is the
-    time tile (in first-encoder-block frames) of the cache-friendly path used in eval mode without autograd
-    (under `torch.inference_mode()` / `no_grad()`); 0 disables tiling. `fast_backward=False` trains the
-    encoder convolutions through plain `F.conv2d` autograd instead of `fast_conv` (same gradients, slower).
+    Every argument comes from a `CONFIGS` entry (`cm.build_model` passes it; options override it).
     """
 
-    def __init__(self, first_conv: int = 128, filts: list = CONFIGS["AASIST"]["filts"],
-                 gat_dims: list = CONFIGS["AASIST"]["gat_dims"], pool_ratios: list = CONFIGS["AASIST"]["pool_ratios"],
-                 temperatures: list = CONFIGS["AASIST"]["temperatures"], freq_aug: bool = False,
-                 sample_rate: int = 16000, tile_frames: int = 1024, tiled_blocks: int = 3, fast_backward: bool = True):
+    def __init__(self, first_conv: int, filts: list, gat_dims: list, pool_ratios: list, temperatures: list,
+                 freq_aug: bool, sample_rate: int, tile_frames: int, tiled_blocks: int, fast_backward: bool):
         super().__init__()
         self.freq_aug = freq_aug
         self.tile_frames = tile_frames
@@ -258,17 +207,12 @@ class AASIST(nn.Module):
         self.out_layer = nn.Linear(5 * gat_dims[1], 2)
         self.embedding_dim = 5 * gat_dims[1]
 
-    # ---- front end: sinc filters, |.|, 3x3 max-pool, BN, SELU -> (B, 1, n_spec, frames)
-    def _front(self, wave: torch.Tensor, mask: bool = False) -> torch.Tensor:
-        y = self.conv_time(wave, mask)[:, : 3 * self.n_spec]  # the 3x3 pool drops filters beyond 3 * n_spec
-        b, c, t = y.shape
-        y = y[..., : t - t % 3]
-        y = (y.abs() if y.requires_grad else y.abs_()).view(b, self.n_spec, 3, t // 3, 3).amax((2, 4)).unsqueeze(1)
+    def front_end(self, wave: torch.Tensor, mask: bool = False) -> torch.Tensor:
+        """Sinc filters, |.|, 3x3 max-pool, BN, SELU -> (B, 1, n_spec, frames)."""
+        y = speed.abs_pool3x3(self.conv_time(wave, mask), self.n_spec)
         if self.training:
             return F.selu(self.first_bn(y))
-        bn = self.first_bn
-        scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
-        return F.selu_(y.mul_(scale).add_(bn.bias - bn.running_mean * scale))
+        return F.selu_(speed.batchnorm_(y, self.first_bn))
 
     @property
     def min_samples(self) -> int:
@@ -281,39 +225,14 @@ class AASIST(nn.Module):
             raise ValueError(f"AASIST expects a (batch, samples) waveform, got shape {tuple(wave.shape)}")
         if wave.shape[1] < self.min_samples:
             raise ValueError(f"AASIST needs at least {self.min_samples} samples per input, got {wave.shape[1]}")
-        # tiling (eval, no autograd: its in-place edge zeroing is not differentiable)
-        n_tiled = self.tiled_blocks if (not self.training and self.tile_frames > 0 and not torch.is_grad_enabled()) else 0
+        n_tiled = speed.blocks_to_tile(self)
         if n_tiled:
-            e = self._encode_tiled(wave.contiguous(), n_tiled)
+            e = speed.encode_tiled(self, wave.contiguous(), n_tiled)
         else:
-            e = self._front(wave, mask=self.training and self.freq_aug).contiguous(memory_format=CL)
+            e = self.front_end(wave, mask=self.training and self.freq_aug).contiguous(memory_format=speed.CL)
         for block in list(self.encoder)[n_tiled:]:
             e = block(e)
         return e
-
-    def _encode_tiled(self, wave: torch.Tensor, n_tiled: int) -> torch.Tensor:
-        """Eval: the first `n_tiled` blocks, tile by time tile; bit-for-bit the same maps as the whole-map path up to rounding."""
-        blocks = [seq[0] for seq in list(self.encoder)[:n_tiled]]
-        folded = [_fold_bn(b.conv1, b.bn2) for b in blocks]
-        k = self.conv_time.kernel_size
-        widths = [(wave.shape[1] - k + 1) // 3]  # frames at each level: front end, then each block
-        for _ in blocks:
-            widths.append(widths[-1] // 3)
-
-        def level(i: int, a: int, b: int) -> torch.Tensor:
-            """Frames [a, b) of level i (0 = front end), zero frames outside [0, widths[i])."""
-            lo, hi = max(a, 0), min(b, widths[i])
-            if i == 0:
-                y = self._front(wave[:, 3 * lo: 3 * hi + k - 1])
-            else:
-                y = blocks[i - 1].forward_tile(level(i - 1, 3 * lo - 2, 3 * hi + 2), 3 * lo - 2, widths[i - 1], *folded[i - 1])
-            if lo > a or hi < b:
-                y = F.pad(y, (lo - a, b - hi))
-            return y.contiguous(memory_format=CL)
-
-        step = max(1, self.tile_frames // 3 ** n_tiled)
-        top = widths[n_tiled]
-        return torch.cat([level(n_tiled, a, min(a + step, top)) for a in range(0, top, step)], dim=3).contiguous(memory_format=CL)
 
     def forward(self, wave: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         e = self.encode(wave)

@@ -19,8 +19,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torchaudio
 
+# Every constructor argument of each architecture.
 _LFCC_LCNN = dict(features="lfcc", n_filters=20, n_ceps=20, channels=[32, 48, 64, 32], embedding_dim=128, cmn=True,
-                  dropout=0.3)
+                  dropout=0.3, sample_rate=16000)
 CONFIGS: dict[str, dict] = {
     "LCNN": _LFCC_LCNN,
     # Two streams: the LFCC body above plus a narrower one on the log power spectrum (the demo's CM).
@@ -135,11 +136,11 @@ class LCNN(nn.Module):
     joined into one embedding. The two see different artefacts: 20 linear filters smooth away the harmonics
     that show excitation and phase artefacts, which the 31 Hz bins of the power spectrum resolve.
     `channels` are the MFM output widths of the four stages (one list, or one list per feature type);
-    `cmn` subtracts each utterance's mean over time from the features (removes a stationary channel colouring)."""
+    `cmn` subtracts each utterance's mean over time from the features (removes a stationary channel colouring).
+    Every argument comes from a `CONFIGS` entry (`cm.build_model` passes it; options override it)."""
 
-    def __init__(self, features: str | list = "lfcc", n_filters: int = 20, n_ceps: int = 20,
-                 channels: list = CONFIGS["LCNN"]["channels"], embedding_dim: int = 128, cmn: bool = True,
-                 dropout: float = 0.3, sample_rate: int = 16000):
+    def __init__(self, features: str | list, n_filters: int, n_ceps: int, channels: list, embedding_dim: int,
+                 cmn: bool, dropout: float, sample_rate: int):
         super().__init__()
         kinds = [features] if isinstance(features, str) else list(features)
         if not kinds or len(set(kinds)) != len(kinds):

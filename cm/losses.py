@@ -5,13 +5,11 @@ Every loss: `forward(embedding: (B, D), logits: (B, 2), labels: (B,)) -> loss` w
 """
 from __future__ import annotations
 
-import inspect
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common.errors import InputError
+from common.dispatch import build
 
 
 class WeightedCE(nn.Module):
@@ -59,12 +57,5 @@ LOSSES = {"WeightedCE": WeightedCE, "OCSoftmax": OCSoftmax}
 def build_loss(name: str, embedding_dim: int | None = None, **kwargs) -> nn.Module:
     """The CM loss `name` (WeightedCE | OCSoftmax) with its keyword arguments checked. `embedding_dim` (the
     model's) sizes losses that work on embeddings, unless the options set it themselves."""
-    if name not in LOSSES:
-        raise InputError(f"unknown CM loss '{name}' (valid: {', '.join(LOSSES)})")
-    accepted = [p for p in inspect.signature(LOSSES[name].__init__).parameters if p != "self"]
-    for key in kwargs:
-        if key not in accepted:
-            raise InputError(f"unknown keyword '{key}' for CM loss {name} (valid: {', '.join(accepted)})")
-    if embedding_dim is not None and "embedding_dim" in accepted:
-        kwargs.setdefault("embedding_dim", embedding_dim)
-    return LOSSES[name](**kwargs)
+    offered = {} if embedding_dim is None else {"embedding_dim": embedding_dim}
+    return build(LOSSES, name, kwargs, "CM loss", defaults=offered)

@@ -1,4 +1,5 @@
-"""The command-line shape shared by every entry point: `--config FILE [key.sub=value ...]`."""
+"""The command-line shape shared by every entry point: `--config FILE [key.sub=value ...]`, one-line errors, and
+where the library's log messages go."""
 from __future__ import annotations
 
 import argparse

@@ -13,7 +13,8 @@ from torch.utils.data import Sampler
 
 
 class SpeakerBatchSampler(Sampler[list[int]]):
-    """Yields lists of B*M dataset indices, speaker-major: `[s0u0 .. s0u(M-1), s1u0, ..]`.
+    """Yields lists of B*M dataset indices (B = `speakers_per_batch`, M = `utts_per_speaker`), speaker-major:
+    `[s0u0 .. s0u(M-1), s1u0, ..]`.
 
     With `DataLoader(dataset, batch_sampler=this)` a batch of waves is (B*M, T); `wave.view(B, M, T)` and
     `label.view(B, M)[:, 0]` give the (B, M, ...) layout of the ASV losses. No speaker appears twice in a
@@ -36,24 +37,25 @@ class SpeakerBatchSampler(Sampler[list[int]]):
         if max_utts_per_speaker is not None and max_utts_per_speaker < utts_per_speaker:
             raise ValueError(f"max_utts_per_speaker ({max_utts_per_speaker}) < utts_per_speaker ({utts_per_speaker})")
         self.labels = np.asarray(labels, dtype=np.int64)
-        self.B, self.M = int(speakers_per_batch), int(utts_per_speaker)
+        self.speakers_per_batch, self.utts_per_speaker = int(speakers_per_batch), int(utts_per_speaker)
         self.seed, self.rank, self.world_size = int(seed), int(rank), int(world_size)
-        self.max_utts = max_utts_per_speaker
+        self.max_utts_per_speaker = max_utts_per_speaker
         self.epoch = 0
         self._cache: tuple[int, np.ndarray] | None = None
         _, codes, counts = np.unique(self.labels, return_inverse=True, return_counts=True)
         # speakers as dense codes in label order; 16-bit codes let the per-epoch stable sort be a radix sort
         self._codes = codes.reshape(-1).astype(np.uint16 if len(counts) <= 1 << 16 else np.int64)
-        eligible = counts >= self.M
-        if int(eligible.sum()) < self.B:
-            raise ValueError(f"only {int(eligible.sum())} speakers have >= {self.M} utterances; "
-                             f"a batch needs {self.B} distinct speakers")
+        eligible = counts >= self.utts_per_speaker
+        if int(eligible.sum()) < self.speakers_per_batch:
+            raise ValueError(f"only {int(eligible.sum())} speakers have >= {self.utts_per_speaker} utterances; "
+                             f"a batch needs {self.speakers_per_batch} distinct speakers")
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
     def _all_batches(self) -> np.ndarray:
-        """The epoch's batches, (n_batches, B*M) dataset indices, all ranks; cached per epoch.
+        """The epoch's batches, (n_batches, speakers_per_batch * utts_per_speaker) dataset indices, all ranks;
+        cached per epoch.
 
         Linear in the number of utterances: grouping by speaker is one stable (radix) argsort of 16-bit speaker
         codes, and only the packing of groups into batches is a Python loop, once per group. (At VoxCeleb2 size,
@@ -61,6 +63,7 @@ class SpeakerBatchSampler(Sampler[list[int]]):
         quarter of the size; docs/benchmarks.md.)"""
         if self._cache is not None and self._cache[0] == self.epoch:
             return self._cache[1]
+        per_speaker, per_batch = self.utts_per_speaker, self.speakers_per_batch
         rng = np.random.default_rng([self.seed, self.epoch])
         order = rng.permutation(len(self.labels))
         # Each speaker's utterances in shuffled order, speakers ascending (stable sort keeps the shuffle).
@@ -68,17 +71,17 @@ class SpeakerBatchSampler(Sampler[list[int]]):
         speaker = self._codes[by_speaker]
         starts = np.flatnonzero(np.r_[True, speaker[1:] != speaker[:-1]])
         counts = np.diff(np.r_[starts, len(speaker)])
-        kept = counts if self.max_utts is None else np.minimum(counts, self.max_utts)
-        usable = kept - kept % self.M                   # a remainder < M is left out this epoch
+        kept = counts if self.max_utts_per_speaker is None else np.minimum(counts, self.max_utts_per_speaker)
+        usable = kept - kept % per_speaker              # a remainder < utts_per_speaker is left out this epoch
         take = np.arange(len(speaker)) - np.repeat(starts, counts) < np.repeat(usable, counts)
-        groups = by_speaker[take].reshape(-1, self.M)   # (G, M): M utterances of one speaker
-        group_speaker = speaker[take][::self.M]
+        groups = by_speaker[take].reshape(-1, per_speaker)  # (n_groups, utts_per_speaker): one speaker's utterances
+        group_speaker = speaker[take][::per_speaker]
         shuffle = rng.permutation(len(groups))
         groups, group_speaker = groups[shuffle], group_speaker[shuffle]
-        packed = _pack(group_speaker.tolist(), self.B)
+        packed = _pack(group_speaker.tolist(), per_batch)
         packed = packed[:len(packed) - len(packed) % self.world_size]
-        rows = np.asarray(packed, dtype=np.int64).reshape(len(packed), self.B)
-        batches = groups[rows].reshape(len(packed), self.B * self.M)
+        rows = np.asarray(packed, dtype=np.int64).reshape(len(packed), per_batch)
+        batches = groups[rows].reshape(len(packed), per_batch * per_speaker)
         self._cache = (self.epoch, batches)
         return batches
 
@@ -98,28 +101,30 @@ def _pack(speakers: list[int], size: int) -> list[list[int]]:
     a list where one speaker holds a large share of all utterances defers most of its groups every batch:
     cap it with `max_utts_per_speaker`."""
     batches: list[list[int]] = []
-    current: list[int] = []
-    in_batch: set[int] = set()
-    deferred: list[tuple[int, int]] = []
-    for g, spk in enumerate(speakers):
-        if spk in in_batch:
-            deferred.append((g, spk))
-            continue
-        current.append(g)
-        in_batch.add(spk)
-        if len(current) == size:
-            batches.append(current)
-            current, in_batch = [], set()
+    open_batch: list[int] = []           # group positions of the batch being filled
+    in_batch: set[int] = set()           # and their speakers
+    deferred: list[tuple[int, int]] = []  # (group, speaker) that clashed with the open batch
+
+    def add(group: int, speaker: int) -> bool:
+        """Puts a group in the open batch; closes the batch when it is full. True when it closed."""
+        nonlocal open_batch, in_batch
+        open_batch.append(group)
+        in_batch.add(speaker)
+        if len(open_batch) < size:
+            return False
+        batches.append(open_batch)
+        open_batch, in_batch = [], set()
+        return True
+
+    for group, speaker in enumerate(speakers):
+        if speaker in in_batch:
+            deferred.append((group, speaker))
+        elif add(group, speaker):
             # retry deferred groups first: they only clashed with the batch just closed
-            still = []
-            for d, d_spk in deferred:
-                if d_spk in in_batch:
-                    still.append((d, d_spk))
-                    continue
-                current.append(d)
-                in_batch.add(d_spk)
-                if len(current) == size:
-                    batches.append(current)
-                    current, in_batch = [], set()
-            deferred = still
+            waiting, deferred = deferred, []
+            for d_group, d_speaker in waiting:
+                if d_speaker in in_batch:
+                    deferred.append((d_group, d_speaker))
+                else:
+                    add(d_group, d_speaker)
     return batches

@@ -5,10 +5,14 @@ model, optimizer, scheduler, scaler, rng (per-rank RNG states, stacked tensors),
 epoch}, history (one dict per epoch), csv_rows {file name: data rows}, world_size, config.
 `best.pt` (when the dev metric improves) holds: format, kind="best", epoch, global_step, model, metrics
 (that epoch's record), best, config.
+`save_epoch_checkpoints` writes both after an epoch of `engine.fit`, `restore_last_checkpoint` resumes from
+`last.pt`; the other functions read and write single files.
 """
 from __future__ import annotations
 
+import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -17,8 +21,13 @@ from torch import nn
 
 from common.errors import InputError, MissingFilesError
 from common.io import atomic_write
+from engine.distributed import DistContext
+from engine.seeding import derive_seed, seed_everything, set_rng_state
+
+logger = logging.getLogger(__name__)
 
 FORMAT = "sasv-engine-checkpoint/1"
+LAST, BEST = "last.pt", "best.pt"
 
 
 class CheckpointError(InputError):
@@ -77,3 +86,77 @@ def load_model_weights(model: nn.Module, path: str | os.PathLike) -> dict:
     ckpt = load_checkpoint(path)
     load_model_state(model, ckpt["model"], str(path))
     return ckpt
+
+
+@dataclass
+class Resumed:
+    """Where a resumed run stands, as `last.pt` recorded it (the modules' states are loaded in place)."""
+    epoch: int                      # epochs completed
+    global_step: int
+    best: dict                      # {metric, mode, value, epoch}
+    history: list[dict]             # the epoch-log rows
+    csv_rows: dict[str, int]        # data rows of each CSV log the checkpoint accounts for
+
+
+def save_epoch_checkpoints(out_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
+                           scaler: torch.amp.GradScaler, *, epoch: int, global_step: int, best: Mapping,
+                           history: list[dict], record: Mapping, improved: bool, rng: Mapping[str, torch.Tensor],
+                           csv_rows: Mapping[str, int], world_size: int, config: Mapping) -> None:
+    """After an epoch: `best.pt` when the selection metric `improved` (with that epoch's `record`), then
+    `last.pt`, which holds everything `restore_last_checkpoint` needs (`rng`: every rank's RNG states)."""
+    common = {"format": FORMAT, "epoch": epoch, "global_step": global_step,
+              "model": model.state_dict(), "best": dict(best), "config": plain(config)}
+    if improved:  # best.pt before last.pt: an interrupt in between never leaves last.pt ahead of best.pt
+        save_checkpoint(out_dir / BEST, {**common, "kind": "best", "metrics": plain(record)})
+    save_checkpoint(out_dir / LAST, {
+        **common, "kind": "last", "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "rng": dict(rng),
+        "history": plain(history), "csv_rows": dict(csv_rows), "world_size": world_size})
+
+
+def restore_last_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
+                            scaler: torch.amp.GradScaler, config: Mapping, ctx: DistContext) -> Resumed:
+    """Loads `last.pt` into the model, optimizer, scheduler and scaler and restores this rank's RNG states
+    (reseeded instead, with a warning, when the run had another number of ranks). Refuses a `best.pt` and a
+    change of select_metric/select_mode; other changed training config keys are logged."""
+    ckpt = load_checkpoint(path)
+    if ckpt.get("kind") != "last":
+        raise CheckpointError(f"{path}: a {ckpt.get('kind')!r} checkpoint cannot be resumed (needs last.pt)")
+    load_model_state(model, ckpt["model"], str(path))
+    try:
+        optimizer.load_state_dict(ckpt["optimizer"])
+    except (ValueError, KeyError) as e:
+        raise CheckpointError(f"{path}: optimizer state does not fit (other parameter groups?): "
+                              f"{str(e).splitlines()[0]}") from None
+    scheduler.load_state_dict(ckpt["scheduler"])
+    if scaler.is_enabled() and ckpt["scaler"]:
+        scaler.load_state_dict(ckpt["scaler"])
+    best = ckpt["best"]
+    if (best["metric"], best["mode"]) != (config["select_metric"], config["select_mode"]):
+        raise CheckpointError(f"{path}: select_metric/select_mode changed from {best['metric']}/{best['mode']} to "
+                              f"{config['select_metric']}/{config['select_mode']}; resume with the same ones")
+    resumed = Resumed(int(ckpt["epoch"]), int(ckpt["global_step"]), dict(best),
+                      [dict(r) for r in ckpt["history"]], dict(ckpt["csv_rows"]))
+    if int(ckpt["world_size"]) == ctx.world_size:
+        set_rng_state({k: v[ctx.rank] for k, v in ckpt["rng"].items()}, ctx.device)
+    else:
+        if ctx.is_main:
+            logger.warning(f"{path}: saved with {ckpt['world_size']} ranks, resuming on {ctx.world_size}: "
+                           f"RNG streams are reseeded, so the run is not bit-identical to an uninterrupted one")
+        seed_everything(derive_seed(config["seed"], ctx.rank, resumed.epoch))
+    changed = [k for k in _flat(config) if k != "epochs" and _flat(ckpt["config"]).get(k) != _flat(config)[k]]
+    if changed and ctx.is_main:
+        logger.warning(f"resuming with changed training config keys: {', '.join(changed)}")
+    if ctx.is_main:
+        logger.info(f"resuming from {path} after epoch {resumed.epoch} (step {resumed.global_step})")
+    return resumed
+
+
+def _flat(node: Mapping, prefix: str = "") -> dict:
+    out: dict = {}
+    for k, v in node.items():
+        if isinstance(v, Mapping):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[prefix + k] = list(v) if isinstance(v, tuple) else v
+    return out

@@ -1,11 +1,13 @@
 """The one thin training loop for ASV models, CMs and SASV back-ends (WeSpeaker-style executor).
 
 The engine knows nothing about the task: a `Task` turns a batch into a loss and scores the dev set.
-Seeding, optimisers, schedules, AMP, DDP, checkpoints, resume and CSV logs live here; see docs/training.md.
+Seeding, optimisers, schedules, AMP, DDP and CSV logs are driven from here, checkpoints and resume live in
+`engine.checkpoint`; see docs/training.md.
 """
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import sys
 import time
@@ -23,14 +25,15 @@ from common.config import ConfigError
 from common.errors import InputError
 from common.io import remove_temporaries
 from engine import distributed
-from engine.checkpoint import FORMAT, CheckpointError, load_checkpoint, load_model_state, plain, save_checkpoint
+from engine.checkpoint import BEST, LAST, restore_last_checkpoint, save_epoch_checkpoints
 from engine.csvlog import CsvLog, write_table
 from engine.optim import build_optimizer, resolve_param_groups
 from engine.schedulers import build_scheduler
 from engine.schema import check_train_config
 from engine.seeding import derive_seed, get_rng_state, seed_everything, set_rng_state, worker_init_fn
 
-LAST, BEST = "last.pt", "best.pt"
+logger = logging.getLogger(__name__)
+
 TRAIN_LOG, EPOCH_LOG = "train_log.csv", "epoch_log.csv"
 
 
@@ -233,10 +236,13 @@ class _Trainer:
         last, best = self.out / LAST, self.out / BEST
         keep_rows: int | None = None
         if resume and last.is_file():
-            keep_rows = self._restore(last)
+            resumed = restore_last_checkpoint(last, self.model, self.optimizer, self.scheduler, self.scaler, cfg, ctx)
+            self.epoch, self.global_step, self.best, self.history = (resumed.epoch, resumed.global_step,
+                                                                     resumed.best, resumed.history)
+            keep_rows = int(resumed.csv_rows[TRAIN_LOG])
         else:
             if resume and ctx.is_main:
-                _say(f"no checkpoint at {last}; starting from scratch")
+                logger.info(f"no checkpoint at {last}; starting from scratch")
             seed_everything(derive_seed(cfg["seed"], ctx.rank))
             if ctx.is_main:
                 for path in (last, best, self.out / EPOCH_LOG):
@@ -347,7 +353,7 @@ class _Trainer:
         if ctx.is_main:
             self._save(record, improved, rng)
             extra = "".join(f" {k} {v:.4g}" for k, v in metrics.items())
-            _say(f"epoch {epoch + 1}/{cfg['epochs']} step {self.global_step} lr {lrs[0]:.3g} "
+            logger.info(f"epoch {epoch + 1}/{cfg['epochs']} step {self.global_step} lr {lrs[0]:.3g} "
                  f"train_loss {train['loss']:.4g}{extra} | best {self.best['metric']} "
                  f"{_fmt(self.best['value'])} @ epoch {self.best['epoch']} | {time.time() - t0:.1f} s")
 
@@ -394,54 +400,16 @@ class _Trainer:
             return True
         return False
 
-    # ---- checkpoints ----
     def _save(self, record: Mapping, improved: bool, rng: Mapping[str, torch.Tensor]) -> None:
+        """The logs as this epoch leaves them, then the checkpoints that account for them."""
         assert self.train_log is not None
         self.train_log.commit()
         write_table(self.out / EPOCH_LOG, self.history)
-        common = {"format": FORMAT, "epoch": self.epoch, "global_step": self.global_step,
-                  "model": self.model.state_dict(), "best": dict(self.best), "config": plain(self.cfg)}
-        if improved:  # best.pt before last.pt: an interrupt in between never leaves last.pt ahead of best.pt
-            save_checkpoint(self.out / BEST, {**common, "kind": "best", "metrics": plain(record)})
-        save_checkpoint(self.out / LAST, {
-            **common, "kind": "last", "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(), "rng": dict(rng),
-            "history": plain(self.history), "csv_rows": {TRAIN_LOG: self.train_log.n_rows},
-            "world_size": self.ctx.world_size})
-
-    def _restore(self, path: Path) -> int:
-        ckpt = load_checkpoint(path)
-        if ckpt.get("kind") != "last":
-            raise CheckpointError(f"{path}: a {ckpt.get('kind')!r} checkpoint cannot be resumed (needs last.pt)")
-        load_model_state(self.model, ckpt["model"], str(path))
-        try:
-            self.optimizer.load_state_dict(ckpt["optimizer"])
-        except (ValueError, KeyError) as e:
-            raise CheckpointError(f"{path}: optimizer state does not fit (other parameter groups?): "
-                                  f"{str(e).splitlines()[0]}") from None
-        self.scheduler.load_state_dict(ckpt["scheduler"])
-        if self.scaler.is_enabled() and ckpt["scaler"]:
-            self.scaler.load_state_dict(ckpt["scaler"])
-        best = ckpt["best"]
-        if (best["metric"], best["mode"]) != (self.cfg["select_metric"], self.cfg["select_mode"]):
-            raise CheckpointError(f"{path}: select_metric/select_mode changed from {best['metric']}/{best['mode']} to "
-                             f"{self.cfg['select_metric']}/{self.cfg['select_mode']}; resume with the same ones")
-        self.best = dict(best)
-        self.epoch, self.global_step = int(ckpt["epoch"]), int(ckpt["global_step"])
-        self.history = [dict(r) for r in ckpt["history"]]
-        if int(ckpt["world_size"]) == self.ctx.world_size:
-            set_rng_state({k: v[self.ctx.rank] for k, v in ckpt["rng"].items()}, self.device)
-        else:
-            if self.ctx.is_main:
-                _say(f"{path}: saved with {ckpt['world_size']} ranks, resuming on {self.ctx.world_size}: "
-                     f"RNG streams are reseeded, so the run is not bit-identical to an uninterrupted one")
-            seed_everything(derive_seed(self.cfg["seed"], self.ctx.rank, self.epoch))
-        changed = [k for k in _flat(self.cfg) if k != "epochs" and _flat(ckpt["config"]).get(k) != _flat(self.cfg)[k]]
-        if changed and self.ctx.is_main:
-            _say(f"resuming with changed training config keys: {', '.join(changed)}")
-        if self.ctx.is_main:
-            _say(f"resuming from {path} after epoch {self.epoch} (step {self.global_step})")
-        return int(ckpt["csv_rows"][TRAIN_LOG])
+        save_epoch_checkpoints(self.out, self.model, self.optimizer, self.scheduler, self.scaler,
+                               epoch=self.epoch, global_step=self.global_step, best=self.best, history=self.history,
+                               record=record, improved=improved, rng=rng,
+                               csv_rows={TRAIN_LOG: self.train_log.n_rows}, world_size=self.ctx.world_size,
+                               config=self.cfg)
 
 
 def _lr_columns(lrs: list[float]) -> dict[str, float]:
@@ -469,19 +437,5 @@ def _len_or_none(loader: DataLoader) -> int | None:
         return None
 
 
-def _flat(node: Mapping, prefix: str = "") -> dict:
-    out: dict = {}
-    for k, v in node.items():
-        if isinstance(v, Mapping):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[prefix + k] = list(v) if isinstance(v, tuple) else v
-    return out
-
-
 def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.4g}"
-
-
-def _say(message: str) -> None:
-    print(f"[engine] {message}", file=sys.stderr, flush=True)

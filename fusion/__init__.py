@@ -4,9 +4,9 @@ See docs/backends.md for each back-end's inputs, options and paper; fusion/base.
 """
 from __future__ import annotations
 
-import inspect
 from typing import Any, Mapping
 
+from common.dispatch import build, lookup
 from common.errors import InputError
 from fusion.base import TRIAL_KEYS, EmbeddingBackend, ScoreBackend
 from fusion.baseline2 import Baseline2
@@ -32,21 +32,12 @@ __all__ = ["BACKENDS", "TRIAL_KEYS", "ScoreBackend", "EmbeddingBackend", "build_
 
 def build_backend(name: str, **kwargs: Any) -> ScoreBackend | EmbeddingBackend:
     """A back-end by name with its options; unknown names and options raise a one-line InputError (a ValueError)."""
-    if name not in BACKENDS:
-        raise InputError(f"unknown fusion back-end {name!r}; valid names: {sorted(BACKENDS)}")
-    cls = BACKENDS[name]
-    options = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
-    for key in kwargs:
-        if key not in options:
-            raise InputError(f"fusion back-end {name!r}: unknown option {key!r}; valid options: {options}")
-    return cls(**kwargs)
+    return build(BACKENDS, name, kwargs, "fusion back-end")
 
 
 def is_score_backend(name: str) -> bool:
     """True for score-level back-ends (fit/score on sub-scores), False for embedding-level ones."""
-    if name not in BACKENDS:
-        raise InputError(f"unknown fusion back-end {name!r}; valid names: {sorted(BACKENDS)}")
-    return issubclass(BACKENDS[name], ScoreBackend)
+    return issubclass(lookup(BACKENDS, name, "fusion back-end"), ScoreBackend)
 
 
 def score_backend_from_state(state: Mapping[str, Any]) -> ScoreBackend:

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from common.dispatch import accepted_kwargs
 from common.errors import InputError
 
 TRIAL_KEYS = ("target", "nontarget", "spoof")
@@ -21,12 +22,14 @@ TRIAL_KEYS = ("target", "nontarget", "spoof")
 class ScoreBackend:
     """Score-level SASV back-end: `fit` on labelled development trials, then `score` new trials.
 
-    Subclasses set `name`, implement `fit`, `score`, `state_dict` and `from_state`. The state holds only
-    str / float / bool values, so it can be written as JSON or npz and read back without pickling.
-    Higher output = more likely a bona fide target trial.
+    Subclasses set `name` and `state_fields` and implement `fit` and `score`; `state_dict` and `from_state`
+    are shared. The state holds only str / float / bool values, so it can be written as JSON or npz and read
+    back without pickling. Higher output = more likely a bona fide target trial.
     """
 
     name: ClassVar[str] = ""
+    # The saved attributes and their types: the constructor's options (by name), then what `fit` estimates.
+    state_fields: ClassVar[Mapping[str, type]] = {}
 
     def fit(self, asv: np.ndarray, cm: np.ndarray, keys: Sequence[str]) -> "ScoreBackend":
         """Estimates the back-end's parameters from trials with keys 'target' | 'nontarget' | 'spoof'; returns self."""
@@ -38,12 +41,17 @@ class ScoreBackend:
 
     def state_dict(self) -> dict[str, Any]:
         """Options and fitted parameters as plain values; includes 'backend': the dispatch name."""
-        raise NotImplementedError
+        return {"backend": self.name, **{k: getattr(self, k) for k in self.state_fields}}
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> "ScoreBackend":
-        """Rebuilds a back-end from `state_dict()` output (also accepts 0-d arrays, as np.load returns)."""
-        raise NotImplementedError
+        """Rebuilds a back-end from `state_dict()` output (also accepts 0-d arrays, as np.load returns): the
+        fields that are constructor options construct it (and are checked again), the rest are set after."""
+        values = read_state(state, cls.name, cls.state_fields)
+        backend = cls(**{k: values.pop(k) for k in accepted_kwargs(cls) if k in values})
+        for key, value in values.items():
+            setattr(backend, key, value)
+        return backend
 
 
 class EmbeddingBackend(nn.Module):

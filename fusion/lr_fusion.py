@@ -6,12 +6,12 @@ target as the positive class and nontarget + spoof as the negative class.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from common.errors import InputError
-from fusion.base import ScoreBackend, check_keys, check_scores, read_state
+from fusion.base import ScoreBackend, check_keys, check_scores
 from fusion.normalisation import fit_logistic
 
 
@@ -25,7 +25,7 @@ class LRFusion(ScoreBackend):
     """
 
     name = "lr_fusion"
-    _FIELDS = {"prior": float, "fitted": bool, "w_asv": float, "w_cm": float, "bias": float}
+    state_fields = {"prior": float, "fitted": bool, "w_asv": float, "w_cm": float, "bias": float}
 
     def __init__(self, prior: float = 0.5):
         if not 0.0 < prior < 1.0:
@@ -50,14 +50,3 @@ class LRFusion(ScoreBackend):
             raise RuntimeError("lr_fusion must be fitted before scoring")
         asv, cm = check_scores(asv, cm, self.name)
         return self.w_asv * asv + self.w_cm * cm + self.bias
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"backend": self.name, **{k: getattr(self, k) for k in self._FIELDS}}
-
-    @classmethod
-    def from_state(cls, state: Mapping[str, Any]) -> "LRFusion":
-        values = read_state(state, cls.name, cls._FIELDS)
-        backend = cls(values.pop("prior"))
-        for key, value in values.items():
-            setattr(backend, key, value)
-        return backend

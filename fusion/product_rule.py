@@ -7,12 +7,12 @@ log space (log P_asv + log P_cm <= 0) so extreme sub-scores neither overflow nor
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from common.errors import InputError
-from fusion.base import ScoreBackend, check_keys, check_scores, read_state
+from fusion.base import ScoreBackend, check_keys, check_scores
 from fusion.normalisation import fit_logistic, log_sigmoid, logit
 
 CALIBRATIONS = ("logistic", "sigmoid")
@@ -30,8 +30,8 @@ class ProductRule(ScoreBackend):
     """
 
     name = "product_rule"
-    _FIELDS = {"calibration": str, "prior": float, "fitted": bool,
-               "a_asv": float, "b_asv": float, "a_cm": float, "b_cm": float}
+    state_fields = {"calibration": str, "prior": float, "fitted": bool,
+                    "a_asv": float, "b_asv": float, "a_cm": float, "b_cm": float}
 
     def __init__(self, calibration: str = "logistic", prior: float = 0.5):
         if calibration not in CALIBRATIONS:
@@ -71,14 +71,3 @@ class ProductRule(ScoreBackend):
     def score(self, asv: np.ndarray, cm: np.ndarray) -> np.ndarray:
         log_p_asv, log_p_cm = self.log_posteriors(asv, cm)
         return log_p_asv + log_p_cm
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"backend": self.name, **{k: getattr(self, k) for k in self._FIELDS}}
-
-    @classmethod
-    def from_state(cls, state: Mapping[str, Any]) -> "ProductRule":
-        values = read_state(state, cls.name, cls._FIELDS)
-        backend = cls(values.pop("calibration"), values.pop("prior"))
-        for key, value in values.items():
-            setattr(backend, key, value)
-        return backend

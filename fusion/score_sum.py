@@ -6,12 +6,12 @@ sub-score can first be normalised with statistics of the fit set.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from common.errors import InputError
-from fusion.base import ScoreBackend, check_keys, check_scores, read_state
+from fusion.base import ScoreBackend, check_keys, check_scores
 from fusion.normalisation import NORMALISATIONS, fit_shift_scale
 
 
@@ -23,8 +23,8 @@ class ScoreSum(ScoreBackend):
     """
 
     name = "score_sum"
-    _FIELDS = {"normalise": str, "fitted": bool, "asv_shift": float, "asv_scale": float,
-               "cm_shift": float, "cm_scale": float}
+    state_fields = {"normalise": str, "fitted": bool, "asv_shift": float, "asv_scale": float,
+                    "cm_shift": float, "cm_scale": float}
 
     def __init__(self, normalise: str = "none"):
         if normalise not in NORMALISATIONS:
@@ -46,14 +46,3 @@ class ScoreSum(ScoreBackend):
             raise RuntimeError(f"score_sum with normalise={self.normalise!r} must be fitted before scoring")
         asv, cm = check_scores(asv, cm, self.name)
         return (asv - self.asv_shift) / self.asv_scale + (cm - self.cm_shift) / self.cm_scale
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"backend": self.name, **{k: getattr(self, k) for k in self._FIELDS}}
-
-    @classmethod
-    def from_state(cls, state: Mapping[str, Any]) -> "ScoreSum":
-        values = read_state(state, cls.name, cls._FIELDS)
-        backend = cls(values.pop("normalise"))
-        for key, value in values.items():
-            setattr(backend, key, value)
-        return backend

@@ -5,11 +5,11 @@ CM alone (zero-effort impostors pass, since they are bona fide).
 """
 from __future__ import annotations
 
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import ClassVar, Sequence
 
 import numpy as np
 
-from fusion.base import ScoreBackend, check_keys, check_scores, read_state
+from fusion.base import ScoreBackend, check_keys, check_scores
 
 
 class _Single(ScoreBackend):
@@ -23,14 +23,6 @@ class _Single(ScoreBackend):
     def score(self, asv: np.ndarray, cm: np.ndarray) -> np.ndarray:
         asv, cm = check_scores(asv, cm, self.name)
         return asv.copy() if self.use_asv else cm.copy()
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"backend": self.name}
-
-    @classmethod
-    def from_state(cls, state: Mapping[str, Any]) -> "_Single":
-        read_state(state, cls.name, {})
-        return cls()
 
 
 class ASVOnly(_Single):

@@ -10,6 +10,7 @@ phase model, ...), so bona fide and spoofed speech share one engine and differ o
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 import numpy as np
 from scipy.signal import lfilter
@@ -18,26 +19,79 @@ from . import dsp
 
 SR = dsp.SAMPLE_RATE
 
-# Vowels and sonorants: (F1, F2, F3) of an adult male tract in Hz and a relative amplitude.
-SONORANTS: tuple[tuple[str, float, float, float, float], ...] = (
+
+class Sonorant(NamedTuple):
+    """A vowel or sonorant consonant: formant targets of an adult male tract and a relative amplitude."""
+    name: str
+    f1: float                      # Hz
+    f2: float
+    f3: float
+    amplitude: float
+
+
+class Fricative(NamedTuple):
+    """A fricative or stop burst: two broad resonances for a male-sized tract, level, high-pass corner and
+    voicing amount (voiced fricatives keep some glottal excitation)."""
+    name: str
+    centre1: float                 # Hz
+    bandwidth1: float              # Hz
+    centre2: float
+    bandwidth2: float
+    level_db: float
+    highpass_hz: float
+    voicing: float
+
+
+SONORANTS: tuple[Sonorant, ...] = tuple(Sonorant(*row) for row in (
     ("i", 270, 2290, 3010, 0.8), ("I", 390, 1990, 2550, 0.85), ("e", 530, 1840, 2480, 0.9),
     ("ae", 660, 1720, 2410, 1.0), ("a", 730, 1090, 2440, 1.0), ("o", 570, 840, 2410, 0.95),
     ("U", 440, 1020, 2240, 0.85), ("u", 300, 870, 2240, 0.8), ("V", 640, 1190, 2390, 0.95),
     ("er", 490, 1350, 1690, 0.85),
     ("m", 280, 1000, 2300, 0.3), ("n", 280, 1600, 2600, 0.3), ("l", 360, 1100, 2700, 0.5),
     ("r", 350, 1200, 1600, 0.5), ("w", 320, 750, 2300, 0.45), ("j", 280, 2100, 2900, 0.45),
-)
+))
 N_VOWELS = 10  # the first 10 entries are vowels (syllable nuclei); the rest are sonorant consonants
-# Fricatives and stop bursts: two broad resonances (Hz, bandwidth Hz) for a male-sized tract, level in dB,
-# high-pass corner in Hz, voicing amount (voiced fricatives keep some glottal excitation).
-FRICATIVES: tuple[tuple[str, float, float, float, float, float, float, float], ...] = (
+FRICATIVES: tuple[Fricative, ...] = tuple(Fricative(*row) for row in (
     ("s", 4600, 1400, 7000, 2000, 0.0, 3000, 0.0), ("sh", 2600, 700, 4300, 1500, -2.0, 1700, 0.0),
     ("f", 3200, 4000, 6500, 3000, -12.0, 1000, 0.0), ("th", 5000, 3500, 7200, 3000, -14.0, 1200, 0.0),
     ("z", 4600, 1400, 7000, 2000, -4.0, 3000, 0.25), ("v", 3200, 4000, 6500, 3000, -14.0, 1000, 0.3),
     ("p", 1200, 3000, 3500, 4000, -6.0, 400, 0.0), ("t", 4000, 2000, 6500, 3000, -3.0, 2000, 0.0),
     ("k", 2200, 900, 4000, 2500, -4.0, 1200, 0.0),
-)
+))
+N_FRICATIVES = 6   # the first 6 entries are fricatives proper (syllable onsets and codas)
 STOPS = (6, 7, 8)  # indices into FRICATIVES used as bursts after a closure
+FALLBACK_PHONE = 4  # "a": the formant target of a plan without any sonorant
+
+# What an utterance is made of: syllables (C)(S)V(C), each optionally followed by a pause. Durations are
+# (low, high) ranges in ms at speaking rate 1, drawn uniformly and divided by the voice's rate.
+EDGE_SILENCE_MS = (80, 200)        # leading and trailing silence (not scaled by the rate)
+ONSET_FRICATIVE_P = 0.35           # the onset is a fricative,
+ONSET_STOP_P = 0.25                # else a stop (a closure, then a burst),
+ONSET_ASPIRATION_P = 0.10          # else aspiration ('h'), else no onset
+SONORANT_BEFORE_P = 0.35           # a sonorant consonant between the onset and the vowel
+SONORANT_AFTER_P = 0.30            # one after the vowel
+CODA_FRICATIVE_P = 0.25            # a fricative coda
+PAUSE_P = 0.10                     # a pause after the syllable
+FRICATIVE_MS = (60, 130)
+STOP_CLOSURE_MS = (25, 60)
+STOP_BURST_MS = (12, 25)
+ASPIRATION_MS = (40, 80)
+SONORANT_MS = (40, 80)
+VOWEL_MS = (80, 220)
+PAUSE_MS = (80, 250)
+# How segments sound: on/off ramps, a log-normal level per segment, the noise levels, formant knots.
+RAMP_S = 0.012                     # on/off ramp of every segment (at most a third of it)
+SEGMENT_GAIN_SD = 0.2              # std of a segment's natural-log level
+FRICATION_LEVEL = 0.35             # frication noise at 0 dB phone level
+ASPIRATION_LEVEL = 0.25
+KNOT_POSITIONS = (0.3, 0.7)        # where in a sonorant its formant targets are reached
+# Prosody (semitones per unit of the voice's f0_range): 1-3 pitch accents on sonorant knots, a slow
+# wander, and a final fall over the last 20 % of the utterance.
+ACCENTS = (1, 3)                   # fewest and most accents (at most one per knot)
+ACCENT_WIDTH_S = (0.08, 0.2)       # std of an accent's Gaussian bump
+ACCENT_HEIGHT = (0.5, 1.2)
+WANDER_KNOTS, WANDER_SD = 8, 0.25
+FINAL_FALL, FINAL_FALL_FROM, FINAL_FALL_SPAN = 0.5, 0.8, 0.2  # semitone units, from 80 % of the utterance over 20 %
 _ROW_KEY = np.random.default_rng(12345).standard_normal(dsp.N_BINS)  # fingerprints envelope rows
 _BW_BASE = np.array([70.0, 90.0, 120.0, 170.0, 220.0])
 
@@ -117,92 +171,120 @@ class Plan:
     prosody: np.ndarray             # (n,) pitch-accent shape (semitones per unit of f0_range)
 
 
+class Segment(NamedTuple):
+    """One phone-like stretch of an utterance."""
+    kind: str                      # 'sil' | 'fric' (fricative or stop burst) | 'asp' | 'son' | 'vow'
+    phone: int                     # index into SONORANTS ('son', 'vow') or FRICATIVES ('fric'), -1 otherwise
+    length: int                    # samples
+
+
 def plan_utterance(rng: np.random.Generator, duration_s: float, rate: float = 1.0) -> Plan:
     """A random phone-like sequence of syllables ((C)(S)V(C)), stop closures and pauses, ~duration_s long."""
-    ms = SR / 1000.0 / rate
-    segs: list[tuple[str, int, int]] = []   # (kind, phone index, length in samples)
-    segs.append(("sil", -1, int(rng.uniform(80, 200) * SR / 1000)))
-    total_target = int(duration_s * SR)
-    used = segs[0][2]
-    end_sil = int(rng.uniform(80, 200) * SR / 1000)
-    while used < total_target - end_sil:
-        syl: list[tuple[str, int, int]] = []
-        u = rng.random()
-        if u < 0.35:
-            syl.append(("fric", int(rng.integers(0, 6)), int(rng.uniform(60, 130) * ms)))
-        elif u < 0.6:
-            syl.append(("sil", -1, int(rng.uniform(25, 60) * ms)))
-            syl.append(("fric", int(rng.choice(STOPS)), int(rng.uniform(12, 25) * ms)))
-        elif u < 0.7:
-            syl.append(("asp", -1, int(rng.uniform(40, 80) * ms)))
-        if rng.random() < 0.35:
-            syl.append(("son", int(rng.integers(N_VOWELS, len(SONORANTS))), int(rng.uniform(40, 80) * ms)))
-        syl.append(("vow", int(rng.integers(0, N_VOWELS)), int(rng.uniform(80, 220) * ms)))
-        if rng.random() < 0.3:
-            syl.append(("son", int(rng.integers(N_VOWELS, len(SONORANTS))), int(rng.uniform(40, 80) * ms)))
-        if rng.random() < 0.25:
-            syl.append(("fric", int(rng.integers(0, 6)), int(rng.uniform(60, 130) * ms)))
-        if rng.random() < 0.1:
-            syl.append(("sil", -1, int(rng.uniform(80, 250) * ms)))
-        segs.extend(syl)
-        used += sum(s[2] for s in syl)
-    segs.append(("sil", -1, end_sil))
-    n = sum(s[2] for s in segs)
-
-    ramp = int(0.012 * SR)
-    v_t, v_a, f_t, f_a, a_t, a_a = [0.0], [0.0], [0.0], [0.0], [0.0], [0.0]
-    knot_t: list[float] = []
-    knot_p: list[int] = []
-    fric_spans: list[tuple[int, int, int]] = []
-    pos = 0
-    for kind, phone, length in segs:
-        start, end = pos, pos + length
-        r = min(ramp, length // 3)
-        gain = float(np.exp(rng.normal(0, 0.2)))
-        if kind in ("vow", "son"):
-            amp = SONORANTS[phone][4] * gain
-            v_t += [start, start + r, end - r, end]
-            v_a += [0.0, amp, amp, 0.0]
-            knot_t += [start + 0.3 * length, start + 0.7 * length]
-            knot_p += [phone, phone]
-        elif kind == "fric":
-            fr = FRICATIVES[phone]
-            amp = 0.35 * gain * 10 ** (fr[5] / 20)
-            rf = min(r, length // 4) if phone in STOPS else r
-            f_t += [start, start + max(rf, 1), end - r, end]
-            f_a += [0.0, amp, amp, 0.0]
-            fric_spans.append((start, end, phone))
-            if fr[7] > 0:
-                v_t += [start, start + r, end - r, end]
-                v_a += [0.0, fr[7] * gain, fr[7] * gain, 0.0]
-        elif kind == "asp":
-            a_t += [start, start + r, end - r, end]
-            a_a += [0.0, 0.25 * gain, 0.25 * gain, 0.0]
-        pos = end
-    t = np.arange(n)
-    voicing = np.interp(t, np.array(v_t + [n]), np.array(v_a + [0.0]))
-    frication = np.interp(t, np.array(f_t + [n]), np.array(f_a + [0.0]))
-    aspiration = np.interp(t, np.array(a_t + [n]), np.array(a_a + [0.0]))
+    segments = _segments(rng, duration_s, rate)
+    n = sum(seg.length for seg in segments)
+    voicing, frication, aspiration, knot_t, knot_p, fric_spans = _amplitude_tracks(rng, segments, n)
 
     centres = dsp.frame_times(n)
     fric_phone = np.full(len(centres), -1, dtype=np.int64)
     for start, end, phone in fric_spans:
         fric_phone[(centres >= start - dsp.HOP) & (centres < end + dsp.HOP)] = phone
 
-    # Prosody: a few pitch accents on sonorant knots, slow wander, a final fall.
-    prosody = np.zeros(n)
-    if knot_t:
-        n_acc = int(rng.integers(1, 4))
-        for kt in rng.choice(np.array(knot_t), size=min(n_acc, len(knot_t)), replace=False):
-            width = rng.uniform(0.08, 0.2) * SR
-            prosody += rng.uniform(0.5, 1.2) * np.exp(-0.5 * ((t - kt) / width) ** 2)
-    wander = np.interp(t, np.linspace(0, n, 8), rng.normal(0, 0.25, 8))
-    prosody += wander - 0.5 * np.clip((t - 0.8 * n) / (0.2 * n), 0, 1)
+    prosody = _prosody(rng, knot_t, n)
     if not knot_t:  # a plan with no sonorant still needs formant knots
-        knot_t, knot_p = [n / 2], [4]
+        knot_t, knot_p = [n / 2], [FALLBACK_PHONE]
     return Plan(n=n, voicing=voicing, frication=frication, aspiration=aspiration,
                 knot_t=np.asarray(knot_t), knot_phone=np.asarray(knot_p, dtype=np.int64),
                 fric_phone=fric_phone, prosody=prosody)
+
+
+def _segments(rng: np.random.Generator, duration_s: float, rate: float) -> list[Segment]:
+    """Silence, then whole syllables until ~duration_s minus the final silence, then the final silence."""
+    ms = SR / 1000.0 / rate
+
+    def span(kind: str, phone: int, range_ms: tuple[float, float]) -> Segment:
+        return Segment(kind, phone, int(rng.uniform(*range_ms) * ms))
+
+    segments = [Segment("sil", -1, int(rng.uniform(*EDGE_SILENCE_MS) * SR / 1000))]
+    total_target = int(duration_s * SR)
+    used = segments[0].length
+    end_sil = int(rng.uniform(*EDGE_SILENCE_MS) * SR / 1000)
+    while used < total_target - end_sil:
+        syllable: list[Segment] = []
+        u = rng.random()
+        if u < ONSET_FRICATIVE_P:
+            syllable.append(span("fric", int(rng.integers(0, N_FRICATIVES)), FRICATIVE_MS))
+        elif u < ONSET_FRICATIVE_P + ONSET_STOP_P:
+            syllable.append(span("sil", -1, STOP_CLOSURE_MS))
+            syllable.append(span("fric", int(rng.choice(STOPS)), STOP_BURST_MS))
+        elif u < ONSET_FRICATIVE_P + ONSET_STOP_P + ONSET_ASPIRATION_P:
+            syllable.append(span("asp", -1, ASPIRATION_MS))
+        if rng.random() < SONORANT_BEFORE_P:
+            syllable.append(span("son", int(rng.integers(N_VOWELS, len(SONORANTS))), SONORANT_MS))
+        syllable.append(span("vow", int(rng.integers(0, N_VOWELS)), VOWEL_MS))
+        if rng.random() < SONORANT_AFTER_P:
+            syllable.append(span("son", int(rng.integers(N_VOWELS, len(SONORANTS))), SONORANT_MS))
+        if rng.random() < CODA_FRICATIVE_P:
+            syllable.append(span("fric", int(rng.integers(0, N_FRICATIVES)), FRICATIVE_MS))
+        if rng.random() < PAUSE_P:
+            syllable.append(span("sil", -1, PAUSE_MS))
+        segments.extend(syllable)
+        used += sum(seg.length for seg in syllable)
+    segments.append(Segment("sil", -1, end_sil))
+    return segments
+
+
+def _amplitude_tracks(rng: np.random.Generator, segments: list[Segment], n: int):
+    """(voicing, frication, aspiration) amplitudes (n,) as ramped trapezoids per segment, the sonorant knots
+    (times, phones) and the fricative spans (start, end, phone)."""
+    ramp = int(RAMP_S * SR)
+    v_t, v_a, f_t, f_a, a_t, a_a = [0.0], [0.0], [0.0], [0.0], [0.0], [0.0]
+    knot_t: list[float] = []
+    knot_p: list[int] = []
+    fric_spans: list[tuple[int, int, int]] = []
+    pos = 0
+    for kind, phone, length in segments:
+        start, end = pos, pos + length
+        r = min(ramp, length // 3)
+        gain = float(np.exp(rng.normal(0, SEGMENT_GAIN_SD)))
+        if kind in ("vow", "son"):
+            amp = SONORANTS[phone].amplitude * gain
+            v_t += [start, start + r, end - r, end]
+            v_a += [0.0, amp, amp, 0.0]
+            knot_t += [start + KNOT_POSITIONS[0] * length, start + KNOT_POSITIONS[1] * length]
+            knot_p += [phone, phone]
+        elif kind == "fric":
+            fricative = FRICATIVES[phone]
+            amp = FRICATION_LEVEL * gain * 10 ** (fricative.level_db / 20)
+            rf = min(r, length // 4) if phone in STOPS else r
+            f_t += [start, start + max(rf, 1), end - r, end]
+            f_a += [0.0, amp, amp, 0.0]
+            fric_spans.append((start, end, phone))
+            if fricative.voicing > 0:
+                v_t += [start, start + r, end - r, end]
+                v_a += [0.0, fricative.voicing * gain, fricative.voicing * gain, 0.0]
+        elif kind == "asp":
+            a_t += [start, start + r, end - r, end]
+            a_a += [0.0, ASPIRATION_LEVEL * gain, ASPIRATION_LEVEL * gain, 0.0]
+        pos = end
+    t = np.arange(n)
+    voicing = np.interp(t, np.array(v_t + [n]), np.array(v_a + [0.0]))
+    frication = np.interp(t, np.array(f_t + [n]), np.array(f_a + [0.0]))
+    aspiration = np.interp(t, np.array(a_t + [n]), np.array(a_a + [0.0]))
+    return voicing, frication, aspiration, knot_t, knot_p, fric_spans
+
+
+def _prosody(rng: np.random.Generator, knot_t: list[float], n: int) -> np.ndarray:
+    """Pitch-accent shape (n,): a few accents on sonorant knots, slow wander, a final fall."""
+    t = np.arange(n)
+    prosody = np.zeros(n)
+    if knot_t:
+        n_acc = int(rng.integers(ACCENTS[0], ACCENTS[1] + 1))
+        for kt in rng.choice(np.array(knot_t), size=min(n_acc, len(knot_t)), replace=False):
+            width = rng.uniform(*ACCENT_WIDTH_S) * SR
+            prosody += rng.uniform(*ACCENT_HEIGHT) * np.exp(-0.5 * ((t - kt) / width) ** 2)
+    wander = np.interp(t, np.linspace(0, n, WANDER_KNOTS), rng.normal(0, WANDER_SD, WANDER_KNOTS))
+    prosody += wander - FINAL_FALL * np.clip((t - FINAL_FALL_FROM * n) / (FINAL_FALL_SPAN * n), 0, 1)
+    return prosody
 
 
 @dataclass(frozen=True)
@@ -227,7 +309,7 @@ class VocoderOptions:
 
 def _formant_tracks(plan: Plan, voice: Voice, bw_scale: float) -> tuple[np.ndarray, np.ndarray]:
     """Per-frame F1..F5 and bandwidths (frames, 5) of this voice, interpolated between the plan's targets."""
-    tbl = np.array([s[1:4] for s in SONORANTS])                           # (P, 3)
+    tbl = np.array([(s.f1, s.f2, s.f3) for s in SONORANTS])              # (P, 3)
     f123 = tbl[plan.knot_phone] * (1 + voice.vowel_offsets[plan.knot_phone])  # (K, 3)
     centres = dsp.frame_times(plan.n)
     freqs = np.empty((len(centres), 5))
@@ -260,13 +342,13 @@ def _fricative_env(plan: Plan, voice: Voice) -> np.ndarray:
     """Per-frame natural-log magnitude (frames, bins) of the frication filter, 0 dB peak per phone."""
     env = np.zeros((len(plan.fric_phone), dsp.N_BINS))
     scale = voice.vtl_scale * voice.fric_scale
-    for p, (_, c1, b1, c2, b2, _, hp, _) in enumerate(FRICATIVES):
+    for p, fricative in enumerate(FRICATIVES):
         rows = plan.fric_phone == p
         if not rows.any():
             continue
-        f = np.array([[min(c1 * scale, 7400), min(c2 * scale, 7600)]])
-        logmag = dsp.resonance_logmag(f, np.array([[b1, b2]]))[0]
-        hpc = hp * scale
+        f = np.array([[min(fricative.centre1 * scale, 7400), min(fricative.centre2 * scale, 7600)]])
+        logmag = dsp.resonance_logmag(f, np.array([[fricative.bandwidth1, fricative.bandwidth2]]))[0]
+        hpc = fricative.highpass_hz * scale
         logmag += 0.5 * np.log((dsp.FREQS / hpc) ** 4 / (1 + (dsp.FREQS / hpc) ** 4) + 1e-8)
         env[rows] = logmag - logmag.max()
     return env

@@ -252,7 +252,7 @@ def test_seed_is_deterministic_and_new_seeds_only_train(setup, tmp_path, capfd):
     ({"name": "x", "backend": "nope"}, "'backend' is 'nope'"),
     ({"name": "x", "backend": "lr_fusion", "colour": 1}, "unknown key 'colour'"),
     ({"name": "x/y", "backend": "lr_fusion"}, "folder-safe"),
-    ({"name": "x", "backend": "lr_fusion", "options": {"priorr": 0.5}}, "unknown option 'priorr'"),
+    ({"name": "x", "backend": "lr_fusion", "options": {"priorr": 0.5}}, "unknown keyword 'priorr' for fusion back-end lr_fusion"),
     ({"name": "x", "backend": "lr_fusion", "overrides": {"asv.checkpoint": "a.pt"}}, "'asv.checkpoint' is not allowed"),
     ({"name": "x", "backend": "lr_fusion", "overrides": {"score_norm.metod": "snorm"}}, "unknown key 'score_norm.metod'"),
     ({"name": "x", "backend": "lr_fusion", "overrides": {"train.epochs": "two"}}, "'train.epochs' must be int"),

@@ -111,3 +111,22 @@ def test_retain_freed_memory_is_applied_unless_opted_out(opt_out, applied):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True,
                          cwd=Path(__file__).resolve().parents[1]).stdout.strip()
     assert out == str(applied)
+
+
+def test_entry_points_print_library_log_records_as_plain_lines(capsys):
+    """run_main sends the toolkit's INFO records to the stderr of the moment (captures swap it), message only
+    (as the stages printed them before they used logging); other libraries' INFO records stay quiet."""
+    import logging
+
+    from common.cli import report_to_stderr, run_main
+
+    def main(argv):
+        logging.getLogger("engine.trainer").info("epoch 1/1 step 3")
+        logging.getLogger("some_library").info("noise")
+        return 0
+
+    assert run_main(main, []) == 0
+    assert capsys.readouterr().err == "epoch 1/1 step 3\n"
+    report_to_stderr()  # idempotent: still one line per record
+    logging.getLogger("engine").warning("resuming")
+    assert capsys.readouterr().err == "resuming\n"

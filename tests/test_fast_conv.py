@@ -5,8 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cm import fast_conv
-from cm.aasist import AASIST
+from cm import build_model, fast_conv
 
 CL = torch.channels_last
 
@@ -57,8 +56,9 @@ def test_other_kernels_fall_back_to_conv2d():
 
 def test_aasist_training_gradients_do_not_depend_on_the_fast_backward():
     torch.manual_seed(0)
-    fast = AASIST(first_conv=70, filts=[70, [1, 8], [8, 8], [8, 16], [16, 16]]).double().train()
-    plain = AASIST(first_conv=70, filts=[70, [1, 8], [8, 8], [8, 16], [16, 16]], fast_backward=False).double().train()
+    small = dict(first_conv=70, filts=[70, [1, 8], [8, 8], [8, 16], [16, 16]])
+    fast = build_model("AASIST", **small).double().train()
+    plain = build_model("AASIST", **small, fast_backward=False).double().train()  # a model config option
     plain.load_state_dict(fast.state_dict())
     wave = torch.randn(2, 8000, dtype=torch.float64)
     grads = []

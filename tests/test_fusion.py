@@ -48,7 +48,7 @@ def test_build_backend_dispatch_and_errors():
         assert isinstance(build_backend(name), EmbeddingBackend) and not is_score_backend(name)
     with pytest.raises(ValueError, match=r"unknown fusion back-end 'nope'.*lr_fusion"):
         build_backend("nope")
-    with pytest.raises(ValueError, match="unknown option 'normalize'"):
+    with pytest.raises(ValueError, match=r"unknown keyword 'normalize' for fusion back-end score_sum \(valid: normalise\)"):
         build_backend("score_sum", normalize="zscore")
     with pytest.raises(ValueError, match="'normalise' must be one of"):
         build_backend("score_sum", normalise="l2")

@@ -6,8 +6,6 @@ ge2e, triplet) need M >= 2 and raise InputError otherwise.
 """
 from __future__ import annotations
 
-import inspect
-
 from torch import nn
 
 from asv.losses.aamsoftmax import AAMSoftmax
@@ -17,7 +15,7 @@ from asv.losses.ge2e import GE2E
 from asv.losses.softmax import Softmax
 from asv.losses.softmaxproto import SoftmaxProto
 from asv.losses.triplet import Triplet
-from common.errors import InputError
+from common.dispatch import build
 
 LOSSES = {
     "softmax": Softmax,
@@ -29,20 +27,8 @@ LOSSES = {
     "triplet": Triplet,
 }
 
-# Losses with a classification head; the metric-only ones take neither embedding_dim nor num_classes.
-CLASSIFICATION = ("softmax", "amsoftmax", "aamsoftmax", "softmaxproto")
-
 
 def build_loss(name: str, embedding_dim: int, num_classes: int, **kwargs) -> nn.Module:
-    """The loss `name`; `embedding_dim`/`num_classes` size the classifier of losses that have one."""
-    if name not in LOSSES:
-        raise InputError(f"unknown ASV loss '{name}' (valid: {', '.join(LOSSES)})")
-    cls = LOSSES[name]
-    sized = ("self", "embedding_dim", "num_classes")
-    accepted = [p for p in inspect.signature(cls.__init__).parameters if p not in sized]
-    for key in kwargs:
-        if key not in accepted:
-            raise InputError(f"unknown keyword '{key}' for ASV loss {name} (valid: {', '.join(accepted) or 'none'})")
-    if name in CLASSIFICATION:
-        return cls(embedding_dim, num_classes, **kwargs)
-    return cls(**kwargs)
+    """The loss `name`; `embedding_dim`/`num_classes` size the classifier of losses that have one (the
+    metric-only losses take neither), and are not options a config can set."""
+    return build(LOSSES, name, kwargs, "ASV loss", fixed={"embedding_dim": embedding_dim, "num_classes": num_classes})

@@ -1,7 +1,9 @@
-"""Input checks and accuracy shared by the speaker losses (voxceleb_trainer convention: x is (B, M, D))."""
+"""Input checks, accuracy and the learnt cosine scale shared by the speaker losses (voxceleb_trainer
+convention: x is (B, M, D))."""
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from common.errors import InputError
 
@@ -32,3 +34,17 @@ def check_metric_input(x: torch.Tensor, loss_name: str) -> None:
                          f"(B, M>=2, D); got {tuple(x.shape)} (set the sampler's utterances per speaker >= 2)")
     if x.shape[0] < 2:
         raise InputError(f"{loss_name}: needs at least 2 speakers per batch, got embeddings of shape {tuple(x.shape)}")
+
+
+class ScaledCosineLoss(nn.Module):
+    """Base of the metric losses that turn cosine similarities into logits `w * cos + b` with a learnt scale
+    and bias (parameters `w`, `b` as voxceleb_trainer's `__L__.w`, `__L__.b`). The seeds intend w > 0 but
+    their clamp is a no-op; here w is clamped for real in the forward pass."""
+
+    def __init__(self, init_w: float = 10.0, init_b: float = -5.0):
+        super().__init__()
+        self.w = nn.Parameter(torch.tensor(init_w))
+        self.b = nn.Parameter(torch.tensor(init_b))
+
+    def logits(self, cos: torch.Tensor) -> torch.Tensor:
+        return cos * self.w.clamp(min=1e-6) + self.b

@@ -4,19 +4,14 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from asv.losses.common import accuracy, check_metric_input
+from asv.losses.common import ScaledCosineLoss, accuracy, check_metric_input
 
 
-class GE2E(nn.Module):
-    """Parameters `w`, `b` as voxceleb_trainer's loss/ge2e.py. Like the seed, cosines are clamped at 1e-6 from
-    below before scaling; unlike it, the whole (B, M, B) similarity tensor is computed in one pass."""
-
-    def __init__(self, init_w: float = 10.0, init_b: float = -5.0):
-        super().__init__()
-        self.w = nn.Parameter(torch.tensor(init_w))
-        self.b = nn.Parameter(torch.tensor(init_b))
+class GE2E(ScaledCosineLoss):
+    """As voxceleb_trainer's loss/ge2e.py, with its parameters `w` and `b` (ScaledCosineLoss). Like the seed,
+    cosines are clamped at 1e-6 from below before scaling; unlike it, the whole (B, M, B) similarity tensor is
+    computed in one pass."""
 
     def forward(self, x: torch.Tensor, label: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         check_metric_input(x, "ge2e")
@@ -29,6 +24,6 @@ class GE2E(nn.Module):
         cos_own = (xn * own).sum(dim=2)                                      # (B, M)
         diagonal = torch.eye(speakers, dtype=torch.bool, device=x.device).unsqueeze(1)   # (B, 1, B)
         cos = torch.where(diagonal, cos_own.unsqueeze(2), cos).clamp(min=1e-6)
-        logits = (cos * self.w.clamp(min=1e-6) + self.b).reshape(speakers * m, speakers)
+        logits = self.logits(cos).reshape(speakers * m, speakers)
         target = torch.arange(speakers, device=x.device).repeat_interleave(m)
         return F.cross_entropy(logits, target), accuracy(logits, target)

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from common.config import ConfigError, with_changes
+from common.dispatch import check_kwargs
+from common.errors import InputError
 from fusion import BACKENDS, is_score_backend
 from pipeline.recipes.sasv_task import SCHEMA as SASV_SCHEMA
 from pipeline.stages.experiment import experiment
@@ -149,8 +151,7 @@ def _check_thresholds(section: Mapping) -> None:
 
 
 def _check_options(backend: str, options: Mapping, who: str) -> None:
-    valid = [p for p in inspect.signature(BACKENDS[backend].__init__).parameters if p != "self"]
-    for key in options:
-        if key not in valid:
-            raise ConfigError(f"{who}: unknown option {key!r} of back-end {backend!r}; "
-                              f"valid options: {', '.join(valid)}")
+    try:
+        check_kwargs(BACKENDS[backend], backend, options, "fusion back-end")
+    except InputError as e:
+        raise ConfigError(f"{who}: {e}") from None
