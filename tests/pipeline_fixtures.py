@@ -1,4 +1,5 @@
-"""Session fixtures for the SASV pipeline tests: the tiny synthetic corpus, tiny trained front-ends, one staged run.
+"""Session fixtures for the SASV pipeline tests: the tiny synthetic corpus, tiny trained front-ends, one staged run;
+and the helpers the pipeline test modules share (running entry points, one-line errors, `tiny_experiment`).
 
 Import the fixtures into a test module (`from tests.pipeline_fixtures import tiny_corpus, frontends, staged`).
 Each is built once per pytest session even when several modules import it (a module-level cache; pytest would
@@ -8,6 +9,7 @@ ResNetSE34L with 8-32 channels and 32-d embeddings, an AASIST-L with 20 sinc fil
 """
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import subprocess
@@ -18,12 +20,22 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 
-ASV_MODEL = "{embedding_dim: 32, channels: [8, 8, 16, 32]}"   # >= 8 channels: SE layers reduce by 8
-CM_MODEL = "{filts: [20, [1, 8], [8, 8], [8, 8], [8, 8]], gat_dims: [8, 8]}"
+TINY_ASV = {"embedding_dim": 32, "channels": [8, 8, 16, 32]}        # >= 8 channels: SE layers reduce by 8
+TINY_CM = {"filts": [20, [1, 8], [8, 8], [8, 8], [8, 8]], "gat_dims": [8, 8]}
 CROP = 8000                                                   # CM evaluation crop and joint training crops
+
+
+def flow(options: dict) -> str:
+    """Model options as one `key=value` override value: `{embedding_dim: 32, channels: [8, 8, 16, 32]}`."""
+    return yaml.safe_dump(options, default_flow_style=True, sort_keys=False, width=1000).strip()
+
+
+ASV_MODEL = flow(TINY_ASV)   # asv.model / cm.model override values of the tiny front-ends
+CM_MODEL = flow(TINY_CM)
 
 
 @dataclass(frozen=True)
@@ -129,6 +141,40 @@ def copy_corpus(corpus, dest: Path):
     from synthetic import corpus_paths
     shutil.copytree(corpus.root, dest)
     return corpus_paths(dest)
+
+
+def tiny_experiment(root: Path) -> dict:
+    """The tiny corpus, two tiny front-end checkpoints (seeded random weights: the pipeline, not the accuracy,
+    is under test) and a SASV config dict pointing at them, with an output folder under `root`."""
+    import torch
+
+    import asv
+    import cm
+    from asv.checkpoint import save_asv_state
+    from cm.checkpoint import save_cm_state
+    from synthetic import generate_corpus
+
+    corpus = generate_corpus(root / "corpus", "tiny", seed=0)
+    torch.manual_seed(0)
+    save_asv_state(root / "asv.pt", asv.build_model("ResNetSE34L", **TINY_ASV))
+    save_cm_state(root / "cm.pt", cm.build_model("AASIST-L", **TINY_CM))
+    cfg = {
+        "task": "sasv", "database": str(corpus.la), "output_dir": str(root / "exp"), "device": "cpu",
+        "asv": {"arch": "ResNetSE34L", "checkpoint": str(root / "asv.pt"), "model": copy.deepcopy(TINY_ASV),
+                "crop": {"policy": "full"}},
+        "cm": {"arch": "AASIST-L", "checkpoint": str(root / "cm.pt"), "model": copy.deepcopy(TINY_CM),
+               "crop": {"policy": "first", "samples": CROP}},
+        "sampling": {"scheme": "2class", "trials_per_epoch": 32},
+        "train": {"epochs": 1, "batch_size": 16, "progress": False, "device": "cpu",
+                  "optimizer": {"name": "adam", "lr": 0.001}},
+    }
+    return {"corpus": corpus, "cfg": cfg, "root": root}
+
+
+def write_config(path: Path, cfg: dict) -> Path:
+    """`cfg` as a YAML config file at `path` (keys in their order)."""
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
+    return path
 
 
 @pytest.fixture(scope="session")

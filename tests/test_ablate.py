@@ -10,44 +10,7 @@ import pytest
 import yaml
 
 from common.cli import run_main
-
-ASV_MODEL = {"embedding_dim": 32, "channels": [8, 8, 16, 32]}       # >= 8 channels: SE layers reduce by 8
-CM_MODEL = {"filts": [20, [1, 8], [8, 8], [8, 8], [8, 8]], "gat_dims": [8, 8]}
-CM_CROP = 8000
-
-
-def tiny_experiment(root: Path) -> dict:
-    """The tiny corpus, two tiny front-end checkpoints (seeded random weights: the pipeline, not the accuracy,
-    is under test) and a SASV config dict pointing at them, with an output folder under `root`."""
-    import torch
-
-    import asv
-    import cm
-    from asv.checkpoint import save_asv_state
-    from cm.checkpoint import save_cm_state
-    from synthetic import generate_corpus
-
-    corpus = generate_corpus(root / "corpus", "tiny", seed=0)
-    torch.manual_seed(0)
-    save_asv_state(root / "asv.pt", asv.build_model("ResNetSE34L", **ASV_MODEL))
-    save_cm_state(root / "cm.pt", cm.build_model("AASIST-L", **CM_MODEL))
-    cfg = {
-        "task": "sasv", "database": str(corpus.la), "output_dir": str(root / "exp"), "device": "cpu",
-        "asv": {"arch": "ResNetSE34L", "checkpoint": str(root / "asv.pt"), "model": ASV_MODEL,
-                "crop": {"policy": "full"}},
-        "cm": {"arch": "AASIST-L", "checkpoint": str(root / "cm.pt"), "model": CM_MODEL,
-               "crop": {"policy": "first", "samples": CM_CROP}},
-        "sampling": {"scheme": "2class", "trials_per_epoch": 32},
-        "train": {"epochs": 1, "batch_size": 16, "progress": False, "device": "cpu",
-                  "optimizer": {"name": "adam", "lr": 0.001}},
-    }
-    return {"corpus": corpus, "cfg": cfg, "root": root}
-
-
-def write_config(path: Path, cfg: dict) -> Path:
-    path.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
-    return path
-
+from tests.pipeline_fixtures import tiny_experiment, write_config
 
 GRID = [
     {"name": "asv_snorm", "backend": "asv_only", "overrides": {"score_norm.method": "snorm"}},
@@ -64,18 +27,13 @@ def _ablate(argv: list[str]) -> int:
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def setup(tmp_path_factory, one_thread):
     exp = tiny_experiment(tmp_path_factory.mktemp("ablate"))
     cfg = {**exp["cfg"], "ablation": {"systems": GRID}}
     exp["config"] = write_config(exp["root"] / "ablation.conf", cfg)
     exp["dir"] = Path(cfg["output_dir"]) / "ablation"
     assert _ablate(["--config", str(exp["config"])]) == 0
-    yield exp
-    torch.set_num_threads(threads)
+    return exp
 
 
 def _csv(path: Path) -> dict[str, dict]:

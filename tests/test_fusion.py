@@ -11,19 +11,16 @@ import torch.nn.functional as F
 
 from fusion import (BACKENDS, EmbeddingBackend, ScoreBackend, build_backend, is_score_backend,
                     score_backend_from_state)
+from tests.conftest import sweep_eer
 
 SCORE_BACKENDS = [("score_sum", {"normalise": "zscore"}), ("score_sum", {"normalise": "minmax"}),
                   ("product_rule", {}), ("lr_fusion", {}), ("lr_fusion", {"prior": 0.05})]
 
 
 def eer(scores: np.ndarray, positive: np.ndarray) -> float:
-    """Equal error rate by sweeping the threshold over the sorted scores (local helper; metrics/ is separate)."""
+    """Equal error rate of scores with boolean labels (the sweep of tests.conftest; metrics/ is tested apart)."""
     scores, positive = np.asarray(scores, float), np.asarray(positive, bool)
-    ordered = positive[np.argsort(scores, kind="mergesort")]
-    miss = np.concatenate([[0], np.cumsum(ordered)]) / ordered.sum()
-    false_alarm = 1 - np.concatenate([[0], np.cumsum(~ordered)]) / (~ordered).sum()
-    i = np.argmin(np.abs(miss - false_alarm))
-    return float((miss[i] + false_alarm[i]) / 2)
+    return sweep_eer(scores[positive], scores[~positive])
 
 
 def sasv_trials(seed: int, cm_scale: float = 2.0, n: int = 2000):

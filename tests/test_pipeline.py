@@ -25,7 +25,7 @@ from common.cli import run_main
 from common.locking import LOCK_NAME
 from data.asvspoof import LADatabase
 from data.score_files import read_cm_scores, read_sasv_scores
-from tests.pipeline_fixtures import (ASV_MODEL, CM_MODEL, check_ok, finish, frontends, run_script,
+from tests.pipeline_fixtures import (ASV_MODEL, CM_MODEL, call, check_ok, finish, frontends, run_script,
                                      sasv_args, staged, start, tiny_corpus)
 
 __all__ = ["frontends", "staged", "tiny_corpus"]   # fixtures used by name
@@ -35,13 +35,6 @@ EVAL_SPLITS = ("dev", "eval")
 SASV_METRICS = ("sasv_eer", "sv_eer", "spf_eer", "min_a_dcf", "min_a_dcf_asvspoof5", "t_eer",
                 "min_t_dcf_asvspoof5", "min_t_dcf_asvspoof5_formula", "min_t_dcf_asvspoof2019", "asv_eer", "cm_eer")
 SCORE_BACKENDS = ("asv_only", "cm_only", "score_sum", "product_rule", "lr_fusion")
-
-
-def call(entry, argv, capsys) -> tuple[int, str]:
-    """Runs an entry point's `main(argv)` in-process; returns (exit code, stderr)."""
-    capsys.readouterr()
-    rc = entry(argv)
-    return rc, capsys.readouterr().err
 
 
 def call_main_py(argv, capsys) -> tuple[int, str]:

@@ -100,27 +100,25 @@ def _write(tmp_path: Path, name: str, text: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize("text,match", [
-    ("LA_0079 LA_T_1 - - bonafide\nLA_0079 LA_T_2 - A01\n", r"cm\.txt:2: expected 5 columns"),
-    ("LA_0079 LA_T_1 - - bonafide\nLA_0079 LA_T_2 - A01 fake\n", r"cm\.txt:2: unknown key 'fake'"),
-    ("LA_0079 LA_T_1 - A01 bonafide\n", r"cm\.txt:1: bona fide utterance LA_T_1 has system 'A01'"),
-    ("LA_0079 LA_T_1 - - spoof\n", r"cm\.txt:1: spoof utterance LA_T_1 has system '-'"),
+@pytest.mark.parametrize("reader,text,match", [
+    (read_cm_protocol, "LA_0079 LA_T_1 - - bonafide\nLA_0079 LA_T_2 - A01\n", r"list\.txt:2: expected 5 columns"),
+    (read_cm_protocol, "LA_0079 LA_T_1 - - bonafide\nLA_0079 LA_T_2 - A01 fake\n", r"list\.txt:2: unknown key 'fake'"),
+    (read_cm_protocol, "LA_0079 LA_T_1 - A01 bonafide\n", r"list\.txt:1: bona fide utterance LA_T_1 has system 'A01'"),
+    (read_cm_protocol, "LA_0079 LA_T_1 - - spoof\n", r"list\.txt:1: spoof utterance LA_T_1 has system '-'"),
+    (read_sasv_trials, "LA_0015 LA_E_1 bonafide target extra\n", r"list\.txt:1: expected 4 columns"),
+    (read_sasv_trials, "LA_0015 LA_E_1 bonafide target\n\nLA_0015 LA_E_2 bonafide impostor\n",
+     r"list\.txt:3: unknown key 'impostor'"),
+    (read_sasv_trials, "LA_0015 LA_E_1 A07 target\n", r"list\.txt:1: key 'target' does not fit attack 'A07'"),
+    (read_sasv_trials, "LA_0015 LA_E_1 bonafide spoof\n", r"list\.txt:1: key 'spoof' does not fit"),
+    (read_sasv_trials, "LA_0015 LA_E_1 X99 spoof\n", r"list\.txt:1: unknown attack 'X99'"),
+    (read_train_list, "id00012 id00012/a/1.wav\nid00012\n", r"list\.txt:2: expected 2 columns"),
+    (read_trial_list, "1 a.wav b.wav\n1 a.wav\n", r"list\.txt:2: expected 3 columns"),
+    (read_trial_list, "true a.wav b.wav\n", r"list\.txt:1: unknown label 'true'"),
 ])
-def test_cm_protocol_errors(tmp_path, text, match):
+def test_malformed_line_names_file_and_line(tmp_path, reader, text, match):
+    """ASVspoof CM protocols, SASV trial lists, VoxCeleb train and trial lists."""
     with pytest.raises(ValueError, match=match):
-        read_cm_protocol(_write(tmp_path, "cm.txt", text))
-
-
-@pytest.mark.parametrize("text,match", [
-    ("LA_0015 LA_E_1 bonafide target extra\n", r"trl\.txt:1: expected 4 columns"),
-    ("LA_0015 LA_E_1 bonafide target\n\nLA_0015 LA_E_2 bonafide impostor\n", r"trl\.txt:3: unknown key 'impostor'"),
-    ("LA_0015 LA_E_1 A07 target\n", r"trl\.txt:1: key 'target' does not fit attack 'A07'"),
-    ("LA_0015 LA_E_1 bonafide spoof\n", r"trl\.txt:1: key 'spoof' does not fit"),
-    ("LA_0015 LA_E_1 X99 spoof\n", r"trl\.txt:1: unknown attack 'X99'"),
-])
-def test_sasv_trial_errors(tmp_path, text, match):
-    with pytest.raises(ValueError, match=match):
-        read_sasv_trials(_write(tmp_path, "trl.txt", text))
+        reader(_write(tmp_path, "list.txt", text))
 
 
 def test_enrolment_errors(tmp_path):
@@ -252,12 +250,3 @@ def test_voxceleb_lists(tmp_path):
     with pytest.raises(MissingFilesError, match="3 of 3 files missing"):
         vox.trial_files()
 
-
-@pytest.mark.parametrize("reader,text,match", [
-    (read_train_list, "id00012 id00012/a/1.wav\nid00012\n", r"list\.txt:2: expected 2 columns"),
-    (read_trial_list, "1 a.wav b.wav\n1 a.wav\n", r"list\.txt:2: expected 3 columns"),
-    (read_trial_list, "true a.wav b.wav\n", r"list\.txt:1: unknown label 'true'"),
-])
-def test_voxceleb_errors(tmp_path, reader, text, match):
-    with pytest.raises(ValueError, match=match):
-        reader(_write(tmp_path, "list.txt", text))

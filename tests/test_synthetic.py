@@ -25,8 +25,8 @@ from sklearn.preprocessing import StandardScaler
 import synthetic
 from synthetic import Preset
 from synthetic.attacks import EVAL_ATTACKS, TRAIN_ATTACKS
+from tests.conftest import ROOT, reference_path, sweep_eer
 
-ROOT = Path(__file__).resolve().parents[1]
 SPLITS = ("train", "dev", "eval")
 CM_NAME = {"train": "ASVspoof2019.LA.cm.train.trn.txt", "dev": "ASVspoof2019.LA.cm.dev.trl.txt",
            "eval": "ASVspoof2019.LA.cm.eval.trl.txt"}
@@ -39,18 +39,6 @@ REALISM = Preset(name="test-realism", train_speakers=16, dev_speakers=8, eval_sp
 
 
 # ----------------------------------------------------------------------------------------------- helpers
-def eer(target: np.ndarray, nontarget: np.ndarray) -> float:
-    """Equal error rate (fraction) by sweeping every score as a threshold."""
-    scores = np.concatenate([target, nontarget])
-    labels = np.concatenate([np.ones(len(target)), np.zeros(len(nontarget))])
-    order = np.argsort(scores, kind="mergesort")
-    labels = labels[order]
-    frr = np.concatenate([[0.0], np.cumsum(labels) / len(target)])
-    far = np.concatenate([[1.0], 1 - np.cumsum(1 - labels) / len(nontarget)])
-    i = np.argmin(np.abs(frr - far))
-    return float((frr[i] + far[i]) / 2)
-
-
 def _frames_power(x: np.ndarray, n_fft: int = 512, hop: int = 160) -> np.ndarray:
     if len(x) < n_fft:
         x = np.pad(x, (0, n_fft - len(x)))
@@ -285,8 +273,8 @@ def test_speaker_model_separates_speakers_and_spoofs_fool_it(realism):
     lda = LinearDiscriminantAnalysis(n_components=16, solver="eigen", shrinkage=0.1).fit(np.stack(feats), labels)
     for split in ("dev", "eval"):
         s = _asv_scores(realism, split, lda)
-        sv = eer(s["target"], s["nontarget"])
-        spf = eer(s["target"], s["spoof"])
+        sv = sweep_eer(s["target"], s["nontarget"])
+        spf = sweep_eer(s["target"], s["spoof"])
         print(f"{split}: SV-EER {sv:.3f}  SPF-EER {spf:.3f}")
         assert 0.005 < sv < 0.25, f"{split} SV-EER {sv:.3f}: speakers must be separable, but not trivially"
         assert spf > 0.20 and spf > sv + 0.1, f"{split} SPF-EER {spf:.3f} (SV-EER {sv:.3f}): spoofs must fool ASV"
@@ -306,7 +294,7 @@ def test_countermeasure_learns_seen_attacks_and_partly_generalises(realism):
     for split in ("dev", "eval"):
         x, y = data[split]
         score = cm.decision_function(scaler.transform(x))
-        result[split] = eer(score[y], score[~y])
+        result[split] = sweep_eer(score[y], score[~y])
     print(f"CM EER dev {result['dev']:.3f} eval {result['eval']:.3f}")
     assert result["dev"] < 0.20, f"CM dev EER {result['dev']:.3f}: training attacks must be learnable"
     assert result["eval"] > result["dev"] + 0.05, f"CM eval EER {result['eval']:.3f} vs dev {result['dev']:.3f}"
@@ -336,7 +324,6 @@ def test_default_trial_lists_are_spoof_heavy_like_the_real_ones(split):
 
 def test_real_trial_lists_are_spoof_heavy():
     """The figures the test above is built on, read from the official ASVspoof 2019 LA protocols."""
-    from tests.conftest import reference_path
     for split, expected in (("dev", (1484, 5768, 22296)), ("eval", (5370, 33327, 63882))):
         lines = reference_path("protocols", "ASVspoof2019_LA", f"ASVspoof2019.LA.asv.{split}.gi.trl.txt").read_text().splitlines()
         real = _trial_counts(lines)
@@ -410,7 +397,6 @@ def _summary_of(read) -> dict:
 def test_scale_preset_plans_the_real_asvspoof2019_la_counts():
     """The `scale` preset's planned protocols (no audio rendered) against the official ASVspoof 2019 LA files."""
     from synthetic.layout import plan_corpus
-    from tests.conftest import reference_path
 
     folder = reference_path("protocols", "ASVspoof2019_LA")
     texts = plan_corpus(synthetic.get_preset("scale"), seed=0)[2]

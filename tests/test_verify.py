@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 
 from common.cli import run_main
-from tests.test_ablate import tiny_experiment, write_config
+from tests.pipeline_fixtures import tiny_experiment, write_config
 
 
 def _verify(argv: list[str]) -> int:
@@ -19,18 +19,14 @@ def _verify(argv: list[str]) -> int:
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def setup(tmp_path_factory, one_thread):
     """A staged tiny experiment with score_sum (fitted on dev), and a baseline2 back-end trained beside it."""
-    import torch
-
     from common.config import load_config
     from pipeline.recipes import sasv_task
     from pipeline.stages.sasv import score_splits
     from pipeline.stages.asv import asv_stage
     from pipeline.stages.cm import cm_stage
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     exp = tiny_experiment(tmp_path_factory.mktemp("verify"))
     exp["cfg"]["det"] = False
     exp["config"] = write_config(exp["root"] / "sasv.conf", exp["cfg"])
@@ -43,8 +39,7 @@ def setup(tmp_path_factory):
     exp["b2_overrides"] = [f"output_dir={exp['b2_out']}", f"embeddings_dir={exp['out'] / 'embeddings'}",
                            "backend.name=baseline2", "backend.options={hidden: [16, 8]}"]
     sasv_task.run(load_config(exp["config"], exp["b2_overrides"], sasv_task.SCHEMA))
-    yield exp
-    torch.set_num_threads(threads)
+    return exp
 
 
 def _trial(setup, split: str = "dev", key: str = "spoof"):
