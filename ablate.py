@@ -17,9 +17,9 @@ from common.locking import hold_folders
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from pipeline.stages.experiment import check_stage_inputs, experiment
     from pipeline.tools.ablation.grid import SCHEMA, ablation_dir, parse_systems
     from pipeline.tools.ablation.runner import run_ablation
-    from pipeline.stages.experiment import check_stage_inputs, experiment
 
     parser = config_parser(__doc__.splitlines()[0])
     parser.add_argument("--force", action="store_true", help="redo every system (cached embeddings are still reused)")

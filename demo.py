@@ -88,8 +88,8 @@ def run_demo(out: Path, corpus: Path, preset: str, systems: Sequence[tuple[str, 
     from data.score_files import read_sasv_scores
     from metrics.det import plot_det
     from pipeline.recipes import asv_task, cm_task, sasv_task
-    from pipeline.stages.sasv import config_checkpoints
     from pipeline.stages.experiment import protocol_digests
+    from pipeline.stages.sasv import config_checkpoints
     from synthetic import generate_corpus
 
     def frontend_step(module, cfg: dict, checkpoints: dict, model: str) -> None:

@@ -14,8 +14,8 @@ from pipeline.stages.cli import run_stage
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from pipeline.stages.experiment import check_stage_inputs
     from pipeline.stages.cm import cm_stage
+    from pipeline.stages.experiment import check_stage_inputs
     return run_stage(__doc__, argv, lambda cfg: check_stage_inputs(cfg, asv=False, cm=True),
                      lambda cfg, force: cm_stage(cfg, force))
 

@@ -13,9 +13,8 @@ pairs.csv has the columns `enroll` (files separated by ';') and `test`; paths re
 from __future__ import annotations
 
 import sys
-from typing import Sequence
-
 from pathlib import Path
+from typing import Sequence
 
 from common.cli import config_parser, run_main
 from common.config import load_config
@@ -24,10 +23,18 @@ from common.errors import InputError
 
 def main(argv: Sequence[str] | None = None) -> int:
     from metrics.thresholds import METHODS
-    from pipeline.stages.frontends import check_scoring_checkpoint
     from pipeline.recipes.sasv_task import SCHEMA
-    from pipeline.tools.verify import (Threshold, Trial, check_backend, describe, dev_threshold, read_pairs,
-                                       verify, write_results)
+    from pipeline.stages.frontends import check_scoring_checkpoint
+    from pipeline.tools.verify import (
+        Threshold,
+        Trial,
+        check_backend,
+        describe,
+        dev_threshold,
+        read_pairs,
+        verify,
+        write_results,
+    )
 
     parser = config_parser(__doc__.splitlines()[0])
     parser.add_argument("--enroll", nargs="+", metavar="AUDIO", help="enrolment audio file(s) of the claimed speaker")

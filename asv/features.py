@@ -76,7 +76,7 @@ def resolve_spec_augment(value: object, model_name: str) -> Optional[SpecAugment
     if value is None or value is False:
         return None
     if value is True or isinstance(value, Mapping):
-        from data.augment import SpecAugment as SpecAugmentModule   # lazy: models do not need the data package
+        from data.augment import SpecAugment as SpecAugmentModule  # lazy: models do not need the data package
         settings = {} if value is True else dict(value)
         try:
             return SpecAugmentModule(**settings)

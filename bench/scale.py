@@ -127,8 +127,8 @@ def measure_work(out: Path, script: str, args: Sequence[str]) -> int:
     import matplotlib.pyplot  # noqa: F401
     import torch  # noqa: F401
 
-    import pipeline.tools.ablation.runner  # noqa: F401
     import pipeline.recipes.sasv_task  # noqa: F401
+    import pipeline.tools.ablation.runner  # noqa: F401
     import synthetic  # noqa: F401
 
     held = _status_mb("VmRSS")

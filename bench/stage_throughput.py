@@ -90,8 +90,15 @@ class Frontend:
 def build_frontend(spec: str) -> Frontend:
     """`NAME:POLICY[:SAMPLES[:COUNT]]` -> the model as the stages build it (pipeline.stages.frontends), untrained."""
     import cm
-    from pipeline.stages.frontends import (ASV_SECTION, CM_SECTION, asv_embed_fn, build_asv, build_cm, cm_embed_fn,
-                                           crop_spec)
+    from pipeline.stages.frontends import (
+        ASV_SECTION,
+        CM_SECTION,
+        asv_embed_fn,
+        build_asv,
+        build_cm,
+        cm_embed_fn,
+        crop_spec,
+    )
     name, *crop = spec.split(":")
     is_cm = name in cm.MODELS
     base = CM_SECTION if is_cm else ASV_SECTION

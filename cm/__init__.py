@@ -9,8 +9,10 @@ from __future__ import annotations
 from torch import nn
 
 from cm import losses
-from cm.aasist import AASIST, CONFIGS as AASIST_CONFIGS
-from cm.lcnn import LCNN, CONFIGS as LCNN_CONFIGS
+from cm.aasist import AASIST
+from cm.aasist import CONFIGS as AASIST_CONFIGS
+from cm.lcnn import CONFIGS as LCNN_CONFIGS
+from cm.lcnn import LCNN
 from common.dispatch import build
 
 __all__ = ["MODELS", "build_model", "losses"]

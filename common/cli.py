@@ -20,12 +20,13 @@ def config_parser(description: str) -> argparse.ArgumentParser:
 
 
 class _CurrentStderr(logging.Handler):
-    """Writes each record as one plain line to whatever `sys.stderr` is at that moment (pytest and tools that
-    swap stderr see the lines; a handler holding the stream of import time would write to a stale one)."""
+    """Writes each record as one line `[package] message` (engine.trainer -> [engine]) to whatever `sys.stderr` is
+    at that moment (pytest and tools that swap stderr see the lines; a handler holding the stream of import time
+    would write to a stale one)."""
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            print(self.format(record), file=sys.stderr, flush=True)
+            print(f"[{record.name.split('.')[0]}] {record.getMessage()}", file=sys.stderr, flush=True)
         except Exception:  # noqa: BLE001 - logging must never break the run it reports on
             self.handleError(record)
 
@@ -34,8 +35,8 @@ TOOLKIT_PACKAGES = ("asv", "cm", "fusion", "data", "engine", "metrics", "common"
 
 
 def report_to_stderr(level: int = logging.INFO) -> None:
-    """The toolkit's progress lines (its packages' loggers, `level` and up) on stderr, message only; stdout
-    keeps the result tables. Other libraries' records show from WARNING up. Idempotent."""
+    """The toolkit's progress lines (its packages' loggers, `level` and up) on stderr as `[package] message`;
+    stdout keeps the result tables. Other libraries' records show from WARNING up. Idempotent."""
     root = logging.getLogger()
     if not any(isinstance(h, _CurrentStderr) for h in root.handlers):
         root.addHandler(_CurrentStderr())

@@ -19,7 +19,6 @@ import numpy as np
 
 from common.errors import InputError, MissingFilesError
 
-
 _TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")   # what atomic_write's mkstemp names look like
 _MODE: int | None = None
 

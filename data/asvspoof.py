@@ -12,9 +12,9 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Iterable, Iterator, NamedTuple, Sequence
 
-from data.trial_kinds import CM_KEYS, SASV_KEYS
 from common.errors import InputError, MissingFilesError
 from common.io import text_lines
+from data.trial_kinds import CM_KEYS, SASV_KEYS
 
 SPLITS = ("train", "dev", "eval")
 ENROLMENT_SPLITS = ("dev", "eval")

@@ -16,9 +16,9 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from data.trial_kinds import CM_KEYS, SASV_KEYS
 from common.errors import InputError
 from common.io import read_text, write_lines
+from data.trial_kinds import CM_KEYS, SASV_KEYS
 
 BONAFIDE = "bonafide"
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import Mapping
 
 from common.config import ConfigError, as_overrides, dotted_value, load_config
-
 from engine.optim import OPTIMIZERS
 from engine.schedulers import SCHEDULERS
 

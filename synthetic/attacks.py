@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from . import dsp
-from .voice import Plan, Voice, VocoderOptions, perturb_voice, plan_utterance, render, voiced_envelope
+from .voice import Plan, VocoderOptions, Voice, perturb_voice, plan_utterance, render, voiced_envelope
 
 TRAIN_ATTACKS = ("A01", "A02", "A03", "A04", "A05", "A06")
 EVAL_ATTACKS = ("A07", "A08", "A09", "A10", "A11", "A12", "A13", "A14", "A15", "A16", "A17", "A18", "A19")

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from cm import build_model
-from cm.aasist import AASIST, CONFIGS
+from cm.aasist import CONFIGS
 from cm.checkpoint import load_cm_state, save_cm_state
 from tests.conftest import reference_path
 

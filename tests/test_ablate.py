@@ -125,11 +125,10 @@ def test_metrics_match_score_files(setup):
 def test_score_norm_and_enrolment_variants(setup):
     """The snorm system's ASV scores are S-normalised cosines (train-speaker cohort); concat enrolment has its
     own speaker-model cache beside the list one; the posterior CM score lies in [0, 1]."""
-    from data.score_files import read_sasv_scores
-
     from asv.score_norm import normalise_scores, speaker_mean_cohort
     from data.asvspoof import LADatabase
     from data.embeddings import EmbeddingTable
+    from data.score_files import read_sasv_scores
 
     raw = read_sasv_scores(setup["dir"] / "lr" / "scores" / "asv_dev.txt")        # score_norm none: cosines
     snorm = read_sasv_scores(setup["dir"] / "asv_snorm" / "scores" / "sasv_dev.txt")
@@ -149,10 +148,10 @@ def test_score_norm_and_enrolment_variants(setup):
     assert (emb / "asv_enrol_dev.npz").exists() and (emb / "asv_enrol_concat_dev.npz").exists()
     lr, concat = (read_sasv_scores(setup["dir"] / n / "scores" / "sasv_dev.txt").score for n in ("lr", "lr_concat"))
     assert not np.allclose(lr, concat)
-    from pipeline.tools.ablation.cm_scores import with_cm_score
-    from pipeline.tools.ablation.grid import SCHEMA, parse_systems
     from common.config import load_config
     from pipeline.stages.sasv import trial_inputs
+    from pipeline.tools.ablation.cm_scores import with_cm_score
+    from pipeline.tools.ablation.grid import SCHEMA, parse_systems
     cfg = load_config(setup["config"], [], SCHEMA)
     system = next(s for s in parse_systems(cfg) if s.name == "sum_posterior")
     data = trial_inputs(system.cfg, "dev")

@@ -9,7 +9,6 @@ import asv
 from asv.checkpoint import load_asv_state, save_asv_state
 from asv.losses import build_loss
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 

@@ -9,7 +9,6 @@ import torch.nn.functional as F
 
 from asv.losses import LOSSES, build_loss
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 

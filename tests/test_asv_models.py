@@ -12,7 +12,6 @@ from asv.features import LogMelFrontend
 from asv.losses import build_loss
 from asv.scoring import cosine_scores, eval_samples, extract_embeddings, score_trials, trial_eer
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 

@@ -9,8 +9,7 @@ import torch
 import torchaudio.functional as AF
 
 from data import ffmpeg_audio
-from data.audio import (AASIST_EVAL_SAMPLES, AudioError, crop, crop_even, crop_first, crop_random, load_audio,
-                        repeat_pad)
+from data.audio import AASIST_EVAL_SAMPLES, AudioError, crop, crop_even, crop_first, crop_random, load_audio, repeat_pad
 from tests.conftest import reference_path
 from tests.flac_bytes import flac_bytes
 

@@ -7,8 +7,18 @@ import soundfile as sf
 import torch
 
 from data.audio import AudioError
-from data.augment import (SpecAugment, WaveAugment, add_noises, build_augment, coloured_noise, power_db, read_segment,
-                          reverberate, spec_augment, synthetic_rir)
+from data.augment import (
+    SpecAugment,
+    WaveAugment,
+    add_noises,
+    build_augment,
+    coloured_noise,
+    power_db,
+    read_segment,
+    reverberate,
+    spec_augment,
+    synthetic_rir,
+)
 
 SR = 16000
 

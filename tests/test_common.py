@@ -113,9 +113,9 @@ def test_retain_freed_memory_is_applied_unless_opted_out(opt_out, applied):
     assert out == str(applied)
 
 
-def test_entry_points_print_library_log_records_as_plain_lines(capsys):
-    """run_main sends the toolkit's INFO records to the stderr of the moment (captures swap it), message only
-    (as the stages printed them before they used logging); other libraries' INFO records stay quiet."""
+def test_entry_points_print_library_log_records_as_one_package_tagged_line(capsys):
+    """run_main sends the toolkit's INFO records to the stderr of the moment (captures swap it), as
+    `[package] message`; other libraries' INFO records stay quiet."""
     import logging
 
     from common.cli import report_to_stderr, run_main
@@ -126,7 +126,7 @@ def test_entry_points_print_library_log_records_as_plain_lines(capsys):
         return 0
 
     assert run_main(main, []) == 0
-    assert capsys.readouterr().err == "epoch 1/1 step 3\n"
+    assert capsys.readouterr().err == "[engine] epoch 1/1 step 3\n"
     report_to_stderr()  # idempotent: still one line per record
     logging.getLogger("engine").warning("resuming")
-    assert capsys.readouterr().err == "resuming\n"
+    assert capsys.readouterr().err == "[engine] resuming\n"

@@ -106,8 +106,8 @@ def test_config_validates_against_the_tiny_corpus(path, tiny_corpus):
         build_loss(cfg["loss"]["name"], model.embedding_dim, **cfg["loss"]["options"])
     else:
         from fusion import is_score_backend
-        from pipeline.stages.sasv import build_embedding_backend
         from pipeline.stages.experiment import check_trials
+        from pipeline.stages.sasv import build_embedding_backend
         assert cfg["mode"] in ("frozen", "joint") and cfg["enrolment"] in ("lists", "concat")
         db = LADatabase(cfg["database"], cfg["enr_audio"])
         concat = cfg["enrolment"] == "concat"

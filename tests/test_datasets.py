@@ -14,9 +14,13 @@ from data.asvspoof import LADatabase, MissingFilesError, SASVTrial, utterances_b
 from data.audio import AudioError, CropSpec, crop_first, load_audio
 from data.datasets import CMDataset, SASVEvalDataset, SASVWaveEvalDataset, SpeakerDataset
 from data.embeddings import EmbeddingTable, speaker_models
-from data.trial_sampling import (SASVEmbeddingTrialDataset, SASVTrialSampler, SASVWaveTrialDataset,
-                                 baseline2_train_dataset)
 from data.samplers import SpeakerBatchSampler
+from data.trial_sampling import (
+    SASVEmbeddingTrialDataset,
+    SASVTrialSampler,
+    SASVWaveTrialDataset,
+    baseline2_train_dataset,
+)
 from data.voxceleb import VoxCeleb
 
 TRAIN_SPEAKERS = ["LA_0079", "LA_0080", "LA_0081", "LA_0082"]

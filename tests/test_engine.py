@@ -12,8 +12,17 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from common.config import ConfigError
-from engine import (TRAIN_SCHEMA, TrainData, build_scheduler, fit, load_checkpoint, load_model_weights,
-                    resolve_amp, seed_everything, train_config)
+from engine import (
+    TRAIN_SCHEMA,
+    TrainData,
+    build_scheduler,
+    fit,
+    load_checkpoint,
+    load_model_weights,
+    resolve_amp,
+    seed_everything,
+    train_config,
+)
 from engine.seeding import get_rng_state, set_rng_state
 
 BASE = {"epochs": 4, "batch_size": 8, "log_every_steps": 3, "progress": False,

@@ -11,8 +11,7 @@ import torch
 
 import asv
 import cm
-from data.audio import AudioError, load_audio
-from data.audio import CropSpec
+from data.audio import AudioError, CropSpec, load_audio
 from pipeline.stages.extract import extract
 from pipeline.stages.frontends import asv_embed_fn, cm_embed_fn
 

@@ -9,8 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fusion import (BACKENDS, EmbeddingBackend, ScoreBackend, build_backend, is_score_backend,
-                    score_backend_from_state)
+from fusion import BACKENDS, EmbeddingBackend, ScoreBackend, build_backend, is_score_backend, score_backend_from_state
 from tests.conftest import sweep_eer
 
 SCORE_BACKENDS = [("score_sum", {"normalise": "zscore"}), ("score_sum", {"normalise": "minmax"}),

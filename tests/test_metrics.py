@@ -12,8 +12,15 @@ from metrics.dcf import ASVSPOOF5, PAPER_DEFAULT, ADCFCost, DCFCost, min_a_dcf, 
 from metrics.eer import det_eer, roc_eer
 from metrics.report import NEEDS_ASV_AND_CM, evaluate_trials, format_table
 from metrics.sasv import sasv_eers
-from metrics.tdcf import (ASVSPOOF2019_LEGACY, ASVSPOOF5_TDCF, ASVOperatingPoint, asv_operating_point,
-                          asvspoof5_package_operating_point, min_t_dcf, min_t_dcf_legacy)
+from metrics.tdcf import (
+    ASVSPOOF5_TDCF,
+    ASVSPOOF2019_LEGACY,
+    ASVOperatingPoint,
+    asv_operating_point,
+    asvspoof5_package_operating_point,
+    min_t_dcf,
+    min_t_dcf_legacy,
+)
 from metrics.teer import concurrent_t_eer
 from metrics.trials import TrialClasses, split_trials
 from tests.conftest import REPORT_REFERENCE, approx_ref, assert_report_matches_reference, reference_metric_trials

@@ -25,8 +25,17 @@ from common.cli import run_main
 from common.locking import LOCK_NAME
 from data.asvspoof import LADatabase
 from data.score_files import read_cm_scores, read_sasv_scores
-from tests.pipeline_fixtures import (ASV_MODEL, CM_MODEL, call, check_ok, finish, frontends, run_script,
-                                     sasv_args, staged, start, tiny_corpus)
+from tests.pipeline_fixtures import (
+    ASV_MODEL,
+    CM_MODEL,
+    call,
+    check_ok,
+    frontends,
+    run_script,
+    sasv_args,
+    staged,
+    tiny_corpus,
+)
 
 __all__ = ["frontends", "staged", "tiny_corpus"]   # fixtures used by name
 
@@ -226,9 +235,9 @@ def test_force_recomputes(staged, tiny_corpus, frontends, tmp_path, capsys, one_
 def test_changed_crop_or_checkpoint_invalidates_cache(staged, tiny_corpus, frontends, tmp_path, capsys, one_thread):
     import torch
 
+    from asv.checkpoint import save_asv_state
     from cm.checkpoint import save_cm_state
     from pipeline.stages.frontends import build_asv, build_cm
-    from asv.checkpoint import save_asv_state
 
     out = copy_run(staged.out, tmp_path / "run")
     cm_ckpt, asv_ckpt = tmp_path / "cm.pt", tmp_path / "asv.pt"
@@ -375,9 +384,9 @@ def test_main_joint_mode(staged, tiny_corpus, frontends, tmp_path, capsys, one_t
     rc, err = call_main_py([*args, f"output_dir={second}", f"backend.checkpoint={out / 'backend.pt'}",
                             "joint.frontend_lr=0.0", "train.optimizer={name: adam, lr: 0.0}"], capsys)
     assert rc == 0, err
-    start, end = (torch.load(d / "backend.pt", weights_only=True)["state"] for d in (out, second))
-    learnt = [k for k in start if "running_" not in k and "num_batches" not in k]
-    assert learnt and all(torch.equal(start[k], end[k]) for k in learnt)
+    before, end = (torch.load(d / "backend.pt", weights_only=True)["state"] for d in (out, second))
+    learnt = [k for k in before if "running_" not in k and "num_batches" not in k]
+    assert learnt and all(torch.equal(before[k], end[k]) for k in learnt)
 
 
 def test_enrolment_concat_uses_enr_audio(staged, tiny_corpus, frontends, tmp_path, capsys, one_thread):

@@ -9,8 +9,16 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from data.asvspoof import (LADatabase, MissingFilesError, check_files_exist, read_cm_protocol, read_enrolment,
-                           read_enrolment_concat, read_sasv_trials, utterances_by_speaker)
+from data.asvspoof import (
+    LADatabase,
+    MissingFilesError,
+    check_files_exist,
+    read_cm_protocol,
+    read_enrolment,
+    read_enrolment_concat,
+    read_sasv_trials,
+    utterances_by_speaker,
+)
 from data.voxceleb import VoxCeleb, read_train_list, read_trial_list, speaker_index
 from tests.conftest import reference_path
 

@@ -2,8 +2,6 @@
 skipping on request, no half-written output after Ctrl-C, unknown config keys and wrong-architecture checkpoints."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -14,8 +12,17 @@ import save_sasv_score
 from common.cli import run_main
 from data.asvspoof import LADatabase
 from data.score_files import read_sasv_scores
-from tests.pipeline_fixtures import (assert_one_line_error, call, check_ok, copy_corpus, files_under, frontends,
-                                     run_script, sasv_args, staged, tiny_corpus)
+from tests.pipeline_fixtures import (
+    assert_one_line_error,
+    call,
+    copy_corpus,
+    files_under,
+    frontends,
+    run_script,
+    sasv_args,
+    staged,
+    tiny_corpus,
+)
 
 __all__ = ["frontends", "staged", "tiny_corpus"]   # fixtures used by name
 

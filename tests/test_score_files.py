@@ -4,8 +4,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from data.score_files import (SASVScores, ScoreFileError, align_scores, read_cm_scores, read_sasv_scores,
-                              write_cm_scores, write_sasv_scores)
+from data.score_files import (
+    SASVScores,
+    ScoreFileError,
+    align_scores,
+    read_cm_scores,
+    read_sasv_scores,
+    write_cm_scores,
+    write_sasv_scores,
+)
 
 SASV_LINES = ["LA_0015 LA_E_1 bonafide target 1.5", "LA_0015 LA_E_2 bonafide nontarget -0.25",
               "LA_0016 LA_E_3 A07 spoof 0.125"]

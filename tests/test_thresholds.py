@@ -8,8 +8,14 @@ import pytest
 
 from common.errors import InputError
 from metrics.dcf import ASVSPOOF5, PAPER_DEFAULT, DCFCost, min_a_dcf, min_dcf
-from metrics.thresholds import (actual_a_dcf, actual_dcf, choose_threshold, error_rates, evaluate_threshold,
-                                threshold_report)
+from metrics.thresholds import (
+    actual_a_dcf,
+    actual_dcf,
+    choose_threshold,
+    error_rates,
+    evaluate_threshold,
+    threshold_report,
+)
 from metrics.trials import TrialClasses
 from tests.conftest import reference_path
 

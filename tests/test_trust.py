@@ -22,8 +22,20 @@ import save_sasv_score
 from common.cli import run_main
 from data.asvspoof import LADatabase
 from data.score_files import read_cm_scores, read_sasv_scores
-from tests.pipeline_fixtures import (ROOT, assert_one_line_error, call, copy_corpus, files_under, finish, frontends,
-                                     run_script, sasv_args, staged, start, tiny_corpus)
+from tests.pipeline_fixtures import (
+    ROOT,
+    assert_one_line_error,
+    call,
+    copy_corpus,
+    files_under,
+    finish,
+    frontends,
+    run_script,
+    sasv_args,
+    staged,
+    start,
+    tiny_corpus,
+)
 
 __all__ = ["frontends", "staged", "tiny_corpus"]   # fixtures used by name
 

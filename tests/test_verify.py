@@ -23,9 +23,9 @@ def setup(tmp_path_factory, one_thread):
     """A staged tiny experiment with score_sum (fitted on dev), and a baseline2 back-end trained beside it."""
     from common.config import load_config
     from pipeline.recipes import sasv_task
-    from pipeline.stages.sasv import score_splits
     from pipeline.stages.asv import asv_stage
     from pipeline.stages.cm import cm_stage
+    from pipeline.stages.sasv import score_splits
 
     exp = tiny_experiment(tmp_path_factory.mktemp("verify"))
     exp["cfg"]["det"] = False
@@ -70,8 +70,8 @@ def test_single_trial_reproduces_stage_scores(setup, capsys):
     assert float(out["CM score"].split()[0]) == pytest.approx(expected["cm_trials"], abs=1e-4)
     sasv = float(out["SASV score"].split()[0])
     assert sasv == pytest.approx(expected["sasv"], abs=1e-4)
-    from metrics.thresholds import choose_threshold
     from data.score_files import read_sasv_scores
+    from metrics.thresholds import choose_threshold
     dev = read_sasv_scores(setup["out"] / "scores" / "sasv_dev.txt")
     keys = np.asarray(dev.key)
     t = choose_threshold({k: dev.score[keys == k] for k in ("target", "nontarget", "spoof")}, "eer", negatives="both")

@@ -24,8 +24,8 @@ from common.provenance import provenance
 from common.runs import RunFolders, write_results
 from data.asvspoof import LADatabase
 from data.augment import build_augment
-from data.embeddings import EmbeddingTable, speaker_models
 from data.datasets import SpeakerDataset
+from data.embeddings import EmbeddingTable, speaker_models
 from data.samplers import SpeakerBatchSampler
 from data.voxceleb import VoxCeleb
 from engine import TRAIN_SCHEMA, TrainData, fit, is_main_process, load_model_weights, seed_everything

@@ -7,8 +7,13 @@ import torch
 from torch import nn
 
 from common.errors import InputError
-from data.trial_sampling import (target_label, TRIAL_SCHEMES, SASVEmbeddingTrialDataset, SASVTrialSampler,
-                                 baseline2_train_dataset)
+from data.trial_sampling import (
+    TRIAL_SCHEMES,
+    SASVEmbeddingTrialDataset,
+    SASVTrialSampler,
+    baseline2_train_dataset,
+    target_label,
+)
 from engine import TrainData
 from metrics.sasv import sasv_eers
 from pipeline.stages.experiment import database

@@ -22,11 +22,11 @@ from data.trial_kinds import NONTARGET, TARGET
 from data.trial_sampling import TRIAL_KINDS, SASVTrialSampler, SASVWaveTrialDataset
 from engine import TrainData, is_main_process
 from metrics.sasv import sasv_eers
+from pipeline.stages.experiment import database, enrolment_audio, enrolment_form
 from pipeline.stages.extract import extract
 from pipeline.stages.frontends import asv_embed_fn, cm_embed_fn, crop_spec
 from pipeline.stages.sasv import TrialInputs, score_embeddings
 from pipeline.stages.trials import asv_trial_scores
-from pipeline.stages.experiment import database, enrolment_audio, enrolment_form
 
 # Trial kinds travel in batches as their index in TRIAL_KINDS (tensors cannot hold strings).
 TARGET_INDEX, NONTARGET_INDEX = TRIAL_KINDS.index(TARGET), TRIAL_KINDS.index(NONTARGET)

@@ -22,13 +22,13 @@ from common.errors import MissingFilesError
 from common.runs import RunFolders
 from engine import TRAIN_SCHEMA, fit, is_main_process, load_model_weights, seed_everything
 from fusion import is_score_backend
-from pipeline.stages.frontends import build_asv, build_cm, check_scoring_checkpoint
-from pipeline.recipes.joint import JointSASV, JointTask, joint_train_data
 from pipeline.recipes.frozen import FrozenBackendTask, frozen_train_data
-from pipeline.stages.sasv import build_embedding_backend, load_backend, save_backend, score_splits, trial_inputs
-from pipeline.stages.experiment import SASV_COMMON, check_stage_inputs, database, resolve_device
+from pipeline.recipes.joint import JointSASV, JointTask, joint_train_data
 from pipeline.stages.asv import asv_stage
 from pipeline.stages.cm import cm_stage
+from pipeline.stages.experiment import SASV_COMMON, check_stage_inputs, database, resolve_device
+from pipeline.stages.frontends import build_asv, build_cm, check_scoring_checkpoint
+from pipeline.stages.sasv import build_embedding_backend, load_backend, save_backend, score_splits, trial_inputs
 
 SCHEMA = {
     **SASV_COMMON,

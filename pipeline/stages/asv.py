@@ -19,12 +19,16 @@ from data.embeddings import EmbeddingTable, speaker_models
 from data.score_files import write_sasv_scores
 from metrics.eer import det_eer
 from pipeline.stages.cache import save_cache
-from pipeline.stages.experiment import (check_stage_inputs, database, enrolment_form, experiment,
-                                        resolve_device)
+from pipeline.stages.experiment import check_stage_inputs, database, enrolment_form, experiment, resolve_device
 from pipeline.stages.extract import InputFloor, extract
 from pipeline.stages.frontends import asv_embed_fn, build_asv, crop_spec
-from pipeline.stages.outputs import (asv_embeddings_spec, cached_or_none, require_extracted, speaker_models_spec,
-                                     table_of)
+from pipeline.stages.outputs import (
+    asv_embeddings_spec,
+    cached_or_none,
+    require_extracted,
+    speaker_models_spec,
+    table_of,
+)
 from pipeline.stages.trials import asv_trial_scores, sasv_rows, scorable_trials
 
 log = logging.getLogger(__name__)

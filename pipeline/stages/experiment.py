@@ -15,11 +15,10 @@ from asv.score_norm import METHODS as NORM_METHODS
 from common.config import REQUIRED, ConfigError, FreeForm
 from common.errors import InputError
 from common.io import check_folder, file_sha256
-from data.audio import CropSpec
 from data.asvspoof import ENROLMENT_SPLITS, SPLITS, LADatabase, check_files_exist
+from data.audio import CropSpec
 from engine.distributed import resolve_device as engine_device
 from pipeline.stages.frontends import ASV_SECTION, CM_SECTION, check_scoring_checkpoint
-
 
 # Keys shared by every SASV entry point (stage scripts and main.py).
 SASV_COMMON = {

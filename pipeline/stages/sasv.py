@@ -30,8 +30,13 @@ from metrics.det import plot_det
 from metrics.report import evaluate_trials, format_table, json_ready
 from pipeline.stages.experiment import check_outputs, database, experiment, protocol_digests
 from pipeline.stages.frontends import check_scoring_checkpoint, frontends_record
-from pipeline.stages.outputs import (asv_embeddings_spec, cm_embeddings_spec, current_output, speaker_models_spec,
-                                     table_of)
+from pipeline.stages.outputs import (
+    asv_embeddings_spec,
+    cm_embeddings_spec,
+    current_output,
+    speaker_models_spec,
+    table_of,
+)
 from pipeline.stages.trials import asv_trial_scores, sasv_rows, scorable_trials
 
 log = logging.getLogger(__name__)

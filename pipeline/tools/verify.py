@@ -27,10 +27,10 @@ from data.embeddings import EmbeddingTable
 from data.score_files import read_sasv_scores
 from fusion import is_score_backend, score_backend_from_state
 from metrics.thresholds import METHODS, choose_threshold
+from pipeline.stages.experiment import enrolment_form, experiment, resolve_device
 from pipeline.stages.extract import InputFloor, model_input
 from pipeline.stages.frontends import asv_embed_fn, build_asv, build_cm, cm_embed_fn, crop_spec, frontend_identity
 from pipeline.stages.trials import asv_trial_scores
-from pipeline.stages.experiment import enrolment_form, experiment, resolve_device
 
 RESULT_COLUMNS = ("enroll", "test", "asv_score", "cm_score", "sasv_score", "threshold", "decision")
 

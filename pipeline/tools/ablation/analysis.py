@@ -18,7 +18,6 @@ from metrics.thresholds import threshold_report
 from pipeline.stages.sasv import EVAL_SPLITS, TrialInputs
 from pipeline.tools.ablation.grid import System
 
-
 THRESHOLD_METHODS = ("eer", "min_dcf", "min_a_dcf", "far")
 
 THRESHOLD_LABELS = {"eer": "EER point", "min_dcf": "min DCF", "min_a_dcf": "min a-DCF", "far": "FAR"}

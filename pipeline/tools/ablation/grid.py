@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import copy
-import inspect
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +14,6 @@ from fusion import BACKENDS, is_score_backend
 from pipeline.recipes.sasv_task import SCHEMA as SASV_SCHEMA
 from pipeline.stages.experiment import experiment
 from pipeline.tools.ablation.cm_scores import CM_SCORES
-
 
 ABLATION_SECTION = {
     "dir": None,                   # default <output_dir>/ablation

@@ -10,7 +10,6 @@ from common.io import atomic_write
 from pipeline.stages.experiment import experiment
 from pipeline.tools.ablation.analysis import THRESHOLD_METHODS, threshold_label
 
-
 INFO_COLUMNS = ("system", "backend", "cm_score", "score_norm", "enrolment", "calibrated", "seeds", "n_runs")
 
 
