@@ -63,7 +63,7 @@ def make_stages(inplanes: int, channels: Sequence[int], depths: Sequence[int],
                 strides: Sequence[int | tuple[int, int]]) -> list[nn.Sequential]:
     """The four ResNet stages (layer1..layer4)."""
     stages = []
-    for planes, depth, stride in zip(channels, depths, strides):
+    for planes, depth, stride in zip(channels, depths, strides, strict=True):
         stages.append(make_layer(inplanes, planes, depth, stride))
         inplanes = planes
     return stages

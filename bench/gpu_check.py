@@ -295,7 +295,7 @@ def throughput(arch: str, plan: Plan) -> dict:
         autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16"
                     else contextlib.nullcontext())
 
-        def infer() -> torch.Tensor:
+        def infer(autocast=autocast) -> torch.Tensor:
             with torch.inference_mode(), autocast:
                 out = model(wave)
             return (out[0] if isinstance(out, tuple) else out).float()

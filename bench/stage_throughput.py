@@ -191,7 +191,7 @@ def table(rows: list[dict], workers: list[int]) -> str:
     head = ["model:crop", "alone", *(f"stage, {w} workers (ratio)" for w in workers), "fixed8", "load"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        def cell(mode: str) -> str:
+        def cell(mode: str, r: dict = r) -> str:
             m = r[mode]
             ratio = f" ({m['ratio']:.2f}, paired {m['ratio_paired']:.2f})" if "ratio" in m else ""
             return f"{m['input_s_per_s']:.1f} s/s, {m['utt_per_s']:.2f} utt/s{ratio}"

@@ -42,7 +42,7 @@ def sinc_filter_bank(out_channels: int, kernel_size: int, sample_rate: int = 160
     t = torch.arange(-(kernel_size - 1) / 2, (kernel_size - 1) / 2 + 1)
     window = torch.from_numpy(np.hamming(kernel_size)).float()
     bank = torch.zeros(out_channels, kernel_size)
-    for i, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
+    for i, (lo, hi) in enumerate(zip(edges[:-1], edges[1:], strict=True)):
         ideal = 2 * hi / sample_rate * np.sinc(2 * hi * t / sample_rate) - 2 * lo / sample_rate * np.sinc(2 * lo * t / sample_rate)
         bank[i] = window * torch.as_tensor(ideal, dtype=torch.float32)
     return bank

@@ -149,7 +149,7 @@ class LCNN(nn.Module):
         if len(per_stream) != len(kinds):
             raise ValueError(f"LCNN: {len(per_stream)} channel lists for {len(kinds)} feature streams {kinds}")
         self.streams = nn.ModuleList(Stream(kind, list(ch), n_filters, n_ceps, cmn, sample_rate)
-                                     for kind, ch in zip(kinds, per_stream))
+                                     for kind, ch in zip(kinds, per_stream, strict=True))
         pooled = sum(stream.width for stream in self.streams)
         self.embedding = nn.Linear(2 * pooled, embedding_dim)
         self.out_layer = nn.Linear(embedding_dim, 2)

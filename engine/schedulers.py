@@ -99,7 +99,7 @@ class LRSchedule:
         t = step if self.interval == "step" else epoch
         if t == self.t:
             return
-        for group, base in zip(self.optimizer.param_groups, self.base_lrs):
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
             group["lr"] = self.lr_at(base, t)
         self.t = t
 
@@ -114,7 +114,7 @@ class LRSchedule:
             raise ValueError(f"checkpoint scheduler {state['name']!r} with {len(state['base_lrs'])} groups does not "
                              f"match {self.name!r} with {len(self.base_lrs)} groups")
         self.base_lrs = [float(v) for v in state["base_lrs"]]
-        for group, base in zip(self.optimizer.param_groups, self.base_lrs):
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
             group["initial_lr"] = base
         self.t = -1  # the next update re-applies the lr of the current counter
 

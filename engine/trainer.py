@@ -294,7 +294,7 @@ class _Trainer:
                 if i >= n:
                     break
                 self.task.training_step(self.model, _to_device(batch, self.device))
-        for m, momentum in zip(bns, momenta):
+        for m, momentum in zip(bns, momenta, strict=True):
             m.momentum = momentum
             if self.ctx.world_size > 1:
                 for buf in (m.running_mean, m.running_var):

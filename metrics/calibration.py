@@ -95,7 +95,7 @@ def plot_reliability(target_llrs: np.ndarray, nontarget_llrs: np.ndarray, path: 
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
     ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
     ax.plot(pred, obs, "o-", label="system")
-    for p, o, c in zip(pred, obs, count):
+    for p, o, c in zip(pred, obs, count, strict=True):
         ax.annotate(str(int(c)), (p, o), textcoords="offset points", xytext=(3, -10), fontsize=6)
     ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="predicted P(target) = sigmoid(LLR)",
            ylabel="observed target fraction (equal class weights)",

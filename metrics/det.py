@@ -52,7 +52,7 @@ def plot_det(systems: Mapping[str, tuple[np.ndarray, Sequence[str]]], path: str 
     labels = [f"{t:g}" for t in TICKS_PERCENT]
     split = {name: split_trials(scores, keys, name) for name, (scores, keys) in systems.items()}
     eers: dict[str, list[str]] = {name: [] for name in split}
-    for ax, (panel, negatives_of) in zip(axes, PANELS):
+    for ax, (panel, negatives_of) in zip(axes, PANELS, strict=True):
         for index, (name, classes) in enumerate(split.items()):
             negatives = negatives_of(classes)
             if classes.target.size == 0 or negatives.size == 0:

@@ -57,7 +57,7 @@ def plot_score_histograms(panels: Mapping[str, tuple[np.ndarray, Sequence[str]]]
     axes = np.atleast_1d(fig.subplots(1, len(split), sharex=True))
     # fixed margins instead of a layout engine: constrained layout costs more than drawing the histograms
     fig.subplots_adjust(left=0.07 / len(split) ** 0.5, right=0.98, bottom=0.12, top=0.86, wspace=0.18)
-    for ax, (name, classes) in zip(axes, split.items()):
+    for ax, (name, classes) in zip(axes, split.items(), strict=True):
         for key, values in classes.items():
             finite = values[np.isfinite(values)]
             dropped = values.size - finite.size

@@ -103,7 +103,7 @@ def _plan_la_uniform(preset: Preset, seed: int, voices: list[Voice], jobs: list[
         cm_lines: list[str] = []
         enrol: dict[str, list[str]] = {}
         trials: dict[str, list[str]] = {}
-        for j, (spk, gender, vi) in enumerate(spks):
+        for j, (spk, _gender, vi) in enumerate(spks):
             for k in range(n_bona):
                 utt = next(next_id)
                 key = (seed, _D_LA_BONA, si, j, k)
@@ -135,7 +135,7 @@ def _plan_la_uniform(preset: Preset, seed: int, voices: list[Voice], jobs: list[
         asv = "LA/ASVspoof2019_LA_asv_protocols/ASVspoof2019.LA.asv"
         claims = _nontarget_claims(spks, trials, preset.nontarget_claims, np.random.default_rng([seed, _D_CLAIMS, si]))
         trl: list[str] = []
-        for spk, gender, _ in spks:
+        for spk, _gender, _ in spks:
             trl += [f"{spk} {utt} bonafide target" for utt in trials[spk]]
             trl += [f"{spk} {utt} bonafide nontarget" for utt in claims[spk]]
             trl += [f"{spk} {utt} {attack} spoof" for utt, attack in spoofs.get(spk, [])]

@@ -45,7 +45,7 @@ def test_tiled_eval_matches_whole_map_eval(length):
     wave = torch.randn(2, length) * 0.1
     with torch.inference_mode():
         a, b = whole.eval()(wave), tiled.eval()(wave)
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         torch.testing.assert_close(x, y, rtol=0, atol=1e-4)
 
 

@@ -97,7 +97,7 @@ def test_amsoftmax_and_softmax_by_hand():
     x = torch.tensor([[[2.0, -1.0]], [[0.0, 1.0]]])
     logits = [[2.0, -0.5, 0.0], [0.0, 1.5, 0.0]]
     labels = [0, 2]
-    expected = sum(-row[y] + math.log(sum(math.exp(v) for v in row)) for row, y in zip(logits, labels)) / 2
+    expected = sum(-row[y] + math.log(sum(math.exp(v) for v in row)) for row, y in zip(logits, labels, strict=True)) / 2
     loss, acc = sm(x, torch.tensor(labels))
     assert loss.item() == pytest.approx(expected, rel=1e-6)
     assert acc.item() == 50.0

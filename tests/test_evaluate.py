@@ -20,7 +20,7 @@ def files(tmp_path_factory) -> dict:
     out = {"expected": expected, "dir": folder}
     for column, name, step in (("sasv-score", "sasv", 1), ("asv-score", "asv", -1), ("cm-score", "cm", 1)):
         lines = [f"{s['spk']} {s['filename']} {'A07' if k['asv-label'] == 'spoof' else 'bonafide'} "
-                 f"{k['asv-label']} {s[column]}" for s, k in zip(scores, keys)][::step]
+                 f"{k['asv-label']} {s[column]}" for s, k in zip(scores, keys, strict=True)][::step]
         out[name] = folder / f"{name}.txt"
         out[name].write_text("\n".join(lines) + "\n", encoding="utf-8")
         out[name + "_lines"] = lines

@@ -34,8 +34,8 @@ def test_values_and_gradients_match_conv2d(b, c_in, c_out, h, w, kernel, padding
     g = torch.randn_like(y_ref)
     got = torch.autograd.grad(y, (x, weight, bias), g)
     want = torch.autograd.grad(y_ref, (x, weight, bias), g)
-    for a, e, name in zip(got, want, ("input", "weight", "bias")):
-        torch.testing.assert_close(a, e, rtol=0, atol=1e-11, msg=lambda m: f"{name} gradient: {m}")
+    for a, e, name in zip(got, want, ("input", "weight", "bias"), strict=True):
+        torch.testing.assert_close(a, e, rtol=0, atol=1e-11, msg=lambda m, name=name: f"{name} gradient: {m}")
 
 
 def test_small_chunks_give_the_same_weight_gradient():
@@ -69,4 +69,4 @@ def test_aasist_training_gradients_do_not_depend_on_the_fast_backward():
         grads.append({n: p.grad for n, p in model.named_parameters() if p.grad is not None})
     assert grads[0].keys() == grads[1].keys()
     for name in grads[0]:
-        torch.testing.assert_close(grads[0][name], grads[1][name], rtol=1e-9, atol=1e-10, msg=lambda m: f"{name}: {m}")
+        torch.testing.assert_close(grads[0][name], grads[1][name], rtol=1e-9, atol=1e-10, msg=lambda m, name=name: f"{name}: {m}")

@@ -40,7 +40,7 @@ def ref() -> dict:
 
 def test_reference_cm_labels_are_the_bonafide_split_of_keys(ref):
     # The CM's bona fide class is target + nontarget: this is what every CM metric below relies on.
-    assert all((c == "bonafide") == (k != "spoof") for c, k in zip(ref["cm_labels"], ref["keys"]))
+    assert all((c == "bonafide") == (k != "spoof") for c, k in zip(ref["cm_labels"], ref["keys"], strict=True))
 
 
 @pytest.mark.parametrize("score, section", [("sasv", "sasv2022_eers_on_sasv_score"),
@@ -154,7 +154,7 @@ def test_every_value_of_expected_json_matches(ref):
 def _random_classes(rng: np.random.Generator, n: int, decimals: int | None) -> TrialClasses:
     sizes = rng.integers(1, n, 3)
     mus = (2.0, 0.0, rng.uniform(-1, 2))
-    arrays = [rng.normal(mu, 1, size) for mu, size in zip(mus, sizes)]
+    arrays = [rng.normal(mu, 1, size) for mu, size in zip(mus, sizes, strict=True)]
     if decimals is not None:  # ties
         arrays = [np.round(a, decimals) for a in arrays]
     return TrialClasses(*arrays)
@@ -166,7 +166,7 @@ def test_roc_eer_matches_sklearn_and_brentq_with_ties():
         c = _random_classes(rng, 60, decimals=1 if trial % 2 else None)
         y = np.r_[np.ones(c.target.size), np.zeros(c.nontarget.size)]
         fpr, tpr, _ = sk_roc_curve(y, np.r_[c.target, c.nontarget])
-        expected = brentq(lambda x: 1.0 - x - interp1d(fpr, tpr)(x), 0.0, 1.0)
+        expected = brentq(lambda x, fpr=fpr, tpr=tpr: 1.0 - x - interp1d(fpr, tpr)(x), 0.0, 1.0)
         assert roc_eer(c.target, c.nontarget).eer == pytest.approx(expected, abs=1e-9)
 
 
@@ -264,7 +264,7 @@ def test_t_eer_matches_quadratic_scan():
         decimals = (None, 1, 0)[trial % 3]
         asv = _random_classes(rng, 40, decimals)
         cm = TrialClasses(*(np.round(rng.normal(mu, 1, x.size), 1) if decimals is not None
-                            else rng.normal(mu, 1, x.size) for mu, x in zip((1, 1, -1), asv)))
+                            else rng.normal(mu, 1, x.size) for mu, x in zip((1, 1, -1), asv, strict=True)))
         for rho in (0.0, 0.5, 1.0):
             expected = _naive_t_eer(asv, cm, rho)
             if expected is None:

@@ -91,7 +91,7 @@ def assert_sasv_file(path: Path, db: LADatabase, split: str) -> None:
     protocol = {(t.speaker, t.utt): t for t in db.sasv_trials(split)}
     assert len(scores.trials()) == len(set(scores.trials())), f"{path}: duplicated trials"
     assert set(scores.trials()) == set(protocol), f"{path}: trials differ from the protocol"
-    for spk, utt, attack, key in zip(scores.spk, scores.utt, scores.attack, scores.key):
+    for spk, utt, attack, key in zip(scores.spk, scores.utt, scores.attack, scores.key, strict=True):
         assert (attack, key) == (protocol[spk, utt].attack, protocol[spk, utt].key)
     assert np.isfinite(scores.score).all()
 
@@ -169,7 +169,7 @@ def test_stage_outputs_exist_and_parse(staged, tiny_corpus):
         assert models["embeddings"].shape == (len(db.enrolment(split)), 32)
         for kind in ("asv", "cm_trials", "sasv"):
             assert_sasv_file(scores / f"{kind}_{split}.txt", db, split)
-        cm_score = dict(zip(load_npz(emb / f"cm_{split}.npz")["ids"].tolist(), load_npz(emb / f"cm_{split}.npz")["scores"]))
+        cm_score = dict(zip(load_npz(emb / f"cm_{split}.npz")["ids"].tolist(), load_npz(emb / f"cm_{split}.npz")["scores"], strict=True))
         trials = read_sasv_scores(scores / f"cm_trials_{split}.txt")
         np.testing.assert_allclose(trials.score, [cm_score[u] for u in trials.utt], rtol=1e-5, atol=1e-6)
     assert_results(staged.out / "results.json")
@@ -367,7 +367,7 @@ def test_main_joint_mode(staged, tiny_corpus, frontends, tmp_path, capsys, one_t
     tuned_asv = build_asv({"arch": "ResNetSE34L", "checkpoint": str(out / "asv_finetuned.pt"), "model": _model(ASV_MODEL)})
     start_asv = build_asv({"arch": "ResNetSE34L", "checkpoint": str(frontends.asv), "model": _model(ASV_MODEL)})
     assert any(not np.allclose(a.detach().numpy(), b.detach().numpy())
-               for a, b in zip(tuned_asv.parameters(), start_asv.parameters()))
+               for a, b in zip(tuned_asv.parameters(), start_asv.parameters(), strict=True))
     build_cm({"arch": "AASIST-L", "checkpoint": str(out / "cm_finetuned.pt"), "model": _model(CM_MODEL)})
     # the fine-tuned embeddings belong to this experiment, not to the shared cache of the frozen front-ends
     assert tree(shared) == shared_before

@@ -28,7 +28,7 @@ def _stats(v, top=None):
 
 def _expected(method, top=None):
     out = []
-    for e, t in zip(EI, TI):
+    for e, t in zip(EI, TI, strict=True):
         s = _cos(ENROL[e], TEST[t])
         me, se = _stats(ENROL[e], top)
         mt, st = _stats(TEST[t], top)
@@ -57,7 +57,7 @@ def test_asnorm_with_whole_cohort_is_snorm():
 def test_given_raw_scores_are_normalised_instead_of_cosines():
     raw = np.array([0.5, -0.1, 0.2, 0.3, 0.9])
     got = normalise_scores("znorm", ENROL, TEST, EI, TI, cohort_emb=COHORT, scores=raw)
-    expected = [(s - _stats(ENROL[e])[0]) / _stats(ENROL[e])[1] for s, e in zip(raw, EI)]
+    expected = [(s - _stats(ENROL[e])[0]) / _stats(ENROL[e])[1] for s, e in zip(raw, EI, strict=True)]
     np.testing.assert_allclose(got, expected, rtol=1e-12)
 
 

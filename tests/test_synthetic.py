@@ -161,7 +161,7 @@ def test_layout_protocols_and_files(tiny):
                     enrol[spk] = (g, utts.split(","))
             n_enrol = sum(len(u) for _, u in enrol.values())
             assert {g for g, _ in enrol.values()} == {"female", "male"} and set(enrol) == speakers[split]
-            for spk, (_, utts) in enrol.items():
+            for _, utts in enrol.values():
                 assert utts == sorted(utts) and not set(utts) & set(cm_utts[split])  # not CM trials
                 for u in utts:
                     assert (la / f"ASVspoof2019_LA_{split}" / "flac" / f"{u}.flac").is_file()

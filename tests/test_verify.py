@@ -51,7 +51,7 @@ def _trial(setup, split: str = "dev", key: str = "spoof"):
     files = {}
     for kind in ("asv", "cm_trials", "sasv"):
         s = read_sasv_scores(setup["out"] / "scores" / f"{kind}_{split}.txt")
-        files[kind] = {(a, b): v for a, b, v in zip(s.spk, s.utt, s.score)}
+        files[kind] = {(a, b): v for a, b, v in zip(s.spk, s.utt, s.score, strict=True)}
     trial = next(t for t in db.sasv_trials(split) if t.key == key)
     enrol = [db.flac(split, u) for u in db.enrolment(split)[trial.speaker]]
     scores = {k: v[trial.speaker, trial.utt] for k, v in files.items()}
@@ -156,7 +156,7 @@ def test_embedding_backend(setup, capsys):
     scores = read_sasv_scores(setup["b2_out"] / "scores" / "sasv_dev.txt")
     from data.asvspoof import LADatabase
     trial = next(t for t in LADatabase(setup["corpus"].la).sasv_trials("dev") if t.key == "spoof")
-    expected = dict(zip(scores.trials(), scores.score))[trial.speaker, trial.utt]
+    expected = dict(zip(scores.trials(), scores.score, strict=True))[trial.speaker, trial.utt]
     assert float(out["SASV score"].split()[0]) == pytest.approx(expected, abs=1e-4)
     assert "(baseline2)" in out["SASV score"]
 
