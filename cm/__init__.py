@@ -23,7 +23,8 @@ MODELS = {**{name: (AASIST, config) for name, config in AASIST_CONFIGS.items()},
 
 
 def build_model(arch: str, **kwargs) -> nn.Module:
-    """The countermeasure named `arch` (AASIST | AASIST-L | LCNN | LCNN-LFCC-LPS), its config defaults overridden by `kwargs`."""
+    """The countermeasure named `arch` (AASIST | AASIST-L | LCNN | LCNN-LFCC-LPS), its config defaults overridden by
+    `kwargs`."""
     model = build(MODELS, arch, kwargs, "CM model")
     model.arch = arch
     return model

@@ -43,7 +43,8 @@ def sinc_filter_bank(out_channels: int, kernel_size: int, sample_rate: int = 160
     window = torch.from_numpy(np.hamming(kernel_size)).float()
     bank = torch.zeros(out_channels, kernel_size)
     for i, (lo, hi) in enumerate(zip(edges[:-1], edges[1:], strict=True)):
-        ideal = 2 * hi / sample_rate * np.sinc(2 * hi * t / sample_rate) - 2 * lo / sample_rate * np.sinc(2 * lo * t / sample_rate)
+        ideal = (2 * hi / sample_rate * np.sinc(2 * hi * t / sample_rate)
+                 - 2 * lo / sample_rate * np.sinc(2 * lo * t / sample_rate))
         bank[i] = window * torch.as_tensor(ideal, dtype=torch.float32)
     return bank
 
@@ -55,10 +56,12 @@ class SincConv(nn.Module):
         super().__init__()
         self.kernel_size = kernel_size + 1 - kernel_size % 2  # odd, symmetric filters
         self.max_mask = max_mask
-        self.register_buffer("band_pass", sinc_filter_bank(out_channels, self.kernel_size, sample_rate), persistent=False)
+        self.register_buffer("band_pass", sinc_filter_bank(out_channels, self.kernel_size, sample_rate),
+                             persistent=False)
 
     def filters(self, mask: bool) -> torch.Tensor:
-        """(C, 1, K) filters; with `mask`, zeroes a random band of 0..max_mask-1 adjacent filters (official Freq_aug)."""
+        """(C, 1, K) filters; with `mask`, zeroes a random band of 0..max_mask-1 adjacent filters
+        (official Freq_aug)."""
         bank = self.band_pass
         if mask:
             width = int(torch.randint(0, self.max_mask, ()))
@@ -137,7 +140,8 @@ class HtrgGraphAttention(nn.Module):
         self.input_drop = nn.Dropout(0.2)
         self.temp = temperature
 
-    def forward(self, x1: torch.Tensor, x2: torch.Tensor, master: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor,
+                master: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         n1, n2 = x1.shape[1], x2.shape[1]
         x = self.input_drop(torch.cat([self.proj_type1(x1), self.proj_type2(x2)], dim=1))
         # node-pair scores with one attention vector per type pair (11, 22, and 12 for both cross directions)
@@ -186,7 +190,8 @@ class AASIST(nn.Module):
         self.conv_time = SincConv(filts[0], first_conv, sample_rate)
         self.first_bn = nn.BatchNorm2d(1)
         widths = [filts[1], filts[2], filts[3], filts[4], filts[4], filts[4]]
-        self.encoder = nn.Sequential(*[nn.Sequential(ResidualBlock(w, first=i == 0, fast_backward=fast_backward)) for i, w in enumerate(widths)])
+        self.encoder = nn.Sequential(*[nn.Sequential(ResidualBlock(w, first=i == 0, fast_backward=fast_backward))
+                                       for i, w in enumerate(widths)])
         self.n_spec = filts[0] // 3  # spectral nodes after the first 3x3 pooling
         c = filts[-1][-1]
         self.pos_S = nn.Parameter(torch.randn(1, self.n_spec, c))

@@ -123,11 +123,13 @@ def encode_tiled(model: AASIST, wave: torch.Tensor, n_tiled: int) -> torch.Tenso
         if i == 0:
             y = model.front_end(wave[:, 3 * lo: 3 * hi + k - 1])
         else:
-            y = block_tile(blocks[i - 1], level(i - 1, 3 * lo - 2, 3 * hi + 2), 3 * lo - 2, widths[i - 1], *folded[i - 1])
+            y = block_tile(blocks[i - 1], level(i - 1, 3 * lo - 2, 3 * hi + 2), 3 * lo - 2, widths[i - 1],
+                           *folded[i - 1])
         if lo > a or hi < b:
             y = F.pad(y, (lo - a, b - hi))
         return y.contiguous(memory_format=CL)
 
     step = max(1, model.tile_frames // 3 ** n_tiled)
     top = widths[n_tiled]
-    return torch.cat([level(n_tiled, a, min(a + step, top)) for a in range(0, top, step)], dim=3).contiguous(memory_format=CL)
+    return torch.cat([level(n_tiled, a, min(a + step, top)) for a in range(0, top, step)],
+                     dim=3).contiguous(memory_format=CL)

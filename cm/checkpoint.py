@@ -72,11 +72,13 @@ def _check(name: str, module: nn.Module, state: Mapping, what: str) -> None:
     got = {k: tuple(v.shape) if isinstance(v, torch.Tensor) else None for k, v in state.items()}
     missing = sorted(set(expected) - set(got))
     unexpected = sorted(set(got) - set(expected))
-    mismatched = [f"{k}: checkpoint {got[k]} vs {what} {expected[k]}" for k in expected if k in got and got[k] != expected[k]]
+    mismatched = [f"{k}: checkpoint {got[k]} vs {what} {expected[k]}"
+                  for k in expected if k in got and got[k] != expected[k]]
     if not (missing or unexpected or mismatched):
         return
     parts = [f"{len(v)} {label} ({', '.join(v[:SHOWN])}{', ...' if len(v) > SHOWN else ''})"
-             for label, v in (("missing keys", missing), ("unexpected keys", unexpected), ("mis-shaped keys", mismatched)) if v]
+             for label, v in (("missing keys", missing), ("unexpected keys", unexpected),
+                              ("mis-shaped keys", mismatched)) if v]
     arch = getattr(module, "arch", type(module).__name__)
     message = f"{name}: checkpoint does not fit the {arch} {what}: {'; '.join(parts)}"
     if what == "model":
@@ -90,4 +92,5 @@ def _check(name: str, module: nn.Module, state: Mapping, what: str) -> None:
 def _known_shapes() -> dict[str, dict[str, tuple]]:
     """State-dict key shapes of every known CM architecture, to name the one a checkpoint was made for."""
     from cm import MODELS
-    return {arch: {k: tuple(v.shape) for k, v in cls(**config).state_dict().items()} for arch, (cls, config) in MODELS.items()}
+    return {arch: {k: tuple(v.shape) for k, v in cls(**config).state_dict().items()}
+            for arch, (cls, config) in MODELS.items()}

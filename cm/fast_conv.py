@@ -56,7 +56,8 @@ class _SingleChannelConv(torch.autograd.Function):
     """C_in = 1: forward and both gradients as matmuls over the (N, KH * KW) patches."""
 
     @staticmethod
-    def forward(ctx: FunctionCtx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, padding: tuple[int, int]) -> torch.Tensor:
+    def forward(ctx: FunctionCtx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                padding: tuple[int, int]) -> torch.Tensor:
         p = patches(x, weight.shape[2:], padding)
         ctx.save_for_backward(p, weight)
         ctx.padding, ctx.x_shape = padding, x.shape
@@ -90,7 +91,8 @@ class _SameWidthConv(torch.autograd.Function):
     """C_in > 1: oneDNN forward and input gradient; the weight gradient as per-tap GEMMs (`weight_grad`)."""
 
     @staticmethod
-    def forward(ctx: FunctionCtx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, padding: tuple[int, int]) -> torch.Tensor:
+    def forward(ctx: FunctionCtx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                padding: tuple[int, int]) -> torch.Tensor:
         x = x.contiguous(memory_format=CL)
         ctx.save_for_backward(x, weight)
         ctx.padding = padding

@@ -77,8 +77,8 @@ def load_model_state(model: nn.Module, state: Mapping[str, torch.Tensor], source
         detail = next((ln.strip() for ln in str(e).splitlines() if "size mismatch" in ln), str(e).splitlines()[0])
         raise CheckpointError(f"{source}: checkpoint of a different architecture: {detail}") from None
     if result.missing_keys or result.unexpected_keys:
-        raise CheckpointError(f"{source}: checkpoint of a different architecture: missing keys {result.missing_keys[:3]}, "
-                         f"unexpected keys {result.unexpected_keys[:3]}")
+        raise CheckpointError(f"{source}: checkpoint of a different architecture: "
+                              f"missing keys {result.missing_keys[:3]}, unexpected keys {result.unexpected_keys[:3]}")
 
 
 def load_model_weights(model: nn.Module, path: str | os.PathLike) -> dict:

@@ -216,7 +216,8 @@ class _Trainer:
                         batch_size=max(1, cfg["batch_size"] // ctx.world_size))
             if ctx.distributed and getattr(bs, "world_size", None) != ctx.world_size:
                 raise ValueError(f"TrainData.batch_sampler: running on {ctx.world_size} ranks but the batch sampler "
-                                 f"has world_size={getattr(bs, 'world_size', None)}; it must split batches between ranks")
+                                 f"has world_size={getattr(bs, 'world_size', None)}; "
+                                 "it must split batches between ranks")
             target = bs
         gen = torch.Generator()
         loader = DataLoader(data.dataset, batch_sampler=bs, num_workers=cfg["num_workers"],
@@ -333,8 +334,8 @@ class _Trainer:
         summed = distributed.all_reduce_sum(ctx, torch.tensor(totals.totals(), dtype=torch.float64)).tolist()
         train = {k: summed[2 * j] / summed[2 * j + 1] for j, k in enumerate(keys)}
         if not math.isfinite(train["loss"]):
-            raise FloatingPointError(f"training loss is {train['loss']} in epoch {epoch + 1} (step {self.global_step}); "
-                                     f"lower the lr or enable grad_clip")
+            raise FloatingPointError(f"training loss is {train['loss']} in epoch {epoch + 1} "
+                                     f"(step {self.global_step}); lower the lr or enable grad_clip")
         self._precise_bn()
         self.model.eval()
         with torch.no_grad():

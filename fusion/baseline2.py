@@ -48,7 +48,8 @@ class Baseline2(EmbeddingBackend):
         # not persistent: the class weights are a training option, not a learnt parameter
         self.register_buffer("class_weights", torch.tensor([float(w) for w in class_weights]), persistent=False)
 
-    def forward(self, enr: torch.Tensor, tst: torch.Tensor, cm: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward(self, enr: torch.Tensor, tst: torch.Tensor,
+                cm: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         self.check_inputs(enr, tst, cm)
         logits = self.fc_out(self.dnn(torch.cat([enr, tst, cm], dim=1)))
         if self.score_kind == "log_odds":

@@ -61,7 +61,8 @@ class JointOC(EmbeddingBackend):
         self.centre = nn.Parameter(torch.empty(1, width))
         nn.init.kaiming_uniform_(self.centre, a=0.25)
 
-    def forward(self, enr: torch.Tensor, tst: torch.Tensor, cm: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward(self, enr: torch.Tensor, tst: torch.Tensor,
+                cm: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         self.check_inputs(enr, tst, cm)
         x = torch.stack([enr, tst, self.cm_proj(cm)], dim=1)  # (B, 3, asv_dim)
         x = torch.flatten(self.pool(self.convs(x)), start_dim=1)

@@ -35,7 +35,8 @@ class ProductRule(ScoreBackend):
 
     def __init__(self, calibration: str = "logistic", prior: float = 0.5):
         if calibration not in CALIBRATIONS:
-            raise InputError(f"product_rule: option 'calibration' must be one of {list(CALIBRATIONS)}, got {calibration!r}")
+            raise InputError(f"product_rule: option 'calibration' must be one of {list(CALIBRATIONS)}, "
+                             f"got {calibration!r}")
         if not 0.0 < prior < 1.0:
             raise InputError(f"product_rule: option 'prior' must be in (0, 1), got {prior!r}")
         self.calibration, self.prior = calibration, float(prior)

@@ -40,8 +40,8 @@ ATTACKS: dict[str, AttackSystem] = {a.name: a for a in (
     AttackSystem("A02", "TTS with a WORLD-like vocoder: jitter-free pulses, band-aperiodicity noise, smoothed envelope",
                  opts=VocoderOptions(aperiodic_hf=0.8, env_lifter=16, **_WORLD)),
     AttackSystem("A03", "TTS with a WORLD-like vocoder at a coarse frame rate with quantised envelopes",
-                 opts=VocoderOptions(jitter_scale=0.0, shimmer_scale=0.0, breath_scale=0.3, aperiodic_hf=0.6, env_hold=6,
-                                     env_quant_db=5.0)),
+                 opts=VocoderOptions(jitter_scale=0.0, shimmer_scale=0.0, breath_scale=0.3, aperiodic_hf=0.6,
+                                     env_hold=6, env_quant_db=5.0)),
     AttackSystem("A04", "waveform concatenation of natural units with hard joins and level jumps",
                  method="concat", perturb=0.15),
     AttackSystem("A05", "voice conversion (VAE-like) with a WORLD-like vocoder and coarse f0",
@@ -63,7 +63,8 @@ ATTACKS: dict[str, AttackSystem] = {a.name: a for a in (
     AttackSystem("A13", "moment-matching TTS with waveform filtering of natural speech",
                  method="filter", perturb=0.5, filter_lifter=16, filter_noise_db=3.0),
     AttackSystem("A14", "voice conversion with a STRAIGHT-like vocoder",
-                 perturb=0.8, opts=VocoderOptions(env_lifter=50, aperiodic_hf=0.25, jitter_scale=0.3, shimmer_scale=0.3)),
+                 perturb=0.8, opts=VocoderOptions(env_lifter=50, aperiodic_hf=0.25, jitter_scale=0.3,
+                                                  shimmer_scale=0.3)),
     AttackSystem("A15", "voice conversion with a WaveNet-like 8-bit output",
                  perturb=1.0, opts=VocoderOptions(jitter_scale=0.5), mu_law_bits=8),
     AttackSystem("A16", "waveform concatenation (same system as A04)", method="concat", perturb=0.15),
@@ -125,7 +126,8 @@ def _concatenate(voice: Voice, rng: np.random.Generator, duration_s: float, chan
 
 def _filter_convert(plan: Plan, target: Voice, source: Voice, rng: np.random.Generator, order: int,
                     noise_db: float, channel_db: np.ndarray) -> np.ndarray:
-    """Renders the source speaker (with the target's pitch) and filters it by a smoothed target/source envelope ratio."""
+    """Renders the source speaker (with the target's pitch) and filters it by a smoothed target/source
+    envelope ratio."""
     src = replace(source, f0_mean=target.f0_mean, f0_range=target.f0_range, declination=target.declination)
     x = render(plan, src, rng, VocoderOptions(), channel_db)
     ratio = voiced_envelope(plan, target) - voiced_envelope(plan, src)

@@ -156,8 +156,8 @@ _LA2019 = LAGroups(
 
 PRESETS: dict[str, Preset] = {
     "tiny": Preset(name="tiny", train_speakers=4, dev_speakers=4, eval_speakers=4, train_bonafide=4, enrol_utts=2,
-                   trial_utts=2, nontarget_claims=1, train_spoofs=2, dev_spoofs=2, eval_spoofs=1, min_dur=1.0, max_dur=1.5,
-                   vox_train_speakers=6, vox_test_speakers=2, vox_utts=3, vox_test_utts=3, vox_videos=2),
+                   trial_utts=2, nontarget_claims=1, train_spoofs=2, dev_spoofs=2, eval_spoofs=1, min_dur=1.0,
+                   max_dur=1.5, vox_train_speakers=6, vox_test_speakers=2, vox_utts=3, vox_test_utts=3, vox_videos=2),
     "default": Preset(name="default"),
     # Real ASVspoof 2019 LA size (122,299 LA files, 102,579 eval trials) with 0.25-0.4 s audio; a token VoxCeleb part.
     "scale": Preset(name="scale", min_dur=0.25, max_dur=0.4, vox_train_speakers=4, vox_test_speakers=2, vox_utts=2,

@@ -124,7 +124,8 @@ def sample_voice(rng: np.random.Generator, gender: str) -> Voice:
     female = gender == "female"
     return Voice(
         gender=gender,
-        f0_mean=float(np.exp(rng.uniform(np.log(165), np.log(255)) if female else rng.uniform(np.log(85), np.log(150)))),
+        f0_mean=float(np.exp(rng.uniform(np.log(165), np.log(255)) if female
+                             else rng.uniform(np.log(85), np.log(150)))),
         f0_range=float(rng.uniform(1.5, 4.0)),
         declination=float(rng.uniform(1.0, 4.0)),
         vtl_scale=float(rng.normal(1.16 if female else 1.0, 0.045)),
@@ -419,7 +420,8 @@ def render(plan: Plan, voice: Voice, rng: np.random.Generator, opts: VocoderOpti
     if opts.aperiodic_hf > 0:
         ap = dsp.stft(rng.normal(0, 1, n) * plan.voicing)
         w = np.clip((dsp.FREQS - 2500) / 3000, 0, 1) * opts.aperiodic_hf
-        scale = np.sqrt(np.mean(np.abs(sv) ** 2, axis=1, keepdims=True) / (np.mean(np.abs(ap) ** 2, axis=1, keepdims=True) + 1e-12))
+        scale = np.sqrt(np.mean(np.abs(sv) ** 2, axis=1, keepdims=True)
+                        / (np.mean(np.abs(ap) ** 2, axis=1, keepdims=True) + 1e-12))
         sv = sv * (1 - w) + ap * scale * w
 
     env_v = voiced_envelope(plan, voice, opts.bw_scale)

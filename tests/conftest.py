@@ -1,4 +1,5 @@
-"""Shared fixtures and helpers. Reference data lives beside the checkout in ../shared/reference and is never copied in."""
+"""Shared fixtures and helpers. Reference data lives beside the checkout in ../shared/reference and is never
+copied in."""
 from __future__ import annotations
 
 import csv
@@ -47,7 +48,7 @@ def sweep_eer(target: np.ndarray, nontarget: np.ndarray) -> float:
     return float((frr[i] + far[i]) / 2)
 
 
-# ---------------------------------------------------------------- metric reference vectors (../shared/reference/metrics)
+# --------------------------------------------------------------- metric reference vectors (../shared/reference/metrics)
 
 # metrics.report name -> (expected.json section, field, factor from the reference's unit to ours: 100 for fractions
 # that the report gives in percent)

@@ -98,11 +98,13 @@ def run_script(script: str, args: Sequence[str], timeout: float = 300) -> subpro
 
 
 def check_ok(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
-    assert result.returncode == 0, f"{' '.join(map(str, result.args))} failed ({result.returncode}):\n{result.stderr[-4000:]}"
+    assert result.returncode == 0, (f"{' '.join(map(str, result.args))} failed ({result.returncode}):\n"
+                                    f"{result.stderr[-4000:]}")
     return result
 
 
-def sasv_args(corpus, frontends: Frontends, out: Path, *extra: str, config: str = "configs/quickstart.conf") -> list[str]:
+def sasv_args(corpus, frontends: Frontends, out: Path, *extra: str,
+              config: str = "configs/quickstart.conf") -> list[str]:
     """`--config quickstart.conf` with overrides pointing at the tiny corpus and front-ends, and a tiny training."""
     return ["--config", config, f"database={corpus.la}", f"output_dir={out}",
             f"asv.checkpoint={frontends.asv}", "asv.arch=ResNetSE34L", f"asv.model={ASV_MODEL}",
@@ -193,8 +195,8 @@ def frontends(tiny_corpus, tmp_path_factory) -> Frontends:
         root = tmp_path_factory.mktemp("frontends")
         fe = Frontends(root / "asv", root / "cm")
         asv = start("main.py", ["--config", "configs/quickstart_asv.conf", f"data.voxceleb={tiny_corpus.voxceleb}",
-                                f"output_dir={fe.asv_dir}", "asv.arch=ResNetSE34L", f"asv.model={ASV_MODEL}", "train.epochs=1",
-                                "train.batch_size=6", "train.progress=false"])
+                                f"output_dir={fe.asv_dir}", "asv.arch=ResNetSE34L", f"asv.model={ASV_MODEL}",
+                                "train.epochs=1", "train.batch_size=6", "train.progress=false"])
         cm = start("main.py", ["--config", "configs/quickstart_cm.conf", f"database={tiny_corpus.la}",
                                f"output_dir={fe.cm_dir}", "cm.arch=AASIST-L", f"cm.model={CM_MODEL}",
                                "cm.crop.policy=first", f"cm.crop.samples={CROP}",

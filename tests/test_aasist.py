@@ -51,7 +51,8 @@ def test_tiled_eval_matches_whole_map_eval(length):
 
 def test_wrong_architecture_checkpoint_is_refused_with_a_clear_message():
     model = build_model("AASIST")
-    with pytest.raises(ValueError, match=r"AASIST-L\.pth: .*mis-shaped.*looks like an AASIST-L checkpoint, config says AASIST"):
+    with pytest.raises(ValueError, match=(r"AASIST-L\.pth: .*mis-shaped.*"
+                                          r"looks like an AASIST-L checkpoint, config says AASIST")):
         load_cm_state(model, reference_path("aasist", "AASIST-L.pth"))
 
 
@@ -79,7 +80,8 @@ def test_ddp_prefix_our_format_and_bad_files(tmp_path):
 
 
 def test_build_model_rejects_unknown_names():
-    with pytest.raises(ValueError, match=r"unknown CM model 'RawNet2' \(valid: AASIST, AASIST-L, LCNN, LCNN-LFCC-LPS\)"):
+    with pytest.raises(ValueError, match=(r"unknown CM model 'RawNet2' "
+                                          r"\(valid: AASIST, AASIST-L, LCNN, LCNN-LFCC-LPS\)")):
         build_model("RawNet2")
     with pytest.raises(ValueError, match=r"unknown keyword 'gat_dim' for CM model AASIST"):
         build_model("AASIST", gat_dim=[1, 2])

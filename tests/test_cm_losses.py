@@ -19,8 +19,8 @@ def test_weighted_ce_weights_bona_fide_09_and_spoof_01_as_official():
     # swapping the classes swaps the weights of the two terms
     swapped = build_loss("WeightedCE")(torch.zeros(2, 160), logits.flip(1), 1 - labels)
     assert swapped.item() == pytest.approx(0.9 * spoof_term + 0.1 * bonafide_term, abs=1e-6)
-    assert build_loss("WeightedCE", spoof_weight=0.5, bonafide_weight=0.5)(None, logits, labels).item() == pytest.approx(
-        (spoof_term + bonafide_term) / 2, abs=1e-6)
+    assert build_loss("WeightedCE", spoof_weight=0.5, bonafide_weight=0.5)(None, logits, labels).item() == (
+        pytest.approx((spoof_term + bonafide_term) / 2, abs=1e-6))
     assert torch.equal(WeightedCE().score(None, torch.tensor([[1.0, -2.0]])), torch.tensor([-2.0]))
 
 

@@ -38,7 +38,8 @@ def test_json_conf_parses(tmp_path):
 
 
 @pytest.mark.parametrize("text, overrides, message", [
-    ("task: asv\ntrain: {epoch: 3}\n", [], "unknown key 'train.epoch'; valid keys under 'train': amp, epochs, lr, milestones"),
+    ("task: asv\ntrain: {epoch: 3}\n", [],
+     "unknown key 'train.epoch'; valid keys under 'train': amp, epochs, lr, milestones"),
     ("task: asv\nouput_dir: x\n", [], "unknown key 'ouput_dir'"),
     ("task: asv\n", ["train.lrr=1"], "unknown key 'train.lrr'"),
     ("output_dir: x\n", [], "missing required key 'task'"),

@@ -94,7 +94,8 @@ def test_config_validates_against_the_tiny_corpus(path, tiny_corpus):
             db.check_split("train")
             db.check_split("dev")
             labels = list(range(len({e.speaker for e in db.cm_entries("train") if e.label == 1})))
-        embedding_dim = cfg["asv"]["model"].get("embedding_dim", asv.MODELS[cfg["asv"]["arch"]][1].get("embedding_dim", 192))
+        embedding_dim = cfg["asv"]["model"].get("embedding_dim",
+                                                asv.MODELS[cfg["asv"]["arch"]][1].get("embedding_dim", 192))
         build_loss(cfg["loss"]["name"], embedding_dim, max(labels) + 1, **cfg["loss"]["options"])
         assert d["utts_per_speaker"] >= 1
     elif task == "cm":

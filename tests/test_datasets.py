@@ -293,7 +293,8 @@ def test_speaker_models_and_eval_dataset(la):
     np.testing.assert_allclose(models["LA_0079"], (asv["LA_T_000"] + asv["LA_T_010"]) / 2, rtol=1e-6)
     normed = speaker_models(enrol, asv, normalize=True)
     np.testing.assert_allclose(normed["LA_0080"], asv["LA_T_100"] / np.linalg.norm(asv["LA_T_100"]), rtol=1e-6)
-    trials = [SASVTrial("LA_0079", "LA_T_101", "bonafide", "nontarget"), SASVTrial("LA_0080", "LA_T_101", "A01", "spoof")]
+    trials = [SASVTrial("LA_0079", "LA_T_101", "bonafide", "nontarget"),
+              SASVTrial("LA_0080", "LA_T_101", "A01", "spoof")]
     ds = SASVEvalDataset(trials, models, asv, cm)
     enr, tst_asv, tst_cm = ds[1]
     np.testing.assert_array_equal(enr.numpy(), models["LA_0080"])
@@ -305,12 +306,14 @@ def test_speaker_models_and_eval_dataset(la):
     with pytest.raises(ValueError, match=r"asv\.npz: 1 utterance ids needed by the enrolment lists"):
         speaker_models({"LA_0079": ["nope"]}, asv)
 
-    wave = SASVWaveEvalDataset(trials, {"LA_0079": la.flac("train", "LA_T_000"), "LA_0080": la.flac("train", "LA_T_100")},
+    wave = SASVWaveEvalDataset(trials, {"LA_0079": la.flac("train", "LA_T_000"),
+                                        "LA_0080": la.flac("train", "LA_T_100")},
                                {"LA_T_101": la.flac("train", "LA_T_101")}, n_samples=900, enrol_samples=1200)
     e, t = wave[0]
     assert e.shape == (1200,) and t.shape == (900,)
     with pytest.raises(ValueError, match="1 trial speakers have no audio path, e.g. LA_0080"):
-        SASVWaveEvalDataset(trials, {"LA_0079": la.flac("train", "LA_T_000")}, {"LA_T_101": la.flac("train", "LA_T_101")})
+        SASVWaveEvalDataset(trials, {"LA_0079": la.flac("train", "LA_T_000")},
+                            {"LA_T_101": la.flac("train", "LA_T_101")})
 
 
 # ---- million-line lists: compact paths, the sampler's batches ------------------------------------------

@@ -58,7 +58,8 @@ def test_defaults_are_overridable_and_config_pairs_give_every_argument():
     models = {"small": (Net, {"width": 4, "depth": 2}), "deep": (Net, {"width": 4, "depth": 9})}
     net = build(models, "deep", {"width": 16}, "toy model")
     assert (net.width, net.depth) == (16, 9)
-    assert accepted_kwargs(Net) == ["width", "depth"] and accepted_kwargs(Head, ("margin",)) == ["embedding_dim", "num_classes"]
+    assert (accepted_kwargs(Net) == ["width", "depth"]
+            and accepted_kwargs(Head, ("margin",)) == ["embedding_dim", "num_classes"])
     with pytest.raises(InputError, match=r"unknown keyword 'height' for toy model small \(valid: width, depth\)"):
         build(models, "small", {"height": 1}, "toy model")
 

@@ -54,7 +54,8 @@ def test_asv_without_cm_computes_the_rest_and_says_what_is_missing(files, tmp_pa
     captured = capsys.readouterr()
     got = json.loads(out_json.read_text())
     assert "asv_eer" in got and "cm_eer" not in got and "t_eer" not in got
-    assert "t_eer, min_t_dcf_asvspoof5, min_t_dcf_asvspoof5_formula, min_t_dcf_asvspoof2019 need both --asv and --cm" in captured.err
+    assert ("t_eer, min_t_dcf_asvspoof5, min_t_dcf_asvspoof5_formula, min_t_dcf_asvspoof2019 need both --asv and --cm"
+            in captured.err)
 
 
 def _expect_error(capsys, argv: list[str], message: str) -> None:

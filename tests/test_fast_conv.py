@@ -69,4 +69,5 @@ def test_aasist_training_gradients_do_not_depend_on_the_fast_backward():
         grads.append({n: p.grad for n, p in model.named_parameters() if p.grad is not None})
     assert grads[0].keys() == grads[1].keys()
     for name in grads[0]:
-        torch.testing.assert_close(grads[0][name], grads[1][name], rtol=1e-9, atol=1e-10, msg=lambda m, name=name: f"{name}: {m}")
+        torch.testing.assert_close(grads[0][name], grads[1][name], rtol=1e-9, atol=1e-10,
+                                   msg=lambda m, name=name: f"{name}: {m}")

@@ -44,7 +44,8 @@ def test_build_backend_dispatch_and_errors():
         assert isinstance(build_backend(name), EmbeddingBackend) and not is_score_backend(name)
     with pytest.raises(ValueError, match=r"unknown fusion back-end 'nope'.*lr_fusion"):
         build_backend("nope")
-    with pytest.raises(ValueError, match=r"unknown keyword 'normalize' for fusion back-end score_sum \(valid: normalise\)"):
+    with pytest.raises(ValueError, match=(r"unknown keyword 'normalize' for fusion back-end score_sum "
+                                          r"\(valid: normalise\)")):
         build_backend("score_sum", normalize="zscore")
     with pytest.raises(ValueError, match="'normalise' must be one of"):
         build_backend("score_sum", normalise="l2")
@@ -237,7 +238,8 @@ def test_embedding_backend_architectures_match_the_papers():
     assert sum(p.numel() for p in b2.parameters()) == (544 * 256 + 256) + (256 * 128 + 128) + (128 * 64 + 64) + 64 * 2
     assert b2.fc_out.bias is None and b2.class_weights.tolist() == pytest.approx([0.1, 0.9])
     oc = build_backend("joint_oc")
-    assert [m.weight.shape for m in oc.convs if isinstance(m, torch.nn.Conv1d)] == [(64, 3, 3), (128, 64, 3), (256, 128, 3)]
+    assert ([m.weight.shape for m in oc.convs if isinstance(m, torch.nn.Conv1d)]
+            == [(64, 3, 3), (128, 64, 3), (256, 128, 3)])
     assert oc.mlp[0].in_features == 1024 and oc.centre.shape == (1, 256)
     assert (oc.r_real, oc.r_fake, oc.alpha) == (0.8, 0.2, 10.0)
     # Baseline2's default log-odds score ranks trials exactly as the official softmax[:, 1] score

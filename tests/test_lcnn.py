@@ -81,9 +81,11 @@ def test_checkpoint_round_trip_and_wrong_architecture(tmp_path):
     wave = torch.randn(2, 9000) * 0.1
     with torch.inference_mode():
         assert torch.equal(model(wave)[1], other(wave)[1])
-    with pytest.raises(ValueError, match=r"lcnn\.pt: checkpoint does not fit the AASIST-L model.*looks like an LCNN checkpoint"):
+    with pytest.raises(ValueError, match=(r"lcnn\.pt: checkpoint does not fit the AASIST-L model"
+                                          r".*looks like an LCNN checkpoint")):
         load_cm_state(build_model("AASIST-L"), tmp_path / "lcnn.pt")
-    with pytest.raises(ValueError, match=r"lcnn\.pt: checkpoint does not fit the LCNN-LFCC-LPS model.*looks like an LCNN checkpoint"):
+    with pytest.raises(ValueError, match=(r"lcnn\.pt: checkpoint does not fit the LCNN-LFCC-LPS model"
+                                          r".*looks like an LCNN checkpoint")):
         load_cm_state(build_model("LCNN-LFCC-LPS"), tmp_path / "lcnn.pt")
 
 
@@ -112,8 +114,9 @@ def test_training_steps_reduce_the_loss(loss_name):
     assert unused == (set() if loss_name == "WeightedCE" else {"out_layer.weight", "out_layer.bias"})
 
 
-@pytest.mark.parametrize("arch,options", [("LCNN", {}), ("LCNN-LFCC-LPS", {}), ("AASIST-L", {"filts": [20, [1, 8], [8, 8], [8, 8], [8, 8]],
-                                                                       "gat_dims": [8, 8]})])
+@pytest.mark.parametrize("arch,options", [("LCNN", {}), ("LCNN-LFCC-LPS", {}),
+                                          ("AASIST-L", {"filts": [20, [1, 8], [8, 8], [8, 8], [8, 8]],
+                                                        "gat_dims": [8, 8]})])
 def test_logits_from_a_cached_embedding_equal_the_forward_logits(arch, options):
     """The ablation's log-odds / posterior CM scores come from cached embeddings through this head."""
     torch.manual_seed(0)

@@ -15,9 +15,10 @@ from tests.conftest import ROOT
 # The train set is sized for the CM to converge within the demo's 10 epochs on any machine: with 100 bona fide
 # + 108 spoofed utterances (130 steps) a 1-thread run (another floating-point trajectory than 2 threads) ended
 # at 26 % dev CM EER and two fused systems lost to ASV only; with 160 + 180 it reaches 14-19 %.
-SMALL = Preset(name="test-learning", train_speakers=10, dev_speakers=8, eval_speakers=8, train_bonafide=16, enrol_utts=3,
-               trial_utts=8, nontarget_claims=1, train_spoofs=30, dev_spoofs=12, eval_spoofs=8, min_dur=1.2, max_dur=2.0,
-               vox_train_speakers=40, vox_test_speakers=8, vox_utts=6, vox_test_utts=4, vox_videos=2)
+SMALL = Preset(name="test-learning", train_speakers=10, dev_speakers=8, eval_speakers=8, train_bonafide=16,
+               enrol_utts=3, trial_utts=8, nontarget_claims=1, train_spoofs=30, dev_spoofs=12, eval_spoofs=8,
+               min_dur=1.2, max_dur=2.0, vox_train_speakers=40, vox_test_speakers=8, vox_utts=6, vox_test_utts=4,
+               vox_videos=2)
 FUSED = ("Score sum (Baseline1)", "Product rule", "LR fusion", "Baseline2 DNN", "OC back-end, frozen",
          "OC back-end, joint")
 

@@ -74,7 +74,8 @@ def copy_run(src: Path, dest: Path) -> Path:
 def assert_results(path: Path) -> dict:
     results = json.loads(path.read_text())
     for split in EVAL_SPLITS:
-        assert set(SASV_METRICS) <= set(results[split]), f"{path}: {split} lacks {set(SASV_METRICS) - set(results[split])}"
+        assert set(SASV_METRICS) <= set(results[split]), (f"{path}: {split} lacks "
+                                                          f"{set(SASV_METRICS) - set(results[split])}")
         for key in SASV_METRICS:
             if key == "min_t_dcf_asvspoof2019" and results[split][key] is None:
                 continue  # undefined (null) when the ASV alone rejects every spoof: min(C1, C2) = 0
@@ -169,7 +170,8 @@ def test_stage_outputs_exist_and_parse(staged, tiny_corpus):
         assert models["embeddings"].shape == (len(db.enrolment(split)), 32)
         for kind in ("asv", "cm_trials", "sasv"):
             assert_sasv_file(scores / f"{kind}_{split}.txt", db, split)
-        cm_score = dict(zip(load_npz(emb / f"cm_{split}.npz")["ids"].tolist(), load_npz(emb / f"cm_{split}.npz")["scores"], strict=True))
+        cm_score = dict(zip(load_npz(emb / f"cm_{split}.npz")["ids"].tolist(),
+                            load_npz(emb / f"cm_{split}.npz")["scores"], strict=True))
         trials = read_sasv_scores(scores / f"cm_trials_{split}.txt")
         np.testing.assert_allclose(trials.score, [cm_score[u] for u in trials.utt], rtol=1e-5, atol=1e-6)
     assert_results(staged.out / "results.json")
@@ -364,14 +366,16 @@ def test_main_joint_mode(staged, tiny_corpus, frontends, tmp_path, capsys, one_t
                                                                               for k in train_log[0]}
     # the fine-tuned front-ends differ from the starting ones and load back into their architectures
     from pipeline.stages.frontends import build_asv, build_cm
-    tuned_asv = build_asv({"arch": "ResNetSE34L", "checkpoint": str(out / "asv_finetuned.pt"), "model": _model(ASV_MODEL)})
+    tuned_asv = build_asv({"arch": "ResNetSE34L", "checkpoint": str(out / "asv_finetuned.pt"),
+                           "model": _model(ASV_MODEL)})
     start_asv = build_asv({"arch": "ResNetSE34L", "checkpoint": str(frontends.asv), "model": _model(ASV_MODEL)})
     assert any(not np.allclose(a.detach().numpy(), b.detach().numpy())
                for a, b in zip(tuned_asv.parameters(), start_asv.parameters(), strict=True))
     build_cm({"arch": "AASIST-L", "checkpoint": str(out / "cm_finetuned.pt"), "model": _model(CM_MODEL)})
     # the fine-tuned embeddings belong to this experiment, not to the shared cache of the frozen front-ends
     assert tree(shared) == shared_before
-    assert {"asv_dev.npz", "asv_eval.npz", "cm_dev.npz", "cm_eval.npz"} <= {p.name for p in (out / "embeddings").iterdir()}
+    assert ({"asv_dev.npz", "asv_eval.npz", "cm_dev.npz", "cm_eval.npz"}
+            <= {p.name for p in (out / "embeddings").iterdir()})
     # --resume after the run finished: no retraining, no duplicated log rows
     log_bytes = log.read_bytes()
     rc, err = call_main_py([*args, "--resume"], capsys)

@@ -132,7 +132,8 @@ def test_malformed_line_names_file_and_line(tmp_path, reader, text, match):
 def test_enrolment_errors(tmp_path):
     female = _write(tmp_path, "female.trn.txt", "LA_0001 LA_D_1,LA_D_2\nLA_0002 LA_D_3\n")
     male = _write(tmp_path, "male.trn.txt", "LA_0003 LA_D_4\nLA_0001 LA_D_5\n")
-    with pytest.raises(ValueError, match=r"male\.trn\.txt:2: speaker LA_0001 listed twice \(first at .*female\.trn\.txt:1\)"):
+    with pytest.raises(ValueError, match=(r"male\.trn\.txt:2: speaker LA_0001 listed twice "
+                                          r"\(first at .*female\.trn\.txt:1\)")):
         read_enrolment([female, male])
     with pytest.raises(ValueError, match=r"bad\.txt:1: expected 2 columns"):
         read_enrolment(_write(tmp_path, "bad.txt", "LA_0001 LA_D_1, LA_D_2\n"))
@@ -201,7 +202,8 @@ def _la_tree(root: Path) -> LADatabase:
     asv.mkdir()
     (cm / "ASVspoof2019.LA.cm.train.trn.txt").write_text("LA_0079 LA_T_1 - - bonafide\nLA_0079 LA_T_2 - A01 spoof\n")
     (cm / "ASVspoof2019.LA.cm.dev.trl.txt").write_text("LA_0069 LA_D_1 - - bonafide\nLA_0070 LA_D_2 - A02 spoof\n")
-    (asv / "ASVspoof2019.LA.asv.dev.gi.trl.txt").write_text("LA_0069 LA_D_1 bonafide target\nLA_0069 LA_D_2 A02 spoof\n")
+    (asv / "ASVspoof2019.LA.asv.dev.gi.trl.txt").write_text("LA_0069 LA_D_1 bonafide target\n"
+                                                            "LA_0069 LA_D_2 A02 spoof\n")
     (asv / "ASVspoof2019.LA.asv.dev.female.trn.txt").write_text("LA_0069 LA_D_10,LA_D_11\n")
     (asv / "ASVspoof2019.LA.asv.dev.male.trn.txt").write_text("LA_0070 LA_D_12\n")
     (asv / "ASVspoof2019.LA.asv.dev.gi.trn.txt").write_text("LA_0069 LA_0069_LA_D_10\nLA_0070 LA_0070_LA_D_12\n")
@@ -212,7 +214,8 @@ def test_la_database_paths_and_check(tmp_path):
     db = _la_tree(tmp_path)
     assert db.flac("train", "LA_T_1") == tmp_path / "ASVspoof2019_LA_train" / "flac" / "LA_T_1.flac"
     assert db.enr_audio_file("dev", "LA_0069_LA_D_10") == tmp_path / "enr_audio" / "dev" / "LA_0069_LA_D_10.flac"
-    assert LADatabase(tmp_path, enr_audio=tmp_path / "x").enr_audio_file("eval", "s") == tmp_path / "x" / "eval" / "s.flac"
+    assert (LADatabase(tmp_path, enr_audio=tmp_path / "x").enr_audio_file("eval", "s")
+            == tmp_path / "x" / "eval" / "s.flac")
     assert db.utterances("dev") == ["LA_D_1", "LA_D_2", "LA_D_10", "LA_D_11", "LA_D_12"]
     assert db.utterances("train") == ["LA_T_1", "LA_T_2"]
     assert db.enrolment("dev") == {"LA_0069": ["LA_D_10", "LA_D_11"], "LA_0070": ["LA_D_12"]}
@@ -243,7 +246,8 @@ def test_voxceleb_lists(tmp_path):
     vox = VoxCeleb(tmp_path)
     assert [e.speaker for e in vox.train_entries()] == ["id00012", "id00005", "id00012"]
     assert speaker_index(["b", "a", "b"]) == {"a": 0, "b": 1}
-    with pytest.raises(MissingFilesError, match=r"VoxCeleb train audio .*3 of 3 files missing: .*wav/id00012/21Uxsk56VDQ/00001\.wav"):
+    with pytest.raises(MissingFilesError, match=(r"VoxCeleb train audio .*3 of 3 files missing: "
+                                                 r".*wav/id00012/21Uxsk56VDQ/00001\.wav")):
         vox.train_set()
     paths, labels, index = vox.train_set(check=False)
     assert labels == [1, 0, 1] and index == {"id00005": 0, "id00012": 1}

@@ -136,7 +136,8 @@ def test_keyboard_interrupt_mid_stage_leaves_no_partial_output(tiny_corpus, fron
             return embed(wave)
         return run
 
-    stop_at = len(LADatabase(tiny_corpus.la).utterances("train")) + len(LADatabase(tiny_corpus.la).utterances("dev")) // 2
+    stop_at = (len(LADatabase(tiny_corpus.la).utterances("train"))
+               + len(LADatabase(tiny_corpus.la).utterances("dev")) // 2)
     monkeypatch.setattr(stages, "asv_embed_fn", interrupting_embed_fn)
     out = tmp_path / "out"
     args = sasv_args(tiny_corpus, frontends, out)

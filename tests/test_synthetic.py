@@ -325,7 +325,8 @@ def test_default_trial_lists_are_spoof_heavy_like_the_real_ones(split):
 def test_real_trial_lists_are_spoof_heavy():
     """The figures the test above is built on, read from the official ASVspoof 2019 LA protocols."""
     for split, expected in (("dev", (1484, 5768, 22296)), ("eval", (5370, 33327, 63882))):
-        lines = reference_path("protocols", "ASVspoof2019_LA", f"ASVspoof2019.LA.asv.{split}.gi.trl.txt").read_text().splitlines()
+        lines = reference_path("protocols", "ASVspoof2019_LA",
+                               f"ASVspoof2019.LA.asv.{split}.gi.trl.txt").read_text().splitlines()
         real = _trial_counts(lines)
         assert (real["target"], real["nontarget"], real["spoof"]) == expected
         assert real["spoof"] / (real["spoof"] + real["nontarget"]) > 0.6

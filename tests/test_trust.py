@@ -173,7 +173,8 @@ def test_second_run_on_a_folder_stops_or_waits(staged, tiny_corpus, frontends, t
         before = (out / "config.yaml").read_text()
         result = run_script("save_sasv_score.py", args)
         assert result.returncode == 2
-        assert_one_line_error(result.stderr, f"output_dir {out}", "in use by another run", f"pid {holder.pid}", "--wait")
+        assert_one_line_error(result.stderr, f"output_dir {out}", "in use by another run", f"pid {holder.pid}",
+                              "--wait")
         assert (out / "config.yaml").read_text() == before
         waiting = start("save_sasv_score.py", [*args, "--wait"])
         line = waiting.stderr.readline()                 # blocks until the run reports that it waits
@@ -466,7 +467,8 @@ def test_results_record_provenance_and_evaluate_gives_them_back(staged, tmp_path
     for split in ("dev", "eval"):
         scores = staged.out / "scores"
         out = tmp_path / f"{split}.json"
-        result = run_script("evaluate.py", ["--sasv", scores / f"sasv_{split}.txt", "--asv", scores / f"asv_{split}.txt",
+        result = run_script("evaluate.py", ["--sasv", scores / f"sasv_{split}.txt",
+                                            "--asv", scores / f"asv_{split}.txt",
                                             "--cm", scores / f"cm_trials_{split}.txt", "--json", out])
         assert result.returncode == 0, result.stderr
         again = json.loads(out.read_text())
