@@ -100,14 +100,6 @@ def run_stage(stage: str, fraction: float, argv: Sequence[str], log: Path) -> Me
     return m
 
 
-def _status_mb(field: str) -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError(f"/proc/self/status has no {field}")
-
-
 def _cpu_seconds() -> float:
     import resource
 
@@ -126,14 +118,14 @@ def measure_work(out: Path, script: str, args: Sequence[str]) -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot  # noqa: F401
     import torch  # noqa: F401
+    from scale_vox import peak_mb, reset_peak, rss_mb  # bench/ is on sys.path when this file runs
 
     import pipeline.recipes.sasv_task  # noqa: F401
     import pipeline.tools.ablation.runner  # noqa: F401
     import synthetic  # noqa: F401
 
-    held = _status_mb("VmRSS")
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
+    held = rss_mb()
+    reset_peak()
     start, cpu = time.perf_counter(), _cpu_seconds()
     sys.argv = [script, *args]
     code = 0
@@ -143,7 +135,7 @@ def measure_work(out: Path, script: str, args: Sequence[str]) -> int:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     out.write_text(json.dumps({"work_s": round(time.perf_counter() - start, 2),
                                "work_cpu_s": round(_cpu_seconds() - cpu, 2),
-                               "work_mb": round(_status_mb("VmHWM") - held, 1),
+                               "work_mb": round(peak_mb() - held, 1),
                                "held_after_imports_mb": round(held, 1)}))
     return code
 
