@@ -12,6 +12,8 @@ import pytest
 from synthetic import Preset, generate_corpus
 from tests.conftest import ROOT
 
+pytestmark = pytest.mark.slow   # the one demo run behind every test here: ~4 minutes on 2 idle cores
+
 # The train set is sized for the CM to converge within the demo's 10 epochs on any machine: with 100 bona fide
 # + 108 spoofed utterances (130 steps) a 1-thread run (another floating-point trajectory than 2 threads) ended
 # at 26 % dev CM EER and two fused systems lost to ASV only; with 160 + 180 it reaches 14-19 %.
