@@ -102,7 +102,6 @@ def text_lines(path: str | os.PathLike, what: str = "text file") -> Iterator[tup
     except OSError as e:
         raise InputError(f"{path}: cannot read the {what} ({e.strerror or e})") from None
     with f:
-        number = 0
         for number, data in enumerate(f, start=1):
             if number == 1:
                 if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):

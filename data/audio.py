@@ -159,10 +159,8 @@ class CropSpec:
 
     def windows(self, wave: np.ndarray) -> np.ndarray:
         """The (windows, samples) float32 model input of one utterance (one window unless 'even')."""
-        if self.policy == "first":
-            x = crop_first(wave, self.samples)[None]
-        elif self.policy == "even":
+        if self.policy == "even":
             x = crop_even(wave, self.samples, self.count)
         else:
-            x = wave[None]
+            x = crop(wave, self.policy, self.samples)[None]
         return np.ascontiguousarray(x, dtype=np.float32)

@@ -27,7 +27,7 @@ TRIAL_KINDS = (TARGET, NONTARGET, SPOOF, NONTARGET_SPOOF)
 # scheme -> ((kind, proportion, label), ...)
 #   2class: label 1 = target, 0 = nontarget or spoof (SASV 2022 Baseline2 / binary SASV back-ends)
 #   4class: 0 = target, 1 = zero-effort nontarget, 2 = spoof of the claimed speaker,
-#           3 = nontarget-spoof (spoof of another speaker); `binary_label` maps to the 2-class labels
+#           3 = nontarget-spoof (spoof of another speaker); `target_label` gives each scheme's target label
 TRIAL_SCHEMES: dict[str, tuple[tuple[str, float, int], ...]] = {
     "2class": ((TARGET, 0.5, 1), (NONTARGET, 0.25, 0), (SPOOF, 0.25, 0)),
     "4class": ((TARGET, 0.25, 0), (NONTARGET, 0.25, 1), (SPOOF, 0.25, 2), (NONTARGET_SPOOF, 0.25, 3)),
@@ -37,11 +37,6 @@ TRIAL_SCHEMES: dict[str, tuple[tuple[str, float, int], ...]] = {
 def target_label(scheme: str) -> int:
     """The label a scheme gives target trials (the SASV positive class)."""
     return next(label for kind, _, label in TRIAL_SCHEMES[scheme] if kind == TARGET)
-
-
-def binary_label(kind: str) -> int:
-    """1 for a target trial, 0 for every other kind (the SASV positive class)."""
-    return 1 if kind == TARGET else 0
 
 
 @dataclass(frozen=True, slots=True)
