@@ -200,7 +200,7 @@ def verify(cfg: Mapping, trials: Sequence[Trial], threshold: Threshold) -> list[
         if enrolment_form(cfg) == "concat":   # one embedding of the concatenated audio (the enr_audio form)
             joined = np.concatenate([load_audio(p) for p in files])
             models.append(_embed(asv_fn, model_input(joined, asv_crop, asv_floor, " + ".join(files)))["embeddings"])
-        else:                              # mean of the per-file embeddings (data.datasets.speaker_models)
+        else:                              # mean of the per-file embeddings (data.embeddings.speaker_models)
             models.append(np.mean([asv_of(p) for p in files], axis=0))
     test_asv, test_cm = [], []
     for path in tests:
