@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/scale.py --work /tmp/sasv_scale [--fractions 0.02 0.25 1]
                                     [--vox-fractions 0.05 0.25 1] [--vox-files] [--json scale.json]
+                                    [--only-embeddings]
 
 For each fraction f of the real size (`synthetic.presets.scaled(get_preset("scale"), f)`: the real speakers,
 f times the utterances and trials; f = 1 is 122,299 LA files, 102,579 eval trials) it generates the corpus
@@ -18,7 +19,8 @@ and `bench/scale_vox.py` on a VoxCeleb2-size train list at each of --vox-fractio
 wall time, the CPU time and the peak resident memory of the stage's process tree (`os.wait4`), and how each
 grows with the size: above the smallest size (which cancels imports and other fixed costs), from the
 second smallest to the largest, next to what a linear stage gives. `--report a.json b.json` prints the table
-of earlier runs together (e.g. one size per run).
+of earlier runs together (e.g. one size per run). `--only-embeddings` stops after the two per-file stages
+(save_asv_embeddings, save_cm_score): the ones to re-measure on a quiet machine.
 """
 from __future__ import annotations
 
@@ -184,8 +186,9 @@ def generate(out: Path, fraction: float, workers: int) -> None:
                               progress=False)
 
 
-def sasv_stages(fraction: float, work: Path, workers: int) -> list[Measure]:
-    """Every stage at one size, each in its own process, on a fresh experiment folder."""
+def sasv_stages(fraction: float, work: Path, workers: int, only_embeddings: bool = False) -> list[Measure]:
+    """Every stage at one size (or the two embedding stages), each in its own process, on a fresh experiment
+    folder."""
     import shutil
 
     from synthetic.layout import MANIFEST
@@ -210,6 +213,8 @@ def sasv_stages(fraction: float, work: Path, workers: int) -> list[Measure]:
     out.append(run_stage("save_asv_embeddings", fraction, [py, "save_asv_embeddings.py", "--config", str(conf)],
                          logs / "asv.log"))
     out.append(run_stage("save_cm_score", fraction, [py, "save_cm_score.py", "--config", str(conf)], logs / "cm.log"))
+    if only_embeddings:
+        return out
     for name in SCORE_BACKENDS:
         out.append(run_stage(f"save_sasv_score {name}", fraction,
                              [py, "save_sasv_score.py", "--config", str(conf), f"backend.name={name}",
@@ -353,6 +358,8 @@ def main() -> None:
                         help="sizes of the VoxCeleb2 list runs (fractions of 1,092,009 lines)")
     parser.add_argument("--vox-files", action="store_true", help="create the VoxCeleb files (empty) and time the check")
     parser.add_argument("--workers", type=int, default=2, help="corpus rendering processes")
+    parser.add_argument("--only-embeddings", action="store_true",
+                        help="run only save_asv_embeddings and save_cm_score at each size")
     parser.add_argument("--json", type=Path, help="write every measurement here")
     parser.add_argument("--report", type=Path, nargs="+", help="only print the table of earlier --json files")
     parser.add_argument("--generate", type=Path, help=argparse.SUPPRESS)   # internal: the generation stage
@@ -377,7 +384,7 @@ def main() -> None:
     baseline = import_baseline(args.work)
     measures: list[Measure] = []
     for f in sorted(args.fractions):
-        measures += sasv_stages(f, args.work, args.workers)
+        measures += sasv_stages(f, args.work, args.workers, args.only_embeddings)
     for f in sorted(args.vox_fractions):
         measures += vox_stages(f, args.work, args.vox_files)
     text = report(measures, baseline)
