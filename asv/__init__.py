@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from asv import ecapa_tdnn, losses, resnet_se34l, resnet_se34v2
+from asv import ecapa_tdnn, losses, mfa_conformer, resnet_se34l, resnet_se34v2, ska_tdnn
 from common.dispatch import build
 
 __all__ = ["MODELS", "build_model", "losses"]
@@ -17,6 +17,8 @@ MODELS = {
     "ResNetSE34V2": (resnet_se34v2.ResNetSE34V2, resnet_se34v2.CONFIG),
     "ResNetSE34L": (resnet_se34l.ResNetSE34L, resnet_se34l.CONFIG),
     "ECAPA-TDNN": (ecapa_tdnn.ECAPATDNN, ecapa_tdnn.CONFIG),
+    "SKA-TDNN": (ska_tdnn.SKATDNN, ska_tdnn.CONFIG),
+    "MFA-Conformer": (mfa_conformer.MFAConformer, mfa_conformer.CONFIG),
 }
 
 

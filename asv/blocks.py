@@ -1,5 +1,6 @@
 """Pieces shared by the speaker models: the squeeze-excitation ResNet blocks of ResNetSE34V2 and ResNetSE34L,
-and the attentive statistics pooling all three end with.
+the attentive statistics pooling they all end with, and the context-aware attention of the ECAPA-style models
+(ECAPA-TDNN, SKA-TDNN, MFA-Conformer).
 
 Attribute names follow voxceleb_trainer's models/ResNetBlocks.py so its checkpoints load by name.
 """
@@ -94,3 +95,26 @@ def attentive_statistics(x: torch.Tensor, w: torch.Tensor, dim: int, with_std: b
         return mu
     sg = torch.sqrt((torch.sum(x * x * w, dim=dim) - mu * mu).clamp(min=floor))
     return torch.cat((mu, sg), dim=1)
+
+
+def context_attention_layers(channels: int, hidden: int = 256) -> nn.Sequential:
+    """ECAPA-TDNN's attention over [x; mean(x); std(x)] (3 * channels in, per-channel weights over time out), in the
+    seeds' layout (`attention.0/.2/.4` in their state dicts)."""
+    return nn.Sequential(
+        nn.Conv1d(3 * channels, hidden, kernel_size=1), nn.ReLU(), nn.BatchNorm1d(hidden), nn.Tanh(),
+        nn.Conv1d(hidden, channels, kernel_size=1), nn.Softmax(dim=2))
+
+
+def context_attention(attention: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """Weights over time of `context_attention_layers` for x (B, C, T), without materialising the 3C-channel input.
+
+    The first 1x1 conv is linear, so its response to the time-constant mean/std rows is a per-utterance bias:
+    W [x; m; s] + b = W_x x + (W_m m + W_s s + b). Same result as the seeds, a third of the work and memory."""
+    var, mean = torch.var_mean(x, dim=2)                   # unbiased variance, as torch.var in the seeds
+    std = torch.sqrt(var.clamp(min=1e-4))
+    first = attention[0]
+    weight = first.weight.squeeze(-1)                      # (hidden, 3 * C)
+    channels = x.shape[1]
+    bias = torch.addmm(first.bias, torch.cat((mean, std), dim=1), weight[:, channels:].T)   # (B, hidden)
+    h = torch.matmul(weight[:, :channels], x) + bias.unsqueeze(-1)
+    return attention[1:](h)

@@ -3,7 +3,7 @@
 Accepted layouts (all read with `torch.load(..., weights_only=True)`):
 - ours: {"model": state, "loss": state (optional), ...metadata} as written by `save_asv_state`;
 - voxceleb_trainer: flat `__S__.` (model) / `__L__.` (loss) keys, bare or inside {"model_state_dict": ...},
-  or the legacy {"model": state} without prefixes;
+  or the legacy {"model": state} without prefixes; the SASV2 baseline (SASVNet.saveParameters) writes the same;
 - TaoRuijie ECAPA-TDNN: flat `speaker_encoder.` / `speaker_loss.` keys;
 - a bare model state dict; any of these with DDP `module.` prefixes.
 Our models compute their window and mel filterbank as non-persistent buffers, so the torchaudio buffers the seeds
@@ -209,6 +209,8 @@ def _message(name: str, report: LoadReport, model_state: Mapping, loss_state: Ma
 
 def guess_architecture(state: Mapping) -> str:
     """Which of our architectures (and configuration) a prefix-free model state dict looks like; '' if unknown."""
+    if "frt_conv1.weight" in state and "conv1.weight" in state:     # before ECAPA-TDNN: it has the same 1-D body
+        return f"SKA-TDNN (C={state['conv1.weight'].shape[0]})"
     if "layer1.convs.0.weight" in state and "conv1.weight" in state:
         return f"ECAPA-TDNN (C={state['conv1.weight'].shape[0]})"
     if "sap_linear.weight" in state and "conv1.weight" in state:
@@ -220,6 +222,9 @@ def guess_architecture(state: Mapping) -> str:
         pooled = state["attention.0.weight"].shape[1]
         encoder = "ASP" if "fc.weight" in state and state["fc.weight"].shape[1] == 2 * pooled else "SAP"
         return f"ResNetSE34V2 (n_mels={pooled // width * 8}, {encoder})"
+    if "conformer.embed.conv.0.weight" in state:
+        blocks = len({k.split(".")[2] for k in state if k.startswith("conformer.encoders.")})
+        return f"MFA-Conformer ({blocks} blocks, d_model={state['conformer.embed.conv.0.weight'].shape[0]})"
     return ""
 
 

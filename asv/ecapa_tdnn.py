@@ -9,7 +9,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from asv.blocks import attentive_statistics
+from asv.blocks import attentive_statistics, context_attention, context_attention_layers
 from asv.features import WIN_LENGTH, LogMelFrontend, SpecAugmentFn, augmenter, check_wave, resolve_spec_augment
 from common.errors import InputError
 
@@ -81,7 +81,7 @@ class ECAPATDNN(nn.Module):
     - C = 1024 is the published model (15.4 M parameters here) and loads the seed's checkpoints (the SASV
       baseline configs set it); the default C = 512 (7.0 M) trains faster on a CPU;
     - the attention sees each frame together with the utterance's mean and standard deviation (global
-      context); `attend` computes that without building the 4608-channel input, with the seed's result;
+      context); `asv.blocks.context_attention` computes it without building the 4608-channel input;
     - mean subtraction rather than instance norm and the 20-7600 Hz band follow the seed, whose checkpoints
       expect them.
     Every argument comes from `CONFIG` (`asv.build_model` passes it; options override it).
@@ -103,27 +103,10 @@ class ECAPATDNN(nn.Module):
         self.layer2 = Bottle2neck(C, kernel_size=3, dilation=3)
         self.layer3 = Bottle2neck(C, kernel_size=3, dilation=4)
         self.layer4 = nn.Conv1d(3 * C, MFA_CHANNELS, kernel_size=1)
-        self.attention = nn.Sequential(
-            nn.Conv1d(3 * MFA_CHANNELS, 256, kernel_size=1), nn.ReLU(), nn.BatchNorm1d(256), nn.Tanh(),
-            nn.Conv1d(256, MFA_CHANNELS, kernel_size=1), nn.Softmax(dim=2))
+        self.attention = context_attention_layers(MFA_CHANNELS)
         self.bn5 = nn.BatchNorm1d(2 * MFA_CHANNELS)
         self.fc6 = nn.Linear(2 * MFA_CHANNELS, embedding_dim)
         self.bn6 = nn.BatchNorm1d(embedding_dim)
-
-    def attend(self, x: torch.Tensor) -> torch.Tensor:
-        """Attention weights over time from [x; mean(x); std(x)] without materialising the 4608-channel input.
-
-        The first 1x1 conv is linear, so its response to the time-constant mean/std rows is a per-utterance bias:
-        W [x; m; s] + b = W_x x + (W_m m + W_s s + b). Same result as the seed, a third of the work and memory.
-        """
-        var, mean = torch.var_mean(x, dim=2)                   # unbiased variance, as torch.var in the seed
-        std = torch.sqrt(var.clamp(min=1e-4))
-        first = self.attention[0]
-        weight = first.weight.squeeze(-1)                      # (256, 3 * 1536)
-        channels = x.shape[1]
-        bias = torch.addmm(first.bias, torch.cat((mean, std), dim=1), weight[:, channels:].T)   # (B, 256)
-        h = torch.matmul(weight[:, :channels], x) + bias.unsqueeze(-1)
-        return self.attention[1:](h)
 
     def forward(self, wave: torch.Tensor, aug: bool = False) -> torch.Tensor:
         check_wave(wave, "ECAPA-TDNN")
@@ -133,5 +116,5 @@ class ECAPATDNN(nn.Module):
         x2 = self.layer2(x + x1)
         x3 = self.layer3(x + x1 + x2)
         x = self.relu(self.layer4(torch.cat((x1, x2, x3), dim=1)))
-        pooled = attentive_statistics(x, self.attend(x), 2, True, 1e-4)
+        pooled = attentive_statistics(x, context_attention(self.attention, x), 2, True, 1e-4)
         return self.bn6(self.fc6(self.bn5(pooled)))

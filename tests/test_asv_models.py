@@ -8,6 +8,7 @@ import torch.nn.functional as F
 import torchaudio
 
 import asv
+from asv.blocks import context_attention
 from asv.features import LogMelFrontend
 from asv.losses import build_loss
 from asv.scoring import cosine_scores, eval_samples, extract_embeddings, score_trials, trial_eer
@@ -105,7 +106,8 @@ def test_ecapa_attention_shortcut_equals_seed_formula(models):
         t = x.shape[-1]
         global_x = torch.cat((x, x.mean(dim=2, keepdim=True).repeat(1, 1, t),
                               torch.sqrt(torch.var(x, dim=2, keepdim=True).clamp(min=1e-4)).repeat(1, 1, t)), dim=1)
-        torch.testing.assert_close(model.attend(x), model.attention(global_x), atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(context_attention(model.attention, x), model.attention(global_x),
+                                   atol=1e-5, rtol=1e-4)
         model.attention[2].running_mean.zero_()
 
 
