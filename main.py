@@ -1,5 +1,6 @@
 """Train and evaluate what a config describes: a speaker model (task: asv), a countermeasure (task: cm),
-or a SASV back-end with frozen or jointly optimised front-ends (task: sasv).
+a SASV back-end with frozen or jointly optimised front-ends (task: sasv), or a single SASV embedding network
+(task: sasv_e2e, the SASV2 three-stage recipe).
 
     python main.py --config configs/quickstart.conf [key.sub=value ...] [--resume | --overwrite] [--wait]
 
@@ -22,7 +23,7 @@ from common.runs import RunFolders, move_aside, start_run
 from engine import existing_run, load_checkpoint
 from engine.trainer import LAST
 
-TASKS = ("asv", "cm", "sasv")
+TASKS = ("asv", "cm", "sasv", "sasv_e2e")
 
 
 def _task_module(name: str):
@@ -32,6 +33,8 @@ def _task_module(name: str):
         from pipeline.recipes import cm_task as module
     elif name == "sasv":
         from pipeline.recipes import sasv_task as module
+    elif name == "sasv_e2e":
+        from pipeline.recipes import sasv_e2e_task as module
     else:
         raise ConfigError(f"'task' must be one of {', '.join(TASKS)}, got {name!r}")
     return module

@@ -16,6 +16,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import soundfile as sf
 import torch
+import torchaudio
 from scipy.signal import fftconvolve
 
 from common.errors import InputError
@@ -286,6 +287,39 @@ class SpecAugment(torch.nn.Module):
         return spec_augment(x, self.freq_masks, self.max_freq_width, self.time_masks, self.max_time_width, generator)
 
 
+def speed_perturb(wave: np.ndarray, factor: float, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """`wave` played `factor` times faster (tempo and pitch together, as sox `speed`): resampled from
+    sample_rate * factor to sample_rate, so 1.1 gives 1/1.1 of the samples."""
+    if factor == 1.0:
+        return wave
+    source = int(round(sample_rate * factor))
+    out = torchaudio.functional.resample(torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)),
+                                         source, sample_rate)
+    return out.numpy()
+
+
+class SpeedPerturb:
+    """Training-time speed perturbation (SASV2 stage 1, Kaldi/ESPnet recipes): each item is played at a factor
+    drawn uniformly from `factors`, then cropped to `n_samples` at random. The dataset must hand over
+    ceil(n_samples * max(factors)) samples, so that the fastest factor still fills the crop without padding.
+    The speaker label is kept: a 10 % tempo/pitch change is treated as the same voice, not a new identity
+    (recipes that count speed-perturbed copies as new speakers differ here)."""
+
+    def __init__(self, factors: Sequence[float], n_samples: int, sample_rate: int = SAMPLE_RATE):
+        if not factors or any(not 0.5 <= f <= 2.0 for f in factors):
+            raise InputError(f"speed perturbation: factors must lie in [0.5, 2], got {list(factors)}")
+        self.factors, self.n_samples, self.sample_rate = tuple(float(f) for f in factors), n_samples, sample_rate
+
+    @property
+    def input_samples(self) -> int:
+        """How many samples the dataset crops before this perturbation."""
+        return int(np.ceil(self.n_samples * max(self.factors)))
+
+    def __call__(self, wave: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        factor = self.factors[int(rng.integers(len(self.factors)))]
+        return crop_random(speed_perturb(wave, factor, self.sample_rate), self.n_samples, rng)
+
+
 def build_augment(config: Mapping | bool | None) -> WaveAugment | None:
     """Config switch: None/False -> no augmentation, True -> the defaults, a mapping -> WaveAugment(mapping)."""
     if config is None or config is False:
@@ -293,6 +327,7 @@ def build_augment(config: Mapping | bool | None) -> WaveAugment | None:
     return WaveAugment({} if config is True else config)
 
 
-__all__ = ["WaveAugment", "SpecAugment", "spec_augment", "build_augment", "add_noises", "reverberate",
+__all__ = ["WaveAugment", "SpecAugment", "SpeedPerturb", "speed_perturb", "spec_augment", "build_augment",
+           "add_noises", "reverberate",
            "read_segment", "coloured_noise", "synthetic_talker", "synthetic_music", "synthetic_rir", "power_db",
            "DEFAULTS"]

@@ -53,7 +53,7 @@ class SpeakerBatchSampler(Sampler[list[int]]):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
-    def _all_batches(self) -> np.ndarray:
+    def all_batches(self) -> np.ndarray:
         """The epoch's batches, (n_batches, speakers_per_batch * utts_per_speaker) dataset indices, all ranks;
         cached per epoch.
 
@@ -86,11 +86,11 @@ class SpeakerBatchSampler(Sampler[list[int]]):
         return batches
 
     def __iter__(self) -> Iterator[list[int]]:
-        for batch in self._all_batches()[self.rank::self.world_size]:
+        for batch in self.all_batches()[self.rank::self.world_size]:
             yield batch.tolist()
 
     def __len__(self) -> int:
-        return len(self._all_batches()) // self.world_size
+        return len(self.all_batches()) // self.world_size
 
 
 def _pack(speakers: list[int], size: int) -> list[list[int]]:
@@ -128,3 +128,68 @@ def _pack(speakers: list[int], size: int) -> list[list[int]]:
                 else:
                     add(d_group, d_speaker)
     return batches
+
+
+class SASVPairSampler(Sampler[list[int]]):
+    """Batches of the single-embedding SASV loss (asv.losses.sasv_e2e): `bona_pairs` pairs of bona fide
+    utterances of as many distinct speakers, then `spoof_pairs` pairs of spoofed utterances, each pair two
+    spoofs (random attacks) that claim the same speaker, chosen among the batch's speakers. Indices are
+    pair-major: `[b0u0, b0u1, b1u0, ..., s0u0, s0u1, ...]`, so `wave.view(P, 2, T)` gives the loss's layout.
+
+    Why spoofs of the batch's own speakers: the prototypical term then meets, for a speaker, the spoofs that
+    claim that speaker, the negatives a SASV trial list tests. A batch none of whose speakers has two spoofs
+    (a speaker without copies) draws from any speaker that has them.
+
+    `speakers[i]`: speaker code of item i (the claimed speaker of a spoof), `spoof[i]`: whether it is spoofed.
+    The bona fide pairs are `SpeakerBatchSampler` batches (M = 2) of the bona fide items, so an epoch is one
+    pass over them; the spoof pairs of batch b are drawn from `default_rng([seed, epoch, b])`. Batches are
+    split between ranks as SpeakerBatchSampler does; call `set_epoch` before each epoch.
+    """
+
+    def __init__(self, speakers: Sequence[int], spoof: Sequence[bool], bona_pairs: int, spoof_pairs: int,
+                 seed: int = 0, rank: int = 0, world_size: int = 1, max_utts_per_speaker: int | None = None):
+        speakers, spoof = np.asarray(speakers, dtype=np.int64), np.asarray(spoof, dtype=bool)
+        if speakers.shape != spoof.shape or speakers.ndim != 1:
+            raise ValueError(f"speakers {speakers.shape} and spoof {spoof.shape} must be flat and of equal length")
+        if spoof_pairs < 0:
+            raise ValueError(f"spoof_pairs must be >= 0, got {spoof_pairs}")
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is not in [0, world_size={world_size})")
+        self.bona_index = np.flatnonzero(~spoof)
+        self.bona = SpeakerBatchSampler(speakers[self.bona_index], bona_pairs, 2, seed=seed,
+                                        max_utts_per_speaker=max_utts_per_speaker)
+        self.spoof_pairs, self.seed, self.rank, self.world_size = int(spoof_pairs), int(seed), int(rank), world_size
+        spoof_index = np.flatnonzero(spoof)
+        order = spoof_index[np.argsort(speakers[spoof_index], kind="stable")]
+        claimed, starts = np.unique(speakers[order], return_index=True)
+        groups = np.split(order, starts[1:]) if len(order) else []
+        self.pools = {int(s): pool for s, pool in zip(claimed, groups, strict=True) if len(pool) >= 2}
+        if self.spoof_pairs and not self.pools:
+            raise ValueError(f"spoof_pairs is {spoof_pairs}, but no speaker is claimed by two or more spoofed "
+                             f"utterances ({len(spoof_index)} spoofed utterances in all)")
+        self._speakers = speakers
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+        self.bona.set_epoch(epoch)
+
+    def _batch(self, number: int, bona_positions: np.ndarray) -> list[int]:
+        bona = self.bona_index[bona_positions]
+        if not self.spoof_pairs:
+            return bona.tolist()
+        rng = np.random.default_rng([self.seed, self.epoch, number])
+        in_batch = [s for s in dict.fromkeys(self._speakers[bona[::2]].tolist()) if s in self.pools]
+        choices = in_batch or sorted(self.pools)
+        claimed = rng.choice(choices, size=self.spoof_pairs, replace=len(choices) < self.spoof_pairs)
+        pairs = [rng.choice(self.pools[int(s)], size=2, replace=False) for s in claimed]
+        return bona.tolist() + np.concatenate(pairs).tolist()
+
+    def __iter__(self) -> Iterator[list[int]]:
+        batches = self.bona.all_batches()
+        usable = len(batches) - len(batches) % self.world_size
+        for number in range(self.rank, usable, self.world_size):
+            yield self._batch(number, batches[number])
+
+    def __len__(self) -> int:
+        return len(self.bona) // self.world_size

@@ -189,6 +189,17 @@ def tiny_corpus(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_copies(tiny_corpus, tmp_path_factory) -> Path:
+    """copy_synthesis.py over the tiny corpus's VoxCeleb part (one vocoder): stage-2 data of task sasv_e2e."""
+    def build():
+        out = tmp_path_factory.mktemp("copies")
+        check_ok(run_script("copy_synthesis.py", ["--voxceleb", tiny_corpus.voxceleb, "--out", out,
+                                                  "--vocoders", "lpc", "--workers", "1"]))
+        return out
+    return _once("copies", build)
+
+
+@pytest.fixture(scope="session")
 def frontends(tiny_corpus, tmp_path_factory) -> Frontends:
     """Trains the two front-ends through `main.py` (task asv on VoxCeleb layout, task cm on LA), in parallel."""
     def build():

@@ -12,9 +12,9 @@ import yaml
 import main as main_py
 from common.cli import run_main
 from common.config import ConfigError, load_config
-from tests.pipeline_fixtures import ROOT, tiny_corpus
+from tests.pipeline_fixtures import ROOT, tiny_copies, tiny_corpus
 
-__all__ = ["tiny_corpus"]   # fixture used by name
+__all__ = ["tiny_copies", "tiny_corpus"]   # fixtures used by name
 
 CONFIGS = sorted((ROOT / "configs").glob("*.conf"))
 
@@ -24,10 +24,14 @@ def _raw(path: Path) -> dict:
         return yaml.safe_load(f) or {}
 
 
-def data_overrides(path: Path, corpus) -> list[str]:
+def data_overrides(path: Path, corpus, copies: Path | None = None) -> list[str]:
     """Point every data path of a config at the tiny corpus (the seed configs hold /path/to placeholders)."""
     raw = _raw(path)
     task = raw.get("task", "sasv")
+    if task == "sasv_e2e":      # initial weights come from an earlier stage's run: none here
+        data = raw.get("data", {})
+        paths = {"voxceleb": corpus.voxceleb, "database": corpus.la, "copy_synthesis": copies}
+        return [f"data.{k}={v}" for k, v in paths.items() if data.get(k)] + ["asv.checkpoint=null"]
     if task == "asv":
         data = raw.get("data", {})
         if data.get("database"):
@@ -53,7 +57,7 @@ def load(path: Path, overrides: list[str]) -> dict:
 
 def test_configs_folder_has_every_task():
     tasks = {_raw(p).get("task", "sasv") for p in CONFIGS}
-    assert tasks == {"asv", "cm", "sasv"}, tasks
+    assert tasks == {"asv", "cm", "sasv", "sasv_e2e"}, tasks
     assert len(CONFIGS) >= 10
 
 
@@ -64,14 +68,14 @@ def _check_model_keywords(models: dict, section: dict, what: str) -> None:
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
-def test_config_validates_against_the_tiny_corpus(path, tiny_corpus):
+def test_config_validates_against_the_tiny_corpus(path, tiny_corpus, tiny_copies):
     import asv
     import cm
     from data.asvspoof import LADatabase
     from engine import check_train_config
     from pipeline.stages.frontends import crop_spec
 
-    cfg = load(path, data_overrides(path, tiny_corpus))
+    cfg = load(path, data_overrides(path, tiny_corpus, tiny_copies))
     task = cfg["task"]
     check_train_config(cfg["train"]) if "train" in cfg else None
     if "asv" in cfg:
@@ -98,6 +102,16 @@ def test_config_validates_against_the_tiny_corpus(path, tiny_corpus):
                                                 asv.MODELS[cfg["asv"]["arch"]][1].get("embedding_dim", 192))
         build_loss(cfg["loss"]["name"], embedding_dim, max(labels) + 1, **cfg["loss"]["options"])
         assert d["utts_per_speaker"] >= 1
+    elif task == "sasv_e2e":
+        from asv.losses.sasv_e2e import SASVEmbeddingLoss
+        from pipeline.recipes import sasv_e2e_task
+        cfg["train"]["batch_size"] = 2   # the tiny corpus has fewer speakers than a real batch
+        data = sasv_e2e_task.check(cfg)
+        assert (data.spoof_class is not None) == bool(cfg["data"]["copy_synthesis"] or cfg["data"]["train_on"])
+        embedding_dim = cfg["asv"]["model"].get("embedding_dim",
+                                                asv.MODELS[cfg["asv"]["arch"]][1].get("embedding_dim", 192))
+        SASVEmbeddingLoss(embedding_dim, len(data.class_names), data.spoof_class, **cfg["loss"])
+        assert (cfg["init"]["reset_head"] is True) == (cfg["stage"] in (2, 3)), f"{path.name}: stage {cfg['stage']}"
     elif task == "cm":
         from cm.losses import build_loss
         db = LADatabase(cfg["database"])
@@ -157,7 +171,7 @@ def test_wrong_type_names_the_key(tiny_corpus):
 
 
 def test_unknown_task_fails(tmp_path, capsys):
-    with pytest.raises(ConfigError, match=r"'task' must be one of asv, cm, sasv, got 'speaker'"):
+    with pytest.raises(ConfigError, match=r"'task' must be one of asv, cm, sasv, sasv_e2e, got 'speaker'"):
         load(ROOT / "configs" / "quickstart.conf", ["task=speaker"])
     (tmp_path / "x.conf").write_text("task: diarisation\noutput_dir: out\n")
     rc = run_main(main_py.main, ["--config", str(tmp_path / "x.conf")])

@@ -55,12 +55,13 @@ SCHEMA = {
 class SpeakerNet(nn.Module):
     """Speaker model + loss head in one module (voxceleb_trainer's SpeakerNet), trained as one."""
 
-    def __init__(self, model: nn.Module, loss: nn.Module, utts_per_speaker: int):
+    def __init__(self, model: nn.Module, loss: nn.Module, utts_per_speaker: int, spec_augment: bool = False):
         super().__init__()
-        self.model, self.loss, self.m = model, loss, utts_per_speaker
+        self.model, self.loss, self.m, self.spec_augment = model, loss, utts_per_speaker, spec_augment
 
     def forward(self, wave: torch.Tensor, label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        emb = self.model(wave)
+        # SpecAugment masks the model's features in training only (the model's spec_augment option sets them)
+        emb = self.model(wave, aug=True) if self.spec_augment and self.training else self.model(wave)
         return self.loss(emb.view(-1, self.m, emb.shape[-1]), label.view(-1, self.m)[:, 0])
 
 

@@ -1,0 +1,334 @@
+"""Copy-synthesis (SASV2 stage 2): vocoded copies of bona fide speech, a spoof class beside its own sources.
+
+python copy_synthesis.py --voxceleb ROOT | --la DIR [--split train] --out DIR [--vocoders NAME ...]
+                         [--workers N] [--limit-per-speaker K] [--seed S] [--skip-bad-audio] [--overwrite] [--wait]
+
+Writes `<out>/wav/<vocoder>/<source path>.wav` (16 kHz PCM_16), then `<out>/copy_synthesis_list.txt`
+(`SPEAKER PATH VOCODER SOURCE`, read by `data.vocoders.read_copy_synthesis_list`) and `copy_synthesis.json`.
+Resumable: a rerun makes only the copies that are missing. See docs/copy_synthesis.md.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import multiprocessing
+import os
+import shutil
+import sys
+import time
+from collections import Counter
+from pathlib import Path, PurePosixPath
+from typing import Container, Iterator, NamedTuple, Sequence
+
+import numpy as np
+import soundfile as sf
+
+from common.cli import add_wait_flag, one_line, run_main
+from common.errors import InputError
+from common.io import atomic_write, read_json, write_json
+from common.locking import hold_folders
+from data.asvspoof import SPLITS, LADatabase, check_files_exist
+from data.audio import SAMPLE_RATE, AudioError, load_audio
+from data.vocoders import LIST_NAME, MANIFEST_NAME, MIN_SAMPLES, VERSION, VOCODERS, file_rng, vocode
+from data.voxceleb import VoxCeleb
+
+
+class Source(NamedTuple):
+    """One bona fide utterance: its speaker and its path relative to the source audio root."""
+    speaker: str
+    rel: str
+
+
+class Task(NamedTuple):
+    """The copies one source still needs: (vocoder, output path relative to <out>/wav) each."""
+    rel: str
+    path: str
+    outputs: tuple[tuple[str, str], ...]
+
+
+# ----------------------------------------------------------------------------------------------- sources
+def voxceleb_sources(root: Path) -> tuple[dict, list[Source]]:
+    """Every line of `<root>/train_list.txt`, in list order; paths relative to `<root>/wav`."""
+    vox = VoxCeleb(root)
+    entries = vox.train_entries()
+    if not entries:
+        raise InputError(f"{vox.train_list_path}: train list is empty")
+    described = {"kind": "voxceleb", "root": str(root.resolve()), "list": str(vox.train_list_path.resolve()),
+                 "audio_root": str(vox.wav_dir.resolve())}
+    return described, [Source(sys.intern(e.speaker), _checked_rel(e.path, vox.train_list_path)) for e in entries]
+
+
+def la_sources(root: Path, split: str) -> tuple[dict, list[Source]]:
+    """The bona fide utterances of a split's CM protocol, in protocol order; paths relative to the LA folder."""
+    db = LADatabase(root)
+    described = {"kind": "la", "root": str(root.resolve()), "split": split,
+                 "list": str(db.cm_protocol_path(split).resolve()), "audio_root": str(root.resolve())}
+    sources = []
+    for e in db.cm_entries(split):
+        if e.is_bonafide:
+            sources.append(Source(sys.intern(e.speaker), db.flac(split, e.utt).relative_to(db.root).as_posix()))
+    if not sources:
+        raise InputError(f"{db.cm_protocol_path(split)}: no bona fide utterances to copy")
+    return described, sources
+
+
+def _checked_rel(rel: str, listed_in: Path) -> str:
+    """A list's relative path, refused when it would lead outside the output folder."""
+    p = PurePosixPath(rel)
+    if p.is_absolute() or ".." in p.parts or not p.name:
+        raise InputError(f"{listed_in}: path {rel!r} is not relative to the audio folder")
+    return rel
+
+
+def limit_per_speaker(sources: list[Source], k: int | None) -> list[Source]:
+    """The first k utterances of each speaker, in list order (all when k is None)."""
+    if k is None:
+        return sources
+    taken: Counter = Counter()
+    out = []
+    for s in sources:
+        if taken[s.speaker] < k:
+            taken[s.speaker] += 1
+            out.append(s)
+    return out
+
+
+def output_rel(vocoder: str, source_rel: str) -> str:
+    """Where a copy goes under <out>/wav: the vocoder's folder, then the source's own relative path as .wav."""
+    return f"{vocoder}/{PurePosixPath(source_rel).with_suffix('.wav').as_posix()}"
+
+
+# ----------------------------------------------------------------------------------------------- the output folder
+_DERIVED = ("list", "audio_root")    # follow from a source's kind, root and split: not worth a mention
+
+
+def settings_differences(old: dict, new: dict) -> list[str]:
+    """What differs between two runs' settings, as 'key OLD, now NEW' phrases (empty when none)."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if a == b:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):
+            shown = [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k) and k not in _DERIVED]
+            out += [f"{key} {k} {a.get(k)}, now {b.get(k)}" for k in shown]
+        else:
+            out.append(f"{key} {_shown(a)}, now {_shown(b)}")
+    return out
+
+
+def _shown(value: object) -> str:
+    return " ".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+def prepare_output(out: Path, settings: dict, overwrite: bool) -> None:
+    """Makes `out` ready for a run with `settings`: resumed when its manifest has the same settings, emptied of
+    a previous run's outputs with --overwrite, refused otherwise (mixing copies made by different settings would
+    corrupt the spoof class without any sign)."""
+    manifest_path = out / MANIFEST_NAME
+    wav_dir, list_path = out / "wav", out / LIST_NAME
+    if not manifest_path.exists():
+        if wav_dir.exists() or list_path.exists():
+            raise InputError(f"{out}: holds {'wav/' if wav_dir.exists() else LIST_NAME} but no {MANIFEST_NAME}, "
+                             "so it was not made by copy_synthesis.py; choose another --out")
+        return
+    old = read_json(manifest_path)
+    old_settings = old.get("settings") if old is not None else None
+    if overwrite:
+        shutil.rmtree(wav_dir, ignore_errors=True)
+        list_path.unlink(missing_ok=True)
+        manifest_path.unlink()
+        print(f"--overwrite: removed the previous copy-synthesis output in {out}", file=sys.stderr)
+        return
+    if not isinstance(old_settings, dict):
+        raise InputError(f"{manifest_path}: not a copy-synthesis manifest (unreadable or no 'settings'); "
+                         "pass --overwrite to replace the output, or choose another --out")
+    if old_settings != settings:
+        raise InputError(f"{out}: holds copy-synthesis output made with other settings "
+                         f"({'; '.join(settings_differences(old_settings, settings))}); "
+                         "pass --overwrite to replace it, or choose another --out")
+
+
+def plan_tasks(sources: list[Source], vocoders: list[str], audio_root: Path, wav_dir: Path) -> tuple[list[Task], int]:
+    """(tasks for the sources with missing copies, number of copies already there).
+
+    Any file under its final name is complete (copies are written to a temporary name and renamed), so a copy
+    is missing exactly when its name is not in its folder. Each folder is listed once: a million stat calls on
+    a network disk are slow."""
+    listing: dict[str, set[str]] = {}
+    tasks, done = [], 0
+    for s in sources:
+        outputs = []
+        for v in vocoders:
+            rel = output_rel(v, s.rel)
+            folder, _, name = rel.rpartition("/")
+            names = listing.get(folder)
+            if names is None:
+                try:
+                    names = {e.name for e in os.scandir(wav_dir / folder) if e.is_file()}
+                except (FileNotFoundError, NotADirectoryError):
+                    names = set()
+                listing[folder] = names
+            if name in names:
+                done += 1
+            else:
+                outputs.append((v, rel))
+        if outputs:
+            tasks.append(Task(s.rel, str(audio_root / s.rel), tuple(outputs)))
+    return tasks, done
+
+
+def write_list(path: Path, sources: list[Source], vocoders: list[str], bad: Container[str]) -> int:
+    """`SPEAKER PATH VOCODER SOURCE` lines in sorted order, written atomically; returns their number. Built one
+    speaker at a time (speaker ids sort before the rest of their lines), not as one list of millions of lines."""
+    by_speaker: dict[str, list[str]] = {}
+    for s in sources:
+        if s.rel not in bad:
+            by_speaker.setdefault(s.speaker, []).append(s.rel)
+    count = 0
+    with atomic_write(path) as f:
+        for speaker in sorted(by_speaker):
+            lines = sorted(f"{speaker} {output_rel(v, rel)} {v} {rel}" for rel in by_speaker[speaker] for v in vocoders)
+            f.writelines(line + "\n" for line in lines)
+            count += len(lines)
+    return count
+
+
+# ----------------------------------------------------------------------------------------------- the work
+_WORKER: dict = {}
+
+
+def _init_worker(wav_dir: str, seed: int) -> None:
+    """One intra-op thread per process: the pool is the parallelism (and 1 thread also keeps torch fork-safe)."""
+    import torch
+
+    torch.set_num_threads(1)
+    _WORKER.update(wav_dir=Path(wav_dir), seed=seed)
+
+
+def write_wav(path: Path, wave: np.ndarray) -> None:
+    """16 kHz PCM_16 WAV written to a temporary name and renamed: never a partial file under the final name."""
+    buffer = io.BytesIO()
+    sf.write(buffer, np.clip(wave, -1.0, 1.0), SAMPLE_RATE, subtype="PCM_16", format="WAV")
+    with atomic_write(path, "wb") as f:
+        f.write(buffer.getbuffer())
+
+
+def run_task(task: Task) -> tuple[str, str | None, int]:
+    """Makes one source's missing copies; (source, error line or None, copies written)."""
+    try:
+        wave = load_audio(task.path, min_samples=MIN_SAMPLES)
+    except AudioError as e:
+        return task.rel, one_line(e), 0
+    for vocoder, rel in task.outputs:
+        write_wav(_WORKER["wav_dir"] / rel, vocode(vocoder, wave, file_rng(_WORKER["seed"], vocoder, task.rel)))
+    return task.rel, None, len(task.outputs)
+
+
+def run_all(tasks: list[Task], wav_dir: Path, seed: int, workers: int) -> Iterator[tuple[str, str | None, int]]:
+    """Results of the tasks as they finish, in `workers` processes when > 1 (the files do not depend on it)."""
+    if workers <= 1 or len(tasks) <= 1:
+        import torch
+
+        threads = torch.get_num_threads()
+        try:
+            _init_worker(str(wav_dir), seed)
+            for task in tasks:
+                yield run_task(task)
+        finally:
+            torch.set_num_threads(threads)
+        return
+    # fork: no re-import of torch per worker; safe because this process has not used torch's thread pool for
+    # anything the workers need and each worker runs torch with one thread (as DataLoader workers do).
+    ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+    with ctx.Pool(min(workers, len(tasks)), initializer=_init_worker, initargs=(str(wav_dir), seed)) as pool:
+        yield from pool.imap_unordered(run_task, tasks)     # leaving the block (done, error, Ctrl-C) terminates
+
+
+# ----------------------------------------------------------------------------------------------- main
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    source = ap.add_mutually_exclusive_group(required=True)
+    source.add_argument("--voxceleb", type=Path, help="VoxCeleb folder (wav/ and train_list.txt): every listed file")
+    source.add_argument("--la", type=Path, help="ASVspoof 2019 LA folder: the bona fide utterances of --split")
+    ap.add_argument("--split", choices=SPLITS, default=None, help="LA split (default: train)")
+    ap.add_argument("--out", required=True, type=Path, help="output folder")
+    ap.add_argument("--vocoders", nargs="+", choices=sorted(VOCODERS), default=None, metavar="NAME",
+                    help=f"vocoders to use (default: all of {', '.join(VOCODERS)})")
+    ap.add_argument("--workers", type=int, default=2,
+                    help="processes (default: %(default)s); the output does not depend on it")
+    ap.add_argument("--limit-per-speaker", type=int, default=None, metavar="K",
+                    help="copy only the first K utterances of each speaker (list order)")
+    ap.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    ap.add_argument("--skip-bad-audio", action="store_true",
+                    help="list unreadable source files and go on without them (default: stop at the first)")
+    ap.add_argument("--overwrite", action="store_true",
+                    help="delete what a previous run wrote in --out (any settings) and start over")
+    add_wait_flag(ap)
+    args = ap.parse_args(argv)
+    if args.split is not None and args.la is None:
+        ap.error("--split goes with --la")
+    if args.workers < 1:
+        ap.error("--workers must be >= 1")
+    if args.limit_per_speaker is not None and args.limit_per_speaker < 1:
+        ap.error("--limit-per-speaker must be >= 1")
+    if args.seed < 0:
+        ap.error("--seed must be >= 0")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    vocoders = sorted(set(args.vocoders or VOCODERS))
+    if args.la is not None:
+        described, sources = la_sources(args.la, args.split or "train")
+    else:
+        described, sources = voxceleb_sources(args.voxceleb)
+    sources = limit_per_speaker(sources, args.limit_per_speaker)
+    audio_root = Path(described["audio_root"])
+    if not args.skip_bad_audio:   # fail before any compute; with --skip-bad-audio a missing file is one more bad one
+        check_files_exist((audio_root / s.rel for s in sources), f"source audio listed in {described['list']}")
+    settings = {"version": VERSION, "source": described, "vocoders": vocoders, "seed": args.seed}
+    out = args.out
+    with hold_folders([("--out", out)], wait=args.wait):
+        prepare_output(out, settings, args.overwrite)
+        wav_dir, start = out / "wav", time.perf_counter()
+        record = {"tool": "copy_synthesis.py", "version": VERSION, "settings": settings,
+                  "limit_per_speaker": args.limit_per_speaker, "complete": False}
+        write_json(out / MANIFEST_NAME, record)      # first: the settings this folder is being made with
+        tasks, already = plan_tasks(sources, vocoders, audio_root, wav_dir)
+        bad, written = process(tasks, wav_dir, args.seed, args.workers, args.skip_bad_audio)
+        n_lines = write_list(out / LIST_NAME, sources, vocoders, bad)
+        good = len(sources) - len(bad)
+        record.update(complete=True, counts={
+            "sources": good, "speakers": len({s.speaker for s in sources if s.rel not in bad}),
+            "files": n_lines, "per_vocoder": {v: good for v in vocoders}, "written": written,
+            "already_there": already, "bad_audio": len(bad)},
+            bad_audio=sorted(bad.values()), seconds=round(time.perf_counter() - start, 1))
+        write_json(out / MANIFEST_NAME, record)
+    skipped = f", {len(bad)} unreadable source file(s) left out (see {MANIFEST_NAME})" if bad else ""
+    print(f"copy-synthesis: {n_lines} files ({len(vocoders)} vocoder(s) x {len(sources) - len(bad)} source files): "
+          f"{written} written, {already} already there{skipped}; list: {out / LIST_NAME}")
+    return 0
+
+
+def process(tasks: list[Task], wav_dir: Path, seed: int, workers: int, skip_bad: bool) -> tuple[dict[str, str], int]:
+    """Runs the tasks with a progress bar; ({source: error line} of unreadable sources, copies written)."""
+    from tqdm import tqdm
+
+    bad: dict[str, str] = {}
+    written = 0
+    with tqdm(total=len(tasks), desc="copy-synthesis", unit="file", file=sys.stderr, disable=not tasks) as bar:
+        for rel, error, n in run_all(tasks, wav_dir, seed, workers):
+            if error is not None:
+                if not skip_bad:
+                    raise AudioError(f"{error} (--skip-bad-audio leaves such files out)")
+                bad[rel] = error
+                bar.write(f"skipping unreadable source: {error}", file=sys.stderr)
+            written += n
+            bar.update(1)
+    return bad, written
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))

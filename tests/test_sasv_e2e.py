@@ -1,0 +1,123 @@
+"""The single-embedding SASV system (task sasv_e2e): its loss, its pair sampler, speed perturbation, and the
+recipe's refusals of bad input. The three stages end to end are in tests/test_sasv_e2e_stages.py."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from asv.losses.aamsoftmax import AAMSoftmax
+from asv.losses.angleproto import AngleProto
+from asv.losses.sasv_e2e import SASVEmbeddingLoss
+from common.errors import InputError
+from data.augment import SpeedPerturb, speed_perturb
+from data.samplers import SASVPairSampler
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+# ------------------------------------------------------------------------------------------------
+# Loss
+# ------------------------------------------------------------------------------------------------
+def test_without_spoofs_the_loss_is_aam_softmax_plus_angular_prototypical():
+    torch.manual_seed(0)
+    x, label = torch.randn(5, 2, 16), torch.tensor([0, 3, 1, 4, 2])
+    loss = SASVEmbeddingLoss(16, 5)
+    aam, proto = AAMSoftmax(16, 5), AngleProto()
+    aam.weight.data.copy_(loss.aamsoftmax.weight.data)
+    # AngleProto classifies utterance 0 against the centroids of the others: with pairs, the same as ours
+    expected = aam(x, label)[0] + proto(x)[0]
+    torch.testing.assert_close(loss(x, label)[0], expected)
+
+
+def test_spoofs_claiming_a_speaker_are_its_negatives():
+    """A spoof pair that lies on a speaker's prototype makes the prototypical term worse; one far away does not
+    matter; the spoof class is trained by the classification term."""
+    torch.manual_seed(1)
+    bona = F.normalize(torch.randn(4, 1, 8), dim=-1).repeat(1, 2, 1)     # each pair: one direction per speaker
+    label = torch.tensor([0, 1, 2, 3, 4, 4])
+    loss = SASVEmbeddingLoss(8, 5, spoof_class=4)
+    near = torch.cat((bona, bona[:2]))                                    # spoofs equal to speakers 0 and 1
+    far = torch.cat((bona, -bona[:2]))
+
+    def prototypical(x):
+        return loss(x, label)[0] - loss.aamsoftmax(x, label)[0]
+    assert prototypical(near) > prototypical(far) + 0.1
+    # the spoof rows carry the spoof class in the classification term: their gradient reaches the spoof weight
+    loss.zero_grad()
+    loss(far, label)[0].backward()
+    assert loss.aamsoftmax.weight.grad[4].abs().sum() > 0
+
+
+def test_loss_refuses_bad_batches():
+    loss = SASVEmbeddingLoss(8, 5, spoof_class=4)
+    with pytest.raises(InputError, match="bona fide pairs must come first"):
+        loss(torch.randn(4, 2, 8), torch.tensor([4, 0, 1, 2]))
+    with pytest.raises(InputError, match="at least 2 bona fide"):
+        loss(torch.randn(3, 2, 8), torch.tensor([0, 4, 4]))
+    with pytest.raises(InputError, match="spoof_class 5"):
+        SASVEmbeddingLoss(8, 5, spoof_class=5)
+
+
+# ------------------------------------------------------------------------------------------------
+# Sampler
+# ------------------------------------------------------------------------------------------------
+def _items():
+    """6 speakers x 4 bona fide utterances, then spoofs: speakers 0-3 claimed by 3 each, speaker 4 by one."""
+    speakers = [s for s in range(6) for _ in range(4)] + [s for s in range(4) for _ in range(3)] + [4]
+    spoof = [False] * 24 + [True] * 13
+    return np.array(speakers), np.array(spoof)
+
+
+def test_pair_sampler_layout():
+    speakers, spoof = _items()
+    sampler = SASVPairSampler(speakers, spoof, bona_pairs=3, spoof_pairs=2, seed=0)
+    batches = list(sampler)
+    assert len(batches) == len(sampler) == 4               # 6 speakers x 2 pairs / 3 pairs a batch
+    seen = []
+    for batch in batches:
+        bona, spoofs = np.array(batch[:6]).reshape(3, 2), np.array(batch[6:]).reshape(2, 2)
+        assert not spoof[bona].any() and spoof[spoofs].all()
+        assert (speakers[bona[:, 0]] == speakers[bona[:, 1]]).all() and len(set(speakers[bona[:, 0]])) == 3
+        assert (speakers[spoofs[:, 0]] == speakers[spoofs[:, 1]]).all() and (spoofs[:, 0] != spoofs[:, 1]).all()
+        claimed, in_batch = set(speakers[spoofs[:, 0]]), set(speakers[bona[:, 0]])
+        # spoofs claim the batch's own speakers when any of them has two spoofs (4 never does, 5 has none)
+        assert claimed <= in_batch if in_batch & {0, 1, 2, 3} else claimed <= {0, 1, 2, 3}
+        seen += bona.ravel().tolist()
+    assert len(seen) == len(set(seen)) == 24                # one pass over the bona fide items
+    sampler.set_epoch(0)
+    assert list(sampler) == batches                         # deterministic
+    sampler.set_epoch(1)
+    assert list(sampler) != batches
+
+
+def test_pair_sampler_ranks_and_errors():
+    speakers, spoof = _items()
+    ranks = [list(SASVPairSampler(speakers, spoof, 3, 1, seed=5, rank=r, world_size=2)) for r in range(2)]
+    everything = list(SASVPairSampler(speakers, spoof, 3, 1, seed=5))
+    assert len(ranks[0]) == len(ranks[1]) == len(everything) // 2 >= 1
+    usable = everything[:len(everything) - len(everything) % 2]         # every rank gets as many batches
+    assert ranks[0] == usable[0::2] and ranks[1] == usable[1::2]
+    with pytest.raises(ValueError, match="no speaker is claimed by two"):
+        SASVPairSampler(speakers[:25], spoof[:25], 3, 1)
+    assert len(list(SASVPairSampler(speakers[:24], spoof[:24], 3, 0))[0]) == 6   # stage 1: no spoofs needed
+
+
+# ------------------------------------------------------------------------------------------------
+# Speed perturbation
+# ------------------------------------------------------------------------------------------------
+def test_speed_perturbation():
+    t = np.arange(16000) / 16000
+    tone = np.sin(2 * np.pi * 200 * t).astype(np.float32)
+    fast = speed_perturb(tone, 1.1)
+    assert abs(len(fast) - 16000 / 1.1) <= 1
+    spectrum = np.abs(np.fft.rfft(fast[:8000]))
+    assert abs(np.argmax(spectrum) * 2 - 220) <= 4          # 200 Hz played 1.1x faster: 220 Hz
+    perturb = SpeedPerturb([0.9, 1.0, 1.1], 8000)
+    assert perturb.input_samples == 8800
+    rng = np.random.default_rng(0)
+    outs = [perturb(tone[:perturb.input_samples], rng) for _ in range(6)]
+    assert all(len(o) == 8000 and o.dtype == np.float32 for o in outs)
+    with pytest.raises(InputError, match="factors"):
+        SpeedPerturb([3.0], 8000)
