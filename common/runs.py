@@ -28,9 +28,30 @@ REPLACED_PREFIX = "replaced-"
 
 LOCATION_KEYS = ("output_dir", "embeddings_dir")   # where a run writes, not what it computes
 
+# Keys added to the schemas after runs were recorded, each with the value that does what a task's runs did before
+# the key existed (by `task`; "" for every other task). Configs are compared without such a key while it holds
+# that value, so adding a key does not make every finished run (demo steps, ablation systems) look like another
+# config's.
+ADDED_KEYS = {"asv.enrol_mean": {"sasv_e2e": "unit", "": "raw"}}
+
 
 def _normal(cfg: Mapping) -> Any:
     return json.loads(json.dumps(plain(cfg), default=str))
+
+
+def comparable(cfg: Mapping | None) -> Any:
+    """`cfg` as plain JSON data for comparing configs: without the ADDED_KEYS that hold their earlier value."""
+    out = _normal(cfg)
+    if not isinstance(out, dict):
+        return out
+    for dotted, earlier in ADDED_KEYS.items():
+        *parents, last = dotted.split(".")
+        node = out
+        for key in parents:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict) and last in node and node[last] == earlier.get(out.get("task"), earlier[""]):
+            del node[last]
+    return out
 
 
 def _what_it_computes(cfg: Any) -> Any:
@@ -41,7 +62,8 @@ def made_by_config(results: Mapping | None, cfg: Mapping) -> bool:
     """Whether a results.json payload records `cfg` as the config that made it (the folders it was written to
     aside: a copied experiment folder still holds the results of its config)."""
     record = (results or {}).get("provenance") or {}
-    return isinstance(record, Mapping) and _what_it_computes(record.get("config")) == _what_it_computes(_normal(cfg))
+    return isinstance(record, Mapping) and (_what_it_computes(comparable(record.get("config")))
+                                            == _what_it_computes(comparable(cfg)))
 
 
 @dataclass(frozen=True)
@@ -86,9 +108,11 @@ def resumable(folder: str | os.PathLike, cfg: Mapping, checkpoints: Mapping[str,
     """Whether an unfinished run in `folder` was started with exactly these inputs (see `mark_started`), so that
     continuing its checkpoints cannot mix two configurations."""
     started = read_json(Path(folder) / STARTED)
+    if not isinstance(started, Mapping):
+        return False
     try:
-        return started == {"config": _normal(cfg), "checkpoints": _checkpoint_record(checkpoints),
-                           "protocols": dict(protocols)}
+        return {**started, "config": comparable(started.get("config"))} == {
+            "config": comparable(cfg), "checkpoints": _checkpoint_record(checkpoints), "protocols": dict(protocols)}
     except MissingFilesError:
         return False
 

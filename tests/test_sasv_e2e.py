@@ -2,6 +2,8 @@
 recipe's refusals of bad input. The three stages end to end are in tests/test_sasv_e2e_stages.py."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -13,6 +15,9 @@ from asv.losses.sasv_e2e import SASVEmbeddingLoss
 from common.errors import InputError
 from data.augment import SpeedPerturb, speed_perturb
 from data.samplers import SASVPairSampler
+from tests.pipeline_fixtures import assert_one_line_error, call, copy_corpus, tiny_corpus
+
+__all__ = ["tiny_corpus"]   # fixture used by name
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -121,3 +126,85 @@ def test_speed_perturbation():
     assert all(len(o) == 8000 and o.dtype == np.float32 for o in outs)
     with pytest.raises(InputError, match="factors"):
         SpeedPerturb([3.0], 8000)
+
+
+# ------------------------------------------------------------------------------------------------
+# The recipe's refusals (main.py task sasv_e2e on the tiny corpus): one line each, nothing written
+# ------------------------------------------------------------------------------------------------
+TINY_STAGE3 = ["--config", "configs/quickstart_sasv2_stage3.conf", "asv.checkpoint=null", "init.reset_head=false",
+               "asv.model={C: 16, embedding_dim: 16}", "train.epochs=1", "train.batch_size=2",
+               "sampler.spoof_pairs=2", "train.progress=false", "train.precise_bn_batches=0",
+               "data.train_samples=32000"]     # 2 s crops of 1-1.5 s files: repeat-padded, as elsewhere
+
+
+def _main(argv):
+    import main as main_py
+    from common.cli import run_main
+    return run_main(main_py.main, argv)
+
+
+def _break_protocol(corpus, tmp_path, speaker: str):
+    """A copy of the tiny corpus whose first spoofed train line claims `speaker`; (corpus, protocol, line)."""
+    broken = copy_corpus(corpus, tmp_path / "broken")
+    protocol = broken.la / "ASVspoof2019_LA_cm_protocols" / "ASVspoof2019.LA.cm.train.trn.txt"
+    lines = protocol.read_text().splitlines()
+    number = next(i for i, line in enumerate(lines) if line.endswith(" spoof"))
+    lines[number] = " ".join([speaker, *lines[number].split()[1:]])
+    protocol.write_text("\n".join(lines) + "\n")
+    return broken, protocol, number + 1
+
+
+@pytest.mark.parametrize("speaker,needle", [("-", "claims no speaker"), ("LA_9999", "claims speaker LA_9999")])
+def test_spoof_without_a_trained_claimed_speaker_is_one_line(tiny_corpus, tmp_path, capsys, speaker, needle):
+    broken, protocol, number = _break_protocol(tiny_corpus, tmp_path, speaker)
+    out = tmp_path / "out"
+    rc, err = call(_main, [*TINY_STAGE3, f"data.database={broken.la}", f"output_dir={out}"], capsys)
+    assert rc == 2
+    assert_one_line_error(err, str(protocol), f"line {number}", needle)
+    assert not out.exists()
+
+
+def test_head_of_another_class_set_needs_reset_head(tiny_corpus, tmp_path, capsys):
+    """A stage-3 run exports a 4 + 1 class head; starting a run with another class set from it is refused
+    unless init.reset_head, before anything is written; with it the run trains (2 s crops of 1-1.5 s audio)."""
+    first = tmp_path / "first"
+    assert call(_main, [*TINY_STAGE3, f"data.database={tiny_corpus.la}", f"output_dir={first}"], capsys)[0] == 0
+    exported = first / "sasv_embedding.pt"
+    results = json.loads((first / "results.json").read_text())
+    assert results["classes"] == 5 and "eval" in results and results["selected_on"].startswith("dev_sasv_eer")
+    second = tmp_path / "second"
+    other = [*TINY_STAGE3, f"data.database={tiny_corpus.la}", f"output_dir={second}", f"asv.checkpoint={exported}",
+             f"data.voxceleb={tiny_corpus.voxceleb}"]          # + the VoxCeleb speakers: another class set
+    rc, err = call(_main, other, capsys)
+    assert rc == 2
+    assert_one_line_error(err, str(exported), "its head has 5 classes", "init.reset_head=true")
+    assert not second.exists()
+    assert call(_main, [*other, "init.reset_head=true"], capsys)[0] == 0
+    assert (second / "sasv_embedding.pt").is_file() and (second / "scores" / "sasv_eval.txt").is_file()
+
+
+@pytest.mark.parametrize("override,needle", [
+    ("data.train_on=[train, eval]", "'eval' is not trainable"),
+    ("data.train_on=[train, dev]", "dev is in data.train_on"),
+    ("train.select_metric=eer", "VoxCeleb trial-list metric"),
+    ("data.train_on=[]", "no training data"),
+])
+def test_selection_and_split_rules(tiny_corpus, tmp_path, capsys, override, needle):
+    out = tmp_path / "out"
+    rc, err = call(_main, [*TINY_STAGE3, f"data.database={tiny_corpus.la}", f"output_dir={out}", override], capsys)
+    assert rc == 2
+    assert_one_line_error(err, needle)
+    assert not out.exists()
+
+
+def test_train_and_dev_select_on_the_training_loss(tiny_corpus, tmp_path, capsys):
+    """The published best setting: train+dev (4 + 4 speakers + spoof), selection by training loss, said so."""
+    out = tmp_path / "out"
+    rc, err = call(_main, [*TINY_STAGE3, f"data.database={tiny_corpus.la}", f"output_dir={out}",
+                           "data.train_on=[train, dev]", "train.select_metric=train_loss"], capsys)
+    assert rc == 0, err
+    results = json.loads((out / "results.json").read_text())
+    assert results["classes"] == 9
+    assert results["selected_on"].startswith("training loss")
+    assert "dev is in the training data" in results["selected_on"]
+    assert "dev is in the training data" in err

@@ -32,7 +32,7 @@ from engine import TRAIN_SCHEMA, TrainData, fit, is_main_process, load_model_wei
 from metrics.dcf import DCF_P001, DCF_P005, min_dcf
 from metrics.eer import roc_eer
 from pipeline.stages.extract import extract
-from pipeline.stages.frontends import ASV_SECTION, asv_embed_fn, crop_spec
+from pipeline.stages.frontends import ASV_SECTION, asv_embed_fn, crop_spec, unit_enrol_mean
 
 SCHEMA = {
     "task": "asv",
@@ -81,7 +81,8 @@ class TrialList:
         table = EmbeddingTable(out.ids, out.arrays["embeddings"])
         if self.enrolment is not None:   # ASVspoof: speaker models from the enrolment lists
             table = EmbeddingTable.from_mapping({**dict(zip(table.ids, table.embeddings, strict=True)),
-                                                 **speaker_models(self.enrolment, table)})
+                                                 **speaker_models(self.enrolment, table,
+                                                                  normalize=unit_enrol_mean(cfg["asv"]))})
         e = _unit(table.embeddings)
         a = np.array([table.index[p[0]] for p in self.pairs])
         b = np.array([table.index[p[1]] for p in self.pairs])
@@ -166,6 +167,7 @@ def check(cfg: Mapping) -> tuple[list[Path], list[int], TrialList]:
     """Everything that needs no model (folders, lists, audio present, batch size, initial checkpoint), before
     main.py locks or writes anything; returns the training data."""
     check_folder(cfg["output_dir"], "output_dir")
+    unit_enrol_mean(cfg["asv"])
     if cfg["asv"]["checkpoint"] and not Path(cfg["asv"]["checkpoint"]).is_file():
         raise MissingFilesError(f"asv.checkpoint {cfg['asv']['checkpoint']}: checkpoint file does not exist")
     paths, labels, trials = _data(cfg)

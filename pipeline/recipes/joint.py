@@ -24,7 +24,7 @@ from engine import TrainData, is_main_process
 from metrics.sasv import sasv_eers
 from pipeline.stages.experiment import database, enrolment_audio, enrolment_form
 from pipeline.stages.extract import extract
-from pipeline.stages.frontends import asv_embed_fn, cm_embed_fn, crop_spec
+from pipeline.stages.frontends import asv_embed_fn, cm_embed_fn, crop_spec, unit_enrol_mean
 from pipeline.stages.sasv import TrialInputs, score_embeddings
 from pipeline.stages.trials import asv_trial_scores
 
@@ -151,7 +151,8 @@ def embed_split(cfg: Mapping, model: JointSASV, split: str) -> TrialInputs:
                           batch_size=cfg["batch_size"], desc=f"ASV {split}")
         asv = EmbeddingTable(asv_out.ids, asv_out.arrays["embeddings"])
         if form == "lists":
-            models = EmbeddingTable.from_mapping(speaker_models(db.enrolment(split), asv))
+            models = EmbeddingTable.from_mapping(speaker_models(db.enrolment(split), asv,
+                                                                normalize=unit_enrol_mean(cfg["asv"])))
         else:
             enr_out = extract(enrolment, asv_embed_fn(model.asv, device), crop_spec(cfg["asv"]),
                               desc=f"ASV enrolment {split}")

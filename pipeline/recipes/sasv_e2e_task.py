@@ -11,13 +11,16 @@ Classes are the training speakers plus one spoof class (every spoofed utterance,
 and attack); batches hold `train.batch_size` bona fide pairs of distinct speakers and `sampler.spoof_pairs`
 spoof pairs claiming those speakers (data.samplers.SASVPairSampler); the loss is asv.losses.sasv_e2e.
 
-Scoring: speaker model = mean of the L2-normalised embeddings of the enrolment utterances (or the embedding of
-the concatenated enr_audio file: `enrolment: concat`); SASV score = cosine(model, test). With data.database set,
-every epoch is scored on LA dev (unless dev is trained on: then selection uses the training loss and the log
-and results.json say so; eval is never scored before training ends), and the selected epoch on dev and eval:
+Scoring: speaker model = mean of the L2-normalised embeddings of the enrolment utterances (`asv.enrol_mean: unit`,
+this task's default; or the embedding of the concatenated enr_audio file: `enrolment: concat`); SASV score =
+cosine(model, test). With data.database set, every epoch is scored on LA dev (unless dev is trained on: then
+selection uses the training loss and the log and results.json say so; eval is never scored before training
+ends), and the selected epoch on dev and eval:
 scores/sasv_{split}.txt (SASV 2022 format, readable by evaluate.py) and results.json with the metrics of the
 other systems. The network is exported as `sasv_embedding.pt` (asv.checkpoint layout: it also loads as the
-ASV front-end of any SASV config, or as the next stage's initial weights).
+ASV front-end of any SASV config, or as the next stage's initial weights). As the ASV front-end of a SASV config
+with the same asv section (arch, model, crop, `enrol_mean: unit`) and `backend.name: asv_only`, the stages give
+these very SASV scores, so ablate.py can fuse it with a CM and verify.py can use it (docs/backends.md).
 """
 from __future__ import annotations
 
@@ -53,7 +56,7 @@ from metrics.report import evaluate_trials, format_table, json_ready
 from pipeline.recipes.asv_task import SpeakerNet, TrialList, verification_metrics
 from pipeline.stages.experiment import ENROLMENT_FORMS, enrolment_audio, resolve_device
 from pipeline.stages.extract import InputFloor, extract
-from pipeline.stages.frontends import ASV_SECTION, asv_embed_fn, crop_spec, frontend_identity
+from pipeline.stages.frontends import ASV_SECTION, asv_embed_fn, crop_spec, frontends_record, unit_enrol_mean
 from pipeline.stages.trials import sasv_rows
 
 log = logging.getLogger(__name__)
@@ -79,7 +82,8 @@ SCHEMA = {
     "enrolment": "lists",          # lists: mean of the listed utterances | concat: the enr_audio file
     "enr_audio": None,             # default <database>/enr_audio
     "eval_batch_size": 16,         # extraction batch size when scoring
-    "asv": ASV_SECTION,            # the embedding network; asv.checkpoint: initial weights (an earlier stage)
+    # the embedding network; asv.checkpoint: initial weights (an earlier stage); speaker models average unit vectors
+    "asv": {**ASV_SECTION, "enrol_mean": "unit"},
     "init": {
         "reset_head": False,       # True: start a new classification head (another class set than the checkpoint's)
     },
@@ -198,12 +202,13 @@ def _augment(cfg: Mapping) -> tuple[int, Callable | None]:
 # ================================================================================================
 class SASVTrialScorer:
     """A split's SASV trials scored with the single embedding: every test and enrolment file embedded once,
-    speaker models as the mean of L2-normalised enrolment embeddings (or the enr_audio file's embedding)."""
+    speaker models as the mean of the enrolment embeddings, L2-normalised with `asv.enrol_mean: unit` (the task's
+    default, as the SASV stages average them: the same rule), or the enr_audio file's embedding."""
 
     def __init__(self, cfg: Mapping, db: LADatabase, split: str):
         self.cfg, self.db, self.split = cfg, db, split
         self.trials: list[SASVTrial] = db.sasv_trials(split)
-        self.form = cfg["enrolment"]
+        self.form, self.unit = cfg["enrolment"], unit_enrol_mean(cfg["asv"])
         self.enrol = enrolment_audio(db, split, self.form)
         self.tests = [(u, db.flac(split, u)) for u in dict.fromkeys(t.utt for t in self.trials)]
         self.keys = [t.key for t in self.trials]
@@ -222,7 +227,7 @@ class SASVTrialScorer:
         enrolled = EmbeddingTable.from_mapping({i[6:]: e for i, e in rows.items() if i.startswith("enrol/")})
         if self.form == "lists":
             models = EmbeddingTable.from_mapping(speaker_models(self.db.enrolment(self.split), enrolled,
-                                                                normalize=True))
+                                                                normalize=self.unit))
         else:
             models = enrolled
         models.require([t.speaker for t in self.trials], f"the {self.split} SASV trials (speaker models)")
@@ -276,6 +281,7 @@ def check(cfg: Mapping) -> TrainingSet:
     check_folder(cfg["output_dir"], "output_dir")
     if cfg["enrolment"] not in ENROLMENT_FORMS:
         raise ConfigError(f"'enrolment' must be one of {', '.join(ENROLMENT_FORMS)}, got {cfg['enrolment']!r}")
+    unit_enrol_mean(cfg["asv"])
     bad = [s for s in d["train_on"] if s not in LA_SPLITS_TRAINABLE]
     if bad:
         raise ConfigError(f"data.train_on: {bad[0]!r} is not trainable; use [train] or [train, dev] (eval never)")
@@ -314,6 +320,7 @@ def check(cfg: Mapping) -> TrainingSet:
                          f"training data has only {speakers} speakers")
     if cfg["sampler"]["spoof_pairs"] and data.spoof_class is None:
         log.info("no spoofed training data (stage 1): batches hold bona fide pairs only")
+    _check_head(cfg, data.class_names)
     return data
 
 
@@ -321,21 +328,28 @@ def folders(cfg: Mapping) -> RunFolders:
     return RunFolders.trained_in_output_dir(cfg["output_dir"])
 
 
-def _initial_weights(cfg: Mapping, model: nn.Module, loss: SASVEmbeddingLoss, classes: list[str]) -> None:
-    """An earlier stage's weights. Its head is loaded too unless init.reset_head; a head for another class set
-    is one clear error rather than a silent re-initialisation."""
+def _check_head(cfg: Mapping, classes: list[str]) -> None:
+    """Before anything is written: an initial checkpoint whose head was trained for another class set is one
+    clear error unless init.reset_head (a silent re-initialisation would hide a wrong checkpoint)."""
     path = cfg["asv"]["checkpoint"]
-    if cfg["init"]["reset_head"]:
-        load_asv_state(model, None, path, strict=True)
-        log.info(f"initial weights {path}: model loaded, classification head re-initialised (init.reset_head)")
+    if not path or cfg["init"]["reset_head"]:
         return
     state = load_weights(path)
     theirs = state.get("classes") if isinstance(state, Mapping) else None
     if theirs is not None and list(theirs) != classes:
-        raise InputError(f"{path}: its head has {len(theirs)} classes, this run {len(classes)} "
-                         f"({'same count, other speakers' if len(theirs) == len(classes) else 'another class set'}); "
-                         f"set init.reset_head=true to start a new head from the pretrained network")
-    load_asv_state(model, loss, path, strict=True)
+        same = "same count, other speakers" if len(theirs) == len(classes) else "another class set"
+        raise InputError(f"{path}: its head has {len(theirs)} classes, this run {len(classes)} ({same}); set "
+                         f"init.reset_head=true to start a new head from the pretrained network")
+
+
+def _initial_weights(cfg: Mapping, model: nn.Module, loss: SASVEmbeddingLoss) -> None:
+    """An earlier stage's weights (checked by `_check_head`): the network, and its head unless init.reset_head."""
+    path = cfg["asv"]["checkpoint"]
+    if cfg["init"]["reset_head"]:
+        load_asv_state(model, None, path, strict=True)
+        log.info(f"initial weights {path}: model loaded, classification head re-initialised (init.reset_head)")
+    else:
+        load_asv_state(model, loss, path, strict=True)
 
 
 def run(cfg: Mapping, resume: bool = False) -> dict:
@@ -354,7 +368,7 @@ def run(cfg: Mapping, resume: bool = False) -> dict:
     check_kwargs(SASVEmbeddingLoss, "sasv_e2e", options, "loss", fixed=("embedding_dim", "num_classes", "spoof_class"))
     loss = SASVEmbeddingLoss(model.embedding_dim, len(data.class_names), data.spoof_class, **options)
     if cfg["asv"]["checkpoint"]:
-        _initial_weights(cfg, model, loss, data.class_names)
+        _initial_weights(cfg, model, loss)
     net = SpeakerNet(model, loss, 2, spec_augment=spec_augment)
     samples, augment = _augment(cfg)
     dataset = SpeakerDataset(data.paths, data.classes, n_samples=samples, seed=cfg["train"]["seed"], augment=augment)
@@ -403,17 +417,19 @@ def run(cfg: Mapping, resume: bool = False) -> dict:
         print(format_table({f"single SASV embedding ({s})": payload[s] for s in scorers}))
     else:
         payload.update({k: float(v) for k, v in best["metrics"].items() if k in ("eer", "min_dcf_p001")})
-    payload["frontends"] = {"asv": {**frontend_identity(exported, "asv"), "checkpoint": exported["checkpoint"]}}
+    payload["frontends"] = frontends_record({**cfg, "asv": exported}, kinds=("asv",))
     write_results(out, payload, provenance(
         cfg, checkpoints={"initial": cfg["asv"]["checkpoint"], "sasv_embedding": out / "sasv_embedding.pt"},
-        protocols=_protocol_digests(cfg, db), seeds={"train": cfg["train"]["seed"]}, device=cfg["train"]["device"]))
+        protocols=protocol_digests(cfg), seeds={"train": cfg["train"]["seed"]}, device=cfg["train"]["device"]))
     print(f"single SASV embedding ({cfg['asv']['arch']}, stage {cfg['stage']}): best epoch {payload['best_epoch']} "
           f"by {_selection(cfg)} -> {out / 'sasv_embedding.pt'}")
     return payload
 
 
-def _protocol_digests(cfg: Mapping, db: LADatabase | None) -> dict[str, str]:
+def protocol_digests(cfg: Mapping) -> dict[str, str]:
+    """SHA-256 of the lists that defined the training, selection and scoring data."""
     d = cfg["data"]
+    db = LADatabase(d["database"], cfg["enr_audio"]) if d["database"] else None
     files: list[Path] = []
     if d["voxceleb"]:
         vox = VoxCeleb(d["voxceleb"], d["train_list"], d["trial_list"])

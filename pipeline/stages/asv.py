@@ -3,7 +3,8 @@
 Writes under `output_dir` (embeddings under `embeddings_dir` when set):
 
     embeddings/asv_{split}.npz        ASV embedding of every utterance of the split (CM protocol + enrolment)
-    embeddings/asv_enrol_{split}.npz  speaker models (ids = speakers) for dev/eval (asv_enrol_concat_*: enr_audio form)
+    embeddings/asv_enrol_{split}.npz  speaker models (ids = speakers) for dev/eval (asv_enrol_concat_*: enr_audio form;
+                                      lists: the mean of raw or L2-normalised embeddings, asv.enrol_mean)
     scores/asv_{split}.txt            SASV 2022 format `SPK UTT ATTACK KEY SCORE`: ASV cosine score per trial
 """
 from __future__ import annotations
@@ -21,7 +22,7 @@ from metrics.eer import det_eer
 from pipeline.stages.cache import save_cache
 from pipeline.stages.experiment import check_stage_inputs, database, enrolment_form, experiment, resolve_device
 from pipeline.stages.extract import InputFloor, extract
-from pipeline.stages.frontends import asv_embed_fn, build_asv, crop_spec
+from pipeline.stages.frontends import asv_embed_fn, build_asv, crop_spec, unit_enrol_mean
 from pipeline.stages.outputs import (
     asv_embeddings_spec,
     cached_or_none,
@@ -66,7 +67,8 @@ def asv_stage(cfg: Mapping, force: bool = False) -> None:
 
 def _speaker_models(cfg: Mapping, db: LADatabase, split: str, table: EmbeddingTable, force: bool,
                     get_model) -> EmbeddingTable:
-    """Speaker models: mean of per-gender list embeddings, or one embedding of the concatenated enr_audio file."""
+    """Speaker models: mean of per-gender list embeddings (raw or L2-normalised: asv.enrol_mean), or one embedding
+    of the concatenated enr_audio file."""
     spec, device = speaker_models_spec(cfg, split, db), resolve_device(cfg["device"])
     cached = cached_or_none(spec, cfg, force, f"asv {split} speaker models")
     if cached is not None:
@@ -79,7 +81,7 @@ def _speaker_models(cfg: Mapping, db: LADatabase, split: str, table: EmbeddingTa
             log.info(f"asv {split}: {len(skipped)} enrolment utterances skipped (unreadable audio)")
             enrolment = {spk: [u for u in utts if u in table] for spk, utts in enrolment.items()}
         try:
-            models = speaker_models(enrolment, table)
+            models = speaker_models(enrolment, table, normalize=unit_enrol_mean(cfg["asv"]))
         except ValueError as e:
             raise InputError(str(e)) from None
         ids, emb = list(models), np.stack(list(models.values()))

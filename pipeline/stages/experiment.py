@@ -18,7 +18,7 @@ from common.io import check_folder, file_sha256
 from data.asvspoof import ENROLMENT_SPLITS, SPLITS, LADatabase, check_files_exist
 from data.audio import CropSpec
 from engine.distributed import resolve_device as engine_device
-from pipeline.stages.frontends import ASV_SECTION, CM_SECTION, check_scoring_checkpoint
+from pipeline.stages.frontends import ASV_SECTION, CM_SECTION, check_scoring_checkpoint, unit_enrol_mean
 
 # Keys shared by every SASV entry point (stage scripts and main.py).
 SASV_COMMON = {
@@ -137,6 +137,7 @@ def check_settings(cfg: Mapping) -> None:
                           f"choose from {', '.join(NORM_METHODS)}")
     if cfg["score_norm"]["top_n"] < 1:
         raise ConfigError(f"score_norm.top_n must be >= 1, got {cfg['score_norm']['top_n']}")
+    unit_enrol_mean(cfg["asv"])
     for key in ("asv", "cm"):
         crop = cfg[key]["crop"]
         try:

@@ -1,5 +1,6 @@
 """Building the ASV and CM front-ends named by a config section, with their checkpoints, and saying which
-front-end made an output (`frontend_identity`), so that caches and results can be checked against it."""
+front-end made an output (`frontend_identity`; speaker models and scores also `enrolment_identity`: how the
+enrolment embeddings are averaged), so that caches and results can be checked against it."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,6 +24,7 @@ ASV_SECTION = {
     "checkpoint": None,            # voxceleb_trainer, ECAPA-TDNN repo, DDP or our own layout
     "model": FreeForm({}),         # keyword arguments of the model (see its CONFIG dict)
     "crop": {"policy": "full", "samples": 64000, "count": 1},   # evaluation input: full | first | even (count crops)
+    "enrol_mean": "raw",           # `lists` speaker models: mean of the raw | unit (L2-normalised) enrolment embeddings
 }
 CM_SECTION = {
     "arch": "AASIST",              # AASIST | AASIST-L | LCNN | LCNN-LFCC-LPS
@@ -56,10 +58,40 @@ def frontend_identity(section: Mapping, kind: str) -> dict:
             "checkpoint_sha256": file_sha256(checkpoint) if checkpoint else None, "crop": dict(section["crop"])}
 
 
-def frontends_record(cfg: Mapping) -> dict:
-    """What a results file records of the two front-ends that made its scores (their identity and checkpoint
-    path), so that verify.py can refuse to apply its back-end and threshold to other front-ends."""
-    return {k: {**frontend_identity(cfg[k], k), "checkpoint": cfg[k]["checkpoint"]} for k in ("asv", "cm")}
+# How `lists` speaker models average their enrolment embeddings (asv.enrol_mean): `raw` embeddings (SASV 2022
+# baseline), or `unit`: each L2-normalised first (SASV2, WeSpeaker; the default of task sasv_e2e). The concatenated
+# enr_audio form (`enrolment: concat`) averages nothing, so the key does not apply to it.
+ENROL_MEANS = ("raw", "unit")
+
+
+def unit_enrol_mean(section: Mapping) -> bool:
+    """Whether the ASV section's `lists` speaker models average L2-normalised embeddings (`enrol_mean: unit`);
+    one line naming the key for any value but raw or unit."""
+    value = section["enrol_mean"]
+    if value not in ENROL_MEANS:
+        raise ConfigError(f"asv.enrol_mean must be one of {', '.join(ENROL_MEANS)}, got {value!r}")
+    return value == "unit"
+
+
+def enrolment_identity(section: Mapping, form: str) -> dict:
+    """What, beside the front-end and the enrolment form, makes speaker models what they are: `enrol_mean`, for
+    `lists` only, and left out at its default `raw` so that identities recorded before the key existed (speaker
+    model caches, results.json) still hold. The per-utterance embeddings do not depend on it."""
+    unit = unit_enrol_mean(section)
+    return {"enrol_mean": "unit"} if unit and form == "lists" else {}
+
+
+def scoring_identity(cfg: Mapping, kind: str) -> dict:
+    """What made the `kind` scores of a SASV config: the front-end's identity and, for the ASV front-end, how its
+    speaker models average (`enrolment_identity`)."""
+    identity = frontend_identity(cfg[kind], kind)
+    return {**identity, **enrolment_identity(cfg["asv"], cfg["enrolment"])} if kind == "asv" else identity
+
+
+def frontends_record(cfg: Mapping, kinds: tuple[str, ...] = ("asv", "cm")) -> dict:
+    """What a results file records of the front-ends that made its scores (their `scoring_identity` and
+    checkpoint path), so that verify.py can refuse to apply its back-end and threshold to other front-ends."""
+    return {k: {**scoring_identity(cfg, k), "checkpoint": cfg[k]["checkpoint"]} for k in kinds}
 
 
 def _check_crop_fits(section: Mapping, key: str, model: nn.Module) -> None:

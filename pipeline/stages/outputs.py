@@ -22,7 +22,7 @@ from data.embeddings import EmbeddingTable
 from pipeline.stages.cache import Inputs, load_cache
 from pipeline.stages.experiment import database, enrolment_audio, enrolment_form, experiment
 from pipeline.stages.extract import Extracted
-from pipeline.stages.frontends import frontend_identity
+from pipeline.stages.frontends import enrolment_identity, frontend_identity
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +48,10 @@ def cm_embeddings_spec(cfg: Mapping, split: str, db: LADatabase | None = None) -
 
 
 def speaker_models_spec(cfg: Mapping, split: str, db: LADatabase | None = None) -> CacheSpec:
-    """Lists: the mean of the listed utterances' embeddings (the lists' content is part of what made it);
-    concat: one embedding of each speaker's enr_audio file."""
+    """Lists: the mean of the listed utterances' embeddings, raw or L2-normalised (asv.enrol_mean; the lists'
+    content is part of what made it); concat: one embedding of each speaker's enr_audio file."""
     db, mode = db or database(cfg), enrolment_form(cfg)
-    made_by = {**frontend_identity(cfg["asv"], "asv"), "enrolment": mode}
+    made_by = {**frontend_identity(cfg["asv"], "asv"), "enrolment": mode, **enrolment_identity(cfg["asv"], mode)}
     if mode == "lists":
         made_by["lists_sha256"] = hashlib.sha256(json.dumps(db.enrolment(split), sort_keys=True).encode()).hexdigest()
     inputs = Inputs.of(enrolment_audio(db, split, mode))

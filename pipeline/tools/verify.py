@@ -23,13 +23,21 @@ from common.errors import InputError
 from common.io import atomic_write, read_json
 from data.asvspoof import SASVTrial
 from data.audio import load_audio
-from data.embeddings import EmbeddingTable
+from data.embeddings import EmbeddingTable, mean_embedding
 from data.score_files import read_sasv_scores
 from fusion import is_score_backend, score_backend_from_state
 from metrics.thresholds import METHODS, choose_threshold
 from pipeline.stages.experiment import enrolment_form, experiment, resolve_device
 from pipeline.stages.extract import InputFloor, model_input
-from pipeline.stages.frontends import asv_embed_fn, build_asv, build_cm, cm_embed_fn, crop_spec, frontend_identity
+from pipeline.stages.frontends import (
+    asv_embed_fn,
+    build_asv,
+    build_cm,
+    cm_embed_fn,
+    crop_spec,
+    scoring_identity,
+    unit_enrol_mean,
+)
 from pipeline.stages.trials import asv_trial_scores
 
 RESULT_COLUMNS = ("enroll", "test", "asv_score", "cm_score", "sasv_score", "threshold", "decision")
@@ -105,7 +113,7 @@ def check_frontends(cfg: Mapping) -> None:
     for kind in ("asv", "cm"):
         then = dict(recorded.get(kind) or {})
         path = then.pop("checkpoint", None)
-        now = frontend_identity(cfg[kind], kind)
+        now = scoring_identity(cfg, kind)
         if then != now:
             changed = ", ".join(k for k in sorted(set(then) | set(now)) if then.get(k) != now.get(k))
             raise InputError(f"{exp.results}: its scores (and the back-end and threshold fitted on them) were made by "
@@ -193,15 +201,15 @@ def verify(cfg: Mapping, trials: Sequence[Trial], threshold: Threshold) -> list[
             file_asv[path] = _embed(asv_fn, model_input(load_audio(path), asv_crop, asv_floor, path))["embeddings"]
         return file_asv[path]
 
-    enrol_sets = list(dict.fromkeys(t.enroll for t in trials))
+    enrol_sets, unit = list(dict.fromkeys(t.enroll for t in trials)), unit_enrol_mean(cfg["asv"])
     tests = list(dict.fromkeys(t.test for t in trials))
     models = []
     for files in enrol_sets:
         if enrolment_form(cfg) == "concat":   # one embedding of the concatenated audio (the enr_audio form)
             joined = np.concatenate([load_audio(p) for p in files])
             models.append(_embed(asv_fn, model_input(joined, asv_crop, asv_floor, " + ".join(files)))["embeddings"])
-        else:                              # mean of the per-file embeddings (data.embeddings.speaker_models)
-            models.append(np.mean([asv_of(p) for p in files], axis=0))
+        else:                              # mean of the per-file embeddings, raw or unit (asv.enrol_mean)
+            models.append(mean_embedding([asv_of(p) for p in files], unit))
     test_asv, test_cm = [], []
     for path in tests:
         wave = load_audio(path)

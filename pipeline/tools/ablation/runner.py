@@ -9,6 +9,7 @@ import numpy as np
 
 from common.io import atomic_write, file_sha256, read_json, write_json
 from common.provenance import provenance
+from common.runs import comparable
 from data.score_files import ScoreFileError, read_sasv_scores, write_sasv_scores
 from metrics.det import plot_det
 from pipeline.stages.asv import asv_stage
@@ -42,13 +43,14 @@ def system_inputs(cfg: Mapping) -> dict[str, str]:
 
 def system_fingerprint(system: System, frontends: Mapping, thresholds: Mapping, pictures: bool,
                        inputs: Mapping[str, str]) -> str:
-    return fingerprint(version=VERSION, cfg=system.cfg, cm_score=system.cm_score, seeds=list(system.seeds),
+    return fingerprint(version=VERSION, cfg=comparable(system.cfg), cm_score=system.cm_score, seeds=list(system.seeds),
                        calibrated=system.calibrated, thresholds=dict(thresholds), frontends=dict(frontends),
                        pictures=pictures, inputs=dict(inputs))
 
 
 def _run_fingerprint(system: System, seed: int, frontends: Mapping, inputs: Mapping[str, str]) -> str:
-    return fingerprint(version=VERSION, cfg=system.run_config(seed), frontends=dict(frontends), inputs=dict(inputs))
+    return fingerprint(version=VERSION, cfg=comparable(system.run_config(seed)), frontends=dict(frontends),
+                       inputs=dict(inputs))
 
 
 def run_system(system: System, frontends: Mapping, thresholds: Mapping, force: bool = False,
