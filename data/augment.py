@@ -6,12 +6,15 @@ impulse response normalised to unit energy and cropped to the input length. Wher
 configured, generated signals (coloured noise, harmonic-tone music and babble, exponentially decaying
 synthetic RIRs) go through exactly the same mixing code, so the recipe runs and is tested on any machine.
 
+RawBoost (data/rawboost.py, the SSL-AASIST CM augmentation) joins through a `rawboost` entry of the
+config (build_augment).
+
 Everything is deterministic given the numpy Generator passed in (one per Dataset worker/item).
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import soundfile as sf
@@ -21,6 +24,7 @@ from scipy.signal import fftconvolve
 
 from common.errors import InputError
 from data.audio import SAMPLE_RATE, AudioError, crop_random, load_audio
+from data.rawboost import RawBoost
 
 NOISE_TYPES = ("noise", "speech", "music")
 ALL_TYPES = NOISE_TYPES + ("reverb",)
@@ -320,14 +324,39 @@ class SpeedPerturb:
         return crop_random(speed_perturb(wave, factor, self.sample_rate), self.n_samples, rng)
 
 
-def build_augment(config: Mapping | bool | None) -> WaveAugment | None:
-    """Config switch: None/False -> no augmentation, True -> the defaults, a mapping -> WaveAugment(mapping)."""
+class AugmentChain:
+    """`aug(wave, rng)`: the parts applied in order, all drawing from the same Generator."""
+
+    def __init__(self, *parts: Callable[[np.ndarray, np.random.Generator], np.ndarray]):
+        self.parts = parts
+
+    def __call__(self, wave: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        for part in self.parts:
+            wave = part(wave, rng)
+        return wave
+
+
+def build_augment(config: Mapping | bool | None) -> WaveAugment | RawBoost | AugmentChain | None:
+    """Config switch: None/False -> no augmentation, True -> WaveAugment's defaults, a mapping -> WaveAugment of
+    its keys (DEFAULTS), where a `rawboost` entry ({algo: 1-8, <option>: value}; data/rawboost.py) adds
+    RawBoost on every item: alone it is the only augmentation (as in SSL-AASIST); next to WaveAugment keys it
+    runs after WaveAugment (AugmentChain). `rawboost: false/null` counts as absent."""
     if config is None or config is False:
         return None
-    return WaveAugment({} if config is True else config)
+    config = {} if config is True else dict(config)
+    unknown = sorted(set(config) - set(DEFAULTS) - {"rawboost"})
+    if unknown:
+        raise InputError(f"augmentation config: unknown key {unknown[0]!r}; valid keys are "
+                         f"{sorted([*DEFAULTS, 'rawboost'])}")
+    rawboost = config.pop("rawboost", None)
+    if rawboost is None or rawboost is False:
+        return WaveAugment(config)
+    boost = RawBoost.from_config(rawboost)
+    return AugmentChain(WaveAugment(config), boost) if config else boost
 
 
 __all__ = ["WaveAugment", "SpecAugment", "SpeedPerturb", "speed_perturb", "spec_augment", "build_augment",
+           "AugmentChain", "RawBoost",
            "add_noises", "reverberate",
            "read_segment", "coloured_noise", "synthetic_talker", "synthetic_music", "synthetic_rir", "power_db",
            "DEFAULTS"]
