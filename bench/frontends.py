@@ -1,13 +1,24 @@
 """Front-end throughput on CPU: embedding extraction and training steps, in 4.04 s segments per second.
 
     python bench/frontends.py [--json OUT] [--models AASIST AASIST-L ...] [--threads 2] [--batch 8] [--samples 64600]
+                              [--repeats 3] [--no-macs]
 
-Prints one JSON line per model: {"model", "inference_seg_per_s", "train_seg_per_s", ...}. Inference is
+Prints one JSON line per model: {"model", "params", "inference_seg_per_s", "train_seg_per_s", ...}. Inference is
 `model.eval()` under `torch.inference_mode()`; a training step is forward + loss + backward + Adam step in
 train mode (CM: weighted cross-entropy on the logits; ASV: a linear softmax head over 1211 speakers, the
-VoxCeleb1 dev set). Each figure is the median over `--repeats` timed runs after two warm-up runs;
-`process_peak_rss_gb` is the process's peak resident memory so far (models run in the order given). A model
-that cannot be built (e.g. `asv` not importable) gets a {"model", "skipped": reason} line instead.
+VoxCeleb1 dev set). Each figure is the median over `--repeats` timed runs after two warm-up runs; the runs'
+seconds per batch are in `inference_runs_s` / `train_runs_s` (on a shared machine, to tell noise from speed).
+Memory: `inference_peak_rss_gb` / `train_peak_rss_gb` are the process's peak resident memory during that phase
+(Linux: the peak is reset through /proc/self/clear_refs after `malloc_trim`, so they include the interpreter,
+torch and the model, about 0.5 GB, but not what earlier models left behind; null where that reset is not
+available); `process_peak_rss_gb` is the peak so far (models run in the order given). Compute:
+`gmac_per_segment` is the multiply-accumulates of one eval forward on one segment and `train_gmac_per_segment`
+those of a training step's forward + backward per segment (torch.utils.flop_counter: convolutions and matrix
+products only, i.e. not the STFT, norms or activations; null with a `*_error` key where the counter cannot
+trace the model, e.g. AASIST's eval fast paths); `--no-macs` skips the count. A model that cannot be built
+(e.g. `asv` not importable) gets a {"model", "skipped": reason} line instead. `ECAPA-TDNN-C1024` is
+ECAPA-TDNN at its published size (C=1024, 15.4 M parameters; `ECAPA-TDNN` is the project's default C=512),
+the baseline of the SKA-TDNN and MFA-Conformer targets.
 `AASIST-official` / `AASIST-L-official` time the official code's structure with the same weights
 (bench/official_aasist.py), the baseline of the speed targets; `--system-malloc` times without the allocator
 setting that main.py applies (common/allocator.py).
@@ -15,6 +26,9 @@ setting that main.py applies (common/allocator.py).
 from __future__ import annotations
 
 import argparse
+import ctypes
+import ctypes.util
+import gc
 import json
 import os
 import resource
@@ -32,7 +46,9 @@ from common.allocator import retain_freed_memory  # noqa: E402
 
 CM_MODELS = ("AASIST", "AASIST-L")
 BASELINES = ("AASIST-official", "AASIST-L-official")  # the official structure, same weights (bench/official_aasist.py)
-ASV_MODELS = ("ResNetSE34V2", "ResNetSE34L", "ECAPA-TDNN")
+ASV_MODELS = ("ResNetSE34V2", "ResNetSE34L", "ECAPA-TDNN", "ECAPA-TDNN-C1024", "SKA-TDNN", "MFA-Conformer")
+# bench name -> (asv architecture, build options) for the ASV rows that are not a registry default
+ASV_VARIANTS = {"ECAPA-TDNN-C1024": ("ECAPA-TDNN", {"C": 1024})}
 ASV_SPEAKERS = 1211
 
 
@@ -46,10 +62,47 @@ def build(name: str) -> tuple[torch.nn.Module, str]:
         import cm
         return cm.build_model(name), "cm"
     import asv
-    return asv.build_model(name), "asv"
+    arch, options = ASV_VARIANTS.get(name, (name, {}))
+    return asv.build_model(arch, **options), "asv"
 
 
-def median_seconds(fn, repeats: int) -> float:
+def _reset_peak_rss() -> bool:
+    """Hand freed heap pages back (glibc) and restart the kernel's peak-RSS counter; False where unsupported."""
+    gc.collect()
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_rss_gb() -> float | None:
+    """VmHWM of this process in GB (Linux), None elsewhere."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 2**20, 2)
+    except OSError:
+        pass
+    return None
+
+
+def count_gmacs(fn, *args) -> float:
+    """Multiply-accumulates (G) of the convolutions and matrix products that `fn(*args)` runs (FLOPs / 2)."""
+    from torch.utils.flop_counter import FlopCounterMode
+    with FlopCounterMode(display=False) as counter:
+        fn(*args)
+    return counter.get_total_flops() / 2e9
+
+
+def timed_runs(fn, repeats: int) -> list[float]:
+    """Seconds of each of `repeats` calls of `fn`, after two untimed warm-up calls."""
     for _ in range(2):  # warm-up: oneDNN primitive caches, the allocator's heap reaching its working size
         fn()
     times = []
@@ -57,43 +110,60 @@ def median_seconds(fn, repeats: int) -> float:
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return times
 
 
-def bench_model(name: str, batch: int, samples: int, repeats: int) -> dict:
+def bench_model(name: str, batch: int, samples: int, repeats: int, macs: bool = True) -> dict:
     torch.manual_seed(0)
     model, kind = build(name)
+    n_params = sum(p.numel() for p in model.parameters())
     wave = torch.randn(batch, samples) * 0.1
     model.eval()
 
-    def infer():
+    def infer(x=wave):
         with torch.inference_mode():
-            model(wave)
+            model(x)
 
-    t_infer = median_seconds(infer, repeats)
+    phase_peak = _reset_peak_rss()  # False: no per-phase peak (the figures stay None)
+    infer_runs = timed_runs(infer, repeats)
+    infer_peak = _peak_rss_gb() if phase_peak else None
 
     model.train()
     if kind == "cm":
         from cm.losses import build_loss
         loss_fn = build_loss("WeightedCE")
-        labels = torch.arange(batch) % 2
         params = list(model.parameters())
     else:
         head = torch.nn.Linear(model.embedding_dim, ASV_SPEAKERS)
-        labels = torch.arange(batch) % ASV_SPEAKERS
         params = list(model.parameters()) + list(head.parameters())
     optimiser = torch.optim.Adam(params, lr=1e-4)
 
-    def train_step():
-        out = model(wave)
+    def train_step(x=wave):
+        labels = torch.arange(len(x)) % (2 if kind == "cm" else ASV_SPEAKERS)
+        out = model(x)
         loss = loss_fn(*out, labels) if kind == "cm" else F.cross_entropy(head(out), labels)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
 
-    t_train = median_seconds(train_step, repeats)
-    return {"model": name, "inference_seg_per_s": round(batch / t_infer, 3),
-            "train_seg_per_s": round(batch / t_train, 3)}
+    _reset_peak_rss()
+    train_runs = timed_runs(train_step, repeats)
+    train_peak = _peak_rss_gb() if phase_peak else None
+    row = {"model": name, "params": n_params,
+           "inference_seg_per_s": round(batch / statistics.median(infer_runs), 3),
+           "train_seg_per_s": round(batch / statistics.median(train_runs), 3),
+           "inference_runs_s": [round(t, 3) for t in infer_runs], "train_runs_s": [round(t, 3) for t in train_runs],
+           "inference_peak_rss_gb": infer_peak, "train_peak_rss_gb": train_peak}
+    if macs:  # after the timing, on 1 (eval) and 2 (train: BatchNorm needs two) segments; per segment
+        for key, mode, fn, n in (("gmac_per_segment", False, infer, 1),
+                                 ("train_gmac_per_segment", True, train_step, 2)):
+            model.train(mode)
+            try:
+                row[key] = round(count_gmacs(fn, wave[:n]) / n, 3)
+            except Exception as e:  # noqa: BLE001 -- e.g. custom autograd functions the counter cannot trace
+                row[key] = None
+                row[f"{key}_error"] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+    return row
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--samples", type=int, default=64600, help="segment length (64600 = 4.04 s at 16 kHz)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per figure (median reported)")
+    parser.add_argument("--no-macs", action="store_true", help="skip the multiply-accumulate count")
     parser.add_argument("--system-malloc", action="store_true",
                         help="leave glibc malloc as it is (main.py retains freed memory; common/allocator.py)")
     args = parser.parse_args(argv)
@@ -116,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.models:
         load_before = os.getloadavg()[0]
         try:
-            row = bench_model(name, args.batch, args.samples, args.repeats)
+            row = bench_model(name, args.batch, args.samples, args.repeats, macs=not args.no_macs)
         except Exception as e:  # noqa: BLE001 -- a model under construction elsewhere must not stop the bench
             row = {"model": name, "skipped": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}
         row.update(setting, load_avg_1min=[round(load_before, 2), round(os.getloadavg()[0], 2)],
