@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from asv import ecapa_tdnn, losses, mfa_conformer, resnet_se34l, resnet_se34v2, ska_tdnn
+from asv import ecapa_tdnn, losses, mfa_conformer, mhfa, resnet_se34l, resnet_se34v2, ska_tdnn, ssl_ecapa
 from common.dispatch import build
 
 __all__ = ["MODELS", "build_model", "losses"]
@@ -19,6 +19,8 @@ MODELS = {
     "ECAPA-TDNN": (ecapa_tdnn.ECAPATDNN, ecapa_tdnn.CONFIG),
     "SKA-TDNN": (ska_tdnn.SKATDNN, ska_tdnn.CONFIG),
     "MFA-Conformer": (mfa_conformer.MFAConformer, mfa_conformer.CONFIG),
+    "SSL-ECAPA": (ssl_ecapa.SSLECAPA, ssl_ecapa.CONFIG),       # a self-supervised encoder (ssl_models) + ECAPA-TDNN
+    "SSL-MHFA": (mhfa.SSLMHFA, mhfa.CONFIG),                   # a self-supervised encoder + MHFA pooling head
 }
 
 

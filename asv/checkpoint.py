@@ -209,6 +209,11 @@ def _message(name: str, report: LoadReport, model_state: Mapping, loss_state: Ma
 
 def guess_architecture(state: Mapping) -> str:
     """Which of our architectures (and configuration) a prefix-free model state dict looks like; '' if unknown."""
+    if any(k.startswith("encoder.model.") for k in state):         # an SSL encoder first: SSL-ECAPA has ECAPA's body
+        if "weights_k" in state:
+            return "SSL-MHFA"
+        if "conv1.weight" in state:
+            return f"SSL-ECAPA (C={state['conv1.weight'].shape[0]})"
     if "frt_conv1.weight" in state and "conv1.weight" in state:     # before ECAPA-TDNN: it has the same 1-D body
         return f"SKA-TDNN (C={state['conv1.weight'].shape[0]})"
     if "layer1.convs.0.weight" in state and "conv1.weight" in state:

@@ -95,26 +95,37 @@ class ECAPATDNN(nn.Module):
         self.embedding_dim = embedding_dim
         self.spec_augment = resolve_spec_augment(spec_augment, "ECAPA-TDNN")
         self.features = LogMelFrontend(n_mels, f_min=20.0, f_max=7600.0, pre_emphasis=0.97, norm="mean")
-
-        self.conv1 = nn.Conv1d(n_mels, C, kernel_size=5, stride=1, padding=2)
-        self.relu = nn.ReLU()
-        self.bn1 = nn.BatchNorm1d(C)
-        self.layer1 = Bottle2neck(C, kernel_size=3, dilation=2)
-        self.layer2 = Bottle2neck(C, kernel_size=3, dilation=3)
-        self.layer3 = Bottle2neck(C, kernel_size=3, dilation=4)
-        self.layer4 = nn.Conv1d(3 * C, MFA_CHANNELS, kernel_size=1)
-        self.attention = context_attention_layers(MFA_CHANNELS)
-        self.bn5 = nn.BatchNorm1d(2 * MFA_CHANNELS)
-        self.fc6 = nn.Linear(2 * MFA_CHANNELS, embedding_dim)
-        self.bn6 = nn.BatchNorm1d(embedding_dim)
+        add_tdnn_layers(self, n_mels, C, embedding_dim)
 
     def forward(self, wave: torch.Tensor, aug: bool = False) -> torch.Tensor:
         check_wave(wave, "ECAPA-TDNN")
-        x = self.features(wave, augmenter("ECAPA-TDNN", aug, self.spec_augment))
-        x = self.bn1(self.relu(self.conv1(x)))
-        x1 = self.layer1(x)
-        x2 = self.layer2(x + x1)
-        x3 = self.layer3(x + x1 + x2)
-        x = self.relu(self.layer4(torch.cat((x1, x2, x3), dim=1)))
-        pooled = attentive_statistics(x, context_attention(self.attention, x), 2, True, 1e-4)
-        return self.bn6(self.fc6(self.bn5(pooled)))
+        return tdnn_embedding(self, self.features(wave, augmenter("ECAPA-TDNN", aug, self.spec_augment)))
+
+
+def add_tdnn_layers(module: nn.Module, in_channels: int, C: int, embedding_dim: int) -> None:
+    """ECAPA-TDNN's layers after the features, as attributes of `module` under the seed's names: a 5-wide TDNN
+    stem from `in_channels` (80 mels; an SSL encoder's dimension in SSL-ECAPA) to C, three SE-Res2 blocks,
+    aggregation into 1536 channels, attentive statistics, BatchNorm, linear, BatchNorm to `embedding_dim`."""
+    module.conv1 = nn.Conv1d(in_channels, C, kernel_size=5, stride=1, padding=2)
+    module.relu = nn.ReLU()
+    module.bn1 = nn.BatchNorm1d(C)
+    module.layer1 = Bottle2neck(C, kernel_size=3, dilation=2)
+    module.layer2 = Bottle2neck(C, kernel_size=3, dilation=3)
+    module.layer3 = Bottle2neck(C, kernel_size=3, dilation=4)
+    module.layer4 = nn.Conv1d(3 * C, MFA_CHANNELS, kernel_size=1)
+    module.attention = context_attention_layers(MFA_CHANNELS)
+    module.bn5 = nn.BatchNorm1d(2 * MFA_CHANNELS)
+    module.fc6 = nn.Linear(2 * MFA_CHANNELS, embedding_dim)
+    module.bn6 = nn.BatchNorm1d(embedding_dim)
+
+
+def tdnn_embedding(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Features (B, in_channels, frames) -> embedding (B, embedding_dim) through the layers `add_tdnn_layers` set;
+    the attention's statistics need at least two frames."""
+    x = module.bn1(module.relu(module.conv1(x)))
+    x1 = module.layer1(x)
+    x2 = module.layer2(x + x1)
+    x3 = module.layer3(x + x1 + x2)
+    x = module.relu(module.layer4(torch.cat((x1, x2, x3), dim=1)))
+    pooled = attentive_statistics(x, context_attention(module.attention, x), 2, True, 1e-4)
+    return module.bn6(module.fc6(module.bn5(pooled)))

@@ -1,5 +1,6 @@
-"""Spoofing countermeasures: AASIST / AASIST-L (`cm.aasist`), LFCC-LCNN (`cm.lcnn`), their losses
-(`cm.losses`) and checkpoint loading (`cm.checkpoint`).
+"""Spoofing countermeasures: AASIST / AASIST-L (`cm.aasist`), SSL-AASIST (`cm.ssl_aasist`: a self-supervised
+encoder from `ssl_models` + AASIST's graph back-end), LFCC-LCNN (`cm.lcnn`), their losses (`cm.losses`) and
+checkpoint loading (`cm.checkpoint`).
 
 Every CM model maps a (B, T) float32 16 kHz waveform to (embedding (B, model.embedding_dim), logits (B, 2));
 logits[:, 1] is bona fide, the CM score. AASIST embeddings are 160-d (5 x gat_dims[1]).
@@ -13,18 +14,21 @@ from cm.aasist import AASIST
 from cm.aasist import CONFIGS as AASIST_CONFIGS
 from cm.lcnn import CONFIGS as LCNN_CONFIGS
 from cm.lcnn import LCNN
+from cm.ssl_aasist import CONFIGS as SSL_AASIST_CONFIGS
+from cm.ssl_aasist import SSLAASIST
 from common.dispatch import build
 
 __all__ = ["MODELS", "build_model", "losses"]
 
 # arch name -> (class, config dict: every constructor argument with its default)
 MODELS = {**{name: (AASIST, config) for name, config in AASIST_CONFIGS.items()},
-          **{name: (LCNN, config) for name, config in LCNN_CONFIGS.items()}}
+          **{name: (LCNN, config) for name, config in LCNN_CONFIGS.items()},
+          **{name: (SSLAASIST, config) for name, config in SSL_AASIST_CONFIGS.items()}}
 
 
 def build_model(arch: str, **kwargs) -> nn.Module:
-    """The countermeasure named `arch` (AASIST | AASIST-L | LCNN | LCNN-LFCC-LPS), its config defaults overridden by
-    `kwargs`."""
+    """The countermeasure named `arch` (AASIST | AASIST-L | LCNN | LCNN-LFCC-LPS | SSL-AASIST), its config defaults
+    overridden by `kwargs`."""
     model = build(MODELS, arch, kwargs, "CM model")
     model.arch = arch
     return model

@@ -75,13 +75,14 @@ class SincConv(nn.Module):
 
 
 class ResidualBlock(nn.Module):
-    """conv(2x3) -> BN -> SELU -> conv(2x3), plus a (1x3) conv shortcut when the width changes; max-pool 1x3 over time.
-    Maps are channels-last (see cm.aasist_speed)."""
+    """conv(2x3) -> BN -> SELU -> conv(2x3), plus a (1x3) conv shortcut when the width changes; max-pool 1x3 over time
+    (`pool=False`: none, as SSL-AASIST's encoder on 50 Hz SSL frames). Maps are channels-last (see cm.aasist_speed)."""
 
-    def __init__(self, nb_filts: list[int], first: bool, fast_backward: bool):
+    def __init__(self, nb_filts: list[int], first: bool, fast_backward: bool, pool: bool = True):
         super().__init__()
         c_in, c_out = nb_filts
         self.fast_backward = fast_backward
+        self.pool = pool
         if not first:
             self.bn1 = nn.BatchNorm2d(c_in)  # unused by the official forward; kept for the checkpoint keys
         self.conv1 = nn.Conv2d(c_in, c_out, kernel_size=(2, 3), padding=(1, 1))
@@ -97,7 +98,8 @@ class ResidualBlock(nn.Module):
         out = speed.conv(out, self.conv2.weight, self.conv2.bias, (0, 1), fast)
         identity = (speed.conv(x, self.conv_downsample.weight, self.conv_downsample.bias, (0, 1), fast)
                     if self.downsample else x)
-        return speed.pool_time3(out.add_(identity))
+        out = out.add_(identity)
+        return speed.pool_time3(out) if self.pool else out
 
 
 class GraphAttention(nn.Module):
@@ -175,6 +177,48 @@ class GraphPool(nn.Module):
         return torch.gather(h * scores, 1, idx.expand(-1, -1, h.shape[2]))
 
 
+def add_graph(m: nn.Module, channels: int, gat_dims: list, pool_ratios: list, temperatures: list) -> None:
+    """Registers AASIST's graph back-end on `m` under the official names (master nodes, spectral and temporal graph
+    attention, the two heterogeneous branches, graph pooling, output layer) and sets `m.embedding_dim`; shared by
+    AASIST and SSL-AASIST, whose node features (`channels` wide) come from different encoders."""
+    m.master1 = nn.Parameter(torch.randn(1, 1, gat_dims[0]))
+    m.master2 = nn.Parameter(torch.randn(1, 1, gat_dims[0]))
+    m.GAT_layer_S = GraphAttention(channels, gat_dims[0], temperatures[0])
+    m.GAT_layer_T = GraphAttention(channels, gat_dims[0], temperatures[1])
+    m.HtrgGAT_layer_ST11 = HtrgGraphAttention(gat_dims[0], gat_dims[1], temperatures[2])
+    m.HtrgGAT_layer_ST12 = HtrgGraphAttention(gat_dims[1], gat_dims[1], temperatures[2])
+    m.HtrgGAT_layer_ST21 = HtrgGraphAttention(gat_dims[0], gat_dims[1], temperatures[2])
+    m.HtrgGAT_layer_ST22 = HtrgGraphAttention(gat_dims[1], gat_dims[1], temperatures[2])
+    m.pool_S = GraphPool(pool_ratios[0], gat_dims[0], 0.3)
+    m.pool_T = GraphPool(pool_ratios[1], gat_dims[0], 0.3)
+    m.pool_hS1 = GraphPool(pool_ratios[2], gat_dims[1], 0.3)
+    m.pool_hT1 = GraphPool(pool_ratios[2], gat_dims[1], 0.3)
+    m.pool_hS2 = GraphPool(pool_ratios[2], gat_dims[1], 0.3)
+    m.pool_hT2 = GraphPool(pool_ratios[2], gat_dims[1], 0.3)
+    m.out_layer = nn.Linear(5 * gat_dims[1], 2)
+    m.embedding_dim = 5 * gat_dims[1]
+
+
+def graph_embedding(m: nn.Module, e_S: torch.Tensor, e_T: torch.Tensor) -> torch.Tensor:
+    """The graph back-end `add_graph` registered on `m`: spectral nodes e_S (B, N_S, C) and temporal nodes e_T
+    (B, N_T, C) -> the readout embedding (B, 5 * gat_dims[1]), with the official dropouts in training."""
+    b = e_S.shape[0]
+    out_S = m.pool_S(m.GAT_layer_S(e_S))
+    out_T = m.pool_T(m.GAT_layer_T(e_T))
+    branches = []
+    for first, second, pool_S, pool_T, master in (
+            (m.HtrgGAT_layer_ST11, m.HtrgGAT_layer_ST12, m.pool_hS1, m.pool_hT1, m.master1),
+            (m.HtrgGAT_layer_ST21, m.HtrgGAT_layer_ST22, m.pool_hS2, m.pool_hT2, m.master2)):
+        t, s, mm = first(out_T, out_S, master.expand(b, -1, -1))
+        s, t = pool_S(s), pool_T(t)
+        t_aug, s_aug, m_aug = second(t, s, mm)
+        branches.append([F.dropout(v, 0.2, m.training) for v in (t + t_aug, s + s_aug, mm + m_aug)])
+    (t1, s1, m1), (t2, s2, m2) = branches
+    t, s, mm = torch.maximum(t1, t2), torch.maximum(s1, s2), torch.maximum(m1, m2)
+    hidden = torch.cat([t.abs().amax(1), t.mean(1), s.abs().amax(1), s.mean(1), mm.squeeze(1)], dim=1)
+    return F.dropout(hidden, 0.5, m.training)
+
+
 class AASIST(nn.Module):
     """AASIST: raw waveform (B, T) -> (embedding (B, 5 * gat_dims[1]), logits (B, 2)); logits[:, 1] is bona fide.
 
@@ -195,22 +239,7 @@ class AASIST(nn.Module):
         self.n_spec = filts[0] // 3  # spectral nodes after the first 3x3 pooling
         c = filts[-1][-1]
         self.pos_S = nn.Parameter(torch.randn(1, self.n_spec, c))
-        self.master1 = nn.Parameter(torch.randn(1, 1, gat_dims[0]))
-        self.master2 = nn.Parameter(torch.randn(1, 1, gat_dims[0]))
-        self.GAT_layer_S = GraphAttention(c, gat_dims[0], temperatures[0])
-        self.GAT_layer_T = GraphAttention(c, gat_dims[0], temperatures[1])
-        self.HtrgGAT_layer_ST11 = HtrgGraphAttention(gat_dims[0], gat_dims[1], temperatures[2])
-        self.HtrgGAT_layer_ST12 = HtrgGraphAttention(gat_dims[1], gat_dims[1], temperatures[2])
-        self.HtrgGAT_layer_ST21 = HtrgGraphAttention(gat_dims[0], gat_dims[1], temperatures[2])
-        self.HtrgGAT_layer_ST22 = HtrgGraphAttention(gat_dims[1], gat_dims[1], temperatures[2])
-        self.pool_S = GraphPool(pool_ratios[0], gat_dims[0], 0.3)
-        self.pool_T = GraphPool(pool_ratios[1], gat_dims[0], 0.3)
-        self.pool_hS1 = GraphPool(pool_ratios[2], gat_dims[1], 0.3)
-        self.pool_hT1 = GraphPool(pool_ratios[2], gat_dims[1], 0.3)
-        self.pool_hS2 = GraphPool(pool_ratios[2], gat_dims[1], 0.3)
-        self.pool_hT2 = GraphPool(pool_ratios[2], gat_dims[1], 0.3)
-        self.out_layer = nn.Linear(5 * gat_dims[1], 2)
-        self.embedding_dim = 5 * gat_dims[1]
+        add_graph(self, c, gat_dims, pool_ratios, temperatures)
 
     def front_end(self, wave: torch.Tensor, mask: bool = False) -> torch.Tensor:
         """Sinc filters, |.|, 3x3 max-pool, BN, SELU -> (B, 1, n_spec, frames)."""
@@ -240,26 +269,10 @@ class AASIST(nn.Module):
         return e
 
     def forward(self, wave: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        e = self.encode(wave)
-        b = e.shape[0]
-        e_abs = e.abs()
+        e_abs = self.encode(wave).abs()
         e_S = e_abs.amax(3).transpose(1, 2) + self.pos_S  # spectral nodes: max over time
         e_T = e_abs.amax(2).transpose(1, 2)  # temporal nodes: max over frequency
-        out_S = self.pool_S(self.GAT_layer_S(e_S))
-        out_T = self.pool_T(self.GAT_layer_T(e_T))
-
-        branches = []
-        for first, second, pool_S, pool_T, master in (
-                (self.HtrgGAT_layer_ST11, self.HtrgGAT_layer_ST12, self.pool_hS1, self.pool_hT1, self.master1),
-                (self.HtrgGAT_layer_ST21, self.HtrgGAT_layer_ST22, self.pool_hS2, self.pool_hT2, self.master2)):
-            t, s, m = first(out_T, out_S, master.expand(b, -1, -1))
-            s, t = pool_S(s), pool_T(t)
-            t_aug, s_aug, m_aug = second(t, s, m)
-            branches.append([F.dropout(v, 0.2, self.training) for v in (t + t_aug, s + s_aug, m + m_aug)])
-        (t1, s1, m1), (t2, s2, m2) = branches
-        t, s, m = torch.maximum(t1, t2), torch.maximum(s1, s2), torch.maximum(m1, m2)
-        hidden = torch.cat([t.abs().amax(1), t.mean(1), s.abs().amax(1), s.mean(1), m.squeeze(1)], dim=1)
-        hidden = F.dropout(hidden, 0.5, self.training)
+        hidden = graph_embedding(self, e_S, e_T)
         return hidden, self.logits_from_embedding(hidden)
 
     def logits_from_embedding(self, embedding: torch.Tensor) -> torch.Tensor:

@@ -92,5 +92,15 @@ def _check(name: str, module: nn.Module, state: Mapping, what: str) -> None:
 def _known_shapes() -> dict[str, dict[str, tuple]]:
     """State-dict key shapes of every known CM architecture, to name the one a checkpoint was made for."""
     from cm import MODELS
-    return {arch: {k: tuple(v.shape) for k, v in cls(**config).state_dict().items()}
+    return {arch: {k: tuple(v.shape) for k, v in _shape_model(cls, config).state_dict().items()}
             for arch, (cls, config) in MODELS.items()}
+
+
+def _shape_model(cls: type, config: dict) -> nn.Module:
+    """`cls(**config)` for its shapes: on the meta device (no memory, no initialisation: SSL-AASIST's XLS-R encoder
+    would take GBs and seconds), or on the CPU for constructors that compute with numpy (AASIST's sinc filters)."""
+    try:
+        with torch.device("meta"):
+            return cls(**config)
+    except (TypeError, RuntimeError, NotImplementedError):
+        return cls(**config)

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 import asv
+import ssl_models
 from asv.checkpoint import load_asv_state, save_asv_state
 from asv.losses import build_loss
 from common.config import REQUIRED, FreeForm
@@ -150,6 +151,14 @@ class ASVTask:
     def __init__(self, cfg: Mapping, trials: TrialList):
         self.cfg, self.trials = cfg, trials
         self.labels = np.array([p[2] for p in trials.pairs])
+
+    def param_groups(self, model: SpeakerNet) -> list[dict]:
+        """An SSL encoder (SSL-ECAPA, SSL-MHFA) trains at its own `encoder.lr`; other models give one group."""
+        return ssl_models.param_groups(model)
+
+    def on_epoch_start(self, model: SpeakerNet, epoch: int) -> None:
+        """An SSL encoder with `freeze: N` is fine-tuned from epoch N."""
+        ssl_models.set_epoch(model, epoch)
 
     def training_step(self, model: SpeakerNet, batch) -> tuple[torch.Tensor, dict]:
         wave, label = batch

@@ -1,4 +1,4 @@
-"""Standalone countermeasure training (`task: cm`): AASIST / AASIST-L / LCNN on ASVspoof 2019 LA train.
+"""Standalone countermeasure training (`task: cm`): AASIST / AASIST-L / LCNN / SSL-AASIST on ASVspoof 2019 LA train.
 
 Starts from scratch or from `cm.checkpoint` (e.g. the official AASIST.pth), selects by dev CM EER, reports
 the CM EER of every split in `eval_splits` with the best weights, and exports `cm_model.pt`.
@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 import cm
+import ssl_models
 from cm.checkpoint import load_cm_state, save_cm_state
 from cm.losses import build_loss
 from common.config import REQUIRED, ConfigError, FreeForm
@@ -88,6 +89,14 @@ def cm_eer(net: CMNet, cfg: Mapping, db: LADatabase, split: str,
 class CMTask:
     def __init__(self, cfg: Mapping, db: LADatabase):
         self.cfg, self.db = cfg, db
+
+    def param_groups(self, model: CMNet) -> list[dict]:
+        """An SSL encoder (SSL-AASIST) trains at its own `encoder.lr`; other models give one group."""
+        return ssl_models.param_groups(model)
+
+    def on_epoch_start(self, model: CMNet, epoch: int) -> None:
+        """An SSL encoder with `freeze: N` is fine-tuned from epoch N."""
+        ssl_models.set_epoch(model, epoch)
 
     def training_step(self, model: CMNet, batch) -> tuple[torch.Tensor, dict]:
         wave, label = batch

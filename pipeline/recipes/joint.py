@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
+import ssl_models
 from common.errors import InputError
 from data.asvspoof import check_files_exist
 from data.embeddings import EmbeddingTable, speaker_models
@@ -91,15 +92,28 @@ class JointTask:
         self._dev = None
 
     def param_groups(self, model: JointSASV) -> list[dict]:
+        """The back-end at train.optimizer.lr, the front-ends at joint.frontend_lr, and the pre-trained weights of
+        an SSL encoder inside a front-end (SSL-AASIST, SSL-ECAPA, ...) at its own `encoder.lr`. A frozen front-end
+        (joint.freeze_asv / freeze_cm) and an encoder with `freeze: true` stay out of every group."""
+        encoders = ssl_models.encoders(model)
+        never = {id(p) for enc in encoders if enc.freeze is True for p in enc.encoder_parameters()}
         for part, frozen in ((model.asv, self.joint["freeze_asv"]), (model.cm, self.joint["freeze_cm"])):
             for p in part.parameters():
-                p.requires_grad_(not frozen)
-        front = [p for m in (model.asv, model.cm) for p in m.parameters() if p.requires_grad]
+                p.requires_grad_(not frozen and id(p) not in never)
+        pretrained = {id(p) for enc in encoders for p in enc.encoder_parameters()}
+        front = [p for m in (model.asv, model.cm) for p in m.parameters()
+                 if p.requires_grad and id(p) not in pretrained]
         back = list(model.backend.parameters()) + [model.aux_scale, model.aux_bias]
         groups = [{"params": back}]
         if front:
             groups.append({"params": front, "lr": self.joint["frontend_lr"]})
+        groups += [{"params": [p for p in enc.encoder_parameters() if p.requires_grad], "lr": enc.lr}
+                   for enc in encoders]
         return groups
+
+    def on_epoch_start(self, model: JointSASV, epoch: int) -> None:
+        """An SSL encoder with `freeze: N` is fine-tuned from epoch N."""
+        ssl_models.set_epoch(model, epoch)
 
     def training_step(self, model: JointSASV, batch) -> tuple[torch.Tensor, dict]:
         enrol, test, kind = batch

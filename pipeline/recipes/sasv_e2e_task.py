@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 import asv
+import ssl_models
 from asv.checkpoint import load_asv_state, save_asv_state
 from asv.losses.sasv_e2e import SASVEmbeddingLoss
 from asv.score_norm import normalise_scores
@@ -243,6 +244,14 @@ class SASVEmbeddingTask:
     def __init__(self, cfg: Mapping, dev: SASVTrialScorer | None, vox_trials: TrialList | None):
         self.cfg, self.dev, self.vox_trials = cfg, dev, vox_trials
         self.vox_labels = np.array([p[2] for p in vox_trials.pairs]) if vox_trials is not None else None
+
+    def param_groups(self, model: SpeakerNet) -> list[dict]:
+        """An SSL encoder (SSL-ECAPA, SSL-MHFA) trains at its own `encoder.lr`; other models give one group."""
+        return ssl_models.param_groups(model)
+
+    def on_epoch_start(self, model: SpeakerNet, epoch: int) -> None:
+        """An SSL encoder with `freeze: N` is fine-tuned from epoch N."""
+        ssl_models.set_epoch(model, epoch)
 
     def training_step(self, model: SpeakerNet, batch) -> tuple[torch.Tensor, dict]:
         wave, label = batch

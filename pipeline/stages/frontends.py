@@ -20,14 +20,14 @@ from data.audio import CropSpec
 from pipeline.stages.extract import EmbedFn
 
 ASV_SECTION = {
-    "arch": "ECAPA-TDNN",          # ResNetSE34V2 | ResNetSE34L | ECAPA-TDNN
+    "arch": "ECAPA-TDNN",          # a key of asv.MODELS: ECAPA-TDNN | ResNetSE34V2 | ... | SSL-ECAPA | SSL-MHFA
     "checkpoint": None,            # voxceleb_trainer, ECAPA-TDNN repo, DDP or our own layout
     "model": FreeForm({}),         # keyword arguments of the model (see its CONFIG dict)
     "crop": {"policy": "full", "samples": 64000, "count": 1},   # evaluation input: full | first | even (count crops)
     "enrol_mean": "raw",           # `lists` speaker models: mean of the raw | unit (L2-normalised) enrolment embeddings
 }
 CM_SECTION = {
-    "arch": "AASIST",              # AASIST | AASIST-L | LCNN | LCNN-LFCC-LPS
+    "arch": "AASIST",              # AASIST | AASIST-L | LCNN | LCNN-LFCC-LPS | SSL-AASIST
     "checkpoint": None,            # the official AASIST.pth / AASIST-L.pth, or our own
     "model": FreeForm({}),
     "crop": {"policy": "first", "samples": 64600, "count": 1},  # AASIST evaluation convention; LCNN: full
