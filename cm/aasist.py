@@ -94,7 +94,10 @@ class ResidualBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         fast = self.fast_backward
-        out = F.selu_(speed.conv_bn(x, self.conv1, self.bn2, (1, 1), self.training, fast))
+        out = speed.conv_bn(x, self.conv1, self.bn2, (1, 1), self.training, fast)
+        # in place saves a copy, but out of training `out` is a custom Function's output, which autograd may not
+        # see modified in place: gradients in eval mode (frozen BatchNorm statistics) need the out-of-place form
+        out = F.selu(out) if out.requires_grad and not self.training else F.selu_(out)
         out = speed.conv(out, self.conv2.weight, self.conv2.bias, (0, 1), fast)
         identity = (speed.conv(x, self.conv_downsample.weight, self.conv_downsample.bias, (0, 1), fast)
                     if self.downsample else x)
@@ -244,7 +247,7 @@ class AASIST(nn.Module):
     def front_end(self, wave: torch.Tensor, mask: bool = False) -> torch.Tensor:
         """Sinc filters, |.|, 3x3 max-pool, BN, SELU -> (B, 1, n_spec, frames)."""
         y = speed.abs_pool3x3(self.conv_time(wave, mask), self.n_spec)
-        if self.training:
+        if self.training or y.requires_grad:   # in place only where autograd keeps nothing (inference)
             return F.selu(self.first_bn(y))
         return F.selu_(speed.batchnorm_(y, self.first_bn))
 

@@ -137,3 +137,16 @@ def test_bench_baseline_has_the_official_outputs(arch, key, reference):
         embedding, logits = model(torch.from_numpy(reference["input_32000"]))
     np.testing.assert_allclose(embedding.numpy(), reference[f"{key}_input_32000_embedding"], rtol=0, atol=1e-4)
     np.testing.assert_allclose(logits.numpy(), reference[f"{key}_input_32000_logits"], rtol=0, atol=1e-4)
+
+
+def test_gradients_flow_in_eval_mode():
+    """Eval mode (BatchNorm statistics frozen) with autograd on: the in-place inference shortcuts step aside, and
+    the outputs equal those computed without autograd."""
+    torch.manual_seed(0)
+    model = build_model("AASIST-L").eval()
+    wave = torch.randn(2, 16000, requires_grad=True)
+    _, logits = model(wave)
+    logits.sum().backward()
+    assert wave.grad is not None and wave.grad.abs().sum() > 0
+    with torch.no_grad():
+        torch.testing.assert_close(model(wave)[1], logits.detach(), rtol=1e-5, atol=1e-5)
