@@ -8,7 +8,10 @@
 3. trains the CM front-end, an LCNN on LFCC + log power spectrum, on LA train (configs/quickstart_cm.conf);
 4. dumps embeddings and scores once (the stage code), then scores the SASV trials with single systems,
    score-level fusions, frozen embedding back-ends and one joint fine-tune (configs/quickstart.conf);
-5. prints a table like Table 2 of the SASV 2022 evaluation plan and draws one DET plot of every system;
+5. trains the single SASV embedding (the SASV2 recipe, task sasv_e2e): stage 1 is the speaker model of step 2a,
+   stage 2 adds vocoded copies of the VoxCeleb part as a spoof class (copy_synthesis.py), stage 3 fine-tunes on
+   LA train (configs/quickstart_sasv2_stage{2,3}.conf), scored by one cosine;
+6. prints a table like Table 2 of the SASV 2022 evaluation plan and draws one DET plot of every system;
    <out>/results.json holds every system's metrics (`systems`) and what made them (`provenance`).
 
 Every step skips work that is already done (its results.json made by the same config, checkpoints and
@@ -48,12 +51,17 @@ SYSTEMS: list[tuple[str, list[str]]] = [
     ("OC back-end, frozen", ["backend.name=joint_oc", "sampling.scheme=4class"]),
     # Two-stage, as the SASV2 "stage 3" recipe: the frozen run's back-end, then everything fine-tuned gently
     # (back-end lr 1e-4, front-ends 1e-5). From scratch, 2 short epochs left the back-end undertrained and
-    # the front-ends worse: on one of three small-corpus runs its eval SASV-EER was above ASV only.
+    # the front-ends worse: on one of three small-corpus runs its eval SASV-EER was above ASV only. One epoch:
+    # a second one never improved dev (it cost ~50 s, which the single-embedding row now uses).
     ("OC back-end, joint", ["backend.name=joint_oc", "mode=joint", "sampling.scheme=4class",
                             "backend.checkpoint={systems}/oc_back_end_frozen/backend.pt",
                             "train.optimizer={name: adam, lr: 1.0e-4}", "joint.frontend_lr=1.0e-5",
-                            "sampling.trials_per_epoch=256", "train.epochs=2", "train.batch_size=16"]),
+                            "sampling.trials_per_epoch=256", "train.epochs=1", "train.batch_size=16"]),
 ]
+SINGLE_EMBEDDING = "Single SASV embedding (stages 1+2+3)"
+# Stage 2's data: one vocoder over 4 utterances of each VoxCeleb-part speaker (240 copies, seconds to write);
+# the published recipe vocodes all of VoxCeleb2 with several vocoders (configs/sasv2_stage2_*.conf).
+COPY_SYNTHESIS = ["--vocoders", "lpc", "--limit-per-speaker", "4", "--workers", "1"]
 COLUMNS = [("sv_eer", "SV-EER"), ("spf_eer", "SPF-EER"), ("sasv_eer", "SASV-EER"), ("min_a_dcf", "min a-DCF")]
 
 
@@ -61,8 +69,20 @@ def _slug(label: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in label.lower()).strip("_").replace("__", "_")
 
 
-def _step(title: str) -> None:
-    print(f"\n=== {title}", file=sys.stderr, flush=True)
+class _StepClock:
+    """Prints each step's title and, at the end, how long each took (what each row of the table costs)."""
+
+    def __init__(self) -> None:
+        self.starts: list[tuple[str, float]] = []
+
+    def step(self, title: str) -> None:
+        self.starts.append((title.split(" ", 1)[0], time.time()))
+        print(f"\n=== {title}", file=sys.stderr, flush=True)
+
+    def summary(self) -> str:
+        ends = [t for _, t in self.starts[1:]] + [time.time()]
+        spans = zip(self.starts, ends, strict=True)
+        return ", ".join(f"step {name} {end - start:.0f} s" for (name, start), end in spans)
 
 
 def _start_step(folder: Path, cfg: dict, checkpoints: dict, protocols: dict, outputs: dict | None = None) -> bool:
@@ -84,10 +104,11 @@ def _start_step(folder: Path, cfg: dict, checkpoints: dict, protocols: dict, out
 
 def run_demo(out: Path, corpus: Path, preset: str, systems: Sequence[tuple[str, list[str]]] = SYSTEMS,
              extra: Sequence[str] = ()) -> dict[str, dict]:
-    """Runs every step; `extra` overrides apply to all three quickstart configs (e.g. smaller runs in tests)."""
+    """Runs every step; `extra` overrides apply to every quickstart config (e.g. smaller runs in tests)."""
+    import copy_synthesis
     from data.score_files import read_sasv_scores
     from metrics.det import plot_det
-    from pipeline.recipes import asv_task, cm_task, sasv_task
+    from pipeline.recipes import asv_task, cm_task, sasv_e2e_task, sasv_task
     from pipeline.stages.experiment import protocol_digests
     from pipeline.stages.sasv import config_checkpoints
     from synthetic import generate_corpus
@@ -97,15 +118,15 @@ def run_demo(out: Path, corpus: Path, preset: str, systems: Sequence[tuple[str, 
         if not _start_step(folder, cfg, checkpoints, module.protocol_digests(cfg), {model: folder / f"{model}.pt"}):
             module.run(cfg, resume=True)
 
-    t0 = time.time()
-    _step(f"1/4 synthetic corpus ({preset}) -> {corpus}")
+    t0, clock = time.time(), _StepClock()
+    clock.step(f"1/5 synthetic corpus ({preset}) -> {corpus}")
     paths = generate_corpus(corpus, preset=preset)
 
     def config(name: str, module, overrides: list[str]) -> dict:
         own = [o for o in extra if o.split("=", 1)[0].split(".")[0] in module.SCHEMA]
         return load_config(Path("configs") / name, [*overrides, *own], module.SCHEMA)
 
-    _step("2/4 ASV front-end: ECAPA-TDNN (C=256) pre-trained on the VoxCeleb part, adapted on LA train bona fide")
+    clock.step("2/5 ASV front-end: ECAPA-TDNN (C=256) pre-trained on the VoxCeleb part, adapted on LA train bona fide")
     asv_cfg = config("quickstart_asv.conf", asv_task,
                      [f"data.voxceleb={paths.voxceleb}", f"output_dir={out / 'asv'}"])
     frontend_step(asv_task, asv_cfg, {"initial": asv_cfg["asv"]["checkpoint"]}, "asv_model")
@@ -114,11 +135,11 @@ def run_demo(out: Path, corpus: Path, preset: str, systems: Sequence[tuple[str, 
                         f"output_dir={out / 'asv_la'}"])
     frontend_step(asv_task, adapt_cfg, {"initial": adapt_cfg["asv"]["checkpoint"]}, "asv_model")
 
-    _step("3/4 CM front-end: LCNN on LFCC + log power spectrum (LCNN-LFCC-LPS), LA train")
+    clock.step("3/5 CM front-end: LCNN on LFCC + log power spectrum (LCNN-LFCC-LPS), LA train")
     cm_cfg = config("quickstart_cm.conf", cm_task, [f"database={paths.la}", f"output_dir={out / 'cm'}"])
     frontend_step(cm_task, cm_cfg, {"initial": cm_cfg["cm"]["checkpoint"]}, "cm_model")
 
-    _step("4/4 SASV: embeddings once, then every back-end")
+    clock.step("4/5 SASV: embeddings once, then every back-end")
     common = [f"database={paths.la}", f"embeddings_dir={out / 'embeddings'}", "det=false",
               f"asv.checkpoint={out / 'asv_la' / 'asv_model.pt'}", f"cm.checkpoint={out / 'cm' / 'cm_model.pt'}"]
     results: dict[str, dict] = {}
@@ -134,27 +155,44 @@ def run_demo(out: Path, corpus: Path, preset: str, systems: Sequence[tuple[str, 
         scores = read_sasv_scores(system_dir / "scores" / "sasv_eval.txt")
         curves[label] = (scores.score, scores.key)
 
+    clock.step("5/5 single SASV embedding (SASV2): stage 1 = the speaker model of step 2, then copy-synthesis, then LA")
+    copies = out / "copy_synthesis"
+    copy_synthesis.main(["--voxceleb", str(paths.voxceleb), "--out", str(copies), *COPY_SYNTHESIS])
+    stage2 = config("quickstart_sasv2_stage2.conf", sasv_e2e_task,
+                    [f"data.voxceleb={paths.voxceleb}", f"data.copy_synthesis={copies}",
+                     f"asv.checkpoint={out / 'asv' / 'asv_model.pt'}", f"output_dir={out / 'sasv2_stage2'}"])
+    frontend_step(sasv_e2e_task, stage2, {"initial": stage2["asv"]["checkpoint"]}, "sasv_embedding")
+    system_dir = out / "systems" / _slug(SINGLE_EMBEDDING)
+    stage3 = config("quickstart_sasv2_stage3.conf", sasv_e2e_task,
+                    [f"data.database={paths.la}", f"asv.checkpoint={out / 'sasv2_stage2' / 'sasv_embedding.pt'}",
+                     f"output_dir={system_dir}"])
+    frontend_step(sasv_e2e_task, stage3, {"initial": stage3["asv"]["checkpoint"]}, "sasv_embedding")
+    results[SINGLE_EMBEDDING] = json.loads((system_dir / "results.json").read_text())
+    scores = read_sasv_scores(system_dir / "scores" / "sasv_eval.txt")
+    curves[SINGLE_EMBEDDING] = (scores.score, scores.key)
+
     det = out / "det_eval.png"
     plot_det(curves, det, title="SASV systems on the synthetic eval set")
     write_results(out, {"systems": results}, provenance(
         {"preset": preset if isinstance(preset, str) else dataclasses.asdict(preset), "corpus": str(corpus),
-         "overrides": list(extra), "systems": [label for label, _ in systems]},
-        checkpoints={"asv": out / "asv_la" / "asv_model.pt", "cm": out / "cm" / "cm_model.pt"},
+         "overrides": list(extra), "systems": [label for label, _ in systems] + [SINGLE_EMBEDDING]},
+        checkpoints={"asv": out / "asv_la" / "asv_model.pt", "cm": out / "cm" / "cm_model.pt",
+                     "single_embedding": system_dir / "sasv_embedding.pt"},
         protocols=protocol_digests(cfg), seeds={"train": cfg["train"]["seed"]}))
     print(table(results))
     print(f"\nDET curves of every system: {det}\nall numbers: {out / 'results.json'}"
-          f"\nfinished in {time.time() - t0:.0f} s")
+          f"\nfinished in {time.time() - t0:.0f} s ({clock.summary()})")
     return results
 
 
 def table(results: dict[str, dict]) -> str:
     """Table 2 style: one row per system, dev and eval columns."""
-    head = f"{'system':<22}" + "".join(f"{'dev ' + name:>14}" for _, name in COLUMNS) \
+    head = f"{'system':<36}" + "".join(f"{'dev ' + name:>14}" for _, name in COLUMNS) \
         + "".join(f"{'eval ' + name:>15}" for _, name in COLUMNS)
     lines = ["", "SASV 2022 metrics on the synthetic corpus (EERs in %; a stand-in, not a benchmark)", head,
              "-" * len(head)]
     for label, r in results.items():
-        lines.append(f"{label:<22}" + "".join(f"{r['dev'][k]:>14.2f}" if "eer" in k else f"{r['dev'][k]:>14.4f}"
+        lines.append(f"{label:<36}" + "".join(f"{r['dev'][k]:>14.2f}" if "eer" in k else f"{r['dev'][k]:>14.4f}"
                                               for k, _ in COLUMNS)
                      + "".join(f"{r['eval'][k]:>15.2f}" if "eer" in k else f"{r['eval'][k]:>15.4f}"
                                for k, _ in COLUMNS))

@@ -42,7 +42,7 @@ def demo_results(small_corpus, tmp_path_factory):
                                 extra=["train.progress=false", "asv.model={C: 128, embedding_dim: 64}"])
     finally:
         os.chdir(cwd)
-    assert set(results) == {label for label, _ in demo.SYSTEMS}
+    assert set(results) == {label for label, _ in demo.SYSTEMS} | {demo.SINGLE_EMBEDDING}
     assert (out / "det_eval.png").stat().st_size > 0
     return out, results
 
@@ -70,3 +70,31 @@ def test_demo_fused_system_beats_both_single_systems(demo_results, system):
     asv, cm = (results[label]["eval"]["sasv_eer"] for label in ("ASV only", "CM only"))
     fused = results[system]["eval"]["sasv_eer"]
     assert fused < min(asv, cm), f"{system}: eval SASV-EER {fused:.1f} % vs ASV only {asv:.1f} %, CM only {cm:.1f} %"
+
+
+def test_demo_single_embedding_beats_its_stage_1_network(demo_results, small_corpus):
+    """The single SASV embedding after stages 1+2+3 against the same network after stage 1 alone (the demo's
+    speaker model pre-trained on the VoxCeleb part), both scored the same way (one cosine, mean of L2-normalised
+    enrolment embeddings) on eval: lower SASV-EER and SPF-EER, i.e. stages 2 and 3 taught one cosine to reject
+    spoofs of the claimed speaker."""
+    import torch
+
+    import demo
+    from common.config import load_config
+    from data.asvspoof import LADatabase
+    from metrics.report import evaluate_trials
+    from pipeline.recipes import sasv_e2e_task
+    from pipeline.stages.frontends import build_asv
+
+    out, results = demo_results
+    cfg = load_config(ROOT / "configs" / "quickstart_sasv2_stage3.conf",
+                      [f"data.database={small_corpus.la}", "asv.model={C: 128, embedding_dim: 64}",
+                       f"asv.checkpoint={out / 'asv' / 'asv_model.pt'}", f"output_dir={out / 'stage1_scoring'}"],
+                      sasv_e2e_task.SCHEMA)
+    scorer = sasv_e2e_task.SASVTrialScorer(cfg, LADatabase(small_corpus.la), "eval")
+    with torch.no_grad():
+        stage1 = evaluate_trials(scorer.keys, scorer.score(build_asv(cfg["asv"]), torch.device("cpu")))
+    single = results[demo.SINGLE_EMBEDDING]["eval"]
+    for metric in ("sasv_eer", "spf_eer"):
+        assert single[metric] < stage1[metric], (f"eval {metric}: stages 1+2+3 {single[metric]:.1f} % vs "
+                                                 f"stage 1 alone {stage1[metric]:.1f} %")
