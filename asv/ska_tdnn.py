@@ -10,8 +10,7 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
-from asv.blocks import attentive_statistics, context_attention, context_attention_layers
-from asv.ecapa_tdnn import MFA_CHANNELS, Bottle2neck
+from asv.ecapa_tdnn import add_tdnn_layers, tdnn_embedding
 from asv.features import WIN_LENGTH, LogMelFrontend, SpecAugmentFn, augmenter, check_wave, resolve_spec_augment
 from common.errors import InputError
 
@@ -121,18 +120,7 @@ class SKATDNN(nn.Module):
         self.frt_conv2 = nn.Conv2d(FRONT_CHANNELS, FRONT_CHANNELS, kernel_size=3, stride=(2, 1), padding=1)
         self.frt_bn2 = nn.BatchNorm2d(FRONT_CHANNELS)
 
-        self.conv1 = nn.Conv1d(FRONT_CHANNELS * _halved(freq), C, kernel_size=5, stride=1, padding=2)
-        self.relu = nn.ReLU()
-        self.bn1 = nn.BatchNorm1d(C)
-        self.layer1 = Bottle2neck(C, kernel_size=3, dilation=2)
-        self.layer2 = Bottle2neck(C, kernel_size=3, dilation=3)
-        self.layer3 = Bottle2neck(C, kernel_size=3, dilation=4)
-        self.layer4 = nn.Conv1d(3 * C, MFA_CHANNELS, kernel_size=1)
-        self.attention = context_attention_layers(MFA_CHANNELS)
-        self.bn5 = nn.BatchNorm1d(2 * MFA_CHANNELS)
-        self.fc6 = nn.Linear(2 * MFA_CHANNELS, embedding_dim)
-        self.bn6 = nn.BatchNorm1d(embedding_dim)
-
+        add_tdnn_layers(self, FRONT_CHANNELS * _halved(freq), C, embedding_dim)   # the ECAPA-TDNN body
 
     def forward(self, wave: torch.Tensor, aug: bool = False) -> torch.Tensor:
         check_wave(wave, "SKA-TDNN")
@@ -140,11 +128,4 @@ class SKATDNN(nn.Module):
         x = self.frt_bn1(self.relu(self.frt_conv1(x)))
         x = self.frt_block2(self.frt_block1(x))
         x = self.frt_bn2(self.relu(self.frt_conv2(x)))
-        x = x.flatten(1, 2)                                                                    # (B, C * F, T)
-        x = self.bn1(self.relu(self.conv1(x)))
-        x1 = self.layer1(x)
-        x2 = self.layer2(x + x1)
-        x3 = self.layer3(x + x1 + x2)
-        x = self.relu(self.layer4(torch.cat((x1, x2, x3), dim=1)))
-        pooled = attentive_statistics(x, context_attention(self.attention, x), 2, True, 1e-4)
-        return self.bn6(self.fc6(self.bn5(pooled)))
+        return tdnn_embedding(self, x.flatten(1, 2))                                         # (B, C * F, T)

@@ -147,10 +147,9 @@ def protocol_digests(cfg: Mapping) -> dict[str, str]:
     return {str(p): file_sha256(p) for p in files}
 
 
-class ASVTask:
-    def __init__(self, cfg: Mapping, trials: TrialList):
-        self.cfg, self.trials = cfg, trials
-        self.labels = np.array([p[2] for p in trials.pairs])
+class SpeakerNetTask:
+    """What every speaker-embedding task shares (engine.Task): a SpeakerNet's loss on a batch, and an SSL
+    encoder's own learning rate and freeze-from-epoch switch. Subclasses add `evaluate`."""
 
     def param_groups(self, model: SpeakerNet) -> list[dict]:
         """An SSL encoder (SSL-ECAPA, SSL-MHFA) trains at its own `encoder.lr`; other models give one group."""
@@ -164,6 +163,14 @@ class ASVTask:
         wave, label = batch
         loss, accuracy = model(wave, label)
         return loss, {"accuracy": accuracy.detach()}
+
+
+class ASVTask(SpeakerNetTask):
+    """Speaker classification batches; EER / minDCF on the trial list after each epoch."""
+
+    def __init__(self, cfg: Mapping, trials: TrialList):
+        self.cfg, self.trials = cfg, trials
+        self.labels = np.array([p[2] for p in trials.pairs])
 
     def evaluate(self, model: SpeakerNet) -> dict[str, float]:
         if not is_main_process():

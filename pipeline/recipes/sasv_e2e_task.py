@@ -35,7 +35,6 @@ import torch
 from torch import nn
 
 import asv
-import ssl_models
 from asv.checkpoint import load_asv_state, save_asv_state
 from asv.losses.sasv_e2e import SASVEmbeddingLoss
 from asv.score_norm import normalise_scores
@@ -54,7 +53,7 @@ from data.score_files import write_sasv_scores
 from data.voxceleb import VoxCeleb
 from engine import TRAIN_SCHEMA, TrainData, fit, is_main_process, load_model_weights, seed_everything
 from metrics.report import evaluate_trials, format_table, json_ready
-from pipeline.recipes.asv_task import SpeakerNet, TrialList, verification_metrics
+from pipeline.recipes.asv_task import SpeakerNet, SpeakerNetTask, TrialList, verification_metrics
 from pipeline.stages.experiment import ENROLMENT_FORMS, enrolment_audio, resolve_device
 from pipeline.stages.extract import InputFloor, extract
 from pipeline.stages.frontends import ASV_SECTION, asv_embed_fn, crop_spec, frontends_record, unit_enrol_mean
@@ -237,26 +236,13 @@ class SASVTrialScorer:
                                 [tests.index[t.utt] for t in self.trials])
 
 
-class SASVEmbeddingTask:
+class SASVEmbeddingTask(SpeakerNetTask):
     """engine.Task: the sasv_e2e loss on pair batches; dev SASV metrics after each epoch (or VoxCeleb SV EER
     when no LA database is configured, or nothing when dev is in the training data)."""
 
     def __init__(self, cfg: Mapping, dev: SASVTrialScorer | None, vox_trials: TrialList | None):
         self.cfg, self.dev, self.vox_trials = cfg, dev, vox_trials
         self.vox_labels = np.array([p[2] for p in vox_trials.pairs]) if vox_trials is not None else None
-
-    def param_groups(self, model: SpeakerNet) -> list[dict]:
-        """An SSL encoder (SSL-ECAPA, SSL-MHFA) trains at its own `encoder.lr`; other models give one group."""
-        return ssl_models.param_groups(model)
-
-    def on_epoch_start(self, model: SpeakerNet, epoch: int) -> None:
-        """An SSL encoder with `freeze: N` is fine-tuned from epoch N."""
-        ssl_models.set_epoch(model, epoch)
-
-    def training_step(self, model: SpeakerNet, batch) -> tuple[torch.Tensor, dict]:
-        wave, label = batch
-        loss, accuracy = model(wave, label)
-        return loss, {"accuracy": accuracy.detach()}
 
     def evaluate(self, model: SpeakerNet) -> dict[str, float]:
         if not is_main_process():
