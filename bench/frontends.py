@@ -1,24 +1,34 @@
 """Front-end throughput on CPU: embedding extraction and training steps, in 4.04 s segments per second.
 
     python bench/frontends.py [--json OUT] [--models AASIST AASIST-L ...] [--threads 2] [--batch 8] [--samples 64600]
-                              [--repeats 3] [--no-macs]
+                              [--repeats 3] [--warmup 2] [--no-macs]
 
 Prints one JSON line per model: {"model", "params", "inference_seg_per_s", "train_seg_per_s", ...}. Inference is
 `model.eval()` under `torch.inference_mode()`; a training step is forward + loss + backward + Adam step in
 train mode (CM: weighted cross-entropy on the logits; ASV: a linear softmax head over 1211 speakers, the
-VoxCeleb1 dev set). Each figure is the median over `--repeats` timed runs after two warm-up runs; the runs'
-seconds per batch are in `inference_runs_s` / `train_runs_s` (on a shared machine, to tell noise from speed).
+VoxCeleb1 dev set). Each figure is the median over `--repeats` timed runs after `--warmup` (2) warm-up runs; the
+runs' seconds per batch are in `inference_runs_s` / `train_runs_s` (on a shared machine, to tell noise from speed).
 Memory: `inference_peak_rss_gb` / `train_peak_rss_gb` are the process's peak resident memory during that phase
 (Linux: the peak is reset through /proc/self/clear_refs after `malloc_trim`, so they include the interpreter,
 torch and the model, about 0.5 GB, but not what earlier models left behind; null where that reset is not
 available); `process_peak_rss_gb` is the peak so far (models run in the order given). Compute:
 `gmac_per_segment` is the multiply-accumulates of one eval forward on one segment and `train_gmac_per_segment`
 those of a training step's forward + backward per segment (torch.utils.flop_counter: convolutions and matrix
-products only, i.e. not the STFT, norms or activations; null with a `*_error` key where the counter cannot
-trace the model, e.g. AASIST's eval fast paths); `--no-macs` skips the count. A model that cannot be built
-(e.g. `asv` not importable) gets a {"model", "skipped": reason} line instead. `ECAPA-TDNN-C1024` is
+products only, i.e. not the STFT, norms or activations; the eval forward is counted with the parameters'
+requires_grad off, which runs the same operations but lets the counter's module tracker through; null with a
+`*_error` key where the counter cannot trace the model); `--no-macs` skips the count. A model that cannot be
+built (e.g. `asv` not importable) gets a {"model", "skipped": reason} line instead. `ECAPA-TDNN-C1024` is
 ECAPA-TDNN at its published size (C=1024, 15.4 M parameters; `ECAPA-TDNN` is the project's default C=512),
 the baseline of the SKA-TDNN and MFA-Conformer targets.
+SSL front-ends (`SSL_MODELS`, docs/ssl.md; not in the default `--models`: minutes per row at 2 threads), all with
+random encoder weights: `XLS-R-300M` / `WavLM-Base+` are the encoder alone (`ssl_models.SSLEncoder`, last layer;
+inference only), `SSL-AASIST` (XLS-R 300M fine-tuned, the paper's) with `-frozen` (freeze: true) and `-gradckpt`
+(fine-tuned with grad_checkpointing: true), `SSL-ECAPA` and `SSL-MHFA` (WavLM Base+ frozen, their defaults) with
+`SSL-ECAPA-finetune` (freeze: false) and `SSL-ECAPA-finetune-gradckpt`; the fine-tuned WavLM rows set
+encoder_layer_drop 0 (WavLM Base's builder default is 0.1), so that every step runs all 12 layers. A variant that
+changes only training (freezing, checkpointing) is timed in training only: its inference is its base row's
+(`inference_as`). SSL rows also give `encoder` (name, layer, freeze, grad_checkpointing, parameters) and
+`trainable_params`.
 `AASIST-official` / `AASIST-L-official` time the official code's structure with the same weights
 (bench/official_aasist.py), the baseline of the speed targets; `--system-malloc` times without the allocator
 setting that main.py applies (common/allocator.py).
@@ -50,10 +60,35 @@ ASV_MODELS = ("ResNetSE34V2", "ResNetSE34L", "ECAPA-TDNN", "ECAPA-TDNN-C1024", "
 # bench name -> (asv architecture, build options) for the ASV rows that are not a registry default
 ASV_VARIANTS = {"ECAPA-TDNN-C1024": ("ECAPA-TDNN", {"C": 1024})}
 ASV_SPEAKERS = 1211
+# SSL front-ends, random weights: bench name -> (kind, architecture, encoder section, row whose inference it shares).
+# kind 'encoder': the SSLEncoder alone, inference only.
+_XLSR, _WAVLM, _NO_LAYER_DROP = "wav2vec2_xlsr_300m", "wavlm_base_plus", {"options": {"encoder_layer_drop": 0.0}}
+SSL_MODELS: dict[str, tuple[str, str | None, dict, str | None]] = {
+    "XLS-R-300M": ("encoder", None, {"name": _XLSR, "layer": "last"}, None),
+    "WavLM-Base+": ("encoder", None, {"name": _WAVLM, "layer": "last"}, None),
+    "SSL-AASIST": ("cm", "SSL-AASIST", {}, None),   # XLS-R 300M fine-tuned (the paper's)
+    "SSL-AASIST-frozen": ("cm", "SSL-AASIST", {"freeze": True}, "SSL-AASIST"),
+    "SSL-AASIST-gradckpt": ("cm", "SSL-AASIST", {"grad_checkpointing": True}, "SSL-AASIST"),
+    "SSL-ECAPA": ("asv", "SSL-ECAPA", {}, None),    # WavLM Base+ frozen, weighted layers
+    "SSL-ECAPA-finetune": ("asv", "SSL-ECAPA", {"freeze": False, **_NO_LAYER_DROP}, "SSL-ECAPA"),
+    "SSL-ECAPA-finetune-gradckpt": ("asv", "SSL-ECAPA", {"freeze": False, "grad_checkpointing": True,
+                                                         **_NO_LAYER_DROP}, "SSL-ECAPA"),
+    "SSL-MHFA": ("asv", "SSL-MHFA", {}, None),      # WavLM Base+ frozen, every layer
+}
 
 
 def build(name: str) -> tuple[torch.nn.Module, str]:
-    """(model, kind) with kind 'cm' or 'asv'."""
+    """(model, kind) with kind 'cm', 'asv' or 'encoder' (an SSL encoder alone)."""
+    if name in SSL_MODELS:
+        kind, arch, section = SSL_MODELS[name][:3]
+        if kind == "encoder":
+            import ssl_models
+            return ssl_models.build_encoder(**section), kind
+        if kind == "cm":
+            import cm
+            return cm.build_model(arch, encoder=section), kind
+        import asv
+        return asv.build_model(arch, encoder=section), kind
     if name in BASELINES:
         from bench.official_aasist import OfficialStructureAASIST
         from cm.aasist import CONFIGS
@@ -101,9 +136,9 @@ def count_gmacs(fn, *args) -> float:
     return counter.get_total_flops() / 2e9
 
 
-def timed_runs(fn, repeats: int) -> list[float]:
-    """Seconds of each of `repeats` calls of `fn`, after two untimed warm-up calls."""
-    for _ in range(2):  # warm-up: oneDNN primitive caches, the allocator's heap reaching its working size
+def timed_runs(fn, repeats: int, warmup: int = 2) -> list[float]:
+    """Seconds of each of `repeats` calls of `fn`, after `warmup` untimed calls."""
+    for _ in range(warmup):  # warm-up: oneDNN primitive caches, the allocator's heap reaching its working size
         fn()
     times = []
     for _ in range(repeats):
@@ -113,10 +148,24 @@ def timed_runs(fn, repeats: int) -> list[float]:
     return times
 
 
-def bench_model(name: str, batch: int, samples: int, repeats: int, macs: bool = True) -> dict:
+def _ssl_fields(model: torch.nn.Module) -> dict:
+    """`encoder` (what the SSL encoder inside `model` is) and `trainable_params`; {} for a model without one."""
+    from ssl_models import SSLEncoder
+    found = [m for m in model.modules() if isinstance(m, SSLEncoder)]
+    if not found:
+        return {}
+    enc = found[0]
+    return {"encoder": {"name": enc.name, "layer": enc.layer, "freeze": enc.freeze,
+                        "grad_checkpointing": enc.grad_checkpointing,
+                        "params": sum(p.numel() for p in enc.encoder_parameters())},
+            "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad)}
+
+
+def bench_model(name: str, batch: int, samples: int, repeats: int, macs: bool = True, warmup: int = 2) -> dict:
     torch.manual_seed(0)
     model, kind = build(name)
     n_params = sum(p.numel() for p in model.parameters())
+    inference_as = SSL_MODELS[name][3] if name in SSL_MODELS else None  # same eval model as that row: not re-timed
     wave = torch.randn(batch, samples) * 0.1
     model.eval()
 
@@ -124,39 +173,57 @@ def bench_model(name: str, batch: int, samples: int, repeats: int, macs: bool = 
         with torch.inference_mode():
             model(x)
 
+    def infer_counted(x):  # the same, with requires_grad off: FlopCounterMode's module tracker fails on a module
+        flags = [(p, p.requires_grad) for p in model.parameters()]  # input that requires grad under inference_mode
+        for p, _ in flags:  # (the parametrized weight-norm of wav2vec 2.0's position convolution, AASIST's layers)
+            p.requires_grad_(False)
+        try:
+            infer(x)
+        finally:
+            for p, flag in flags:
+                p.requires_grad_(flag)
+
     phase_peak = _reset_peak_rss()  # False: no per-phase peak (the figures stay None)
-    infer_runs = timed_runs(infer, repeats)
-    infer_peak = _peak_rss_gb() if phase_peak else None
+    infer_runs, infer_peak = [], None
+    if inference_as is None:
+        infer_runs = timed_runs(infer, repeats, warmup)
+        infer_peak = _peak_rss_gb() if phase_peak else None
 
-    model.train()
-    if kind == "cm":
-        from cm.losses import build_loss
-        loss_fn = build_loss("WeightedCE")
-        params = list(model.parameters())
-    else:
-        head = torch.nn.Linear(model.embedding_dim, ASV_SPEAKERS)
-        params = list(model.parameters()) + list(head.parameters())
-    optimiser = torch.optim.Adam(params, lr=1e-4)
+    train_step, train_runs, train_peak = None, [], None
+    if kind != "encoder":  # an SSL encoder alone: inference only
+        model.train()
+        if kind == "cm":
+            from cm.losses import build_loss
+            loss_fn = build_loss("WeightedCE")
+            params = list(model.parameters())
+        else:
+            head = torch.nn.Linear(model.embedding_dim, ASV_SPEAKERS)
+            params = list(model.parameters()) + list(head.parameters())
+        optimiser = torch.optim.Adam(params, lr=1e-4)
 
-    def train_step(x=wave):
-        labels = torch.arange(len(x)) % (2 if kind == "cm" else ASV_SPEAKERS)
-        out = model(x)
-        loss = loss_fn(*out, labels) if kind == "cm" else F.cross_entropy(head(out), labels)
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
+        def train_step(x=wave):
+            labels = torch.arange(len(x)) % (2 if kind == "cm" else ASV_SPEAKERS)
+            out = model(x)
+            loss = loss_fn(*out, labels) if kind == "cm" else F.cross_entropy(head(out), labels)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
 
-    _reset_peak_rss()
-    train_runs = timed_runs(train_step, repeats)
-    train_peak = _peak_rss_gb() if phase_peak else None
-    row = {"model": name, "params": n_params,
-           "inference_seg_per_s": round(batch / statistics.median(infer_runs), 3),
-           "train_seg_per_s": round(batch / statistics.median(train_runs), 3),
+        _reset_peak_rss()
+        train_runs = timed_runs(train_step, repeats, warmup)
+        train_peak = _peak_rss_gb() if phase_peak else None
+    row = {"model": name, "params": n_params, **_ssl_fields(model),
+           "inference_seg_per_s": round(batch / statistics.median(infer_runs), 3) if infer_runs else None,
+           "train_seg_per_s": round(batch / statistics.median(train_runs), 3) if train_runs else None,
            "inference_runs_s": [round(t, 3) for t in infer_runs], "train_runs_s": [round(t, 3) for t in train_runs],
            "inference_peak_rss_gb": infer_peak, "train_peak_rss_gb": train_peak}
+    if inference_as:
+        row["inference_as"] = inference_as
     if macs:  # after the timing, on 1 (eval) and 2 (train: BatchNorm needs two) segments; per segment
-        for key, mode, fn, n in (("gmac_per_segment", False, infer, 1),
+        for key, mode, fn, n in (("gmac_per_segment", False, infer_counted if infer_runs else None, 1),
                                  ("train_gmac_per_segment", True, train_step, 2)):
+            if fn is None:
+                continue
             model.train(mode)
             try:
                 row[key] = round(count_gmacs(fn, wave[:n]) / n, 3)
@@ -170,24 +237,26 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", help="also write the results (a JSON list) to this file")
     parser.add_argument("--models", nargs="+", default=list(BASELINES[:1] + CM_MODELS + ASV_MODELS),
-                        help=f"of {', '.join(BASELINES + CM_MODELS + ASV_MODELS)}")
+                        help=f"of {', '.join(BASELINES + CM_MODELS + ASV_MODELS + tuple(SSL_MODELS))}")
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--samples", type=int, default=64600, help="segment length (64600 = 4.04 s at 16 kHz)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per figure (median reported)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed runs before each figure's timed ones")
     parser.add_argument("--no-macs", action="store_true", help="skip the multiply-accumulate count")
     parser.add_argument("--system-malloc", action="store_true",
                         help="leave glibc malloc as it is (main.py retains freed memory; common/allocator.py)")
     args = parser.parse_args(argv)
     retained = False if args.system_malloc else retain_freed_memory()
     torch.set_num_threads(args.threads)
-    setting = {"threads": args.threads, "batch": args.batch, "samples": args.samples, "torch": torch.__version__,
-               "retain_freed_memory": retained}
+    setting = {"threads": args.threads, "batch": args.batch, "samples": args.samples, "warmup": args.warmup,
+               "torch": torch.__version__, "retain_freed_memory": retained}
     results = []
     for name in args.models:
         load_before = os.getloadavg()[0]
         try:
-            row = bench_model(name, args.batch, args.samples, args.repeats, macs=not args.no_macs)
+            row = bench_model(name, args.batch, args.samples, args.repeats, macs=not args.no_macs,
+                              warmup=args.warmup)
         except Exception as e:  # noqa: BLE001 -- a model under construction elsewhere must not stop the bench
             row = {"model": name, "skipped": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}
         row.update(setting, load_avg_1min=[round(load_before, 2), round(os.getloadavg()[0], 2)],
