@@ -150,8 +150,8 @@ def _break_protocol(corpus, tmp_path, speaker: str):
     lines = protocol.read_text().splitlines()
     number = next(i for i, line in enumerate(lines) if line.endswith(" spoof"))
     lines[number] = " ".join([speaker, *lines[number].split()[1:]])
-    protocol.write_text("\n".join(lines) + "\n")
-    return broken, protocol, number + 1
+    protocol.write_text("\n" + "\n".join(lines) + "\n")   # a blank first line: the message counts it, as editors do
+    return broken, protocol, number + 2
 
 
 @pytest.mark.parametrize("speaker,needle", [("-", "claims no speaker"), ("LA_9999", "claims speaker LA_9999")])

@@ -24,6 +24,7 @@ these very SASV scores, so ablate.py can fuse it with a CM and verify.py can use
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from dataclasses import dataclass, field
@@ -44,8 +45,8 @@ from common.errors import InputError, MissingFilesError
 from common.io import check_folder, file_sha256, load_weights
 from common.provenance import provenance
 from common.runs import RunFolders, write_results
-from data.asvspoof import LADatabase, SASVTrial, check_files_exist
-from data.augment import SpeedPerturb, build_augment
+from data.asvspoof import LADatabase, SASVTrial, check_files_exist, protocol_lines
+from data.augment import AugmentChain, SpeedPerturb, build_augment
 from data.datasets import SpeakerDataset
 from data.embeddings import EmbeddingTable, speaker_models
 from data.samplers import SASVPairSampler
@@ -117,25 +118,35 @@ class TrainingSet:
         return len(self.class_names) - 1 if self.class_names and self.class_names[-1] == SPOOF else None
 
 
-def _la_items(db: LADatabase, splits: Sequence[str]) -> tuple[list, list[str], list[tuple[str, str, str]]]:
+Where = Callable[[], str]   # names where a spoof is listed; called only for an error message
+
+
+def _protocol_line(protocol: Path, utt: str) -> str:
+    """'<protocol> line N' of an utterance (blank lines count, as in an editor): read again on the error path only."""
+    number = next((n for n, fields in protocol_lines(protocol) if len(fields) > 1 and fields[1] == utt), None)
+    return f"{protocol} line {number}" if number is not None else str(protocol)
+
+
+def _la_items(db: LADatabase, splits: Sequence[str]) -> tuple[list, list[str], list[tuple[Path, str, Where]]]:
     """(bona fide paths, their speakers, spoofs as (path, claimed speaker, where)) of the LA splits."""
     paths, speakers, spoofs = [], [], []
     for split in splits:
         db.check_split(split)
-        for number, e in enumerate(db.cm_entries(split), 1):
+        protocol = db.cm_protocol_path(split)
+        for e in db.cm_entries(split):
             if e.is_bonafide:
                 paths.append(db.flac(split, e.utt))
                 speakers.append(e.speaker)
             else:
-                spoofs.append((db.flac(split, e.utt), e.speaker, f"{db.cm_protocol_path(split)} line {number}"))
+                spoofs.append((db.flac(split, e.utt), e.speaker, functools.partial(_protocol_line, protocol, e.utt)))
     return paths, speakers, spoofs
 
 
-def _copy_items(folder: str) -> list[tuple[Path, str, str]]:
+def _copy_items(folder: str) -> list[tuple[Path, str, Where]]:
     """Vocoded copies (copy_synthesis.py) as spoofs claiming the speaker of their source."""
     from data.vocoders import LIST_NAME, read_copy_synthesis_list
 
-    where = str(Path(folder) / LIST_NAME)
+    where = functools.partial(str, Path(folder) / LIST_NAME)
     return [(e.path, e.speaker, where) for e in read_copy_synthesis_list(folder)]
 
 
@@ -145,7 +156,7 @@ def training_set(cfg: Mapping) -> TrainingSet:
     d = cfg["data"]
     bona_paths: list = []
     bona_speakers: list[str] = []
-    spoofs: list[tuple[Path, str, str]] = []
+    spoofs: list[tuple[Path, str, Where]] = []
     sources: dict[str, int] = {}
     if d["voxceleb"]:
         vox = VoxCeleb(d["voxceleb"], d["train_list"], d["trial_list"])
@@ -169,10 +180,10 @@ def training_set(cfg: Mapping) -> TrainingSet:
     index = {s: i for i, s in enumerate(names)}
     for path, claimed, where in spoofs:
         if claimed in ("", "-"):
-            raise InputError(f"{where}: spoofed utterance {Path(path).name} claims no speaker (speaker column "
+            raise InputError(f"{where()}: spoofed utterance {Path(path).name} claims no speaker (speaker column "
                              f"{claimed!r}); the spoof class needs the speaker each spoof imitates")
         if claimed not in index:
-            raise InputError(f"{where}: spoofed utterance {Path(path).name} claims speaker {claimed}, who has no "
+            raise InputError(f"{where()}: spoofed utterance {Path(path).name} claims speaker {claimed}, who has no "
                              f"bona fide utterance in the training data ({len(names)} speakers)")
     check_files_exist([p for p, _, _ in spoofs], "spoofed training audio")
     spoof_class = len(names)
@@ -192,9 +203,7 @@ def _augment(cfg: Mapping) -> tuple[int, Callable | None]:
     wave = build_augment(dict(d["augment"]["options"]) if d["augment"]["enabled"] else None)
     if speed is None:
         return d["train_samples"], wave
-    if wave is None:
-        return speed.input_samples, speed
-    return speed.input_samples, lambda x, rng: wave(speed(x, rng), rng)
+    return speed.input_samples, speed if wave is None else AugmentChain(speed, wave)
 
 
 # ================================================================================================
