@@ -75,10 +75,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     retain_freed_memory()  # CPU training: reuse freed feature maps instead of page-faulting new ones
     module = _task_module(_peek_task(args.config, args.overrides))
     cfg = load_config(args.config, args.overrides, module.SCHEMA)
-    module.check(cfg)                      # everything that needs no model, before anything is written
+    checked = module.check(cfg)            # everything that needs no model, before anything is written
     folders = module.folders(cfg)
     _check_previous_run(folders, cfg, args.resume, args.overwrite)
-    kwargs = {"resume": args.resume, **({"force": args.force} if cfg["task"] == "sasv" else {})}
+    kwargs = {"resume": args.resume, "checked": checked,   # run() reuses it instead of checking again
+              **({"force": args.force} if cfg["task"] == "sasv" else {})}
     if not writes_files():                 # torchrun ranks > 0: rank 0 holds the folders and writes
         module.run(cfg, **kwargs)
         return 0

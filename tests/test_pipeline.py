@@ -414,6 +414,16 @@ def test_enrolment_concat_uses_enr_audio(staged, tiny_corpus, frontends, tmp_pat
     assert "asv dev: " in err and "up to date" in err   # test embeddings reused from the lists run
 
 
+def _tiny_training(task: str, tiny_corpus, out: Path) -> tuple[Path, list[str]]:
+    """The quickstart config of task asv or cm shrunk to one epoch of a tiny model on the tiny corpus."""
+    conf, data, model = {"asv": ("quickstart_asv.conf", f"data.voxceleb={tiny_corpus.voxceleb}",
+                                 "asv.model={C: 32, embedding_dim: 16}"),
+                         "cm": ("quickstart_cm.conf", f"database={tiny_corpus.la}",
+                                "cm.model={channels: [[8, 8, 8, 8], [8, 8, 8, 8]]}")}[task]
+    return Path("configs") / conf, [data, model, f"output_dir={out}", "train.epochs=1", "train.batch_size=4",
+                                    "train.progress=false"]
+
+
 @pytest.mark.parametrize("task", ["asv", "cm"])
 def test_training_from_scratch_is_reproducible_whatever_the_global_rng_state(task, tiny_corpus, tmp_path):
     """The same config twice in one process gives the same weights: the task seeds the initial weights too,
@@ -421,16 +431,26 @@ def test_training_from_scratch_is_reproducible_whatever_the_global_rng_state(tas
     from common.config import load_config
     from pipeline.recipes import asv_task, cm_task
     module = asv_task if task == "asv" else cm_task
-    conf, data, model = {"asv": ("quickstart_asv.conf", f"data.voxceleb={tiny_corpus.voxceleb}",
-                                 "asv.model={C: 32, embedding_dim: 16}"),
-                         "cm": ("quickstart_cm.conf", f"database={tiny_corpus.la}",
-                                "cm.model={channels: [[8, 8, 8, 8], [8, 8, 8, 8]]}")}[task]
     states = []
     for run in range(2):
         torch.rand(run + 1)  # a different global RNG state before each run
-        cfg = load_config(Path("configs") / conf, [data, model, f"output_dir={tmp_path / str(run)}", "train.epochs=1",
-                                                   "train.batch_size=4", "train.progress=false"], module.SCHEMA)
-        module.run(cfg)
+        conf, overrides = _tiny_training(task, tiny_corpus, tmp_path / str(run))
+        module.run(load_config(conf, overrides, module.SCHEMA))
         states.append(torch.load(tmp_path / str(run) / f"{task}_model.pt", weights_only=True)["model"])
     assert states[0].keys() == states[1].keys()
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+
+
+@pytest.mark.parametrize("task", ["asv", "cm"])
+def test_main_py_checks_the_inputs_once(task, tiny_corpus, tmp_path, monkeypatch, capsys, one_thread):
+    """main.py hands what check(cfg) returned to run(checked=...): the training list is read and its audio
+    stat'ed once per run, not again inside run()."""
+    from pipeline.recipes import asv_task, cm_task
+    module = asv_task if task == "asv" else cm_task
+    check, calls = module.check, []
+    monkeypatch.setattr(module, "check", lambda cfg: calls.append(cfg) or check(cfg))
+    conf, overrides = _tiny_training(task, tiny_corpus, tmp_path / task)
+    rc, err = call_main_py(["--config", str(conf), *overrides], capsys)
+    assert rc == 0, err
+    assert (tmp_path / task / f"{task}_model.pt").is_file()
+    assert len(calls) == 1

@@ -198,9 +198,11 @@ def folders(cfg: Mapping) -> RunFolders:
     return RunFolders.trained_in_output_dir(cfg["output_dir"])
 
 
-def run(cfg: Mapping, resume: bool = False) -> dict:
+def run(cfg: Mapping, resume: bool = False, *,
+        checked: tuple[list[Path], list[int], TrialList] | None = None) -> dict:
+    """`checked`: the result of check(cfg) when the caller already ran it, e.g. main.py (None: run checks)."""
     out = Path(cfg["output_dir"])
-    paths, labels, trials = check(cfg)
+    paths, labels, trials = checked if checked is not None else check(cfg)
     d = cfg["data"]
     seed_everything(cfg["train"]["seed"])  # the initial weights (fit seeds what follows)
     model = asv.build_model(cfg["asv"]["arch"], **cfg["asv"]["model"])

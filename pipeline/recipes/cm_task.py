@@ -108,9 +108,9 @@ class CMTask:
         return {"dev_cm_eer": cm_eer(model, self.cfg, self.db, "dev", next(model.parameters()).device)[0]}
 
 
-def check(cfg: Mapping) -> None:
+def check(cfg: Mapping) -> LADatabase:
     """Everything that needs no model (folders, protocols, audio present, initial checkpoint), before main.py
-    locks or writes anything."""
+    locks or writes anything; returns the database (its protocols parsed once)."""
     check_folder(cfg["output_dir"], "output_dir")
     if cfg["cm"]["checkpoint"] and not Path(cfg["cm"]["checkpoint"]).is_file():
         raise MissingFilesError(f"cm.checkpoint {cfg['cm']['checkpoint']}: checkpoint file does not exist")
@@ -121,6 +121,7 @@ def check(cfg: Mapping) -> None:
     for split in ("train", "dev", *cfg["eval_splits"]):
         check_files_exist((db.flac(split, e.utt) for e in db.cm_entries(split)),
                           f"ASVspoof 2019 LA {split} audio in {db.flac_dir(split)}")
+    return db
 
 
 def protocol_digests(cfg: Mapping) -> dict[str, str]:
@@ -134,9 +135,10 @@ def folders(cfg: Mapping) -> RunFolders:
     return RunFolders.trained_in_output_dir(cfg["output_dir"])
 
 
-def run(cfg: Mapping, resume: bool = False) -> dict:
-    out, db = Path(cfg["output_dir"]), LADatabase(cfg["database"])
-    check(cfg)
+def run(cfg: Mapping, resume: bool = False, *, checked: LADatabase | None = None) -> dict:
+    """`checked`: the result of check(cfg) when the caller already ran it, e.g. main.py (None: run checks)."""
+    out = Path(cfg["output_dir"])
+    db = checked if checked is not None else check(cfg)
     seed_everything(cfg["train"]["seed"])  # the initial weights (fit seeds what follows)
     model = cm.build_model(cfg["cm"]["arch"], **cfg["cm"]["model"])
     if cfg["cm"]["checkpoint"]:

@@ -356,9 +356,10 @@ def _initial_weights(cfg: Mapping, model: nn.Module, loss: SASVEmbeddingLoss) ->
         load_asv_state(model, loss, path, strict=True)
 
 
-def run(cfg: Mapping, resume: bool = False) -> dict:
+def run(cfg: Mapping, resume: bool = False, *, checked: TrainingSet | None = None) -> dict:
+    """`checked`: the result of check(cfg) when the caller already ran it, e.g. main.py (None: run checks)."""
     out = Path(cfg["output_dir"])
-    data = check(cfg)
+    data = checked if checked is not None else check(cfg)
     d = cfg["data"]
     spec_augment = bool(cfg["asv"]["model"].get("spec_augment"))   # the model's masks, applied in training only
     log.info("training data: " + ", ".join(f"{n} {k}" for k, n in data.sources.items())

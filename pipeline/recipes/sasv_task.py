@@ -54,8 +54,8 @@ SCHEMA = {
 }
 
 
-def check(cfg: Mapping) -> None:
-    """Everything that needs no model, before main.py locks or writes anything."""
+def check(cfg: Mapping) -> bool:
+    """Everything that needs no model, before main.py locks or writes anything; returns True (nothing to reuse)."""
     mode, name = cfg["mode"], cfg["backend"]["name"]
     if mode not in ("frozen", "joint"):
         raise ConfigError(f"'mode' must be 'frozen' or 'joint', got {mode!r}")
@@ -78,6 +78,7 @@ def check(cfg: Mapping) -> None:
                               f"positive sum, got {weights!r}")
         for key in ("asv", "cm"):
             check_scoring_checkpoint(cfg[key], key, cfg["allow_random_weights"])
+    return True
 
 
 def folders(cfg: Mapping) -> RunFolders:
@@ -90,8 +91,10 @@ def folders(cfg: Mapping) -> RunFolders:
                       () if cfg["embeddings_dir"] else ("embeddings",))
 
 
-def run(cfg: Mapping, resume: bool = False, force: bool = False) -> dict:
-    check(cfg)
+def run(cfg: Mapping, resume: bool = False, force: bool = False, *, checked: bool | None = None) -> dict:
+    """`checked`: the result of check(cfg) when the caller already ran it, e.g. main.py (None: run checks)."""
+    if checked is None:
+        check(cfg)
     mode, name = cfg["mode"], cfg["backend"]["name"]
     if mode == "joint":
         return _joint(cfg, resume)
