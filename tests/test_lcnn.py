@@ -4,11 +4,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from scipy.fft import dct
 
 from cm import build_model
 from cm.checkpoint import load_cm_state, save_cm_state
-from cm.lcnn import LFCC, dct_matrix
+from cm.lcnn import LFCC, MaxFeatureMap, MaxPool2x2, dct_matrix
 from cm.losses import build_loss
 
 
@@ -124,3 +125,25 @@ def test_logits_from_a_cached_embedding_equal_the_forward_logits(arch, options):
     with torch.no_grad():
         embedding, logits = model(torch.randn(2, 16000) * 0.1)
         torch.testing.assert_close(model.logits_from_embedding(embedding), logits)
+
+
+@pytest.mark.parametrize("shape", [(2, 6, 9, 7), (1, 4, 8, 10)])
+def test_fast_max_feature_map_and_pool_equal_the_plain_ops(shape):
+    """The fast MFM and 2x2 pool (cm.lcnn) give torch.maximum's / max_pool2d's values and gradients, odd sizes
+    included; exact ties split the MFM gradient in half, as torch.maximum does."""
+    torch.manual_seed(0)
+    x = torch.randn(*shape, requires_grad=True)
+    a, b = x.chunk(2, dim=1)
+    for fast, plain, source in ((MaxFeatureMap(), lambda t: torch.maximum(*t.chunk(2, dim=1)), x),
+                                (MaxPool2x2(), lambda t: F.max_pool2d(t, 2), x[:, :3])):
+        y_plain = plain(source)
+        grad = torch.randn_like(y_plain)
+        (g_plain,) = torch.autograd.grad(y_plain, x, grad)
+        y_fast = fast(source)
+        (g_fast,) = torch.autograd.grad(y_fast, x, grad)
+        assert torch.equal(y_fast, y_plain) and torch.equal(g_fast, g_plain)
+        with torch.inference_mode():
+            assert torch.equal(fast(source.detach()), y_plain.detach())
+    tie = torch.ones(1, 2, 1, 1, requires_grad=True)
+    (g,) = torch.autograd.grad(MaxFeatureMap()(tie).sum(), tie)
+    assert g.flatten().tolist() == [0.5, 0.5]
