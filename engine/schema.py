@@ -20,6 +20,7 @@ TRAIN_SCHEMA: dict = {
     "device": "auto",            # auto | cpu | cuda
     "grad_clip": 0.0,            # max global grad norm; 0 = off
     "precise_bn_batches": 0,     # before each evaluation, recompute BatchNorm statistics over this many batches
+    "eval_every": 1,             # evaluate (and select best.pt) every N epochs and after the last one
     "amp": "auto",               # auto | off | bf16 | fp16
     "sync_bn": False,
     "find_unused_parameters": False,
@@ -60,7 +61,7 @@ _CHOICES = {
     "scheduler.name": SCHEDULERS,
     "scheduler.interval": ("auto", "step", "epoch"),
 }
-_POSITIVE = ("epochs", "batch_size", "log_every_steps", "scheduler.T_0", "scheduler.step_size")
+_POSITIVE = ("epochs", "batch_size", "eval_every", "log_every_steps", "scheduler.T_0", "scheduler.step_size")
 _NON_NEGATIVE = ("seed", "num_workers", "grad_clip", "precise_bn_batches", "optimizer.lr", "optimizer.weight_decay",
                  "scheduler.warmup_steps", "scheduler.warmup_epochs", "scheduler.eta_min")
 

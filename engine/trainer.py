@@ -276,13 +276,12 @@ class _Trainer:
 
         Running averages lag the weights when an epoch has few steps at a high learning rate (short CPU runs),
         and evaluation then sees stale statistics. This re-estimates them as a plain average over the first
-        `precise_bn_batches` training batches (no gradient, RNG state restored, averaged over ranks)."""
+        `precise_bn_batches` training batches (no gradient, averaged over ranks)."""
         n = self.cfg["precise_bn_batches"]
         bns = [m for m in self.model.modules()
                if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
         if n <= 0 or not bns:
             return
-        rng = get_rng_state(self.device)
         momenta = [m.momentum for m in bns]
         for m in bns:
             m.reset_running_stats()
@@ -300,7 +299,19 @@ class _Trainer:
             if self.ctx.world_size > 1:
                 for buf in (m.running_mean, m.running_var):
                     buf.copy_(distributed.all_reduce_sum(self.ctx, buf.detach().clone()) / self.ctx.world_size)
+
+    def _evaluate(self) -> dict[str, float]:
+        """Precise BN, then the task's metrics, with every random generator restored afterwards: evaluation
+        draws random numbers (a DataLoader seeds its workers from the global generator), and training must
+        not depend on when or how often it is evaluated (`eval_every`), nor a resumed run on it."""
+        rng = get_rng_state(self.device)
+        self._precise_bn()
+        self.model.eval()
+        with torch.no_grad():
+            metrics = dict(self.task.evaluate(self.model) or {})
+        self.model.train()
         set_rng_state(rng, self.device)
+        return distributed.broadcast_object(self.ctx, {str(k): float(v) for k, v in metrics.items()})
 
     def _run_epoch(self) -> None:
         cfg, ctx, epoch = self.cfg, self.ctx, self.epoch
@@ -336,24 +347,20 @@ class _Trainer:
         if not math.isfinite(train["loss"]):
             raise FloatingPointError(f"training loss is {train['loss']} in epoch {epoch + 1} "
                                      f"(step {self.global_step}); lower the lr or enable grad_clip")
-        self._precise_bn()
-        self.model.eval()
-        with torch.no_grad():
-            metrics = dict(self.task.evaluate(self.model) or {})
-        self.model.train()
-        metrics = distributed.broadcast_object(ctx, {str(k): float(v) for k, v in metrics.items()})
+        evaluated = (epoch + 1) % cfg["eval_every"] == 0 or epoch + 1 == cfg["epochs"]
+        metrics = self._evaluate() if evaluated else {}
 
         lrs = self.scheduler.lrs()
         record: dict = {"epoch": epoch + 1, "step": self.global_step, **_lr_columns(lrs)}
         record.update({f"train_{k}": v for k, v in train.items()})
         record.update(metrics)
-        improved = self._select(record)
+        improved = self._select(record) if evaluated else False   # only evaluated epochs are candidates
         self.history.append(record)
         self.epoch = epoch + 1
         rng = {k: distributed.gather_stack(ctx, v) for k, v in get_rng_state(self.device).items()}
         if ctx.is_main:
             self._save(record, improved, rng)
-            extra = "".join(f" {k} {v:.4g}" for k, v in metrics.items())
+            extra = "".join(f" {k} {v:.4g}" for k, v in metrics.items()) if evaluated else " (not evaluated)"
             logger.info(f"epoch {epoch + 1}/{cfg['epochs']} step {self.global_step} lr {lrs[0]:.3g} "
                  f"train_loss {train['loss']:.4g}{extra} | best {self.best['metric']} "
                  f"{_fmt(self.best['value'])} @ epoch {self.best['epoch']} | {time.time() - t0:.1f} s")

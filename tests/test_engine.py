@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import math
+import random
 from pathlib import Path
 
 import numpy as np
@@ -427,3 +428,25 @@ def test_precise_bn_keeps_exact_resume(tmp_path):
     _train(tmp_path / "b", precise_bn_batches=2, epochs=2)
     b, _ = _train(tmp_path / "b", resume=True, precise_bn_batches=2, epochs=3)
     _assert_same_params(a, b)
+
+
+class _RandomEvalTask(ClassifyTask):
+    """Evaluation that draws random numbers from every global generator (as a DataLoader does)."""
+
+    def evaluate(self, model):
+        random.random(), np.random.rand(), torch.rand(1)
+        return super().evaluate(model)
+
+
+def test_eval_every_changes_what_is_evaluated_not_what_is_trained(tmp_path):
+    every, _ = _train(tmp_path / "every", task=_RandomEvalTask(), epochs=5, precise_bn_batches=2)
+    task = _RandomEvalTask()
+    sparse, result = _train(tmp_path / "sparse", task=task, epochs=5, eval_every=2, precise_bn_batches=2)
+    _assert_same_params(every, sparse)                   # the dropout masks did not see the evaluations
+    assert len(task.params_after_epoch) == 3             # epochs 2, 4 and 5 (the last is always evaluated)
+    rows = _read(tmp_path / "sparse" / "epoch_log.csv")
+    dev = rows[0].index("dev_loss")
+    assert [r[dev] != "" for r in rows[1:]] == [False, True, False, True, True]
+    assert result.best_epoch in (2, 4, 5)
+    with pytest.raises(ConfigError, match="'eval_every' must be > 0"):
+        _cfg(eval_every=0)
