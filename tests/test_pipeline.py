@@ -454,3 +454,84 @@ def test_main_py_checks_the_inputs_once(task, tiny_corpus, tmp_path, monkeypatch
     assert rc == 0, err
     assert (tmp_path / task / f"{task}_model.pt").is_file()
     assert len(calls) == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# The selected epoch's dev scores are computed once (pipeline.stages.cache.ScoreMemo)
+# ---------------------------------------------------------------------------------------------
+def test_weights_fingerprint_sees_every_weight_and_buffer():
+    from pipeline.stages.cache import weights_fingerprint
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
+    base = weights_fingerprint(net)
+    twin = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
+    assert weights_fingerprint(twin) != base
+    twin.load_state_dict(net.state_dict())
+    twin.eval().requires_grad_(False)        # mode and gradient flags are not weights
+    assert weights_fingerprint(twin) == base
+    changes = [(net[0].weight, (1, 2)), (net[0].bias, (3,)), (net[1].weight, (0,)),
+               (net[1].running_mean, (2,)), (net[1].running_var, (1,)), (net[1].num_batches_tracked, ())]
+    with torch.no_grad():
+        for tensor, index in changes:
+            old = tensor[index].clone()
+            if tensor.is_floating_point():
+                tensor[index] = torch.nextafter(old, torch.tensor(math.inf))   # one ulp
+            else:
+                tensor[index] += 1
+            assert weights_fingerprint(net) != base, f"a change of {tuple(tensor.shape)}{index} is not seen"
+            tensor[index] = old
+            assert weights_fingerprint(net) == base
+    assert weights_fingerprint(net.double()) != base                       # same values, another dtype
+
+
+def test_score_memo_recomputes_for_other_weights():
+    from pipeline.stages.cache import ScoreMemo
+    torch.manual_seed(0)
+    net, memo, calls = torch.nn.Linear(2, 2), ScoreMemo(), []
+
+    def score(split):
+        calls.append(split)
+        return float(net.weight.detach().sum())
+
+    first = memo.get_or_compute("dev", net, lambda: score("dev"))
+    assert memo.get_or_compute("dev", net, lambda: score("dev")) == first and calls == ["dev"]
+    memo.get_or_compute("eval", net, lambda: score("eval"))                # another key
+    assert calls == ["dev", "eval"]
+    old = net.weight.detach().clone()
+    with torch.no_grad():
+        net.weight[0, 0] += 1
+    assert memo.get_or_compute("dev", net, lambda: score("dev")) != first and calls == ["dev", "eval", "dev"]
+    with torch.no_grad():
+        net.weight.copy_(old)                                              # back to the first weights
+    assert memo.get_or_compute("dev", net, lambda: score("dev")) == first and len(calls) == 3
+
+
+def test_cm_task_scores_each_evaluated_epochs_dev_once(tiny_corpus, tmp_path, monkeypatch):
+    """dev is scored once per evaluated epoch: the final scoring of the selected epoch reuses its scores
+    (CMTask.memo), and results.json holds what a fresh scoring of best.pt gives."""
+    import cm
+    from cm.losses import build_loss
+    from common.config import load_config
+    from engine import load_model_weights
+    from pipeline.recipes import cm_task
+    from pipeline.stages.experiment import resolve_device
+
+    cm_eer, calls = cm_task.cm_eer, []
+    monkeypatch.setattr(cm_task, "cm_eer", lambda net, cfg, db, split, device:
+                        calls.append(split) or cm_eer(net, cfg, db, split, device))
+    out = tmp_path / "cm"
+    conf, overrides = _tiny_training("cm", tiny_corpus, out)
+    cfg = load_config(conf, [*overrides, "train.epochs=2"], cm_task.SCHEMA)
+    results = cm_task.run(cfg)
+    assert calls == ["dev", "dev", "eval"], f"best epoch {results['best_epoch']}: scored {calls}"
+
+    model = cm.build_model(cfg["cm"]["arch"], **cfg["cm"]["model"])
+    net = cm_task.CMNet(model, build_loss(cfg["loss"]["name"], model.embedding_dim, **cfg["loss"]["options"]))
+    load_model_weights(net, out / "best.pt")
+    device = resolve_device(cfg["train"]["device"])
+    net.to(device).eval()
+    with torch.inference_mode():
+        eer, entries, scores = cm_eer(net, cfg, LADatabase(cfg["database"]), "dev", device)
+    written = json.loads((out / "results.json").read_text())
+    assert written["dev_cm_eer"] == results["dev_cm_eer"] == eer
+    assert written["dev_cm_eer_per_attack"] == cm_task.per_attack_eer(entries, scores)

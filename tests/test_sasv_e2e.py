@@ -208,3 +208,35 @@ def test_train_and_dev_select_on_the_training_loss(tiny_corpus, tmp_path, capsys
     assert results["selected_on"].startswith("training loss")
     assert "dev is in the training data" in results["selected_on"]
     assert "dev is in the training data" in err
+
+
+def test_dev_is_scored_once_per_evaluated_epoch(tiny_corpus, tmp_path, monkeypatch):
+    """The final scoring reuses the selected epoch's dev scores (SASVEmbeddingTask.memo): scores/sasv_dev.txt
+    is byte for byte what a fresh scoring of the exported network writes."""
+    from asv import build_model
+    from asv.checkpoint import load_asv_state
+    from common.config import load_config
+    from data.asvspoof import LADatabase
+    from data.score_files import write_sasv_scores
+    from pipeline.recipes import sasv_e2e_task
+    from pipeline.stages.experiment import resolve_device
+    from pipeline.stages.trials import sasv_rows
+
+    scorer_class, calls = sasv_e2e_task.SASVTrialScorer, []
+    score = scorer_class.score
+    monkeypatch.setattr(scorer_class, "score", lambda self, model, device:
+                        calls.append(self.split) or score(self, model, device))
+    out = tmp_path / "out"
+    cfg = load_config(TINY_STAGE3[1], [*TINY_STAGE3[2:], f"data.database={tiny_corpus.la}", f"output_dir={out}",
+                                       "train.epochs=2"], sasv_e2e_task.SCHEMA)
+    results = sasv_e2e_task.run(cfg)
+    assert calls == ["dev", "dev", "eval"], f"best epoch {results['best_epoch']}: scored {calls}"
+
+    model = build_model(cfg["asv"]["arch"], **cfg["asv"]["model"])
+    load_asv_state(model, None, out / "sasv_embedding.pt")
+    device = resolve_device(cfg["train"]["device"])
+    scorer = scorer_class(cfg, LADatabase(cfg["data"]["database"], cfg["enr_audio"]), "dev")
+    with torch.no_grad():
+        fresh = score(scorer, model.to(device).eval(), device)
+    write_sasv_scores(tmp_path / "fresh_dev.txt", sasv_rows(scorer.trials, fresh))
+    assert (tmp_path / "fresh_dev.txt").read_bytes() == (out / "scores" / "sasv_dev.txt").read_bytes()

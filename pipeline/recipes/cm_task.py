@@ -26,6 +26,7 @@ from data.augment import build_augment
 from data.datasets import CMDataset
 from engine import TRAIN_SCHEMA, TrainData, fit, is_main_process, load_model_weights, seed_everything
 from metrics.eer import det_eer
+from pipeline.stages.cache import ScoreMemo
 from pipeline.stages.extract import extract
 from pipeline.stages.frontends import CM_SECTION, crop_spec
 
@@ -87,8 +88,17 @@ def cm_eer(net: CMNet, cfg: Mapping, db: LADatabase, split: str,
 
 
 class CMTask:
+    """engine.Task: the CM loss on labelled crops; dev CM EER after each evaluated epoch. `memo` keeps each
+    epoch's dev scores with its weights' fingerprint, so `run` scores the selected epoch's dev once (`scores`)."""
+
     def __init__(self, cfg: Mapping, db: LADatabase):
         self.cfg, self.db = cfg, db
+        self.memo = ScoreMemo()
+
+    def scores(self, model: CMNet, split: str, device: torch.device) -> tuple[float, list, np.ndarray]:
+        """cm_eer of `split`, or what this task already computed with these very weights on that device type."""
+        return self.memo.get_or_compute((split, device.type), model,
+                                        lambda: cm_eer(model, self.cfg, self.db, split, device))
 
     def param_groups(self, model: CMNet) -> list[dict]:
         """An SSL encoder (SSL-AASIST) trains at its own `encoder.lr`; other models give one group."""
@@ -105,7 +115,7 @@ class CMTask:
     def evaluate(self, model: CMNet) -> dict[str, float]:
         if not is_main_process():
             return {}
-        return {"dev_cm_eer": cm_eer(model, self.cfg, self.db, "dev", next(model.parameters()).device)[0]}
+        return {"dev_cm_eer": self.scores(model, "dev", next(model.parameters()).device)[0]}
 
 
 def check(cfg: Mapping) -> LADatabase:
@@ -148,7 +158,8 @@ def run(cfg: Mapping, resume: bool = False, *, checked: LADatabase | None = None
     augment = build_augment(dict(d["augment"]["options"]) if d["augment"]["enabled"] else None)
     dataset = CMDataset.from_database(db, "train", n_samples=d["train_samples"], train=True,
                                       seed=cfg["train"]["seed"], augment=augment)
-    result = fit(net, CMTask(cfg, db), TrainData(dataset), cfg["train"], out, resume=resume)
+    task = CMTask(cfg, db)
+    result = fit(net, task, TrainData(dataset), cfg["train"], out, resume=resume)
     if not is_main_process():
         return {}
     best = load_model_weights(net, result.best_checkpoint or result.last_checkpoint)
@@ -157,7 +168,7 @@ def run(cfg: Mapping, resume: bool = False, *, checked: LADatabase | None = None
     device = next(net.parameters()).device
     net.eval()
     with torch.inference_mode():
-        evaluated = {s: cm_eer(net, cfg, db, s, device) for s in cfg["eval_splits"]}
+        evaluated = {s: task.scores(net, s, device) for s in cfg["eval_splits"]}   # dev: reused from fit
     metrics: dict = {f"{s}_cm_eer": eer for s, (eer, _, _) in evaluated.items()}
     metrics["best_epoch"] = int(best["epoch"])
     for s, (_, entries, scores) in evaluated.items():

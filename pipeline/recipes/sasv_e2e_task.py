@@ -55,6 +55,7 @@ from data.voxceleb import VoxCeleb
 from engine import TRAIN_SCHEMA, TrainData, fit, is_main_process, load_model_weights, seed_everything
 from metrics.report import evaluate_trials, format_table, json_ready
 from pipeline.recipes.asv_task import SpeakerNet, SpeakerNetTask, TrialList, verification_metrics
+from pipeline.stages.cache import ScoreMemo
 from pipeline.stages.experiment import ENROLMENT_FORMS, enrolment_audio, resolve_device
 from pipeline.stages.extract import InputFloor, extract
 from pipeline.stages.frontends import ASV_SECTION, asv_embed_fn, crop_spec, frontends_record, unit_enrol_mean
@@ -247,18 +248,25 @@ class SASVTrialScorer:
 
 class SASVEmbeddingTask(SpeakerNetTask):
     """engine.Task: the sasv_e2e loss on pair batches; dev SASV metrics after each epoch (or VoxCeleb SV EER
-    when no LA database is configured, or nothing when dev is in the training data)."""
+    when no LA database is configured, or nothing when dev is in the training data). `memo` keeps each epoch's
+    dev SASV scores with its weights' fingerprint, so `run` scores the selected epoch's dev once (`scores`)."""
 
     def __init__(self, cfg: Mapping, dev: SASVTrialScorer | None, vox_trials: TrialList | None):
         self.cfg, self.dev, self.vox_trials = cfg, dev, vox_trials
         self.vox_labels = np.array([p[2] for p in vox_trials.pairs]) if vox_trials is not None else None
+        self.memo = ScoreMemo()
+
+    def scores(self, scorer: SASVTrialScorer, model: nn.Module, device: torch.device) -> np.ndarray:
+        """`scorer.score(model, device)`, or what this task already computed with these very weights on that
+        device type."""
+        return self.memo.get_or_compute((scorer.split, device.type), model, lambda: scorer.score(model, device))
 
     def evaluate(self, model: SpeakerNet) -> dict[str, float]:
         if not is_main_process():
             return {}
         device = next(model.parameters()).device
         if self.dev is not None:
-            m = evaluate_trials(self.dev.keys, self.dev.score(model.model, device))
+            m = evaluate_trials(self.dev.keys, self.scores(self.dev, model.model, device))
             return {f"dev_{k}": float(v) for k, v in m.items() if f"dev_{k}" in DEV_METRICS}
         if self.vox_trials is not None:
             return verification_metrics(self.vox_trials.score(model.model, self.cfg, device), self.vox_labels)
@@ -399,8 +407,8 @@ def run(cfg: Mapping, resume: bool = False, *, checked: TrainingSet | None = Non
         trials = vox.trials()
         vox_trials = TrialList([(t.enrol, t.test, t.label) for t in trials],
                                {r: vox.wav(r) for t in trials for r in (t.enrol, t.test)})
-    result = fit(net, SASVEmbeddingTask(cfg, dev, vox_trials), TrainData(dataset, batch_sampler=batches),
-                 cfg["train"], out, resume=resume)
+    task = SASVEmbeddingTask(cfg, dev, vox_trials)
+    result = fit(net, task, TrainData(dataset, batch_sampler=batches), cfg["train"], out, resume=resume)
     if not is_main_process():
         return {}
     best = load_model_weights(net, result.best_checkpoint or result.last_checkpoint)
@@ -416,7 +424,7 @@ def run(cfg: Mapping, resume: bool = False, *, checked: TrainingSet | None = Non
         net.model.to(device).eval()
         with torch.no_grad():
             for split, scorer in scorers.items():
-                scores = scorer.score(net.model, device)
+                scores = task.scores(scorer, net.model, device)    # dev: reused from fit when selected on it
                 write_sasv_scores(out / "scores" / f"sasv_{split}.txt", sasv_rows(scorer.trials, scores))
                 payload[split] = json_ready(evaluate_trials(scorer.keys, scores))
         print(format_table({f"single SASV embedding ({s})": payload[s] for s in scorers}))

@@ -11,6 +11,10 @@ path, size and mtime, and nothing was skipped unless skipping is on now. Otherwi
 why. Identity by (path, size, mtime) rather than a content hash: hashing 100k audio files would cost minutes
 per stage; copying a corpus without preserving times (`cp -r` without `-p`) costs one recomputation.
 Downstream stages use the same check to refuse outputs made by something else than what the config names.
+
+In memory, within one training run: `ScoreMemo` keeps what the per-epoch dev evaluation scored, keyed by a
+fingerprint of the weights (`weights_fingerprint`), so the recipe's final scoring of the selected epoch reuses
+those dev scores instead of computing them a second time.
 """
 from __future__ import annotations
 
@@ -19,9 +23,11 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Hashable, Mapping, Sequence, TypeVar
 
 import numpy as np
+import torch
+from torch import nn
 
 from common.io import save_arrays
 
@@ -132,3 +138,51 @@ def load_cache(path: Path, made_by: Mapping, inputs: Inputs, skip_bad_audio: boo
             return data, ""
     except (OSError, ValueError, KeyError, json.JSONDecodeError) as e:   # damaged or foreign: recompute it
         return None, f"unreadable ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+
+
+# ---------------------------------------------------------------------------------------------
+# In memory: scores of the weights they were computed with
+# ---------------------------------------------------------------------------------------------
+T = TypeVar("T")
+
+
+def weights_fingerprint(module: nn.Module) -> str:
+    """A digest of every entry of `module.state_dict()`: its name, dtype, shape and bytes, parameters and buffers
+    alike (BatchNorm running statistics, which precise BN rewrites before each evaluation, change scores as much as
+    weights do). Any change of any weight or buffer changes it; equal weights give it on any device.
+    Costs one pass over the weights (each tensor copied to the CPU in turn): milliseconds for the small front-ends,
+    about 0.7 s per 100M float32 weights on one CPU core (a few seconds for an SSL encoder), against minutes for
+    scoring a dev list."""
+    digest = hashlib.blake2b(digest_size=32)
+    for name, value in module.state_dict().items():
+        if isinstance(value, torch.Tensor):
+            t = value.detach().to("cpu").contiguous()
+            digest.update(f"{name}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
+            digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())   # any dtype (bf16 too) as raw bytes
+        else:   # a module's `extra_state`: whatever it chose to store
+            digest.update(f"{name}\0{type(value).__name__}\0{value!r}\0".encode())
+    return digest.hexdigest()
+
+
+class ScoreMemo:
+    """Scoring results remembered with the fingerprint of the weights that produced them.
+
+    Why: a training run scores dev after every evaluated epoch, and `best.pt` is written right after the epoch
+    whose scores selected it; the recipe then loads those weights and scores dev again to write its score files and
+    results.json. With the memo the selected epoch's dev scores are computed once: the task's `evaluate` scores
+    through it, the final scoring asks it again, and gets the stored result only when the loaded weights are
+    bit for bit the evaluated ones (otherwise, e.g. a resumed run whose best epoch was evaluated before the
+    resume, it computes as before). What is written does not change.
+
+    `key`: everything besides the weights that the result depends on (the split, the device type). One result is
+    kept per key and fingerprint, i.e. per evaluated epoch: score arrays, not embeddings."""
+
+    def __init__(self) -> None:
+        self._results: dict[tuple[Hashable, str], Any] = {}
+
+    def get_or_compute(self, key: Hashable, module: nn.Module, compute: Callable[[], T]) -> T:
+        """The result stored under `key` for `module`'s current weights, else `compute()` (stored for them)."""
+        entry = (key, weights_fingerprint(module))
+        if entry not in self._results:
+            self._results[entry] = compute()
+        return self._results[entry]
