@@ -521,7 +521,7 @@ def test_cm_task_scores_each_evaluated_epochs_dev_once(tiny_corpus, tmp_path, mo
                         calls.append(split) or cm_eer(net, cfg, db, split, device))
     out = tmp_path / "cm"
     conf, overrides = _tiny_training("cm", tiny_corpus, out)
-    cfg = load_config(conf, [*overrides, "train.epochs=2"], cm_task.SCHEMA)
+    cfg = load_config(conf, [*overrides, "train.epochs=2", "train.eval_every=1"], cm_task.SCHEMA)
     results = cm_task.run(cfg)
     assert calls == ["dev", "dev", "eval"], f"best epoch {results['best_epoch']}: scored {calls}"
 

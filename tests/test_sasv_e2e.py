@@ -228,7 +228,7 @@ def test_dev_is_scored_once_per_evaluated_epoch(tiny_corpus, tmp_path, monkeypat
                         calls.append(self.split) or score(self, model, device))
     out = tmp_path / "out"
     cfg = load_config(TINY_STAGE3[1], [*TINY_STAGE3[2:], f"data.database={tiny_corpus.la}", f"output_dir={out}",
-                                       "train.epochs=2"], sasv_e2e_task.SCHEMA)
+                                       "train.epochs=2", "train.eval_every=1"], sasv_e2e_task.SCHEMA)
     results = sasv_e2e_task.run(cfg)
     assert calls == ["dev", "dev", "eval"], f"best epoch {results['best_epoch']}: scored {calls}"
 
