@@ -14,14 +14,13 @@ Parameter names follow the paper's code; the encoder is `encoder` (torchaudio na
 """
 from __future__ import annotations
 
-import contextlib
 from typing import Mapping
 
 import torch
 from torch import nn
 
 from common.errors import InputError
-from ssl_models import SSLEncoder, build_encoder
+from ssl_models import SSLEncoder, build_encoder, weighted_sum
 
 # The encoder section's defaults: frozen (what the head is built for; `freeze: false` with lr 2e-5 is the paper's
 # fine-tuning rate for the transformer, which it fine-tunes with the CNN kept fixed: here the CNN trains too).
@@ -63,19 +62,10 @@ class SSLMHFA(nn.Module):
         self.att_head = nn.Linear(compression_dim, heads)
         self.pooling_fc = nn.Linear(heads * compression_dim, embedding_dim)
 
-    def layers(self, wave: torch.Tensor) -> torch.Tensor:
-        """(B, T) -> the encoder's layers 0..L stacked, (L + 1, B, frames, D), under its freezing rule (a frozen
-        encoder runs without autograd)."""
-        enc = self.encoder
-        wave = enc.pad(wave)
-        with torch.no_grad() if enc.frozen else contextlib.nullcontext():
-            return torch.stack(enc.hidden_states(wave))
-
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        states = self.layers(wave)
-        k = torch.einsum("l,lbtd->btd", torch.softmax(self.weights_k, 0).to(states.dtype), states)
-        v = torch.einsum("l,lbtd->btd", torch.softmax(self.weights_v, 0).to(states.dtype), states)
-        k, v = self.cmp_linear_k(k), self.cmp_linear_v(v)              # (B, frames, compression_dim)
+        states = self.encoder.layer_outputs(wave)                     # layers 0..L, each (B, frames, D)
+        k = self.cmp_linear_k(weighted_sum(self.weights_k, states))   # (B, frames, compression_dim)
+        v = self.cmp_linear_v(weighted_sum(self.weights_v, states))
         attention = torch.softmax(self.att_head(k), dim=1)            # (B, frames, heads): over frames
         pooled = torch.einsum("bth,btc->bhc", attention, v)            # per-head weighted means of the values
         return self.pooling_fc(pooled.flatten(1))

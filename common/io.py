@@ -200,18 +200,28 @@ def file_sha256(path: str | os.PathLike) -> str:
     return _DIGESTS[key]
 
 
-def load_weights(path: str | os.PathLike) -> dict:
-    """A checkpoint's top-level dict via `torch.load(weights_only=True)` on CPU; one-line InputError otherwise."""
+def load_weights(path: str | os.PathLike, *, label: str | None = None, hint: str = "",
+                 pickled_hint: str = "") -> dict:
+    """A checkpoint's top-level dict via `torch.load(weights_only=True)` on CPU; one-line InputError otherwise.
+
+    `label` names the file in messages (default: its name); `hint` ends every message (e.g. the formats a reader
+    expects), `pickled_hint` the one for a file holding pickled Python objects, whose refused class is named (a
+    fairseq checkpoint's cfg, a whole pickled model), instead of `hint`."""
     import torch
 
     path = Path(path)
+    label = path.name if label is None else label
     if not path.is_file():
-        raise InputError(f"{path.name}: checkpoint file not found")
+        raise InputError(f"{label}: checkpoint file not found")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # unpickling refusals and corrupt archives alike
+        refused = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(e))
+        if refused:
+            raise InputError(f"{label}: not a loadable weights-only checkpoint (it holds pickled Python objects, "
+                             f"{refused.group(1)}){pickled_hint or hint}") from None
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise InputError(f"{path.name}: not a loadable weights-only checkpoint ({first_line})") from None
+        raise InputError(f"{label}: not a loadable weights-only checkpoint ({first_line}){hint}") from None
     if not isinstance(state, Mapping):
-        raise InputError(f"{path.name}: checkpoint holds a {type(state).__name__}, not a state dict")
+        raise InputError(f"{label}: checkpoint holds a {type(state).__name__}, not a state dict{hint}")
     return dict(state)

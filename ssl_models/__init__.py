@@ -14,9 +14,9 @@ from typing import Any
 from torch import nn
 
 from common.dispatch import check_kwargs
-from ssl_models.encoder import ENCODERS, SSLEncoder
+from ssl_models.encoder import ENCODERS, SSLEncoder, weighted_sum
 
-__all__ = ["CONFIG", "ENCODERS", "SSLEncoder", "build_encoder", "param_groups", "set_epoch"]
+__all__ = ["CONFIG", "ENCODERS", "SSLEncoder", "build_encoder", "param_groups", "set_epoch", "weighted_sum"]
 
 # Every key of an encoder section, with its default.
 CONFIG: dict[str, Any] = {

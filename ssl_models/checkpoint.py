@@ -36,7 +36,7 @@ from torchaudio.models.wav2vec2.utils.import_huggingface import (
 from torchaudio.models.wav2vec2.wavlm_attention import WavLMSelfAttention
 
 from common.errors import InputError, MissingFilesError
-from common.io import read_text
+from common.io import load_weights, read_text
 
 if TYPE_CHECKING:
     from ssl_models.encoder import SSLEncoder
@@ -302,22 +302,10 @@ def _fairseq_arch(raw: Mapping) -> dict:
 
 # ---------------------------------------------------------------------------------------------- helpers
 def _torch_load(path: Path) -> dict:
-    try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:   # unpickling refusals and corrupt archives alike
-        text = str(e)
-        refused = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
-        if refused:
-            raise InputError(
-                f"{path}: holds pickled Python objects ({refused.group(1)}), which weights-only loading refuses: "
-                f"fairseq keeps its cfg/args that way; keep only the weights once, in an environment you trust: "
-                f"python -c \"import torch; c = torch.load('{path}', weights_only=False); "
-                f"torch.save({{'model': c['model']}}, '{path.with_suffix('')}.weights.pt')\" (docs/ssl.md)") from None
-        raise InputError(f"{path}: not a loadable weights-only checkpoint ({_first_line(e)}); "
-                         f"expected {FORMATS}") from None
-    if not isinstance(raw, Mapping):
-        raise InputError(f"{path}: holds a {type(raw).__name__}, not a state dict; expected {FORMATS}")
-    return dict(raw)
+    return load_weights(path, label=str(path), hint=f"; expected {FORMATS}", pickled_hint=(
+        f": fairseq keeps its cfg/args that way; keep only the weights once, in an environment you trust: "
+        f"python -c \"import torch; c = torch.load('{path}', weights_only=False); "
+        f"torch.save({{'model': c['model']}}, '{path.with_suffix('')}.weights.pt')\" (docs/ssl.md)"))
 
 
 def _has(state: Mapping, *prefixes: str) -> bool:

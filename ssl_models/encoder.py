@@ -175,21 +175,30 @@ class SSLEncoder(nn.Module):
             states[-1] = transformer.layer_norm(states[-1])
         return states
 
+    def layer_outputs(self, wave: torch.Tensor, min_frames: int = 1, upto: Optional[int] = None) -> list[torch.Tensor]:
+        """`hidden_states` of a raw (B, T) waveform: repeat-padded to `min_frames` frames, under the freezing rule
+        (a frozen encoder runs without autograd). For heads that weigh the layers themselves (SSL-MHFA)."""
+        wave = self.pad(wave, min_frames)
+        with torch.no_grad() if self.frozen else contextlib.nullcontext():
+            return self.hidden_states(wave, upto)
+
     def forward(self, wave: torch.Tensor, min_frames: int = 1) -> torch.Tensor:
         """(B, T) waveform -> (B, frames, embed_dim) features of the configured layer (or weighted sum); inputs
         giving fewer than `min_frames` frames are repeat-padded first."""
-        wave = self.pad(wave, min_frames)
-        upto = self.layer if isinstance(self.layer, int) else None
-        with torch.no_grad() if self.frozen else contextlib.nullcontext():
-            states = self.hidden_states(wave, upto)
+        states = self.layer_outputs(wave, min_frames, self.layer if isinstance(self.layer, int) else None)
         if self.layer == "weighted":
-            weights = torch.softmax(self.layer_weights, dim=0)
-            return torch.einsum("l,lbtd->btd", weights.to(states[0].dtype), torch.stack(states))
+            return weighted_sum(self.layer_weights, states)
         return states[-1]
 
     def extra_repr(self) -> str:
         freeze = {True: "frozen", False: "fine-tuned"}.get(self.freeze, f"frozen for {self.freeze} epochs")
         return f"name={self.name}, layer={self.layer}, {freeze}, lr={self.lr:g}"
+
+
+def weighted_sum(logits: torch.Tensor, states: list[torch.Tensor]) -> torch.Tensor:
+    """sum_l softmax(logits)_l * states[l]: the learnt layer weighting (one logit per layer, zeros = equal)."""
+    weights = torch.softmax(logits, dim=0).to(states[0].dtype)
+    return torch.einsum("l,lbtd->btd", weights, torch.stack(states))
 
 
 def _conv_geometry(model: nn.Module) -> tuple[int, int]:
