@@ -144,6 +144,13 @@ def run_demo(out: Path, corpus: Path, preset: str, systems: Sequence[tuple[str, 
               f"asv.checkpoint={out / 'asv_la' / 'asv_model.pt'}", f"cm.checkpoint={out / 'cm' / 'cm_model.pt'}"]
     results: dict[str, dict] = {}
     curves: dict[str, tuple[np.ndarray, list[str]]] = {}
+
+    def collect(label: str, system_dir: Path) -> None:
+        """A finished system's metrics for the table and its eval scores for the DET plot."""
+        results[label] = json.loads((system_dir / "results.json").read_text())
+        scores = read_sasv_scores(system_dir / "scores" / "sasv_eval.txt")
+        curves[label] = (scores.score, scores.key)
+
     for label, overrides in systems:
         system_dir = out / "systems" / _slug(label)
         overrides = [o.replace("{systems}", str(out / "systems")) for o in overrides]
@@ -151,9 +158,7 @@ def run_demo(out: Path, corpus: Path, preset: str, systems: Sequence[tuple[str, 
         print(f"\n--- {label}", file=sys.stderr, flush=True)
         if not _start_step(system_dir, cfg, config_checkpoints(cfg), protocol_digests(cfg)):
             sasv_task.run(cfg, resume=True)
-        results[label] = json.loads((system_dir / "results.json").read_text())
-        scores = read_sasv_scores(system_dir / "scores" / "sasv_eval.txt")
-        curves[label] = (scores.score, scores.key)
+        collect(label, system_dir)
 
     clock.step("5/5 single SASV embedding (SASV2): stage 1 = the speaker model of step 2, then copy-synthesis, then LA")
     copies = out / "copy_synthesis"
@@ -167,9 +172,7 @@ def run_demo(out: Path, corpus: Path, preset: str, systems: Sequence[tuple[str, 
                     [f"data.database={paths.la}", f"asv.checkpoint={out / 'sasv2_stage2' / 'sasv_embedding.pt'}",
                      f"output_dir={system_dir}"])
     frontend_step(sasv_e2e_task, stage3, {"initial": stage3["asv"]["checkpoint"]}, "sasv_embedding")
-    results[SINGLE_EMBEDDING] = json.loads((system_dir / "results.json").read_text())
-    scores = read_sasv_scores(system_dir / "scores" / "sasv_eval.txt")
-    curves[SINGLE_EMBEDDING] = (scores.score, scores.key)
+    collect(SINGLE_EMBEDDING, system_dir)
 
     det = out / "det_eval.png"
     plot_det(curves, det, title="SASV systems on the synthetic eval set")
