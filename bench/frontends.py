@@ -1,7 +1,7 @@
 """Front-end throughput on CPU: embedding extraction and training steps, in 4.04 s segments per second.
 
     python bench/frontends.py [--json OUT] [--models AASIST AASIST-L ...] [--threads 2] [--batch 8] [--samples 64600]
-                              [--repeats 3] [--warmup 2] [--no-macs]
+                              [--repeats 3] [--warmup 2] [--no-macs] [--compile]
 
 Prints one JSON line per model: {"model", "params", "inference_seg_per_s", "train_seg_per_s", ...}. Inference is
 `model.eval()` under `torch.inference_mode()`; a training step is forward + loss + backward + Adam step in
@@ -32,6 +32,11 @@ changes only training (freezing, checkpointing) is timed in training only: its i
 `AASIST-official` / `AASIST-L-official` time the official code's structure with the same weights
 (bench/official_aasist.py), the baseline of the speed targets; `--system-malloc` times without the allocator
 setting that main.py applies (common/allocator.py).
+`--compile` times inference through `torch.compile(model)` instead (training is not compiled, so those rows have
+no training figures): `compile_s` is the first call (tracing + code generation, not in the runs), and
+`compile_max_abs_diff` how far the compiled output is from the eager one on the same batch. It is there to tell
+per-operation overhead from arithmetic: a model held back by many small element-wise operations gains more from
+fusion than one that spends its time in convolutions (docs/benchmarks.md).
 """
 from __future__ import annotations
 
@@ -161,7 +166,8 @@ def _ssl_fields(model: torch.nn.Module) -> dict:
             "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad)}
 
 
-def bench_model(name: str, batch: int, samples: int, repeats: int, macs: bool = True, warmup: int = 2) -> dict:
+def bench_model(name: str, batch: int, samples: int, repeats: int, macs: bool = True, warmup: int = 2,
+                compile_model: bool = False) -> dict:
     torch.manual_seed(0)
     model, kind = build(name)
     n_params = sum(p.numel() for p in model.parameters())
@@ -169,9 +175,22 @@ def bench_model(name: str, batch: int, samples: int, repeats: int, macs: bool = 
     wave = torch.randn(batch, samples) * 0.1
     model.eval()
 
+    compiled_fields: dict = {}
+    forward = model
+    if compile_model:
+        forward = torch.compile(model)
+        with torch.inference_mode():
+            start = time.perf_counter()
+            out = forward(wave)
+            compile_s = time.perf_counter() - start
+            reference = model(wave)
+        out, reference = (o[-1] if isinstance(o, tuple) else o for o in (out, reference))  # CM: (embedding, logits)
+        compiled_fields = {"compiled": True, "compile_s": round(compile_s, 1),
+                           "compile_max_abs_diff": float((out - reference).abs().max())}
+
     def infer(x=wave):
         with torch.inference_mode():
-            model(x)
+            forward(x)
 
     def infer_counted(x):  # the same, with requires_grad off: FlopCounterMode's module tracker fails on a module
         flags = [(p, p.requires_grad) for p in model.parameters()]  # input that requires grad under inference_mode
@@ -190,7 +209,7 @@ def bench_model(name: str, batch: int, samples: int, repeats: int, macs: bool = 
         infer_peak = _peak_rss_gb() if phase_peak else None
 
     train_step, train_runs, train_peak = None, [], None
-    if kind != "encoder":  # an SSL encoder alone: inference only
+    if kind != "encoder" and not compile_model:  # an SSL encoder alone, or a compiled model: inference only
         model.train()
         if kind == "cm":
             from cm.losses import build_loss
@@ -212,7 +231,7 @@ def bench_model(name: str, batch: int, samples: int, repeats: int, macs: bool = 
         _reset_peak_rss()
         train_runs = timed_runs(train_step, repeats, warmup)
         train_peak = _peak_rss_gb() if phase_peak else None
-    row = {"model": name, "params": n_params, **_ssl_fields(model),
+    row = {"model": name, "params": n_params, **_ssl_fields(model), **compiled_fields,
            "inference_seg_per_s": round(batch / statistics.median(infer_runs), 3) if infer_runs else None,
            "train_seg_per_s": round(batch / statistics.median(train_runs), 3) if train_runs else None,
            "inference_runs_s": [round(t, 3) for t in infer_runs], "train_runs_s": [round(t, 3) for t in train_runs],
@@ -222,7 +241,7 @@ def bench_model(name: str, batch: int, samples: int, repeats: int, macs: bool = 
     if macs:  # after the timing, on 1 (eval) and 2 (train: BatchNorm needs two) segments; per segment
         for key, mode, fn, n in (("gmac_per_segment", False, infer_counted if infer_runs else None, 1),
                                  ("train_gmac_per_segment", True, train_step, 2)):
-            if fn is None:
+            if fn is None or (compile_model and mode):
                 continue
             model.train(mode)
             try:
@@ -244,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per figure (median reported)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed runs before each figure's timed ones")
     parser.add_argument("--no-macs", action="store_true", help="skip the multiply-accumulate count")
+    parser.add_argument("--compile", action="store_true", help="time inference through torch.compile (no training)")
     parser.add_argument("--system-malloc", action="store_true",
                         help="leave glibc malloc as it is (main.py retains freed memory; common/allocator.py)")
     args = parser.parse_args(argv)
@@ -256,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
         load_before = os.getloadavg()[0]
         try:
             row = bench_model(name, args.batch, args.samples, args.repeats, macs=not args.no_macs,
-                              warmup=args.warmup)
+                              warmup=args.warmup, compile_model=args.compile)
         except Exception as e:  # noqa: BLE001 -- a model under construction elsewhere must not stop the bench
             row = {"model": name, "skipped": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}
         row.update(setting, load_avg_1min=[round(load_before, 2), round(os.getloadavg()[0], 2)],
