@@ -32,7 +32,8 @@ LOCATION_KEYS = ("output_dir", "embeddings_dir")   # where a run writes, not wha
 # the key existed (by `task`; "" for every other task). Configs are compared without such a key while it holds
 # that value, so adding a key does not make every finished run (demo steps, ablation systems) look like another
 # config's.
-ADDED_KEYS = {"asv.enrol_mean": {"sasv_e2e": "unit", "": "raw"}, "train.eval_every": {"": 1}}
+ADDED_KEYS = {"asv.enrol_mean": {"sasv_e2e": "unit", "": "raw"}, "train.eval_every": {"": 1},
+              "train.select_initial": {"": False}}
 
 
 def _normal(cfg: Mapping) -> Any:

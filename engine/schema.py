@@ -21,6 +21,7 @@ TRAIN_SCHEMA: dict = {
     "grad_clip": 0.0,            # max global grad norm; 0 = off
     "precise_bn_batches": 0,     # before each evaluation, recompute BatchNorm statistics over this many batches
     "eval_every": 1,             # evaluate (and select best.pt) every N epochs and after the last one
+    "select_initial": False,     # also evaluate the starting weights (epoch 0) as a candidate for best.pt
     "amp": "auto",               # auto | off | bf16 | fp16
     "sync_bn": False,
     "find_unused_parameters": False,
@@ -92,6 +93,9 @@ def check_train_config(cfg: Mapping) -> None:
             raise ConfigError(f"training config: '{key}' must be a number >= 0 or null, got {value!r}")
     if not str(cfg["select_metric"]):
         raise ConfigError("training config: 'select_metric' must name an epoch-log column, e.g. train_loss or eer")
+    if cfg["select_initial"] and str(cfg["select_metric"]).startswith("train_"):
+        raise ConfigError(f"training config: 'select_initial' needs a dev select_metric, not "
+                          f"{cfg['select_metric']!r}: the starting weights have no training figures")
 
 
 def _check_keys(schema: Mapping, cfg: Mapping, prefix: str) -> None:

@@ -81,7 +81,7 @@ class FitResult:
     global_step: int
     select_metric: str
     best_value: float | None
-    best_epoch: int | None          # 1-based, as in epoch_log.csv
+    best_epoch: int | None          # 1-based, as in epoch_log.csv; 0: the starting weights (select_initial)
     history: list[dict] = field(default_factory=list)  # epoch_log.csv rows
     last_checkpoint: Path | None = None
     best_checkpoint: Path | None = None
@@ -253,6 +253,8 @@ class _Trainer:
             # a SIGKILL during a checkpoint or log write leaves a temporary that nothing else would remove
             remove_temporaries(self.out, (LAST, BEST, TRAIN_LOG, EPOCH_LOG))
             self.train_log = CsvLog(self.out / TRAIN_LOG, keep_rows)
+        if cfg["select_initial"] and self.epoch == 0 and not self.history:
+            self._evaluate_start()
         saved_rows, saved_history = keep_rows or 0, list(self.history)
         try:
             while self.epoch < cfg["epochs"]:
@@ -300,18 +302,35 @@ class _Trainer:
                 for buf in (m.running_mean, m.running_var):
                     buf.copy_(distributed.all_reduce_sum(self.ctx, buf.detach().clone()) / self.ctx.world_size)
 
-    def _evaluate(self) -> dict[str, float]:
+    def _evaluate(self, precise_bn: bool = True) -> dict[str, float]:
         """Precise BN, then the task's metrics, with every random generator restored afterwards: evaluation
         draws random numbers (a DataLoader seeds its workers from the global generator), and training must
-        not depend on when or how often it is evaluated (`eval_every`), nor a resumed run on it."""
+        not depend on when or how often it is evaluated (`eval_every`, `select_initial`), nor a resumed run on it."""
         rng = get_rng_state(self.device)
-        self._precise_bn()
+        if precise_bn:
+            self._precise_bn()
         self.model.eval()
         with torch.no_grad():
             metrics = dict(self.task.evaluate(self.model) or {})
         self.model.train()
         set_rng_state(rng, self.device)
         return distributed.broadcast_object(self.ctx, {str(k): float(v) for k, v in metrics.items()})
+
+    def _evaluate_start(self) -> None:
+        """`select_initial`: the starting weights are evaluated as epoch 0 and compete for best.pt, so that a run
+        fine-tuning trained weights (a joint run from a frozen back-end, an adaptation) that only makes dev worse
+        ends where it started instead of at its least bad epoch. Without precise BN: the weights have not moved, and
+        their own statistics are part of what is compared. Training is unchanged (`_evaluate` restores the RNGs)."""
+        ctx = self.ctx
+        metrics = self._evaluate(precise_bn=False)
+        record: dict = {"epoch": 0, "step": 0, **_lr_columns(self.scheduler.lrs()), **metrics}
+        improved = self._select(record)
+        self.history.append(record)
+        rng = {k: distributed.gather_stack(ctx, v) for k, v in get_rng_state(self.device).items()}
+        if ctx.is_main:
+            self._save(record, improved, rng)
+            logger.info("epoch 0 (the starting weights)" + "".join(f" {k} {v:.4g}" for k, v in metrics.items())
+                        + f" | best {self.best['metric']} {_fmt(self.best['value'])} @ epoch {self.best['epoch']}")
 
     def _run_epoch(self) -> None:
         cfg, ctx, epoch = self.cfg, self.ctx, self.epoch

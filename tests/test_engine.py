@@ -450,3 +450,49 @@ def test_eval_every_changes_what_is_evaluated_not_what_is_trained(tmp_path):
     assert result.best_epoch in (2, 4, 5)
     with pytest.raises(ConfigError, match="'eval_every' must be > 0"):
         _cfg(eval_every=0)
+
+
+class _ScriptedDevTask(ClassifyTask):
+    """Dev values in the order evaluate() is called, whatever the epoch."""
+
+    def evaluate(self, model):
+        self.params_after_epoch.append({k: v.clone() for k, v in model.state_dict().items()})
+        return {"dev_err": self.dev_values.pop(0)}
+
+
+def test_select_initial_keeps_the_start_when_training_only_makes_dev_worse(tmp_path):
+    def run(folder, dev_values, **over):
+        seed_everything(0)
+        model = _BNNet()
+        start = {k: v.clone() for k, v in model.state_dict().items()}
+        result = fit(model, _ScriptedDevTask(dev_values=dev_values), TrainData(_PlainData()),
+                     _cfg(select_metric="dev_err", precise_bn_batches=2, **over), tmp_path / folder)
+        return model, start, result
+
+    model, start, result = run("a", [1.0, 2.0, 1.5, 3.0, 1.0], select_initial=True)
+    assert (result.best_epoch, result.best_value) == (0, 1.0)           # epoch 4's tie does not replace it
+    assert [r["epoch"] for r in result.history] == [0, 1, 2, 3, 4]
+    best = load_checkpoint(tmp_path / "a" / "best.pt")
+    assert best["epoch"] == 0 and best["metrics"]["dev_err"] == 1.0
+    for k, v in start.items():       # the starting weights and BatchNorm statistics: no precise BN at epoch 0
+        assert torch.equal(best["model"][k], v), k
+    assert [r[0] for r in _read(tmp_path / "a" / "epoch_log.csv")[1:]] == ["0", "1", "2", "3", "4"]
+    plain, _, result = run("b", [2.0, 1.5, 3.0, 1.0])
+    _assert_same_params(model, plain)                                   # what is trained does not change
+    assert result.best_epoch == 4
+    _, _, result = run("c", [5.0, 2.0, 1.5, 3.0, 4.0], select_initial=True)
+    assert result.best_epoch == 2                                       # a better epoch wins as usual
+
+
+def test_select_initial_survives_an_interrupt_and_needs_a_dev_metric(tmp_path):
+    task = _ScriptedDevTask(dev_values=[1.0, 2.0, 1.5], interrupt_at_step=13)   # in epoch 3
+    with pytest.raises(KeyboardInterrupt):
+        _train(tmp_path, task=task, select_metric="dev_err", select_initial=True)
+    again = _ScriptedDevTask(dev_values=[3.0, 4.0])              # epochs 3 and 4 only: epoch 0 is not re-evaluated
+    _, result = _train(tmp_path, task=again, resume=True, select_metric="dev_err", select_initial=True)
+    assert (result.best_epoch, result.best_value) == (0, 1.0) and again.dev_values == []
+    assert [r["epoch"] for r in result.history] == [0, 1, 2, 3, 4]
+    with pytest.raises(ConfigError, match="'select_initial' needs a dev select_metric"):
+        _cfg(select_initial=True)
+    with pytest.raises(ConfigError, match="'select_initial' must be bool"):
+        _cfg(select_initial="yes")

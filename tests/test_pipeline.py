@@ -383,14 +383,22 @@ def test_main_joint_mode(staged, tiny_corpus, frontends, tmp_path, capsys, one_t
     assert "[engine] epoch" not in err
     assert log.read_bytes() == log_bytes
     assert_results(out / "results.json")
-    # a joint run can start from a trained back-end: with both learning rates 0 its weights stay those
+    assert json.loads((out / "results.json").read_text())["best_epoch"] == 1
+    # a joint run can start from a trained back-end: with both learning rates 0 its weights stay those. With
+    # select_initial the starting point is epoch 0 of the log and competes on dev; results.json says which won
     second = tmp_path / "joint_from_backend"
     rc, err = call_main_py([*args, f"output_dir={second}", f"backend.checkpoint={out / 'backend.pt'}",
-                            "joint.frontend_lr=0.0", "train.optimizer={name: adam, lr: 0.0}"], capsys)
+                            "joint.frontend_lr=0.0", "train.optimizer={name: adam, lr: 0.0}",
+                            "train.select_initial=true"], capsys)
     assert rc == 0, err
     before, end = (torch.load(d / "backend.pt", weights_only=True)["state"] for d in (out, second))
     learnt = [k for k in before if "running_" not in k and "num_batches" not in k]
     assert learnt and all(torch.equal(before[k], end[k]) for k in learnt)
+    rows = csv_rows(second / "joint_train" / "epoch_log.csv")
+    assert [r["epoch"] for r in rows] == ["0", "1"] and rows[0]["train_loss"] == ""
+    dev = [float(r["dev_sasv_eer"]) for r in rows]
+    results = json.loads((second / "results.json").read_text())
+    assert results["best_epoch"] == (0 if dev[0] <= dev[1] else 1) and results["selected_value"] == min(dev)
 
 
 def test_enrolment_concat_uses_enr_audio(staged, tiny_corpus, frontends, tmp_path, capsys, one_thread):

@@ -20,7 +20,7 @@ from cm.checkpoint import save_cm_state
 from common.config import ConfigError, with_changes
 from common.errors import MissingFilesError
 from common.runs import RunFolders
-from engine import TRAIN_SCHEMA, fit, is_main_process, load_model_weights, seed_everything
+from engine import TRAIN_SCHEMA, FitResult, fit, is_main_process, load_model_weights, seed_everything
 from fusion import is_score_backend
 from pipeline.recipes.frozen import FrozenBackendTask, frozen_train_data
 from pipeline.recipes.joint import JointSASV, JointTask, joint_train_data
@@ -115,7 +115,8 @@ def _frozen(cfg: Mapping, resume: bool) -> dict:
                  train, out / "backend_train", resume=resume)
     load_model_weights(backend, result.best_checkpoint or result.last_checkpoint)
     save_backend(out / "backend.pt", backend, cfg["backend"]["name"], cfg["backend"]["options"])
-    return score_splits(with_changes(cfg, {"backend.checkpoint": str(out / "backend.pt")}), config_of_record=cfg)
+    return score_splits(with_changes(cfg, {"backend.checkpoint": str(out / "backend.pt")}), config_of_record=cfg,
+                        extra=_selection(result))
 
 
 def _joint(cfg: Mapping, resume: bool) -> dict:
@@ -144,4 +145,10 @@ def _joint(cfg: Mapping, resume: bool) -> dict:
                         "splits": [s for s in cfg["splits"] if s != "train"]})
     asv_stage(tuned)
     cm_stage(tuned)
-    return score_splits(tuned, config_of_record=cfg)
+    return score_splits(tuned, config_of_record=cfg, extra=_selection(result))
+
+
+def _selection(result: FitResult) -> dict:
+    """Which epoch the scores come from, for results.json (0: the starting weights, `train.select_initial`)."""
+    return {"best_epoch": result.best_epoch, "selected_on": f"{result.select_metric} (ASVspoof 2019 LA dev trials)",
+            "selected_value": result.best_value}

@@ -160,13 +160,13 @@ def load_backend(cfg: Mapping, asv_dim: int, cm_dim: int) -> EmbeddingBackend:
     return backend.eval()
 
 
-def score_splits(cfg: Mapping, splits: Sequence[str] = EVAL_SPLITS, config_of_record: Mapping | None = None
-                 ) -> dict[str, dict]:
+def score_splits(cfg: Mapping, splits: Sequence[str] = EVAL_SPLITS, config_of_record: Mapping | None = None,
+                 extra: Mapping | None = None) -> dict[str, dict]:
     """Scores the SASV trial lists with the configured back-end; writes score files, results.json, DET plots.
 
     `config_of_record`: the config the user ran (config.yaml), when `cfg` is derived from it by training
     (fine-tuned front-ends, the trained back-end); results.json records that one as its config and the
-    front-ends actually used under `frontends`."""
+    front-ends actually used under `frontends`. `extra`: more top-level results.json entries (`best_epoch`)."""
     inputs = {s: trial_inputs(cfg, s) for s in splits}
     name = cfg["backend"]["name"]
     if is_score_backend(name):
@@ -177,7 +177,7 @@ def score_splits(cfg: Mapping, splits: Sequence[str] = EVAL_SPLITS, config_of_re
         first = next(iter(inputs.values()))
         backend = load_backend(cfg, first.asv.dim, first.cm.dim)
         scores = {s: score_embeddings(backend, d) for s, d in inputs.items()}
-    return write_results(cfg, inputs, scores, config_of_record=config_of_record)
+    return write_results(cfg, inputs, scores, extra, config_of_record=config_of_record)
 
 
 def config_checkpoints(cfg: Mapping) -> dict[str, str | None]:
