@@ -1,8 +1,9 @@
 """Loading countermeasure checkpoints (official clovaai/aasist weights or ours) strictly, and saving ours.
 
 Accepted layouts, all read with `torch.load(..., weights_only=True, map_location="cpu")` (the official files
-were saved from CUDA): a bare model state dict (the official `AASIST.pth` / `AASIST-L.pth`), ours
-{"model": state, "loss": state (optional), **metadata}, either with DDP `module.` prefixes.
+were saved from CUDA): a bare model state dict (the official `AASIST.pth` / `AASIST-L.pth`, and SSL-AASIST's
+released `LA_model.pth`, whose XLS-R is in fairseq's names), ours {"model": state, "loss": state (optional),
+**metadata}, either with DDP `module.` prefixes.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from common.errors import InputError
 from common.io import atomic_write, load_weights
 
 SHOWN = 4  # key names quoted per category in an error message
+SSL_ENCODER = "ssl_model.model."   # SSL-AASIST's encoder inside its state dict (ours and the paper's)
 
 
 def save_cm_state(path: str | os.PathLike, model: nn.Module, loss: Optional[nn.Module] = None, **metadata) -> None:
@@ -44,7 +46,7 @@ def load_cm_state(model: nn.Module, path_or_state: str | os.PathLike | Mapping,
         metadata = {k: v for k, v in raw.items() if k not in ("model", "loss")}
     else:
         model_state, loss_state, metadata = raw, None, {}
-    model_state = _strip_ddp(model_state)
+    model_state = _torchaudio_encoder_names(_strip_ddp(model_state), name)
     _check(name, model, model_state, "model")
     model.load_state_dict(model_state)
     if loss is not None and loss_state is not None:
@@ -65,6 +67,23 @@ def _strip_ddp(state: Mapping) -> dict:
     if state and all(k.startswith("module.") for k in state):
         return {k[len("module."):]: v for k, v in state.items()}
     return dict(state)
+
+
+def _torchaudio_encoder_names(state: dict, name: str) -> dict:
+    """SSL-AASIST as released with its paper (TakHemlata/SSL_Anti-spoofing `LA_model.pth`) holds the fairseq XLS-R
+    model under `ssl_model.model.` in fairseq's parameter names, where ours has torchaudio's; its back-end names are
+    ours. Converted here (`ssl_models.checkpoint.convert_fairseq`, which drops the pre-training heads: quantizer,
+    project_q, final_proj, mask_emb), so the file loads strictly like any other; other states are returned as they
+    are."""
+    sub = {k[len(SSL_ENCODER):]: v for k, v in state.items() if k.startswith(SSL_ENCODER)}
+    if not sub:
+        return state
+    from ssl_models.checkpoint import convert_fairseq, in_fairseq_names  # the SSL stack only where it is needed
+    if not in_fairseq_names(sub):
+        return state
+    converted, _ = convert_fairseq(sub, name)
+    rest = {k: v for k, v in state.items() if not k.startswith(SSL_ENCODER)}
+    return {**rest, **{SSL_ENCODER + k: v for k, v in converted.items()}}
 
 
 def _check(name: str, module: nn.Module, state: Mapping, what: str) -> None:

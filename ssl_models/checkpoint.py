@@ -109,7 +109,7 @@ def read_weights(path: str | Path) -> Weights:
     raw = _torch_load(path)
     model = raw.get("model") if isinstance(raw.get("model"), Mapping) else None
     state = model if model is not None else raw
-    if _has(state, "post_extract_proj.", "w2v_encoder.", "w2v_model.", "feature_extractor.conv_layers.0.0."):
+    if in_fairseq_names(state):
         return _fairseq(raw, state, path)
     if _has(state, "encoder.feature_projection.", "encoder.transformer."):
         aux = [k for k in state if k.startswith("aux.")]
@@ -248,6 +248,11 @@ def convert_huggingface(state: Mapping[str, torch.Tensor], wavlm: bool, source: 
 
 
 # ---------------------------------------------------------------------------------------------- fairseq
+def in_fairseq_names(state: Mapping) -> bool:
+    """Whether a state dict names an encoder as fairseq does (pre-trained, or fine-tuned under w2v_encoder.)."""
+    return _has(state, "post_extract_proj.", "w2v_encoder.", "w2v_model.", "feature_extractor.conv_layers.0.0.")
+
+
 def _fairseq(raw: Mapping, state: Mapping, path: Path) -> Weights:
     converted, dropped = convert_fairseq(state, str(path))
     return Weights(converted, _fairseq_arch(raw), "fairseq", dropped)

@@ -14,6 +14,7 @@ from engine.optim import build_optimizer, resolve_param_groups
 from engine.schema import train_config
 from pipeline.recipes.cm_task import CMNet, CMTask
 from tests.pipeline_fixtures import CROP, TINY_CM, call, flow, tiny_corpus  # noqa: F401 (fixture)
+from tests.ssl_fixtures import fairseq_state
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -97,6 +98,31 @@ def test_checkpoint_round_trip_and_another_architecture(tmp_path):
     message = str(e.value)
     assert "\n" not in message and "does not fit the SSL-AASIST model" in message
     assert "missing keys (LL.bias, LL.weight" in message and "mis-shaped keys (pos_S" in message
+
+
+def test_the_papers_released_layout_loads_fairseq_encoder_names(tmp_path):
+    """LA_model.pth of TakHemlata/SSL_Anti-spoofing: a bare state dict, the fairseq XLS-R (pre-training heads
+    included) under ssl_model.model. in fairseq's names, the back-end in ours."""
+    model = tiny(freeze=False).eval()
+    encoder = fairseq_state(model.ssl_model, wavlm=False, layer_norm=False)
+    assert "ssl_model.model.post_extract_proj.weight" not in model.state_dict()
+    back_end = {k: v for k, v in model.state_dict().items() if not k.startswith("ssl_model.")}
+    torch.save({**back_end, **{f"ssl_model.model.{k}": v for k, v in encoder.items()}}, tmp_path / "LA_model.pth")
+    loaded = tiny(seed=1, freeze=False).eval()
+    load_cm_state(loaded, tmp_path / "LA_model.pth")
+    for (name, a), b in zip(model.state_dict().items(), loaded.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(wave())[1], model(wave())[1])
+    # an encoder of another size in the same layout: one line naming what does not fit
+    other = tiny(options={**TINY_ENCODER, "encoder_ff_interm_features": 48})
+    encoder = fairseq_state(other.ssl_model, wavlm=False, layer_norm=False)
+    torch.save({**back_end, **{f"ssl_model.model.{k}": v for k, v in encoder.items()}}, tmp_path / "other.pth")
+    with pytest.raises(InputError) as e:
+        load_cm_state(loaded, tmp_path / "other.pth")
+    message = str(e.value)
+    assert "\n" not in message and "other.pth" in message and "mis-shaped keys" in message
+    assert "ssl_model.model.encoder.transformer.layers.0.feed_forward" in message
 
 
 def test_the_cm_task_trains_ssl_aasist_for_one_step(tiny_corpus, tmp_path, capsys):  # noqa: F811

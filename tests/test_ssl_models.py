@@ -17,6 +17,7 @@ from engine.optim import build_optimizer, resolve_param_groups
 from engine.schema import train_config
 from ssl_models import ENCODERS, build_encoder
 from ssl_models.checkpoint import architecture
+from tests.ssl_fixtures import fairseq_state
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -283,47 +284,6 @@ def _hf_config(kind: str) -> dict:
     return cfg
 
 
-def _fairseq_state(enc: ssl_models.SSLEncoder, wavlm: bool, layer_norm: bool) -> dict:
-    """torchaudio names -> fairseq's (the inverse of torchaudio's import_fairseq._map_key; unilm's WavLM names)."""
-    rules = [(r"^feature_extractor\.conv_layers\.(\d+)\.conv\.", r"feature_extractor.conv_layers.\1.0."),
-             (r"^feature_extractor\.conv_layers\.(\d+)\.layer_norm\.",
-              r"feature_extractor.conv_layers.\1.2.1." if layer_norm else r"feature_extractor.conv_layers.\1.2."),
-             (r"^encoder\.feature_projection\.projection\.", "post_extract_proj."),
-             (r"^encoder\.feature_projection\.layer_norm\.", "layer_norm."),
-             (r"^encoder\.transformer\.pos_conv_embed\.conv\.parametrizations\.weight\.original0$",
-              "encoder.pos_conv.0.weight_g"),
-             (r"^encoder\.transformer\.pos_conv_embed\.conv\.parametrizations\.weight\.original1$",
-              "encoder.pos_conv.0.weight_v"),
-             (r"^encoder\.transformer\.pos_conv_embed\.conv\.bias$", "encoder.pos_conv.0.bias"),
-             (r"^encoder\.transformer\.layer_norm\.", "encoder.layer_norm."),
-             (r"^encoder\.transformer\.layers\.(\d+)\.attention\.attention\.out_proj\.",
-              r"encoder.layers.\1.self_attn.out_proj."),
-             (r"^encoder\.transformer\.layers\.(\d+)\.attention\.gru_rel_pos_linear\.",
-              r"encoder.layers.\1.self_attn.grep_linear."),
-             (r"^encoder\.transformer\.layers\.(\d+)\.attention\.gru_rel_pos_const$",
-              r"encoder.layers.\1.self_attn.grep_a"),
-             (r"^encoder\.transformer\.layers\.(\d+)\.attention\.rel_attn_embed\.",
-              r"encoder.layers.\1.self_attn.relative_attention_bias."),
-             (r"^encoder\.transformer\.layers\.(\d+)\.attention\.", r"encoder.layers.\1.self_attn."),
-             (r"^encoder\.transformer\.layers\.(\d+)\.layer_norm\.", r"encoder.layers.\1.self_attn_layer_norm."),
-             (r"^encoder\.transformer\.layers\.(\d+)\.feed_forward\.intermediate_dense\.", r"encoder.layers.\1.fc1."),
-             (r"^encoder\.transformer\.layers\.(\d+)\.feed_forward\.output_dense\.", r"encoder.layers.\1.fc2."),
-             (r"^encoder\.transformer\.layers\.(\d+)\.final_layer_norm\.", r"encoder.layers.\1.final_layer_norm.")]
-    out = {}
-    for key, value in enc.model.state_dict().items():
-        match = re.match(r"^encoder\.transformer\.layers\.(\d+)\.attention\.attention\.in_proj_(weight|bias)$", key)
-        if match:
-            for name, part in zip("qkv", value.chunk(3), strict=True):
-                out[f"encoder.layers.{match.group(1)}.self_attn.{name}_proj.{match.group(2)}"] = part.clone()
-            continue
-        new = next((re.sub(p, r, key) for p, r in rules if re.match(p, key)), None)
-        assert new is not None, key
-        out[new] = value
-    out.update({"mask_emb": torch.rand(32), "quantizer.vars": torch.rand(1, 8, 4), "project_q.weight": torch.rand(4, 4),
-                "final_proj.weight": torch.rand(4, 32)})
-    return out
-
-
 def _write(enc: ssl_models.SSLEncoder, kind: str, layout: str, root: Path) -> Path:
     wavlm = kind == "wavlm"
     if layout.startswith("hf"):
@@ -345,7 +305,7 @@ def _write(enc: ssl_models.SSLEncoder, kind: str, layout: str, root: Path) -> Pa
     if layout == "torchaudio":
         torch.save(enc.model.state_dict(), root / "encoder.pth")
         return root / "encoder.pth"
-    state = _fairseq_state(enc, wavlm, layer_norm=kind == "pre_ln")
+    state = fairseq_state(enc, wavlm, layer_norm=kind == "pre_ln")
     cfg = {"model": {"_name": "wav2vec2", "encoder_layers": 2, "encoder_embed_dim": 32, "encoder_ffn_embed_dim": 64,
                      "encoder_attention_heads": 2, "conv_pos": 16, "conv_pos_groups": 2,
                      "extractor_mode": "layer_norm" if kind == "pre_ln" else "default",
