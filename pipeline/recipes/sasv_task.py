@@ -150,5 +150,6 @@ def _joint(cfg: Mapping, resume: bool) -> dict:
 
 def _selection(result: FitResult) -> dict:
     """Which epoch the scores come from, for results.json (0: the starting weights, `train.select_initial`)."""
-    return {"best_epoch": result.best_epoch, "selected_on": f"{result.select_metric} (ASVspoof 2019 LA dev trials)",
+    data = "training trials" if result.select_metric.startswith("train_") else "ASVspoof 2019 LA dev trials"
+    return {"best_epoch": result.best_epoch, "selected_on": f"{result.select_metric} ({data})",
             "selected_value": result.best_value}
