@@ -54,8 +54,9 @@ class Task(Protocol):
         ...
 
     def evaluate(self, model: nn.Module) -> Mapping[str, float]:
-        """Dev metrics after each evaluated epoch (`eval_every`; model in eval mode, under no_grad). Called on every
-        rank; rank 0's result is used everywhere, so other ranks may return {} to skip the work. May return {}."""
+        """Dev metrics after each evaluated epoch (`eval_every`) and, with `select_initial`, once before the first
+        (model in eval mode, under no_grad). Called on every rank; rank 0's result is used everywhere, so other
+        ranks may return {} to skip the work. May return {}."""
         ...
 
 
