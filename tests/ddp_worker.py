@@ -18,7 +18,7 @@ from torch.utils.data import TensorDataset  # noqa: E402
 from engine import TrainData, fit, is_main_process, seed_everything, train_config  # noqa: E402
 
 CONFIG = {"epochs": 2, "batch_size": 16, "device": "cpu", "log_every_steps": 2, "grad_clip": 5.0,
-          "select_metric": "dev_mse", "progress": False, "dist_timeout_s": 60.0,
+          "select_metric": "dev_mse", "select_initial": True, "progress": False, "dist_timeout_s": 60.0,
           "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9},
           "scheduler": {"name": "cosine_warm_restarts", "T_0": 5, "warmup_steps": 1}}
 
