@@ -53,15 +53,15 @@ SYSTEMS: list[tuple[str, list[str]]] = [
     # (back-end lr 1e-4, front-ends 1e-5). From scratch, 2 short epochs left the back-end undertrained and
     # the front-ends worse: on one of three small-corpus runs its eval SASV-EER was above ASV only. One epoch:
     # a second one never improved dev (it cost ~50 s, which the single-embedding row now uses). The starting point
-    # competes on dev (select_initial): fine-tuning that only makes dev worse ends where it started. Crops of 2.5 s,
-    # about the longest synthetic utterance (as the published 4 s crops cover most ASVspoof utterances): the
-    # back-end is scored on whole utterances, and on 1 s crops (quickstart.conf's) it learnt to separate speakers
-    # from half an utterance and lost it on whole ones (dev SASV-EER 6.00 -> 8.75 %, eval 17.7 -> 27.1 %).
+    # competes on dev (select_initial): fine-tuning that only makes dev worse ends where it started. quickstart.conf
+    # crops 2.5 s, about the longest synthetic utterance (as the published 4 s crops cover most ASVspoof
+    # utterances): on 1 s crops the back-end learnt to separate speakers from half an utterance and lost it on the
+    # whole ones it is scored on (dev SASV-EER 6.00 -> 8.75 %, eval 17.7 -> 27.1 %).
     ("OC back-end, joint", ["backend.name=joint_oc", "mode=joint", "sampling.scheme=4class",
                             "backend.checkpoint={systems}/oc_back_end_frozen/backend.pt",
                             "train.optimizer={name: adam, lr: 1.0e-4}", "joint.frontend_lr=1.0e-5",
                             "sampling.trials_per_epoch=256", "train.epochs=1", "train.batch_size=16",
-                            "joint.test_samples=40000", "joint.enrol_samples=40000", "train.select_initial=true"]),
+                            "train.select_initial=true"]),
 ]
 SINGLE_EMBEDDING = "Single SASV embedding (stages 1+2+3)"
 # Stage 2's data: one vocoder over 4 utterances of each VoxCeleb-part speaker (240 copies, seconds to write);
