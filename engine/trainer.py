@@ -322,14 +322,11 @@ class _Trainer:
         fine-tuning trained weights (a joint run from a frozen back-end, an adaptation) that only makes dev worse
         ends where it started instead of at its least bad epoch. Without precise BN: the weights have not moved, and
         their own statistics are part of what is compared. Training is unchanged (`_evaluate` restores the RNGs)."""
-        ctx = self.ctx
         metrics = self._evaluate(precise_bn=False)
         record: dict = {"epoch": 0, "step": 0, **_lr_columns(self.scheduler.lrs()), **metrics}
-        improved = self._select(record)
         self.history.append(record)
-        rng = {k: distributed.gather_stack(ctx, v) for k, v in get_rng_state(self.device).items()}
-        if ctx.is_main:
-            self._save(record, improved, rng)
+        self._save(record, self._select(record))
+        if self.ctx.is_main:
             logger.info("epoch 0 (the starting weights)" + "".join(f" {k} {v:.4g}" for k, v in metrics.items())
                         + f" | best {self.best['metric']} {_fmt(self.best['value'])} @ epoch {self.best['epoch']}")
 
@@ -377,9 +374,8 @@ class _Trainer:
         improved = self._select(record) if evaluated else False   # only evaluated epochs are candidates
         self.history.append(record)
         self.epoch = epoch + 1
-        rng = {k: distributed.gather_stack(ctx, v) for k, v in get_rng_state(self.device).items()}
+        self._save(record, improved)
         if ctx.is_main:
-            self._save(record, improved, rng)
             extra = "".join(f" {k} {v:.4g}" for k, v in metrics.items()) if evaluated else " (not evaluated)"
             logger.info(f"epoch {epoch + 1}/{cfg['epochs']} step {self.global_step} lr {lrs[0]:.3g} "
                  f"train_loss {train['loss']:.4g}{extra} | best {self.best['metric']} "
@@ -428,8 +424,12 @@ class _Trainer:
             return True
         return False
 
-    def _save(self, record: Mapping, improved: bool, rng: Mapping[str, torch.Tensor]) -> None:
-        """The logs as this epoch leaves them, then the checkpoints that account for them."""
+    def _save(self, record: Mapping, improved: bool) -> None:
+        """The logs as this epoch leaves them, then the checkpoints that account for them. Every rank calls it:
+        the RNG states of all ranks are gathered (a collective); rank 0 writes."""
+        rng = {k: distributed.gather_stack(self.ctx, v) for k, v in get_rng_state(self.device).items()}
+        if not self.ctx.is_main:
+            return
         assert self.train_log is not None
         self.train_log.commit()
         write_table(self.out / EPOCH_LOG, self.history)
