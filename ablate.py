@@ -12,8 +12,10 @@ import sys
 from typing import Sequence
 
 from common.cli import add_wait_flag, config_parser, run_main
-from common.config import dump_config, load_config
+from common.config import load_config
+from common.folders import check_output_path
 from common.locking import hold_folders
+from common.runs import run_record
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -26,13 +28,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_wait_flag(parser)
     args = parser.parse_intermixed_args(argv)
     cfg = load_config(args.config, args.overrides, SCHEMA)
+    check_output_path(cfg["output_dir"], "output_dir")   # the default home of the ablation and the embeddings
     systems = parse_systems(cfg)      # the whole grid is checked before anything is written
     for sys_cfg in {s.cfg["enrolment"]: s.cfg for s in systems}.values():   # corpus, front-ends, enrolment forms
         check_stage_inputs(sys_cfg)
     folders = [("ablation.dir", ablation_dir(cfg)), ("embeddings_dir", experiment(cfg).embeddings)]
     with hold_folders(folders, wait=args.wait):
-        dump_config(cfg, ablation_dir(cfg) / "config.yaml")
-        run_ablation(cfg, force=args.force)
+        with run_record(ablation_dir(cfg), cfg):
+            run_ablation(cfg, force=args.force)
     return 0
 
 

@@ -25,6 +25,7 @@ import soundfile as sf
 
 from common.cli import add_wait_flag, one_line, run_main
 from common.errors import InputError
+from common.folders import check_inputs_kept, check_output_path
 from common.io import atomic_write, read_json, write_json
 from common.locking import hold_folders
 from data.asvspoof import SPLITS, LADatabase, check_files_exist
@@ -252,7 +253,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     source.add_argument("--voxceleb", type=Path, help="VoxCeleb folder (wav/ and train_list.txt): every listed file")
     source.add_argument("--la", type=Path, help="ASVspoof 2019 LA folder: the bona fide utterances of --split")
     ap.add_argument("--split", choices=SPLITS, default=None, help="LA split (default: train)")
-    ap.add_argument("--out", required=True, type=Path, help="output folder")
+    ap.add_argument("--out", required=True, help="output folder")
     ap.add_argument("--vocoders", nargs="+", choices=sorted(VOCODERS), default=None, metavar="NAME",
                     help=f"vocoders to use (default: all of {', '.join(VOCODERS)})")
     ap.add_argument("--workers", type=int, default=2,
@@ -289,7 +290,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.skip_bad_audio:   # fail before any compute; with --skip-bad-audio a missing file is one more bad one
         check_files_exist((audio_root / s.rel for s in sources), f"source audio listed in {described['list']}")
     settings = {"version": VERSION, "source": described, "vocoders": vocoders, "seed": args.seed}
-    out = args.out
+    out = check_output_path(args.out, "--out")
+    check_inputs_kept({"source audio": audio_root, "source list": described["list"]}, replaced=[out],
+                      how="copy_synthesis.py writes its copies into (and --overwrite empties)")
     with hold_folders([("--out", out)], wait=args.wait):
         prepare_output(out, settings, args.overwrite)
         wav_dir, start = out / "wav", time.perf_counter()

@@ -33,9 +33,10 @@ import numpy as np
 from common.allocator import retain_freed_memory
 from common.cli import add_wait_flag, run_main
 from common.config import load_config
+from common.folders import move_aside
 from common.locking import hold_folders
 from common.provenance import provenance
-from common.runs import is_current, mark_started, move_aside, resumable, write_results
+from common.runs import is_current, mark_started, resumable, write_results
 
 # (row label, overrides of configs/quickstart.conf) in the order of Table 2 of the SASV 2022 evaluation plan
 SYSTEMS: list[tuple[str, list[str]]] = [

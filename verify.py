@@ -22,12 +22,16 @@ from common.errors import InputError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from common.folders import check_inputs_kept, check_output_path
+    from common.runs import config_checkpoints
     from metrics.thresholds import METHODS
     from pipeline.recipes.sasv_task import SCHEMA
+    from pipeline.stages.experiment import experiment
     from pipeline.stages.frontends import check_scoring_checkpoint
     from pipeline.tools.verify import (
         Threshold,
         Trial,
+        backend_state_path,
         check_backend,
         describe,
         dev_threshold,
@@ -55,11 +59,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("batch mode needs both --batch CSV and --out CSV")
 
     cfg = load_config(args.config, args.overrides, SCHEMA)
+    check_output_path(cfg["output_dir"], "output_dir")     # the experiment verified with: never the current folder
     if args.out and Path(args.out).is_dir():
         raise InputError(f"--out {args.out}: is a folder; give the CSV file to write")
     check_scoring_checkpoint(cfg["asv"], "asv", cfg["allow_random_weights"])
     check_scoring_checkpoint(cfg["cm"], "cm", cfg["allow_random_weights"])
     trials = read_pairs(args.batch) if batch else [Trial(tuple(args.enroll), args.test)]
+    if batch:       # the results never replace what verify reads: the batch list, audio, config, model files
+        named = {"--batch": args.batch, "--config": args.config, **config_checkpoints(cfg),
+                 "back-end state": backend_state_path(cfg), "dev SASV scores": experiment(cfg).scores("sasv", "dev")}
+        audio = [(f"audio file of {t.where}", p) for t in trials for p in dict.fromkeys((*t.enroll, t.test))]
+        check_inputs_kept([*named.items(), *audio], files={"--out": args.out})
     check_backend(cfg)
     threshold = (Threshold(args.threshold, "given with --threshold") if args.threshold is not None
                  else dev_threshold(cfg, args.threshold_method, args.far))

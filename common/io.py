@@ -114,14 +114,6 @@ def text_lines(path: str | os.PathLike, what: str = "text file") -> Iterator[tup
                 raise InputError(f"{path}:{number}: {what} is not UTF-8 text (byte 0x{data[e.start]:02x})") from None
 
 
-def check_folder(path: str | os.PathLike, key: str) -> Path:
-    """`path` as an output folder: fine when absent (it will be created) or a folder; a file is an error."""
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise InputError(f"{key} {path}: is a file, not a folder")
-    return path
-
-
 def save_arrays(path: str | os.PathLike, **arrays: np.ndarray) -> None:
     """Saves named arrays as an uncompressed .npz, atomically. Object arrays are refused (they would pickle)."""
     for name, a in arrays.items():

@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import IO, Iterator, Sequence
 
 from common.errors import InputError
-from common.io import check_folder, is_stale_temporary
+from common.folders import LOCK_NAME, check_output_folder
+from common.io import is_stale_temporary
 
-LOCK_NAME = ".sasv-run.lock"
 _HELD: dict[Path, tuple[IO, int]] = {}   # folder -> (open lock file, re-entry count) of this process
 
 
@@ -112,7 +112,7 @@ def hold_folders(folders: Sequence[tuple[str, str | os.PathLike | None]], wait: 
         for key, folder in folders:
             if folder is None:
                 continue
-            path = check_folder(folder, key).resolve()
+            path = check_output_folder(folder, key).resolve()
             if path in _HELD:
                 handle, count = _HELD[path]
                 _HELD[path] = (handle, count + 1)

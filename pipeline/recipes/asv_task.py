@@ -20,7 +20,8 @@ from asv.checkpoint import load_asv_state, save_asv_state
 from asv.losses import build_loss
 from common.config import REQUIRED, FreeForm
 from common.errors import InputError, MissingFilesError
-from common.io import check_folder, file_sha256
+from common.folders import check_output_path
+from common.io import file_sha256
 from common.provenance import provenance
 from common.runs import RunFolders, write_results
 from data.asvspoof import LADatabase
@@ -182,7 +183,7 @@ class ASVTask(SpeakerNetTask):
 def check(cfg: Mapping) -> tuple[list[Path], list[int], TrialList]:
     """Everything that needs no model (folders, lists, audio present, batch size, initial checkpoint), before
     main.py locks or writes anything; returns the training data."""
-    check_folder(cfg["output_dir"], "output_dir")
+    check_output_path(cfg["output_dir"], "output_dir")
     unit_enrol_mean(cfg["asv"])
     if cfg["asv"]["checkpoint"] and not Path(cfg["asv"]["checkpoint"]).is_file():
         raise MissingFilesError(f"asv.checkpoint {cfg['asv']['checkpoint']}: checkpoint file does not exist")
@@ -195,7 +196,7 @@ def check(cfg: Mapping) -> tuple[list[Path], list[int], TrialList]:
 
 
 def folders(cfg: Mapping) -> RunFolders:
-    return RunFolders.trained_in_output_dir(cfg["output_dir"])
+    return RunFolders.trained_in_output_dir(cfg["output_dir"], "asv_model.pt")
 
 
 def run(cfg: Mapping, resume: bool = False, *,

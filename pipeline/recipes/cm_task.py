@@ -18,7 +18,8 @@ from cm.checkpoint import load_cm_state, save_cm_state
 from cm.losses import build_loss
 from common.config import REQUIRED, ConfigError, FreeForm
 from common.errors import MissingFilesError
-from common.io import check_folder, file_sha256
+from common.folders import check_output_path
+from common.io import file_sha256
 from common.provenance import provenance
 from common.runs import RunFolders, write_results
 from data.asvspoof import SPLITS, LADatabase, check_files_exist
@@ -121,7 +122,7 @@ class CMTask:
 def check(cfg: Mapping) -> LADatabase:
     """Everything that needs no model (folders, protocols, audio present, initial checkpoint), before main.py
     locks or writes anything; returns the database (its protocols parsed once)."""
-    check_folder(cfg["output_dir"], "output_dir")
+    check_output_path(cfg["output_dir"], "output_dir")
     if cfg["cm"]["checkpoint"] and not Path(cfg["cm"]["checkpoint"]).is_file():
         raise MissingFilesError(f"cm.checkpoint {cfg['cm']['checkpoint']}: checkpoint file does not exist")
     unknown = [s for s in cfg["eval_splits"] if s not in SPLITS]
@@ -142,7 +143,7 @@ def protocol_digests(cfg: Mapping) -> dict[str, str]:
 
 
 def folders(cfg: Mapping) -> RunFolders:
-    return RunFolders.trained_in_output_dir(cfg["output_dir"])
+    return RunFolders.trained_in_output_dir(cfg["output_dir"], "cm_model.pt")
 
 
 def run(cfg: Mapping, resume: bool = False, *, checked: LADatabase | None = None) -> dict:

@@ -42,7 +42,8 @@ from asv.score_norm import normalise_scores
 from common.config import REQUIRED, ConfigError, FreeForm
 from common.dispatch import check_kwargs
 from common.errors import InputError, MissingFilesError
-from common.io import check_folder, file_sha256, load_weights
+from common.folders import check_output_path
+from common.io import file_sha256, load_weights
 from common.provenance import provenance
 from common.runs import RunFolders, write_results
 from data.asvspoof import LADatabase, SASVTrial, check_files_exist, protocol_lines
@@ -290,7 +291,7 @@ def _selection(cfg: Mapping) -> str:
 def check(cfg: Mapping) -> TrainingSet:
     """Everything that needs no model, before main.py locks or writes anything; returns the training data."""
     d, metric = cfg["data"], cfg["train"]["select_metric"]
-    check_folder(cfg["output_dir"], "output_dir")
+    check_output_path(cfg["output_dir"], "output_dir")
     if cfg["enrolment"] not in ENROLMENT_FORMS:
         raise ConfigError(f"'enrolment' must be one of {', '.join(ENROLMENT_FORMS)}, got {cfg['enrolment']!r}")
     unit_enrol_mean(cfg["asv"])
@@ -337,7 +338,7 @@ def check(cfg: Mapping) -> TrainingSet:
 
 
 def folders(cfg: Mapping) -> RunFolders:
-    return RunFolders.trained_in_output_dir(cfg["output_dir"])
+    return RunFolders.trained_in_output_dir(cfg["output_dir"], "sasv_embedding.pt")
 
 
 def _check_head(cfg: Mapping, classes: list[str]) -> None:

@@ -14,7 +14,8 @@ import torch
 from asv.score_norm import METHODS as NORM_METHODS
 from common.config import REQUIRED, ConfigError, FreeForm
 from common.errors import InputError
-from common.io import check_folder, file_sha256
+from common.folders import check_output_path
+from common.io import file_sha256
 from data.asvspoof import ENROLMENT_SPLITS, SPLITS, LADatabase, check_files_exist
 from data.audio import CropSpec
 from engine.distributed import resolve_device as engine_device
@@ -112,10 +113,11 @@ def enrolment_audio(db: LADatabase, split: str, form: str) -> list[tuple[str, Pa
 
 
 def check_outputs(cfg: Mapping) -> None:
-    """output_dir and embeddings_dir must be folders (or not exist yet)."""
-    check_folder(cfg["output_dir"], "output_dir")
-    if cfg["embeddings_dir"]:
-        check_folder(cfg["embeddings_dir"], "embeddings_dir")
+    """output_dir and embeddings_dir must be named and be folders (common.locking checks, when an entry point takes
+    them, that no one else's files are in them)."""
+    check_output_path(cfg["output_dir"], "output_dir")
+    if cfg["embeddings_dir"] is not None:     # null: <output_dir>/embeddings; an empty path is an error
+        check_output_path(cfg["embeddings_dir"], "embeddings_dir")
 
 
 def check_splits(cfg: Mapping) -> list[str]:
