@@ -12,14 +12,16 @@ holds a trained run is continued with --resume, or moved into <output_dir>/repla
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass, field
 from typing import Sequence
 
 from common.allocator import retain_freed_memory
 from common.cli import add_wait_flag, config_parser, run_main
 from common.config import ConfigError, apply_override, load_config, read_raw
 from common.errors import InputError
+from common.folders import check_inputs_kept, move_aside, replaceable_entries
 from common.locking import hold_folders, writes_files
-from common.runs import RunFolders, move_aside, start_run
+from common.runs import RunFolders, config_checkpoints, mark_started, note_resume, resume_check, run_record
 from engine import existing_run, load_checkpoint
 from engine.trainer import LAST
 
@@ -49,17 +51,35 @@ def _peek_task(path: str, overrides: Sequence[str]) -> str:
     return str(data.get("task", "sasv"))
 
 
-def _check_previous_run(folders: RunFolders, cfg, resume: bool, overwrite: bool) -> None:
-    """A trained run in the way: refuse to replace it silently; one to resume must be loadable, said now
-    rather than after the embeddings are computed."""
-    folder = folders.training
+@dataclass(frozen=True)
+class Plan:
+    """How main.py continues what is in output_dir: a fresh run, or a resume with the settings it may change."""
+    resume: bool
+    allowed_changes: dict = field(default_factory=dict)
+    epochs_done: int = 0
+
+
+def _plan(module, folders: RunFolders, cfg, resume: bool, overwrite: bool) -> Plan:
+    """Everything about the folder that can be checked before it is touched: a trained run in the way is never
+    replaced silently; --overwrite may move only a run's own files; no input is a file the run writes or moves; a
+    run to resume must be loadable and resumed with the settings it was trained with."""
+    out, folder = folders.output_dir, folders.training
     previous = existing_run(folder) if folder is not None else None
     if previous is not None and not resume and not overwrite:
         raise InputError(f"{previous}: {cfg['output_dir']} already holds a trained run; continue it with --resume, "
                          f"replace it with --overwrite (the old run is moved to {cfg['output_dir']}/replaced-<time>/), "
                          f"or choose another output_dir")
-    if resume and folder is not None and (folder / LAST).exists():
-        load_checkpoint(folder / LAST)
+    inputs = config_checkpoints(cfg)
+    check_inputs_kept(inputs, files={f"output_dir's {name}": out / name for name in folders.writes})
+    if overwrite:
+        check_inputs_kept(inputs, replaced=replaceable_entries(out, folders.kept, "output_dir"),
+                          how="--overwrite moves into replaced-<time>/ before this run reads it")
+        return Plan(resume=False)
+    if not resume or previous is None:
+        return Plan(resume=False)
+    done = int(load_checkpoint(folder / LAST)["epoch"]) if (folder / LAST).exists() else 0
+    allowed = resume_check(out, cfg, inputs, module.protocol_digests(cfg), epochs_done=done)
+    return Plan(resume=True, allowed_changes=allowed, epochs_done=done)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -77,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = load_config(args.config, args.overrides, module.SCHEMA)
     checked = module.check(cfg)            # everything that needs no model, before anything is written
     folders = module.folders(cfg)
-    _check_previous_run(folders, cfg, args.resume, args.overwrite)
+    plan = _plan(module, folders, cfg, args.resume, args.overwrite)
     kwargs = {"resume": args.resume, "checked": checked,   # run() reuses it instead of checking again
               **({"force": args.force} if cfg["task"] == "sasv" else {})}
     if not writes_files():                 # torchrun ranks > 0: rank 0 holds the folders and writes
@@ -86,13 +106,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = folders.output_dir
     with hold_folders(folders.locked, wait=args.wait):
         if args.overwrite:
-            moved = move_aside(out, keep=folders.kept)
+            moved = move_aside(out, keep=folders.kept, key="output_dir")
             if moved is not None:
                 print(f"--overwrite: the previous run in {out} moved to {moved}", file=sys.stderr, flush=True)
-        start_run(out, cfg)
-        module.run(cfg, **kwargs)
+        with run_record(out, cfg):
+            if plan.resume:
+                note_resume(out, plan.allowed_changes, plan.epochs_done)
+            elif folders.training is not None:
+                mark_started(out, cfg, config_checkpoints(cfg), module.protocol_digests(cfg))
+            module.run(cfg, **kwargs)
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(run_main(main))

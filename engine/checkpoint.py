@@ -21,6 +21,7 @@ from torch import nn
 
 from common.errors import InputError, MissingFilesError
 from common.io import atomic_write
+from common.runs import config_changes, refused_changes
 from engine.distributed import DistContext
 from engine.seeding import derive_seed, seed_everything, set_rng_state
 
@@ -117,11 +118,24 @@ def save_epoch_checkpoints(out_dir: Path, model: nn.Module, optimizer: torch.opt
 def restore_last_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
                             scaler: torch.amp.GradScaler, config: Mapping, ctx: DistContext) -> Resumed:
     """Loads `last.pt` into the model, optimizer, scheduler and scaler and restores this rank's RNG states
-    (reseeded instead, with a warning, when the run had another number of ranks). Refuses a `best.pt` and a
-    change of select_metric/select_mode; other changed training config keys are logged."""
+    (reseeded instead, with a warning, when the run had another number of ranks). Refuses a `best.pt` and any
+    changed training setting but those that cannot change what is trained (common.runs.RUNTIME_KEYS, and more
+    epochs); main.py checks the whole config the same way before it touches the folder."""
     ckpt = load_checkpoint(path)
     if ckpt.get("kind") != "last":
         raise CheckpointError(f"{path}: a {ckpt.get('kind')!r} checkpoint cannot be resumed (needs last.pt)")
+    best = ckpt["best"]
+    if (best["metric"], best["mode"]) != (config["select_metric"], config["select_mode"]):
+        raise CheckpointError(f"{path}: select_metric/select_mode changed from {best['metric']}/{best['mode']} to "
+                              f"{config['select_metric']}/{config['select_mode']}; resume with the same ones")
+    changed = config_changes({"train": ckpt["config"]}, {"train": config})
+    refused = refused_changes(changed, int(ckpt["epoch"]))
+    if refused:
+        shown = "; ".join(f"{k} {was!r} -> {now!r}" for k, (was, now) in list(refused.items())[:4])
+        raise CheckpointError(f"{path}: resuming with training settings that change what was trained ({shown}); "
+                              f"resume with the settings it was trained with, or start a new run")
+    if changed and ctx.is_main:
+        logger.info(f"resuming with changed settings that do not change what is trained: {', '.join(changed)}")
     load_model_state(model, ckpt["model"], str(path))
     try:
         optimizer.load_state_dict(ckpt["optimizer"])
@@ -131,10 +145,6 @@ def restore_last_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim
     scheduler.load_state_dict(ckpt["scheduler"])
     if scaler.is_enabled() and ckpt["scaler"]:
         scaler.load_state_dict(ckpt["scaler"])
-    best = ckpt["best"]
-    if (best["metric"], best["mode"]) != (config["select_metric"], config["select_mode"]):
-        raise CheckpointError(f"{path}: select_metric/select_mode changed from {best['metric']}/{best['mode']} to "
-                              f"{config['select_metric']}/{config['select_mode']}; resume with the same ones")
     resumed = Resumed(int(ckpt["epoch"]), int(ckpt["global_step"]), dict(best),
                       [dict(r) for r in ckpt["history"]], dict(ckpt["csv_rows"]))
     if int(ckpt["world_size"]) == ctx.world_size:
@@ -144,19 +154,7 @@ def restore_last_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim
             logger.warning(f"{path}: saved with {ckpt['world_size']} ranks, resuming on {ctx.world_size}: "
                            f"RNG streams are reseeded, so the run is not bit-identical to an uninterrupted one")
         seed_everything(derive_seed(config["seed"], ctx.rank, resumed.epoch))
-    changed = [k for k in _flat(config) if k != "epochs" and _flat(ckpt["config"]).get(k) != _flat(config)[k]]
-    if changed and ctx.is_main:
-        logger.warning(f"resuming with changed training config keys: {', '.join(changed)}")
     if ctx.is_main:
         logger.info(f"resuming from {path} after epoch {resumed.epoch} (step {resumed.global_step})")
     return resumed
 
-
-def _flat(node: Mapping, prefix: str = "") -> dict:
-    out: dict = {}
-    for k, v in node.items():
-        if isinstance(v, Mapping):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[prefix + k] = list(v) if isinstance(v, tuple) else v
-    return out

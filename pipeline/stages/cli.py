@@ -7,25 +7,29 @@ from typing import Callable, Mapping, Sequence
 from common.cli import add_wait_flag, config_parser, run_main
 from common.config import load_config
 from common.locking import hold_folders
-from common.runs import start_run
+from common.runs import run_record
 
 
 def run_stage(doc: str, argv: Sequence[str] | None, check: Callable[[Mapping], object],
               stage: Callable[[Mapping, bool], object]) -> int:
     """Parses `--config FILE [key=value ...] [--force] [--wait]` against the SASV schema; runs `check(cfg)` (every
-    check that needs no model), locks output_dir and embeddings_dir, saves config.yaml, runs `stage(cfg, force)`."""
+    check that needs no model), locks output_dir and embeddings_dir, saves config.yaml, runs `stage(cfg, force)`.
+    A stage that fails before it writes anything leaves the previous config.yaml and results.json as they were."""
 
     def main(args_in: Sequence[str] | None) -> int:
         from pipeline.recipes.sasv_task import SCHEMA
+        from pipeline.stages.experiment import experiment
         parser = config_parser(doc.strip().splitlines()[0])
         parser.add_argument("--force", action="store_true", help="recompute outputs even when they are up to date")
         add_wait_flag(parser)
         args = parser.parse_intermixed_args(args_in)
         cfg = load_config(args.config, args.overrides, SCHEMA)
         check(cfg)
-        with hold_folders([("output_dir", cfg["output_dir"]), ("embeddings_dir", cfg["embeddings_dir"])], args.wait):
-            start_run(Path(cfg["output_dir"]), cfg)
-            stage(cfg, args.force)
+        # the embeddings folder is locked also when it is the default <output_dir>/embeddings: another run may share it
+        embeddings = experiment(cfg).embeddings
+        with hold_folders([("output_dir", cfg["output_dir"]), ("embeddings_dir", embeddings)], args.wait):
+            with run_record(Path(cfg["output_dir"]), cfg):
+                stage(cfg, args.force)
         return 0
 
     return run_main(main, argv)
