@@ -2,11 +2,11 @@
 
 frozen: embeddings and scores are computed once by the stage code (skipped when cached); a score-level
         back-end is fitted on dev, an embedding-level one trains on cached train embeddings (seconds per epoch).
-joint:  the front-ends start from their checkpoints and are fine-tuned with the back-end on waveform trials
-        (the back-end starts from backend.checkpoint when set, e.g. a frozen run's backend.pt, with the
-        options stored in it);
+joint:  the front-ends start from their checkpoints and are fine-tuned with the back-end on waveform trials;
         the best epoch's front-ends then re-embed dev/eval through the same stage code.
-Both keep the best epoch by dev SASV-EER, evaluate it on dev and eval, and write results.json.
+An embedding back-end starts from backend.checkpoint when set (frozen and joint alike; e.g. a frozen run's
+backend.pt, with the options stored in it), else from scratch. Both keep the best epoch by dev SASV-EER,
+evaluate it on dev and eval, and write results.json.
 """
 from __future__ import annotations
 
@@ -18,17 +18,31 @@ import torch
 from asv.checkpoint import save_asv_state
 from cm.checkpoint import save_cm_state
 from common.config import ConfigError, with_changes
-from common.errors import MissingFilesError
 from common.runs import RunFolders
 from engine import TRAIN_SCHEMA, FitResult, fit, is_main_process, load_model_weights, seed_everything
-from fusion import is_score_backend
+from fusion import EmbeddingBackend, is_score_backend
 from pipeline.recipes.frozen import FrozenBackendTask, frozen_train_data
 from pipeline.recipes.joint import JointSASV, JointTask, joint_train_data
 from pipeline.stages.asv import asv_stage
 from pipeline.stages.cm import cm_stage
-from pipeline.stages.experiment import SASV_COMMON, check_stage_inputs, database, resolve_device
+from pipeline.stages.experiment import (  # noqa: F401 - protocol_digests: what main.py records for task sasv
+    SASV_COMMON,
+    check_stage_inputs,
+    database,
+    experiment,
+    protocol_digests,
+    resolve_device,
+)
 from pipeline.stages.frontends import build_asv, build_cm, check_scoring_checkpoint
-from pipeline.stages.sasv import build_embedding_backend, load_backend, save_backend, score_splits, trial_inputs
+from pipeline.stages.sasv import (
+    backend_checkpoint,
+    backend_options,
+    build_embedding_backend,
+    load_backend,
+    save_backend,
+    score_splits,
+    trial_inputs,
+)
 
 SCHEMA = {
     **SASV_COMMON,
@@ -64,9 +78,11 @@ def check(cfg: Mapping) -> bool:
         raise ConfigError(f"mode joint needs an embedding back-end (baseline2, joint_oc), not {name!r}")
     if not score_level and mode == "frozen" and "train" not in cfg["splits"]:
         raise ConfigError("a trained back-end needs the train embeddings: include 'train' in 'splits'")
-    checkpoint = cfg["backend"]["checkpoint"]
-    if checkpoint and not Path(checkpoint).is_file():
-        raise MissingFilesError(f"backend.checkpoint {checkpoint}: checkpoint file does not exist")
+    if cfg["backend"]["checkpoint"]:
+        if score_level:
+            raise ConfigError(f"backend.checkpoint is set, but the score-level back-end {name!r} is fitted on "
+                              f"backend.fit_on, not loaded: unset backend.checkpoint")
+        backend_checkpoint(cfg)               # a back-end checkpoint of this name, loadable, options that agree
     check_stage_inputs(cfg)
     if mode == "joint":
         db = database(cfg)
@@ -84,11 +100,14 @@ def check(cfg: Mapping) -> bool:
 def folders(cfg: Mapping) -> RunFolders:
     """The engine trains in joint_train/ or backend_train/ (a score-level back-end is only fitted); the default
     embeddings folder inside output_dir is a cache checked on every use, so --overwrite keeps it."""
-    out = Path(cfg["output_dir"])
-    training = (out / "joint_train" if cfg["mode"] == "joint"
+    out, joint = Path(cfg["output_dir"]), cfg["mode"] == "joint"
+    training = (out / "joint_train" if joint
                 else None if is_score_backend(cfg["backend"]["name"]) else out / "backend_train")
-    return RunFolders(out, training, (("output_dir", cfg["output_dir"]), ("embeddings_dir", cfg["embeddings_dir"])),
-                      () if cfg["embeddings_dir"] else ("embeddings",))
+    writes = ("backend_state.json",) if training is None else ("backend.pt",) + (
+        ("asv_finetuned.pt", "cm_finetuned.pt") if joint else ())
+    locked = (("output_dir", cfg["output_dir"]), ("embeddings_dir", experiment(cfg).embeddings))  # shareable
+    return RunFolders(out, training, locked,
+                      () if cfg["embeddings_dir"] else ("embeddings",), writes)
 
 
 def run(cfg: Mapping, resume: bool = False, force: bool = False, *, checked: bool | None = None) -> dict:
@@ -109,13 +128,14 @@ def _frozen(cfg: Mapping, resume: bool) -> dict:
     out = Path(cfg["output_dir"])
     dev = trial_inputs(cfg, "dev")
     seed_everything(cfg["train"]["seed"])  # the back-end's initial weights (fit seeds what follows)
-    backend = build_embedding_backend(cfg, dev.asv.dim, dev.cm.dim)
+    backend = starting_backend(cfg, dev.asv.dim, dev.cm.dim)
     train = cfg["train"]
     result = fit(backend, FrozenBackendTask(dev, cfg["sampling"]["scheme"]), frozen_train_data(cfg, train["seed"]),
                  train, out / "backend_train", resume=resume)
     load_model_weights(backend, result.best_checkpoint or result.last_checkpoint)
-    save_backend(out / "backend.pt", backend, cfg["backend"]["name"], cfg["backend"]["options"])
-    return score_splits(with_changes(cfg, {"backend.checkpoint": str(out / "backend.pt")}), config_of_record=cfg,
+    save_backend(out / "backend.pt", backend, cfg["backend"]["name"], backend_options(cfg))
+    return score_splits(with_changes(cfg, {"backend.checkpoint": str(out / "backend.pt"), "backend.options": {}}),
+                        config_of_record=cfg,
                         extra=_selection(result))
 
 
@@ -126,9 +146,7 @@ def _joint(cfg: Mapping, resume: bool) -> dict:
     with torch.no_grad():
         cm_dim = cm_model(torch.zeros(1, 16000, device=device))[0].shape[-1]
     seed_everything(cfg["train"]["seed"])  # the back-end's initial weights (fit seeds what follows)
-    # backend.checkpoint: start from a trained back-end (e.g. the frozen run's), as two-stage recipes do
-    backend = (load_backend(cfg, asv_model.embedding_dim, cm_dim) if cfg["backend"]["checkpoint"]
-               else build_embedding_backend(cfg, asv_model.embedding_dim, cm_dim))
+    backend = starting_backend(cfg, asv_model.embedding_dim, cm_dim)
     net = JointSASV(asv_model.train(), cm_model.train(), backend)
     result = fit(net, JointTask(cfg), joint_train_data(cfg, cfg["train"]["seed"]), cfg["train"],
                  out / "joint_train", resume=resume)
@@ -137,15 +155,24 @@ def _joint(cfg: Mapping, resume: bool) -> dict:
     load_model_weights(net, result.best_checkpoint or result.last_checkpoint)
     save_asv_state(out / "asv_finetuned.pt", net.asv, arch=cfg["asv"]["arch"])
     save_cm_state(out / "cm_finetuned.pt", net.cm, arch=cfg["cm"]["arch"])
-    save_backend(out / "backend.pt", net.backend, cfg["backend"]["name"], cfg["backend"]["options"])
+    save_backend(out / "backend.pt", net.backend, cfg["backend"]["name"], backend_options(cfg))
     # the fine-tuned embeddings belong to this experiment: never overwrite a shared cache of the frozen front-ends
     tuned = with_changes(cfg, {"asv.checkpoint": str(out / "asv_finetuned.pt"),
                                "cm.checkpoint": str(out / "cm_finetuned.pt"),
-                        "backend.checkpoint": str(out / "backend.pt"), "embeddings_dir": str(out / "embeddings"),
+                        "backend.checkpoint": str(out / "backend.pt"), "backend.options": {},
+                        "embeddings_dir": str(out / "embeddings"),
                         "splits": [s for s in cfg["splits"] if s != "train"]})
     asv_stage(tuned)
     cm_stage(tuned)
     return score_splits(tuned, config_of_record=cfg, extra=_selection(result))
+
+
+def starting_backend(cfg: Mapping, asv_dim: int, cm_dim: int) -> EmbeddingBackend:
+    """The back-end training starts from, frozen and joint alike: `backend.checkpoint` when set (e.g. a frozen run's
+    backend.pt, as two-stage recipes do; built with the options stored in it), else a new one."""
+    if cfg["backend"]["checkpoint"]:
+        return load_backend(cfg, asv_dim, cm_dim).train()
+    return build_embedding_backend(cfg, asv_dim, cm_dim)
 
 
 def _selection(result: FitResult) -> dict:

@@ -96,11 +96,8 @@ def check_scoring(cfg: Mapping, splits: Sequence[str] = EVAL_SPLITS) -> None:
         if cfg["backend"]["fit_on"] not in splits:
             raise InputError(f"backend.fit_on is {cfg['backend']['fit_on']!r}; choose one of the scored splits "
                              f"{sorted(splits)}")
-    elif not cfg["backend"]["checkpoint"]:
-        raise InputError(f"backend '{name}' is trained, not fitted: set backend.checkpoint to a trained back-end "
-                         f"(python main.py --config ... writes backend.pt), or choose a score-level back-end")
-    elif not Path(cfg["backend"]["checkpoint"]).is_file():
-        raise InputError(f"backend.checkpoint {cfg['backend']['checkpoint']}: checkpoint file does not exist")
+    else:
+        backend_checkpoint(cfg)
     db = database(cfg)
     for split in splits:
         for spec in (speaker_models_spec(cfg, split, db), asv_embeddings_spec(cfg, split, db),
@@ -142,22 +139,47 @@ def save_backend(path: Path, backend: nn.Module, name: str, options: Mapping) ->
         torch.save({"backend": name, "options": json.dumps(dict(options)), "state": backend.state_dict()}, f)
 
 
-def load_backend(cfg: Mapping, asv_dim: int, cm_dim: int) -> EmbeddingBackend:
-    path = cfg["backend"]["checkpoint"]
-    name = cfg["backend"]["name"]
+def backend_checkpoint(cfg: Mapping) -> dict:
+    """The checkpoint `backend.checkpoint` names, checked without building anything: a weights-only file of the
+    configured back-end, whose stored options agree with `backend.options` (empty: use the stored ones). One line
+    naming the file otherwise: entry points call it before they write anything."""
+    path, name = cfg["backend"]["checkpoint"], cfg["backend"]["name"]
     if not path:
         raise InputError(f"backend '{name}' is trained, not fitted: set backend.checkpoint to a trained back-end "
                          f"(python main.py --config ... writes backend.pt), or choose a score-level back-end")
-    ckpt = load_weights(path)
+    ckpt = load_weights(path, label=f"backend.checkpoint {path}")
     if ckpt.get("backend") != name:
         raise InputError(f"{path}: not a '{name}' back-end checkpoint (holds {ckpt.get('backend')!r})")
-    section = {"backend": {"name": name, "options": json.loads(ckpt["options"])}}
-    backend = build_embedding_backend(section, asv_dim, cm_dim)
     try:
-        load_model_state(backend, ckpt["state"], str(path))
+        stored = json.loads(ckpt["options"])
+    except (KeyError, TypeError, ValueError):
+        raise InputError(f"{path}: not a back-end checkpoint of this toolkit (no readable 'options'; main.py "
+                         f"writes them as backend.pt)") from None
+    given = dict(cfg["backend"]["options"])
+    if given and given != stored:
+        raise InputError(f"backend.options {json.dumps(given)} differ from those backend.checkpoint {path} was "
+                         f"trained with ({json.dumps(stored)}); leave backend.options empty to use them")
+    if not isinstance(ckpt.get("state"), Mapping):
+        raise InputError(f"{path}: not a back-end checkpoint of this toolkit (no 'state' dict)")
+    return {"options": stored, "state": ckpt["state"]}
+
+
+def load_backend(cfg: Mapping, asv_dim: int, cm_dim: int) -> EmbeddingBackend:
+    """The embedding back-end of `backend.checkpoint`, built with the options stored in it."""
+    ckpt = backend_checkpoint(cfg)
+    backend = build_embedding_backend({"backend": {"name": cfg["backend"]["name"], "options": ckpt["options"]}},
+                                      asv_dim, cm_dim)
+    try:
+        load_model_state(backend, ckpt["state"], str(cfg["backend"]["checkpoint"]))
     except ValueError as e:
         raise InputError(str(e)) from None
     return backend.eval()
+
+
+def backend_options(cfg: Mapping) -> dict:
+    """The options the back-end is built with: those stored in `backend.checkpoint` when it is set (a back-end
+    training starts from, or scores with), else `backend.options`."""
+    return backend_checkpoint(cfg)["options"] if cfg["backend"]["checkpoint"] else dict(cfg["backend"]["options"])
 
 
 def score_splits(cfg: Mapping, splits: Sequence[str] = EVAL_SPLITS, config_of_record: Mapping | None = None,
