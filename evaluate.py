@@ -14,7 +14,7 @@ from typing import Sequence
 
 from common.cli import run_main
 from common.errors import InputError
-from common.io import write_json
+from common.io import check_writable, write_json
 from data.score_files import align_scores, read_sasv_scores
 from metrics.report import NEEDS_ASV_AND_CM, evaluate_trials, format_table, json_ready, missing_classes
 
@@ -39,6 +39,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for flag, path in (("--json", args.json), ("--det", args.det)):
         if path and Path(path).is_dir():
             raise InputError(f"{flag} {path}: is a folder; give the file to write")
+        if path:
+            check_writable(path, flag)      # a read-only folder is said before the score files are read
     sasv = read_sasv_scores(args.sasv)
     asv = align_scores(sasv, read_sasv_scores(args.asv), (args.sasv, args.asv)) if args.asv else None
     cm = align_scores(sasv, read_sasv_scores(args.cm), (args.sasv, args.cm)) if args.cm else None

@@ -19,6 +19,7 @@ from typing import Sequence
 from common.cli import config_parser, run_main
 from common.config import load_config
 from common.errors import InputError
+from common.io import check_writable
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -57,6 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = load_config(args.config, args.overrides, SCHEMA)
     if args.out and Path(args.out).is_dir():
         raise InputError(f"--out {args.out}: is a folder; give the CSV file to write")
+    if args.out:
+        check_writable(args.out, "--out")    # a read-only folder is said before any audio is scored
     check_scoring_checkpoint(cfg["asv"], "asv", cfg["allow_random_weights"])
     check_scoring_checkpoint(cfg["cm"], "cm", cfg["allow_random_weights"])
     trials = read_pairs(args.batch) if batch else [Trial(tuple(args.enroll), args.test)]
