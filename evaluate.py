@@ -15,7 +15,7 @@ from typing import Sequence
 from common.cli import run_main
 from common.errors import InputError
 from common.folders import check_inputs_kept
-from common.io import write_json
+from common.io import check_writable, write_json
 from data.score_files import align_scores, read_sasv_scores
 from metrics.report import NEEDS_ASV_AND_CM, evaluate_trials, format_table, json_ready, missing_classes
 
@@ -40,6 +40,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for flag, path in (("--json", args.json), ("--det", args.det)):
         if path and Path(path).is_dir():
             raise InputError(f"{flag} {path}: is a folder; give the file to write")
+        if path:
+            check_writable(path, flag)      # a read-only folder is said before the score files are read
     check_inputs_kept({"--sasv": args.sasv, "--asv": args.asv, "--cm": args.cm},
                       files={"--json": args.json, "--det": args.det})
     sasv = read_sasv_scores(args.sasv)

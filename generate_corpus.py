@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 
 import synthetic
+from common.cli import run_main
+from common.io import check_writable
 from synthetic.layout import is_complete
 from synthetic.presets import PRESETS, get_preset
 
@@ -21,21 +23,20 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.seed < 0:
         ap.error("--seed must be >= 0")
+    if args.workers is not None and args.workers < 1:
+        ap.error("--workers must be >= 1")
     paths = synthetic.corpus_paths(args.out)
     if not args.force and is_complete(paths, get_preset(args.preset), args.seed):
         print(f"synthetic corpus already complete (preset {args.preset}, seed {args.seed}); --force regenerates")
     else:
+        check_writable(args.out, "--out", folder=True)   # before planning and rendering
         start = time.perf_counter()
-        try:
-            synthetic.generate_corpus(args.out, args.preset, args.seed, force=args.force, workers=args.workers,
-                                      progress=True)
-        except ValueError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
+        synthetic.generate_corpus(args.out, args.preset, args.seed, force=args.force, workers=args.workers,
+                                  progress=True)
         print(f"generated preset {args.preset}, seed {args.seed} in {time.perf_counter() - start:.1f} s")
     print(f"database (LA): {paths.la}\nenr_audio:     {paths.enr_audio}\nVoxCeleb:      {paths.voxceleb}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

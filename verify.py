@@ -19,6 +19,7 @@ from typing import Sequence
 from common.cli import config_parser, run_main
 from common.config import load_config
 from common.errors import InputError
+from common.io import check_writable
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -62,6 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     check_output_path(cfg["output_dir"], "output_dir")     # the experiment verified with: never the current folder
     if args.out and Path(args.out).is_dir():
         raise InputError(f"--out {args.out}: is a folder; give the CSV file to write")
+    if args.out:
+        check_writable(args.out, "--out")    # a read-only folder is said before any audio is scored
     check_scoring_checkpoint(cfg["asv"], "asv", cfg["allow_random_weights"])
     check_scoring_checkpoint(cfg["cm"], "cm", cfg["allow_random_weights"])
     trials = read_pairs(args.batch) if batch else [Trial(tuple(args.enroll), args.test)]

@@ -7,7 +7,7 @@ import logging
 import sys
 from typing import Callable, Sequence
 
-from common.errors import InputError
+from common.errors import STORAGE_CAUSES, WRITE_ONLY_CAUSES, InputError, storage_oserror
 
 
 def config_parser(description: str) -> argparse.ArgumentParser:
@@ -61,8 +61,27 @@ def add_wait_flag(parser: argparse.ArgumentParser) -> None:
                         help="when another run is writing the same output folder, wait for it instead of stopping")
 
 
+def storage_message(error: BaseException) -> str | None:
+    """The one line for a file system refusal that no writer named (a bare mkdir or rename in the library), or
+    None when `error` is not one: `PATH: cannot write (CAUSE)` for errors only a write raises (read-only, full,
+    over quota, over `ulimit -f`), `PATH: CAUSE` for those a read raises too (permission denied, ...). Such an
+    error raised while handling another (torch.save's RuntimeError over a full disk) counts only for the
+    write-only causes: a handled permission error is not what stopped the run."""
+    refused = storage_oserror(error, WRITE_ONLY_CAUSES)
+    if refused is None and isinstance(error, OSError) and error.errno in STORAGE_CAUSES:
+        refused = error
+    if refused is None:
+        return None
+    cause, where = STORAGE_CAUSES[refused.errno], refused.filename
+    if refused.errno in WRITE_ONLY_CAUSES:
+        return f"{where}: cannot write ({cause})" if where else f"cannot write a file ({cause})"
+    return f"{where}: {cause}" if where else cause
+
+
 def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> int:
-    """Runs an entry point: input errors become one line on stderr (exit 2), Ctrl-C exits 130 cleanly."""
+    """Runs an entry point: input errors become one line on stderr (exit 2), and so does a file system that refuses
+    a write (`storage_message`: the safety net under the writers, which name their file themselves); Ctrl-C exits
+    130 cleanly."""
     report_to_stderr()
     try:
         return int(main(argv) or 0)
@@ -73,3 +92,9 @@ def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[
         print("\ninterrupted: finished outputs are kept, nothing half-written; run again to resume",
               file=sys.stderr)
         return 130
+    except Exception as e:
+        message = storage_message(e)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        return 2

@@ -1,4 +1,5 @@
-"""Atomic, pickle-free storage: an interrupted run never leaves a half-written file behind.
+"""Atomic, pickle-free storage: an interrupted run never leaves a half-written file behind, and a file system that
+refuses a write (read-only, full, over `ulimit -f`) is one StorageError naming the file (`writing`).
 
 Also the one reader of the user's text files (protocols, trial lists, score files, configs, CSVs):
 a UTF-8 byte-order mark is dropped, UTF-16 and other non-UTF-8 files get one line naming the file.
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -17,7 +19,15 @@ from typing import IO, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from common.errors import InputError, MissingFilesError
+from common.errors import (
+    WRITE_ONLY_CAUSES,
+    WRITER_CAUSES,
+    InputError,
+    MissingFilesError,
+    StorageError,
+    cannot_write,
+    storage_oserror,
+)
 
 _TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")   # what atomic_write's mkstemp names look like
 _MODE: int | None = None
@@ -35,27 +45,71 @@ def new_file_mode() -> int:
 
 
 @contextlib.contextmanager
+def writing(path: str | os.PathLike, key: str | None = None,
+            causes: dict[int, str] = WRITER_CAUSES) -> Iterator[None]:
+    """Turns the file system refusing a write in the block (an OSError with one of `causes`, or an error raised
+    while handling one) into `StorageError('[KEY ]PATH: cannot write (CAUSE)')`.
+
+    The writer names the path because the OS often does not: a write past `ulimit -f` or onto a full disk raises
+    an OSError without a file name. Give `causes=WRITE_ONLY_CAUSES` around code that also reads (a permission
+    error there may be about an input)."""
+    try:
+        yield
+    except StorageError:
+        raise
+    except Exception as e:
+        refused = storage_oserror(e, causes)
+        if refused is None:
+            raise
+        raise cannot_write(path, refused, key) from e
+
+
+@contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
     """Writes to a temporary file beside `path` and renames it into place only on success.
 
-    The file gets the permissions of an ordinary new file (umask), not mkstemp's 0600."""
+    The file gets the permissions of an ordinary new file (umask), not mkstemp's 0600. When the file system
+    refuses (read-only, no permission, full, over quota, over `ulimit -f`), the temporary is removed and a
+    StorageError names `path` and the cause; an earlier file at `path` is left as it was."""
     path = Path(path)
     if path.is_dir():
         raise InputError(f"{path}: is a folder; give a file name to write to")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     binary = "b" in mode
+    f = os.fdopen(fd, mode, encoding=None if binary else encoding)
     try:
-        with os.fdopen(fd, mode, encoding=None if binary else encoding) as f:
+        with writing(path, causes=WRITE_ONLY_CAUSES):     # the caller's block: its reads keep their own errors
             yield f
+        with writing(path):
             f.flush()
             os.fchmod(f.fileno(), new_file_mode())
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+            f.close()                                     # NFS may report a full disk only here
+            os.replace(tmp, path)
     except BaseException:
+        with contextlib.suppress(OSError):
+            f.close()                                     # the descriptor is closed even when the flush fails
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def check_writable(path: str | os.PathLike, key: str | None = None, folder: bool = False) -> None:
+    """Fails now, with the StorageError a write would give later, when the file `path` (with `folder`: files in the
+    folder `path`) cannot be created because the nearest existing folder is read-only or not writable. Writes
+    nothing: for outputs written only after long work (a full disk still shows at the write itself)."""
+    existing = Path(path).absolute() if folder else Path(path).absolute().parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        code = errno.ENOTDIR
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        code = errno.EROFS if os.statvfs(existing).f_flag & os.ST_RDONLY else errno.EACCES
+    else:
+        return
+    raise cannot_write(path, OSError(code, os.strerror(code), str(existing)), key)
 
 
 def is_stale_temporary(path: Path) -> bool:

@@ -25,7 +25,7 @@ from typing import IO, Iterator, Sequence
 
 from common.errors import InputError
 from common.folders import LOCK_NAME, check_output_folder
-from common.io import is_stale_temporary
+from common.io import is_stale_temporary, writing
 
 _HELD: dict[Path, tuple[IO, int]] = {}   # folder -> (open lock file, re-entry count) of this process
 
@@ -53,8 +53,11 @@ def _describe_me() -> str:
 
 
 def _lock(folder: Path, wait: bool, key: str) -> IO:
-    folder.mkdir(parents=True, exist_ok=True)
-    handle = open(folder / LOCK_NAME, "a+", encoding="utf-8")
+    """The folder's lock, taken; a folder that cannot be made or written (read-only, no permission, full disk) is
+    one StorageError naming `key` and the folder, before the run computes anything."""
+    with writing(folder, key):
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = open(folder / LOCK_NAME, "a+", encoding="utf-8")
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -65,13 +68,15 @@ def _lock(folder: Path, wait: bool, key: str) -> IO:
                                       f"rerun with --wait to queue behind it, or choose another folder") from None
             print(f"waiting for {key} {folder}: in use by {holder}", file=sys.stderr, flush=True)
             fcntl.flock(handle, fcntl.LOCK_EX)
+        with writing(folder, key):
+            handle.seek(0)
+            handle.truncate()
+            handle.write(_describe_me())
+            handle.flush()
     except BaseException:
-        handle.close()
+        with contextlib.suppress(OSError):
+            handle.close()
         raise
-    handle.seek(0)
-    handle.truncate()
-    handle.write(_describe_me())
-    handle.flush()
     return handle
 
 

@@ -7,12 +7,13 @@ recorded in the checkpoint, so rows written after that checkpoint are dropped an
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 from pathlib import Path
 from typing import IO, Mapping
 
-from common.io import atomic_write
+from common.io import atomic_write, writing
 
 
 def format_value(value: object) -> str:
@@ -33,7 +34,8 @@ class CsvLog:
         self.pending: list[dict[str, str]] = []
         self._handle: IO | None = None
         if keep_rows is None:
-            self.path.unlink(missing_ok=True)
+            with writing(self.path):
+                self.path.unlink(missing_ok=True)
             return
         if self.path.exists():
             with open(self.path, newline="", encoding="utf-8") as f:
@@ -59,13 +61,14 @@ class CsvLog:
         if extra:
             raise ValueError(f"{self.path}: column {extra[0]!r} did not appear in the first row "
                              f"(columns {', '.join(self.header)}); log the same keys at every step")
-        if self._handle is None:
-            new = not self.path.exists() or self.path.stat().st_size == 0
-            self._handle = open(self.path, "a", newline="", encoding="utf-8")
-            if new:
-                csv.writer(self._handle, lineterminator="\n").writerow(self.header)
-        csv.DictWriter(self._handle, fieldnames=self.header, lineterminator="\n").writerow(text)
-        self._handle.flush()
+        with writing(self.path):   # a full disk mid-epoch: one line naming the log; rollback() rewrites it whole
+            if self._handle is None:
+                new = not self.path.exists() or self.path.stat().st_size == 0
+                self._handle = open(self.path, "a", newline="", encoding="utf-8")
+                if new:
+                    csv.writer(self._handle, lineterminator="\n").writerow(self.header)
+            csv.DictWriter(self._handle, fieldnames=self.header, lineterminator="\n").writerow(text)
+            self._handle.flush()
         self.pending.append(text)
 
     def commit(self) -> None:
@@ -81,17 +84,22 @@ class CsvLog:
 
     def close(self) -> None:
         if self._handle is not None:
-            self._handle.close()
-            self._handle = None
+            handle, self._handle = self._handle, None
+            with writing(self.path):
+                handle.close()
 
     @property
     def n_rows(self) -> int:
         return len(self.rows)
 
     def _rewrite(self) -> None:
-        self.close()
+        if self._handle is not None:   # rows it failed to flush (a full disk) are rewritten below from memory
+            with contextlib.suppress(OSError):
+                self._handle.close()
+            self._handle = None
         if self.header is None:
-            self.path.unlink(missing_ok=True)
+            with writing(self.path):
+                self.path.unlink(missing_ok=True)
             return
         with atomic_write(self.path, "w") as f:
             writer = csv.DictWriter(f, fieldnames=self.header, lineterminator="\n")

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from common.io import atomic_write, write_lines
+from common.errors import InputError
+from common.io import atomic_write, write_lines, writing
 
 from . import attacks as A
 from .presets import Preset, preset_record
@@ -236,14 +237,15 @@ def write_audio(path: Path, audio: np.ndarray) -> None:
     it (a third of the time for short utterances) and 0.2 ms into memory, with the same bytes.
     """
     fmt = "FLAC" if path.suffix == ".flac" else "WAV"
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     buffer = io.BytesIO()
     sf.write(buffer, audio, SR, subtype="PCM_16", format=fmt)
     try:
-        with open(tmp, "wb") as f:
-            f.write(buffer.getbuffer())
-        os.replace(tmp, path)
+        with writing(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "wb") as f:
+                f.write(buffer.getbuffer())
+            os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -273,11 +275,13 @@ def render_all(jobs: list[Job], voices: list[Voice], root: Path, preset: Preset,
         # fork: workers need no re-import of the caller's main module (scripts without a __main__ guard work);
         # they only use numpy/scipy/soundfile, so forking a process that imported torch is harmless.
         ctx = get_context("fork" if "fork" in get_all_start_methods() else "spawn")
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                                 initargs=(voices,)) as pool:
+        pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(voices,))
+        try:
             for done in pool.map(_run_chunk, [(c, str(root), preset.min_dur, preset.max_dur) for c in chunks]):
                 if bar is not None:
                     bar.update(done)
+        finally:   # on an error (a full disk), the chunks not yet started are dropped instead of rendered in vain
+            pool.shutdown(wait=True, cancel_futures=True)
     if bar is not None:
         bar.close()
 
@@ -328,14 +332,14 @@ def prepare_output(paths: CorpusPaths) -> None:
     ours = (paths.root / MANIFEST).exists() or (paths.root / _IN_PROGRESS).exists()
     existing = [p for p in (paths.la, paths.voxceleb) if p.exists()]
     if existing and not ours:
-        raise ValueError(f"{existing[0]}: exists and was not written by the synthetic generator; "
+        raise InputError(f"{existing[0]}: exists and was not written by the synthetic generator; "
                          f"choose another output folder or remove it")
-    paths.root.mkdir(parents=True, exist_ok=True)
-    with atomic_write(paths.root / _IN_PROGRESS) as f:
+    with atomic_write(paths.root / _IN_PROGRESS) as f:   # first: a read-only or full output stops before rendering
         f.write("generation started; the corpus is incomplete until synthetic_corpus.json exists\n")
-    (paths.root / MANIFEST).unlink(missing_ok=True)
-    for p in existing:
-        shutil.rmtree(p)
+    with writing(paths.root):
+        (paths.root / MANIFEST).unlink(missing_ok=True)
+        for p in existing:
+            shutil.rmtree(p)
 
 
 def finalize(paths: CorpusPaths, record: dict) -> None:
@@ -343,7 +347,8 @@ def finalize(paths: CorpusPaths, record: dict) -> None:
     with atomic_write(paths.root / MANIFEST) as f:
         json.dump(record, f, indent=1, sort_keys=True)
         f.write("\n")
-    (paths.root / _IN_PROGRESS).unlink(missing_ok=True)
+    with writing(paths.root / _IN_PROGRESS):
+        (paths.root / _IN_PROGRESS).unlink(missing_ok=True)
 
 
 def write_texts(root: Path, texts: dict[str, list[str]]) -> None:
