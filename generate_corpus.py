@@ -4,10 +4,10 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 import synthetic
 from common.cli import run_main
+from common.folders import check_output_path
 from common.io import check_writable
 from synthetic.layout import is_complete
 from synthetic.presets import PRESETS, get_preset
@@ -15,7 +15,7 @@ from synthetic.presets import PRESETS, get_preset
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--out", required=True, type=Path, help="output folder (gets LA/ and VoxCeleb/)")
+    ap.add_argument("--out", required=True, help="output folder (gets LA/ and VoxCeleb/)")
     ap.add_argument("--preset", default="default", choices=sorted(PRESETS), help="corpus size (default: %(default)s)")
     ap.add_argument("--seed", default=0, type=int, help="random seed; same preset + seed = identical files")
     ap.add_argument("--force", action="store_true", help="regenerate even if the output is complete")
@@ -25,13 +25,14 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--seed must be >= 0")
     if args.workers is not None and args.workers < 1:
         ap.error("--workers must be >= 1")
-    paths = synthetic.corpus_paths(args.out)
+    out = check_output_path(args.out, "--out")
+    paths = synthetic.corpus_paths(out)
     if not args.force and is_complete(paths, get_preset(args.preset), args.seed):
         print(f"synthetic corpus already complete (preset {args.preset}, seed {args.seed}); --force regenerates")
     else:
-        check_writable(args.out, "--out", folder=True)   # before planning and rendering
+        check_writable(out, "--out", folder=True)   # before planning and rendering
         start = time.perf_counter()
-        synthetic.generate_corpus(args.out, args.preset, args.seed, force=args.force, workers=args.workers,
+        synthetic.generate_corpus(out, args.preset, args.seed, force=args.force, workers=args.workers,
                                   progress=True)
         print(f"generated preset {args.preset}, seed {args.seed} in {time.perf_counter() - start:.1f} s")
     print(f"database (LA): {paths.la}\nenr_audio:     {paths.enr_audio}\nVoxCeleb:      {paths.voxceleb}")

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 from common.errors import InputError
-from common.io import is_stale_temporary
+from common.io import is_stale_temporary, writing
 
 LOCK_NAME = ".sasv-run.lock"          # every folder a run writes holds it (common/locking.py)
 STARTED, RESULTS = "started.json", "results.json"
@@ -134,9 +134,10 @@ def move_aside(folder: str | os.PathLike, keep: Sequence[str] = (), key: str = "
     while dest.exists():
         suffix += 1
         dest = dest.with_name(f"{dest.name.split('.')[0]}.{suffix}")
-    dest.mkdir()
-    for item in items:
-        os.replace(item, dest / item.name)
+    with writing(folder, key):
+        dest.mkdir()
+        for item in items:
+            os.replace(item, dest / item.name)
     return dest
 
 

@@ -26,7 +26,7 @@ from typing import Any, Iterator, Mapping
 from common.config import dump_config, plain
 from common.errors import InputError, MissingFilesError
 from common.folders import LOCK_NAME, REPLACED_PREFIX, STARTED
-from common.io import atomic_write, file_sha256, is_stale_temporary, read_json, write_json
+from common.io import atomic_write, file_sha256, is_stale_temporary, read_json, write_json, writing
 
 RESULTS, CONFIG, PREVIOUS_RESULTS = "results.json", "config.yaml", "results.previous.json"
 
@@ -323,7 +323,8 @@ def start_run(folder: str | os.PathLike, cfg: Mapping) -> None:
     folder = Path(folder)
     old = read_json(folder / RESULTS)
     if old is not None and not made_by_config(old, cfg):
-        os.replace(folder / RESULTS, folder / PREVIOUS_RESULTS)
+        with writing(folder / PREVIOUS_RESULTS):
+            os.replace(folder / RESULTS, folder / PREVIOUS_RESULTS)
         print(f"{folder / RESULTS}: made by another config; moved to {PREVIOUS_RESULTS} (this run writes a new one)",
               file=sys.stderr, flush=True)
     dump_config(cfg, folder / CONFIG)

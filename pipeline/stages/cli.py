@@ -6,8 +6,12 @@ from typing import Callable, Mapping, Sequence
 
 from common.cli import add_wait_flag, config_parser, run_main
 from common.config import load_config
+from common.folders import check_inputs_kept
 from common.locking import hold_folders
-from common.runs import run_record
+from common.runs import config_checkpoints, run_record
+
+# What the stage scripts write at the top of output_dir besides scores/ (never one of their inputs)
+STAGE_FILES = ("results.json", "results.previous.json", "backend_state.json", "det_dev.png", "det_eval.png")
 
 
 def run_stage(doc: str, argv: Sequence[str] | None, check: Callable[[Mapping], object],
@@ -25,6 +29,9 @@ def run_stage(doc: str, argv: Sequence[str] | None, check: Callable[[Mapping], o
         args = parser.parse_intermixed_args(args_in)
         cfg = load_config(args.config, args.overrides, SCHEMA)
         check(cfg)
+        out, inputs = Path(cfg["output_dir"]), config_checkpoints(cfg)
+        check_inputs_kept(inputs, files={f"output_dir's {name}": out / name for name in STAGE_FILES},
+                          replaced=[out / "scores"], how="the stages write their score files into")
         # the embeddings folder is locked also when it is the default <output_dir>/embeddings: another run may share it
         embeddings = experiment(cfg).embeddings
         with hold_folders([("output_dir", cfg["output_dir"]), ("embeddings_dir", embeddings)], args.wait):
