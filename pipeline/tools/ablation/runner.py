@@ -119,6 +119,9 @@ def _trained_run(system: System, seed: int, inputs: Mapping[str, TrialInputs], f
         if scores is not None:
             log.info(f"ablation {system.name} seed {seed}: {folder / 'run.json'} is up to date, skipped")
             return Run(seed, folder, scores, keys)
+    if done is not None:
+        why = "--force" if force else "made by other inputs or settings"
+        log.info(f"ablation {system.name} seed {seed}: retraining in {folder} ({why}); its earlier run is replaced")
     seed_everything(seed)   # the back-end's initial weights
     dev = inputs["dev"]
     backend = build_embedding_backend(cfg, dev.asv.dim, dev.cm.dim)
