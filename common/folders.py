@@ -41,6 +41,8 @@ RUN_OUTPUTS = (
     "ablation",                                                             # ablate.py's default folder
 )
 EMBEDDING_CACHES = ("asv_*.npz", "cm_*.npz")   # what the stages write into an embeddings folder
+# The records of the toolkit's writers of data folders (synthetic.layout.MANIFEST, data.vocoders.MANIFEST_NAME)
+TOOL_RECORDS = ("synthetic_corpus.json", ".synthetic_corpus.incomplete", "copy_synthesis.json")
 
 
 def check_output_path(path: str | os.PathLike | None, key: str) -> Path:
@@ -71,11 +73,11 @@ def check_output_folder(path: str | os.PathLike | None, key: str) -> Path:
 
 def is_run_folder(folder: str | os.PathLike) -> bool:
     """Whether a run of this toolkit wrote `folder`: it holds the lock file every run takes on the folders it
-    writes, or (runs made before there was one) a run record: started.json, or a results.json with provenance;
-    or it holds embedding caches and nothing else (a run's default <output_dir>/embeddings, or one the demo
-    wrote under its own lock)."""
+    writes, or a record of a tool that writes without it (a synthetic corpus, a copy-synthesis output) or of a
+    run made before there was one (started.json, a results.json with provenance); or it holds embedding caches
+    and nothing else (a run's default <output_dir>/embeddings, or one the demo wrote under its own lock)."""
     folder = Path(folder)
-    if (folder / LOCK_NAME).is_file() or (folder / STARTED).is_file():
+    if any((folder / name).is_file() for name in (LOCK_NAME, STARTED, *TOOL_RECORDS)):
         return True
     names = [e.name for e in os.scandir(folder)] if folder.is_dir() else []
     if names and all(is_stale_temporary(Path(n)) or any(fnmatch.fnmatchcase(n, p) for p in EMBEDDING_CACHES)

@@ -303,3 +303,16 @@ def test_frozen_training_starts_from_backend_checkpoint(frozen_run, staged, tiny
                                            f"backend.checkpoint={start}"), capsys)
     assert rc == 2
     assert_one_line_error(err, "backend.checkpoint is set", "score-level back-end 'score_sum'")
+
+
+def test_the_toolkits_data_folders_count_as_its_own(tiny_corpus, tmp_path):
+    """A corpus generate_corpus.py wrote (no lock) may be locked by demo.py --corpus; the records it trusts are the
+    writers' own names."""
+    from common.folders import TOOL_RECORDS, check_output_folder, is_run_folder
+    from data.vocoders import MANIFEST_NAME
+    from synthetic.layout import _IN_PROGRESS, MANIFEST
+
+    assert set(TOOL_RECORDS) == {MANIFEST, _IN_PROGRESS, MANIFEST_NAME}
+    assert is_run_folder(tiny_corpus.root)
+    check_output_folder(tiny_corpus.root, "--corpus")
+    assert not is_run_folder(tiny_corpus.la)
