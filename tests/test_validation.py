@@ -191,7 +191,7 @@ def test_training_crop_below_the_model_is_refused_before_training(config, sample
 REFUSED = [
     (["train.epochs=0"], "'train.epochs' must be an integer >= 1, got 0"),
     (["sampling.scheme=3class"], "'sampling.scheme' must be one of 2class, 4class, baseline2, got '3class'"),
-    (["score_norm.top_n=0"], "'score_norm.top_n' must be an integer >= 1, got 0"),
+    (["score_norm.top_n=1"], "'score_norm.top_n' must be an integer >= 2, got 1"),
     (["asv.crop.policy=even", "asv.crop.samples=10"],
      "'asv.crop.samples' is 10, shorter than the shortest input of ECAPA-TDNN (400 samples)"),
     (["mode=joint"], "mode joint needs an embedding back-end (baseline2, joint_oc), not 'score_sum'"),

@@ -13,6 +13,7 @@ from typing import Mapping, Sequence
 import torch
 
 from asv.score_norm import METHODS as NORM_METHODS
+from asv.score_norm import MIN_TOP_N
 from common.config import OPTIONAL_PATH, REQUIRED_PATH, ConfigError, FreeForm, Rule
 from common.dispatch import check_kwargs
 from common.errors import InputError
@@ -57,7 +58,7 @@ SASV_COMMON = {
     "asv": ASV_SECTION,
     "cm": CM_SECTION,
     "score_norm": {"method": Rule("none", choices=NORM_METHODS),    # ASV score normalisation
-                   "top_n": Rule(100, low=1)},                       # asnorm: the top cohort scores used
+                   "top_n": Rule(100, low=MIN_TOP_N)},               # asnorm: the top cohort scores used
     # score-level back-ends are fitted on `fit_on` (a scored split); embedding-level ones load `checkpoint`
     "backend": {"name": Rule("score_sum", choices=tuple(BACKENDS)), "options": FreeForm({}),
                 "checkpoint": OPTIONAL_PATH, "fit_on": Rule("dev", choices=ENROLMENT_SPLITS)},
