@@ -24,6 +24,7 @@ import numpy as np
 import soundfile as sf
 
 from common.cli import add_wait_flag, one_line, run_main
+from common.config import Rule
 from common.errors import InputError
 from common.folders import check_inputs_kept, check_output_path
 from common.io import atomic_write, read_json, write_json
@@ -247,6 +248,10 @@ def run_all(tasks: list[Task], wav_dir: Path, seed: int, workers: int) -> Iterat
 
 
 # ----------------------------------------------------------------------------------------------- main
+COUNT = Rule(1, low=1)      # --workers, --limit-per-speaker
+SEED = Rule(0, low=0)       # --seed: any non-negative integer (numpy's Generator takes it whole)
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     source = ap.add_mutually_exclusive_group(required=True)
@@ -256,11 +261,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--out", required=True, help="output folder")
     ap.add_argument("--vocoders", nargs="+", choices=sorted(VOCODERS), default=None, metavar="NAME",
                     help=f"vocoders to use (default: all of {', '.join(VOCODERS)})")
-    ap.add_argument("--workers", type=int, default=2,
+    ap.add_argument("--workers", type=COUNT.argument_type(), default=2,
                     help="processes (default: %(default)s); the output does not depend on it")
-    ap.add_argument("--limit-per-speaker", type=int, default=None, metavar="K",
+    ap.add_argument("--limit-per-speaker", type=COUNT.argument_type(), default=None, metavar="K",
                     help="copy only the first K utterances of each speaker (list order)")
-    ap.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    ap.add_argument("--seed", type=SEED.argument_type(), default=0, help="random seed (default: %(default)s)")
     ap.add_argument("--skip-bad-audio", action="store_true",
                     help="list unreadable source files and go on without them (default: stop at the first)")
     ap.add_argument("--overwrite", action="store_true",
@@ -269,12 +274,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = ap.parse_args(argv)
     if args.split is not None and args.la is None:
         ap.error("--split goes with --la")
-    if args.workers < 1:
-        ap.error("--workers must be >= 1")
-    if args.limit_per_speaker is not None and args.limit_per_speaker < 1:
-        ap.error("--limit-per-speaker must be >= 1")
-    if args.seed < 0:
-        ap.error("--seed must be >= 0")
     return args
 
 

@@ -32,8 +32,8 @@ import numpy as np
 
 from common.allocator import retain_freed_memory
 from common.cli import add_wait_flag, run_main
-from common.config import load_config
-from common.folders import move_aside
+from common.config import ConfigError, load_config
+from common.folders import check_output_path, move_aside
 from common.locking import hold_folders
 from common.provenance import provenance
 from common.runs import is_current, mark_started, resumable, write_results
@@ -108,6 +108,63 @@ def _start_step(folder: Path, cfg: dict, checkpoints: dict, protocols: dict, out
     return False
 
 
+@dataclasses.dataclass(frozen=True)
+class DemoConfigs:
+    """The resolved config of every step the demo runs."""
+    asv: dict                      # 2a: speaker pre-training on the VoxCeleb part
+    asv_la: dict                   # 2b: adaptation on LA train bona fide
+    cm: dict                       # 3: the CM front-end
+    systems: dict[str, dict]       # 4: one SASV config per table row
+    stage2: dict                   # 5: single SASV embedding, copy-synthesis stage
+    stage3: dict                   # 5: single SASV embedding, LA stage (the table's last row)
+
+
+def demo_configs(out: Path, corpus: Path, systems: Sequence[tuple[str, list[str]]] = SYSTEMS,
+                 extra: Sequence[str] = ()) -> DemoConfigs:
+    """Every step's config, loaded and checked (each key's rule, training settings, the SASV rules) before anything
+    is generated or trained: a bad override (`train.epochs=0`, a typo'd key) fails in one line before step 1, not
+    after the corpus and the first front-end. `extra` overrides apply to every config whose schema has their key."""
+    from engine import check_train_config
+    from pipeline.recipes import asv_task, cm_task, sasv_e2e_task, sasv_task
+    from pipeline.stages.experiment import check_sasv_config
+    from synthetic import corpus_paths
+
+    paths = corpus_paths(corpus)
+    unknown = [o for o in extra if o.split("=", 1)[0].split(".")[0] not in
+               {**asv_task.SCHEMA, **cm_task.SCHEMA, **sasv_task.SCHEMA, **sasv_e2e_task.SCHEMA}]
+    if unknown:
+        raise ConfigError(f"override {unknown[0]!r}: no quickstart config has the key "
+                          f"'{unknown[0].split('=', 1)[0].split('.')[0]}'")
+
+    def config(name: str, module, overrides: list[str]) -> dict:
+        own = [o for o in extra if o.split("=", 1)[0].split(".")[0] in module.SCHEMA]
+        cfg = load_config(Path("configs") / name, [*overrides, *own], module.SCHEMA)
+        check_train_config(cfg["train"])
+        return cfg
+
+    sasv: dict[str, dict] = {}
+    common = [f"database={paths.la}", f"embeddings_dir={out / 'embeddings'}", "det=false",
+              f"asv.checkpoint={out / 'asv_la' / 'asv_model.pt'}", f"cm.checkpoint={out / 'cm' / 'cm_model.pt'}"]
+    for label, overrides in systems:
+        overrides = [o.replace("{systems}", str(out / "systems")) for o in overrides]
+        sasv[label] = config("quickstart.conf", sasv_task,
+                             [*common, f"output_dir={out / 'systems' / _slug(label)}", *overrides])
+        check_sasv_config(sasv[label])
+    return DemoConfigs(
+        asv=config("quickstart_asv.conf", asv_task, [f"data.voxceleb={paths.voxceleb}", f"output_dir={out / 'asv'}"]),
+        asv_la=config("quickstart_asv_la.conf", asv_task,
+                      [f"data.database={paths.la}", f"asv.checkpoint={out / 'asv' / 'asv_model.pt'}",
+                       f"output_dir={out / 'asv_la'}"]),
+        cm=config("quickstart_cm.conf", cm_task, [f"database={paths.la}", f"output_dir={out / 'cm'}"]),
+        systems=sasv,
+        stage2=config("quickstart_sasv2_stage2.conf", sasv_e2e_task,
+                      [f"data.voxceleb={paths.voxceleb}", f"data.copy_synthesis={out / 'copy_synthesis'}",
+                       f"asv.checkpoint={out / 'asv' / 'asv_model.pt'}", f"output_dir={out / 'sasv2_stage2'}"]),
+        stage3=config("quickstart_sasv2_stage3.conf", sasv_e2e_task,
+                      [f"data.database={paths.la}", f"asv.checkpoint={out / 'sasv2_stage2' / 'sasv_embedding.pt'}",
+                       f"output_dir={out / 'systems' / _slug(SINGLE_EMBEDDING)}"]))
+
+
 def run_demo(out: Path, corpus: Path, preset: str, systems: Sequence[tuple[str, list[str]]] = SYSTEMS,
              extra: Sequence[str] = ()) -> dict[str, dict]:
     """Runs every step; `extra` overrides apply to every quickstart config (e.g. smaller runs in tests)."""
@@ -119,6 +176,8 @@ def run_demo(out: Path, corpus: Path, preset: str, systems: Sequence[tuple[str, 
     from pipeline.stages.sasv import config_checkpoints
     from synthetic import generate_corpus
 
+    configs = demo_configs(out, corpus, systems, extra)     # every config checked before anything runs
+
     def frontend_step(module, cfg: dict, checkpoints: dict, model: str) -> None:
         folder = Path(cfg["output_dir"])
         if not _start_step(folder, cfg, checkpoints, module.protocol_digests(cfg), {model: folder / f"{model}.pt"}):
@@ -128,26 +187,17 @@ def run_demo(out: Path, corpus: Path, preset: str, systems: Sequence[tuple[str, 
     clock.step(f"1/5 synthetic corpus ({preset}) -> {corpus}")
     paths = generate_corpus(corpus, preset=preset)
 
-    def config(name: str, module, overrides: list[str]) -> dict:
-        own = [o for o in extra if o.split("=", 1)[0].split(".")[0] in module.SCHEMA]
-        return load_config(Path("configs") / name, [*overrides, *own], module.SCHEMA)
-
     clock.step("2/5 ASV front-end: ECAPA-TDNN (C=256) pre-trained on the VoxCeleb part, adapted on LA train bona fide")
-    asv_cfg = config("quickstart_asv.conf", asv_task,
-                     [f"data.voxceleb={paths.voxceleb}", f"output_dir={out / 'asv'}"])
+    asv_cfg = configs.asv
     frontend_step(asv_task, asv_cfg, {"initial": asv_cfg["asv"]["checkpoint"]}, "asv_model")
-    adapt_cfg = config("quickstart_asv_la.conf", asv_task,
-                       [f"data.database={paths.la}", f"asv.checkpoint={out / 'asv' / 'asv_model.pt'}",
-                        f"output_dir={out / 'asv_la'}"])
+    adapt_cfg = configs.asv_la
     frontend_step(asv_task, adapt_cfg, {"initial": adapt_cfg["asv"]["checkpoint"]}, "asv_model")
 
     clock.step("3/5 CM front-end: LCNN on LFCC + log power spectrum (LCNN-LFCC-LPS), LA train")
-    cm_cfg = config("quickstart_cm.conf", cm_task, [f"database={paths.la}", f"output_dir={out / 'cm'}"])
+    cm_cfg = configs.cm
     frontend_step(cm_task, cm_cfg, {"initial": cm_cfg["cm"]["checkpoint"]}, "cm_model")
 
     clock.step("4/5 SASV: embeddings once, then every back-end")
-    common = [f"database={paths.la}", f"embeddings_dir={out / 'embeddings'}", "det=false",
-              f"asv.checkpoint={out / 'asv_la' / 'asv_model.pt'}", f"cm.checkpoint={out / 'cm' / 'cm_model.pt'}"]
     results: dict[str, dict] = {}
     curves: dict[str, tuple[np.ndarray, list[str]]] = {}
 
@@ -157,26 +207,20 @@ def run_demo(out: Path, corpus: Path, preset: str, systems: Sequence[tuple[str, 
         scores = read_sasv_scores(system_dir / "scores" / "sasv_eval.txt")
         curves[label] = (scores.score, scores.key)
 
-    for label, overrides in systems:
-        system_dir = out / "systems" / _slug(label)
-        overrides = [o.replace("{systems}", str(out / "systems")) for o in overrides]
-        cfg = config("quickstart.conf", sasv_task, [*common, f"output_dir={system_dir}", *overrides])
+    for label, cfg in configs.systems.items():
+        system_dir = Path(cfg["output_dir"])
         print(f"\n--- {label}", file=sys.stderr, flush=True)
         if not _start_step(system_dir, cfg, config_checkpoints(cfg), protocol_digests(cfg)):
             sasv_task.run(cfg, resume=True)
         collect(label, system_dir)
 
     clock.step("5/5 single SASV embedding (SASV2): stage 1 = the speaker model of step 2, then copy-synthesis, then LA")
-    copies = out / "copy_synthesis"
+    copies = Path(configs.stage2["data"]["copy_synthesis"])
     copy_synthesis.main(["--voxceleb", str(paths.voxceleb), "--out", str(copies), *COPY_SYNTHESIS])
-    stage2 = config("quickstart_sasv2_stage2.conf", sasv_e2e_task,
-                    [f"data.voxceleb={paths.voxceleb}", f"data.copy_synthesis={copies}",
-                     f"asv.checkpoint={out / 'asv' / 'asv_model.pt'}", f"output_dir={out / 'sasv2_stage2'}"])
+    stage2 = configs.stage2
     frontend_step(sasv_e2e_task, stage2, {"initial": stage2["asv"]["checkpoint"]}, "sasv_embedding")
-    system_dir = out / "systems" / _slug(SINGLE_EMBEDDING)
-    stage3 = config("quickstart_sasv2_stage3.conf", sasv_e2e_task,
-                    [f"data.database={paths.la}", f"asv.checkpoint={out / 'sasv2_stage2' / 'sasv_embedding.pt'}",
-                     f"output_dir={system_dir}"])
+    stage3 = configs.stage3
+    system_dir = Path(stage3["output_dir"])
     frontend_step(sasv_e2e_task, stage3, {"initial": stage3["asv"]["checkpoint"]}, "sasv_embedding")
     collect(SINGLE_EMBEDDING, system_dir)
 
@@ -216,6 +260,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="applied to the quickstart configs")
     add_wait_flag(parser)
     args = parser.parse_args(argv)
+    for flag, folder in (("--out", args.out), ("--corpus", args.corpus)):
+        check_output_path(folder, flag)
+    demo_configs(Path(args.out), Path(args.corpus), extra=args.overrides)   # a bad override: one line, nothing run
     retain_freed_memory()  # CPU training: reuse freed feature maps instead of page-faulting new ones
     with hold_folders([("--out", args.out), ("--corpus", args.corpus)], wait=args.wait):
         run_demo(Path(args.out), Path(args.corpus), args.preset, extra=args.overrides)

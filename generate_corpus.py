@@ -7,24 +7,26 @@ import time
 
 import synthetic
 from common.cli import run_main
+from common.config import Rule
 from common.folders import check_output_path
 from common.io import check_writable
 from synthetic.layout import is_complete
 from synthetic.presets import PRESETS, get_preset
+
+SEED = Rule(0, low=0)           # any non-negative integer (synthetic.generate_corpus)
+WORKERS = Rule(None, kind=int, low=1)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", required=True, help="output folder (gets LA/ and VoxCeleb/)")
     ap.add_argument("--preset", default="default", choices=sorted(PRESETS), help="corpus size (default: %(default)s)")
-    ap.add_argument("--seed", default=0, type=int, help="random seed; same preset + seed = identical files")
+    ap.add_argument("--seed", default=0, type=SEED.argument_type(),
+                    help="random seed, an integer >= 0; same preset + seed = identical files")
     ap.add_argument("--force", action="store_true", help="regenerate even if the output is complete")
-    ap.add_argument("--workers", default=None, type=int, help="rendering processes (default: up to 2)")
+    ap.add_argument("--workers", default=None, type=WORKERS.argument_type(),
+                    help="rendering processes (default: up to 2)")
     args = ap.parse_args(argv)
-    if args.seed < 0:
-        ap.error("--seed must be >= 0")
-    if args.workers is not None and args.workers < 1:
-        ap.error("--workers must be >= 1")
     out = check_output_path(args.out, "--out")
     paths = synthetic.corpus_paths(out)
     if not args.force and is_complete(paths, get_preset(args.preset), args.seed):

@@ -17,17 +17,19 @@ from pathlib import Path
 from typing import Sequence
 
 from common.cli import config_parser, run_main
-from common.config import load_config
+from common.config import Rule, load_config
 from common.errors import InputError
 from common.io import check_writable
+
+THRESHOLD = Rule(None, kind=float)   # --threshold: any finite SASV score (nan would reject every trial)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     from common.folders import check_inputs_kept, check_output_path
     from common.runs import config_checkpoints
-    from metrics.thresholds import METHODS
+    from metrics.thresholds import FAR, METHODS
     from pipeline.recipes.sasv_task import SCHEMA
-    from pipeline.stages.experiment import experiment
+    from pipeline.stages.experiment import check_sasv_config, experiment
     from pipeline.stages.frontends import check_scoring_checkpoint
     from pipeline.tools.verify import (
         Threshold,
@@ -46,10 +48,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--test", metavar="AUDIO", help="the test audio file")
     parser.add_argument("--batch", metavar="CSV", help="trials to verify: columns enroll (';'-separated) and test")
     parser.add_argument("--out", metavar="CSV", help="where --batch writes its results")
-    parser.add_argument("--threshold", type=float, help="decision threshold on the SASV score (overrides the dev one)")
+    parser.add_argument("--threshold", type=THRESHOLD.argument_type(),
+                        help="decision threshold on the SASV score (a finite number; overrides the dev one)")
     parser.add_argument("--threshold-method", choices=METHODS, default="eer",
                         help="how the threshold is chosen on the dev SASV scores (default: eer)")
-    parser.add_argument("--far", type=float, default=0.01, help="false-accept rate of --threshold-method far")
+    parser.add_argument("--far", type=FAR.argument_type(), default=FAR.default,
+                        help="false-accept rate of --threshold-method far, in (0, 1) (default: %(default)s)")
     args = parser.parse_intermixed_args(argv)
     single, batch = args.enroll is not None or args.test is not None, args.batch is not None or args.out is not None
     if single == batch:
@@ -61,6 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     cfg = load_config(args.config, args.overrides, SCHEMA)
     check_output_path(cfg["output_dir"], "output_dir")     # the experiment verified with: never the current folder
+    check_sasv_config(cfg)
     if args.out and Path(args.out).is_dir():
         raise InputError(f"--out {args.out}: is a folder; give the CSV file to write")
     if args.out:

@@ -23,6 +23,7 @@ import numpy as np
 from common.errors import InputError
 
 METHODS = ("none", "znorm", "tnorm", "snorm", "asnorm")
+MIN_TOP_N = 2    # asnorm's top_n: the standard deviation of fewer cohort scores is 0
 _CHUNK = 8192  # rows scored against the cohort at a time (bounds memory for ~100k test utterances)
 
 
@@ -107,8 +108,8 @@ def normalise_scores(method: str, enrol_emb: np.ndarray, test_emb: np.ndarray, e
         raise InputError(f"cohort has {len(cohort)} embedding(s); score statistics need at least 2")
     n = None
     if method == "asnorm":
-        if not isinstance(top_n, (int, np.integer)) or not 2 <= top_n <= len(cohort):
-            raise InputError(f"top_n must be an integer in [2, cohort size {len(cohort)}], got {top_n!r}")
+        if not isinstance(top_n, (int, np.integer)) or not MIN_TOP_N <= top_n <= len(cohort):
+            raise InputError(f"top_n must be an integer in [{MIN_TOP_N}, cohort size {len(cohort)}], got {top_n!r}")
         n = int(top_n)
 
     out = np.zeros_like(raw)

@@ -90,6 +90,7 @@ class Frontend:
 def build_frontend(spec: str) -> Frontend:
     """`NAME:POLICY[:SAMPLES[:COUNT]]` -> the model as the stages build it (pipeline.stages.frontends), untrained."""
     import cm
+    from common.config import load_config
     from pipeline.stages.frontends import (
         ASV_SECTION,
         CM_SECTION,
@@ -101,7 +102,7 @@ def build_frontend(spec: str) -> Frontend:
     )
     name, *crop = spec.split(":")
     is_cm = name in cm.MODELS
-    base = CM_SECTION if is_cm else ASV_SECTION
+    base = load_config(None, [], CM_SECTION if is_cm else ASV_SECTION)    # the section's defaults
     default = base["crop"]
     policy = crop[0] if crop else default["policy"]
     samples = int(crop[1]) if len(crop) > 1 else (FIXED_SAMPLES if policy == "first" else default["samples"])

@@ -184,6 +184,8 @@ class LCNN(nn.Module):
     `cmn` subtracts each utterance's mean over time from the features (removes a stationary channel colouring).
     Every argument comes from a `CONFIGS` entry (`cm.build_model` passes it; options override it)."""
 
+    min_samples = 15 * 160          # 16 frames: one survives four pools (a class attribute: known before building)
+
     def __init__(self, features: str | list, n_filters: int, n_ceps: int, channels: list, embedding_dim: int,
                  cmn: bool, dropout: float, sample_rate: int):
         super().__init__()
@@ -200,7 +202,6 @@ class LCNN(nn.Module):
         self.out_layer = nn.Linear(embedding_dim, 2)
         self.dropout = dropout
         self.embedding_dim = embedding_dim
-        self.min_samples = 15 * 160                                          # 16 frames: one survives four pools
 
     def forward(self, wave: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if wave.dim() != 2:

@@ -309,9 +309,12 @@ class SpeedPerturb:
     The speaker label is kept: a 10 % tempo/pitch change is treated as the same voice, not a new identity
     (recipes that count speed-perturbed copies as new speakers differ here)."""
 
+    FACTORS = (0.5, 2.0)    # the range a factor may take (configs: data.speed_perturb)
+
     def __init__(self, factors: Sequence[float], n_samples: int, sample_rate: int = SAMPLE_RATE):
-        if not factors or any(not 0.5 <= f <= 2.0 for f in factors):
-            raise InputError(f"speed perturbation: factors must lie in [0.5, 2], got {list(factors)}")
+        low, high = self.FACTORS
+        if not factors or any(not low <= f <= high for f in factors):
+            raise InputError(f"speed perturbation: factors must lie in [{low:g}, {high:g}], got {list(factors)}")
         self.factors, self.n_samples, self.sample_rate = tuple(float(f) for f in factors), n_samples, sample_rate
 
     @property

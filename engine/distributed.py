@@ -16,6 +16,8 @@ import torch.distributed as dist
 
 from common.config import ConfigError
 
+DEVICES = ("auto", "cpu", "cuda")     # the `device` keys of every config
+
 
 @dataclass
 class DistContext:
@@ -49,7 +51,7 @@ def get_world_size() -> int:
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     """`auto` = the LOCAL_RANK-th GPU when CUDA is available, else CPU; `cpu`; `cuda`."""
-    if name not in ("auto", "cpu", "cuda"):
+    if name not in DEVICES:
         raise ConfigError(f"device: must be auto, cpu or cuda, got {name!r}")
     if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")

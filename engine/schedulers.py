@@ -25,6 +25,8 @@ from typing import Mapping
 
 import torch
 
+from common.config import ConfigError
+
 SCHEDULERS = ("none", "cosine_warm_restarts", "exponential", "step", "keras_decay")
 DEFAULT_INTERVAL = {"none": "epoch", "cosine_warm_restarts": "step", "exponential": "epoch",
                     "step": "epoch", "keras_decay": "step"}
@@ -119,30 +121,41 @@ class LRSchedule:
         self.t = -1  # the next update re-applies the lr of the current counter
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, cfg: Mapping, steps_per_epoch: int | None) -> LRSchedule:
-    """Builds the schedule of the `scheduler` config section (see docs/training.md)."""
+def check_scheduler_config(cfg: Mapping) -> None:
+    """The `scheduler` section's settings that depend on each other (one line naming the key), checked before
+    anything is computed (`engine.check_train_config`) and again when a schedule is built."""
     name = cfg["name"]
     if name not in SCHEDULERS:
-        raise ValueError(f"scheduler.name: unknown scheduler {name!r}; valid: {', '.join(SCHEDULERS)}")
+        raise ConfigError(f"scheduler.name: unknown scheduler {name!r}; valid: {', '.join(SCHEDULERS)}")
     interval = DEFAULT_INTERVAL[name] if cfg["interval"] == "auto" else cfg["interval"]
     if interval not in ("step", "epoch"):
-        raise ValueError(f"scheduler.interval: must be auto, step or epoch, got {cfg['interval']!r}")
+        raise ConfigError(f"scheduler.interval: must be auto, step or epoch, got {cfg['interval']!r}")
+    if interval == "epoch" and cfg["warmup_steps"]:
+        raise ConfigError("scheduler.warmup_steps needs interval: step (this schedule steps per epoch); "
+                          "use scheduler.warmup_epochs")
+    if cfg["gamma"] is None and name == "exponential":
+        raise ConfigError("scheduler.gamma: the exponential scheduler needs gamma (lr factor per interval)")
+    if cfg["decay"] is None and name == "keras_decay":
+        raise ConfigError("scheduler.decay: keras_decay needs decay (lr = lr0 / (1 + decay * step))")
+    warmup = int(cfg["warmup_steps"]) if interval == "step" else int(cfg["warmup_epochs"])   # at least
+    if name == "cosine_warm_restarts" and cfg["T_0"] <= warmup:
+        raise ConfigError(f"scheduler.T_0 ({cfg['T_0']}) must exceed the warm-up ({warmup} {interval}s)")
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: Mapping, steps_per_epoch: int | None) -> LRSchedule:
+    """Builds the schedule of the `scheduler` config section (see docs/training.md)."""
+    check_scheduler_config(cfg)
+    name = cfg["name"]
+    interval = DEFAULT_INTERVAL[name] if cfg["interval"] == "auto" else cfg["interval"]
     warmup_steps, warmup_epochs = int(cfg["warmup_steps"]), int(cfg["warmup_epochs"])
     if interval == "epoch":
-        if warmup_steps:
-            raise ValueError("scheduler.warmup_steps needs interval: step (this schedule steps per epoch); "
-                             "use scheduler.warmup_epochs")
         warmup = warmup_epochs
     else:
         if warmup_epochs and steps_per_epoch is None:
             raise ValueError("scheduler.warmup_epochs with interval: step needs a batch sampler with __len__")
         warmup = warmup_steps + warmup_epochs * (steps_per_epoch or 0)
     gamma = cfg["gamma"] if cfg["gamma"] is not None else DEFAULT_GAMMA.get(name)
-    if gamma is None and name == "exponential":
-        raise ValueError("scheduler.gamma: the exponential scheduler needs gamma (lr factor per interval)")
     decay = cfg["decay"]
-    if decay is None and name == "keras_decay":
-        raise ValueError("scheduler.decay: keras_decay needs decay (lr = lr0 / (1 + decay * step))")
     return LRSchedule(optimizer, name, interval, warmup, T_0=cfg["T_0"], T_mult=cfg["T_mult"],
                       eta_min=cfg["eta_min"], gamma=1.0 if gamma is None else float(gamma),
                       step_size=cfg["step_size"], decay=0.0 if decay is None else float(decay))

@@ -6,6 +6,12 @@ import random
 import numpy as np
 import torch
 
+from common.config import Rule
+
+# Every seed goes through 32 bits (numpy's limit; `seed_everything`, `derive_seed`): a larger one would silently
+# repeat the run of a smaller one, so configs and flags refuse it.
+SEED = Rule(0, low=0, high=2**32 - 1)
+
 
 def derive_seed(*parts: int) -> int:
     """A well-mixed 32-bit seed from several integers (base seed, epoch, rank, ...), never colliding trivially."""

@@ -20,6 +20,7 @@ from typing import Mapping
 
 import numpy as np
 
+from common.config import Rule
 from common.errors import InputError
 from metrics.dcf import DCF_P005, PAPER_DEFAULT, ADCFCost, DCFCost
 from metrics.eer import roc_eer
@@ -27,6 +28,9 @@ from metrics.trials import SASV_KEYS, TrialClasses, as_scores
 
 METHODS = ("eer", "min_dcf", "min_a_dcf", "far")
 NEGATIVES = {"nontarget": ("nontarget",), "spoof": ("spoof",), "both": ("nontarget", "spoof")}
+# The target false-accept rate of method 'far' as configs and flags take it (ablation.thresholds.far, verify.py
+# --far): 0 and 1 are no operating points to deploy.
+FAR = Rule(0.01, above=0.0, below=1.0)
 
 
 def _classes(scores: Mapping | TrialClasses, name: str) -> dict[str, np.ndarray]:

@@ -214,10 +214,17 @@ def test_seed_is_deterministic_and_new_seeds_only_train(setup, tmp_path, capfd):
     ({"name": "x", "backend": "lr_fusion", "overrides": {"asv.checkpoint": "a.pt"}}, "'asv.checkpoint' is not allowed"),
     ({"name": "x", "backend": "lr_fusion", "overrides": {"score_norm.metod": "snorm"}},
      "unknown key 'score_norm.metod'"),
-    ({"name": "x", "backend": "lr_fusion", "overrides": {"train.epochs": "two"}}, "'train.epochs' must be int"),
+    ({"name": "x", "backend": "lr_fusion", "overrides": {"train.epochs": "two"}},
+     "'train.epochs' must be an integer >= 1, got 'two'"),
+    ({"name": "x", "backend": "lr_fusion", "overrides": {"score_norm.top_n": 1}},
+     "ablation system 'x': 'score_norm.top_n' must be an integer >= 2, got 1"),
+    ({"name": "x", "backend": "baseline2",
+      "overrides": {"train.select_initial": True, "train.select_metric": "train_loss"}},
+     "ablation system 'x': training config: 'select_initial' needs a dev select_metric"),
     ({"name": "x", "backend": "lr_fusion", "cm_score": "prob"}, "'cm_score' is 'prob'"),
     ({"name": "x", "backend": "lr_fusion", "seeds": [0]}, "'seeds' is for trained back-ends"),
-    ({"name": "x", "backend": "joint_oc", "seeds": []}, "non-empty list"),
+    ({"name": "x", "backend": "joint_oc", "seeds": []}, "'seeds' must be a non-empty list"),
+    ({"name": "x", "backend": "joint_oc", "seeds": [2**32]}, "each an integer in [0, 4294967295], got [4294967296]"),
 ])
 def test_config_errors_are_one_line(setup, tmp_path, capsys, entry, message):
     cfg = yaml.safe_load(setup["config"].read_text())

@@ -180,7 +180,7 @@ def test_typo_in_config_file_names_the_key(tmp_path, tiny_corpus):
 
 
 def test_wrong_type_names_the_key(tiny_corpus):
-    with pytest.raises(ConfigError, match=r"'train\.epochs' must be int"):
+    with pytest.raises(ConfigError, match=r"'train\.epochs' must be an integer >= 1, got 'many'"):
         load(ROOT / "configs" / "quickstart.conf", [f"database={tiny_corpus.la}", "train.epochs=many"])
 
 

@@ -164,8 +164,9 @@ def test_other_settings_refused_unless_overwrite(vox, made, tmp_path):
     # A folder with wav/ but no manifest was not made by the tool: never written into, even with --overwrite.
     foreign = tmp_path / "foreign"
     (foreign / "wav").mkdir(parents=True)
-    with pytest.raises(InputError, match="not made by copy_synthesis.py"):
+    with pytest.raises(InputError, match=r"holds files that no run of this toolkit wrote \('wav'\)"):
         copy_synthesis.main(["--voxceleb", str(vox), "--out", str(foreign), "--overwrite"])
+    assert sorted(p.name for p in foreign.iterdir()) == ["wav"]
 
 
 def test_worker_count_does_not_change_the_output(vox, made, tmp_path):

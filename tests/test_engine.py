@@ -17,6 +17,7 @@ from engine import (
     TRAIN_SCHEMA,
     TrainData,
     build_scheduler,
+    check_train_config,
     fit,
     load_checkpoint,
     load_model_weights,
@@ -123,8 +124,22 @@ def test_schema_defaults_and_errors():
         train_config({"optimizer": {"lrr": 1.0}})
     with pytest.raises(ConfigError, match="'amp' must be one of"):
         train_config({"amp": "fp32"})
-    with pytest.raises(ConfigError, match="'epochs' must be > 0"):
+    with pytest.raises(ConfigError, match=r"^training config: 'epochs' must be an integer >= 1, got 0$"):
         train_config({"epochs": 0})
+    with pytest.raises(ConfigError, match=r"^training config: 'seed' must be an integer in \[0, 4294967295\], "
+                                          r"got null$"):
+        train_config({"seed": None})
+    with pytest.raises(ConfigError, match=r"'optimizer\.betas' must be a list of 2 items, each a finite number in "
+                                          r"\[0, 1\), got \[0\.9, 1\.5\]"):
+        train_config({"optimizer": {"betas": [0.9, 1.5]}})
+    with pytest.raises(ConfigError, match="'optimizer.nesterov' needs 'optimizer.momentum' > 0"):
+        train_config({"optimizer": {"name": "sgd", "nesterov": True, "momentum": 0.0}})
+    with pytest.raises(ConfigError, match=r"scheduler\.T_0 \(2\) must exceed the warm-up \(2 steps\)"):
+        train_config({"scheduler": {"name": "cosine_warm_restarts", "T_0": 2, "warmup_steps": 2}})
+    hand_built = train_config()     # a section built in code, not loaded: the same rules
+    hand_built["grad_clip"] = float("nan")
+    with pytest.raises(ConfigError, match=r"^training config: 'grad_clip' must be a finite number >= 0, got nan$"):
+        check_train_config(hand_built)
     with pytest.raises(ConfigError, match="missing key 'optimizer'"):
         fit(Net(), ClassifyTask(), TrainData(NoisyData()), {k: v for k, v in train_config().items()
                                                            if k != "optimizer"}, "/nonexistent")
@@ -448,7 +463,7 @@ def test_eval_every_changes_what_is_evaluated_not_what_is_trained(tmp_path):
     dev = rows[0].index("dev_loss")
     assert [r[dev] != "" for r in rows[1:]] == [False, True, False, True, True]
     assert result.best_epoch in (2, 4, 5)
-    with pytest.raises(ConfigError, match="'eval_every' must be > 0"):
+    with pytest.raises(ConfigError, match="'eval_every' must be an integer >= 1, got 0"):
         _cfg(eval_every=0)
 
 
@@ -494,5 +509,5 @@ def test_select_initial_survives_an_interrupt_and_needs_a_dev_metric(tmp_path):
     assert [r["epoch"] for r in result.history] == [0, 1, 2, 3, 4]
     with pytest.raises(ConfigError, match="'select_initial' needs a dev select_metric"):
         _cfg(select_initial=True)
-    with pytest.raises(ConfigError, match="'select_initial' must be bool"):
+    with pytest.raises(ConfigError, match="'select_initial' must be true or false, got 'yes'"):
         _cfg(select_initial="yes")

@@ -184,7 +184,8 @@ def test_head_of_another_class_set_needs_reset_head(tiny_corpus, tmp_path, capsy
 
 
 @pytest.mark.parametrize("override,needle", [
-    ("data.train_on=[train, eval]", "'eval' is not trainable"),
+    ("data.train_on=[train, eval]",
+     "'data.train_on' must be a list without repeats, each one of train, dev, got ['train', 'eval']"),
     ("data.train_on=[train, dev]", "dev is in data.train_on"),
     ("train.select_metric=eer", "VoxCeleb trial-list metric"),
     ("data.train_on=[]", "no training data"),

@@ -230,7 +230,8 @@ def test_task_defaults_and_bad_values(tiny_corpus, tmp_path, capsys):
                      "train.batch_size=2"]
     e2e_cfg = load_config(ROOT / "configs" / "quickstart_sasv2_stage3.conf", e2e_overrides, sasv_e2e_task.SCHEMA)
     assert e2e_cfg["asv"]["enrol_mean"] == "unit"       # SASV2: the mean of unit vectors
-    with pytest.raises(ConfigError, match=r"^asv\.enrol_mean must be one of raw, unit, got 'mean'$"):
+    with pytest.raises(ConfigError, match=r"^task sasv_e2e config: 'asv\.enrol_mean' must be one of raw, unit, "
+                                          r"got 'mean'$"):
         sasv_e2e_task.check({**e2e_cfg, "asv": {**e2e_cfg["asv"], "enrol_mean": "mean"}})
     rc, err = call(lambda a: run_main(main_py.main, a),
                    ["--config", "configs/quickstart_sasv2_stage3.conf", *e2e_overrides, "asv.enrol_mean=Unit"], capsys)

@@ -88,8 +88,8 @@ def test_threshold_option_decides(setup, capsys):
         out = _printed(capsys.readouterr().out)
         assert out["decision"].startswith(decision) and "given with --threshold" in out["threshold"]
     assert _verify(["--config", setup["config"], "--enroll", *enrol, "--test", test,
-                    "--threshold-method", "far", "--far", "0.0"]) == 0
-    assert "FAR 0 % point" in capsys.readouterr().out
+                    "--threshold-method", "far", "--far", "0.001"]) == 0
+    assert "FAR 0.1 % point" in capsys.readouterr().out
 
 
 def test_resampled_stereo_wav(setup, tmp_path, capsys):
@@ -213,6 +213,24 @@ def test_usage_errors(setup, capsys):
     with pytest.raises(SystemExit):
         _verify(["--config", setup["config"], "--batch", "p.csv"])
     assert "--out" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag, value, allowed", [("--threshold", "nan", "a finite number"),
+                                                   ("--threshold", "inf", "a finite number"),
+                                                   ("--threshold", "-inf", "a finite number"),
+                                                   ("--threshold", "high", "a finite number"),
+                                                   ("--far", "0", "a finite number in (0, 1)"),
+                                                   ("--far", "1.5", "a finite number in (0, 1)"),
+                                                   ("--far", "nan", "a finite number in (0, 1)")])
+def test_numeric_options_are_checked_before_anything(setup, capsys, flag, value, allowed):
+    """`--threshold nan` once rejected every trial with exit 0: a flag's value is checked by the rule a config key
+    has, before the config is read; argparse's one error line names the flag, the value and what is allowed."""
+    enrol, test, _ = _trial(setup)
+    with pytest.raises(SystemExit) as e:
+        _verify(["--config", setup["config"], "--enroll", *enrol, "--test", test, f"{flag}={value}"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "Traceback" not in err
+    assert err.strip().splitlines()[-1].endswith(f"error: argument {flag}: must be {allowed}, got {value}"), err
 
 
 def test_refuses_ablation_system_with_other_cm_score(setup, tmp_path, capsys):

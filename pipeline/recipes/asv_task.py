@@ -17,8 +17,8 @@ from torch import nn
 import asv
 import ssl_models
 from asv.checkpoint import load_asv_state, save_asv_state
-from asv.losses import build_loss
-from common.config import REQUIRED, FreeForm
+from asv.losses import LOSSES, build_loss
+from common.config import OPTIONAL_PATH, REQUIRED_PATH, FreeForm, Rule, check_config
 from common.errors import InputError, MissingFilesError
 from common.folders import check_output_path
 from common.io import file_sha256
@@ -30,27 +30,43 @@ from data.datasets import SpeakerDataset
 from data.embeddings import EmbeddingTable, speaker_models
 from data.samplers import SpeakerBatchSampler
 from data.voxceleb import VoxCeleb
-from engine import TRAIN_SCHEMA, TrainData, fit, is_main_process, load_model_weights, seed_everything
+from engine import (
+    TrainData,
+    check_train_config,
+    fit,
+    is_main_process,
+    load_model_weights,
+    seed_everything,
+    train_schema,
+)
 from metrics.dcf import DCF_P001, DCF_P005, min_dcf
 from metrics.eer import roc_eer
 from pipeline.stages.extract import extract
-from pipeline.stages.frontends import ASV_SECTION, asv_embed_fn, crop_spec, unit_enrol_mean
+from pipeline.stages.frontends import (
+    ASV_SECTION,
+    asv_embed_fn,
+    check_crop_fits,
+    check_input_fits,
+    crop_spec,
+    input_floor,
+    unit_enrol_mean,
+)
 
 SCHEMA = {
-    "task": "asv",
-    "output_dir": REQUIRED,
+    "task": Rule("asv", choices=("asv",)),
+    "output_dir": REQUIRED_PATH,
     "data": {
-        "voxceleb": None,          # VoxCeleb-layout root (wav/, train_list.txt, veri_test.txt), or
-        "database": None,          # an ASVspoof 2019 LA folder: train on train bona fide, test on dev target/nontarget
-        "train_list": None,        # default <voxceleb>/train_list.txt
-        "trial_list": None,        # default <voxceleb>/veri_test.txt
-        "train_samples": 32000,    # training crop (2 s)
-        "utts_per_speaker": 1,     # M: metric losses (angleproto, ge2e, ...) need >= 2
+        "voxceleb": OPTIONAL_PATH,     # VoxCeleb-layout root (wav/, train_list.txt, veri_test.txt), or
+        "database": OPTIONAL_PATH,     # an ASVspoof 2019 LA folder: train on train bona fide, test on dev trials
+        "train_list": OPTIONAL_PATH,   # default <voxceleb>/train_list.txt
+        "trial_list": OPTIONAL_PATH,   # default <voxceleb>/veri_test.txt
+        "train_samples": Rule(32000, low=1),   # training crop (2 s); at least the model's shortest input
+        "utts_per_speaker": Rule(1, low=1),    # M: metric losses (angleproto, ge2e, ...) need >= 2
         "augment": {"enabled": False, "options": FreeForm({})},   # data.augment.WaveAugment options
     },
     "asv": ASV_SECTION,            # asv.checkpoint: initial weights (fine-tuning), optional
-    "loss": {"name": "aamsoftmax", "options": FreeForm({})},
-    "train": {**TRAIN_SCHEMA, "select_metric": "eer"},
+    "loss": {"name": Rule("aamsoftmax", choices=tuple(LOSSES)), "options": FreeForm({})},
+    "train": train_schema("eer"),
 }
 
 
@@ -181,10 +197,14 @@ class ASVTask(SpeakerNetTask):
 
 
 def check(cfg: Mapping) -> tuple[list[Path], list[int], TrialList]:
-    """Everything that needs no model (folders, lists, audio present, batch size, initial checkpoint), before
-    main.py locks or writes anything; returns the training data."""
+    """Everything that needs no model (folders, training settings, crops the model can take, lists, audio present,
+    batch size, initial checkpoint), before main.py locks or writes anything; returns the training data."""
+    check_config(cfg, SCHEMA, "task asv config")       # a config built in code gets the rules of a loaded one
     check_output_path(cfg["output_dir"], "output_dir")
-    unit_enrol_mean(cfg["asv"])
+    check_train_config(cfg["train"])
+    floor = input_floor(cfg["asv"], "asv")
+    check_input_fits(cfg["data"]["train_samples"], floor, "data.train_samples")
+    check_crop_fits(cfg["asv"], "asv", floor)
     if cfg["asv"]["checkpoint"] and not Path(cfg["asv"]["checkpoint"]).is_file():
         raise MissingFilesError(f"asv.checkpoint {cfg['asv']['checkpoint']}: checkpoint file does not exist")
     paths, labels, trials = _data(cfg)

@@ -15,8 +15,8 @@ from torch import nn
 import cm
 import ssl_models
 from cm.checkpoint import load_cm_state, save_cm_state
-from cm.losses import build_loss
-from common.config import REQUIRED, ConfigError, FreeForm
+from cm.losses import LOSSES, build_loss
+from common.config import REQUIRED_PATH, FreeForm, Rule, check_config
 from common.errors import MissingFilesError
 from common.folders import check_output_path
 from common.io import file_sha256
@@ -25,24 +25,32 @@ from common.runs import RunFolders, write_results
 from data.asvspoof import SPLITS, LADatabase, check_files_exist
 from data.augment import build_augment
 from data.datasets import CMDataset
-from engine import TRAIN_SCHEMA, TrainData, fit, is_main_process, load_model_weights, seed_everything
+from engine import (
+    TrainData,
+    check_train_config,
+    fit,
+    is_main_process,
+    load_model_weights,
+    seed_everything,
+    train_schema,
+)
 from metrics.eer import det_eer
 from pipeline.stages.cache import ScoreMemo
 from pipeline.stages.extract import extract
-from pipeline.stages.frontends import CM_SECTION, crop_spec
+from pipeline.stages.frontends import CM_SECTION, check_crop_fits, check_input_fits, crop_spec, input_floor
 
 SCHEMA = {
-    "task": "cm",
-    "database": REQUIRED,          # the ASVspoof 2019 LA folder
-    "output_dir": REQUIRED,
+    "task": Rule("cm", choices=("cm",)),
+    "database": REQUIRED_PATH,     # the ASVspoof 2019 LA folder
+    "output_dir": REQUIRED_PATH,
     "data": {
-        "train_samples": 64600,    # random training crop (AASIST: 64600 = 4.04 s)
+        "train_samples": Rule(64600, low=1),   # random training crop (AASIST: 64600 = 4.04 s); >= the model's floor
         "augment": {"enabled": False, "options": FreeForm({})},
     },
     "cm": CM_SECTION,              # cm.checkpoint: initial weights (fine-tuning), optional
-    "loss": {"name": "WeightedCE", "options": FreeForm({})},    # WeightedCE | OCSoftmax
-    "eval_splits": ["dev", "eval"],
-    "train": {**TRAIN_SCHEMA, "select_metric": "dev_cm_eer"},
+    "loss": {"name": Rule("WeightedCE", choices=tuple(LOSSES)), "options": FreeForm({})},   # WeightedCE | OCSoftmax
+    "eval_splits": Rule(["dev", "eval"], unique=True, items=Rule("dev", choices=SPLITS)),
+    "train": train_schema("dev_cm_eer"),
 }
 
 
@@ -120,14 +128,17 @@ class CMTask:
 
 
 def check(cfg: Mapping) -> LADatabase:
-    """Everything that needs no model (folders, protocols, audio present, initial checkpoint), before main.py
-    locks or writes anything; returns the database (its protocols parsed once)."""
+    """Everything that needs no model (folders, training settings, crops the model can take, protocols, audio
+    present, initial checkpoint), before main.py locks or writes anything; returns the database (its protocols
+    parsed once)."""
+    check_config(cfg, SCHEMA, "task cm config")        # a config built in code gets the rules of a loaded one
     check_output_path(cfg["output_dir"], "output_dir")
+    check_train_config(cfg["train"])
+    floor = input_floor(cfg["cm"], "cm")
+    check_input_fits(cfg["data"]["train_samples"], floor, "data.train_samples")
+    check_crop_fits(cfg["cm"], "cm", floor)
     if cfg["cm"]["checkpoint"] and not Path(cfg["cm"]["checkpoint"]).is_file():
         raise MissingFilesError(f"cm.checkpoint {cfg['cm']['checkpoint']}: checkpoint file does not exist")
-    unknown = [s for s in cfg["eval_splits"] if s not in SPLITS]
-    if unknown:
-        raise ConfigError(f"eval_splits: unknown split {unknown[0]!r}; choose from {', '.join(SPLITS)}")
     db = LADatabase(cfg["database"])
     for split in ("train", "dev", *cfg["eval_splits"]):
         check_files_exist((db.flac(split, e.utt) for e in db.cm_entries(split)),

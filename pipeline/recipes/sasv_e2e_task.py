@@ -39,7 +39,7 @@ import asv
 from asv.checkpoint import load_asv_state, save_asv_state
 from asv.losses.sasv_e2e import SASVEmbeddingLoss
 from asv.score_norm import normalise_scores
-from common.config import REQUIRED, ConfigError, FreeForm
+from common.config import OPTIONAL_PATH, REQUIRED_PATH, ConfigError, FreeForm, Rule, check_config
 from common.dispatch import check_kwargs
 from common.errors import InputError, MissingFilesError
 from common.folders import check_output_path
@@ -53,13 +53,31 @@ from data.embeddings import EmbeddingTable, speaker_models
 from data.samplers import SASVPairSampler
 from data.score_files import write_sasv_scores
 from data.voxceleb import VoxCeleb
-from engine import TRAIN_SCHEMA, TrainData, fit, is_main_process, load_model_weights, seed_everything
+from engine import (
+    TrainData,
+    check_train_config,
+    fit,
+    is_main_process,
+    load_model_weights,
+    seed_everything,
+    train_schema,
+)
 from metrics.report import evaluate_trials, format_table, json_ready
 from pipeline.recipes.asv_task import SpeakerNet, SpeakerNetTask, TrialList, verification_metrics
 from pipeline.stages.cache import ScoreMemo
-from pipeline.stages.experiment import ENROLMENT_FORMS, enrolment_audio, resolve_device
+from pipeline.stages.experiment import ENROLMENT, enrolment_audio, resolve_device
 from pipeline.stages.extract import InputFloor, extract
-from pipeline.stages.frontends import ASV_SECTION, asv_embed_fn, crop_spec, frontends_record, unit_enrol_mean
+from pipeline.stages.frontends import (
+    ASV_SECTION,
+    ENROL_MEAN,
+    asv_embed_fn,
+    check_crop_fits,
+    check_input_fits,
+    crop_spec,
+    frontends_record,
+    input_floor,
+    unit_enrol_mean,
+)
 from pipeline.stages.trials import sasv_rows
 
 log = logging.getLogger(__name__)
@@ -68,34 +86,40 @@ SPOOF = "spoof"                    # name of the spoof class in the exported cla
 LA_SPLITS_TRAINABLE = ("train", "dev")
 
 SCHEMA = {
-    "task": "sasv_e2e",
-    "output_dir": REQUIRED,
-    "stage": None,                 # 1 | 2 | 3: a label recorded in results.json (the data keys decide what trains)
+    "task": Rule("sasv_e2e", choices=("sasv_e2e",)),
+    "output_dir": REQUIRED_PATH,
+    # 1 | 2 | 3: a label recorded in results.json (the data keys decide what trains)
+    "stage": Rule(None, kind=int, choices=(1, 2, 3)),
     "data": {
-        "voxceleb": None,          # VoxCeleb-layout root: bona fide speakers (stages 1 and 2)
-        "train_list": None,        # default <voxceleb>/train_list.txt
-        "trial_list": None,        # default <voxceleb>/veri_test.txt (selection when there is no LA database)
-        "copy_synthesis": None,    # folder written by copy_synthesis.py: its copies are the spoof class (stage 2)
-        "database": None,          # ASVspoof 2019 LA folder: dev/eval SASV scoring, and training when train_on
-        "train_on": [],            # LA splits trained on (stage 3): [train] or [train, dev]; bona fide + spoofs
-        "train_samples": 32000,    # training crop; shorter audio is repeat-padded, as in every other recipe
-        "speed_perturb": [],       # e.g. [0.9, 1.0, 1.1]: each item played at one of these speeds
+        "voxceleb": OPTIONAL_PATH,         # VoxCeleb-layout root: bona fide speakers (stages 1 and 2)
+        "train_list": OPTIONAL_PATH,       # default <voxceleb>/train_list.txt
+        "trial_list": OPTIONAL_PATH,       # default <voxceleb>/veri_test.txt (selection when there is no LA database)
+        "copy_synthesis": OPTIONAL_PATH,   # folder written by copy_synthesis.py: its copies are the spoof class
+        "database": OPTIONAL_PATH,         # ASVspoof 2019 LA folder: dev/eval SASV scoring, and training when train_on
+        # LA splits trained on (stage 3): [train] or [train, dev]; bona fide + spoofs (eval never)
+        "train_on": Rule([], unique=True, items=Rule("train", choices=LA_SPLITS_TRAINABLE)),
+        # training crop (what the model gets, after speed perturbation); shorter audio is repeat-padded
+        "train_samples": Rule(32000, low=1),
+        # e.g. [0.9, 1.0, 1.1]: each item played at one of these speeds ([]: off)
+        "speed_perturb": Rule([], items=Rule(1.0, low=SpeedPerturb.FACTORS[0], high=SpeedPerturb.FACTORS[1])),
         "augment": {"enabled": False, "options": FreeForm({})},   # data.augment.WaveAugment (MUSAN / RIR)
     },
-    "enrolment": "lists",          # lists: mean of the listed utterances | concat: the enr_audio file
-    "enr_audio": None,             # default <database>/enr_audio
-    "eval_batch_size": 16,         # extraction batch size when scoring
+    "enrolment": ENROLMENT,        # lists: mean of the listed utterances | concat: the enr_audio file
+    "enr_audio": OPTIONAL_PATH,    # default <database>/enr_audio
+    "eval_batch_size": Rule(16, low=1),   # extraction batch size when scoring
     # the embedding network; asv.checkpoint: initial weights (an earlier stage); speaker models average unit vectors
-    "asv": {**ASV_SECTION, "enrol_mean": "unit"},
+    "asv": {**ASV_SECTION, "enrol_mean": ENROL_MEAN.with_default("unit")},
     "init": {
         "reset_head": False,       # True: start a new classification head (another class set than the checkpoint's)
     },
-    "loss": {"margin": 0.2, "scale": 30.0, "init_w": 10.0, "init_b": -5.0},
+    # AAM-softmax margin and scale, angular prototypical w and b (asv.losses.sasv_e2e)
+    "loss": {"margin": Rule(0.2, low=0.0), "scale": Rule(30.0, above=0.0), "init_w": Rule(10.0, above=0.0),
+             "init_b": Rule(-5.0)},
     "sampler": {
-        "spoof_pairs": 8,          # spoof pairs per (global) batch; train.batch_size is the number of bona fide pairs
-        "max_utts_per_speaker": None,
+        "spoof_pairs": Rule(8, low=0),   # spoof pairs per (global) batch; train.batch_size: bona fide pairs
+        "max_utts_per_speaker": Rule(None, kind=int, low=1),
     },
-    "train": {**TRAIN_SCHEMA, "select_metric": "dev_sasv_eer"},
+    "train": train_schema("dev_sasv_eer"),
 }
 
 DEV_METRICS = ("dev_sasv_eer", "dev_sv_eer", "dev_spf_eer", "dev_min_a_dcf")
@@ -291,13 +315,12 @@ def _selection(cfg: Mapping) -> str:
 def check(cfg: Mapping) -> TrainingSet:
     """Everything that needs no model, before main.py locks or writes anything; returns the training data."""
     d, metric = cfg["data"], cfg["train"]["select_metric"]
+    check_config(cfg, SCHEMA, "task sasv_e2e config")  # a config built in code gets the rules of a loaded one
     check_output_path(cfg["output_dir"], "output_dir")
-    if cfg["enrolment"] not in ENROLMENT_FORMS:
-        raise ConfigError(f"'enrolment' must be one of {', '.join(ENROLMENT_FORMS)}, got {cfg['enrolment']!r}")
-    unit_enrol_mean(cfg["asv"])
-    bad = [s for s in d["train_on"] if s not in LA_SPLITS_TRAINABLE]
-    if bad:
-        raise ConfigError(f"data.train_on: {bad[0]!r} is not trainable; use [train] or [train, dev] (eval never)")
+    check_train_config(cfg["train"])
+    floor = input_floor(cfg["asv"], "asv")
+    check_input_fits(d["train_samples"], floor, "data.train_samples")
+    check_crop_fits(cfg["asv"], "asv", floor)
     if d["train_on"] and not d["database"]:
         raise ConfigError("data.train_on names LA splits but data.database is not set")
     if not d["voxceleb"] and not d["train_on"]:

@@ -17,9 +17,10 @@ import torch
 
 from asv.checkpoint import save_asv_state
 from cm.checkpoint import save_cm_state
-from common.config import ConfigError, with_changes
+from common.config import ConfigError, Rule, check_config, with_changes
 from common.runs import RunFolders
-from engine import TRAIN_SCHEMA, FitResult, fit, is_main_process, load_model_weights, seed_everything
+from data.trial_sampling import TRIAL_SCHEMES
+from engine import FitResult, fit, is_main_process, load_model_weights, seed_everything, train_schema
 from fusion import EmbeddingBackend, is_score_backend
 from pipeline.recipes.frozen import FrozenBackendTask, frozen_train_data
 from pipeline.recipes.joint import JointSASV, JointTask, joint_train_data
@@ -33,7 +34,7 @@ from pipeline.stages.experiment import (  # noqa: F401 - protocol_digests: what 
     protocol_digests,
     resolve_device,
 )
-from pipeline.stages.frontends import build_asv, build_cm, check_scoring_checkpoint
+from pipeline.stages.frontends import build_asv, build_cm
 from pipeline.stages.sasv import (
     backend_checkpoint,
     backend_options,
@@ -44,56 +45,45 @@ from pipeline.stages.sasv import (
     trial_inputs,
 )
 
+MODES = ("frozen", "joint")
+SAMPLING_SCHEMES = (*TRIAL_SCHEMES, "baseline2")    # baseline2: frozen only (check_sasv_config)
+
 SCHEMA = {
     **SASV_COMMON,
-    "mode": "frozen",              # frozen | joint
+    "mode": Rule("frozen", choices=MODES),
     "sampling": {
-        "scheme": "2class",        # 2class (50/25/25) | 4class (25 each) | baseline2 (frozen only)
-        "trials_per_epoch": 0,     # 0: as many as training utterances (baseline2: CM embeddings)
+        "scheme": Rule("2class", choices=SAMPLING_SCHEMES),   # 2class (50/25/25) | 4class (25 each) | baseline2
+        "trials_per_epoch": Rule(0, low=0),   # 0: as many as training utterances (baseline2: CM embeddings)
     },
     "joint": {
-        "frontend_lr": 1e-5,       # learning rate of both front-ends (the back-end uses train.optimizer.lr)
+        "frontend_lr": Rule(1e-5, low=0.0),   # learning rate of both front-ends (the back-end: train.optimizer.lr)
         "freeze_asv": False,
         "freeze_cm": False,
-        "aux_asv_weight": 0.0,     # auxiliary verification loss on bona fide pairs
-        "aux_cm_weight": 0.0,      # auxiliary CM cross-entropy on the test utterance
-        # weights (spoof, bona fide) of that cross-entropy. Not WeightedCE's (0.1, 0.9): that default offsets the
-        # ASVspoof train protocol's 9:1 spoof majority, while the trial schemes draw bona fide tests at 3:1
-        # (2class) or 1:1 (4class); (0.9, 0.1) weighs the rarer spoofs up under 2class. Use [0.5, 0.5] with 4class.
-        "aux_cm_class_weights": [0.9, 0.1],
-        "test_samples": 64600,     # training crop of the test utterance (ASV and CM input)
-        "enrol_samples": 64600,    # training crop of the enrolment utterance
+        "aux_asv_weight": Rule(0.0, low=0.0),   # auxiliary verification loss on bona fide pairs
+        "aux_cm_weight": Rule(0.0, low=0.0),    # auxiliary CM cross-entropy on the test utterance
+        # weights (spoof, bona fide) of that cross-entropy, with a positive sum. Not WeightedCE's (0.1, 0.9): that
+        # default offsets the ASVspoof train protocol's 9:1 spoof majority, while the trial schemes draw bona fide
+        # tests at 3:1 (2class) or 1:1 (4class); (0.9, 0.1) weighs the rarer spoofs up under 2class. Use [0.5, 0.5]
+        # with 4class.
+        "aux_cm_class_weights": Rule([0.9, 0.1], size=2, items=Rule(0.5, low=0.0)),
+        "test_samples": Rule(64600, low=1),    # training crop of the test utterance (ASV and CM input)
+        "enrol_samples": Rule(64600, low=1),   # training crop of the enrolment utterance
     },
-    "train": {**TRAIN_SCHEMA, "select_metric": "dev_sasv_eer"},
+    "train": train_schema("dev_sasv_eer"),
 }
 
 
 def check(cfg: Mapping) -> bool:
-    """Everything that needs no model, before main.py locks or writes anything; returns True (nothing to reuse)."""
-    mode, name = cfg["mode"], cfg["backend"]["name"]
-    if mode not in ("frozen", "joint"):
-        raise ConfigError(f"'mode' must be 'frozen' or 'joint', got {mode!r}")
-    score_level = is_score_backend(name)      # unknown names fail here
-    if mode == "joint" and score_level:
-        raise ConfigError(f"mode joint needs an embedding back-end (baseline2, joint_oc), not {name!r}")
-    if not score_level and mode == "frozen" and "train" not in cfg["splits"]:
+    """Everything that needs no model, before main.py locks or writes anything; returns True (nothing to reuse).
+    The config itself is checked as by every SASV entry point (`check_stage_inputs` -> `check_sasv_config`)."""
+    check_config(cfg, SCHEMA, "task sasv config")      # a config built in code gets the rules of a loaded one
+    if not is_score_backend(cfg["backend"]["name"]) and cfg["mode"] == "frozen" and "train" not in cfg["splits"]:
         raise ConfigError("a trained back-end needs the train embeddings: include 'train' in 'splits'")
-    if cfg["backend"]["checkpoint"]:
-        if score_level:
-            raise ConfigError(f"backend.checkpoint is set, but the score-level back-end {name!r} is fitted on "
-                              f"backend.fit_on, not loaded: unset backend.checkpoint")
-        backend_checkpoint(cfg)               # a back-end checkpoint of this name, loadable, options that agree
     check_stage_inputs(cfg)
-    if mode == "joint":
-        db = database(cfg)
-        db.cm_entries("train")                # the joint trials come from the train protocol
-        weights = cfg["joint"]["aux_cm_class_weights"]
-        if (len(weights) != 2 or not all(isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0
-                                         for w in weights) or sum(weights) <= 0):
-            raise ConfigError(f"joint.aux_cm_class_weights must be two weights (spoof, bona fide) >= 0 with a "
-                              f"positive sum, got {weights!r}")
-        for key in ("asv", "cm"):
-            check_scoring_checkpoint(cfg[key], key, cfg["allow_random_weights"])
+    if cfg["backend"]["checkpoint"]:
+        backend_checkpoint(cfg)               # a back-end checkpoint of this name, loadable, options that agree
+    if cfg["mode"] == "joint":
+        database(cfg).cm_entries("train")     # the joint trials come from the train protocol
     return True
 
 

@@ -1,7 +1,8 @@
 """The SASV experiment a config describes: its keys, its folders, its corpus, and every check that needs no model.
 
-The stage scripts, main.py's SASV task and the tools share these keys (`SASV_COMMON`); entry points run the
-checks before they lock folders or compute anything, so a mistake costs seconds, not an hour of embedding.
+The stage scripts, main.py's SASV task and the tools share these keys (`SASV_COMMON`, each with its rule) and one
+check of how they fit together (`check_sasv_config`); entry points run the checks before they lock folders or
+compute anything, so a mistake costs seconds, not an hour of embedding.
 """
 from __future__ import annotations
 
@@ -12,35 +13,56 @@ from typing import Mapping, Sequence
 import torch
 
 from asv.score_norm import METHODS as NORM_METHODS
-from common.config import REQUIRED, ConfigError, FreeForm
+from asv.score_norm import MIN_TOP_N
+from common.config import OPTIONAL_PATH, REQUIRED_PATH, ConfigError, FreeForm, Rule
+from common.dispatch import check_kwargs
 from common.errors import InputError
 from common.folders import check_output_path
 from common.io import file_sha256
 from data.asvspoof import ENROLMENT_SPLITS, SPLITS, LADatabase, check_files_exist
-from data.audio import CropSpec
+from data.trial_sampling import TRIAL_SCHEMES
+from engine import check_train_config
+from engine.distributed import DEVICES
 from engine.distributed import resolve_device as engine_device
-from pipeline.stages.frontends import ASV_SECTION, CM_SECTION, check_scoring_checkpoint, unit_enrol_mean
+from fusion import BACKENDS, build_backend, is_score_backend
+from pipeline.stages.frontends import (
+    ASV_SECTION,
+    CM_SECTION,
+    check_crop_fits,
+    check_input_fits,
+    check_scoring_checkpoint,
+    input_floor,
+)
 
-# Keys shared by every SASV entry point (stage scripts and main.py).
+# How a speaker model is made (the `enrolment` key): the mean of the embeddings of the utterances listed in the
+# per-gender enrolment lists (SASV 2022 baseline), or one embedding of the speaker's concatenated enr_audio file
+# (EURECOM joint-optimisation recipes).
+ENROLMENT_FORMS = ("lists", "concat")
+ENROLMENT = Rule("lists", choices=ENROLMENT_FORMS)
+
+# Keys shared by every SASV entry point (stage scripts and main.py), with the values each may take.
 SASV_COMMON = {
-    "task": "sasv",
-    "database": REQUIRED,          # the ASVspoof 2019 LA folder (holding ASVspoof2019_LA_{train,dev,eval}/)
+    "task": Rule("sasv", choices=("sasv",)),
+    "database": REQUIRED_PATH,     # the ASVspoof 2019 LA folder (holding ASVspoof2019_LA_{train,dev,eval}/)
     # folder of concatenated enrolment audio {dev,eval}/SPK_UTT.flac; default <database>/enr_audio
-    "enr_audio": None,
-    "output_dir": REQUIRED,
-    "embeddings_dir": None,        # cached embeddings; default <output_dir>/embeddings (share it between back-ends)
-    "enrolment": "lists",          # lists: average the per-gender list embeddings | concat: embed the enr_audio file
-    "splits": ["train", "dev", "eval"],
-    "batch_size": 16,              # extraction batch size
-    "num_workers": 0,              # audio-reading workers during extraction
+    "enr_audio": OPTIONAL_PATH,
+    "output_dir": REQUIRED_PATH,
+    "embeddings_dir": OPTIONAL_PATH,   # cached embeddings; default <output_dir>/embeddings (share it between back-ends)
+    "enrolment": ENROLMENT,        # lists: average the per-gender list embeddings | concat: embed the enr_audio file
+    "splits": Rule(list(SPLITS), nonempty=True, unique=True, items=Rule("train", choices=SPLITS)),
+    "batch_size": Rule(16, low=1),     # extraction batch size
+    "num_workers": Rule(0, low=0),     # audio-reading workers during extraction
     "skip_bad_audio": False,       # True: skip unreadable files and list them instead of stopping
     # True: score with untrained front-ends when a checkpoint is not set (dry runs, tests)
     "allow_random_weights": False,
-    "device": "auto",
+    "device": Rule("auto", choices=DEVICES),
     "asv": ASV_SECTION,
     "cm": CM_SECTION,
-    "score_norm": {"method": "none", "top_n": 100},   # ASV score normalisation: none|znorm|tnorm|snorm|asnorm
-    "backend": {"name": "score_sum", "options": FreeForm({}), "checkpoint": None, "fit_on": "dev"},
+    "score_norm": {"method": Rule("none", choices=NORM_METHODS),    # ASV score normalisation
+                   "top_n": Rule(100, low=MIN_TOP_N)},               # asnorm: the top cohort scores used
+    # score-level back-ends are fitted on `fit_on` (a scored split); embedding-level ones load `checkpoint`
+    "backend": {"name": Rule("score_sum", choices=tuple(BACKENDS)), "options": FreeForm({}),
+                "checkpoint": OPTIONAL_PATH, "fit_on": Rule("dev", choices=ENROLMENT_SPLITS)},
     "det": True,                   # draw DET curves next to results.json
 }
 
@@ -90,17 +112,9 @@ def database(cfg: Mapping) -> LADatabase:
     return _DATABASES[key]
 
 
-# How a speaker model is made (the `enrolment` key): the mean of the embeddings of the utterances listed in the
-# per-gender enrolment lists (SASV 2022 baseline), or one embedding of the speaker's concatenated enr_audio file
-# (EURECOM joint-optimisation recipes).
-ENROLMENT_FORMS = ("lists", "concat")
-
-
 def enrolment_form(cfg: Mapping) -> str:
-    form = cfg["enrolment"]
-    if form not in ENROLMENT_FORMS:
-        raise ConfigError(f"'enrolment' must be 'lists' or 'concat', got {form!r}")
-    return form
+    """The `enrolment` key, by its rule (a config built in code is refused as a loaded one would be)."""
+    return ENROLMENT.check("enrolment", cfg["enrolment"])
 
 
 def enrolment_audio(db: LADatabase, split: str, form: str) -> list[tuple[str, Path]]:
@@ -120,41 +134,48 @@ def check_outputs(cfg: Mapping) -> None:
         check_output_path(cfg["embeddings_dir"], "embeddings_dir")
 
 
-def check_splits(cfg: Mapping) -> list[str]:
-    splits = list(cfg["splits"])
-    unknown = [s for s in splits if s not in SPLITS]
-    if unknown or not splits or len(set(splits)) != len(splits):
-        raise ConfigError(f"'splits' must list some of {', '.join(SPLITS)} once each, got {splits!r}")
-    return splits
-
-
-def check_settings(cfg: Mapping) -> None:
-    """Values the schema's types do not catch, checked before anything is computed."""
+def check_sasv_config(cfg: Mapping) -> None:
+    """What a SASV config (pipeline.recipes.sasv_task.SCHEMA) must satisfy beyond each key's own rule, which
+    `load_config` applies: keys that must agree with each other, the device, inputs the front-ends can take. Every
+    SASV entry point runs it first (the stage scripts through `check_stage_inputs` / `check_scoring`, main.py's
+    task sasv, verify.py, ablate.py), so a config one of them refuses is refused by all, before anything is
+    read or written."""
     resolve_device(cfg["device"])
-    for key, least in (("batch_size", 1), ("num_workers", 0)):
-        if cfg[key] < least:
-            raise ConfigError(f"'{key}' must be >= {least}, got {cfg[key]}")
-    if cfg["score_norm"]["method"] not in NORM_METHODS:
-        raise ConfigError(f"score_norm.method is {cfg['score_norm']['method']!r}; "
-                          f"choose from {', '.join(NORM_METHODS)}")
-    if cfg["score_norm"]["top_n"] < 1:
-        raise ConfigError(f"score_norm.top_n must be >= 1, got {cfg['score_norm']['top_n']}")
-    unit_enrol_mean(cfg["asv"])
-    for key in ("asv", "cm"):
-        crop = cfg[key]["crop"]
-        try:
-            CropSpec(crop["policy"], crop["samples"], crop["count"])
-        except ValueError:
-            raise ConfigError(f"{key}.crop: policy first|full|even with samples >= 1 and count >= 1, "
-                              f"got {dict(crop)}") from None
+    check_train_config(cfg["train"])
+    name, mode = cfg["backend"]["name"], cfg["mode"]
+    try:     # a score-level back-end is built (milliseconds, no data) so that its options' values are checked too
+        if is_score_backend(name):
+            build_backend(name, **cfg["backend"]["options"])
+        else:
+            check_kwargs(BACKENDS[name], name, cfg["backend"]["options"], "fusion back-end")
+    except InputError as e:
+        raise ConfigError(f"backend.options: {e}") from None
+    if is_score_backend(name) and cfg["backend"]["checkpoint"]:   # recorded as an input, yet never read
+        raise ConfigError(f"backend.checkpoint is set, but the score-level back-end {name!r} is fitted on "
+                          f"backend.fit_on, not loaded: unset backend.checkpoint")
+    weights = cfg["joint"]["aux_cm_class_weights"]
+    if not sum(weights) > 0:
+        raise ConfigError(f"'joint.aux_cm_class_weights' (spoof, bona fide) must have a positive sum, got {weights!r}")
+    floors = {kind: input_floor(cfg[kind], kind) for kind in ("asv", "cm")}
+    for kind, floor in floors.items():
+        check_crop_fits(cfg[kind], kind, floor)
+    if mode == "joint":
+        if is_score_backend(name):
+            raise ConfigError(f"mode joint needs an embedding back-end (baseline2, joint_oc), not {name!r}")
+        if cfg["sampling"]["scheme"] not in TRIAL_SCHEMES:
+            raise ConfigError(f"mode joint samples waveform trials: 'sampling.scheme' must be one of "
+                              f"{', '.join(TRIAL_SCHEMES)}, got {cfg['sampling']['scheme']!r}")
+        for kind in ("asv", "cm"):                  # the test utterance feeds both front-ends, the enrolment the ASV
+            check_input_fits(cfg["joint"]["test_samples"], floors[kind], "joint.test_samples")
+        check_input_fits(cfg["joint"]["enrol_samples"], floors["asv"], "joint.enrol_samples")
 
 
 def check_stage_inputs(cfg: Mapping, asv: bool = True, cm: bool = True) -> None:
-    """Every check of the ASV and/or CM stage that needs no model: folders, settings, checkpoints, protocols,
-    audio, trials. Entry points call it before they lock folders or write anything."""
+    """Every check of the ASV and/or CM stage that needs no model: the config (`check_sasv_config`), folders,
+    checkpoints, protocols, audio, trials. Entry points call it before they lock folders or write anything."""
+    check_sasv_config(cfg)
     check_outputs(cfg)
-    check_settings(cfg)
-    splits, db = check_splits(cfg), database(cfg)
+    splits, db = list(cfg["splits"]), database(cfg)
     if asv:
         check_scoring_checkpoint(cfg["asv"], "asv", cfg["allow_random_weights"])
         concat = enrolment_form(cfg) == "concat"

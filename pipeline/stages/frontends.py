@@ -3,6 +3,7 @@ front-end made an output (`frontend_identity`; speaker models and scores also `e
 enrolment embeddings are averaged), so that caches and results can be checked against it."""
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Mapping
 
@@ -13,24 +14,37 @@ import asv
 import cm
 from asv.checkpoint import load_asv_state
 from cm.checkpoint import load_cm_state
-from common.config import ConfigError, FreeForm
+from common.config import ConfigError, FreeForm, Rule
+from common.dispatch import lookup
 from common.errors import InputError, MissingFilesError
 from common.io import file_sha256
-from data.audio import CropSpec
-from pipeline.stages.extract import EmbedFn
+from data.audio import SCORING_CROPS, CropSpec
+from pipeline.stages.extract import EmbedFn, InputFloor
+
+# How `lists` speaker models average their enrolment embeddings (asv.enrol_mean): `raw` embeddings (SASV 2022
+# baseline), or `unit`: each L2-normalised first (SASV2, WeSpeaker; the default of task sasv_e2e). The concatenated
+# enr_audio form (`enrolment: concat`) averages nothing, so the key does not apply to it.
+ENROL_MEANS = ("raw", "unit")
+ENROL_MEAN = Rule("raw", choices=ENROL_MEANS)
+
+
+def crop_section(policy: str, samples: int) -> dict:
+    """A front-end's evaluation input (`crop`): full | first | even (`count` evenly spaced crops of `samples`)."""
+    return {"policy": Rule(policy, choices=SCORING_CROPS), "samples": Rule(samples, low=1), "count": Rule(1, low=1)}
+
 
 ASV_SECTION = {
-    "arch": "ECAPA-TDNN",          # a key of asv.MODELS: ECAPA-TDNN | ResNetSE34V2 | ... | SSL-ECAPA | SSL-MHFA
-    "checkpoint": None,            # voxceleb_trainer, ECAPA-TDNN repo, DDP or our own layout
+    "arch": Rule("ECAPA-TDNN", choices=tuple(asv.MODELS)),   # ECAPA-TDNN | ResNetSE34V2 | ... | SSL-ECAPA | SSL-MHFA
+    "checkpoint": Rule(None, kind=str),   # voxceleb_trainer, ECAPA-TDNN repo, DDP or our own layout
     "model": FreeForm({}),         # keyword arguments of the model (see its CONFIG dict)
-    "crop": {"policy": "full", "samples": 64000, "count": 1},   # evaluation input: full | first | even (count crops)
-    "enrol_mean": "raw",           # `lists` speaker models: mean of the raw | unit (L2-normalised) enrolment embeddings
+    "crop": crop_section("full", 64000),
+    "enrol_mean": ENROL_MEAN,      # `lists` speaker models: mean of the raw | unit (L2-normalised) enrolment embeddings
 }
 CM_SECTION = {
-    "arch": "AASIST",              # AASIST | AASIST-L | LCNN | LCNN-LFCC-LPS | SSL-AASIST
-    "checkpoint": None,            # the official AASIST.pth / AASIST-L.pth, or our own
+    "arch": Rule("AASIST", choices=tuple(cm.MODELS)),   # AASIST | AASIST-L | LCNN | LCNN-LFCC-LPS | SSL-AASIST
+    "checkpoint": Rule(None, kind=str),   # the official AASIST.pth / AASIST-L.pth, or our own
     "model": FreeForm({}),
-    "crop": {"policy": "first", "samples": 64600, "count": 1},  # AASIST evaluation convention; LCNN: full
+    "crop": crop_section("first", 64600),   # AASIST evaluation convention; LCNN: full
 }
 
 
@@ -58,19 +72,10 @@ def frontend_identity(section: Mapping, kind: str) -> dict:
             "checkpoint_sha256": file_sha256(checkpoint) if checkpoint else None, "crop": dict(section["crop"])}
 
 
-# How `lists` speaker models average their enrolment embeddings (asv.enrol_mean): `raw` embeddings (SASV 2022
-# baseline), or `unit`: each L2-normalised first (SASV2, WeSpeaker; the default of task sasv_e2e). The concatenated
-# enr_audio form (`enrolment: concat`) averages nothing, so the key does not apply to it.
-ENROL_MEANS = ("raw", "unit")
-
-
 def unit_enrol_mean(section: Mapping) -> bool:
     """Whether the ASV section's `lists` speaker models average L2-normalised embeddings (`enrol_mean: unit`);
     one line naming the key for any value but raw or unit."""
-    value = section["enrol_mean"]
-    if value not in ENROL_MEANS:
-        raise ConfigError(f"asv.enrol_mean must be one of {', '.join(ENROL_MEANS)}, got {value!r}")
-    return value == "unit"
+    return ENROL_MEAN.check("asv.enrol_mean", section["enrol_mean"]) == "unit"
 
 
 def enrolment_identity(section: Mapping, form: str) -> dict:
@@ -94,18 +99,37 @@ def frontends_record(cfg: Mapping, kinds: tuple[str, ...] = ("asv", "cm")) -> di
     return {k: {**scoring_identity(cfg, k), "checkpoint": cfg[k]["checkpoint"]} for k in kinds}
 
 
-def _check_crop_fits(section: Mapping, key: str, model: nn.Module) -> None:
-    """A fixed-length evaluation crop shorter than the model's shortest input would fail on every file."""
-    shortest, crop = int(getattr(model, "min_samples", 1)), section.get("crop")
-    if crop is not None and crop["policy"] != "full" and crop["samples"] < shortest:
-        raise ConfigError(f"{key}.crop.samples is {crop['samples']}, shorter than the shortest input of "
-                          f"{section['arch']} ({shortest} samples)")
+def input_floor(section: Mapping, kind: str) -> InputFloor:
+    """The shortest input of the front-end a section names (its model's `min_samples`), known before anything runs:
+    read from the class where it states it (a class attribute), else from a model built untrained for the purpose
+    (AASIST's depends on its options; it builds in milliseconds and loads no weights)."""
+    models, build = (asv.MODELS, asv.build_model) if kind == "asv" else (cm.MODELS, cm.build_model)
+    cls = lookup(models, section["arch"], f"{kind.upper()} model")[0]
+    floor = inspect.getattr_static(cls, "min_samples", 1)
+    if isinstance(floor, int):
+        return InputFloor(floor, section["arch"])
+    return InputFloor(int(build(section["arch"], **section["model"]).min_samples), section["arch"])
+
+
+def check_input_fits(samples: int, floor: InputFloor, key: str) -> None:
+    """A fixed input length (`key`: an evaluation or training crop) shorter than the model's shortest input would
+    fail on every file or batch: one line before anything runs."""
+    if samples < floor.samples:
+        raise ConfigError(f"'{key}' is {samples}, shorter than the shortest input of {floor.model} "
+                          f"({floor.samples} samples)")
+
+
+def check_crop_fits(section: Mapping, kind: str, floor: InputFloor | None = None) -> None:
+    """The evaluation crop of a front-end section (`full` takes each file whole: checked per file instead)."""
+    crop = section.get("crop")
+    if crop is not None and crop["policy"] != "full":
+        check_input_fits(crop["samples"], floor or input_floor(section, kind), f"{kind}.crop.samples")
 
 
 def build_asv(section: Mapping, device: torch.device | str = "cpu") -> nn.Module:
     """The speaker model of `section`, with its checkpoint loaded strictly, in eval mode."""
     model = asv.build_model(section["arch"], **section["model"])
-    _check_crop_fits(section, "asv", model)
+    check_crop_fits(section, "asv", InputFloor(int(getattr(model, "min_samples", 1)), section["arch"]))
     if section["checkpoint"]:
         load_asv_state(model, None, section["checkpoint"], strict=True)
     return model.to(device).eval()
@@ -114,7 +138,7 @@ def build_asv(section: Mapping, device: torch.device | str = "cpu") -> nn.Module
 def build_cm(section: Mapping, device: torch.device | str = "cpu") -> nn.Module:
     """The countermeasure of `section`, with its checkpoint loaded strictly, in eval mode."""
     model = cm.build_model(section["arch"], **section["model"])
-    _check_crop_fits(section, "cm", model)
+    check_crop_fits(section, "cm", InputFloor(int(getattr(model, "min_samples", 1)), section["arch"]))
     if section["checkpoint"]:
         metadata = load_cm_state(model, section["checkpoint"])
         if metadata.get("loss_name", "WeightedCE") != "WeightedCE":

@@ -28,7 +28,7 @@ from engine.checkpoint import load_model_state
 from fusion import EmbeddingBackend, ScoreBackend, build_backend, is_score_backend
 from metrics.det import plot_det
 from metrics.report import evaluate_trials, format_table, json_ready
-from pipeline.stages.experiment import check_outputs, database, experiment, protocol_digests
+from pipeline.stages.experiment import check_outputs, check_sasv_config, database, experiment, protocol_digests
 from pipeline.stages.frontends import check_scoring_checkpoint, frontends_record
 from pipeline.stages.outputs import (
     asv_embeddings_spec,
@@ -86,8 +86,10 @@ def trial_inputs(cfg: Mapping, split: str) -> TrialInputs:
 
 
 def check_scoring(cfg: Mapping, splits: Sequence[str] = EVAL_SPLITS) -> None:
-    """What save_sasv_score.py needs, checked before it writes anything: a known back-end, its fitting split or
-    checkpoint, and stage outputs made by what the config names (one line naming what differs otherwise)."""
+    """What save_sasv_score.py needs, checked before it writes anything: the config (`check_sasv_config`), the
+    back-end's fitting split or checkpoint, and stage outputs made by what the config names (one line naming what
+    differs otherwise)."""
+    check_sasv_config(cfg)
     check_outputs(cfg)
     for key in ("asv", "cm"):
         check_scoring_checkpoint(cfg[key], key, cfg["allow_random_weights"])

@@ -5,23 +5,28 @@ import copy
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Mapping
 
-from common.config import ConfigError, with_changes
+from common.config import OPTIONAL_PATH, ConfigError, Rule, with_changes
 from common.dispatch import check_kwargs
 from common.errors import InputError
+from engine.seeding import SEED
 from fusion import BACKENDS, is_score_backend
+from metrics.thresholds import FAR, NEGATIVES
 from pipeline.recipes.sasv_task import SCHEMA as SASV_SCHEMA
-from pipeline.stages.experiment import experiment
+from pipeline.stages.experiment import check_sasv_config, experiment
 from pipeline.tools.ablation.cm_scores import CM_SCORES
 
+SEEDS = Rule([0, 1, 2], nonempty=True, unique=True, items=SEED)   # ablation.seeds and a system's own `seeds`
+
 ABLATION_SECTION = {
-    "dir": None,                   # default <output_dir>/ablation
+    "dir": OPTIONAL_PATH,          # default <output_dir>/ablation
     "pictures": True,              # per-system hist.png / det.png / reliability.png (ablation_det.png always)
-    "seeds": [0, 1, 2],            # seeds of trained (embedding-level) back-ends unless a system sets its own
+    "seeds": SEEDS,                # seeds of trained (embedding-level) back-ends unless a system sets its own
     "thresholds": {
-        "far": 0.01,               # target false-accept rate of the 'far' threshold
-        "negatives": "both",       # negatives of the 'eer' and 'far' thresholds: nontarget | spoof | both
+        "far": FAR,                # target false-accept rate of the 'far' threshold
+        # negatives of the 'eer' and 'far' thresholds: nontarget | spoof | both
+        "negatives": Rule("both", choices=tuple(NEGATIVES)),
     },
     "systems": [],                 # [{name, backend, options, overrides, cm_score, seeds, calibrated}, ...]
 }
@@ -82,8 +87,7 @@ def parse_systems(cfg: Mapping) -> list[System]:
         raise ConfigError("ablation.systems is empty: list the systems to compare (see docs/ablation.md)")
     if cfg["mode"] != "frozen":
         raise ConfigError(f"ablation runs frozen back-ends on cached embeddings; 'mode' is {cfg['mode']!r}")
-    _check_thresholds(section["thresholds"])
-    default_seeds = _seeds(section["seeds"], "ablation.seeds")
+    default_seeds = tuple(section["seeds"])
     root, names, systems = ablation_dir(cfg), set(), []
     for i, entry in enumerate(entries):
         who = f"ablation.systems[{i}]"
@@ -115,7 +119,10 @@ def parse_systems(cfg: Mapping) -> list[System]:
         trained = not is_score_backend(backend)
         if "seeds" in entry and not trained:
             raise ConfigError(f"{who}: 'seeds' is for trained back-ends; {backend!r} is fitted deterministically")
-        seeds = _seeds(entry["seeds"], f"{who}: 'seeds'") if "seeds" in entry else default_seeds
+        try:
+            seeds = tuple(SEEDS.check("seeds", entry["seeds"])) if "seeds" in entry else default_seeds
+        except ConfigError as e:
+            raise ConfigError(f"{who}: {e}") from None
         calibrated = entry.get("calibrated", backend in CALIBRATED_BACKENDS)
         if not isinstance(calibrated, bool):
             raise ConfigError(f"{who}: 'calibrated' must be true or false, got {calibrated!r}")
@@ -125,27 +132,13 @@ def parse_systems(cfg: Mapping) -> list[System]:
         sys_cfg = with_changes(base, changes, SASV_SCHEMA, who)
         if trained and "train" not in sys_cfg["splits"]:
             raise ConfigError(f"{who}: a trained back-end needs the train embeddings: include 'train' in 'splits'")
+        try:
+            check_sasv_config(sys_cfg)        # what every SASV entry point checks, for each system's config
+        except ConfigError as e:
+            raise ConfigError(f"{who}: {e}") from None
         systems.append(System(name, backend, options, overrides, cm_score, seeds if trained else (None,),
                               calibrated, sys_cfg))
     return systems
-
-
-def _seeds(value: Any, who: str) -> tuple[int, ...]:
-    if not isinstance(value, (list, tuple)) or not value or not all(isinstance(s, int) and not isinstance(s, bool)
-                                                                    and s >= 0 for s in value):
-        raise ConfigError(f"{who} must be a non-empty list of non-negative integers, got {value!r}")
-    if len(set(value)) != len(value):
-        raise ConfigError(f"{who} lists a seed twice: {value!r}")
-    return tuple(int(s) for s in value)
-
-
-def _check_thresholds(section: Mapping) -> None:
-    far = section["far"]
-    if not 0.0 < far < 1.0:
-        raise ConfigError(f"ablation.thresholds.far must be in (0, 1), got {far!r}")
-    if section["negatives"] not in ("nontarget", "spoof", "both"):
-        raise ConfigError("ablation.thresholds.negatives must be nontarget, spoof or both, "
-                          f"got {section['negatives']!r}")
 
 
 def _check_options(backend: str, options: Mapping, who: str) -> None:
