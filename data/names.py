@@ -16,8 +16,8 @@ a leading or trailing `/`). `.` components are refused too although harmless on 
 ways would be two ids to the repeat check and to the caches.
 
 Readers parse 100k-1M-line lists, so each check is one C-level regex search plus a few substring tests on the
-common path (about 0.1-0.25 us an entry, docs/benchmarks.md); the exact reason is worked out only for an entry
-that fails.
+common path (0.2-0.4 us an entry in a reader, docs/benchmarks.md "List parsing"); the exact reason is worked out
+only for an entry that fails.
 """
 from __future__ import annotations
 
