@@ -72,3 +72,12 @@ def cannot_write(path: str | os.PathLike, error: OSError, key: str | None = None
             and Path(refused).absolute() in Path(path).absolute().parents):
         cause = f"{cause}: {refused}"
     return StorageError(f"{key + ' ' if key else ''}{path}: cannot write ({cause})")
+
+
+class ProtocolError(InputError):
+    """A protocol or list file that cannot be used as it is: the message names the file and line."""
+
+
+def line_error(path: str | os.PathLike, number: int, what: str) -> ProtocolError:
+    """`path:number: what`, the one shape of an error about a line of a list file (editors jump to it)."""
+    return ProtocolError(f"{path}:{number}: {what}")

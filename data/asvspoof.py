@@ -2,7 +2,9 @@
 
 Everything downstream identifies audio by utterance id; this module is the one place that knows where an
 id lives on disk and what the protocol columns mean. Parsers are strict: a malformed line fails with the
-file and line number, because a silently skipped trial changes every metric computed from the list.
+file and line number, because a silently skipped trial changes every metric computed from the list; an id that
+becomes a file name must be a name, not a path (data/names.py); a list with no entries is an error too (it
+would only fail later, after the embeddings were computed, with an error that names no file).
 """
 from __future__ import annotations
 
@@ -12,8 +14,9 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Iterable, Iterator, NamedTuple, Sequence
 
-from common.errors import InputError, MissingFilesError
+from common.errors import MissingFilesError, ProtocolError, line_error
 from common.io import text_lines
+from data.names import check_name
 from data.trial_kinds import CM_KEYS, SASV_KEYS
 
 SPLITS = ("train", "dev", "eval")
@@ -53,10 +56,6 @@ class SASVTrial(NamedTuple):
     key: str  # "target" | "nontarget" | "spoof"
 
 
-class ProtocolError(InputError):
-    """A protocol or list file that cannot be used as it is: the message names the file and line."""
-
-
 def protocol_lines(path: str | os.PathLike, what: str = "protocol file") -> Iterator[tuple[int, list[str]]]:
     """(line number, whitespace-split fields) of the non-blank lines of a user's list file.
 
@@ -65,10 +64,6 @@ def protocol_lines(path: str | os.PathLike, what: str = "protocol file") -> Iter
         fields = line.split()
         if fields:
             yield number, fields
-
-
-def line_error(path: str | os.PathLike, number: int, what: str) -> ProtocolError:
-    return ProtocolError(f"{path}:{number}: {what}")
 
 
 class RepeatCheck:
@@ -92,6 +87,7 @@ def read_cm_protocol(path: str | os.PathLike) -> list[CMEntry]:
         if len(f) != 5:
             raise line_error(path, number, f"expected 5 columns 'SPK UTT - SYSTEM KEY', got {len(f)}: {' '.join(f)!r}")
         spk, utt, _, system, key = f
+        check_name(utt, path, number)
         if key not in CM_KEYS:
             raise line_error(path, number, f"unknown key {key!r}; expected 'bonafide' or 'spoof'")
         if key == "bonafide" and system != "-":
@@ -100,6 +96,8 @@ def read_cm_protocol(path: str | os.PathLike) -> list[CMEntry]:
             raise line_error(path, number, f"spoof utterance {utt} has system {system!r}, expected A01..A19")
         seen.check(utt, number, utt)
         entries.append(CMEntry(spk, utt, system, key))
+    if not entries:
+        raise ProtocolError(f"{path}: the CM protocol lists no utterances")
     return entries
 
 
@@ -111,6 +109,7 @@ def read_sasv_trials(path: str | os.PathLike) -> list[SASVTrial]:
         if len(f) != 4:
             raise line_error(path, number, f"expected 4 columns 'SPK UTT ATTACK KEY', got {len(f)}: {' '.join(f)!r}")
         spk, utt, attack, key = f
+        check_name(utt, path, number)
         if key not in SASV_KEYS:
             raise line_error(path, number, f"unknown key {key!r}; expected 'target', 'nontarget' or 'spoof'")
         if (key == "spoof") != (attack != "bonafide"):
@@ -119,6 +118,8 @@ def read_sasv_trials(path: str | os.PathLike) -> list[SASVTrial]:
             raise line_error(path, number, f"unknown attack {attack!r}; expected 'bonafide' or A01..A19")
         seen.check((spk, utt), number, f"'{spk} {utt}'")
         trials.append(SASVTrial(spk, utt, attack, key))
+    if not trials:
+        raise ProtocolError(f"{path}: the trial list has no trials")
     return trials
 
 
@@ -138,6 +139,8 @@ def read_enrolment(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> di
             spk, utts = f[0], f[1].split(",")
             if any(not u for u in utts):
                 raise line_error(path, number, f"empty utterance id in the list of speaker {spk}")
+            for utt in utts:
+                check_name(utt, path, number)
             if spk in out:
                 raise line_error(path, number, f"speaker {spk} listed twice (first at {where[spk]})")
             if len(set(utts)) != len(utts):
@@ -145,6 +148,9 @@ def read_enrolment(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> di
                 raise line_error(path, number, f"utterance {twice} listed twice for speaker {spk}")
             out[spk] = utts
             where[spk] = f"{path}:{number}"
+    if not out:
+        lists = "the enrolment lists name" if len(paths) > 1 else "the enrolment list names"
+        raise ProtocolError(f"{', '.join(map(str, paths))}: {lists} no speakers")
     return out
 
 
@@ -156,9 +162,12 @@ def read_enrolment_concat(path: str | os.PathLike) -> dict[str, str]:
         if len(f) != 2:
             raise line_error(path, number, f"expected 2 columns 'SPK SPK_UTT', got {len(f)}: {' '.join(f)!r}")
         spk, stem = f
+        check_name(stem, path, number, "enrolment file stem")
         if spk in out:
             raise line_error(path, number, f"speaker {spk} listed twice")
         out[spk] = stem
+    if not out:
+        raise ProtocolError(f"{path}: the enrolment list names no speakers")
     return out
 
 
@@ -300,8 +309,9 @@ class LADatabase:
         return list(dict.fromkeys(ids))
 
     def check_split(self, split: str, enr_audio: bool = False) -> list[str]:
-        """Checks that the protocols and all audio of a split exist (MissingFilesError otherwise) and returns
-        the utterance ids (see `utterances`). `enr_audio=True` also checks the concatenated enrolment files."""
+        """Checks that the protocols of a split exist and parse (the trial list too) and that all its audio exists
+        (MissingFilesError otherwise); returns the utterance ids (see `utterances`). `enr_audio=True` also checks
+        the concatenated enrolment list and files."""
         protocols = [self.cm_protocol_path(split)]
         if split in ENROLMENT_SPLITS:
             protocols += [self.sasv_trials_path(split)] + [self.enrolment_path(split, g) for g in GENDERS]
@@ -309,6 +319,8 @@ class LADatabase:
                 protocols.append(self.enrolment_concat_path(split))
         check_files_exist(protocols, f"ASVspoof 2019 LA {split} protocols under {self.root}")
         ids = self.utterances(split)
+        if split in ENROLMENT_SPLITS:
+            self.sasv_trials(split)          # parsed once per database object: refused here when malformed or empty
         check_files_exist((self.flac(split, u) for u in ids),
                           f"ASVspoof 2019 LA {split} audio in {self.flac_dir(split)}")
         if enr_audio and split in ENROLMENT_SPLITS:

@@ -22,15 +22,16 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Callable, NamedTuple
 
 import numpy as np
 from scipy.signal import lfilter
 
-from common.errors import InputError, MissingFilesError
+from common.errors import InputError, MissingFilesError, ProtocolError, line_error
 from common.io import read_json
-from data.asvspoof import RepeatCheck, check_files_exist, line_error, protocol_lines
+from data.asvspoof import RepeatCheck, check_files_exist, protocol_lines
+from data.names import check_relative_path
 from synthetic import dsp
 
 __all__ = ["VOCODERS", "VERSION", "vocode", "file_rng", "griffin_lim", "lpc", "harmonic_noise", "estimate_f0",
@@ -368,8 +369,9 @@ class CopySynthesisEntry(NamedTuple):
 def read_copy_synthesis_list(out: str | os.PathLike, check: bool = True) -> list[CopySynthesisEntry]:
     """The entries of `<out>/copy_synthesis_list.txt` (written by copy_synthesis.py), in file order.
 
-    A malformed line (not 4 columns, a path outside wav/ or not under its vocoder's folder, a repeated path)
-    is a one-line error naming the file and line; with `check`, so is any listed audio file that is missing."""
+    A malformed line (not 4 columns, a path or source that is not a relative path of names (data/names.py), a path
+    not under its vocoder's folder, a repeated path) is a one-line error naming the file and line; so is an empty
+    list, and with `check` any listed audio file that is missing."""
     out = Path(out)
     list_path = out / LIST_NAME
     wav_dir = out / "wav"
@@ -380,15 +382,14 @@ def read_copy_synthesis_list(out: str | os.PathLike, check: bool = True) -> list
             raise line_error(list_path, number,
                              f"expected 4 columns 'SPEAKER PATH VOCODER SOURCE', got {len(f)}: {' '.join(f)!r}")
         speaker, rel, vocoder, source = f
-        parts = PurePosixPath(rel).parts
-        if PurePosixPath(rel).is_absolute() or ".." in parts or len(parts) < 2:
-            raise line_error(list_path, number, f"path {rel!r} is not a file inside {wav_dir}")
-        if parts[0] != vocoder:
+        check_relative_path(rel, list_path, number, wav_dir)
+        check_relative_path(source, list_path, number, "the source audio folder (copy_synthesis.json)", "source")
+        if not rel.startswith(f"{vocoder}/"):
             raise line_error(list_path, number, f"path {rel!r} is not in the folder of its vocoder {vocoder!r}")
         seen.check(rel, number, rel)
         entries.append(CopySynthesisEntry(speaker, wav_dir / rel, vocoder, source))
     if not entries:
-        raise InputError(f"{list_path}: copy-synthesis list is empty")
+        raise ProtocolError(f"{list_path}: copy-synthesis list is empty")
     if check:
         check_files_exist((e.path for e in entries), f"copy-synthesis audio listed in {list_path}")
     return entries

@@ -1,7 +1,8 @@
 """VoxCeleb train and trial lists (voxceleb_trainer formats) and the corpus folder that holds them.
 
 Layout: `<root>/wav/idNNNNN/VIDEO/NNNNN.wav`, `<root>/train_list.txt` (`id00012 id00012/21Uxsk56VDQ/00001.wav`),
-`<root>/veri_test.txt` (`1 id1/v/00001.wav id2/v/00002.wav`). Paths in the lists are relative to `wav/`.
+`<root>/veri_test.txt` (`1 id1/v/00001.wav id2/v/00002.wav`). Paths in the lists are relative to `wav/` and
+must stay inside it: names joined by '/' (data/names.py). An empty list is an error naming the file.
 """
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from data.asvspoof import MissingFilesError, RepeatCheck, check_files_exist, line_error, protocol_lines
+from common.errors import MissingFilesError, ProtocolError, line_error
+from data.asvspoof import RepeatCheck, check_files_exist, protocol_lines
+from data.names import check_relative_path
 from data.pathlist import PathList
 
 __all__ = ["VoxTrainEntry", "VoxTrial", "VoxCeleb", "read_train_list", "iter_train_list", "read_trial_list",
@@ -37,28 +40,33 @@ class VoxTrial:
     test: str
 
 
-def read_train_list(path: str | os.PathLike) -> list[VoxTrainEntry]:
-    """Parses a train list, in file order."""
+def read_train_list(path: str | os.PathLike, wav_dir: str | os.PathLike = "wav/") -> list[VoxTrainEntry]:
+    """Parses a train list, in file order (`wav_dir`: see `iter_train_list`)."""
     out = []
     seen = RepeatCheck(path, "file")
-    for number, speaker, rel in iter_train_list(path):
+    for number, speaker, rel in iter_train_list(path, wav_dir):
         seen.check(rel, number, rel)
         out.append(VoxTrainEntry(speaker, rel))
     return out
 
 
-def iter_train_list(path: str | os.PathLike) -> Iterator[tuple[int, str, str]]:
-    """(line number, speaker, relative path) of each line, in file order, read as a stream.
+def iter_train_list(path: str | os.PathLike, wav_dir: str | os.PathLike = "wav/") -> Iterator[tuple[int, str, str]]:
+    """(line number, speaker, relative path) of each line, in file order, read as a stream; `wav_dir` (what the
+    paths are relative to) is only named in errors. A list without a line is an error once the stream ends.
 
     Repeated paths are not checked here (that needs memory per line): callers do it, see `VoxCeleb.train_set`."""
+    lines = 0
     for number, f in protocol_lines(path, "train list"):
         if len(f) != 2:
             raise line_error(path, number, f"expected 2 columns 'SPK PATH', got {len(f)}: {' '.join(f)!r}")
-        yield number, f[0], f[1]
+        lines += 1
+        yield number, f[0], check_relative_path(f[1], path, number, wav_dir)
+    if not lines:
+        raise ProtocolError(f"{path}: train list is empty")
 
 
-def read_trial_list(path: str | os.PathLike) -> list[VoxTrial]:
-    """Parses a trial list, in file order."""
+def read_trial_list(path: str | os.PathLike, wav_dir: str | os.PathLike = "wav/") -> list[VoxTrial]:
+    """Parses a trial list, in file order (`wav_dir`: see `iter_train_list`)."""
     out = []
     seen = RepeatCheck(path, "trial")
     for number, f in protocol_lines(path, "trial list"):
@@ -66,8 +74,12 @@ def read_trial_list(path: str | os.PathLike) -> list[VoxTrial]:
             raise line_error(path, number, f"expected 3 columns 'LABEL ENROL TEST', got {len(f)}: {' '.join(f)!r}")
         if f[0] not in ("0", "1"):
             raise line_error(path, number, f"unknown label {f[0]!r}; expected 0 or 1")
+        check_relative_path(f[1], path, number, wav_dir)
+        check_relative_path(f[2], path, number, wav_dir)
         seen.check((f[1], f[2]), number, f"'{f[1]} {f[2]}'")
         out.append(VoxTrial(int(f[0]), f[1], f[2]))
+    if not out:
+        raise ProtocolError(f"{path}: the trial list has no trials")
     return out
 
 
@@ -93,7 +105,7 @@ class VoxCeleb:
         return self.wav_dir / rel
 
     def train_entries(self) -> list[VoxTrainEntry]:
-        return read_train_list(self.train_list_path)
+        return read_train_list(self.train_list_path, self.wav_dir)
 
     def train_set(self, check: bool = True) -> tuple[PathList, list[int], dict[str, int]]:
         """(audio paths, speaker labels, speaker -> label) of the train list; checks the files exist first.
@@ -106,15 +118,13 @@ class VoxCeleb:
         line_numbers, path_hashes = array("q"), array("q")
 
         def relative_paths() -> Iterator[str]:
-            for number, spk, rel in iter_train_list(self.train_list_path):
+            for number, spk, rel in iter_train_list(self.train_list_path, self.wav_dir):
                 speakers.append(distinct.setdefault(spk, spk))
                 line_numbers.append(number)
                 path_hashes.append(hash(rel))
                 yield rel
 
         paths = PathList(self.wav_dir, relative_paths())
-        if not speakers:
-            raise ValueError(f"{self.train_list_path}: train list is empty")
         _check_no_repeats(self.train_list_path, paths, np.frombuffer(path_hashes, np.int64),
                           np.frombuffer(line_numbers, np.int64))
         index = speaker_index(distinct)
@@ -124,7 +134,7 @@ class VoxCeleb:
         return paths, labels, index
 
     def trials(self) -> list[VoxTrial]:
-        return read_trial_list(self.trial_list_path)
+        return read_trial_list(self.trial_list_path, self.wav_dir)
 
     def trial_files(self, check: bool = True) -> list[str]:
         """Unique relative paths a trial list needs, in first-use order; checks the files exist first."""

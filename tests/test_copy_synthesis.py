@@ -229,7 +229,7 @@ def test_list_reader_errors(made, tmp_path):
     with pytest.raises(ProtocolError, match=r":1: path .* is not in the folder of its vocoder 'lpc'"):
         read_copy_synthesis_list(out)
     (out / LIST_NAME).write_text(f"{spk} ../{path} griffin_lim {source}\n")
-    with pytest.raises(ProtocolError, match="is not a file inside"):
+    with pytest.raises(ProtocolError, match=r":1: path '\.\./griffin_lim/.*' has a '\.\.' component"):
         read_copy_synthesis_list(out)
     (out / LIST_NAME).write_text("\n".join(lines) + "\n")
     (out / "wav" / lines[4].split()[1]).unlink()

@@ -1,6 +1,7 @@
 """data/asvspoof.py and data/voxceleb.py: parsers on the official ASVspoof 2019 LA protocols and on bad input."""
 from __future__ import annotations
 
+import re
 import time
 from collections import Counter
 from pathlib import Path
@@ -12,6 +13,7 @@ import soundfile as sf
 from data.asvspoof import (
     LADatabase,
     MissingFilesError,
+    ProtocolError,
     check_files_exist,
     read_cm_protocol,
     read_enrolment,
@@ -19,6 +21,7 @@ from data.asvspoof import (
     read_sasv_trials,
     utterances_by_speaker,
 )
+from data.names import check_name, check_relative_path, name_problem, relative_path_problem
 from data.voxceleb import VoxCeleb, read_train_list, read_trial_list, speaker_index
 from tests.conftest import reference_path
 
@@ -262,3 +265,111 @@ def test_voxceleb_lists(tmp_path):
     with pytest.raises(MissingFilesError, match="3 of 3 files missing"):
         vox.trial_files()
 
+
+
+# ---- ids are names, not paths (data/names.py) ------------------------------------------------------
+REAL_IDS = ["LA_T_1138215", "LA_0079", "id10270", "T_0000000000", "0", "spk1-utt_2:3+4@5", "LA_E_1.v2", ".hidden",
+            "Ünïcödé", "话者"]
+BAD_IDS = [("../../../../x", "holds a separator, '/'"), ("/abs/path/x", "holds a separator, '/'"),
+           ("a\\b", "holds a separator, '\\\\'"), ("..", "names a folder"), (".", "names a folder"),
+           ("LA\x00X", "control character, '\\x00'"), ("LA\x07", "control character, '\\x07'"),
+           ("LA\x7f", "control character"), ("LA\x9b", "control character")]
+
+
+@pytest.mark.parametrize("reader,line", [
+    (read_cm_protocol, "LA_0079 {} - - bonafide"),
+    (read_sasv_trials, "LA_0079 {} bonafide target"),
+    (read_enrolment, "LA_0079 LA_D_1,{}"),
+    (read_enrolment_concat, "LA_0079 {}"),
+], ids=["cm_protocol", "sasv_trials", "enrolment", "enrolment_concat"])
+def test_list_ids_are_names_not_paths(tmp_path, reader, line):
+    """Every LA reader whose ids become file names refuses separators, '.', '..' and control characters, naming
+    the file and line in one line; real ids of several corpora pass."""
+    good = [line.format(i) for i in ("LA_D_2", *REAL_IDS)]
+    path = tmp_path / "list.txt"
+    path.write_text("\n".join(line.replace("LA_0079", f"LA_{k:04d}") for k, line in enumerate(good)) + "\n")
+    assert len(reader(path)) == len(good)
+    for bad, why in BAD_IDS:
+        path.write_text(f"{good[0]}\n\n{line.format(bad).replace('LA_0079', 'LA_9999')}\n", encoding="utf-8")
+        with pytest.raises(ProtocolError) as info:
+            reader(path)
+        message = str(info.value)
+        assert message.startswith(f"{path}:3: ") and why in message and repr(bad) in message, message
+        assert "\n" not in message and "not a path" in message
+
+
+GOOD_PATHS = ["id10001/1zcIwhmdeo4/00001.wav", "a.wav", "id1/.hidden/x.wav", "id1/v..2/x.wav", "话者/x.wav"]
+BAD_PATHS = [("/abs/x.wav", "is absolute"), ("../x.wav", "has a '..' component"),
+             ("id1/../../x.wav", "has a '..' component"), ("./id1/x.wav", "has a '.' component"),
+             ("id1/./x.wav", "has a '.' component"), ("id1//x.wav", "has an empty component"),
+             ("id1/x/", "has an empty component"), ("id1\\x.wav", "holds a separator, '\\\\'"),
+             ("id1/\x01.wav", "holds a control character, '\\x01'")]
+
+
+def test_voxceleb_paths_stay_inside_wav(tmp_path):
+    """Train and trial lists (both columns), streamed or not: relative paths of names, nothing else."""
+    vox = VoxCeleb(tmp_path)
+    good = "\n".join(f"id1 {p}" for p in GOOD_PATHS) + "\n"
+    vox.train_list_path.write_text(good)
+    assert [e.path for e in vox.train_entries()] == GOOD_PATHS
+    assert len(vox.train_set(check=False)[0]) == len(GOOD_PATHS)
+    vox.trial_list_path.write_text("".join(f"1 {p} {GOOD_PATHS[0]}\n" for p in GOOD_PATHS[1:]))
+    assert len(vox.trials()) == len(GOOD_PATHS) - 1
+    for bad, why in BAD_PATHS:
+        vox.train_list_path.write_text(f"{good}id2 {bad}\n", encoding="utf-8")
+        for parse in (vox.train_entries, lambda: vox.train_set(check=False)):
+            with pytest.raises(ProtocolError) as info:
+                parse()
+            message = str(info.value)
+            assert message.startswith(f"{vox.train_list_path}:{len(GOOD_PATHS) + 1}: path {bad!r} {why}"), message
+            assert f"relative to {tmp_path / 'wav'}" in message and "\n" not in message
+        for row in (f"0 {bad} {GOOD_PATHS[0]}", f"0 {GOOD_PATHS[0]} {bad}"):
+            vox.trial_list_path.write_text(f"1 {GOOD_PATHS[0]} {GOOD_PATHS[1]}\n{row}\n", encoding="utf-8")
+            with pytest.raises(ProtocolError, match=rf"^{re.escape(str(vox.trial_list_path))}:2: path "):
+                vox.trials()
+
+
+def test_name_rule_fast_path_never_passes_what_the_rule_refuses():
+    """The readers' cheap first test and the exact rule agree on random strings of the risky characters: a fast
+    path that let one bad id through would read a file outside the database."""
+    rng = np.random.default_rng(0)
+    alphabet = list("a./\\_-") + ["\x00", "\x1f", "\x7f", "\x9f", "é"]
+    for _ in range(3000):
+        text = "".join(rng.choice(alphabet, rng.integers(1, 7)))
+        for check, problem, args in ((check_name, name_problem, ()), (check_relative_path, relative_path_problem,
+                                                                    ("wav",))):
+            if problem(text) is None:
+                assert check(text, "list.txt", 1, *args) == text
+            else:
+                with pytest.raises(ProtocolError):
+                    check(text, "list.txt", 1, *args)
+    assert relative_path_problem("a/b/c.wav") is None and relative_path_problem("a/b/") is not None
+    assert name_problem("") == "is empty" and relative_path_problem("") == "is empty"
+
+
+# ---- lists with no entries ----------------------------------------------------------------------------
+@pytest.mark.parametrize("reader,message", [
+    (read_cm_protocol, "the CM protocol lists no utterances"),
+    (read_sasv_trials, "the trial list has no trials"),
+    (read_enrolment, "the enrolment list names no speakers"),
+    (read_enrolment_concat, "the enrolment list names no speakers"),
+    (read_train_list, "train list is empty"),
+    (read_trial_list, "the trial list has no trials"),
+    (lambda p: VoxCeleb(p.parent, train_list=p).train_set(check=False), "train list is empty"),
+], ids=["cm_protocol", "sasv_trials", "enrolment", "enrolment_concat", "vox_train", "vox_trials", "train_set"])
+@pytest.mark.parametrize("text", ["", "\n  \n\t\n"], ids=["empty", "blank_lines"])
+def test_a_list_with_no_entries_is_an_error_naming_it(tmp_path, reader, message, text):
+    path = _write(tmp_path, "list.txt", text)
+    with pytest.raises(ProtocolError, match=rf"^{re.escape(str(path))}: {message}$"):
+        reader(path)
+
+
+def test_enrolment_lists_with_no_speakers_at_all_and_a_line_with_no_files(tmp_path):
+    female, male = _write(tmp_path, "female.txt", ""), _write(tmp_path, "male.txt", "\n")
+    with pytest.raises(ProtocolError, match=rf"^{re.escape(f'{female}, {male}')}: the enrolment lists name no "):
+        read_enrolment([female, male])
+    male.write_text("LA_0003 LA_D_4\n")                          # one gender only: still speakers to enrol
+    assert read_enrolment([female, male]) == {"LA_0003": ["LA_D_4"]}
+    male.write_text("LA_0003 LA_D_4\nLA_0004 ,\n")
+    with pytest.raises(ProtocolError, match=r"male\.txt:2: empty utterance id in the list of speaker LA_0004"):
+        read_enrolment([female, male])

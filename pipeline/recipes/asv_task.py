@@ -142,6 +142,9 @@ def _data(cfg: Mapping) -> tuple[list[Path], list[int], TrialList]:
     paths, labels = [db.flac("train", e.utt) for e in bona], [speakers[e.speaker] for e in bona]
     enrolment = db.enrolment("dev")
     trials = [t for t in db.sasv_trials("dev") if t.key != "spoof"]
+    if not trials:
+        raise InputError(f"{db.sasv_trials_path('dev')}: no target or nontarget trials (only spoofs), so no ASV "
+                         f"metric can select an epoch")
     audio = {t.utt: db.flac("dev", t.utt) for t in trials}
     audio.update({u: db.flac("dev", u) for utts in enrolment.values() for u in utts})
     pairs = [(t.speaker, t.utt, int(t.key == "target")) for t in trials]

@@ -102,6 +102,7 @@ def check_scoring(cfg: Mapping, splits: Sequence[str] = EVAL_SPLITS) -> None:
         backend_checkpoint(cfg)
     db = database(cfg)
     for split in splits:
+        db.sasv_trials(split)        # parsed now: a malformed or empty trial list is refused before anything is written
         for spec in (speaker_models_spec(cfg, split, db), asv_embeddings_spec(cfg, split, db),
                      cm_embeddings_spec(cfg, split, db)):
             current_output(spec, cfg, read_arrays=False)

@@ -21,7 +21,8 @@ log = logging.getLogger(__name__)
 def scorable_trials(cfg: Mapping, split: str, *tables: EmbeddingTable) -> list[SASVTrial]:
     """The split's trials whose test utterance has an entry in every table. Only skip_bad_audio leaves
     entries out; anything else missing is an error rather than a silently shorter trial list."""
-    trials = database(cfg).sasv_trials(split)
+    db = database(cfg)
+    trials = db.sasv_trials(split)
     kept, missing = [], []
     for t in trials:
         (kept if all(t.utt in table for table in tables) else missing).append(t)
@@ -29,6 +30,9 @@ def scorable_trials(cfg: Mapping, split: str, *tables: EmbeddingTable) -> list[S
         if not cfg["skip_bad_audio"]:
             raise InputError(f"{split}: {len(missing)} trial(s) have no cached embedding of their test utterance "
                              f"(e.g. {missing[0].utt}); rerun the stages with this config")
+        if not kept:
+            raise InputError(f"{db.sasv_trials_path(split)}: none of its {len(trials)} trials can be scored: the "
+                             f"test audio of every one was unreadable and skipped (skip_bad_audio)")
         log.info(f"{split}: {len(missing)} trials skipped (test audio was unreadable and skip_bad_audio is on)")
     return kept
 
