@@ -233,18 +233,21 @@ def resume_check(folder: str | os.PathLike, cfg: Mapping, checkpoints: Mapping[s
         except MissingFilesError as e:
             raise InputError(f"--resume: {e}") from None
         then = started.get("checkpoints") or {}
-        for name in sorted(set(then) | set(now)):
-            if then.get(name) != now.get(name):
-                raise InputError(f"{folder}: --resume: {name} is not the file the run started from "
-                                 f"({_shown(then.get(name))}, now {_shown(now.get(name))}); resume with that file, "
-                                 f"or start a new run")
-        old_protocols = started.get("protocols") or {}
-        for path in sorted(set(old_protocols) | set(protocols)):
-            if old_protocols.get(path) != protocols.get(path):
-                raise InputError(f"{folder}: --resume: the list {path} changed since the run started (its SHA-256 "
-                                 f"differs, or it was not read then); resume with the lists it started with, or start "
-                                 f"a new run")
+        name = _first_difference(then, now)
+        if name is not None:
+            raise InputError(f"{folder}: --resume: {name} is not the file the run started from "
+                             f"({_shown(then.get(name))}, now {_shown(now.get(name))}); resume with that file, "
+                             f"or start a new run")
+        path = _first_difference(started.get("protocols") or {}, protocols)
+        if path is not None:
+            raise InputError(f"{folder}: --resume: the list {path} changed since the run started (its SHA-256 "
+                             f"differs, or it was not read then); resume with the lists it started with, or start "
+                             f"a new run")
     return allowed
+
+
+def _first_difference(then: Mapping, now: Mapping) -> str | None:
+    return next((k for k in sorted(set(then) | set(now)) if then.get(k) != now.get(k)), None)
 
 
 def note_resume(folder: str | os.PathLike, allowed: Mapping[str, tuple[Any, Any]], epochs_done: int) -> None:
