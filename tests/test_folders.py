@@ -316,3 +316,25 @@ def test_the_toolkits_data_folders_count_as_its_own(tiny_corpus, tmp_path):
     assert is_run_folder(tiny_corpus.root)
     check_output_folder(tiny_corpus.root, "--corpus")
     assert not is_run_folder(tiny_corpus.la)
+
+
+@pytest.mark.parametrize("record, needle", [("checkpoints", "is not the file the run started from"),
+                                            ("protocols", "changed since the run started")])
+def test_resume_refuses_a_changed_starting_checkpoint_or_list(record, needle, frozen_run, staged, tiny_corpus,
+                                                              frontends, tmp_path, capsys):
+    """started.json holds the SHA-256 of what the run started from: a retrained checkpoint or an edited list at the
+    same path is another run (simulated by changing the recorded digest: the shared corpus stays as it is)."""
+    out = _copy(frozen_run, tmp_path / "run")
+    started = json.loads((out / "started.json").read_text())
+    entry = next(k for k, v in started[record].items() if v)
+    if record == "checkpoints":
+        started[record][entry]["sha256"] = "0" * 64
+    else:
+        started[record][entry] = "0" * 64
+    (out / "started.json").write_text(json.dumps(started))
+    before = _listing(out)
+    args = [*_frozen_args(tiny_corpus, frontends, out, f"embeddings_dir={staged.embeddings}"), "--resume"]
+    rc, err = call(main_py_main, args, capsys)
+    assert rc == 2
+    assert_one_line_error(err, "--resume", needle)
+    assert _listing(out) == before
