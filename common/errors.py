@@ -11,3 +11,9 @@ class InputError(ValueError):
 class MissingFilesError(FileNotFoundError, InputError):
     """Files that a run needs but that are not on disk (raised before any compute starts); also a
     FileNotFoundError for callers that test for that."""
+
+
+class DamagedFileError(InputError):
+    """A file that should hold the toolkit's own data (a cached .npz, a checkpoint) but cannot be read as such:
+    cut short, a flipped bit caught by the archive's checksums, or another kind of file. Caches are recomputed
+    when they are damaged; readers say which file it is and what makes it again."""
