@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import synthetic
-from synthetic.layout import is_complete
+from synthetic.layout import MANIFEST, why_incomplete
 from synthetic.presets import PRESETS, get_preset
 
 
@@ -22,9 +22,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.seed < 0:
         ap.error("--seed must be >= 0")
     paths = synthetic.corpus_paths(args.out)
-    if not args.force and is_complete(paths, get_preset(args.preset), args.seed):
+    why = None if args.force else why_incomplete(paths, get_preset(args.preset), args.seed)
+    if not args.force and why is None:
         print(f"synthetic corpus already complete (preset {args.preset}, seed {args.seed}); --force regenerates")
     else:
+        if why is not None and (paths.root / MANIFEST).exists():
+            print(f"regenerating the synthetic corpus in {paths.root}: {why}", file=sys.stderr)
         start = time.perf_counter()
         try:
             synthetic.generate_corpus(args.out, args.preset, args.seed, force=args.force, workers=args.workers,
