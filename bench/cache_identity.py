@@ -4,10 +4,11 @@
                                    [--json OUT]
 
 For each `--files N` it creates N files of `--file-bytes` bytes in a temporary folder under `--dir` (1,000
-per subfolder, as a speaker folder; 1M files take a minute or two to create and ~4 GB of disk at 4 KiB a
-block, so it says what it does as it goes) and removes them afterwards. Then, after one untimed pass that
-fills the page cache (warm cache, as for a second run of a stage), it times each of these over all N files,
-median of `--repeats` passes, and prints one JSON line per N:
+per subfolder, as a speaker folder; on a busy machine 1M files take ~5 minutes to create and as long to
+remove, and ~4 GB of disk at 4 KiB a block, so it says what it does as it goes) and removes them afterwards.
+Then, after one untimed pass of each that fills the page cache (warm cache, as for a second run of a stage),
+it times each of these over all N files, median of `--repeats` rounds (one pass of each per round, so a
+change of load hits all alike), and prints one JSON line per N:
 
 - `stat_size_mtime_s`: the identity of cache version 2, (size, mtime) from one `os.stat` per file;
 - `stat_identity_s`: `common.file_identity.identities`, (size, mtime, ctime, inode), the current identity;
@@ -131,15 +132,18 @@ def check_v3(path: Path, items: list[tuple[str, str]]) -> bool:
     return load_cache(path, MADE_BY, Inputs.of(items), False, arrays=False)[0] is not None
 
 
-def timed(fn: Callable[[], object], repeats: int) -> float:
-    """Median seconds of `repeats` calls, after one untimed call (warm cache)."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+def timed(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median seconds of `repeats` calls of each, after one untimed call of each (warm cache). The calls are
+    interleaved, one of each per round, so that a change of load on the shared machine hits all alike."""
+    for fn in fns.values():
         fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def sha256_throughput() -> float:
@@ -164,14 +168,14 @@ def bench(n: int, args: argparse.Namespace) -> dict:
         assert check_v2(v2, ids, paths) and check_v3(v3, items), "a fresh cache must be current"
         folders = sorted({os.path.dirname(p) for p in paths})
         row: dict = {"files": n, "file_bytes": args.file_bytes, "repeats": args.repeats}
-        for name, fn in (("stat_size_mtime_s", lambda: size_mtime(paths)),
-                         ("stat_identity_s", lambda: identities(paths)),
-                         ("list_folders_s", lambda: [os.listdir(d) for d in folders]),
-                         ("sampled_hash_s", lambda: sampled_hash(paths)),
-                         ("check_v2_s", lambda: check_v2(v2, ids, paths)),
-                         ("check_v3_s", lambda: check_v3(v3, items))):
-            say(f"{n:,} files: timing {name} ({args.repeats} + 1 passes)")
-            row[name] = round(timed(fn, args.repeats), 3)
+        say(f"{n:,} files: timing, {args.repeats} + 1 rounds")
+        fns = {"stat_size_mtime_s": lambda: size_mtime(paths),
+               "stat_identity_s": lambda: identities(paths),
+               "list_folders_s": lambda: [os.listdir(d) for d in folders],
+               "sampled_hash_s": lambda: sampled_hash(paths),
+               "check_v2_s": lambda: check_v2(v2, ids, paths),
+               "check_v3_s": lambda: check_v3(v3, items)}
+        row.update({name: round(t, 3) for name, t in timed(fns, args.repeats).items()})
         row["us_per_file"] = {k.removesuffix("_s"): round(1e6 * v / n, 2) for k, v in row.items() if k.endswith("_s")}
         row["cache_mb"] = {"v2": round(v2.stat().st_size / 1e6, 1), "v3": round(v3.stat().st_size / 1e6, 1)}
         row["load_1min"] = round(os.getloadavg()[0], 2)

@@ -31,6 +31,7 @@ modification time restored still passes.
 """
 from __future__ import annotations
 
+import array
 import hashlib
 import os
 from typing import Iterable, Sequence
@@ -63,9 +64,18 @@ def file_identity(path: str | os.PathLike) -> Identity | None:
 
 
 def identities(paths: Iterable[str | os.PathLike]) -> np.ndarray:
-    """(n, 4) int64 identities of `paths`, in order (columns FIELDS; a row of MISSING for a file not there)."""
-    rows = [file_identity(p) or (MISSING,) * len(FIELDS) for p in paths]
-    return np.asarray(rows, dtype=np.int64).reshape(len(rows), len(FIELDS))
+    """(n, 4) int64 identities of `paths`, in order (columns FIELDS; a row of MISSING for a file not there).
+    One flat buffer, not a tuple per file: a million files cost little more than their stat calls."""
+    flat = array.array("q")
+    add, missing = flat.extend, (MISSING,) * len(FIELDS)
+    for p in paths:
+        try:
+            st = os.stat(p)
+        except OSError:
+            add(missing)
+            continue
+        add((st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
+    return np.frombuffer(flat, dtype=np.int64).reshape(-1, len(FIELDS)).copy()
 
 
 def changed_rows(old: np.ndarray, new: np.ndarray) -> np.ndarray:
