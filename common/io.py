@@ -218,6 +218,8 @@ class ArrayFile:
         self._z = z
 
     def _damaged(self, error: BaseException) -> DamagedFileError:
+        if isinstance(error, OSError) and error.strerror:     # permissions, a folder, an I/O error: not the bytes
+            return DamagedFileError(f"{self.path}: cannot be read ({error.strerror})")
         return DamagedFileError(f"{self.path}: damaged ({damage_reason(error)})")
 
     @property
