@@ -190,8 +190,8 @@ def record_sources(out: Path, sources: list[Source], vocoders: list[str], audio_
 
     Why identities and not names alone: a source replaced under the same name (even with its size and
     modification time kept) would otherwise keep its copies of the old audio, a spoof "copy" of other speech.
-    The cost is one stat per source (~2 s per million files from the page cache, docs/benchmarks.md) and a
-    record of ~70 bytes per source."""
+    The cost is one stat per source (~4 s per million files from the page cache on the 2-core dev box,
+    docs/benchmarks.md "Cache identity") and a record of ~70 bytes per source."""
     path = out / SOURCES_NAME
     now = identities(audio_root / s.rel for s in sources)
     present = now[:, 0] != MISSING

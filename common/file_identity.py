@@ -10,8 +10,9 @@ of another (`mv`, `cp` to a new name, a restored backup) from the one that was t
 moves the change time, any replacement changes the inode (or, if a freed inode number is reused, the change
 time), whatever is done to the modification time afterwards.
 
-What it costs: nothing over a (size, mtime) key, it is the same `os.stat` call (docs/benchmarks.md: about
-1.5 us per file warm, the 122k-file ASVspoof 2019 LA lists in ~0.2 s). A content hash would cover more
+What it costs: little over a (size, mtime) key, it is the same `os.stat` call (docs/benchmarks.md, "Cache
+identity": 0.7 s for the 122k-file ASVspoof 2019 LA lists, 3.8 s for a million files, warm, on the shared
+2-core dev box; ~15 % over (size, mtime)). A content hash would cover more
 (below) but reads every file: the whole LA corpus is ~7 GB, and even a sampled hash (a few blocks per file)
 costs an open and several reads per file, which on a cold cache or a network disk is minutes per stage.
 
