@@ -5,7 +5,8 @@ python copy_synthesis.py --voxceleb ROOT | --la DIR [--split train] --out DIR [-
 
 Writes `<out>/wav/<vocoder>/<source path>.wav` (16 kHz PCM_16), then `<out>/copy_synthesis_list.txt`
 (`SPEAKER PATH VOCODER SOURCE`, read by `data.vocoders.read_copy_synthesis_list`) and `copy_synthesis.json`.
-Resumable: a rerun makes only the copies that are missing. See docs/copy_synthesis.md.
+Resumable: a rerun makes only the copies that are missing, and again those of a source file that changed since
+(`copy_synthesis_sources.npz` records each source's identity). See docs/copy_synthesis.md.
 """
 from __future__ import annotations
 
@@ -26,8 +27,9 @@ import soundfile as sf
 from common.cli import add_wait_flag, one_line, run_main
 from common.config import Rule
 from common.errors import InputError
+from common.file_identity import MISSING, describe_changes, identities
 from common.folders import check_inputs_kept, check_output_path
-from common.io import atomic_write, read_json, write_json
+from common.io import ArrayFile, atomic_write, read_json, save_arrays, write_json
 from common.locking import hold_folders
 from data.asvspoof import SPLITS, LADatabase, check_files_exist
 from data.audio import SAMPLE_RATE, AudioError, load_audio
@@ -130,6 +132,7 @@ def prepare_output(out: Path, settings: dict, overwrite: bool) -> None:
     if overwrite:
         shutil.rmtree(wav_dir, ignore_errors=True)
         list_path.unlink(missing_ok=True)
+        (out / SOURCES_NAME).unlink(missing_ok=True)
         manifest_path.unlink()
         print(f"--overwrite: removed the previous copy-synthesis output in {out}", file=sys.stderr)
         return
@@ -140,6 +143,76 @@ def prepare_output(out: Path, settings: dict, overwrite: bool) -> None:
         raise InputError(f"{out}: holds copy-synthesis output made with other settings "
                          f"({'; '.join(settings_differences(old_settings, settings))}); "
                          "pass --overwrite to replace it, or choose another --out")
+
+
+# ----------------------------------------------------------------------------------------------- source identities
+SOURCES_NAME = "copy_synthesis_sources.npz"
+
+
+class SourceRecord(NamedTuple):
+    """The identity of each source file when its copies were last planned (copy_synthesis_sources.npz)."""
+    rels: list[str]
+    identity: np.ndarray        # (n, 4) int64, common.file_identity.FIELDS
+
+    @classmethod
+    def read(cls, path: Path) -> "SourceRecord | str":
+        """The record, or why there is none ('' when there is no file)."""
+        if not path.exists():
+            return ""
+        try:
+            with ArrayFile(path) as z:
+                text, rows = bytes(z["rels"]).decode("utf-8"), z["identity"]
+        except (InputError, KeyError, UnicodeDecodeError) as e:
+            return one_line(e) if str(path) in str(e) else f"{path}: damaged ({one_line(e)})"
+        rels = text.split("\n") if text else []
+        if rows.shape != (len(rels), 4):
+            return f"{path}: damaged (identity of shape {rows.shape} for {len(rels)} sources)"
+        return cls(rels, rows)
+
+    def write(self, path: Path) -> None:
+        save_arrays(path, rels=np.frombuffer("\n".join(self.rels).encode("utf-8"), dtype=np.uint8),
+                    identity=self.identity)
+
+
+def record_sources(out: Path, sources: list[Source], vocoders: list[str], audio_root: Path,
+                   wav_dir: Path) -> int:
+    """Records every source's identity before any copy is made, after deleting the copies of the sources whose
+    file changed since their copies were made (so a kill in between leaves them missing, never stale); returns
+    how many sources changed. A source missing now keeps its old record and its copies (for when it is back);
+    sources of earlier runs that this one does not list keep theirs.
+
+    Why identities and not names alone: a source replaced under the same name (even with its size and
+    modification time kept) would otherwise keep its copies of the old audio, a spoof "copy" of other speech.
+    The cost is one stat per source (~4 s per million files from the page cache on the 2-core dev box,
+    docs/benchmarks.md "Cache identity") and a record of ~70 bytes per source."""
+    path = out / SOURCES_NAME
+    now = identities(audio_root / s.rel for s in sources)
+    present = now[:, 0] != MISSING
+    before = SourceRecord.read(path)
+    if isinstance(before, str):
+        if before or (out / "wav").exists():
+            why = before or f"{path}: does not exist (copies made before this tool recorded its sources)"
+            print(f"copy-synthesis: {why}; the copies there are kept as they are (--overwrite remakes them)",
+                  file=sys.stderr)
+        before = SourceRecord([], np.zeros((0, 4), np.int64))
+    index = {rel: i for i, rel in enumerate(before.rels)}
+    at = np.fromiter((index.get(s.rel, -1) for s in sources), dtype=np.int64, count=len(sources))
+    known = np.flatnonzero((at >= 0) & present)
+    changed = known[(before.identity[at[known]] != now[known]).any(axis=1)]
+    if changed.size:
+        said = describe_changes(before.identity[at[changed]], now[changed], [sources[k].rel for k in changed],
+                                "source file", "their copies were made")
+        print(f"copy-synthesis: {said}; their copies are made again", file=sys.stderr)
+        for k in changed:
+            for v in vocoders:
+                (wav_dir / output_rel(v, sources[int(k)].rel)).unlink(missing_ok=True)
+    rows = before.identity.copy()
+    rows[at[known]] = now[known]
+    first = {}                                     # sources not recorded yet, each once
+    for k in np.flatnonzero(at < 0):
+        first.setdefault(sources[k].rel, int(k))
+    SourceRecord(before.rels + list(first), np.concatenate([rows, now[list(first.values())]])).write(path)
+    return int(changed.size)
 
 
 def plan_tasks(sources: list[Source], vocoders: list[str], audio_root: Path, wav_dir: Path) -> tuple[list[Task], int]:
@@ -289,6 +362,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         record = {"tool": "copy_synthesis.py", "version": VERSION, "settings": settings,
                   "limit_per_speaker": args.limit_per_speaker, "complete": False}
         write_json(out / MANIFEST_NAME, record)      # first: the settings this folder is being made with
+        changed = record_sources(out, sources, vocoders, audio_root, wav_dir)
         tasks, already = plan_tasks(sources, vocoders, audio_root, wav_dir)
         bad, written = process(tasks, wav_dir, args.seed, args.workers, args.skip_bad_audio)
         n_lines = write_list(out / LIST_NAME, sources, vocoders, bad)
@@ -296,12 +370,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         record.update(complete=True, counts={
             "sources": good, "speakers": len({s.speaker for s in sources if s.rel not in bad}),
             "files": n_lines, "per_vocoder": {v: good for v in vocoders}, "written": written,
-            "already_there": already, "bad_audio": len(bad)},
+            "already_there": already, "sources_changed": changed, "bad_audio": len(bad)},
             bad_audio=sorted(bad.values()), seconds=round(time.perf_counter() - start, 1))
         write_json(out / MANIFEST_NAME, record)
     skipped = f", {len(bad)} unreadable source file(s) left out (see {MANIFEST_NAME})" if bad else ""
+    remade = f" ({changed} source file(s) changed since their copies were made)" if changed else ""
     print(f"copy-synthesis: {n_lines} files ({len(vocoders)} vocoder(s) x {len(sources) - len(bad)} source files): "
-          f"{written} written, {already} already there{skipped}; list: {out / LIST_NAME}")
+          f"{written} written{remade}, {already} already there{skipped}; list: {out / LIST_NAME}")
     return 0
 
 

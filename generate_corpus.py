@@ -10,7 +10,7 @@ from common.cli import run_main
 from common.config import Rule
 from common.folders import check_output_path
 from common.io import check_writable
-from synthetic.layout import is_complete
+from synthetic.layout import MANIFEST, why_incomplete
 from synthetic.presets import PRESETS, get_preset
 
 SEED = Rule(0, low=0)           # any non-negative integer (synthetic.generate_corpus)
@@ -29,9 +29,12 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     out = check_output_path(args.out, "--out")
     paths = synthetic.corpus_paths(out)
-    if not args.force and is_complete(paths, get_preset(args.preset), args.seed):
+    why = None if args.force else why_incomplete(paths, get_preset(args.preset), args.seed)
+    if not args.force and why is None:
         print(f"synthetic corpus already complete (preset {args.preset}, seed {args.seed}); --force regenerates")
     else:
+        if why is not None and (paths.root / MANIFEST).exists():
+            print(f"regenerating the synthetic corpus in {paths.root}: {why}", file=sys.stderr)
         check_writable(out, "--out", folder=True)   # before planning and rendering
         start = time.perf_counter()
         synthetic.generate_corpus(out, args.preset, args.seed, force=args.force, workers=args.workers,

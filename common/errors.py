@@ -81,3 +81,7 @@ class ProtocolError(InputError):
 def line_error(path: str | os.PathLike, number: int, what: str) -> ProtocolError:
     """`path:number: what`, the one shape of an error about a line of a list file (editors jump to it)."""
     return ProtocolError(f"{path}:{number}: {what}")
+class DamagedFileError(InputError):
+    """A file that should hold the toolkit's own data (a cached .npz, a checkpoint) but cannot be read as such:
+    cut short, a flipped bit caught by the archive's checksums, or another kind of file. Caches are recomputed
+    when they are damaged; readers say which file it is and what makes it again."""

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Iterable, Iterator, NamedTuple, Sequence
 
 from common.errors import MissingFilesError, ProtocolError, line_error
+from common.file_identity import identity
 from common.io import text_lines
 from data.names import check_name
 from data.trial_kinds import CM_KEYS, SASV_KEYS
@@ -220,16 +221,17 @@ class LADatabase:
     def __init__(self, root: str | os.PathLike, enr_audio: str | os.PathLike | None = None):
         self.root = Path(root)
         self.enr_audio = Path(enr_audio) if enr_audio is not None else self.root / "enr_audio"
-        self._parsed: dict[tuple[str, int, int], object] = {}
+        self._parsed: dict[tuple, object] = {}
 
     def _read(self, path: Path, reader):
         """A protocol parsed once per database object while the file is unchanged (the stages ask for the same
-        100k-line trial list several times per run)."""
+        100k-line trial list several times per run); parsed again when its identity (common/file_identity.py)
+        changes, even with the modification time copied back."""
         try:
             st = path.stat()
         except OSError:
             return reader(path)     # the reader says what is wrong with it
-        key = (str(path), st.st_size, st.st_mtime_ns)
+        key = (str(path), *identity(st))
         if key not in self._parsed:
             self._parsed[key] = reader(path)
         return self._parsed[key]

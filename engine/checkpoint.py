@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from common.errors import InputError, MissingFilesError
-from common.io import atomic_write
+from common.io import atomic_write, zip_damage
 from common.runs import config_changes, refused_changes
 from engine.distributed import DistContext
 from engine.seeding import derive_seed, seed_everything, set_rng_state
@@ -60,6 +60,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     path = Path(path)
     if not path.is_file():
         raise MissingFilesError(f"{path}: checkpoint does not exist")
+    damage = zip_damage(path)                    # torch.load does not check the archive's CRCs
+    if damage:
+        raise CheckpointError(f"{path}: not a loadable checkpoint, damaged or cut short? ({damage})")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # corrupt file or one holding pickled objects

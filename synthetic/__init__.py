@@ -4,11 +4,14 @@ A stand-in to run and test the whole pipeline in minutes on a CPU; not a benchma
 """
 from __future__ import annotations
 
+import logging
 import os
 import time
 
 from .layout import CorpusPaths, corpus_paths
 from .presets import PRESETS, Preset, get_preset
+
+log = logging.getLogger(__name__)
 
 __all__ = ["CorpusPaths", "Preset", "PRESETS", "corpus_paths", "generate_corpus", "get_preset"]
 
@@ -26,8 +29,11 @@ def generate_corpus(out_dir: str | os.PathLike, preset: str | Preset = "tiny", s
     if not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     paths = corpus_paths(out_dir)
-    if not force and layout.is_complete(paths, p, seed):
+    why = None if force else layout.why_incomplete(paths, p, seed)
+    if not force and why is None:
         return paths
+    if why is not None and (paths.root / layout.MANIFEST).exists():
+        log.info(f"synthetic corpus in {paths.root}: regenerating it: {why}")
     voices, jobs, texts, enrol_sets = layout.plan_corpus(p, seed)
     if workers is None:
         workers = min(2, os.cpu_count() or 1) if len(jobs) > 300 else 1
@@ -38,7 +44,7 @@ def generate_corpus(out_dir: str | os.PathLike, preset: str | Preset = "tiny", s
     layout.render_all(jobs, voices, paths.root, p, workers, progress)
     layout.write_enrolment_audio(enrol_sets, paths)
     layout.write_texts(paths.root, texts)
-    record = layout.manifest_record(p, seed, layout.count_files(paths.root), texts)
+    record = layout.manifest_record(p, seed, layout.count_files(paths.root), texts, layout.files_identity(paths.root))
     record["seconds"] = round(time.perf_counter() - start, 1)
     layout.finalize(paths, record)
     return paths

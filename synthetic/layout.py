@@ -18,6 +18,7 @@ import numpy as np
 import soundfile as sf
 
 from common.errors import InputError
+from common.file_identity import identities, identities_digest
 from common.io import atomic_write, write_lines, writing
 
 from . import attacks as A
@@ -309,22 +310,46 @@ def count_files(root: Path) -> dict[str, int]:
     return counts
 
 
-def manifest_record(preset: Preset, seed: int, counts: dict[str, int], texts: dict[str, list[str]]) -> dict:
+def files_identity(root: Path) -> str:
+    """One digest of every file under the corpus's LA/ and VoxCeleb/ folders: its path and identity (size,
+    modification and change time, inode; common/file_identity.py). It changes when any file is added, removed,
+    rewritten or replaced, even by one of the same size with its modification time copied back (`touch -r`)."""
+    rels = sorted(os.path.relpath(os.path.join(folder, name), root)
+                  for top in ("LA", "VoxCeleb") for folder, _, names in os.walk(root / top) for name in names)
+    return identities_digest(rels, identities(root / rel for rel in rels))
+
+
+def manifest_record(preset: Preset, seed: int, counts: dict[str, int], texts: dict[str, list[str]],
+                    identity: str) -> dict:
     return {"generator": "synthetic", "version": GENERATOR_VERSION, "preset": preset_record(preset), "seed": seed,
-            "counts": counts, "text_files": sorted(texts)}
+            "counts": counts, "text_files": sorted(texts), "files_identity": identity}
 
 
-def is_complete(paths: CorpusPaths, preset: Preset, seed: int) -> bool:
-    """True when the manifest says this preset + seed was fully written and the files are still there."""
+def why_incomplete(paths: CorpusPaths, preset: Preset, seed: int) -> str | None:
+    """Why the output is not this preset + seed as the generator wrote it (None: it is, and can be reused)."""
     try:
         m = json.loads((paths.root / MANIFEST).read_text())
     except (OSError, ValueError):
-        return False
+        return "no manifest: never generated, or interrupted"
+    if not isinstance(m, dict):
+        return f"{MANIFEST} is not a manifest"
     if (m.get("version"), m.get("preset"), m.get("seed")) != (GENERATOR_VERSION, preset_record(preset), seed):
-        return False
-    if any(not (paths.root / t).is_file() for t in m.get("text_files", [])):
-        return False
-    return count_files(paths.root) == m.get("counts")
+        return "generated with another preset, seed or generator version"
+    missing = [t for t in m.get("text_files", []) if not (paths.root / t).is_file()]
+    if missing:
+        return f"{missing[0]} is missing"
+    if count_files(paths.root) != m.get("counts"):
+        return "audio files were added or removed since it was written"
+    if m.get("files_identity") != files_identity(paths.root):
+        return ("files changed since it was written (rewritten, replaced, or their permissions or links changed; "
+                "a copied corpus has new inodes too)" if "files_identity" in m
+                else "its manifest predates file identities")
+    return None
+
+
+def is_complete(paths: CorpusPaths, preset: Preset, seed: int) -> bool:
+    """True when the manifest says this preset + seed was fully written and its files are still the ones written."""
+    return why_incomplete(paths, preset, seed) is None
 
 
 def prepare_output(paths: CorpusPaths) -> None:

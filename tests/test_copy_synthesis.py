@@ -148,6 +148,58 @@ def test_rerun_skips_and_redoes_a_deleted_copy(vox, made, tmp_path, capsys):
     assert (out / LIST_NAME).read_text() == (made / LIST_NAME).read_text()
 
 
+def test_a_source_swapped_under_its_name_gets_new_copies(vox, tmp_path, capsys):
+    import io
+    import os
+    import time
+    src = tmp_path / "vox"
+    shutil.copytree(vox, src)
+    out = tmp_path / "out"
+    argv = ["--voxceleb", str(src), "--out", str(out), "--vocoders", "lpc", "--workers", "1"]
+    assert copy_synthesis.main(argv) == 0
+    capsys.readouterr()
+    source = src / "wav" / "id00002" / "vidCCCCCCCC" / "00002.wav"
+    copy = out / "wav" / "lpc" / "id00002" / "vidCCCCCCCC" / "00002.wav"
+    stale, stamp = copy.read_bytes(), source.stat()
+    other, _ = sf.read(src / "wav" / "id00001" / "vidAAAAAAAA" / "00001.wav", dtype="float32")
+    buffer = io.BytesIO()                                # another speaker's audio, the same length and size...
+    sf.write(buffer, np.resize(other, len(sf.read(source)[0])), SR, subtype="PCM_16", format="WAV")
+    assert len(buffer.getvalue()) == stamp.st_size
+    time.sleep(0.02)
+    source.write_bytes(buffer.getvalue())
+    os.utime(source, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))   # ...with the modification time copied back
+    assert copy_synthesis.main(argv) == 0
+    captured = capsys.readouterr()
+    assert ("1 source file(s) changed since their copies were made (change time: 1), "
+            "e.g. id00002/vidCCCCCCCC/00002.wav") in captured.err, captured.err
+    assert "1 written (1 source file(s) changed since their copies were made), 4 already there" in captured.out
+    fresh = tmp_path / "fresh"                           # what a first run on the swapped source makes
+    assert copy_synthesis.main(["--voxceleb", str(src), "--out", str(fresh), "--vocoders", "lpc",
+                                "--workers", "1"]) == 0
+    assert copy.read_bytes() != stale and digests(out / "wav") == digests(fresh / "wav")
+    assert read_json(out / MANIFEST_NAME)["counts"]["sources_changed"] == 1
+    assert copy_synthesis.main(argv) == 0                # recorded: the next run trusts it again
+    assert "0 written, 5 already there" in capsys.readouterr().out
+
+
+def test_copies_made_before_sources_were_recorded_are_kept_and_said(vox, made, tmp_path, capsys):
+    out = tmp_path / "out"
+    shutil.copytree(made, out)
+    (out / copy_synthesis.SOURCES_NAME).unlink()
+    before = digests(out / "wav")
+    assert copy_synthesis.main(["--voxceleb", str(vox), "--out", str(out), "--workers", "1"]) == 0
+    captured = capsys.readouterr()
+    assert "copy_synthesis_sources.npz: does not exist" in captured.err
+    assert "the copies there are kept as they are (--overwrite remakes them)" in captured.err
+    assert "0 written, 15 already there" in captured.out and digests(out / "wav") == before
+    (out / copy_synthesis.SOURCES_NAME).write_bytes(b"cut")          # damaged: said, copies kept, rewritten
+    assert copy_synthesis.main(["--voxceleb", str(vox), "--out", str(out), "--workers", "1"]) == 0
+    captured = capsys.readouterr()
+    assert f"{out / copy_synthesis.SOURCES_NAME}: damaged (" in captured.err and "0 written" in captured.out
+    assert copy_synthesis.main(["--voxceleb", str(vox), "--out", str(out), "--workers", "1"]) == 0
+    assert "copy-synthesis:" not in capsys.readouterr().err
+
+
 def test_other_settings_refused_unless_overwrite(vox, made, tmp_path):
     out = tmp_path / "out"
     shutil.copytree(made, out)

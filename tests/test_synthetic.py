@@ -235,6 +235,28 @@ def test_skips_complete_output_and_force_regenerates(tiny, tmp_path):
         synthetic.generate_corpus(out, "huge")
 
 
+def test_a_file_swapped_with_its_mtime_copied_back_is_regenerated(tmp_path):
+    import os
+    import time
+
+    from synthetic.layout import why_incomplete
+    out = tmp_path / "c"
+    small = Preset(name="mini", train_speakers=2, dev_speakers=4, eval_speakers=4, train_bonafide=1, enrol_utts=1,
+                   trial_utts=1, train_spoofs=1, dev_spoofs=1, eval_spoofs=1, min_dur=0.6, max_dur=0.6,
+                   vox_train_speakers=1, vox_test_speakers=2, vox_utts=1, vox_test_utts=2, vox_videos=1)
+    paths = synthetic.generate_corpus(out, small, seed=3)
+    assert why_incomplete(paths, small, seed=3) is None
+    target = sorted((paths.la / "ASVspoof2019_LA_dev" / "flac").glob("*.flac"))[0]
+    written, stamp = target.read_bytes(), target.stat()
+    time.sleep(0.02)                                  # a later change time even on a coarse kernel clock
+    target.write_bytes(bytes(reversed(written)))      # other bytes, same size, then `touch -r`
+    os.utime(target, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    assert (target.stat().st_size, target.stat().st_mtime_ns) == (stamp.st_size, stamp.st_mtime_ns)
+    assert why_incomplete(paths, small, seed=3).startswith("files changed since it was written")
+    synthetic.generate_corpus(out, small, seed=3)
+    assert target.read_bytes() == written and why_incomplete(paths, small, seed=3) is None
+
+
 def test_cli_reports_and_skips(tiny):
     r = subprocess.run([sys.executable, "generate_corpus.py", "--out", str(tiny.root), "--preset", "tiny"],
                        cwd=ROOT, capture_output=True, text=True, timeout=60)

@@ -3,14 +3,33 @@
 A cached `.npz` (embeddings, CM scores, speaker models) stores, beside its arrays:
 - `made_by`: JSON of what computed it (front-end arch, model options, checkpoint SHA-256, crop; enrolment form);
 - the inputs it was computed from: one entry per item (utterance, or speaker for concatenated enrolment),
-  with the audio file's identity at the time it was read: path, size and modification time;
+  with the audio file's identity when the run started (common/file_identity.py): path, size, modification
+  time, change time and inode number;
 - the items skipped as unreadable (`skip_bad_audio`).
 
 A stage reuses the file only when `made_by` is equal, the list of items is the same, every file has the same
-path, size and mtime, and nothing was skipped unless skipping is on now. Otherwise it recomputes and says
-why. Identity by (path, size, mtime) rather than a content hash: hashing 100k audio files would cost minutes
-per stage; copying a corpus without preserving times (`cp -r` without `-p`) costs one recomputation.
-Downstream stages use the same check to refuse outputs made by something else than what the config names.
+path and identity, and nothing was skipped unless skipping is on now. Otherwise it recomputes and says why,
+naming what changed and one file. Downstream stages use the same check to refuse outputs made by something
+else than what the config names.
+
+The identity, and its trade-off: (size, mtime) alone let an audio file replaced by different audio of the same
+size, with its modification time copied back (`touch -r`), pass as unchanged, and its stale score was kept.
+The change time, which the kernel sets on every write and no call sets back, and the inode number close that:
+a rewrite in place moves the change time, a file put in the place of another has another inode. It costs
+little more (the same `os.stat`: the whole check takes 0.8 s for the 122k-file LA lists and 4.8 s for a million
+files, against 0.7 s and 3.7 s with (size, mtime), warm, on the shared 2-core dev box; docs/benchmarks.md).
+Its price is needless recomputation, once, when files change identity but not content: copying the corpus
+(`cp -a` and `rsync -a` too), restoring a backup, `chmod` / `chown`, a new hard link, remounting a file system
+without stable inode numbers. A content hash would avoid that but reads the corpus (~7 GB for LA) at every
+stage; a sampled hash still costs an open and a few reads per file (minutes on a cold or network disk) and
+can be fooled by a change outside its samples. The stat-based identity cannot see a rewrite within one clock
+tick of the stat, or one on a file system without a change time (FAT/exFAT).
+
+Damage: a cache cut short, with a flipped bit (every array's zip CRC is checked as it is read, and `verify`
+reads all of them for a check that loads no data), or that is not an .npz at all counts as not current: the
+stage that writes it logs "recomputing <path>: damaged (...)" and recomputes; a reader stops with one line
+naming the file and the stage that makes it (pipeline/stages/outputs.py). A valid .npz without the cache
+record (another tool's, or from before cache versions) is treated the same way.
 
 In memory, within one training run: `ScoreMemo` keeps what the per-epoch dev evaluation scored, keyed by a
 fingerprint of the weights (`weights_fingerprint`), so the recipe's final scoring of the selected epoch reuses
@@ -29,9 +48,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from common.io import save_arrays
+from common.errors import DamagedFileError
+from common.file_identity import describe_changes, identities
+from common.io import ArrayFile, save_arrays
 
-CACHE_VERSION = 2    # 2: inputs and their file identity, skipped items, full SHA-256 of checkpoints
+CACHE_VERSION = 3    # 2: inputs and their file identity, skipped items, full SHA-256 of checkpoints;
+                     # 3: file identity with change time and inode (common/file_identity.py)
 
 
 def fingerprint(**parts: Any) -> str:
@@ -44,21 +66,13 @@ class Inputs:
     """The items a cached output is computed from, and each one's audio file as found when the run started."""
     ids: list[str]
     paths: list[str]
-    sizes: np.ndarray = field(repr=False)
-    mtimes: np.ndarray = field(repr=False)
+    identity: np.ndarray = field(repr=False)     # (n, 4) int64: common.file_identity.FIELDS per path
 
     @classmethod
     def of(cls, items: Sequence[tuple[str, str | os.PathLike]]) -> "Inputs":
-        """Stats every file once (-1 for a file that is not there)."""
+        """Stats every file once (a row of -1 for a file that is not there)."""
         ids, paths = [u for u, _ in items], [str(p) for _, p in items]
-        sizes, mtimes = np.full(len(paths), -1, np.int64), np.full(len(paths), -1, np.int64)
-        for k, p in enumerate(paths):
-            try:
-                st = os.stat(p)
-            except OSError:
-                continue
-            sizes[k], mtimes[k] = st.st_size, st.st_mtime_ns
-        return cls(ids, paths, sizes, mtimes)
+        return cls(ids, paths, identities(paths))
 
     def paths_digest(self) -> str:
         return hashlib.sha256("\n".join(self.paths).encode()).hexdigest()
@@ -72,11 +86,10 @@ def save_cache(path: Path, made_by: Mapping, inputs: Inputs, arrays: Mapping[str
     """Writes `arrays` with what made them (atomically; see the module docstring)."""
     save_arrays(path, cache_version=np.asarray(CACHE_VERSION), made_by=np.asarray(fingerprint(**made_by)),
                 input_ids=np.asarray(inputs.ids, dtype=str), input_paths_sha256=np.asarray(inputs.paths_digest()),
-                input_size=inputs.sizes, input_mtime_ns=inputs.mtimes, skipped=np.asarray(list(skipped), dtype=str),
-                **arrays)
+                input_identity=inputs.identity, skipped=np.asarray(list(skipped), dtype=str), **arrays)
 
 
-_META = ("cache_version", "made_by", "input_ids", "input_paths_sha256", "input_size", "input_mtime_ns", "skipped")
+_META = ("cache_version", "made_by", "input_ids", "input_paths_sha256", "input_identity", "skipped")
 
 
 def _changed_keys(old: Mapping, new: Mapping, prefix: str = "") -> list[str]:
@@ -90,11 +103,25 @@ def _changed_keys(old: Mapping, new: Mapping, prefix: str = "") -> list[str]:
     return keys
 
 
-def why_stale(path: Path, stored: Mapping[str, np.ndarray], made_by: Mapping, inputs: Inputs,
-              skip_bad_audio: bool) -> str | None:
+def _version(stored: ArrayFile) -> str | None:
+    """Why `stored` is not a cache of this version (None when it is)."""
+    if "cache_version" not in stored:
+        return "holds no cache record (not written by a stage of this toolkit, or by one from before cache versions)"
+    version = int(stored["cache_version"])
+    if version != CACHE_VERSION:
+        age = "an older" if version < CACHE_VERSION else "a newer"
+        return f"written by {age} version of the toolkit (cache version {version}, this one uses {CACHE_VERSION})"
+    missing = [k for k in _META if k not in stored]
+    if missing:
+        return f"damaged (cache record without {', '.join(missing)})"
+    return None
+
+
+def why_stale(path: Path, stored: ArrayFile, made_by: Mapping, inputs: Inputs, skip_bad_audio: bool) -> str | None:
     """Why the cached `stored` arrays cannot stand for an output computed now (None: they can)."""
-    if "cache_version" not in stored or int(stored["cache_version"]) != CACHE_VERSION:
-        return "written by an older version of the toolkit"
+    why = _version(stored)
+    if why is not None:
+        return why
     old = json.loads(str(stored["made_by"]))
     if old != json.loads(fingerprint(**made_by)):
         return f"made by something else: {', '.join(_changed_keys(old, json.loads(fingerprint(**made_by))))} changed"
@@ -109,10 +136,12 @@ def why_stale(path: Path, stored: Mapping[str, np.ndarray], made_by: Mapping, in
         return f"the list of items changed: {len(added)} added, {len(removed)} removed ({shown})"
     if str(stored["input_paths_sha256"]) != inputs.paths_digest():
         return "the audio files are read from another place (database or enr_audio changed)"
-    differ = np.flatnonzero((stored["input_size"] != inputs.sizes) | (stored["input_mtime_ns"] != inputs.mtimes))
-    if differ.size:
-        return (f"{differ.size} audio file(s) changed since (size or modification time), "
-                f"e.g. {inputs.paths[int(differ[0])]}")
+    old_identity = stored["input_identity"]
+    if old_identity.shape != inputs.identity.shape:
+        return f"damaged (input_identity has shape {old_identity.shape}, expected {inputs.identity.shape})"
+    changed = describe_changes(old_identity, inputs.identity, inputs.paths, "audio file")
+    if changed:
+        return changed
     skipped = stored["skipped"].tolist()
     if skipped and not skip_bad_audio:
         return (f"{len(skipped)} unreadable file(s) were skipped when it was made (e.g. {skipped[0]}) "
@@ -123,21 +152,27 @@ def why_stale(path: Path, stored: Mapping[str, np.ndarray], made_by: Mapping, in
 def load_cache(path: Path, made_by: Mapping, inputs: Inputs, skip_bad_audio: bool, arrays: bool = True
                ) -> tuple[dict[str, np.ndarray] | None, str]:
     """(the cached arrays, "") when `path` is current; (None, why not) otherwise ("" when there is no file).
-    `arrays=False` checks without reading the (large) data arrays and returns ({}, "") when current."""
+
+    `arrays=False` checks without decoding the (large) data arrays and returns ({}, "") when current; it still
+    reads them once to check their CRCs, so that "current" also means "readable" (a flipped bit in the data
+    would otherwise pass the check and stop the run later). A damaged file gives "damaged (...)"."""
     if not path.exists():
         return None, ""
     try:
-        with np.load(path, allow_pickle=False) as stored:
+        with ArrayFile(path) as stored:
             why = why_stale(path, stored, made_by, inputs, skip_bad_audio)
             if why is not None:
                 return None, why
             if not arrays:
+                stored.verify()
                 return {}, ""
             data = {k: stored[k] for k in stored.files if k not in _META}
             data["skipped"] = stored["skipped"]
             return data, ""
-    except (OSError, ValueError, KeyError, json.JSONDecodeError) as e:   # damaged or foreign: recompute it
-        return None, f"unreadable ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+    except DamagedFileError as e:
+        return None, str(e).removeprefix(f"{path}: ")
+    except (ValueError, KeyError, TypeError) as e:   # a record that parses but is not ours (bad JSON, shapes)
+        return None, f"damaged ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,9 +1,10 @@
 """What each cached stage output is made of: one definition for the stage that writes it and those that read it.
 
 A cached `.npz` is reused only when everything that made it is unchanged (front-end, checkpoint content,
-crop, the utterance list, each audio file's path, size and mtime, and skipping; pipeline/stages/cache.py),
-else it is recomputed and the log says why. Readers (`current_output`) refuse outputs that were not made by
-what the config now names.
+crop, the utterance list, each audio file's path and identity: size, modification and change time, inode;
+and skipping; pipeline/stages/cache.py) and it reads back undamaged, else it is recomputed and the log says
+why. Readers (`current_output`) refuse outputs that were not made by what the config now names, or are
+damaged, in one line naming the file and the stage that makes it.
 """
 from __future__ import annotations
 
@@ -59,9 +60,9 @@ def speaker_models_spec(cfg: Mapping, split: str, db: LADatabase | None = None) 
 
 
 def current_output(spec: CacheSpec, cfg: Mapping, read_arrays: bool = True) -> dict[str, np.ndarray]:
-    """The arrays of a cached output for a stage that only reads it: one line when it is missing or was made
-    by something else than the config now names (another checkpoint, corpus, utterance list, audio...).
-    `read_arrays=False` only checks (reads no data arrays)."""
+    """The arrays of a cached output for a stage that only reads it: one line when it is missing, damaged, or
+    was made by something else than the config now names (another checkpoint, corpus, utterance list, audio...).
+    `read_arrays=False` only checks (decodes no data arrays, but checks their CRCs)."""
     arrays, why = load_cache(spec.path, spec.made_by, spec.inputs, cfg["skip_bad_audio"], arrays=read_arrays)
     if arrays is None:
         what = f"{why}" if why else "missing"
