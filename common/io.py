@@ -342,6 +342,16 @@ def file_sha256(path: str | os.PathLike) -> str:
     return _DIGESTS[key]
 
 
+def torch_load_problem(error: Exception) -> str:
+    """What a failed `torch.load` says, as a short phrase: a file that is neither a zip archive nor a legacy pickle
+    fails deep in the unpickler (a KeyError of a byte value, 'invalid load key'), which tells a user nothing."""
+    if (isinstance(error, (KeyError, EOFError)) or type(error).__name__ == "UnpicklingError"
+            or "load key" in str(error)):
+        return "not a PyTorch file: neither a zip archive nor a legacy pickle"
+    text = str(error).strip()
+    return text.splitlines()[0].split(". ")[0] if text else type(error).__name__
+
+
 def load_weights(path: str | os.PathLike, *, label: str | None = None, hint: str = "",
                  pickled_hint: str = "") -> dict:
     """A checkpoint's top-level dict via `torch.load(weights_only=True)` on CPU; one-line InputError otherwise.
@@ -365,8 +375,7 @@ def load_weights(path: str | os.PathLike, *, label: str | None = None, hint: str
         if refused:
             raise InputError(f"{label}: not a loadable weights-only checkpoint (it holds pickled Python objects, "
                              f"{refused.group(1)}){pickled_hint or hint}") from None
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise InputError(f"{label}: not a loadable weights-only checkpoint ({first_line}){hint}") from None
+        raise InputError(f"{label}: not a loadable weights-only checkpoint ({torch_load_problem(e)}){hint}") from None
     if not isinstance(state, Mapping):
         raise InputError(f"{label}: checkpoint holds a {type(state).__name__}, not a state dict{hint}")
     return dict(state)

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from common.errors import InputError, MissingFilesError
-from common.io import atomic_write, zip_damage
+from common.io import atomic_write, torch_load_problem, zip_damage
 from common.runs import config_changes, refused_changes
 from engine.distributed import DistContext
 from engine.seeding import derive_seed, seed_everything, set_rng_state
@@ -66,8 +66,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # corrupt file or one holding pickled objects
-        first = str(e).strip().splitlines()[0].split(". ")[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: not a loadable checkpoint, damaged or cut short? ({first})") from None
+        raise CheckpointError(f"{path}: not a loadable checkpoint, damaged or cut short? ({torch_load_problem(e)})"
+                              ) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an engine checkpoint (format {FORMAT!r} expected)")
     return ckpt
