@@ -136,11 +136,12 @@ EPOCHS_KEY = "train.epochs"
 
 
 def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
+    """Dotted key -> leaf value (an empty section has no leaves: `options: {}` and a missing one compare equal)."""
     if not isinstance(node, Mapping):
         return {prefix.rstrip("."): node}
     out: dict[str, Any] = {}
     for key, value in node.items():
-        if isinstance(value, Mapping) and value:
+        if isinstance(value, Mapping):
             out.update(_flat(value, f"{prefix}{key}."))
         else:
             out[prefix + key] = value
