@@ -18,9 +18,8 @@ import asv
 import ssl_models
 from asv.checkpoint import load_asv_state, save_asv_state
 from asv.losses import LOSSES, build_loss
-from common.config import OPTIONAL_PATH, REQUIRED_PATH, FreeForm, Rule, check_config
+from common.config import OPTIONAL_PATH, REQUIRED_PATH, FreeForm, Rule
 from common.errors import InputError, MissingFilesError
-from common.folders import check_output_path
 from common.io import file_sha256
 from common.provenance import provenance
 from common.runs import RunFolders, write_results
@@ -32,7 +31,6 @@ from data.samplers import SpeakerBatchSampler
 from data.voxceleb import VoxCeleb
 from engine import (
     TrainData,
-    check_train_config,
     fit,
     is_main_process,
     load_model_weights,
@@ -41,14 +39,12 @@ from engine import (
 )
 from metrics.dcf import DCF_P001, DCF_P005, min_dcf
 from metrics.eer import roc_eer
+from pipeline.recipes.front_end_checks import check_training_config
 from pipeline.stages.extract import extract
 from pipeline.stages.frontends import (
     ASV_SECTION,
     asv_embed_fn,
-    check_crop_fits,
-    check_input_fits,
     crop_spec,
-    input_floor,
     unit_enrol_mean,
 )
 
@@ -202,12 +198,7 @@ class ASVTask(SpeakerNetTask):
 def check(cfg: Mapping) -> tuple[list[Path], list[int], TrialList]:
     """Everything that needs no model (folders, training settings, crops the model can take, lists, audio present,
     batch size, initial checkpoint), before main.py locks or writes anything; returns the training data."""
-    check_config(cfg, SCHEMA, "task asv config")       # a config built in code gets the rules of a loaded one
-    check_output_path(cfg["output_dir"], "output_dir")
-    check_train_config(cfg["train"])
-    floor = input_floor(cfg["asv"], "asv")
-    check_input_fits(cfg["data"]["train_samples"], floor, "data.train_samples")
-    check_crop_fits(cfg["asv"], "asv", floor)
+    check_training_config(cfg, SCHEMA, "asv", "asv")
     if cfg["asv"]["checkpoint"] and not Path(cfg["asv"]["checkpoint"]).is_file():
         raise MissingFilesError(f"asv.checkpoint {cfg['asv']['checkpoint']}: checkpoint file does not exist")
     paths, labels, trials = _data(cfg)

@@ -16,9 +16,8 @@ import cm
 import ssl_models
 from cm.checkpoint import load_cm_state, save_cm_state
 from cm.losses import LOSSES, build_loss
-from common.config import REQUIRED_PATH, FreeForm, Rule, check_config
+from common.config import REQUIRED_PATH, FreeForm, Rule
 from common.errors import MissingFilesError
-from common.folders import check_output_path
 from common.io import file_sha256
 from common.provenance import provenance
 from common.runs import RunFolders, write_results
@@ -27,7 +26,6 @@ from data.augment import build_augment
 from data.datasets import CMDataset
 from engine import (
     TrainData,
-    check_train_config,
     fit,
     is_main_process,
     load_model_weights,
@@ -35,9 +33,10 @@ from engine import (
     train_schema,
 )
 from metrics.eer import det_eer
+from pipeline.recipes.front_end_checks import check_training_config
 from pipeline.stages.cache import ScoreMemo
 from pipeline.stages.extract import extract
-from pipeline.stages.frontends import CM_SECTION, check_crop_fits, check_input_fits, crop_spec, input_floor
+from pipeline.stages.frontends import CM_SECTION, crop_spec
 
 SCHEMA = {
     "task": Rule("cm", choices=("cm",)),
@@ -131,12 +130,7 @@ def check(cfg: Mapping) -> LADatabase:
     """Everything that needs no model (folders, training settings, crops the model can take, protocols, audio
     present, initial checkpoint), before main.py locks or writes anything; returns the database (its protocols
     parsed once)."""
-    check_config(cfg, SCHEMA, "task cm config")        # a config built in code gets the rules of a loaded one
-    check_output_path(cfg["output_dir"], "output_dir")
-    check_train_config(cfg["train"])
-    floor = input_floor(cfg["cm"], "cm")
-    check_input_fits(cfg["data"]["train_samples"], floor, "data.train_samples")
-    check_crop_fits(cfg["cm"], "cm", floor)
+    check_training_config(cfg, SCHEMA, "cm", "cm")
     if cfg["cm"]["checkpoint"] and not Path(cfg["cm"]["checkpoint"]).is_file():
         raise MissingFilesError(f"cm.checkpoint {cfg['cm']['checkpoint']}: checkpoint file does not exist")
     db = LADatabase(cfg["database"])

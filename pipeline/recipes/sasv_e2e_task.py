@@ -39,10 +39,9 @@ import asv
 from asv.checkpoint import load_asv_state, save_asv_state
 from asv.losses.sasv_e2e import SASVEmbeddingLoss
 from asv.score_norm import normalise_scores
-from common.config import OPTIONAL_PATH, REQUIRED_PATH, ConfigError, FreeForm, Rule, check_config
+from common.config import OPTIONAL_PATH, REQUIRED_PATH, ConfigError, FreeForm, Rule
 from common.dispatch import check_kwargs
 from common.errors import InputError, MissingFilesError
-from common.folders import check_output_path
 from common.io import file_sha256, load_weights
 from common.provenance import provenance
 from common.runs import RunFolders, write_results
@@ -55,7 +54,6 @@ from data.score_files import write_sasv_scores
 from data.voxceleb import VoxCeleb
 from engine import (
     TrainData,
-    check_train_config,
     fit,
     is_main_process,
     load_model_weights,
@@ -64,6 +62,7 @@ from engine import (
 )
 from metrics.report import evaluate_trials, format_table, json_ready
 from pipeline.recipes.asv_task import SpeakerNet, SpeakerNetTask, TrialList, verification_metrics
+from pipeline.recipes.front_end_checks import check_training_config
 from pipeline.stages.cache import ScoreMemo
 from pipeline.stages.experiment import ENROLMENT, enrolment_audio, resolve_device
 from pipeline.stages.extract import InputFloor, extract
@@ -71,11 +70,8 @@ from pipeline.stages.frontends import (
     ASV_SECTION,
     ENROL_MEAN,
     asv_embed_fn,
-    check_crop_fits,
-    check_input_fits,
     crop_spec,
     frontends_record,
-    input_floor,
     unit_enrol_mean,
 )
 from pipeline.stages.trials import sasv_rows
@@ -315,12 +311,7 @@ def _selection(cfg: Mapping) -> str:
 def check(cfg: Mapping) -> TrainingSet:
     """Everything that needs no model, before main.py locks or writes anything; returns the training data."""
     d, metric = cfg["data"], cfg["train"]["select_metric"]
-    check_config(cfg, SCHEMA, "task sasv_e2e config")  # a config built in code gets the rules of a loaded one
-    check_output_path(cfg["output_dir"], "output_dir")
-    check_train_config(cfg["train"])
-    floor = input_floor(cfg["asv"], "asv")
-    check_input_fits(d["train_samples"], floor, "data.train_samples")
-    check_crop_fits(cfg["asv"], "asv", floor)
+    check_training_config(cfg, SCHEMA, "sasv_e2e", "asv")
     if d["train_on"] and not d["database"]:
         raise ConfigError("data.train_on names LA splits but data.database is not set")
     if not d["voxceleb"] and not d["train_on"]:
