@@ -17,7 +17,6 @@ import ctypes
 import errno
 import json
 import os
-import pickle
 import re
 import subprocess
 import sys
@@ -378,7 +377,9 @@ def test_csv_log_on_a_full_disk_names_the_log_and_rolls_back(tmp_path):
 def test_storage_error_crosses_process_boundaries():
     """Pools re-raise a worker's error by pickling it; DataLoader workers put their traceback in the message."""
     error = StorageError("/x/a.wav: cannot write (no space left on the device)")
-    again = pickle.loads(pickle.dumps(error))
+    from multiprocessing.reduction import ForkingPickler  # what pools send a worker's error back with
+
+    again = ForkingPickler.loads(ForkingPickler.dumps(error))
     assert type(again) is StorageError and str(again) == str(error)
     from_worker = StorageError("Caught StorageError in DataLoader worker process 0.\nOriginal Traceback (most "
                                "recent call last):\n  File \"x.py\", line 1\n"
