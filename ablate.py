@@ -13,9 +13,9 @@ from typing import Sequence
 
 from common.cli import add_wait_flag, config_parser, run_main
 from common.config import load_config
-from common.folders import check_output_path
+from common.folders import check_inputs_kept, check_output_path
 from common.locking import hold_folders
-from common.runs import run_record
+from common.runs import config_checkpoints, run_record
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -32,6 +32,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     systems = parse_systems(cfg)      # the whole grid is checked before anything is written
     for sys_cfg in {s.cfg["enrolment"]: s.cfg for s in systems}.values():   # corpus, front-ends, enrolment forms
         check_stage_inputs(sys_cfg)
+    check_inputs_kept(config_checkpoints(cfg), replaced=[ablation_dir(cfg)],
+                      how="ablate.py writes its systems and reports into")
     folders = [("ablation.dir", ablation_dir(cfg)), ("embeddings_dir", experiment(cfg).embeddings)]
     with hold_folders(folders, wait=args.wait):
         with run_record(ablation_dir(cfg), cfg):

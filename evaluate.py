@@ -42,6 +42,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise InputError(f"{flag} {path}: is a folder; give the file to write")
         if path:
             check_writable(path, flag)      # a read-only folder is said before the score files are read
+    if args.json and args.det and Path(args.json).resolve() == Path(args.det).resolve():
+        raise InputError(f"--json {args.json} and --det {args.det} name the same file: one would replace the other")
     check_inputs_kept({"--sasv": args.sasv, "--asv": args.asv, "--cm": args.cm},
                       files={"--json": args.json, "--det": args.det})
     sasv = read_sasv_scores(args.sasv)

@@ -103,13 +103,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not writes_files():                 # torchrun ranks > 0: rank 0 holds the folders and writes
         module.run(cfg, **kwargs)
         return 0
-    out = folders.output_dir
+    out, moved = folders.output_dir, None
     with hold_folders(folders.locked, wait=args.wait):
         if args.overwrite:
             moved = move_aside(out, keep=folders.kept, key="output_dir")
             if moved is not None:
                 print(f"--overwrite: the previous run in {out} moved to {moved}", file=sys.stderr, flush=True)
-        with run_record(out, cfg):
+        with run_record(out, cfg, replaced=moved):     # a run that fails before writing anything moves it back
             if plan.resume:
                 note_resume(out, plan.allowed_changes, plan.epochs_done)
             elif folders.training is not None:

@@ -266,7 +266,7 @@ def note_resume(folder: str | os.PathLike, allowed: Mapping[str, tuple[Any, Any]
 # ---------------------------------------------------------------------------------------------
 # The run record: config.yaml and results.json
 # ---------------------------------------------------------------------------------------------
-_RECORD = (CONFIG, RESULTS, PREVIOUS_RESULTS)
+_RECORD = (CONFIG, RESULTS, PREVIOUS_RESULTS, STARTED)
 
 
 def _outputs_snapshot(folder: Path) -> dict[str, tuple[int, int, int]]:
@@ -277,7 +277,7 @@ def _outputs_snapshot(folder: Path) -> dict[str, tuple[int, int, int]]:
         here = Path(root)
         if here == folder:
             dirs[:] = [d for d in dirs if d != "embeddings" and not d.startswith(REPLACED_PREFIX)]
-            files = [f for f in files if f not in _RECORD and f not in (LOCK_NAME, STARTED)]
+            files = [f for f in files if f not in _RECORD and f != LOCK_NAME]
         for name in files:
             path = here / name
             if is_stale_temporary(path):
@@ -297,11 +297,12 @@ def _put_back(path: Path, data: bytes | None) -> None:
 
 
 @contextlib.contextmanager
-def run_record(folder: str | os.PathLike, cfg: Mapping) -> Iterator[None]:
+def run_record(folder: str | os.PathLike, cfg: Mapping, replaced: Path | None = None) -> Iterator[None]:
     """The block is a run writing `folder`: config.yaml is written now, a results.json of another config is moved to
     results.previous.json. When the block fails before anything else in the folder changed (a checkpoint that does
     not fit, a bad file found late, Ctrl-C before the first output), config.yaml and results.json are put back as
-    they were, so the finished run is never described by a config that never ran."""
+    they were, and a previous run that --overwrite moved into `replaced` (common.folders.move_aside) is moved back:
+    the finished run is never described by a config that never ran, nor set aside for one."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     before = _outputs_snapshot(folder)
@@ -315,10 +316,22 @@ def run_record(folder: str | os.PathLike, cfg: Mapping) -> Iterator[None]:
         if not wrote_results and _outputs_snapshot(folder) == before:
             for name, data in saved.items():
                 _put_back(folder / name, data)
-            if saved[CONFIG] is not None or saved[RESULTS] is not None:
-                print(f"{folder}: the run stopped before writing anything; its previous config.yaml and results.json "
-                      "are as they were", file=sys.stderr, flush=True)
+            if replaced is not None:
+                _move_back(replaced, folder)
+            if replaced is not None or saved[CONFIG] is not None or saved[RESULTS] is not None:
+                print(f"{folder}: the run stopped before writing anything; the previous run's files are as they were",
+                      file=sys.stderr, flush=True)
         raise
+
+
+def _move_back(replaced: Path, folder: Path) -> None:
+    """The entries move_aside put into `replaced`, back where they were (the folder removed once empty)."""
+    with writing(folder):
+        for entry in list(replaced.iterdir()):
+            if not (folder / entry.name).exists():
+                os.replace(entry, folder / entry.name)
+        with contextlib.suppress(OSError):
+            replaced.rmdir()
 
 
 def start_run(folder: str | os.PathLike, cfg: Mapping) -> None:

@@ -165,6 +165,10 @@ def test_evaluate_outputs_may_not_be_its_score_files(staged, tmp_path, capsys):
         assert rc == 2
         assert_one_line_error(err, flag, "is also an input", "--sasv")
         assert Path(sasv).read_bytes() == before
+    both = str(tmp_path / "out.png")
+    rc, err = call(lambda a: run_main(evaluate.main, a), ["--sasv", sasv, "--json", both, "--det", both], capsys)
+    assert rc == 2
+    assert_one_line_error(err, "name the same file")
 
 
 def test_a_run_may_not_write_over_its_own_checkpoint(frontends, tiny_corpus, tmp_path, capsys):
@@ -213,7 +217,7 @@ def test_a_late_failure_puts_the_previous_record_back(staged, tiny_corpus, front
     monkeypatch.setattr("pipeline.stages.sasv.fit_score_backend", fails)
     rc, err = call(save_sasv_score.main, sasv_args(tiny_corpus, frontends, out, "backend.name=product_rule"), capsys)
     assert rc == 2 and "a problem found only while scoring" in err
-    assert "previous config.yaml and results.json are as they were" in err
+    assert "the previous run's files are as they were" in err
     assert _listing(out) == before
 
     # once the failed run has written an output, the old results no longer describe the folder: they stay aside
@@ -233,6 +237,22 @@ def test_a_late_failure_puts_the_previous_record_back(staged, tiny_corpus, front
     assert rc == 2
     assert not (out / "results.json").exists() and (out / "results.previous.json").exists()
     assert "backend:\n  name: product_rule" in (out / "config.yaml").read_text()
+
+
+def test_overwrite_that_fails_before_writing_puts_the_previous_run_back(frozen_run, staged, tiny_corpus, frontends,
+                                                                       tmp_path, capsys, monkeypatch):
+    out = _copy(frozen_run, tmp_path / "run")
+    before = _listing(out)
+
+    def fails(*args, **kwargs):
+        raise InputError("a checkpoint that does not fit, found when the model is built")
+
+    monkeypatch.setattr("pipeline.recipes.sasv_task.run", fails)
+    args = [*_frozen_args(tiny_corpus, frontends, out, f"embeddings_dir={staged.embeddings}"), "--overwrite"]
+    rc, err = call(main_py_main, args, capsys)
+    assert rc == 2 and "does not fit" in err and "the previous run's files are as they were" in err
+    assert _listing(out) == before
+    assert not [p for p in out.iterdir() if p.name.startswith("replaced-")]
 
 
 # ---------------------------------------------------------------------------------------------
