@@ -69,7 +69,7 @@ def la_sources(root: Path, split: str) -> tuple[dict, list[Source]]:
     sources = []
     for e in db.cm_entries(split):
         if e.is_bonafide:
-            sources.append(Source(sys.intern(e.speaker), db.flac(split, e.utt).relative_to(db.root).as_posix()))
+            sources.append(Source(sys.intern(e.speaker), db.audio(split, e.utt).relative_to(db.root).as_posix()))
     if not sources:
         raise InputError(f"{db.cm_protocol_path(split)}: no bona fide utterances to copy")
     return described, sources

@@ -53,9 +53,10 @@ def device_name(device: str = "auto") -> str:
 
 def provenance(cfg: Mapping | None = None, *, checkpoints: Mapping[str, str | None] | None = None,
                protocols: Mapping[str, str] | None = None, seeds: Mapping[str, int] | None = None,
-               device: str = "auto") -> dict[str, Any]:
+               device: str = "auto", database: Any = None) -> dict[str, Any]:
     """The `provenance` section of a results.json. `checkpoints`: name -> path (hashed here, None kept as
-    None: untrained weights); `protocols`: path -> SHA-256 (see pipeline.stages.protocol_digests)."""
+    None: untrained weights); `protocols`: path -> SHA-256 (see pipeline.stages.protocol_digests); `database`: the
+    corpus read (a data.databases.Database), recorded with the layout it was read as."""
     return {
         "created": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "command": [Path(sys.argv[0]).name, *sys.argv[1:]],
@@ -66,5 +67,6 @@ def provenance(cfg: Mapping | None = None, *, checkpoints: Mapping[str, str | No
         "checkpoints": {name: (None if not path else {"path": str(path), "sha256": file_sha256(path)})
                         for name, path in (checkpoints or {}).items()},
         "protocols": dict(protocols or {}),
+        **({"database": {"format": database.format, "root": str(database.root)}} if database is not None else {}),
         "config": plain(cfg) if cfg is not None else None,
     }

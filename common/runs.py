@@ -38,7 +38,7 @@ LOCATION_KEYS = ("output_dir", "embeddings_dir")   # where a run writes, not wha
 # that value, so adding a key does not make every finished run (demo steps, ablation systems) look like another
 # config's.
 ADDED_KEYS = {"asv.enrol_mean": {"sasv_e2e": "unit", "": "raw"}, "train.eval_every": {"": 1},
-              "train.select_initial": {"": False}}
+              "train.select_initial": {"": False}, "data.format": {"": "auto"}}
 
 
 def _normal(cfg: Mapping) -> Any:
@@ -46,17 +46,21 @@ def _normal(cfg: Mapping) -> Any:
 
 
 def comparable(cfg: Mapping | None) -> Any:
-    """`cfg` as plain JSON data for comparing configs: without the ADDED_KEYS that hold their earlier value."""
+    """`cfg` as plain JSON data for comparing configs: without the ADDED_KEYS that hold their earlier value (and
+    without a section that only such a key made: task sasv's `data`, which holds `format` alone)."""
     out = _normal(cfg)
     if not isinstance(out, dict):
         return out
     for dotted, earlier in ADDED_KEYS.items():
         *parents, last = dotted.split(".")
-        node = out
+        path = [out]
         for key in parents:
-            node = node.get(key) if isinstance(node, dict) else None
+            path.append(path[-1].get(key) if isinstance(path[-1], dict) else None)
+        node = path[-1]
         if isinstance(node, dict) and last in node and node[last] == earlier.get(out.get("task"), earlier[""]):
             del node[last]
+            if not node and parents:
+                del path[-2][parents[-1]]
     return out
 
 

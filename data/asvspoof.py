@@ -213,10 +213,22 @@ def utterances_by_speaker(entries: Iterable[CMEntry]) -> tuple[dict[str, list[st
 
 
 class LADatabase:
-    """The ASVspoof 2019 LA folder (config key `database`, holding `ASVspoof2019_LA_{train,dev,eval}/`).
+    """The ASVspoof 2019 LA folder (config key `database`, holding `ASVspoof2019_LA_{train,dev,eval}/`), as
+    data.databases.Database (`data.format: asvspoof2019_la`).
 
     `enr_audio` holds `{dev,eval}/SPK_UTT.flac` (concatenated enrolment, joint-optimisation form); it
     defaults to `<database>/enr_audio` as written by the synthetic corpus generator."""
+
+    format, title = "asvspoof2019_la", "ASVspoof 2019 LA"
+    splits, trial_splits, concat_enrolment = SPLITS, ENROLMENT_SPLITS, True
+
+    @classmethod
+    def missing(cls, root: str | os.PathLike) -> list[str]:
+        """What of the layout `root` lacks: the protocol folders and each split's audio folder."""
+        root = Path(root)
+        need = ["ASVspoof2019_LA_cm_protocols", "ASVspoof2019_LA_asv_protocols",
+                *(f"ASVspoof2019_LA_{s}/flac" for s in SPLITS)]
+        return [f"{name}/" for name in need if not (root / name).is_dir()]
 
     def __init__(self, root: str | os.PathLike, enr_audio: str | os.PathLike | None = None):
         self.root = Path(root)
@@ -240,13 +252,13 @@ class LADatabase:
         return f"LADatabase({str(self.root)!r}, enr_audio={str(self.enr_audio)!r})"
 
     # ---- paths --------------------------------------------------------------------------------
-    def flac_dir(self, split: str) -> Path:
+    def audio_dir(self, split: str) -> Path:
         _check_split(split, SPLITS)
         return self.root / f"ASVspoof2019_LA_{split}" / "flac"
 
-    def flac(self, split: str, utt: str) -> Path:
+    def audio(self, split: str, utt: str) -> Path:
         """Audio of an utterance (CM protocol or per-gender enrolment list) of `split`."""
-        return self.flac_dir(split) / f"{utt}.flac"
+        return self.audio_dir(split) / f"{utt}.flac"
 
     def cm_protocol_path(self, split: str) -> Path:
         _check_split(split, SPLITS)
@@ -265,6 +277,10 @@ class LADatabase:
             raise ValueError(f"unknown gender {gender!r}; choose one of {', '.join(GENDERS)}")
         return self._asv(split, f"{gender}.trn")
 
+    def enrolment_lists(self, split: str) -> list[Path]:
+        """The files `enrolment(split)` reads (the female and male lists)."""
+        return [self.enrolment_path(split, g) for g in GENDERS]
+
     def enrolment_concat_path(self, split: str) -> Path:
         return self._asv(split, "gi.trn")
 
@@ -282,7 +298,7 @@ class LADatabase:
 
     def enrolment(self, split: str) -> dict[str, list[str]]:
         """Speaker -> enrolment utterance ids (female and male lists merged); audio in `flac(split, utt)`."""
-        return read_enrolment([self.enrolment_path(split, g) for g in GENDERS])   # small files: no cache
+        return read_enrolment(self.enrolment_lists(split))   # small files: no cache
 
     def enrolment_concat(self, split: str) -> dict[str, str]:
         """Speaker -> stem of its concatenated enrolment recording; audio in `enr_audio_file(split, stem)`."""
@@ -294,7 +310,7 @@ class LADatabase:
         for split in splits:
             files.append(self.cm_protocol_path(split))
             if split in ENROLMENT_SPLITS:
-                files += [self.sasv_trials_path(split)] + [self.enrolment_path(split, g) for g in GENDERS]
+                files += [self.sasv_trials_path(split)] + self.enrolment_lists(split)
                 if concat:
                     files.append(self.enrolment_concat_path(split))
         return files
@@ -316,15 +332,15 @@ class LADatabase:
         the concatenated enrolment list and files."""
         protocols = [self.cm_protocol_path(split)]
         if split in ENROLMENT_SPLITS:
-            protocols += [self.sasv_trials_path(split)] + [self.enrolment_path(split, g) for g in GENDERS]
+            protocols += [self.sasv_trials_path(split)] + self.enrolment_lists(split)
             if enr_audio:
                 protocols.append(self.enrolment_concat_path(split))
         check_files_exist(protocols, f"ASVspoof 2019 LA {split} protocols under {self.root}")
         ids = self.utterances(split)
         if split in ENROLMENT_SPLITS:
             self.sasv_trials(split)          # parsed once per database object: refused here when malformed or empty
-        check_files_exist((self.flac(split, u) for u in ids),
-                          f"ASVspoof 2019 LA {split} audio in {self.flac_dir(split)}")
+        check_files_exist((self.audio(split, u) for u in ids),
+                          f"ASVspoof 2019 LA {split} audio in {self.audio_dir(split)}")
         if enr_audio and split in ENROLMENT_SPLITS:
             stems = self.enrolment_concat(split).values()
             check_files_exist((self.enr_audio_file(split, s) for s in stems),

@@ -20,8 +20,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from data.asvspoof import LADatabase, SASVTrial, check_files_exist
+from data.asvspoof import SASVTrial, check_files_exist
 from data.audio import AASIST_EVAL_SAMPLES, SAMPLE_RATE, crop, load_audio
+from data.databases import Database
 from data.embeddings import EmbeddingSource, as_table
 from data.pathlist import as_path_sequence
 
@@ -106,10 +107,10 @@ class CMDataset(_Epoch, Dataset):
         self.ids = list(ids) if ids is not None else None  # utterance ids, for writing score files
 
     @classmethod
-    def from_database(cls, db: LADatabase, split: str, **kwargs) -> "CMDataset":
+    def from_database(cls, db: Database, split: str, **kwargs) -> "CMDataset":
         """All utterances of a split's CM protocol (checks the files exist first); `ids` keeps their order."""
         entries = db.cm_entries(split)
-        paths = [db.flac(split, e.utt) for e in entries]
+        paths = [db.audio(split, e.utt) for e in entries]
         check_files_exist(paths, f"audio of {db.cm_protocol_path(split)}")
         return cls(paths, [e.label for e in entries], ids=[e.utt for e in entries], **kwargs)
 

@@ -14,8 +14,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from data.asvspoof import CMEntry, LADatabase, check_files_exist, utterances_by_speaker
+from data.asvspoof import CMEntry, check_files_exist, utterances_by_speaker
 from data.audio import AASIST_EVAL_SAMPLES
+from data.databases import Database
 from data.datasets import Augment, PathLike, item_rng, wave_tensor
 from data.embeddings import EmbeddingSource, as_table
 from data.trial_kinds import NONTARGET, SPOOF, TARGET
@@ -167,11 +168,11 @@ class SASVWaveTrialDataset(_TrialEpoch):
         self.set_epoch(0)
 
     @classmethod
-    def from_database(cls, db: LADatabase, scheme: str = "2class", split: str = "train",
+    def from_database(cls, db: Database, scheme: str = "2class", split: str = "train",
                       epoch_length: int | None = None, **kwargs) -> "SASVWaveTrialDataset":
         """Trials from a split's CM protocol (default: train); epoch length defaults to the protocol size."""
         entries = db.cm_entries(split)
-        paths = {e.utt: db.flac(split, e.utt) for e in entries}
+        paths = {e.utt: db.audio(split, e.utt) for e in entries}
         check_files_exist(paths.values(), f"audio of {db.cm_protocol_path(split)}")
         sampler = SASVTrialSampler.from_cm_entries(entries, scheme)
         return cls(sampler, paths, epoch_length or len(entries), **kwargs)

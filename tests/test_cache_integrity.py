@@ -231,12 +231,12 @@ def test_audio_swapped_with_its_mtime_copied_back_is_rescored(tiny_corpus, front
     assert call(save_cm_score.main, args, capsys)[0] == 0
     scores = tmp_path / "out" / "scores" / "cm_dev.txt"
     before = dict(zip(read_cm_scores(scores).utt, read_cm_scores(scores).score, strict=True))
-    donor_wave, _ = sf.read(str(db.flac("dev", donor)), dtype="float32")
-    swap_keeping_size_and_mtime(db.flac("dev", utt), donor_wave[::-1].copy())
+    donor_wave, _ = sf.read(str(db.audio("dev", donor)), dtype="float32")
+    swap_keeping_size_and_mtime(db.audio("dev", utt), donor_wave[::-1].copy())
     rc, err = call(save_cm_score.main, args, capsys)
     assert rc == 0, err
     assert "recomputing" in err and "1 audio file(s) changed since it was made (change time: 1)" in err, err
-    assert str(db.flac("dev", utt)) in err
+    assert str(db.audio("dev", utt)) in err
     after = dict(zip(read_cm_scores(scores).utt, read_cm_scores(scores).score, strict=True))
     assert after[utt] != pytest.approx(before[utt], abs=1e-6)
     assert all(after[u] == pytest.approx(before[u], abs=1e-5) for u in before if u != utt)

@@ -45,7 +45,7 @@ def la(tmp_path_factory) -> LADatabase:
     db.cm_protocol_path("train").write_text("\n".join(lines) + "\n")
     for line in lines:
         k += 1
-        _write_audio(db.flac("train", line.split()[1]), 300 + 50 * k, seed=k)
+        _write_audio(db.audio("train", line.split()[1]), 300 + 50 * k, seed=k)
     return db
 
 
@@ -143,7 +143,7 @@ def test_cm_dataset(la):
     np.testing.assert_array_equal(x.numpy(), crop_first(load_audio(ev.paths[0]), 2000))
     assert len(CMDataset.from_database(la, "train", train=False)[0][0]) == 64600  # AASIST default
     with pytest.raises(ValueError, match="CM labels must be 1"):
-        CMDataset([la.flac("train", "x")], [2])
+        CMDataset([la.audio("train", "x")], [2])
 
 
 def test_missing_audio_fails_before_compute(tmp_path, la):
@@ -168,7 +168,7 @@ def test_audio_errors_surface_from_workers(tmp_path, workers):
 
 def test_crop_spec_windows(la):
     """The scoring crops (data.audio.CropSpec, what every stage and verify.py use)."""
-    wave = load_audio(la.flac("train", "LA_T_000"))
+    wave = load_audio(la.audio("train", "LA_T_000"))
     n = len(wave)
     assert CropSpec("full").windows(wave).shape == (1, n)
     first = CropSpec("first", n + 100).windows(wave)               # repeat-padded past the end
@@ -239,7 +239,7 @@ def test_embedding_and_wave_trials_share_sampling(la, lists):
     asv, cm = _tables(la)
     sampler = SASVTrialSampler(*lists, scheme="4class")
     emb = SASVEmbeddingTrialDataset(sampler, asv, cm, epoch_length=16, seed=3)
-    wav = SASVWaveTrialDataset(sampler, {e.utt: la.flac("train", e.utt) for e in la.cm_entries("train")},
+    wav = SASVWaveTrialDataset(sampler, {e.utt: la.audio("train", e.utt) for e in la.cm_entries("train")},
                                epoch_length=16, n_samples=700, enrol_samples=500, seed=3)
     assert emb.trials == wav.trials
     emb.set_epoch(2)
@@ -306,14 +306,14 @@ def test_speaker_models_and_eval_dataset(la):
     with pytest.raises(ValueError, match=r"asv\.npz: 1 utterance ids needed by the enrolment lists"):
         speaker_models({"LA_0079": ["nope"]}, asv)
 
-    wave = SASVWaveEvalDataset(trials, {"LA_0079": la.flac("train", "LA_T_000"),
-                                        "LA_0080": la.flac("train", "LA_T_100")},
-                               {"LA_T_101": la.flac("train", "LA_T_101")}, n_samples=900, enrol_samples=1200)
+    wave = SASVWaveEvalDataset(trials, {"LA_0079": la.audio("train", "LA_T_000"),
+                                        "LA_0080": la.audio("train", "LA_T_100")},
+                               {"LA_T_101": la.audio("train", "LA_T_101")}, n_samples=900, enrol_samples=1200)
     e, t = wave[0]
     assert e.shape == (1200,) and t.shape == (900,)
     with pytest.raises(ValueError, match="1 trial speakers have no audio path, e.g. LA_0080"):
-        SASVWaveEvalDataset(trials, {"LA_0079": la.flac("train", "LA_T_000")},
-                            {"LA_T_101": la.flac("train", "LA_T_101")})
+        SASVWaveEvalDataset(trials, {"LA_0079": la.audio("train", "LA_T_000")},
+                            {"LA_T_101": la.audio("train", "LA_T_101")})
 
 
 # ---- million-line lists: compact paths, the sampler's batches ------------------------------------------

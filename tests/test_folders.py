@@ -142,8 +142,8 @@ def test_verify_out_may_not_be_its_batch_list(staged, tiny_corpus, frontends, tm
     db = LADatabase(tiny_corpus.la)
     trial = db.sasv_trials("dev")[0]
     pairs = tmp_path / "pairs.csv"
-    enrol = ";".join(str(db.flac("dev", u)) for u in db.enrolment("dev")[trial.speaker])
-    pairs.write_text(f"enroll,test\n{enrol},{db.flac('dev', trial.utt)}\n")
+    enrol = ";".join(str(db.audio("dev", u)) for u in db.enrolment("dev")[trial.speaker])
+    pairs.write_text(f"enroll,test\n{enrol},{db.audio('dev', trial.utt)}\n")
     before = pairs.read_bytes()
     argv = [*sasv_args(tiny_corpus, frontends, staged.out), "--batch", str(pairs), "--out", str(pairs)]
     rc, err = call(lambda a: run_main(verify.main, a), argv, capsys)

@@ -111,7 +111,7 @@ def _outside_audio(db: LADatabase, tmp_path: Path) -> Path:
     """A real audio file outside the database (what the probe's `../../../../x` reached and scored)."""
     outside = tmp_path / "outside" / "x.flac"
     outside.parent.mkdir()
-    shutil.copy(db.flac("dev", db.cm_entries("dev")[0].utt), outside)
+    shutil.copy(db.audio("dev", db.cm_entries("dev")[0].utt), outside)
     return outside
 
 
@@ -120,7 +120,7 @@ def test_a_cm_protocol_id_leading_outside_the_database_is_refused(entry, corpus,
     db = LADatabase(corpus.la)
     outside = _outside_audio(db, tmp_path)
     utt = "../../../../outside/x"
-    assert (db.flac_dir("dev") / f"{utt}.flac").resolve() == outside      # the id does reach the file
+    assert (db.audio_dir("dev") / f"{utt}.flac").resolve() == outside      # the id does reach the file
     protocol = db.cm_protocol_path("dev")
     number = _append(protocol, f"{db.cm_entries('dev')[0].speaker} {utt} - - bonafide")
     _refused(entry, corpus, tmp_path, capsys, f"{protocol}:{number}: utterance id {utt!r} holds a separator, '/'")
@@ -225,7 +225,7 @@ def test_trials_all_skipped_as_unreadable_is_one_line_not_a_shape_error(corpus, 
     line naming the trial list instead of an array-shape error, and no score file."""
     db = LADatabase(corpus.la)
     for t in db.sasv_trials("dev"):
-        db.flac("dev", t.utt).write_bytes(b"not audio")
+        db.audio("dev", t.utt).write_bytes(b"not audio")
     out = tmp_path / "out"
     rc, err = call(save_asv_embeddings.main, [*_sasv()(corpus, out), "skip_bad_audio=true", "splits=[dev]"], capsys)
     assert rc == 2

@@ -215,7 +215,7 @@ def _la_tree(root: Path) -> LADatabase:
 
 def test_la_database_paths_and_check(tmp_path):
     db = _la_tree(tmp_path)
-    assert db.flac("train", "LA_T_1") == tmp_path / "ASVspoof2019_LA_train" / "flac" / "LA_T_1.flac"
+    assert db.audio("train", "LA_T_1") == tmp_path / "ASVspoof2019_LA_train" / "flac" / "LA_T_1.flac"
     assert db.enr_audio_file("dev", "LA_0069_LA_D_10") == tmp_path / "enr_audio" / "dev" / "LA_0069_LA_D_10.flac"
     assert (LADatabase(tmp_path, enr_audio=tmp_path / "x").enr_audio_file("eval", "s")
             == tmp_path / "x" / "eval" / "s.flac")
@@ -225,7 +225,7 @@ def test_la_database_paths_and_check(tmp_path):
     assert db.enrolment_concat("dev")["LA_0070"] == "LA_0070_LA_D_12"
     assert [t.key for t in db.sasv_trials("dev")] == ["target", "spoof"]
     with pytest.raises(ValueError, match="unknown split 'test'"):
-        db.flac("test", "x")
+        db.audio("test", "x")
     with pytest.raises(ValueError, match="unknown split 'train'"):
         db.sasv_trials_path("train")
     with pytest.raises(MissingFilesError, match=r"dev audio .*: 5 of 5 files missing: .*LA_D_1\.flac"):
@@ -233,7 +233,7 @@ def test_la_database_paths_and_check(tmp_path):
     with pytest.raises(MissingFilesError, match=r"eval protocols .*: 4 of 4 files missing"):
         db.check_split("eval")
     for utt in db.utterances("dev"):
-        path = db.flac("dev", utt)
+        path = db.audio("dev", utt)
         path.parent.mkdir(parents=True, exist_ok=True)
         sf.write(path, np.zeros(160, np.float32), 16000)
     assert db.check_split("dev") == db.utterances("dev")
@@ -373,3 +373,18 @@ def test_enrolment_lists_with_no_speakers_at_all_and_a_line_with_no_files(tmp_pa
     male.write_text("LA_0003 LA_D_4\nLA_0004 ,\n")
     with pytest.raises(ProtocolError, match=r"male\.txt:2: empty utterance id in the list of speaker LA_0004"):
         read_enrolment([female, male])
+
+
+def test_the_layout_is_detected_or_refused_in_one_line(tmp_path):
+    """data.format auto: the one layout a folder fits; a folder that fits none says, per layout, what it lacks."""
+    from common.errors import InputError
+    from data.databases import detect_format, open_database
+    from synthetic import generate_corpus
+
+    corpus = generate_corpus(tmp_path / "corpus", "tiny", seed=0)
+    assert detect_format(corpus.la) == "asvspoof2019_la"
+    assert open_database(corpus.la).format == "asvspoof2019_la"
+    with pytest.raises(InputError, match=r"matches no known layout \(asvspoof2019_la: no ASVspoof2019_LA_cm_protocols/"):
+        detect_format(tmp_path)
+    with pytest.raises(InputError, match="data.format must be one of auto, asvspoof2019_la"):
+        open_database(corpus.la, "asvspoof2019")

@@ -45,7 +45,7 @@ def _middle_trial_utt(db: LADatabase, split: str = "dev") -> str:
 # ---------------------------------------------------------------------------------------------
 def test_missing_trial_audio_fails_before_compute(broken, frontends, tmp_path):
     db = LADatabase(broken.la)
-    gone = db.flac("dev", _middle_trial_utt(db))
+    gone = db.audio("dev", _middle_trial_utt(db))
     gone.unlink()
     out = tmp_path / "out"
     result = run_script("save_asv_embeddings.py", sasv_args(broken, frontends, out))
@@ -65,7 +65,7 @@ def test_trial_list_naming_unknown_audio_fails_before_compute(stage, broken, fro
     out = tmp_path / "out"
     rc, err = call(stage.main, sasv_args(broken, frontends, out), capsys)
     assert rc == 2
-    assert_one_line_error(err, "2 of", str(db.flac("eval", "LA_E_9999999")))
+    assert_one_line_error(err, "2 of", str(db.audio("eval", "LA_E_9999999")))
     assert files_under(out / "embeddings") == [] and files_under(out / "scores") == []
 
 
@@ -75,7 +75,7 @@ def test_trial_list_naming_unknown_audio_fails_before_compute(stage, broken, fro
 def test_corrupt_audio_stops_naming_the_file(broken, frontends, tmp_path):
     db = LADatabase(broken.la)
     utt = _middle_trial_utt(db)
-    db.flac("dev", utt).write_bytes(b"this is not a flac file" * 50)
+    db.audio("dev", utt).write_bytes(b"this is not a flac file" * 50)
     out = tmp_path / "out"
     result = run_script("save_cm_score.py", sasv_args(broken, frontends, out, "splits=[dev]"))
     assert result.returncode == 2, result.stderr
@@ -87,10 +87,10 @@ def test_corrupt_audio_stops_naming_the_file(broken, frontends, tmp_path):
 def test_skip_bad_audio_completes_and_reports(broken, frontends, tmp_path, capsys, one_thread):
     db = LADatabase(broken.la)
     utt = _middle_trial_utt(db)
-    db.flac("dev", utt).write_bytes(b"\x00garbage" * 100)
+    db.audio("dev", utt).write_bytes(b"\x00garbage" * 100)
     speaker, (enrol_utt, *others) = next(iter(db.enrolment("eval").items()))
     assert others, "the speaker keeps another enrolment utterance"
-    db.flac("eval", enrol_utt).write_bytes(b"")                    # an empty file among the enrolment audio
+    db.audio("eval", enrol_utt).write_bytes(b"")                    # an empty file among the enrolment audio
     out = tmp_path / "out"
     args = sasv_args(broken, frontends, out, "splits=[dev, eval]")
     rc, err = call(save_asv_embeddings.main, args, capsys)

@@ -137,16 +137,16 @@ def test_verify_uses_it(staged, e2e, capsys):
     trial = max(db.sasv_trials("dev"), key=lambda t: abs(raw_cosine(t) - score[t.speaker, t.utt]))
     score = score[trial.speaker, trial.utt]
     assert abs(raw_cosine(trial) - score) > 1e-4
-    enrol = [str(db.flac("dev", u)) for u in db.enrolment("dev")[trial.speaker]]
+    enrol = [str(db.audio("dev", u)) for u in db.enrolment("dev")[trial.speaker]]
     capsys.readouterr()
     assert run_main(main, ["--config", str(staged["config"]), "--enroll", *enrol,
-                           "--test", str(db.flac("dev", trial.utt))]) == 0
+                           "--test", str(db.audio("dev", trial.utt))]) == 0
     printed = {line.split(":", 1)[0]: line.split(":", 1)[1].split()[0]
                for line in capsys.readouterr().out.splitlines() if ":" in line}
     assert float(printed["SASV score"]) == pytest.approx(score, abs=1e-5)
     assert float(printed["ASV score"]) == pytest.approx(score, abs=1e-5)
     rc, err = call(lambda a: run_main(main, a), ["--config", str(staged["config"]), "asv.enrol_mean=raw",
-                                                 "--enroll", *enrol, "--test", str(db.flac("dev", trial.utt))], capsys)
+                                                 "--enroll", *enrol, "--test", str(db.audio("dev", trial.utt))], capsys)
     assert rc == 2
     assert_one_line_error(err, "results.json", "enrol_mean differ")
 

@@ -140,7 +140,7 @@ def _pairs(corpus, folder: Path) -> Path:
         writer = csv.writer(f)
         writer.writerow(["enroll", "test"])
         for t in trials:
-            writer.writerow([";".join(str(db.flac("dev", u)) for u in enrolment[t.speaker]), db.flac("dev", t.utt)])
+            writer.writerow([";".join(str(db.audio("dev", u)) for u in enrolment[t.speaker]), db.audio("dev", t.utt)])
     return path
 
 

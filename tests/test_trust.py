@@ -62,8 +62,8 @@ def test_skipped_audio_is_recomputed_once_fixed_or_when_skipping_is_off(corpus, 
                                                                         one_thread):
     db = LADatabase(corpus.la)
     utt = _bona_fide_trial_utt(db)
-    good = db.flac("dev", utt).read_bytes()
-    db.flac("dev", utt).write_bytes(b"\x00garbage" * 100)
+    good = db.audio("dev", utt).read_bytes()
+    db.audio("dev", utt).write_bytes(b"\x00garbage" * 100)
     out = tmp_path / "out"
     skip = sasv_args(corpus, frontends, out, "splits=[dev]", "skip_bad_audio=true")
     for stage in (save_asv_embeddings, save_cm_score):
@@ -74,7 +74,7 @@ def test_skipped_audio_is_recomputed_once_fixed_or_when_skipping_is_off(corpus, 
     rc, err = call(save_cm_score.main, no_skip, capsys)
     assert rc == 2 and "skip_bad_audio is now off" in err and f"{utt}.flac" in err, err
     # the file fixed: recomputed because it changed, and now complete
-    db.flac("dev", utt).write_bytes(good)
+    db.audio("dev", utt).write_bytes(good)
     rc, err = call(save_cm_score.main, no_skip, capsys)
     assert rc == 0 and "recomputing" in err and "audio file(s) changed" in err, err
     assert utt in read_cm_scores(out / "scores" / "cm_dev.txt").utt
@@ -92,7 +92,7 @@ def test_added_utterance_and_trial_are_scored(corpus, frontends, tmp_path, capsy
     db = LADatabase(corpus.la)
     trial = next(t for t in db.sasv_trials("dev") if t.key == "target")
     new = "LA_D_9000001"
-    db.flac("dev", new).write_bytes(db.flac("dev", trial.utt).read_bytes())
+    db.audio("dev", new).write_bytes(db.audio("dev", trial.utt).read_bytes())
     with open(db.cm_protocol_path("dev"), "a") as f:
         f.write(f"{trial.speaker} {new} - - bonafide\n")
     with open(db.sasv_trials_path("dev"), "a") as f:
@@ -142,7 +142,7 @@ def test_sasv_stage_and_verify_refuse_scores_of_another_checkpoint(staged, tiny_
     db = LADatabase(tiny_corpus.la)
     spk, utts = next(iter(db.enrolment("dev").items()))
     rc, err = call(lambda a: run_main(verify_main, a),
-                   [*args, "--enroll", str(db.flac("dev", utts[0])), "--test", str(db.flac("dev", utts[-1]))], capsys)
+                   [*args, "--enroll", str(db.audio("dev", utts[0])), "--test", str(db.audio("dev", utts[-1]))], capsys)
     assert rc == 2
     assert_one_line_error(err, "another cm front-end", "checkpoint_sha256")
     assert (out / "results.json").read_text() == before
@@ -380,7 +380,7 @@ def test_truncated_last_checkpoint_on_resume(staged, tiny_corpus, frontends, tmp
 def test_unreadable_training_file_with_workers_is_one_line(corpus, tmp_path, capsys):
     db = LADatabase(corpus.la)
     bad = next(e.utt for e in db.cm_entries("train") if e.is_bonafide)
-    db.flac("train", bad).write_bytes(b"not audio" * 40)
+    db.audio("train", bad).write_bytes(b"not audio" * 40)
     rc, err = call(main_py_main, ["--config", "configs/quickstart_cm.conf", f"database={corpus.la}",
                                   f"output_dir={tmp_path / 'cm'}", "cm.arch=LCNN", "cm.model={channels: [4, 4, 4, 4]}",
                                   "data.train_samples=4000", "train.epochs=1", "train.batch_size=8",
@@ -410,7 +410,7 @@ def test_audio_shorter_than_the_model_needs_is_named_and_skippable(stage, sample
                                                                    tmp_path, capsys, one_thread):
     db = LADatabase(corpus.la)
     utt = _bona_fide_trial_utt(db)
-    sf.write(db.flac("dev", utt), np.full(samples, 0.1, dtype=np.float32), 16000)
+    sf.write(db.audio("dev", utt), np.full(samples, 0.1, dtype=np.float32), 16000)
     out = tmp_path / "out"
     args = sasv_args(corpus, frontends, out, "splits=[dev]", *overrides)
     rc, err = call(stage.main, args, capsys)

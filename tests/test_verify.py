@@ -53,9 +53,9 @@ def _trial(setup, split: str = "dev", key: str = "spoof"):
         s = read_sasv_scores(setup["out"] / "scores" / f"{kind}_{split}.txt")
         files[kind] = {(a, b): v for a, b, v in zip(s.spk, s.utt, s.score, strict=True)}
     trial = next(t for t in db.sasv_trials(split) if t.key == key)
-    enrol = [db.flac(split, u) for u in db.enrolment(split)[trial.speaker]]
+    enrol = [db.audio(split, u) for u in db.enrolment(split)[trial.speaker]]
     scores = {k: v[trial.speaker, trial.utt] for k, v in files.items()}
-    return enrol, db.flac(split, trial.utt), scores
+    return enrol, db.audio(split, trial.utt), scores
 
 
 def _printed(text: str) -> dict[str, str]:

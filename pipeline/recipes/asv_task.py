@@ -23,8 +23,8 @@ from common.errors import InputError, MissingFilesError
 from common.io import file_sha256
 from common.provenance import provenance
 from common.runs import RunFolders, write_results
-from data.asvspoof import LADatabase
 from data.augment import build_augment
+from data.databases import FORMAT, open_database
 from data.datasets import SpeakerDataset
 from data.embeddings import EmbeddingTable, speaker_models
 from data.samplers import SpeakerBatchSampler
@@ -54,6 +54,7 @@ SCHEMA = {
     "data": {
         "voxceleb": OPTIONAL_PATH,     # VoxCeleb-layout root (wav/, train_list.txt, veri_test.txt), or
         "database": OPTIONAL_PATH,     # an ASVspoof 2019 LA folder: train on train bona fide, test on dev trials
+        "format": FORMAT,              # the layout of data.database (docs/datasets.md); auto: the one it fits
         "train_list": OPTIONAL_PATH,   # default <voxceleb>/train_list.txt
         "trial_list": OPTIONAL_PATH,   # default <voxceleb>/veri_test.txt
         "train_samples": Rule(32000, low=1),   # training crop (2 s); at least the model's shortest input
@@ -130,19 +131,19 @@ def _data(cfg: Mapping) -> tuple[list[Path], list[int], TrialList]:
         vox.trial_files(check=True)
         audio = {rel: vox.wav(rel) for t in trials for rel in (t.enrol, t.test)}
         return paths, labels, TrialList([(t.enrol, t.test, t.label) for t in trials], audio)
-    db = LADatabase(d["database"])
+    db = open_database(d["database"], d["format"])
     db.check_split("train")
     db.check_split("dev")
     bona = [e for e in db.cm_entries("train") if e.is_bonafide]
     speakers = {s: i for i, s in enumerate(sorted({e.speaker for e in bona}))}
-    paths, labels = [db.flac("train", e.utt) for e in bona], [speakers[e.speaker] for e in bona]
+    paths, labels = [db.audio("train", e.utt) for e in bona], [speakers[e.speaker] for e in bona]
     enrolment = db.enrolment("dev")
     trials = [t for t in db.sasv_trials("dev") if t.key != "spoof"]
     if not trials:
         raise InputError(f"{db.sasv_trials_path('dev')}: no target or nontarget trials (only spoofs), so no ASV "
                          f"metric can select an epoch")
-    audio = {t.utt: db.flac("dev", t.utt) for t in trials}
-    audio.update({u: db.flac("dev", u) for utts in enrolment.values() for u in utts})
+    audio = {t.utt: db.audio("dev", t.utt) for t in trials}
+    audio.update({u: db.audio("dev", u) for utts in enrolment.values() for u in utts})
     pairs = [(t.speaker, t.utt, int(t.key == "target")) for t in trials]
     return paths, labels, TrialList(pairs, audio, enrolment)
 
@@ -159,7 +160,7 @@ def protocol_digests(cfg: Mapping) -> dict[str, str]:
         vox = VoxCeleb(d["voxceleb"], d["train_list"], d["trial_list"])
         files = [vox.train_list_path, vox.trial_list_path]
     else:
-        files = LADatabase(d["database"]).protocol_files(["train", "dev"])
+        files = open_database(d["database"], d["format"]).protocol_files(["train", "dev"])
     return {str(p): file_sha256(p) for p in files}
 
 
@@ -243,7 +244,8 @@ def run(cfg: Mapping, resume: bool = False, *,
     write_results(out, {**metrics, "selected_on": _selection_split(cfg)},
                   provenance(cfg, checkpoints={"initial": cfg["asv"]["checkpoint"], "asv_model": out / "asv_model.pt"},
                              protocols=protocol_digests(cfg), seeds={"train": cfg["train"]["seed"]},
-                             device=cfg["train"]["device"]))
+                             device=cfg["train"]["device"],
+                             database=open_database(d["database"], d["format"]) if d["database"] else None))
     print(f"ASV {cfg['asv']['arch']}: EER {metrics.get('eer', float('nan')):.2f} %, minDCF(0.01) "
           f"{metrics.get('min_dcf_p001', float('nan')):.4f} (best epoch {metrics['best_epoch']}) "
           f"-> {out / 'asv_model.pt'}")

@@ -21,8 +21,9 @@ from common.errors import MissingFilesError
 from common.io import file_sha256
 from common.provenance import provenance
 from common.runs import RunFolders, write_results
-from data.asvspoof import SPLITS, LADatabase, check_files_exist
+from data.asvspoof import SPLITS, check_files_exist
 from data.augment import build_augment
+from data.databases import FORMAT, Database, open_database, say_layout
 from data.datasets import CMDataset
 from engine import (
     TrainData,
@@ -43,6 +44,7 @@ SCHEMA = {
     "database": REQUIRED_PATH,     # the ASVspoof 2019 LA folder
     "output_dir": REQUIRED_PATH,
     "data": {
+        "format": FORMAT,              # the layout of `database` (docs/datasets.md); auto: the one the folder fits
         "train_samples": Rule(64600, low=1),   # random training crop (AASIST: 64600 = 4.04 s); >= the model's floor
         "augment": {"enabled": False, "options": FreeForm({})},
     },
@@ -81,14 +83,14 @@ def per_attack_eer(entries: list, scores: np.ndarray) -> dict[str, float]:
     return {a: 100 * det_eer(bonafide, scores[np.array([e.system == a for e in entries])]).eer for a in systems}
 
 
-def cm_eer(net: CMNet, cfg: Mapping, db: LADatabase, split: str,
+def cm_eer(net: CMNet, cfg: Mapping, db: Database, split: str,
            device: torch.device) -> tuple[float, list, np.ndarray]:
     entries = db.cm_entries(split)
 
     def embed(wave: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"scores": net(wave.to(device))}
 
-    out = extract([(e.utt, db.flac(split, e.utt)) for e in entries], embed, crop_spec(cfg["cm"]),
+    out = extract([(e.utt, db.audio(split, e.utt)) for e in entries], embed, crop_spec(cfg["cm"]),
                   batch_size=cfg["train"]["batch_size"], desc=f"CM {split}")
     scores = out.arrays["scores"]
     labels = np.array([e.label for e in entries])
@@ -99,7 +101,7 @@ class CMTask:
     """engine.Task: the CM loss on labelled crops; dev CM EER after each evaluated epoch. `memo` keeps each
     epoch's dev scores with its weights' fingerprint, so `run` scores the selected epoch's dev once (`scores`)."""
 
-    def __init__(self, cfg: Mapping, db: LADatabase):
+    def __init__(self, cfg: Mapping, db: Database):
         self.cfg, self.db = cfg, db
         self.memo = ScoreMemo()
 
@@ -126,23 +128,23 @@ class CMTask:
         return {"dev_cm_eer": self.scores(model, "dev", next(model.parameters()).device)[0]}
 
 
-def check(cfg: Mapping) -> LADatabase:
+def check(cfg: Mapping) -> Database:
     """Everything that needs no model (folders, training settings, crops the model can take, protocols, audio
     present, initial checkpoint), before main.py locks or writes anything; returns the database (its protocols
     parsed once)."""
     check_training_config(cfg, SCHEMA, "cm", "cm")
     if cfg["cm"]["checkpoint"] and not Path(cfg["cm"]["checkpoint"]).is_file():
         raise MissingFilesError(f"cm.checkpoint {cfg['cm']['checkpoint']}: checkpoint file does not exist")
-    db = LADatabase(cfg["database"])
+    db = open_database(cfg["database"], cfg["data"]["format"])
     for split in ("train", "dev", *cfg["eval_splits"]):
-        check_files_exist((db.flac(split, e.utt) for e in db.cm_entries(split)),
-                          f"ASVspoof 2019 LA {split} audio in {db.flac_dir(split)}")
+        check_files_exist((db.audio(split, e.utt) for e in db.cm_entries(split)),
+                          f"ASVspoof 2019 LA {split} audio in {db.audio_dir(split)}")
     return db
 
 
 def protocol_digests(cfg: Mapping) -> dict[str, str]:
     """SHA-256 of the CM protocols that defined the training, selection and evaluation data."""
-    db = LADatabase(cfg["database"])
+    db = open_database(cfg["database"], cfg["data"]["format"])
     paths = [db.cm_protocol_path(s) for s in dict.fromkeys(["train", "dev", *cfg["eval_splits"]])]
     return {str(p): file_sha256(p) for p in paths}
 
@@ -151,7 +153,7 @@ def folders(cfg: Mapping) -> RunFolders:
     return RunFolders.trained_in_output_dir(cfg["output_dir"], "cm_model.pt")
 
 
-def run(cfg: Mapping, resume: bool = False, *, checked: LADatabase | None = None) -> dict:
+def run(cfg: Mapping, resume: bool = False, *, checked: Database | None = None) -> dict:
     """`checked`: the result of check(cfg) when the caller already ran it, e.g. main.py (None: run checks)."""
     out = Path(cfg["output_dir"])
     db = checked if checked is not None else check(cfg)
@@ -180,9 +182,11 @@ def run(cfg: Mapping, resume: bool = False, *, checked: LADatabase | None = None
     for s, (_, entries, scores) in evaluated.items():
         metrics[f"{s}_cm_eer_per_attack"] = per_attack_eer(entries, scores)
     metrics["selected_on"] = "dev"
+    say_layout(db)
     write_results(out, metrics, provenance(
         cfg, checkpoints={"initial": cfg["cm"]["checkpoint"], "cm_model": out / "cm_model.pt"},
-        protocols=protocol_digests(cfg), seeds={"train": cfg["train"]["seed"]}, device=cfg["train"]["device"]))
+        protocols=protocol_digests(cfg), seeds={"train": cfg["train"]["seed"]}, device=cfg["train"]["device"],
+        database=db))
     shown = ", ".join(f"{s} {metrics[f'{s}_cm_eer']:.2f} %" for s in cfg["eval_splits"])
     print(f"CM {cfg['cm']['arch']}: EER {shown} (best epoch {metrics['best_epoch']}) -> {out / 'cm_model.pt'}")
     for s in cfg["eval_splits"]:

@@ -70,8 +70,8 @@ class _TrialsWithKind(Dataset):
 def joint_train_data(cfg: Mapping, seed: int) -> TrainData:
     db = database(cfg)
     entries = db.cm_entries("train")
-    paths = {e.utt: db.flac("train", e.utt) for e in entries}
-    check_files_exist(paths.values(), f"ASVspoof 2019 LA train audio in {db.flac_dir('train')}")
+    paths = {e.utt: db.audio("train", e.utt) for e in entries}
+    check_files_exist(paths.values(), f"ASVspoof 2019 LA train audio in {db.audio_dir('train')}")
     scheme = cfg["sampling"]["scheme"]
     if scheme not in ("2class", "4class"):
         raise InputError("joint training samples waveform trials: sampling.scheme must be 2class or 4class, "
@@ -155,7 +155,7 @@ def embed_split(cfg: Mapping, model: JointSASV, split: str) -> TrialInputs:
     tests = sorted({t.utt for t in trials})
     form = enrolment_form(cfg)
     enrolment = enrolment_audio(db, split, form)
-    asv_items = [(u, db.flac(split, u)) for u in tests]
+    asv_items = [(u, db.audio(split, u)) for u in tests]
     if form == "lists":     # the listed utterances are embedded with the tests; models are their means
         asv_items = list(dict(asv_items + enrolment).items())
     was_training = model.training
@@ -171,7 +171,7 @@ def embed_split(cfg: Mapping, model: JointSASV, split: str) -> TrialInputs:
             enr_out = extract(enrolment, asv_embed_fn(model.asv, device), crop_spec(cfg["asv"]),
                               desc=f"ASV enrolment {split}")
             models = EmbeddingTable(enr_out.ids, enr_out.arrays["embeddings"])
-        cm_out = extract([(u, db.flac(split, u)) for u in tests], cm_embed_fn(model.cm, device),
+        cm_out = extract([(u, db.audio(split, u)) for u in tests], cm_embed_fn(model.cm, device),
                          crop_spec(cfg["cm"]), batch_size=cfg["batch_size"], desc=f"CM {split}")
     finally:
         model.train(was_training)

@@ -45,8 +45,9 @@ from common.errors import InputError, MissingFilesError
 from common.io import file_sha256, load_weights
 from common.provenance import provenance
 from common.runs import RunFolders, write_results
-from data.asvspoof import LADatabase, SASVTrial, check_files_exist, protocol_lines
+from data.asvspoof import SASVTrial, check_files_exist, protocol_lines
 from data.augment import AugmentChain, SpeedPerturb, build_augment
+from data.databases import FORMAT, Database, open_database
 from data.datasets import SpeakerDataset
 from data.embeddings import EmbeddingTable, speaker_models
 from data.samplers import SASVPairSampler
@@ -88,6 +89,7 @@ SCHEMA = {
     "stage": Rule(None, kind=int, choices=(1, 2, 3)),
     "data": {
         "voxceleb": OPTIONAL_PATH,         # VoxCeleb-layout root: bona fide speakers (stages 1 and 2)
+        "format": FORMAT,                  # the layout of data.database (docs/datasets.md); auto: the one it fits
         "train_list": OPTIONAL_PATH,       # default <voxceleb>/train_list.txt
         "trial_list": OPTIONAL_PATH,       # default <voxceleb>/veri_test.txt (selection when there is no LA database)
         "copy_synthesis": OPTIONAL_PATH,   # folder written by copy_synthesis.py: its copies are the spoof class
@@ -149,7 +151,7 @@ def _protocol_line(protocol: Path, utt: str) -> str:
     return f"{protocol} line {number}" if number is not None else str(protocol)
 
 
-def _la_items(db: LADatabase, splits: Sequence[str]) -> tuple[list, list[str], list[tuple[Path, str, Where]]]:
+def _la_items(db: Database, splits: Sequence[str]) -> tuple[list, list[str], list[tuple[Path, str, Where]]]:
     """(bona fide paths, their speakers, spoofs as (path, claimed speaker, where)) of the LA splits."""
     paths, speakers, spoofs = [], [], []
     for split in splits:
@@ -157,10 +159,10 @@ def _la_items(db: LADatabase, splits: Sequence[str]) -> tuple[list, list[str], l
         protocol = db.cm_protocol_path(split)
         for e in db.cm_entries(split):
             if e.is_bonafide:
-                paths.append(db.flac(split, e.utt))
+                paths.append(db.audio(split, e.utt))
                 speakers.append(e.speaker)
             else:
-                spoofs.append((db.flac(split, e.utt), e.speaker, functools.partial(_protocol_line, protocol, e.utt)))
+                spoofs.append((db.audio(split, e.utt), e.speaker, functools.partial(_protocol_line, protocol, e.utt)))
     return paths, speakers, spoofs
 
 
@@ -188,7 +190,7 @@ def training_set(cfg: Mapping) -> TrainingSet:
         bona_speakers += [by_label[int(label)] for label in labels]
         sources["VoxCeleb bona fide"] = len(paths)
     if d["train_on"]:
-        paths, speakers, la_spoofs = _la_items(LADatabase(d["database"]), d["train_on"])
+        paths, speakers, la_spoofs = _la_items(open_database(d["database"], d["format"]), d["train_on"])
         bona_paths += paths
         bona_speakers += speakers
         spoofs += la_spoofs
@@ -236,12 +238,12 @@ class SASVTrialScorer:
     speaker models as the mean of the enrolment embeddings, L2-normalised with `asv.enrol_mean: unit` (the task's
     default, as the SASV stages average them: the same rule), or the enr_audio file's embedding."""
 
-    def __init__(self, cfg: Mapping, db: LADatabase, split: str):
+    def __init__(self, cfg: Mapping, db: Database, split: str):
         self.cfg, self.db, self.split = cfg, db, split
         self.trials: list[SASVTrial] = db.sasv_trials(split)
         self.form, self.unit = cfg["enrolment"], unit_enrol_mean(cfg["asv"])
         self.enrol = enrolment_audio(db, split, self.form)
-        self.tests = [(u, db.flac(split, u)) for u in dict.fromkeys(t.utt for t in self.trials)]
+        self.tests = [(u, db.audio(split, u)) for u in dict.fromkeys(t.utt for t in self.trials)]
         self.keys = [t.key for t in self.trials]
 
     def check(self) -> None:
@@ -336,7 +338,7 @@ def check(cfg: Mapping) -> TrainingSet:
         raise ConfigError(f"train.select_metric {metric!r} is not computed by task sasv_e2e (choose from "
                           f"{', '.join(DEV_METRICS + ('eer', 'train_loss'))})")
     if d["database"]:
-        db = LADatabase(d["database"], cfg["enr_audio"])
+        db = open_database(d["database"], d["format"], cfg["enr_audio"])
         for split in ("dev", "eval"):
             db.check_split(split, enr_audio=cfg["enrolment"] == "concat")
     data = training_set(cfg)
@@ -409,7 +411,7 @@ def run(cfg: Mapping, resume: bool = False, *, checked: TrainingSet | None = Non
                                rank=rank, world_size=world_size,
                                max_utts_per_speaker=cfg["sampler"]["max_utts_per_speaker"])
 
-    db = LADatabase(d["database"], cfg["enr_audio"]) if d["database"] else None
+    db = open_database(d["database"], d["format"], cfg["enr_audio"]) if d["database"] else None
     scorers = {s: SASVTrialScorer(cfg, db, s) for s in ("dev", "eval")} if db is not None else {}
     for scorer in scorers.values():
         scorer.check()
@@ -448,7 +450,8 @@ def run(cfg: Mapping, resume: bool = False, *, checked: TrainingSet | None = Non
     payload["frontends"] = frontends_record({**cfg, "asv": exported}, kinds=("asv",))
     write_results(out, payload, provenance(
         cfg, checkpoints={"initial": cfg["asv"]["checkpoint"], "sasv_embedding": out / "sasv_embedding.pt"},
-        protocols=protocol_digests(cfg), seeds={"train": cfg["train"]["seed"]}, device=cfg["train"]["device"]))
+        protocols=protocol_digests(cfg), seeds={"train": cfg["train"]["seed"]}, device=cfg["train"]["device"],
+        database=db))
     print(f"single SASV embedding ({cfg['asv']['arch']}, stage {cfg['stage']}): best epoch {payload['best_epoch']} "
           f"by {_selection(cfg)} -> {out / 'sasv_embedding.pt'}")
     return payload
@@ -457,7 +460,7 @@ def run(cfg: Mapping, resume: bool = False, *, checked: TrainingSet | None = Non
 def protocol_digests(cfg: Mapping) -> dict[str, str]:
     """SHA-256 of the lists that defined the training, selection and scoring data."""
     d = cfg["data"]
-    db = LADatabase(d["database"], cfg["enr_audio"]) if d["database"] else None
+    db = open_database(d["database"], d["format"], cfg["enr_audio"]) if d["database"] else None
     files: list[Path] = []
     if d["voxceleb"]:
         vox = VoxCeleb(d["voxceleb"], d["train_list"], d["trial_list"])

@@ -15,7 +15,8 @@ from typing import Mapping
 import numpy as np
 
 from common.errors import InputError
-from data.asvspoof import ENROLMENT_SPLITS, LADatabase
+from data.asvspoof import ENROLMENT_SPLITS
+from data.databases import Database, say_layout
 from data.embeddings import EmbeddingTable, speaker_models
 from data.score_files import write_sasv_scores
 from metrics.eer import det_eer
@@ -63,9 +64,10 @@ def asv_stage(cfg: Mapping, force: bool = False) -> None:
         if split in ENROLMENT_SPLITS:
             models = _speaker_models(cfg, db, split, table, force, get_model)
             write_asv_scores(cfg, split, models, table)
+    say_layout(db)
 
 
-def _speaker_models(cfg: Mapping, db: LADatabase, split: str, table: EmbeddingTable, force: bool,
+def _speaker_models(cfg: Mapping, db: Database, split: str, table: EmbeddingTable, force: bool,
                     get_model) -> EmbeddingTable:
     """Speaker models: mean of per-gender list embeddings (raw or L2-normalised: asv.enrol_mean), or one embedding
     of the concatenated enr_audio file."""

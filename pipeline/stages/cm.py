@@ -14,6 +14,7 @@ from typing import Mapping
 import numpy as np
 
 from data.asvspoof import ENROLMENT_SPLITS
+from data.databases import say_layout
 from data.score_files import CMScores, write_cm_scores, write_sasv_scores
 from metrics.eer import det_eer
 from pipeline.stages.cache import save_cache
@@ -56,4 +57,5 @@ def cm_stage(cfg: Mapping, force: bool = False) -> dict[str, float]:
             trials = scorable_trials(cfg, split, table)
             write_sasv_scores(exp.scores("cm_trials", split),
                               sasv_rows(trials, np.array([table[t.utt] for t in trials])))
+    say_layout(db)
     return eers

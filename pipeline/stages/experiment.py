@@ -19,7 +19,8 @@ from common.dispatch import check_kwargs
 from common.errors import InputError
 from common.folders import check_output_path
 from common.io import file_sha256
-from data.asvspoof import ENROLMENT_SPLITS, SPLITS, LADatabase, check_files_exist
+from data.asvspoof import ENROLMENT_SPLITS, SPLITS, check_files_exist
+from data.databases import FORMAT, Database, open_database
 from data.trial_sampling import TRIAL_SCHEMES
 from engine import check_train_config
 from engine.distributed import DEVICES
@@ -43,7 +44,8 @@ ENROLMENT = Rule("lists", choices=ENROLMENT_FORMS)
 # Keys shared by every SASV entry point (stage scripts and main.py), with the values each may take.
 SASV_COMMON = {
     "task": Rule("sasv", choices=("sasv",)),
-    "database": REQUIRED_PATH,     # the ASVspoof 2019 LA folder (holding ASVspoof2019_LA_{train,dev,eval}/)
+    "database": REQUIRED_PATH,     # the corpus folder, e.g. ASVspoof 2019 LA (ASVspoof2019_LA_{train,dev,eval}/, ...)
+    "data": {"format": FORMAT},    # its layout (docs/datasets.md); auto: the one the folder fits
     # folder of concatenated enrolment audio {dev,eval}/SPK_UTT.flac; default <database>/enr_audio
     "enr_audio": OPTIONAL_PATH,
     "output_dir": REQUIRED_PATH,
@@ -101,14 +103,15 @@ def experiment(cfg: Mapping) -> Experiment:
     root = Path(cfg["output_dir"])
     return Experiment(root, Path(cfg["embeddings_dir"]) if cfg["embeddings_dir"] else root / "embeddings")
 
-_DATABASES: dict[tuple[str, str | None], LADatabase] = {}
+_DATABASES: dict[tuple[str, str, str | None], Database] = {}
 
 
-def database(cfg: Mapping) -> LADatabase:
-    """The config's corpus; one object per folder pair in a process, so its protocols are parsed once."""
-    key = (str(cfg["database"]), None if cfg["enr_audio"] is None else str(cfg["enr_audio"]))
+def database(cfg: Mapping) -> Database:
+    """The config's corpus in the layout `data.format` names (or the one it fits); one object per folder, format
+    and enr_audio in a process, so its protocols are parsed once."""
+    key = (str(cfg["database"]), cfg["data"]["format"], None if cfg["enr_audio"] is None else str(cfg["enr_audio"]))
     if key not in _DATABASES:
-        _DATABASES[key] = LADatabase(*key)
+        _DATABASES[key] = open_database(*key)
     return _DATABASES[key]
 
 
@@ -117,12 +120,12 @@ def enrolment_form(cfg: Mapping) -> str:
     return ENROLMENT.check("enrolment", cfg["enrolment"])
 
 
-def enrolment_audio(db: LADatabase, split: str, form: str) -> list[tuple[str, Path]]:
+def enrolment_audio(db: Database, split: str, form: str) -> list[tuple[str, Path]]:
     """(id, audio file) of what a split's speaker models are made from: each listed utterance once (lists: ids
     are utterances) or each speaker's concatenated file (concat: ids are speakers)."""
     if form == "lists":
         utts = dict.fromkeys(u for us in db.enrolment(split).values() for u in us)
-        return [(u, db.flac(split, u)) for u in utts]
+        return [(u, db.audio(split, u)) for u in utts]
     return [(spk, db.enr_audio_file(split, stem)) for spk, stem in db.enrolment_concat(split).items()]
 
 
@@ -184,20 +187,20 @@ def check_stage_inputs(cfg: Mapping, asv: bool = True, cm: bool = True) -> None:
     if cm:
         check_scoring_checkpoint(cfg["cm"], "cm", cfg["allow_random_weights"])
         for split in splits:
-            check_files_exist((db.flac(split, e.utt) for e in db.cm_entries(split)),
-                              f"ASVspoof 2019 LA {split} audio in {db.flac_dir(split)}")
+            check_files_exist((db.audio(split, e.utt) for e in db.cm_entries(split)),
+                              f"ASVspoof 2019 LA {split} audio in {db.audio_dir(split)}")
     check_trials(db, splits, enrolment_form(cfg))
 
 
-def check_trials(db: LADatabase, splits: Sequence[str], enrolment: str = "lists") -> None:
+def check_trials(db: Database, splits: Sequence[str], enrolment: str = "lists") -> None:
     """Fails before compute when a SASV trial's test audio is missing or not in the split's CM protocol
     (the stages embed the CM protocol utterances, so such a trial could never be scored), or when it claims
     a speaker that has no enrolment."""
     for split in (s for s in splits if s in ENROLMENT_SPLITS):
         trials = db.sasv_trials(split)
         utts = list(dict.fromkeys(t.utt for t in trials))
-        check_files_exist((db.flac(split, u) for u in utts),
-                          f"{db.sasv_trials_path(split)}: test audio in {db.flac_dir(split)}")
+        check_files_exist((db.audio(split, u) for u in utts),
+                          f"{db.sasv_trials_path(split)}: test audio in {db.audio_dir(split)}")
         known = {e.utt for e in db.cm_entries(split)}
         unknown = [u for u in utts if u not in known]
         if unknown:
@@ -205,7 +208,7 @@ def check_trials(db: LADatabase, splits: Sequence[str], enrolment: str = "lists"
             raise InputError(f"{db.sasv_trials_path(split)}: {len(unknown)} test utterances are not in the CM protocol "
                              f"{db.cm_protocol_path(split)}: {shown}")
         enrolled = db.enrolment(split) if enrolment == "lists" else db.enrolment_concat(split)
-        lists = (f"{db.enrolment_path(split, 'female')} / male" if enrolment == "lists"
+        lists = (" / ".join(map(str, db.enrolment_lists(split))) if enrolment == "lists"
                  else str(db.enrolment_concat_path(split)))
         orphan = next((t for t in trials if t.speaker not in enrolled), None)
         if orphan is not None:

@@ -18,7 +18,7 @@ from typing import Mapping
 import numpy as np
 
 from common.errors import InputError
-from data.asvspoof import LADatabase
+from data.databases import Database
 from data.embeddings import EmbeddingTable
 from pipeline.stages.cache import Inputs, load_cache
 from pipeline.stages.experiment import database, enrolment_audio, enrolment_form, experiment
@@ -36,19 +36,19 @@ class CacheSpec:
     stage: str                     # the stage script that writes it
 
 
-def asv_embeddings_spec(cfg: Mapping, split: str, db: LADatabase | None = None) -> CacheSpec:
+def asv_embeddings_spec(cfg: Mapping, split: str, db: Database | None = None) -> CacheSpec:
     db = db or database(cfg)
     return CacheSpec(experiment(cfg).asv_embeddings(split), frontend_identity(cfg["asv"], "asv"),
-                     Inputs.of([(u, db.flac(split, u)) for u in db.utterances(split)]), "save_asv_embeddings.py")
+                     Inputs.of([(u, db.audio(split, u)) for u in db.utterances(split)]), "save_asv_embeddings.py")
 
 
-def cm_embeddings_spec(cfg: Mapping, split: str, db: LADatabase | None = None) -> CacheSpec:
+def cm_embeddings_spec(cfg: Mapping, split: str, db: Database | None = None) -> CacheSpec:
     db = db or database(cfg)
     return CacheSpec(experiment(cfg).cm_embeddings(split), frontend_identity(cfg["cm"], "cm"),
-                     Inputs.of([(e.utt, db.flac(split, e.utt)) for e in db.cm_entries(split)]), "save_cm_score.py")
+                     Inputs.of([(e.utt, db.audio(split, e.utt)) for e in db.cm_entries(split)]), "save_cm_score.py")
 
 
-def speaker_models_spec(cfg: Mapping, split: str, db: LADatabase | None = None) -> CacheSpec:
+def speaker_models_spec(cfg: Mapping, split: str, db: Database | None = None) -> CacheSpec:
     """Lists: the mean of the listed utterances' embeddings, raw or L2-normalised (asv.enrol_mean; the lists'
     content is part of what made it); concat: one embedding of each speaker's enr_audio file."""
     db, mode = db or database(cfg), enrolment_form(cfg)

@@ -22,6 +22,7 @@ from common.io import atomic_write, load_weights, write_json
 from common.provenance import provenance
 from common.runs import write_results as write_results_json
 from data.asvspoof import SASVTrial
+from data.databases import say_layout
 from data.embeddings import EmbeddingTable
 from data.score_files import write_sasv_scores
 from engine.checkpoint import load_model_state
@@ -230,8 +231,9 @@ def write_results(cfg: Mapping, inputs: Mapping[str, TrialInputs], scores: Mappi
     record = provenance(config_of_record or cfg, checkpoints=config_checkpoints(config_of_record or cfg),
                         protocols=protocol_digests(cfg),
                         seeds={"train": cfg["train"]["seed"]} if "train" in cfg else {},
-                        device=cfg["device"])
+                        device=cfg["device"], database=database(cfg))
     payload = {"backend": cfg["backend"]["name"], **json_ready(results), **(extra or {}), "frontends": frontends}
+    say_layout(database(cfg))
     write_results_json(exp.root, payload, record)
     print(format_table({f"{cfg['backend']['name']} ({s})": r for s, r in results.items()}))
     log.info(f"results -> {exp.results}")

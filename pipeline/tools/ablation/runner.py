@@ -96,7 +96,7 @@ def run_system(system: System, frontends: Mapping, thresholds: Mapping, force: b
               "provenance": provenance(cfg, checkpoints={key: cfg[key]["checkpoint"] for key in ("asv", "cm")},
                                        protocols=protocol_digests(cfg),
                                        seeds={"backend": [s for s in system.seeds if s is not None]},
-                                       device=cfg["device"])}
+                                       device=cfg["device"], database=database(cfg))}
     write_json(result_path, result)
     log.info(f"ablation {system.name}: dev SASV-EER {result['mean']['dev_sasv_eer']:.2f} %, "
          f"eval SASV-EER {result['mean']['eval_sasv_eer']:.2f} % -> {result_path}")
