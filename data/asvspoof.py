@@ -28,15 +28,21 @@ _CM_PROTOCOL_SUFFIX = {"train": "train.trn", "dev": "dev.trl", "eval": "eval.trl
 
 
 class CMEntry(NamedTuple):
-    """One line `SPK UTT - SYSTEM KEY` of a CM protocol. `speaker` is the source speaker, also of spoofs.
+    """One utterance of a CM protocol (ASVspoof 2019 LA: the line `SPK UTT - SYSTEM KEY`). `speaker` is the source
+    speaker, also of spoofs. The fields after `key` are the conditions other layouts label, "-" where a layout has
+    none; results break metrics down by them (per attack, per codec, per codec quality).
 
-    A NamedTuple rather than a frozen dataclass: an eval protocol has 71k lines, and building frozen
-    dataclasses cost more than reading the file."""
+    A NamedTuple rather than a frozen dataclass: an eval protocol has 71k lines (ASVspoof 5: 681k), and building
+    frozen dataclasses cost more than reading the file."""
 
     speaker: str
     utt: str
-    system: str  # "-" for bona fide, A01..A19 for spoofs
+    system: str  # the attack: "-" for bona fide, A01..A19 (2019 LA), A01..A32 (ASVspoof 5), ...
     key: str  # "bonafide" | "spoof"
+    codec: str = "-"     # codec condition: ASVspoof 5 CODEC (C01..C11), 2021 LA codec, 2021 DF compression
+    codec_q: str = "-"   # its quality / channel: ASVspoof 5 CODEC_Q, 2021 LA transmission, 2021 DF source corpus
+    gender: str = "-"    # the speaker's gender where the layout says (ASVspoof 5: F / M)
+    source: str = "-"    # the utterance a coded copy was made from (ASVspoof 5 CODEC_SEED)
 
     @property
     def is_bonafide(self) -> bool:
