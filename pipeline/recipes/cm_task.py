@@ -1,7 +1,13 @@
-"""Standalone countermeasure training (`task: cm`): AASIST / AASIST-L / LCNN / SSL-AASIST on ASVspoof 2019 LA train.
+"""Countermeasures (`task: cm`): AASIST / AASIST-L / LCNN / SSL-AASIST, trained or evaluated.
 
-Starts from scratch or from `cm.checkpoint` (e.g. the official AASIST.pth), selects by dev CM EER, reports
-the CM EER of every split in `eval_splits` with the best weights, and exports `cm_model.pt`.
+mode train: trains on the corpus's train split (ASVspoof 2019 LA, ASVspoof 5, your own lists), from scratch or
+    from `cm.checkpoint` (e.g. the official AASIST.pth), selects by dev CM EER, reports every split in
+    `eval_splits` with the best weights, and exports `cm_model.pt`.
+mode evaluate: scores `eval_splits` with `cm.checkpoint` (a trained or published model) and reports, nothing
+    trained: the CM-only evaluation sets (ASVspoof 2021 LA / DF, In-the-Wild) and any other corpus. The scores go
+    through the stage code (same crop, same score as save_cm_score.py) and are cached like the stages' (reused
+    while everything that made them is the same).
+Both write scores/cm_<split>.txt (ASVspoof 2019 CM format) and results.json.
 """
 from __future__ import annotations
 
@@ -16,15 +22,16 @@ import cm
 import ssl_models
 from cm.checkpoint import load_cm_state, save_cm_state
 from cm.losses import LOSSES, build_loss
-from common.config import REQUIRED_PATH, FreeForm, Rule
-from common.errors import MissingFilesError
+from common.config import REQUIRED_PATH, ConfigError, FreeForm, Rule
+from common.errors import InputError, MissingFilesError
 from common.io import file_sha256
 from common.provenance import provenance
 from common.runs import RunFolders, write_results
-from data.asvspoof import SPLITS, check_files_exist
+from data.asvspoof import check_files_exist
 from data.augment import build_augment
 from data.databases import FORMAT, Database, open_database, say_layout
 from data.datasets import CMDataset
+from data.score_files import CMScores, write_cm_scores
 from engine import (
     TrainData,
     fit,
@@ -35,9 +42,13 @@ from engine import (
 )
 from metrics.eer import det_eer
 from pipeline.recipes.front_end_checks import check_training_config
-from pipeline.stages.cache import ScoreMemo
-from pipeline.stages.extract import extract
-from pipeline.stages.frontends import CM_SECTION, crop_spec
+from pipeline.stages.cache import Inputs, ScoreMemo, save_cache
+from pipeline.stages.experiment import resolve_device
+from pipeline.stages.extract import InputFloor, extract
+from pipeline.stages.frontends import CM_SECTION, build_cm, cm_embed_fn, crop_spec, frontend_identity
+from pipeline.stages.outputs import CacheSpec, cached_or_none
+
+MODES = ("train", "evaluate")
 
 SCHEMA = {
     "task": Rule("cm", choices=("cm",)),
@@ -50,7 +61,9 @@ SCHEMA = {
     },
     "cm": CM_SECTION,              # cm.checkpoint: initial weights (fine-tuning), optional
     "loss": {"name": Rule("WeightedCE", choices=tuple(LOSSES)), "options": FreeForm({})},   # WeightedCE | OCSoftmax
-    "eval_splits": Rule(["dev", "eval"], unique=True, items=Rule("dev", choices=SPLITS)),
+    "mode": Rule("train", choices=MODES),
+    # splits scored with the final weights (mode evaluate: the only ones read); each must be a split of the corpus
+    "eval_splits": Rule(["dev", "eval"], nonempty=True, unique=True, items=Rule("dev", kind=str, nonempty=True)),
     "train": train_schema("dev_cm_eer"),
 }
 
@@ -135,21 +148,35 @@ def check(cfg: Mapping) -> Database:
     check_training_config(cfg, SCHEMA, "cm", "cm")
     if cfg["cm"]["checkpoint"] and not Path(cfg["cm"]["checkpoint"]).is_file():
         raise MissingFilesError(f"cm.checkpoint {cfg['cm']['checkpoint']}: checkpoint file does not exist")
+    if cfg["mode"] == "evaluate" and not cfg["cm"]["checkpoint"]:
+        raise ConfigError("mode evaluate scores a trained or published countermeasure: set cm.checkpoint")
     db = open_database(cfg["database"], cfg["data"]["format"])
-    for split in ("train", "dev", *cfg["eval_splits"]):
+    absent = [s for s in _splits(cfg) if s not in db.splits]
+    if absent:
+        raise ConfigError(f"{'eval_splits' if absent[0] in cfg['eval_splits'] else 'mode train'}: {absent[0]!r} is not "
+                          f"a split of {db.title} ({db.root} has {', '.join(db.splits)})"
+                          + ("; a CM-only evaluation set is scored with mode: evaluate" if cfg["mode"] == "train"
+                             else ""))
+    for split in _splits(cfg):
         check_files_exist((db.audio(split, e.utt) for e in db.cm_entries(split)),
-                          f"ASVspoof 2019 LA {split} audio in {db.audio_dir(split)}")
+                          f"{db.title} {split} audio in {db.audio_dir(split)}")
     return db
+
+
+def _splits(cfg: Mapping) -> list[str]:
+    """The splits a run reads: train and dev to train and select, then eval_splits (mode evaluate: only those)."""
+    return list(dict.fromkeys([*(("train", "dev") if cfg["mode"] == "train" else ()), *cfg["eval_splits"]]))
 
 
 def protocol_digests(cfg: Mapping) -> dict[str, str]:
     """SHA-256 of the CM protocols that defined the training, selection and evaluation data."""
     db = open_database(cfg["database"], cfg["data"]["format"])
-    paths = [db.cm_protocol_path(s) for s in dict.fromkeys(["train", "dev", *cfg["eval_splits"]])]
-    return {str(p): file_sha256(p) for p in paths}
+    return {str(p): file_sha256(p) for p in dict.fromkeys(db.cm_protocol_path(s) for s in _splits(cfg))}
 
 
 def folders(cfg: Mapping) -> RunFolders:
+    if cfg["mode"] == "evaluate":    # nothing trained; the score cache is checked on use, so --overwrite keeps it
+        return RunFolders(Path(cfg["output_dir"]), None, (("output_dir", cfg["output_dir"]),), ("embeddings",))
     return RunFolders.trained_in_output_dir(cfg["output_dir"], "cm_model.pt")
 
 
@@ -157,6 +184,8 @@ def run(cfg: Mapping, resume: bool = False, *, checked: Database | None = None) 
     """`checked`: the result of check(cfg) when the caller already ran it, e.g. main.py (None: run checks)."""
     out = Path(cfg["output_dir"])
     db = checked if checked is not None else check(cfg)
+    if cfg["mode"] == "evaluate":
+        return _evaluate(cfg, db)
     seed_everything(cfg["train"]["seed"])  # the initial weights (fit seeds what follows)
     model = cm.build_model(cfg["cm"]["arch"], **cfg["cm"]["model"])
     if cfg["cm"]["checkpoint"]:
@@ -192,4 +221,39 @@ def run(cfg: Mapping, resume: bool = False, *, checked: Database | None = None) 
     for s in cfg["eval_splits"]:
         per_attack = metrics[f"{s}_cm_eer_per_attack"]
         print(f"  {s} EER per attack: " + " ".join(f"{a} {v:.1f}" for a, v in per_attack.items()))
+    return metrics
+
+
+def _evaluate(cfg: Mapping, db: Database) -> dict:
+    """Mode evaluate: each of eval_splits scored by cm.checkpoint through the stage code (cached in
+    <output_dir>/embeddings like the stages' caches), its EERs written to results.json."""
+    out, device = Path(cfg["output_dir"]), resolve_device(cfg["train"]["device"])
+    model, metrics, shown = None, {}, []
+    for split in cfg["eval_splits"]:
+        entries = db.cm_entries(split)
+        items = Inputs.of([(e.utt, db.audio(split, e.utt)) for e in entries])
+        spec = CacheSpec(out / "embeddings" / f"cm_{split}.npz", frontend_identity(cfg["cm"], "cm"), items,
+                         "main.py (task cm, mode evaluate)")
+        cached = cached_or_none(spec, cfg, False, f"cm {split}")
+        if cached is None:
+            model = model or build_cm(cfg["cm"], device)
+            extracted = extract(spec.inputs.items(), cm_embed_fn(model, device), crop_spec(cfg["cm"]),
+                                batch_size=cfg["train"]["batch_size"], num_workers=cfg["train"]["num_workers"],
+                                desc=f"CM scores {split}", floor=InputFloor.of(model))
+            cached = {"ids": np.asarray(extracted.ids, dtype=str), **extracted.arrays}
+            save_cache(spec.path, spec.made_by, spec.inputs, cached)
+        scores = cached["scores"]
+        write_cm_scores(out / "scores" / f"cm_{split}.txt", CMScores(
+            [e.utt for e in entries], [e.system for e in entries], [e.key for e in entries], scores))
+        labels = np.array([e.label for e in entries])
+        if labels.min() == labels.max():
+            raise InputError(f"{db.cm_protocol_path(split)}: {split} has only {entries[0].key} utterances: no CM EER")
+        metrics[f"{split}_cm_eer"] = 100 * det_eer(scores[labels == 1], scores[labels == 0]).eer
+        metrics[f"{split}_cm_eer_per_attack"] = per_attack_eer(entries, scores)
+        shown.append(f"{split} {metrics[f'{split}_cm_eer']:.2f} %")
+    say_layout(db)
+    write_results(out, metrics, provenance(cfg, checkpoints={"cm": cfg["cm"]["checkpoint"]},
+                                           protocols=protocol_digests(cfg), device=cfg["train"]["device"],
+                                           database=db))
+    print(f"CM {cfg['cm']['arch']} ({cfg['cm']['checkpoint']}) on {db.title}: EER {', '.join(shown)}")
     return metrics

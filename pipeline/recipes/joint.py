@@ -71,7 +71,7 @@ def joint_train_data(cfg: Mapping, seed: int) -> TrainData:
     db = database(cfg)
     entries = db.cm_entries("train")
     paths = {e.utt: db.audio("train", e.utt) for e in entries}
-    check_files_exist(paths.values(), f"ASVspoof 2019 LA train audio in {db.audio_dir('train')}")
+    check_files_exist(paths.values(), f"{db.title} train audio in {db.audio_dir('train')}")
     scheme = cfg["sampling"]["scheme"]
     if scheme not in ("2class", "4class"):
         raise InputError("joint training samples waveform trials: sampling.scheme must be 2class or 4class, "

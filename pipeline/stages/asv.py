@@ -15,7 +15,6 @@ from typing import Mapping
 import numpy as np
 
 from common.errors import InputError
-from data.asvspoof import ENROLMENT_SPLITS
 from data.databases import Database, say_layout
 from data.embeddings import EmbeddingTable, speaker_models
 from data.score_files import write_sasv_scores
@@ -61,7 +60,7 @@ def asv_stage(cfg: Mapping, force: bool = False) -> None:
                        skipped=out.skipped_ids)
             table = EmbeddingTable(out.ids, out.arrays["embeddings"], str(spec.path))
             log.info(f"asv {split}: {len(out.ids)} embeddings -> {spec.path}")
-        if split in ENROLMENT_SPLITS:
+        if split in db.trial_splits:
             models = _speaker_models(cfg, db, split, table, force, get_model)
             write_asv_scores(cfg, split, models, table)
     say_layout(db)

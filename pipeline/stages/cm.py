@@ -13,7 +13,6 @@ from typing import Mapping
 
 import numpy as np
 
-from data.asvspoof import ENROLMENT_SPLITS
 from data.databases import say_layout
 from data.score_files import CMScores, write_cm_scores, write_sasv_scores
 from metrics.eer import det_eer
@@ -52,7 +51,7 @@ def cm_stage(cfg: Mapping, force: bool = False) -> dict[str, float]:
         keys = np.array([e.key for e in kept])
         eers[split] = 100 * det_eer(scores[keys == "bonafide"], scores[keys == "spoof"]).eer
         log.info(f"cm {split}: CM EER {eers[split]:.2f} % -> {exp.scores('cm', split)}")
-        if split in ENROLMENT_SPLITS:
+        if split in db.trial_splits:
             table = dict(zip(ids, scores, strict=True))
             trials = scorable_trials(cfg, split, table)
             write_sasv_scores(exp.scores("cm_trials", split),

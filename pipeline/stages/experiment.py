@@ -179,6 +179,7 @@ def check_stage_inputs(cfg: Mapping, asv: bool = True, cm: bool = True) -> None:
     check_sasv_config(cfg)
     check_outputs(cfg)
     splits, db = list(cfg["splits"]), database(cfg)
+    check_corpus(cfg, db)
     if asv:
         check_scoring_checkpoint(cfg["asv"], "asv", cfg["allow_random_weights"])
         concat = enrolment_form(cfg) == "concat"
@@ -188,15 +189,33 @@ def check_stage_inputs(cfg: Mapping, asv: bool = True, cm: bool = True) -> None:
         check_scoring_checkpoint(cfg["cm"], "cm", cfg["allow_random_weights"])
         for split in splits:
             check_files_exist((db.audio(split, e.utt) for e in db.cm_entries(split)),
-                              f"ASVspoof 2019 LA {split} audio in {db.audio_dir(split)}")
+                              f"{db.title} {split} audio in {db.audio_dir(split)}")
     check_trials(db, splits, enrolment_form(cfg))
+
+
+def check_corpus(cfg: Mapping, db: Database) -> None:
+    """What the config asks of the corpus that its layout must have: the splits, and the concatenated enrolment
+    recordings of `enrolment: concat` (ASVspoof 2019 LA's enr_audio only)."""
+    absent = [s for s in cfg["splits"] if s not in db.splits]
+    if absent:
+        raise ConfigError(f"splits: {absent[0]!r} is not a split of {db.title} ({db.root} has "
+                          f"{', '.join(db.splits)}); set splits to some of those")
+    if enrolment_form(cfg) == "concat" and not db.concat_enrolment:
+        raise ConfigError(f"enrolment: concat embeds one concatenated recording per speaker (ASVspoof 2019 LA's "
+                          f"enr_audio); {db.title} has none: use enrolment: lists")
+
+
+def trial_splits(cfg: Mapping, splits: Sequence[str] = ("dev", "eval")) -> list[str]:
+    """Those of `splits` that the corpus has SASV trials (and enrolment) for: what the SASV stage scores."""
+    db = database(cfg)
+    return [s for s in splits if s in db.trial_splits]
 
 
 def check_trials(db: Database, splits: Sequence[str], enrolment: str = "lists") -> None:
     """Fails before compute when a SASV trial's test audio is missing or not in the split's CM protocol
     (the stages embed the CM protocol utterances, so such a trial could never be scored), or when it claims
     a speaker that has no enrolment."""
-    for split in (s for s in splits if s in ENROLMENT_SPLITS):
+    for split in (s for s in splits if s in db.trial_splits):
         trials = db.sasv_trials(split)
         utts = list(dict.fromkeys(t.utt for t in trials))
         check_files_exist((db.audio(split, u) for u in utts),

@@ -75,11 +75,12 @@ def table_of(arrays: Mapping[str, np.ndarray], path: Path) -> EmbeddingTable:
 
 
 def cached_or_none(spec: CacheSpec, cfg: Mapping, force: bool, label: str) -> dict[str, np.ndarray] | None:
-    """The cached arrays when current (said), else None after saying why they are recomputed."""
+    """The cached arrays when current (said), else None after saying why they are recomputed. A config without
+    `skip_bad_audio` (task cm) never skips."""
     if force:
         log.info(f"{label}: recomputing {spec.path} (--force)")
         return None
-    arrays, why = load_cache(spec.path, spec.made_by, spec.inputs, cfg["skip_bad_audio"])
+    arrays, why = load_cache(spec.path, spec.made_by, spec.inputs, bool(cfg.get("skip_bad_audio", False)))
     if arrays is not None:
         log.info(f"{label}: {spec.path} is up to date, skipped")
     elif why:

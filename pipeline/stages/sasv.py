@@ -29,7 +29,14 @@ from engine.checkpoint import load_model_state
 from fusion import EmbeddingBackend, ScoreBackend, build_backend, is_score_backend
 from metrics.det import plot_det
 from metrics.report import evaluate_trials, format_table, json_ready
-from pipeline.stages.experiment import check_outputs, check_sasv_config, database, experiment, protocol_digests
+from pipeline.stages.experiment import (
+    check_outputs,
+    check_sasv_config,
+    database,
+    experiment,
+    protocol_digests,
+    trial_splits,
+)
 from pipeline.stages.frontends import check_scoring_checkpoint, frontends_record
 from pipeline.stages.outputs import (
     asv_embeddings_spec,
@@ -86,12 +93,24 @@ def trial_inputs(cfg: Mapping, split: str) -> TrialInputs:
                        np.array([cm_score[t.utt] for t in trials], dtype=np.float64), models, asv, cm)
 
 
-def check_scoring(cfg: Mapping, splits: Sequence[str] = EVAL_SPLITS) -> None:
+def scored_splits(cfg: Mapping) -> list[str]:
+    """The splits the SASV stage scores: dev and eval where the corpus has SASV trials; one line when it has none
+    (a CM-only evaluation set: score it with save_cm_score.py or task cm's evaluate mode)."""
+    splits = trial_splits(cfg, EVAL_SPLITS)
+    if not splits:
+        db = database(cfg)
+        raise InputError(f"database {db.root}: {db.title} has no SASV trials to score; a CM-only set is scored by "
+                         f"save_cm_score.py or main.py (task cm, mode evaluate)")
+    return splits
+
+
+def check_scoring(cfg: Mapping, splits: Sequence[str] | None = None) -> None:
     """What save_sasv_score.py needs, checked before it writes anything: the config (`check_sasv_config`), the
     back-end's fitting split or checkpoint, and stage outputs made by what the config names (one line naming what
     differs otherwise)."""
     check_sasv_config(cfg)
     check_outputs(cfg)
+    splits = scored_splits(cfg) if splits is None else splits
     for key in ("asv", "cm"):
         check_scoring_checkpoint(cfg[key], key, cfg["allow_random_weights"])
     name = cfg["backend"]["name"]
@@ -186,14 +205,14 @@ def backend_options(cfg: Mapping) -> dict:
     return backend_checkpoint(cfg)["options"] if cfg["backend"]["checkpoint"] else dict(cfg["backend"]["options"])
 
 
-def score_splits(cfg: Mapping, splits: Sequence[str] = EVAL_SPLITS, config_of_record: Mapping | None = None,
+def score_splits(cfg: Mapping, splits: Sequence[str] | None = None, config_of_record: Mapping | None = None,
                  extra: Mapping | None = None) -> dict[str, dict]:
     """Scores the SASV trial lists with the configured back-end; writes score files, results.json, DET plots.
 
     `config_of_record`: the config the user ran (config.yaml), when `cfg` is derived from it by training
     (fine-tuned front-ends, the trained back-end); results.json records that one as its config and the
     front-ends actually used under `frontends`. `extra`: more top-level results.json entries (`best_epoch`)."""
-    inputs = {s: trial_inputs(cfg, s) for s in splits}
+    inputs = {s: trial_inputs(cfg, s) for s in (scored_splits(cfg) if splits is None else splits)}
     name = cfg["backend"]["name"]
     if is_score_backend(name):
         backend = fit_score_backend(cfg, inputs)
