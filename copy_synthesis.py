@@ -31,8 +31,9 @@ from common.file_identity import MISSING, describe_changes, identities
 from common.folders import check_inputs_kept, check_output_path
 from common.io import ArrayFile, atomic_write, read_json, save_arrays, write_json
 from common.locking import hold_folders
-from data.asvspoof import SPLITS, LADatabase, check_files_exist
+from data.asvspoof import SPLITS, check_files_exist
 from data.audio import SAMPLE_RATE, AudioError, load_audio
+from data.databases import open_database
 from data.vocoders import LIST_NAME, MANIFEST_NAME, MIN_SAMPLES, VERSION, VOCODERS, file_rng, vocode
 from data.voxceleb import VoxCeleb
 
@@ -62,14 +63,19 @@ def voxceleb_sources(root: Path) -> tuple[dict, list[Source]]:
 
 
 def la_sources(root: Path, split: str) -> tuple[dict, list[Source]]:
-    """The bona fide utterances of a split's CM protocol, in protocol order; paths relative to the LA folder."""
-    db = LADatabase(root)
+    """The bona fide utterances of a split's CM protocol, in protocol order; paths relative to the corpus folder
+    (ASVspoof 2019 LA, ASVspoof 5 or any layout of docs/datasets.md whose audio lies under it)."""
+    db = open_database(root)
     described = {"kind": "la", "root": str(root.resolve()), "split": split,
                  "list": str(db.cm_protocol_path(split).resolve()), "audio_root": str(root.resolve())}
     sources = []
     for e in db.cm_entries(split):
         if e.is_bonafide:
-            sources.append(Source(sys.intern(e.speaker), db.audio(split, e.utt).relative_to(db.root).as_posix()))
+            path = db.audio(split, e.utt)
+            if not path.is_relative_to(db.root):
+                raise InputError(f"{db.cm_protocol_path(split)}: the audio of {e.utt} ({path}) lies outside {db.root}; "
+                                 f"copy-synthesis needs a corpus whose audio is under its folder")
+            sources.append(Source(sys.intern(e.speaker), path.relative_to(db.root).as_posix()))
     if not sources:
         raise InputError(f"{db.cm_protocol_path(split)}: no bona fide utterances to copy")
     return described, sources
@@ -320,7 +326,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     source = ap.add_mutually_exclusive_group(required=True)
     source.add_argument("--voxceleb", type=Path, help="VoxCeleb folder (wav/ and train_list.txt): every listed file")
-    source.add_argument("--la", type=Path, help="ASVspoof 2019 LA folder: the bona fide utterances of --split")
+    source.add_argument("--la", type=Path, help="an ASVspoof corpus folder (2019 LA, 5, ...: docs/datasets.md): the "
+                                                "bona fide utterances of --split")
     ap.add_argument("--split", choices=SPLITS, default=None, help="LA split (default: train)")
     ap.add_argument("--out", required=True, help="output folder")
     ap.add_argument("--vocoders", nargs="+", choices=sorted(VOCODERS), default=None, metavar="NAME",

@@ -230,11 +230,13 @@ class LADatabase:
 
     @classmethod
     def missing(cls, root: str | os.PathLike) -> list[str]:
-        """What of the layout `root` lacks: the protocol folders and each split's audio folder."""
+        """What of the layout `root` lacks to be recognised: the CM protocol folder and some split's audio folder
+        (a copy with only some splits is still this layout; a missing split is said when it is read)."""
         root = Path(root)
-        need = ["ASVspoof2019_LA_cm_protocols", "ASVspoof2019_LA_asv_protocols",
-                *(f"ASVspoof2019_LA_{s}/flac" for s in SPLITS)]
-        return [f"{name}/" for name in need if not (root / name).is_dir()]
+        lacking = [] if (root / "ASVspoof2019_LA_cm_protocols").is_dir() else ["ASVspoof2019_LA_cm_protocols/"]
+        if not any((root / f"ASVspoof2019_LA_{s}" / "flac").is_dir() for s in SPLITS):
+            lacking.append("ASVspoof2019_LA_{train,dev,eval}/flac/")
+        return lacking
 
     def __init__(self, root: str | os.PathLike, enr_audio: str | os.PathLike | None = None):
         self.root = Path(root)
