@@ -179,6 +179,9 @@ def check_stage_inputs(cfg: Mapping, asv: bool = True, cm: bool = True) -> None:
     check_sasv_config(cfg)
     check_outputs(cfg)
     splits, db = list(cfg["splits"]), database(cfg)
+    if enrolment_form(cfg) == "concat" and not db.concat_enrolment:
+        raise ConfigError(f"enrolment: concat needs concatenated enrolment recordings, which {db.title} "
+                          f"({db.root}) does not have; use enrolment: lists")
     if asv:
         check_scoring_checkpoint(cfg["asv"], "asv", cfg["allow_random_weights"])
         concat = enrolment_form(cfg) == "concat"
@@ -188,7 +191,7 @@ def check_stage_inputs(cfg: Mapping, asv: bool = True, cm: bool = True) -> None:
         check_scoring_checkpoint(cfg["cm"], "cm", cfg["allow_random_weights"])
         for split in splits:
             check_files_exist((db.audio(split, e.utt) for e in db.cm_entries(split)),
-                              f"ASVspoof 2019 LA {split} audio in {db.audio_dir(split)}")
+                              f"{db.title} {split} audio in {db.audio_dir(split)}")
     check_trials(db, splits, enrolment_form(cfg))
 
 
