@@ -332,7 +332,7 @@ class ASVspoof5Database:
             trial_utts = dict.fromkeys(t.utt for t in self.sasv_trials(split))
         self._check_other_splits(split, ids)
         folder = self.audio_dir(split)
-        check_files_exist((self.audio(split, u) for u in (*trial_utts, *ids)),
+        check_files_exist((self.audio(split, u) for u in dict.fromkeys((*trial_utts, *ids))),
                           f"{self.title} {split} audio in {folder}", lambda p: self.listed_at(split, p))
         return ids
 
