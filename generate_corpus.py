@@ -1,11 +1,19 @@
-"""Writes the synthetic SASV corpus (ASVspoof 2019 LA + VoxCeleb layouts): python generate_corpus.py --out DIR."""
+"""Writes a synthetic SASV corpus: python generate_corpus.py --out DIR [--layout la|asvspoof5].
+
+`la` (the default): the ASVspoof 2019 LA and VoxCeleb layouts (DIR/LA, DIR/VoxCeleb); `asvspoof5`: the ASVspoof 5
+layout (DIR/ASVspoof5), with coded eval copies made by the encoders the installed FFmpeg has. One corpus a folder:
+another layout or preset in the same --out replaces the one there (never files the generator did not write)."""
 from __future__ import annotations
 
 import argparse
 import sys
 import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
 
 import synthetic
+import synthetic.asvspoof5 as asvspoof5
 from common.cli import run_main
 from common.config import Rule
 from common.folders import check_output_path
@@ -17,30 +25,57 @@ SEED = Rule(0, low=0)           # any non-negative integer (synthetic.generate_c
 WORKERS = Rule(None, kind=int, low=1)
 
 
+@dataclass(frozen=True)
+class Layout:
+    """What --layout chooses: its presets, the completeness check, the writer and the folders to print."""
+    presets: dict
+    why_incomplete: Callable[[Path, str, int], str | None]
+    generate: Callable[..., object]
+    folders: Callable[[Path], str]
+
+
+def _la_folders(out: Path) -> str:
+    paths = synthetic.corpus_paths(out)
+    return f"database (LA): {paths.la}\nenr_audio:     {paths.enr_audio}\nVoxCeleb:      {paths.voxceleb}"
+
+
+LAYOUTS: dict[str, Layout] = {
+    "la": Layout(PRESETS, lambda out, preset, seed: why_incomplete(synthetic.corpus_paths(out), get_preset(preset),
+                                                                     seed),
+                 synthetic.generate_corpus, _la_folders),
+    "asvspoof5": Layout(asvspoof5.PRESETS, asvspoof5.why_incomplete, asvspoof5.generate,
+                        lambda out: f"database (ASVspoof 5): {out / asvspoof5.TOP}"),
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--out", required=True, help="output folder (gets LA/ and VoxCeleb/)")
-    ap.add_argument("--preset", default="default", choices=sorted(PRESETS), help="corpus size (default: %(default)s)")
+    ap.add_argument("--out", required=True, help="output folder (gets LA/ and VoxCeleb/, or ASVspoof5/)")
+    ap.add_argument("--layout", default="la", choices=sorted(LAYOUTS),
+                    help="la: ASVspoof 2019 LA + VoxCeleb; asvspoof5: ASVspoof 5 (default: %(default)s)")
+    ap.add_argument("--preset", default="default", choices=sorted({p for lay in LAYOUTS.values() for p in lay.presets}),
+                    help="corpus size (default: %(default)s)")
     ap.add_argument("--seed", default=0, type=SEED.argument_type(),
                     help="random seed, an integer >= 0; same preset + seed = identical files")
     ap.add_argument("--force", action="store_true", help="regenerate even if the output is complete")
     ap.add_argument("--workers", default=None, type=WORKERS.argument_type(),
                     help="rendering processes (default: up to 2)")
     args = ap.parse_args(argv)
+    layout = LAYOUTS[args.layout]
+    if args.preset not in layout.presets:
+        ap.error(f"--layout {args.layout} has no preset {args.preset!r}; choose one of {', '.join(layout.presets)}")
     out = check_output_path(args.out, "--out")
-    paths = synthetic.corpus_paths(out)
-    why = None if args.force else why_incomplete(paths, get_preset(args.preset), args.seed)
+    why = None if args.force else layout.why_incomplete(out, args.preset, args.seed)
     if not args.force and why is None:
         print(f"synthetic corpus already complete (preset {args.preset}, seed {args.seed}); --force regenerates")
     else:
-        if why is not None and (paths.root / MANIFEST).exists():
-            print(f"regenerating the synthetic corpus in {paths.root}: {why}", file=sys.stderr)
+        if why is not None and (out / MANIFEST).exists():
+            print(f"regenerating the synthetic corpus in {out}: {why}", file=sys.stderr)
         check_writable(out, "--out", folder=True)   # before planning and rendering
         start = time.perf_counter()
-        synthetic.generate_corpus(out, args.preset, args.seed, force=args.force, workers=args.workers,
-                                  progress=True)
+        layout.generate(out, args.preset, args.seed, force=args.force, workers=args.workers, progress=True)
         print(f"generated preset {args.preset}, seed {args.seed} in {time.perf_counter() - start:.1f} s")
-    print(f"database (LA): {paths.la}\nenr_audio:     {paths.enr_audio}\nVoxCeleb:      {paths.voxceleb}")
+    print(layout.folders(out))
     return 0
 
 

@@ -4,7 +4,9 @@ as names, see docs/design.md "Utterance ids are names") costs next to merely spl
     .venv/bin/python bench/list_parse.py [--work /tmp/list_parse] [--lines 1000000] [--repeats 3] [--json out.json]
 
 Writes, into --work, a CM protocol, a SASV trial list, a VoxCeleb train list and a VoxCeleb trial list of
---lines lines each (ids shaped like the real ones: LA_T_1000000, id10270/1zcIwhmdeo4/00001.wav), then times
+--lines lines each (ids shaped like the real ones: LA_T_1000000, id10270/1zcIwhmdeo4/00001.wav), and the ASVspoof 5
+eval Track 1 list (680,774 lines, three in four coded) and Track 2 trial list (834,536 lines) at their official
+sizes whatever --lines says (issue 23: each must parse in under 10 s), then times
 each reader (least wall and CPU time of --repeats calls, in this one process) and `line.split()` over the same file.
 Run it at two commits for a before/after comparison. The official ASVspoof
 2019 LA eval lists from ../shared/reference are timed too when they are present. Prints one JSON object.
@@ -50,6 +52,27 @@ def write_lists(work: Path, lines: int) -> dict[str, Path]:
     return files
 
 
+A5_TRACK1, A5_TRIALS = 680_774, 834_536        # the official ASVspoof 5 eval list sizes
+
+
+def write_asvspoof5(work: Path) -> dict[str, Path]:
+    """The ASVspoof 5 eval Track 1 and Track 2 trial lists, shaped like the released ones."""
+    files = {"a5_track1": work / "ASVspoof5.eval.track_1.tsv", "a5_trials": work / "ASVspoof5.eval.track_2.trial.tsv"}
+    attacks = [f"A{k:02d}" for k in range(17, 33)]
+    with open(files["a5_track1"], "w") as f:
+        for i in range(A5_TRACK1):
+            spk, g = f"E_{i % 737:04d}", "FM"[i % 737 % 2]
+            coded = i % 4 != 0
+            codec = f"C{i % 11 + 1:02d} {i % 5 + 1} E_{i - i % 4:010d}" if coded else "- 0 -"
+            attack = "bonafide bonafide" if i % 5 == 0 else f"{attacks[i % 16]} spoof"
+            f.write(f"{spk} E_{i:010d} {g} {codec} {'-' if i % 5 == 0 else 'AC' + str(i % 3 + 1)} {attack} -\n")
+    with open(files["a5_trials"], "w") as f:
+        for i in range(A5_TRIALS):
+            kind = ("bonafide target", "bonafide nontarget", f"{attacks[i % 16]} spoof")[i % 3]
+            f.write(f"E_{i % 367:04d} E_{i:010d} {'FM'[i % 367 % 2]} {kind}\n")
+    return files
+
+
 def best_of(fn: Callable[[Path], object], path: Path, repeats: int) -> tuple[float, float]:
     """The least (wall, CPU) seconds of `fn(path)` over `repeats` calls: the least is the call a busy machine
     disturbed least, and CPU time is the steadier of the two on a shared machine."""
@@ -78,9 +101,10 @@ def main() -> None:
     if args.work.exists():
         shutil.rmtree(args.work)
     args.work.mkdir(parents=True)
-    files = write_lists(args.work, args.lines)
+    files = {**write_lists(args.work, args.lines), **write_asvspoof5(args.work)}
 
     from data.asvspoof import read_cm_protocol, read_sasv_trials
+    from data.asvspoof5 import read_track1, read_track2_trials
     from data.voxceleb import VoxCeleb, read_train_list, read_trial_list
 
     readers: list[tuple[str, Path, Callable[[Path], object]]] = [
@@ -90,6 +114,8 @@ def main() -> None:
         ("VoxCeleb.train_set", files["vox_train"],
          lambda p: VoxCeleb(p.parent, train_list=p).train_set(check=False)),
         ("read_trial_list", files["vox_trials"], read_trial_list),
+        ("asvspoof5.read_track1 (eval size)", files["a5_track1"], read_track1),
+        ("asvspoof5.read_track2_trials (eval size)", files["a5_trials"], read_track2_trials),
     ]
     for name in ("ASVspoof2019.LA.cm.eval.trl.txt", "ASVspoof2019.LA.asv.eval.gi.trl.txt"):
         if (REFERENCE / name).is_file():

@@ -12,7 +12,7 @@ import os
 import re
 from collections import defaultdict
 from pathlib import Path
-from typing import Iterable, Iterator, NamedTuple, Sequence
+from typing import Callable, Iterable, Iterator, NamedTuple, Sequence, TypeVar
 
 from common.errors import MissingFilesError, ProtocolError, line_error
 from common.file_identity import identity
@@ -24,6 +24,7 @@ SPLITS = ("train", "dev", "eval")
 ENROLMENT_SPLITS = ("dev", "eval")
 GENDERS = ("female", "male")
 _ATTACK_RE = re.compile(r"^A\d\d$")
+T = TypeVar("T")
 _CM_PROTOCOL_SUFFIX = {"train": "train.trn", "dev": "dev.trl", "eval": "eval.trl"}
 
 
@@ -141,6 +142,8 @@ def read_enrolment(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> di
     where: dict[str, str] = {}
     for path in paths:
         for number, f in protocol_lines(path, "enrolment list"):
+            if len(f) == 1:
+                raise line_error(path, number, f"speaker {f[0]} has no enrolment files")
             if len(f) != 2:
                 raise line_error(path, number, f"expected 2 columns 'SPK UTT1,UTT2,...', got {len(f)}: {' '.join(f)!r}")
             spk, utts = f[0], f[1].split(",")
@@ -178,8 +181,24 @@ def read_enrolment_concat(path: str | os.PathLike) -> dict[str, str]:
     return out
 
 
-def check_files_exist(paths: Iterable[str | os.PathLike], what: str) -> None:
+def read_cached(cache: dict, path: Path, reader: Callable[[Path], T]) -> T:
+    """`reader(path)`, parsed once per `cache` (a database object's) while the file is unchanged (the stages ask for
+    the same 100k-line trial list several times per run); parsed again when its identity (common/file_identity.py)
+    changes, even with the modification time copied back."""
+    try:
+        st = path.stat()
+    except OSError:
+        return reader(path)     # the reader says what is wrong with it
+    key = (str(path), *identity(st))
+    if key not in cache:
+        cache[key] = reader(path)
+    return cache[key]
+
+
+def check_files_exist(paths: Iterable[str | os.PathLike], what: str,
+                      locate: Callable[[str], str | None] | None = None) -> None:
     """Fails (one line: count, total, first few paths) when any of `paths` is missing; call before compute.
+    `locate(path)` -> "LIST:LINE" names where the first missing file is listed; it runs only on that error path.
 
     Lists each folder once instead of stat-ing every file, which matters for 100k-file corpora on network disks.
     Paths are consumed one at a time and only the first few missing ones are kept, so a generator of a
@@ -201,6 +220,9 @@ def check_files_exist(paths: Iterable[str | os.PathLike], what: str) -> None:
             if len(missing) < 4:
                 missing.append(str(Path(p)))
     if n_missing:
+        where = locate(missing[0]) if locate is not None else None
+        if where:
+            missing[0] += f" (listed at {where})"
         shown = ", ".join(missing[:3])
         more = ", ..." if n_missing > 3 else ""
         raise MissingFilesError(f"{what}: {n_missing} of {total} files missing: {shown}{more}")
@@ -244,17 +266,7 @@ class LADatabase:
         self._parsed: dict[tuple, object] = {}
 
     def _read(self, path: Path, reader):
-        """A protocol parsed once per database object while the file is unchanged (the stages ask for the same
-        100k-line trial list several times per run); parsed again when its identity (common/file_identity.py)
-        changes, even with the modification time copied back."""
-        try:
-            st = path.stat()
-        except OSError:
-            return reader(path)     # the reader says what is wrong with it
-        key = (str(path), *identity(st))
-        if key not in self._parsed:
-            self._parsed[key] = reader(path)
-        return self._parsed[key]
+        return read_cached(self._parsed, path, reader)
 
     def __repr__(self) -> str:
         return f"LADatabase({str(self.root)!r}, enr_audio={str(self.enr_audio)!r})"

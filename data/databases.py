@@ -2,9 +2,9 @@
 
 Every stage, recipe and tool sees a corpus through `Database`: where an utterance's audio is, the CM labels of
 a split (`cm_entries`), its SASV trials and enrolment. One reader module per layout implements it (`LADatabase`
-in data/asvspoof.py for ASVspoof 2019 LA, ...), and `FORMATS` below names them: `data.format` in a config
-chooses one, or `auto` takes the one layout the folder fits (`detect_format`), so a wrong folder is one line
-saying, per layout, what was expected and what is missing.
+in data/asvspoof.py for ASVspoof 2019 LA, `ASVspoof5Database` in data/asvspoof5.py for ASVspoof 5, ...), and
+`FORMATS` below names them: `data.format` in a config chooses one, or `auto` takes the one layout the folder fits
+(`detect_format`), so a wrong folder is one line saying, per layout, what was expected and what is missing.
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from typing import Protocol, Sequence
 from common.config import Rule
 from common.errors import InputError
 from data.asvspoof import CMEntry, LADatabase, SASVTrial
+from data.asvspoof5 import ASVspoof5Database
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +45,11 @@ class Database(Protocol):
 
 
 # name -> reader class, built as `Reader(root, enr_audio)` (enr_audio: only where `concat_enrolment`); each has the
-# class method `missing(root) -> list[str]`: what of its layout a folder lacks (empty: the folder fits it)
+# class method `missing(root) -> list[str]`: what of its layout a folder lacks (empty: the folder fits it); a reader
+# whose layout accepts several names for one file may have `layout_notes() -> list[str]`, saying which it reads
 FORMATS: dict[str, type] = {
     "asvspoof2019_la": LADatabase,
+    "asvspoof5": ASVspoof5Database,
 }
 FORMAT_CHOICES = ("auto", *FORMATS)
 FORMAT = Rule("auto", choices=FORMAT_CHOICES)     # the `data.format` key of every config that reads a corpus
@@ -87,3 +90,5 @@ def say_layout(db: Database) -> None:
     if key not in _SAID:
         _SAID.add(key)
         log.info(f"database {db.root}: read as {db.title} (data.format {db.format})")
+        for note in getattr(db, "layout_notes", list)():
+            log.info(note)

@@ -13,6 +13,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
+from typing import Callable, Sequence
 
 import numpy as np
 import soundfile as sf
@@ -259,17 +260,20 @@ def _run_chunk(args: tuple[list[Job], str, float, float]) -> int:
     return len(jobs)
 
 
-def render_all(jobs: list[Job], voices: list[Voice], root: Path, preset: Preset, workers: int, progress: bool) -> None:
-    """Renders every job, in `workers` processes when > 1 (output does not depend on it)."""
+def render_all(jobs: list, voices: list[Voice], root: Path, preset, workers: int, progress: bool,
+               work: Callable[[tuple], int] | None = None, desc: str = "synthetic corpus") -> None:
+    """Renders every job, in `workers` processes when > 1 (output does not depend on it). `work((jobs, root,
+    min_dur, max_dur))` does a chunk of them (default: render `Job`s); `preset` needs `min_dur` and `max_dur`."""
+    work = work or _run_chunk
     bar = None
     if progress:
         from tqdm import tqdm
-        bar = tqdm(total=len(jobs), desc="synthetic corpus", unit="file")
+        bar = tqdm(total=len(jobs), desc=desc, unit="file")
     chunks = [jobs[i:i + 16] for i in range(0, len(jobs), 16)]
     if workers <= 1:
         _init_worker(voices)
         for chunk in chunks:
-            _run_chunk((chunk, str(root), preset.min_dur, preset.max_dur))
+            work((chunk, str(root), preset.min_dur, preset.max_dur))
             if bar is not None:
                 bar.update(len(chunk))
     else:
@@ -278,7 +282,7 @@ def render_all(jobs: list[Job], voices: list[Voice], root: Path, preset: Preset,
         ctx = get_context("fork" if "fork" in get_all_start_methods() else "spawn")
         pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(voices,))
         try:
-            for done in pool.map(_run_chunk, [(c, str(root), preset.min_dur, preset.max_dur) for c in chunks]):
+            for done in pool.map(work, [(c, str(root), preset.min_dur, preset.max_dur) for c in chunks]):
                 if bar is not None:
                     bar.update(done)
         finally:   # on an error (a full disk), the chunks not yet started are dropped instead of rendered in vain
@@ -310,12 +314,12 @@ def count_files(root: Path) -> dict[str, int]:
     return counts
 
 
-def files_identity(root: Path) -> str:
-    """One digest of every file under the corpus's LA/ and VoxCeleb/ folders: its path and identity (size,
+def files_identity(root: Path, tops: Sequence[str] = ("LA", "VoxCeleb")) -> str:
+    """One digest of every file under the corpus's folders `tops` (LA/ and VoxCeleb/): its path and identity (size,
     modification and change time, inode; common/file_identity.py). It changes when any file is added, removed,
     rewritten or replaced, even by one of the same size with its modification time copied back (`touch -r`)."""
     rels = sorted(os.path.relpath(os.path.join(folder, name), root)
-                  for top in ("LA", "VoxCeleb") for folder, _, names in os.walk(root / top) for name in names)
+                  for top in tops for folder, _, names in os.walk(root / top) for name in names)
     return identities_digest(rels, identities(root / rel for rel in rels))
 
 
@@ -327,20 +331,28 @@ def manifest_record(preset: Preset, seed: int, counts: dict[str, int], texts: di
 
 def why_incomplete(paths: CorpusPaths, preset: Preset, seed: int) -> str | None:
     """Why the output is not this preset + seed as the generator wrote it (None: it is, and can be reused)."""
+    wanted = {"version": GENERATOR_VERSION, "preset": preset_record(preset), "seed": seed}
+    return manifest_problem(paths.root, wanted, lambda: count_files(paths.root), lambda: files_identity(paths.root))
+
+
+def manifest_problem(root: Path, wanted: dict, counts: Callable[[], dict], identity: Callable[[], str]) -> str | None:
+    """Why `root`'s manifest does not record `wanted` (generator version, preset, seed, layout ...) and the files
+    now there (`counts()`, `identity()`, computed only when the rest agrees); None when it does. Every layout the
+    generator writes follows this one rule."""
     try:
-        m = json.loads((paths.root / MANIFEST).read_text())
+        m = json.loads((root / MANIFEST).read_text())
     except (OSError, ValueError):
         return "no manifest: never generated, or interrupted"
     if not isinstance(m, dict):
         return f"{MANIFEST} is not a manifest"
-    if (m.get("version"), m.get("preset"), m.get("seed")) != (GENERATOR_VERSION, preset_record(preset), seed):
-        return "generated with another preset, seed or generator version"
-    missing = [t for t in m.get("text_files", []) if not (paths.root / t).is_file()]
+    if any(m.get(key) != value for key, value in wanted.items()):
+        return "generated with another layout, preset, seed or generator version"
+    missing = [t for t in m.get("text_files", []) if not (root / t).is_file()]
     if missing:
         return f"{missing[0]} is missing"
-    if count_files(paths.root) != m.get("counts"):
+    if counts() != m.get("counts"):
         return "audio files were added or removed since it was written"
-    if m.get("files_identity") != files_identity(paths.root):
+    if m.get("files_identity") != identity():
         return ("files changed since it was written (rewritten, replaced, or their permissions or links changed; "
                 "a copied corpus has new inodes too)" if "files_identity" in m
                 else "its manifest predates file identities")
@@ -352,10 +364,15 @@ def is_complete(paths: CorpusPaths, preset: Preset, seed: int) -> bool:
     return why_incomplete(paths, preset, seed) is None
 
 
-def prepare_output(paths: CorpusPaths) -> None:
-    """Clears a previous (possibly partial) synthetic corpus; refuses to touch folders it did not write."""
+# every top folder a layout of the generator writes: regenerating any layout clears them all (one corpus a folder)
+CORPUS_FOLDERS = ("LA", "VoxCeleb", "ASVspoof5")
+
+
+def prepare_output(paths) -> None:
+    """Clears a previous (possibly partial) synthetic corpus of any layout under `paths.root`; refuses to touch
+    folders it did not write."""
     ours = (paths.root / MANIFEST).exists() or (paths.root / _IN_PROGRESS).exists()
-    existing = [p for p in (paths.la, paths.voxceleb) if p.exists()]
+    existing = [paths.root / name for name in CORPUS_FOLDERS if (paths.root / name).exists()]
     if existing and not ours:
         raise InputError(f"{existing[0]}: exists and was not written by the synthetic generator; "
                          f"choose another output folder or remove it")
@@ -367,7 +384,8 @@ def prepare_output(paths: CorpusPaths) -> None:
             shutil.rmtree(p)
 
 
-def finalize(paths: CorpusPaths, record: dict) -> None:
+def finalize(paths, record: dict) -> None:
+    """Writes the manifest (after one sync), which alone marks the corpus under `paths.root` complete."""
     os.sync()  # audio files were not fsynced one by one: make them durable before the manifest says "complete"
     with atomic_write(paths.root / MANIFEST) as f:
         json.dump(record, f, indent=1, sort_keys=True)
