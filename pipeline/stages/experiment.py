@@ -201,8 +201,8 @@ def check_corpus(cfg: Mapping, db: Database) -> None:
         raise ConfigError(f"splits: {absent[0]!r} is not a split of {db.title} ({db.root} has "
                           f"{', '.join(db.splits)}); set splits to some of those")
     if enrolment_form(cfg) == "concat" and not db.concat_enrolment:
-        raise ConfigError(f"enrolment: concat embeds one concatenated recording per speaker (ASVspoof 2019 LA's "
-                          f"enr_audio); {db.title} has none: use enrolment: lists")
+        raise ConfigError(f"enrolment: concat needs concatenated enrolment recordings, which {db.title} "
+                          f"({db.root}) does not have; use enrolment: lists")
 
 
 def trial_splits(cfg: Mapping, splits: Sequence[str] = ("dev", "eval")) -> list[str]:
