@@ -74,6 +74,15 @@ def protocol_lines(path: str | os.PathLike, what: str = "protocol file") -> Iter
             yield number, fields
 
 
+def first_line_naming(path: str | os.PathLike, utt: str) -> int | None:
+    """The first line of a list whose fields (or comma-separated parts of a field: enrolment lists) include `utt`;
+    for error messages only (it reads the file again)."""
+    for number, fields in protocol_lines(path):
+        if utt in fields or any(utt in f.split(",") for f in fields if "," in f):
+            return number
+    return None
+
+
 class RepeatCheck:
     """Finds repeated keys in a list file: one rule for every list, a repeat is an error naming both lines
     (a duplicated trial or utterance would be scored twice and weigh twice in every metric)."""
@@ -231,6 +240,21 @@ def check_files_exist(paths: Iterable[str | os.PathLike], what: str,
 _UNLISTED: set[str] = set()  # sentinel: a folder not listed yet
 
 
+def listed_at(db, split: str, audio_path: str | os.PathLike) -> str | None:
+    """"LIST:LINE" of the first of a split's lists (`db.protocol_files([split])`, db a data.databases.Database) that
+    names the utterance whose audio is `audio_path`; for the error of a missing file (check_files_exist's `locate`):
+    it reads the lists again."""
+    target = os.path.normpath(os.fspath(audio_path))
+    utt = next((u for u in db.utterances(split) if os.path.normpath(os.fspath(db.audio(split, u))) == target), None)
+    if utt is None:
+        return None
+    for path in reversed(db.protocol_files([split])):     # the most specific first: enrolment, trials, CM protocol
+        number = first_line_naming(path, utt) if path.is_file() else None
+        if number is not None:
+            return f"{path}:{number}"
+    return None
+
+
 def utterances_by_speaker(entries: Iterable[CMEntry]) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
     """(bona fide utts per speaker, spoof utts per speaker), speakers and utts in protocol order."""
     bona: dict[str, list[str]] = defaultdict(list)
@@ -359,8 +383,8 @@ class LADatabase:
         ids = self.utterances(split)
         if split in ENROLMENT_SPLITS:
             self.sasv_trials(split)          # parsed once per database object: refused here when malformed or empty
-        check_files_exist((self.audio(split, u) for u in ids),
-                          f"ASVspoof 2019 LA {split} audio in {self.audio_dir(split)}")
+        check_files_exist((self.audio(split, u) for u in ids), f"ASVspoof 2019 LA {split} audio in "
+                          f"{self.audio_dir(split)}", lambda p: listed_at(self, split, p))
         if enr_audio and split in ENROLMENT_SPLITS:
             stems = self.enrolment_concat(split).values()
             check_files_exist((self.enr_audio_file(split, s) for s in stems),

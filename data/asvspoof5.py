@@ -39,6 +39,7 @@ from data.asvspoof import (
     RepeatCheck,
     SASVTrial,
     check_files_exist,
+    listed_at,
     protocol_lines,
     read_cached,
     read_enrolment,
@@ -172,15 +173,6 @@ def read_track2_trials(path: str | os.PathLike, attacks: dict[str, str] | None =
     if not trials:
         raise ProtocolError(f"{path}: the trial list has no trials")
     return trials
-
-
-def line_of(path: str | os.PathLike, utt: str) -> int | None:
-    """The first line of an ASVspoof 5 list naming `utt` in its second column (every list type has the file name,
-    or the enrolment files, there); for error messages only: it reads the file again."""
-    for number, f in protocol_lines(path):
-        if len(f) > 1 and (f[1] == utt or utt in f[1].split(",")):
-            return number
-    return None
 
 
 class ASVspoof5Database:
@@ -333,21 +325,8 @@ class ASVspoof5Database:
         self._check_other_splits(split, ids)
         folder = self.audio_dir(split)
         check_files_exist((self.audio(split, u) for u in dict.fromkeys((*trial_utts, *ids))),
-                          f"{self.title} {split} audio in {folder}", lambda p: self.listed_at(split, p))
+                          f"{self.title} {split} audio in {folder}", lambda p: listed_at(self, split, p))
         return ids
-
-    def listed_at(self, split: str, audio_path: str | os.PathLike) -> str | None:
-        """"LIST:LINE" of the first of a split's lists (enrolment, trial, Track 1) naming the utterance of an audio
-        path; for error messages (reads the lists again)."""
-        name = Path(audio_path).name
-        utt = name[:-len(".flac")] if name.endswith(".flac") else name
-        roles = ("enrol", "trial", "cm") if split in TRIAL_SPLITS else ("cm",)
-        for role in roles:
-            path = self._protocol(role, split)
-            number = line_of(path, utt) if path.is_file() else None
-            if number is not None:
-                return f"{path}:{number}"
-        return None
 
     def _check_other_splits(self, split: str, ids: list[str]) -> None:
         """A file listed in two splits (two lists of this corpus) is refused naming both lines: its scores would
@@ -360,7 +339,8 @@ class ASVspoof5Database:
                 else [e.utt for e in self.cm_entries(other)]
             twice = next((u for u in theirs if u in mine), None)
             if twice is not None:
-                here, there = self.listed_at(split, self.audio(split, twice)), self.listed_at(other, twice)
+                here = listed_at(self, split, self.audio(split, twice))
+                there = listed_at(self, other, self.audio(other, twice))
                 raise InputError(f"{here}: utterance {twice} is also listed in the {other} split, at {there}")
 
 

@@ -27,7 +27,7 @@ from common.errors import InputError, MissingFilesError
 from common.io import file_sha256
 from common.provenance import provenance
 from common.runs import RunFolders, write_results
-from data.asvspoof import check_files_exist
+from data.asvspoof import check_files_exist, listed_at
 from data.augment import build_augment
 from data.databases import FORMAT, Database, open_database, say_layout
 from data.datasets import CMDataset
@@ -159,7 +159,7 @@ def check(cfg: Mapping) -> Database:
                              else ""))
     for split in _splits(cfg):
         check_files_exist((db.audio(split, e.utt) for e in db.cm_entries(split)),
-                          f"{db.title} {split} audio in {db.audio_dir(split)}")
+                          f"{db.title} {split} audio in {db.audio_dir(split)}", lambda p, s=split: listed_at(db, s, p))
     return db
 
 

@@ -19,7 +19,7 @@ from common.dispatch import check_kwargs
 from common.errors import InputError
 from common.folders import check_output_path
 from common.io import file_sha256
-from data.asvspoof import ENROLMENT_SPLITS, SPLITS, check_files_exist
+from data.asvspoof import ENROLMENT_SPLITS, SPLITS, check_files_exist, listed_at
 from data.databases import FORMAT, Database, open_database
 from data.trial_sampling import TRIAL_SCHEMES
 from engine import check_train_config
@@ -189,7 +189,8 @@ def check_stage_inputs(cfg: Mapping, asv: bool = True, cm: bool = True) -> None:
         check_scoring_checkpoint(cfg["cm"], "cm", cfg["allow_random_weights"])
         for split in splits:
             check_files_exist((db.audio(split, e.utt) for e in db.cm_entries(split)),
-                              f"{db.title} {split} audio in {db.audio_dir(split)}")
+                              f"{db.title} {split} audio in {db.audio_dir(split)}",
+                              lambda p, s=split: listed_at(db, s, p))
     check_trials(db, splits, enrolment_form(cfg))
 
 
@@ -219,7 +220,8 @@ def check_trials(db: Database, splits: Sequence[str], enrolment: str = "lists") 
         trials = db.sasv_trials(split)
         utts = list(dict.fromkeys(t.utt for t in trials))
         check_files_exist((db.audio(split, u) for u in utts),
-                          f"{db.sasv_trials_path(split)}: test audio in {db.audio_dir(split)}")
+                          f"{db.sasv_trials_path(split)}: test audio in {db.audio_dir(split)}",
+                          lambda p, s=split: listed_at(db, s, p))
         known = {e.utt for e in db.cm_entries(split)}
         unknown = [u for u in utts if u not in known]
         if unknown:
