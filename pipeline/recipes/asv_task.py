@@ -150,7 +150,9 @@ def _data(cfg: Mapping) -> tuple[list[Path], list[int], TrialList]:
 
 def _selection_split(cfg: Mapping) -> str:
     d = cfg["data"]
-    return f"{d['trial_list'] or 'veri_test.txt'} (VoxCeleb trial list)" if d["voxceleb"] else "ASVspoof 2019 LA dev"
+    if d["voxceleb"]:
+        return f"{d['trial_list'] or 'veri_test.txt'} (VoxCeleb trial list)"
+    return f"{open_database(d['database'], d['format']).title} dev"
 
 
 def protocol_digests(cfg: Mapping) -> dict[str, str]:

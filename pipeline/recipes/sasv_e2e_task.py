@@ -306,7 +306,7 @@ def _selection(cfg: Mapping) -> str:
         why = "; dev is in the training data" if "dev" in d["train_on"] else ""
         return f"training loss (no held-out data{why}; eval is never scored before training ends)"
     if d["database"]:
-        return f"{metric} on ASVspoof 2019 LA dev"
+        return f"{metric} on {open_database(d['database'], d['format']).title} dev"
     return f"{metric} on the VoxCeleb trial list {d['trial_list'] or 'veri_test.txt'}"
 
 

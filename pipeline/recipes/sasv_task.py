@@ -126,7 +126,7 @@ def _frozen(cfg: Mapping, resume: bool) -> dict:
     save_backend(out / "backend.pt", backend, cfg["backend"]["name"], backend_options(cfg))
     return score_splits(with_changes(cfg, {"backend.checkpoint": str(out / "backend.pt"), "backend.options": {}}),
                         config_of_record=cfg,
-                        extra=_selection(result))
+                        extra=_selection(result, cfg))
 
 
 def _joint(cfg: Mapping, resume: bool) -> dict:
@@ -154,7 +154,7 @@ def _joint(cfg: Mapping, resume: bool) -> dict:
                         "splits": [s for s in cfg["splits"] if s != "train"]})
     asv_stage(tuned)
     cm_stage(tuned)
-    return score_splits(tuned, config_of_record=cfg, extra=_selection(result))
+    return score_splits(tuned, config_of_record=cfg, extra=_selection(result, cfg))
 
 
 def starting_backend(cfg: Mapping, asv_dim: int, cm_dim: int) -> EmbeddingBackend:
@@ -165,8 +165,8 @@ def starting_backend(cfg: Mapping, asv_dim: int, cm_dim: int) -> EmbeddingBacken
     return build_embedding_backend(cfg, asv_dim, cm_dim)
 
 
-def _selection(result: FitResult) -> dict:
+def _selection(result: FitResult, cfg: Mapping) -> dict:
     """Which epoch the scores come from, for results.json (0: the starting weights, `train.select_initial`)."""
-    data = "training trials" if result.select_metric.startswith("train_") else "ASVspoof 2019 LA dev trials"
+    data = "training trials" if result.select_metric.startswith("train_") else f"{database(cfg).title} dev trials"
     return {"best_epoch": result.best_epoch, "selected_on": f"{result.select_metric} ({data})",
             "selected_value": result.best_value}
