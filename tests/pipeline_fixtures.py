@@ -232,3 +232,14 @@ def staged(tiny_corpus, frontends, tmp_path_factory) -> Staged:
         return Staged(out, stderr)
     return _once("staged", build)
 
+
+@pytest.fixture(scope="session")
+def tiny_databases(tiny_corpus, tmp_path_factory) -> dict[str, Path]:
+    """A tiny synthetic database folder per layout (`data.format` -> folder): ASVspoof 2019 LA (the tiny corpus's
+    LA part) and ASVspoof 5, built once per session."""
+    def build():
+        import synthetic.asvspoof5 as asvspoof5
+        a5 = asvspoof5.generate(tmp_path_factory.mktemp("tiny_asvspoof5"), "tiny", seed=0).database
+        return {"asvspoof2019_la": tiny_corpus.la, "asvspoof5": a5}
+    return _once("databases", build)
+

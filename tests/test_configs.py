@@ -14,9 +14,9 @@ import yaml
 import main as main_py
 from common.cli import run_main
 from common.config import ConfigError, load_config
-from tests.pipeline_fixtures import ROOT, tiny_copies, tiny_corpus
+from tests.pipeline_fixtures import ROOT, tiny_copies, tiny_corpus, tiny_databases
 
-__all__ = ["tiny_copies", "tiny_corpus"]   # fixtures used by name
+__all__ = ["tiny_copies", "tiny_corpus", "tiny_databases"]   # fixtures used by name
 
 CONFIGS = sorted((ROOT / "configs").glob("*.conf"))
 
@@ -26,10 +26,16 @@ def _raw(path: Path) -> dict:
         return yaml.safe_load(f) or {}
 
 
-def data_overrides(path: Path, corpus, copies: Path | None = None) -> list[str]:
-    """Point every data path of a config at the tiny corpus (the seed configs hold /path/to placeholders)."""
+def data_overrides(path: Path, corpus, copies: Path | None = None, databases: dict | None = None) -> list[str]:
+    """Point every data path of a config at the tiny corpus (the seed configs hold /path/to placeholders); a config
+    whose `data.format` names another layout gets that layout's tiny database (`databases`: format -> folder)."""
     raw = _raw(path)
-    return _data_overrides(raw, corpus, copies) + _encoder_overrides(raw)
+    overrides = _data_overrides(raw, corpus, copies) + _encoder_overrides(raw)
+    layout = (raw.get("data") or {}).get("format", "auto")
+    if layout not in ("auto", "asvspoof2019_la"):
+        key = "data.database" if raw.get("task") in ("asv", "sasv_e2e") else "database"
+        overrides = [o for o in overrides if not o.startswith(f"{key}=")] + [f"{key}={databases[layout]}"]
+    return overrides
 
 
 def _encoder_overrides(raw: dict) -> list[str]:
@@ -80,14 +86,14 @@ def _check_model_keywords(models: dict, section: dict, what: str) -> None:
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
-def test_config_validates_against_the_tiny_corpus(path, tiny_corpus, tiny_copies):
+def test_config_validates_against_the_tiny_corpus(path, tiny_corpus, tiny_copies, tiny_databases):
     import asv
     import cm
-    from data.asvspoof import LADatabase
+    from data.databases import open_database
     from engine import check_train_config
     from pipeline.stages.frontends import crop_spec
 
-    cfg = load(path, data_overrides(path, tiny_corpus, tiny_copies))
+    cfg = load(path, data_overrides(path, tiny_corpus, tiny_copies, tiny_databases))
     task = cfg["task"]
     check_train_config(cfg["train"]) if "train" in cfg else None
     if "asv" in cfg:
@@ -106,7 +112,7 @@ def test_config_validates_against_the_tiny_corpus(path, tiny_corpus, tiny_copies
             _, labels, _ = vox.train_set(check=True)
             vox.trial_files(check=True)
         else:   # ASVspoof bona fide speech: train speakers, dev target/nontarget trials
-            db = LADatabase(d["database"])
+            db = open_database(d["database"], d["format"])
             db.check_split("train")
             db.check_split("dev")
             labels = list(range(len({e.speaker for e in db.cm_entries("train") if e.label == 1})))
@@ -126,8 +132,8 @@ def test_config_validates_against_the_tiny_corpus(path, tiny_corpus, tiny_copies
         assert (cfg["init"]["reset_head"] is True) == (cfg["stage"] in (2, 3)), f"{path.name}: stage {cfg['stage']}"
     elif task == "cm":
         from cm.losses import build_loss
-        db = LADatabase(cfg["database"])
-        for split in {"train", "dev", *cfg["eval_splits"]}:
+        db = open_database(cfg["database"], cfg["data"]["format"])
+        for split in {*(("train", "dev") if cfg["mode"] == "train" else ()), *cfg["eval_splits"]}:
             db.check_split(split)
         ssl = "encoder" in cm.MODELS[cfg["cm"]["arch"]][1]   # sizes only: a random XLS-R 300M would take 1.3 GB
         with torch.device("meta") if ssl else contextlib.nullcontext():
@@ -138,7 +144,7 @@ def test_config_validates_against_the_tiny_corpus(path, tiny_corpus, tiny_copies
         from pipeline.stages.experiment import check_trials
         from pipeline.stages.sasv import build_embedding_backend
         assert cfg["mode"] in ("frozen", "joint") and cfg["enrolment"] in ("lists", "concat")
-        db = LADatabase(cfg["database"], cfg["enr_audio"])
+        db = open_database(cfg["database"], cfg["data"]["format"], cfg["enr_audio"])
         concat = cfg["enrolment"] == "concat"
         for split in cfg["splits"]:
             db.check_split(split, enr_audio=concat)
