@@ -16,6 +16,9 @@ from typing import Protocol, Sequence
 from common.config import Rule
 from common.errors import InputError
 from data.asvspoof import CMEntry, LADatabase, SASVTrial
+from data.asvspoof2021 import DF2021Database, LA2021Database
+from data.in_the_wild import InTheWildDatabase
+from data.kaldi_lists import ListsDatabase
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +50,10 @@ class Database(Protocol):
 # class method `missing(root) -> list[str]`: what of its layout a folder lacks (empty: the folder fits it)
 FORMATS: dict[str, type] = {
     "asvspoof2019_la": LADatabase,
+    "asvspoof2021_la": LA2021Database,
+    "asvspoof2021_df": DF2021Database,
+    "in_the_wild": InTheWildDatabase,
+    "lists": ListsDatabase,
 }
 FORMAT_CHOICES = ("auto", *FORMATS)
 FORMAT = Rule("auto", choices=FORMAT_CHOICES)     # the `data.format` key of every config that reads a corpus
