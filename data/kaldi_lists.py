@@ -32,10 +32,10 @@ from typing import NamedTuple, Sequence
 from common.errors import MissingFilesError, ProtocolError, line_error
 from common.file_identity import file_identity
 from common.io import text_lines
-from data.asvspoof import CMEntry, RepeatCheck, SASVTrial, check_listed_files, line_of, protocol_lines
+from data.asvspoof import CMEntry, SASVTrial, check_listed_files, line_of, protocol_lines
 from data.cm_only import refuse_enr_audio
 from data.names import check_name
-from data.trial_kinds import BONAFIDE, CM_KEYS, NONTARGET, SASV_KEYS, SPOOF, TARGET, UNKNOWN_ATTACK
+from data.trial_kinds import BONAFIDE, NONTARGET, SASV_KEYS, SPOOF, TARGET, UNKNOWN_ATTACK
 
 SPLITS = ("train", "dev", "eval")
 WAV_SCP, UTT2SPK, UTT2LABEL, TRIALS, SPK2UTT = "wav.scp", "utt2spk", "utt2label", "trials", "spk2utt"
@@ -56,23 +56,22 @@ def read_wav_scp(path: str | os.PathLike) -> dict[str, str]:
     """wav.scp as utterance -> audio path; a relative PATH is joined onto the file's folder."""
     folder = os.path.dirname(os.fspath(path))
     out: dict[str, str] = {}
-    seen = RepeatCheck(path, "utterance")
     files: dict[str, int] = {}
     for number, line in text_lines(path, "wav.scp"):
-        parts = line.strip().split(maxsplit=1)
+        parts = line.split(maxsplit=1)
         if not parts:
             continue
-        if len(parts) != 2:
+        rx = parts[1].strip() if len(parts) == 2 else ""
+        if not rx:
             raise line_error(path, number, f"expected 'UTT PATH', got {line.strip()!r}")
-        utt, rx = check_name(parts[0], path, number), parts[1].strip()
-        if rx.endswith("|") or rx.startswith("|"):
-            raise line_error(path, number, f"{rx!r} is a Kaldi pipe; the toolkit reads audio files, not commands: "
-                                           f"write the command's output to a file and list the file")
-        if rx == "-" or _ARCHIVE.search(rx):
-            raise line_error(path, number, f"{rx!r} is {'standard input' if rx == '-' else 'an archive offset'}; "
-                                           f"list the audio files themselves")
-        seen.check(utt, number, utt)
-        audio = os.path.normpath(rx if os.path.isabs(rx) else os.path.join(folder, rx))
+        utt = check_name(parts[0], path, number)
+        if rx[-1] == "|" or rx[0] == "|" or rx == "-" or _ARCHIVE.search(rx):
+            _not_a_file(rx, path, number)
+        if utt in out:
+            raise line_error(path, number, f"utterance {utt} listed twice (first on line {line_of(path, utt, 0)})")
+        audio = rx if rx[0] == "/" else f"{folder}/{rx}"
+        if "/." in audio or "//" in audio:          # the same file spelled two ways would be two files
+            audio = os.path.normpath(audio)
         first = files.setdefault(audio, number)
         if first != number:
             raise line_error(path, number, f"audio {rx} is listed twice (first on line {first})")
@@ -82,25 +81,39 @@ def read_wav_scp(path: str | os.PathLike) -> dict[str, str]:
     return out
 
 
-def _known(utt: str, audio: dict[str, str], path, number: int, wav_scp) -> str:
+def _not_a_file(rx: str, path, number: int) -> None:
+    if rx[-1] == "|" or rx[0] == "|":
+        raise line_error(path, number, f"{rx!r} is a Kaldi pipe; the toolkit reads audio files, not commands: "
+                                       f"write the command's output to a file and list the file")
+    raise line_error(path, number, f"{rx!r} is {'standard input' if rx == '-' else 'an archive offset'}; "
+                                   f"list the audio files themselves")
+
+
+def _unknown(utt: str, path, number: int, wav_scp) -> None:
+    """The error for an utterance of a list that wav.scp lacks (an id that is no name says so first)."""
     check_name(utt, path, number)
-    if utt not in audio:
-        raise line_error(path, number, f"utterance {utt} is not in {wav_scp}")
-    return utt
+    raise line_error(path, number, f"utterance {utt} is not in {wav_scp}")
+
+
+def _twice(what: str, shown: str, path, number: int, column: int = 0) -> None:
+    raise line_error(path, number, f"{what} {shown} listed twice (first on line {line_of(path, shown, column)})")
 
 
 def read_utt2spk(path: str | os.PathLike, audio: dict[str, str], wav_scp: str | os.PathLike) -> dict[str, str]:
     """utt2spk as utterance -> speaker; it covers wav.scp exactly."""
     out: dict[str, str] = {}
-    seen = RepeatCheck(path, "utterance")
+    speakers: dict[str, str] = {}          # one string object per speaker, not one per line
     for number, f in protocol_lines(path, "utt2spk"):
         if len(f) != 2:
             raise line_error(path, number, f"expected 2 columns 'UTT SPK', got {len(f)}: {' '.join(f)!r}")
-        utt = _known(f[0], audio, path, number, wav_scp)
-        seen.check(utt, number, utt)
-        out[utt] = f[1]
-    lacking = next((u for u in audio if u not in out), None)
-    if lacking is not None:
+        utt = f[0]
+        if utt not in audio:
+            _unknown(utt, path, number, wav_scp)
+        if utt in out:
+            _twice("utterance", utt, path, number)
+        out[utt] = speakers.setdefault(f[1], f[1])
+    if len(out) != len(audio):
+        lacking = next(u for u in audio if u not in out)
         raise line_error(wav_scp, line_of(wav_scp, lacking, 0, "wav.scp"),
                          f"utterance {lacking} has no speaker in {path}")
     return out
@@ -110,26 +123,30 @@ def read_utt2label(path: str | os.PathLike, audio: dict[str, str], speaker: dict
                    wav_scp: str | os.PathLike) -> list[CMEntry]:
     """utt2label as CM entries: system '-' for bona fide, the ATTACK column for a spoof (`unknown` without one)."""
     entries = []
-    seen = RepeatCheck(path, "utterance")
+    seen: set[str] = set()
     for number, f in protocol_lines(path, "utt2label"):
         if len(f) not in (2, 3):
             raise line_error(path, number, f"expected 'UTT bonafide|spoof [ATTACK]', got {len(f)} columns: "
                                            f"{' '.join(f)!r}")
-        utt = _known(f[0], audio, path, number, wav_scp)
-        label, attack = f[1], (f[2] if len(f) == 3 else None)
-        if label not in CM_KEYS:
-            raise line_error(path, number, f"unknown label {label!r}; expected 'bonafide' or 'spoof'")
+        utt, label = f[0], f[1]
+        attack = f[2] if len(f) == 3 else None
+        if utt not in audio:
+            _unknown(utt, path, number, wav_scp)
         if label == BONAFIDE:
             if attack not in (None, "-", BONAFIDE):
                 raise line_error(path, number, f"bona fide utterance {utt} has attack {attack!r}")
             system = "-"
-        else:
+        elif label == SPOOF:
             if attack in ("-", BONAFIDE):
                 raise line_error(path, number, f"spoof utterance {utt} has attack {attack!r}; name the attack, "
                                                f"or leave the column out")
             system = attack or UNKNOWN_ATTACK
-        seen.check(utt, number, utt)
-        entries.append(CMEntry(speaker[utt], utt, system, label))
+        else:
+            raise line_error(path, number, f"unknown label {label!r}; expected 'bonafide' or 'spoof'")
+        if utt in seen:
+            _twice("utterance", utt, path, number)
+        seen.add(utt)
+        entries.append(CMEntry(speaker[utt], utt, system, BONAFIDE if label == BONAFIDE else SPOOF))
     if not entries:
         raise ProtocolError(f"{path}: utt2label lists no utterances")
     return entries
@@ -148,7 +165,8 @@ def read_spk2utt(path: str | os.PathLike, audio: dict[str, str], speaker: dict[s
             raise line_error(path, number, f"speaker {spk} listed twice (first on line {where[spk]})")
         listed: set[str] = set()
         for utt in utts:
-            _known(utt, audio, path, number, wav_scp)
+            if utt not in audio:
+                _unknown(utt, path, number, wav_scp)
             if utt in listed:
                 raise line_error(path, number, f"utterance {utt} listed twice for speaker {spk}")
             listed.add(utt)
@@ -165,33 +183,46 @@ def read_trials(path: str | os.PathLike, split: ListSplit, files: dict[str, Path
     """trials as SASV trials (attack: 'bonafide', or the test utterance's utt2label attack for a spoof)."""
     labels = {e.utt: e for e in split.entries}
     enrolled = {u: spk for spk, utts in split.enrolment.items() for u in utts}
+    speaker, enrolment = split.speaker, split.enrolment
+    claimed = {spk: spk for spk in enrolment}            # one string object per speaker and key, not one per line
+    keys = {k: k for k in SASV_KEYS}
     trials = []
-    seen = RepeatCheck(path, "trial")
+    seen: set[tuple[str, str]] = set()
     for number, f in protocol_lines(path, "trial list"):
         if len(f) != 3:
             raise line_error(path, number, f"expected 3 columns 'SPK UTT KEY', got {len(f)}: {' '.join(f)!r}")
         spk, utt, key = f
-        _known(utt, split.audio, path, number, files[WAV_SCP])
-        if key not in SASV_KEYS:
+        entry = labels.get(utt)
+        if entry is None:
+            if utt not in split.audio:
+                _unknown(utt, path, number, files[WAV_SCP])
+            if utt in enrolled:
+                raise line_error(path, number, f"test utterance {utt} is an enrolment utterance of speaker "
+                                               f"{enrolled[utt]} in {files[SPK2UTT]}; spk2utt lists enrolment "
+                                               f"utterances only (not every utterance of a speaker, as Kaldi's does)")
+            raise line_error(path, number, f"test utterance {utt} has no CM label in {files[UTT2LABEL]}")
+        utt, key, spk = entry.utt, keys.get(key, key), claimed.get(spk, spk)
+        if key not in keys:
             raise line_error(path, number, f"unknown key {key!r}; expected 'target', 'nontarget' or 'spoof'")
-        if spk not in split.enrolment:
+        if spk not in claimed:
             raise line_error(path, number, f"speaker {spk} has no enrolment line in {files[SPK2UTT]}")
         if utt in enrolled:
             raise line_error(path, number, f"test utterance {utt} is an enrolment utterance of speaker "
                                            f"{enrolled[utt]} in {files[SPK2UTT]}; spk2utt lists enrolment "
                                            f"utterances only (not every utterance of a speaker, as Kaldi's does)")
-        entry = labels.get(utt)
-        if entry is None:
-            raise line_error(path, number, f"test utterance {utt} has no CM label in {files[UTT2LABEL]}")
         if (key == SPOOF) != (entry.key == SPOOF):
             raise line_error(path, number, f"key {key} but {files[UTT2LABEL]} labels {utt} {entry.key}")
-        if key == TARGET and split.speaker[utt] != spk:
+        if key == TARGET and speaker[utt] != spk:
             raise line_error(path, number, f"target trial of speaker {spk}, but {utt} is of speaker "
-                                           f"{split.speaker[utt]} by {files[UTT2SPK]}")
-        if key == NONTARGET and split.speaker[utt] == spk:
+                                           f"{speaker[utt]} by {files[UTT2SPK]}")
+        if key == NONTARGET and speaker[utt] == spk:
             raise line_error(path, number, f"nontarget trial, but {utt} is of the claimed speaker {spk} by "
                                            f"{files[UTT2SPK]}")
-        seen.check((spk, utt), number, f"'{spk} {utt}'")
+        n = len(seen)
+        seen.add((spk, utt))
+        if len(seen) == n:
+            first = next(k for k, g in protocol_lines(path, "trial list") if g[:2] == [spk, utt])
+            raise line_error(path, number, f"trial '{spk} {utt}' listed twice (first on line {first})")
         trials.append(SASVTrial(spk, utt, entry.system if key == SPOOF else BONAFIDE, key))
     if not trials:
         raise ProtocolError(f"{path}: the trial list has no trials")
@@ -235,6 +266,8 @@ class ListsDatabase:
         refuse_enr_audio(self.title, enr_audio)
         self.root = Path(root)
         self._parsed: dict[tuple, ListSplit] = {}
+        self._latest: dict[str, ListSplit] = {}
+        self._disjoint: set[tuple[int, ...]] = set()
 
     def __repr__(self) -> str:
         return f"ListsDatabase({str(self.root)!r})"
@@ -263,6 +296,7 @@ class ListsDatabase:
         key = (split, *(file_identity(folder / name) for name in FILES))
         if key not in self._parsed:
             self._parsed[key] = read_split(folder)
+        self._latest[split] = self._parsed[key]
         return self._parsed[key]
 
     # ---- paths --------------------------------------------------------------------------------
@@ -270,7 +304,10 @@ class ListsDatabase:
         return self.root / split
 
     def audio(self, split: str, utt: str) -> Path:
-        return Path(self._split(split).audio[utt])
+        """The audio of an utterance by the split's wav.scp as last parsed (asked once per utterance: it does not
+        stat the lists each time; `cm_entries`, `check_split` and the others do)."""
+        parsed = self._latest.get(split) or self._split(split)
+        return Path(parsed.audio[utt])
 
     def cm_protocol_path(self, split: str) -> Path:
         return self.root / split / UTT2LABEL
@@ -318,11 +355,14 @@ class ListsDatabase:
 
     def check_disjoint(self) -> None:
         """No audio file is listed in two splits (it would be trained on and tested, or tuned and tested on)."""
+        present = [s for s in SPLITS if self._has(s, WAV_SCP)]
+        parsed = [self._split(s) for s in present]
+        done = tuple(map(id, parsed))            # checked already for these very lists (the stages ask per split)
+        if len(present) < 2 or done in self._disjoint:
+            return
         owner: dict[str, str] = {}
-        for split in SPLITS:
-            if not self._has(split, WAV_SCP):
-                continue
-            for utt, audio in self._split(split).audio.items():
+        for split, lists in zip(present, parsed, strict=True):
+            for utt, audio in lists.audio.items():
                 other = owner.setdefault(audio, split)
                 if other != split:
                     here = self.root / split / WAV_SCP
@@ -331,6 +371,7 @@ class ListsDatabase:
                                      f"audio {audio} is also listed in {self.root / other / WAV_SCP}:"
                                      f"{line_of(self.root / other / WAV_SCP, first, 0, 'wav.scp')} (split {other}); "
                                      f"a file in two splits would be trained or tuned on and tested")
+        self._disjoint.add(done)
 
     def check_split(self, split: str, enr_audio: bool = False) -> list[str]:
         """The split's lists parse and agree, no audio file is in two splits, and every audio file the split uses

@@ -106,6 +106,14 @@ def test_2021_la_keys_inside_the_audio_release_folder(layouts, tmp_path):
     assert len(db.cm_entries("all")) == len(LA2021Database(layouts["asvspoof2021_la"]).cm_entries("all"))
 
 
+def test_2021_la_keys_in_both_places_read_the_ones_beside_and_say_so(layouts, tmp_path, caplog):
+    root = copy_layout(layouts, "asvspoof2021_la", tmp_path)
+    shutil.copytree(root / "keys", root / "ASVspoof2021_LA_eval" / "keys")
+    with caplog.at_level(logging.INFO, logger="data"):
+        assert LA2021Database(root).cm_protocol_path("eval") == root / KEY_2021
+    assert f"keys in both {root / 'keys'} and" in caplog.text and f"reading {root / 'keys'}" in caplog.text
+
+
 def test_2021_la_asv_scores_must_pair_with_the_key_line_by_line(layouts, tmp_path):
     db = LA2021Database(copy_layout(layouts, "asvspoof2021_la", tmp_path))
     lines = db.asv_scores_path().read_text().splitlines()
@@ -305,6 +313,9 @@ def test_2021_missing_audio_names_the_key_line(layouts, tmp_path):
 
 def test_2021_unknown_codec_is_accepted_and_reported(layouts, tmp_path, caplog):
     root = copy_layout(layouts, "asvspoof2021_df", tmp_path)
+    with caplog.at_level(logging.WARNING, logger="data"):
+        DF2021Database(root).cm_entries("all")
+    assert "outside the documented set" not in caplog.text          # the documented values pass silently
     key = root / "keys" / "DF" / "CM" / "trial_metadata.txt"
     f = _nth(key, 1)
     _replace_line(key, 1, " ".join([f[0], f[1], "flac_q5", *f[3:]]))
@@ -329,6 +340,14 @@ def test_in_the_wild_errors_name_file_and_line(layouts, tmp_path, edit, needles)
     with pytest.raises(ProtocolError) as e:
         InTheWildDatabase(release).cm_entries("eval")
     one_line(e, *needles)
+
+
+def test_in_the_wild_quoted_names_and_column_order(tmp_path):
+    (tmp_path / "meta.csv").write_text('label,file,speaker\nspoof,0.wav,"Martin Luther King, Jr."\n'
+                                       'bona-fide,1.wav,  Alec   Guinness \n')
+    entries = InTheWildDatabase(tmp_path).cm_entries("eval")
+    assert [(e.utt, e.speaker, e.key) for e in entries] == [("0", "Martin_Luther_King,_Jr.", "spoof"),
+                                                            ("1", "Alec_Guinness", "bonafide")]
 
 
 def test_in_the_wild_missing_audio_names_the_csv_line(layouts, tmp_path):
