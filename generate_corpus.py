@@ -1,8 +1,10 @@
-"""Writes a synthetic SASV corpus: python generate_corpus.py --out DIR [--layout la|asvspoof5].
+"""Writes a synthetic SASV corpus: python generate_corpus.py --out DIR [--layout NAME].
 
 `la` (the default): the ASVspoof 2019 LA and VoxCeleb layouts (DIR/LA, DIR/VoxCeleb); `asvspoof5`: the ASVspoof 5
-layout (DIR/ASVspoof5), with coded eval copies made by the encoders the installed FFmpeg has. One corpus a folder:
-another layout or preset in the same --out replaces the one there (never files the generator did not write)."""
+layout (DIR/ASVspoof5), with coded eval copies made by the encoders the installed FFmpeg has; `asvspoof2021_la`,
+`asvspoof2021_df`, `in_the_wild`, `lists`: the LA corpus and, in DIR/NAME, that layout made from it
+(synthetic/cm_sets.py). One corpus a folder: another of la / asvspoof5 or another preset in the same --out replaces
+the one there (never files the generator did not write)."""
 from __future__ import annotations
 
 import argparse
@@ -18,13 +20,12 @@ from common.cli import run_main
 from common.config import Rule
 from common.folders import check_output_path
 from common.io import check_writable
+from synthetic import cm_sets
 from synthetic.layout import MANIFEST, why_incomplete
 from synthetic.presets import PRESETS, get_preset
 
 SEED = Rule(0, low=0)           # any non-negative integer (synthetic.generate_corpus)
 WORKERS = Rule(None, kind=int, low=1)
-
-
 @dataclass(frozen=True)
 class Layout:
     """What --layout chooses: its presets, the completeness check, the writer and the folders to print."""
@@ -32,6 +33,7 @@ class Layout:
     why_incomplete: Callable[[Path, str, int], str | None]
     generate: Callable[..., object]
     folders: Callable[[Path], str]
+    made_from_la: str | None = None     # a synthetic/cm_sets.py layout, written into DIR/NAME after the LA corpus
 
 
 def _la_folders(out: Path) -> str:
@@ -46,13 +48,16 @@ LAYOUTS: dict[str, Layout] = {
     "asvspoof5": Layout(asvspoof5.PRESETS, asvspoof5.why_incomplete, asvspoof5.generate,
                         lambda out: f"database (ASVspoof 5): {out / asvspoof5.TOP}"),
 }
+for _name in cm_sets.LAYOUTS:
+    LAYOUTS[_name] = Layout(**{**vars(LAYOUTS["la"]), "made_from_la": _name})
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", required=True, help="output folder (gets LA/ and VoxCeleb/, or ASVspoof5/)")
-    ap.add_argument("--layout", default="la", choices=sorted(LAYOUTS),
-                    help="la: ASVspoof 2019 LA + VoxCeleb; asvspoof5: ASVspoof 5 (default: %(default)s)")
+    ap.add_argument("--layout", default="la", choices=list(LAYOUTS),
+                    help="la: ASVspoof 2019 LA + VoxCeleb; asvspoof5: ASVspoof 5; the others: the LA corpus and that "
+                         "layout made from it in OUT/LAYOUT (default: %(default)s)")
     ap.add_argument("--preset", default="default", choices=sorted({p for lay in LAYOUTS.values() for p in lay.presets}),
                     help="corpus size (default: %(default)s)")
     ap.add_argument("--seed", default=0, type=SEED.argument_type(),
@@ -76,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
         layout.generate(out, args.preset, args.seed, force=args.force, workers=args.workers, progress=True)
         print(f"generated preset {args.preset}, seed {args.seed} in {time.perf_counter() - start:.1f} s")
     print(layout.folders(out))
+    if layout.made_from_la is not None:
+        database = cm_sets.write_layout(layout.made_from_la, synthetic.corpus_paths(out), out / layout.made_from_la)
+        print(f"database ({layout.made_from_la}): {database}")
     return 0
 
 

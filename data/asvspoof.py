@@ -12,7 +12,7 @@ import os
 import re
 from collections import defaultdict
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, NamedTuple, Sequence, TypeVar
+from typing import Callable, Iterable, Iterator, NamedTuple, Sequence
 
 from common.errors import MissingFilesError, ProtocolError, line_error
 from common.file_identity import identity
@@ -24,14 +24,13 @@ SPLITS = ("train", "dev", "eval")
 ENROLMENT_SPLITS = ("dev", "eval")
 GENDERS = ("female", "male")
 _ATTACK_RE = re.compile(r"^A\d\d$")
-T = TypeVar("T")
 _CM_PROTOCOL_SUFFIX = {"train": "train.trn", "dev": "dev.trl", "eval": "eval.trl"}
 
 
 class CMEntry(NamedTuple):
     """One utterance of a CM protocol (ASVspoof 2019 LA: the line `SPK UTT - SYSTEM KEY`). `speaker` is the source
     speaker, also of spoofs. The fields after `key` are the conditions other layouts label, "-" where a layout has
-    none; results break metrics down by them (per attack, per codec, per codec quality).
+    none; results break metrics down by them (per attack, per codec, per codec quality, per vocoder type).
 
     A NamedTuple rather than a frozen dataclass: an eval protocol has 71k lines (ASVspoof 5: 681k), and building
     frozen dataclasses cost more than reading the file."""
@@ -44,6 +43,7 @@ class CMEntry(NamedTuple):
     codec_q: str = "-"   # its quality / channel: ASVspoof 5 CODEC_Q, 2021 LA transmission, 2021 DF source corpus
     gender: str = "-"    # the speaker's gender where the layout says (ASVspoof 5: F / M)
     source: str = "-"    # the utterance a coded copy was made from (ASVspoof 5 CODEC_SEED)
+    vocoder: str = "-"   # the spoof's vocoder type where the layout says (2021 DF: the organisers' first table axis)
 
     @property
     def is_bonafide(self) -> bool:
@@ -72,15 +72,6 @@ def protocol_lines(path: str | os.PathLike, what: str = "protocol file") -> Iter
         fields = line.split()
         if fields:
             yield number, fields
-
-
-def first_line_naming(path: str | os.PathLike, utt: str) -> int | None:
-    """The first line of a list whose fields (or comma-separated parts of a field: enrolment lists) include `utt`;
-    for error messages only (it reads the file again)."""
-    for number, fields in protocol_lines(path):
-        if utt in fields or any(utt in f.split(",") for f in fields if "," in f):
-            return number
-    return None
 
 
 class RepeatCheck:
@@ -190,18 +181,22 @@ def read_enrolment_concat(path: str | os.PathLike) -> dict[str, str]:
     return out
 
 
-def read_cached(cache: dict, path: Path, reader: Callable[[Path], T]) -> T:
-    """`reader(path)`, parsed once per `cache` (a database object's) while the file is unchanged (the stages ask for
-    the same 100k-line trial list several times per run); parsed again when its identity (common/file_identity.py)
-    changes, even with the modification time copied back."""
-    try:
-        st = path.stat()
-    except OSError:
-        return reader(path)     # the reader says what is wrong with it
-    key = (str(path), *identity(st))
-    if key not in cache:
-        cache[key] = reader(path)
-    return cache[key]
+class FolderListing:
+    """`path in listing`: whether a file exists, listing each folder once instead of stat-ing every file, which
+    matters for 100k-file corpora on network disks. A folder that cannot be listed holds nothing."""
+
+    def __init__(self):
+        self._names: dict[str, set[str] | None] = {}
+
+    def __contains__(self, path: str | os.PathLike) -> bool:
+        parent, name = os.path.split(os.path.normpath(os.fspath(path)))
+        if parent not in self._names:
+            try:
+                self._names[parent] = set(os.listdir(parent or "."))
+            except (FileNotFoundError, NotADirectoryError):
+                self._names[parent] = None
+        names = self._names[parent]
+        return names is not None and name in names
 
 
 def check_files_exist(paths: Iterable[str | os.PathLike], what: str,
@@ -209,22 +204,14 @@ def check_files_exist(paths: Iterable[str | os.PathLike], what: str,
     """Fails (one line: count, total, first few paths) when any of `paths` is missing; call before compute.
     `locate(path)` -> "LIST:LINE" names where the first missing file is listed; it runs only on that error path.
 
-    Lists each folder once instead of stat-ing every file, which matters for 100k-file corpora on network disks.
     Paths are consumed one at a time and only the first few missing ones are kept, so a generator of a
     million paths (VoxCeleb2) is never materialised as a list of Path objects (~0.5 GB)."""
-    listing: dict[str, set[str] | None] = {}
+    listing = FolderListing()
     missing: list[str] = []
     n_missing = total = 0
     for p in paths:
         total += 1
-        parent, name = os.path.split(os.path.normpath(os.fspath(p)))
-        names = listing.get(parent, _UNLISTED)
-        if names is _UNLISTED:
-            try:
-                names = listing[parent] = set(os.listdir(parent or "."))
-            except (FileNotFoundError, NotADirectoryError):
-                names = listing[parent] = None
-        if names is None or name not in names:
+        if p not in listing:
             n_missing += 1
             if len(missing) < 4:
                 missing.append(str(Path(p)))
@@ -237,7 +224,57 @@ def check_files_exist(paths: Iterable[str | os.PathLike], what: str,
         raise MissingFilesError(f"{what}: {n_missing} of {total} files missing: {shown}{more}")
 
 
-_UNLISTED: set[str] = set()  # sentinel: a folder not listed yet
+def check_listed_files(items: Iterable[tuple[str, str | os.PathLike]], what: str,
+                       where: Callable[[str], tuple[str | os.PathLike, int]]) -> None:
+    """Fails when a file of `items` ((id, path), in list order) is missing, naming the list file and line that
+    names the first one: `LIST:LINE: what PATH does not exist (n of N listed files missing)`.
+
+    `where(id)` gives that (list file, line number); it is called only on failure, so a reader need not keep a
+    line number per entry of a 700k-line list. Folders are listed once (`FolderListing`)."""
+    listing = FolderListing()
+    first: tuple[str, str | os.PathLike] | None = None
+    n_missing = total = 0
+    for item in items:
+        total += 1
+        if item[1] not in listing:
+            n_missing += 1
+            first = first or item
+    if first is not None:
+        path, number = where(first[0])
+        more = f" ({n_missing} of {total} listed files missing)" if n_missing > 1 else ""
+        raise MissingFilesError(f"{path}:{number}: {what} {first[1]} does not exist{more}")
+
+
+def line_of(path: str | os.PathLike, value: str, column: int | None = 1, what: str = "protocol file") -> int:
+    """The number of the first line of a list whose `column` (from 0) is `value` (column None: any field, or a
+    comma-separated part of one, as enrolment lists have); 0 when none is. For error messages only: readers keep
+    no line numbers, and find the line again when something about an entry fails."""
+    for number, fields in protocol_lines(path, what):
+        if column is None:
+            if value in fields or any(value in f.split(",") for f in fields if "," in f):
+                return number
+        elif len(fields) > column and fields[column] == value:
+            return number
+    return 0
+
+
+class ParseCache:
+    """`cache(path, reader)`: a protocol parsed once per database object while the file is unchanged (the stages
+    ask for the same 100k-line trial list several times per run); parsed again when its identity
+    (common/file_identity.py) changes, even with the modification time copied back. Every layout reader keeps one."""
+
+    def __init__(self):
+        self._parsed: dict[tuple, object] = {}
+
+    def __call__(self, path: Path, reader: Callable[[Path], object]):
+        try:
+            st = path.stat()
+        except OSError:
+            return reader(path)     # the reader says what is wrong with it
+        key = (str(path), reader, *identity(st))
+        if key not in self._parsed:
+            self._parsed[key] = reader(path)
+        return self._parsed[key]
 
 
 def listed_at(db, split: str, audio_path: str | os.PathLike) -> str | None:
@@ -249,8 +286,8 @@ def listed_at(db, split: str, audio_path: str | os.PathLike) -> str | None:
     if utt is None:
         return None
     for path in reversed(db.protocol_files([split])):     # the most specific first: enrolment, trials, CM protocol
-        number = first_line_naming(path, utt) if path.is_file() else None
-        if number is not None:
+        number = line_of(path, utt, None) if path.is_file() else 0
+        if number:
             return f"{path}:{number}"
     return None
 
@@ -287,10 +324,7 @@ class LADatabase:
     def __init__(self, root: str | os.PathLike, enr_audio: str | os.PathLike | None = None):
         self.root = Path(root)
         self.enr_audio = Path(enr_audio) if enr_audio is not None else self.root / "enr_audio"
-        self._parsed: dict[tuple, object] = {}
-
-    def _read(self, path: Path, reader):
-        return read_cached(self._parsed, path, reader)
+        self._read = ParseCache()
 
     def __repr__(self) -> str:
         return f"LADatabase({str(self.root)!r}, enr_audio={str(self.enr_audio)!r})"

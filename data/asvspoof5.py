@@ -36,12 +36,12 @@ from typing import Iterable, Sequence
 from common.errors import InputError, MissingFilesError, ProtocolError, line_error
 from data.asvspoof import (
     CMEntry,
+    ParseCache,
     RepeatCheck,
     SASVTrial,
     check_files_exist,
     listed_at,
     protocol_lines,
-    read_cached,
     read_enrolment,
 )
 from data.names import check_name
@@ -201,7 +201,7 @@ class ASVspoof5Database:
         if enr_audio is not None:
             raise InputError(f"enr_audio is set ({enr_audio}), but {self.title} has no concatenated enrolment "
                              f"recordings; unset it (Track 2 enrolment is by lists)")
-        self._parsed: dict[tuple, object] = {}
+        self._read = ParseCache()
 
     def __repr__(self) -> str:
         return f"ASVspoof5Database({str(self.root)!r})"
@@ -267,18 +267,18 @@ class ASVspoof5Database:
 
     # ---- parsed protocols ----------------------------------------------------------------------
     def cm_entries(self, split: str) -> list[CMEntry]:
-        return list(read_cached(self._parsed, self.cm_protocol_path(split), read_track1))
+        return list(self._read(self.cm_protocol_path(split), read_track1))
 
     def sasv_trials(self, split: str) -> list[SASVTrial]:
         path = self.sasv_trials_path(split)
 
         def read(p: Path) -> list[SASVTrial]:     # the phase-2 format has no attack column: from the Track 1 list
             return read_track2_trials(p, _attacks_if_needed(p, lambda: self.cm_entries(split)))
-        return list(read_cached(self._parsed, path, read))
+        return list(self._read(path, read))
 
     def enrolment(self, split: str) -> dict[str, list[str]]:
         """Speaker -> enrolment utterance ids; audio in `audio(split, utt)`."""
-        return dict(read_cached(self._parsed, self._protocol("enrol", split), read_enrolment))
+        return dict(self._read(self._protocol("enrol", split), read_enrolment))
 
     def enrolment_concat(self, split: str) -> dict[str, str]:
         raise InputError(_NO_CONCAT)

@@ -17,6 +17,9 @@ from common.config import Rule
 from common.errors import InputError
 from data.asvspoof import CMEntry, LADatabase, SASVTrial
 from data.asvspoof5 import ASVspoof5Database
+from data.asvspoof2021 import DF2021Database, LA2021Database
+from data.in_the_wild import InTheWildDatabase
+from data.kaldi_lists import ListsDatabase
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +53,10 @@ class Database(Protocol):
 FORMATS: dict[str, type] = {
     "asvspoof2019_la": LADatabase,
     "asvspoof5": ASVspoof5Database,
+    "asvspoof2021_la": LA2021Database,
+    "asvspoof2021_df": DF2021Database,
+    "in_the_wild": InTheWildDatabase,
+    "lists": ListsDatabase,
 }
 FORMAT_CHOICES = ("auto", *FORMATS)
 FORMAT = Rule("auto", choices=FORMAT_CHOICES)     # the `data.format` key of every config that reads a corpus

@@ -6,3 +6,4 @@ TARGET, NONTARGET, SPOOF = "target", "nontarget", "spoof"
 SASV_KEYS = (TARGET, NONTARGET, SPOOF)         # SASV trial keys (last column of a trial list)
 BONAFIDE = "bonafide"
 CM_KEYS = (BONAFIDE, SPOOF)                    # CM protocol keys
+UNKNOWN_ATTACK = "unknown"                     # the attack of a spoof whose list does not name it (In-the-Wild, lists)

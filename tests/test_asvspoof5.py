@@ -145,7 +145,7 @@ def test_detected_and_read_with_the_condition_fields(corpus):
     entries = {e.utt: e for e in db.cm_entries("eval")}
     coded = next(e for e in entries.values() if e.codec != "-")
     f = next(r.split() for r in lines(root / P / "ASVspoof5.eval.track_1.tsv") if r.split()[1] == coded.utt)
-    assert coded == (f[0], f[1], f[7] if f[8] == "spoof" else "-", f[8], f[3], f[4], f[2], f[5])
+    assert coded == (f[0], f[1], f[7] if f[8] == "spoof" else "-", f[8], f[3], f[4], f[2], f[5], "-")
     bona = next(e for e in entries.values() if e.key == "bonafide")
     assert bona.system == "-" and bona.gender in ("F", "M")
     trials = db.sasv_trials("eval")
