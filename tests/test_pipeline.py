@@ -25,6 +25,8 @@ from common.cli import run_main
 from common.locking import LOCK_NAME
 from data.asvspoof import LADatabase
 from data.score_files import read_cm_scores, read_sasv_scores
+from metrics.breakdown import Conditions, cm_breakdown
+from metrics.eer import det_eer
 from tests.pipeline_fixtures import (
     ASV_MODEL,
     CM_MODEL,
@@ -123,6 +125,10 @@ def test_cm_task_trains_and_exports(frontends):
     per_attack = results["eval_cm_eer_per_attack"]
     assert set(per_attack) <= {f"A{i:02d}" for i in range(7, 20)} and per_attack
     assert all(0 <= v <= 100 for v in per_attack.values())
+    breakdown = results["eval_cm_breakdown"]        # the ASVspoof 5 Track 1 metrics, pooled and per attack
+    assert {a: cell["eer"] for a, cell in breakdown["attack"].items()} == per_attack
+    assert breakdown["pooled"]["eer"] == results["eval_cm_eer"] and "codec" not in breakdown   # 2019 LA: no codecs
+    assert all(0 <= results[f"eval_cm_{m}"] == breakdown["pooled"][m] for m in ("min_dcf", "act_dcf", "cllr"))
     from pipeline.stages.frontends import build_cm
     build_cm({"arch": "AASIST-L", "checkpoint": str(frontends.cm),
               "model": {"filts": [20, [1, 8], [8, 8], [8, 8], [8, 8]], "gat_dims": [8, 8]}})
@@ -543,4 +549,10 @@ def test_cm_task_scores_each_evaluated_epochs_dev_once(tiny_corpus, tmp_path, mo
         eer, entries, scores = cm_eer(net, cfg, LADatabase(cfg["database"]), "dev", device)
     written = json.loads((out / "results.json").read_text())
     assert written["dev_cm_eer"] == results["dev_cm_eer"] == eer
-    assert written["dev_cm_eer_per_attack"] == cm_task.per_attack_eer(entries, scores)
+    breakdown = cm_breakdown([e.key for e in entries], scores, Conditions.of_entries(entries))
+    assert written["dev_cm_breakdown"] == json.loads(json.dumps(breakdown))
+    assert written["dev_cm_min_dcf"] == breakdown["pooled"]["min_dcf"] and breakdown["pooled"]["eer"] == eer
+    bonafide = scores[[e.is_bonafide for e in entries]]
+    assert written["dev_cm_eer_per_attack"] == {     # each attack's spoofs against all bona fide
+        a: 100 * det_eer(bonafide, scores[[e.system == a for e in entries]]).eer
+        for a in sorted({e.system for e in entries if not e.is_bonafide})}

@@ -33,6 +33,7 @@ from engine import (
     seed_everything,
     train_schema,
 )
+from metrics.breakdown import Conditions, cm_breakdown, format_breakdown, per_condition
 from metrics.eer import det_eer
 from pipeline.recipes.front_end_checks import check_training_config
 from pipeline.stages.cache import ScoreMemo
@@ -71,16 +72,6 @@ class CMNet(nn.Module):
     def score(self, embedding: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
         """The loss's own score: the bona fide logit (wce) or the cosine to the OC-softmax centre."""
         return self.loss.score(embedding, logits)
-
-
-def per_attack_eer(entries: list, scores: np.ndarray) -> dict[str, float]:
-    """CM EER (%) of each attack system against all bona fide utterances, as ASVspoof results tables report it:
-    on a split with unseen attacks the pooled EER hides which ones the countermeasure misses."""
-    bonafide = scores[np.array([e.is_bonafide for e in entries])]
-    if bonafide.size == 0:
-        return {}
-    systems = sorted({e.system for e in entries if not e.is_bonafide})
-    return {a: 100 * det_eer(bonafide, scores[np.array([e.system == a for e in entries])]).eer for a in systems}
 
 
 def cm_eer(net: CMNet, cfg: Mapping, db: Database, split: str,
@@ -179,8 +170,11 @@ def run(cfg: Mapping, resume: bool = False, *, checked: Database | None = None) 
         evaluated = {s: task.scores(net, s, device) for s in cfg["eval_splits"]}   # dev: reused from fit
     metrics: dict = {f"{s}_cm_eer": eer for s, (eer, _, _) in evaluated.items()}
     metrics["best_epoch"] = int(best["epoch"])
-    for s, (_, entries, scores) in evaluated.items():
-        metrics[f"{s}_cm_eer_per_attack"] = per_attack_eer(entries, scores)
+    for s, (_, entries, scores) in evaluated.items():   # ASVspoof 5 Track 1 metrics, per attack and codec condition
+        breakdown = cm_breakdown([e.key for e in entries], scores, Conditions.of_entries(entries))
+        metrics.update({f"{s}_cm_{m}": breakdown["pooled"][m] for m in ("min_dcf", "act_dcf", "cllr")})
+        metrics[f"{s}_cm_eer_per_attack"] = per_condition(breakdown, "attack", "eer")
+        metrics[f"{s}_cm_breakdown"] = breakdown
     metrics["selected_on"] = "dev"
     say_layout(db)
     write_results(out, metrics, provenance(
@@ -190,6 +184,9 @@ def run(cfg: Mapping, resume: bool = False, *, checked: Database | None = None) 
     shown = ", ".join(f"{s} {metrics[f'{s}_cm_eer']:.2f} %" for s in cfg["eval_splits"])
     print(f"CM {cfg['cm']['arch']}: EER {shown} (best epoch {metrics['best_epoch']}) -> {out / 'cm_model.pt'}")
     for s in cfg["eval_splits"]:
-        per_attack = metrics[f"{s}_cm_eer_per_attack"]
-        print(f"  {s} EER per attack: " + " ".join(f"{a} {v:.1f}" for a, v in per_attack.items()))
+        print(f"\n{s}: minDCF {metrics[f'{s}_cm_min_dcf']:.5f}, actDCF {metrics[f'{s}_cm_act_dcf']:.5f}, "
+              f"Cllr {metrics[f'{s}_cm_cllr']:.5f} bits, EER {metrics[f'{s}_cm_eer']:.3f} %")
+        tables = format_breakdown(metrics[f"{s}_cm_breakdown"], "cm")
+        if tables:
+            print(tables)
     return metrics
