@@ -117,18 +117,21 @@ def evaluate_trials(keys: Sequence[str], sasv: np.ndarray, asv: np.ndarray | Non
     return out
 
 
-def _cell(key: str, value: float | None) -> str:
-    if value is None:
+def _cell(key: str, value: float | None, columns: Mapping[str, str], digits: int) -> str:
+    if value is None or not np.isfinite(value):
         return "-"
-    return f"{value:.3f}" if COLUMNS.get(key, "").endswith("(%)") else f"{value:.4f}"
+    return f"{value:.3f}" if columns.get(key, "").endswith("(%)") else f"{value:.{digits}f}"
 
 
-def format_table(results: Mapping[str, Mapping[str, float]]) -> str:
-    """An aligned text table, one row per system, one column per metric any system has (others show '-')."""
+def format_table(results: Mapping[str, Mapping[str, float]], columns: Mapping[str, str] = COLUMNS,
+                 digits: int = 4) -> str:
+    """An aligned text table, one row per system, one column per metric any system has (others show '-'), ordered
+    and headed by `columns` (metric -> header; metrics.countermeasure.CM_COLUMNS for Track 1); percent metrics with
+    3 decimals, others with `digits`."""
     present = {k for metrics in results.values() for k in metrics}
-    keys = [k for k in COLUMNS if k in present] + sorted(present - COLUMNS.keys())
-    header = ["system"] + [COLUMNS.get(k, k) for k in keys]
-    rows = [[name] + [_cell(k, metrics.get(k)) for k in keys] for name, metrics in results.items()]
+    keys = [k for k in columns if k in present] + sorted(present - columns.keys())
+    header = ["system"] + [columns.get(k, k) for k in keys]
+    rows = [[name] + [_cell(k, metrics.get(k), columns, digits) for k in keys] for name, metrics in results.items()]
     widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
 
     def line(cells: list[str]) -> str:
