@@ -25,9 +25,10 @@ write/read round trip gives the same scores bit for bit.
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
-from typing import Iterator, Mapping, Sequence
+from typing import Iterator, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
@@ -110,9 +111,22 @@ def _score(text: str, path: str | os.PathLike, number: int) -> float:
         value = float(text)
     except ValueError:
         raise ScoreFileError(f"{path}:{number}: score {text!r} is not a number") from None
-    if not np.isfinite(value):
+    if not math.isfinite(value):
         raise ScoreFileError(f"{path}:{number}: score {text!r} is not a finite number")
     return value
+
+
+def _scores(texts: list[str], lines: list[int], path: str | os.PathLike) -> np.ndarray:
+    """A score column parsed at once (a million lines in a fraction of a second); the first bad one is named by
+    its line as `_score` names it."""
+    try:
+        values = np.asarray(texts, dtype=np.float64)
+    except ValueError:
+        values = None
+    if values is None or not np.isfinite(values).all():
+        for text, number in zip(texts, lines, strict=True):
+            _score(text, path, number)
+    return values
 
 
 def _check_key(key: str, valid: Sequence[str], path: str | os.PathLike, number: int) -> None:
@@ -296,10 +310,10 @@ def _require_header(path: str | os.PathLike, header: list[str], needed: Sequence
                              f"expected '{' '.join(needed)}{'' if exact else ' ...'}'")
 
 
-@dataclass
-class PackageKey:
+class PackageKey(NamedTuple):
     """The labels of one trial as a package key file gives them (`line`: its line there; 0 when the labels come from
-    elsewhere, e.g. a corpus protocol). Track 1 keys have no `asv_label`."""
+    elsewhere, e.g. a corpus protocol). Track 1 keys have no `asv_label`. A NamedTuple: a key file has up to 835k
+    lines."""
     line: int
     cm_label: str
     asv_label: str | None
@@ -315,25 +329,26 @@ def _read_keys(path: str | os.PathLike, track: str) -> tuple[dict, bool]:
     needed = AS5_CM_KEYS if track == "cm" else AS5_SASV_KEYS
     _require_header(path, header, needed, f"Track {1 if track == 'cm' else 2} key file", exact=False)
     at = {name: header.index(name) for name in CONDITION_COLUMNS if name in header}
-    cm_at = header.index("cm-label")
+    attack_at, codec_at, quality_at = (at.get(name) for name in CONDITION_COLUMNS)
+    cm_at, sasv = header.index("cm-label"), track == "sasv"
     keys: dict = {}
     for number, f in rows:
         cm_label = f[cm_at]
-        _check_key(cm_label, CM_KEYS, path, number)
-        asv_label = None
-        if track == "sasv":
-            asv_label = f[3]
+        if cm_label not in CM_KEYS:
+            _check_key(cm_label, CM_KEYS, path, number)
+        is_spoof = cm_label == SPOOF
+        asv_label = f[3] if sasv else None
+        if sasv and (asv_label not in SASV_KEYS or is_spoof != (asv_label == SPOOF)):
             _check_key(asv_label, SASV_KEYS, path, number)
-            if (cm_label == SPOOF) != (asv_label == SPOOF):
-                raise ScoreFileError(f"{path}:{number}: cm-label {cm_label!r} and asv-label {asv_label!r} disagree")
-        trial = f[0] if track == "cm" else (f[0], f[1])
+            raise ScoreFileError(f"{path}:{number}: cm-label {cm_label!r} and asv-label {asv_label!r} disagree")
+        trial = (f[0], f[1]) if sasv else f[0]
         if trial in keys:
-            shown = trial if track == "cm" else " ".join(trial)
+            shown = " ".join(trial) if sasv else trial
             raise ScoreFileError(f"{path}:{number}: '{shown}' listed twice (first on line {keys[trial].line})")
-        attack = f[at["attack"]] if "attack" in at and cm_label == SPOOF else (UNKNOWN if cm_label == SPOOF
-                                                                               else BONAFIDE)
-        keys[trial] = PackageKey(number, cm_label, asv_label, attack, f[at["codec"]] if "codec" in at else UNKNOWN,
-                           f[at["codec_q"]] if "codec_q" in at else UNKNOWN)
+        attack = (f[attack_at] if attack_at is not None else UNKNOWN) if is_spoof else BONAFIDE
+        keys[trial] = PackageKey(number, cm_label, asv_label, attack,
+                                 f[codec_at] if codec_at is not None else UNKNOWN,
+                                 f[quality_at] if quality_at is not None else UNKNOWN)
     if not keys:
         raise ScoreFileError(f"{path}: no trials in key file")
     return keys, "codec" in at
@@ -373,17 +388,18 @@ def read_asvspoof5_cm(scores_path: str | os.PathLike, keys_path: str | os.PathLi
     header, rows = _table(scores_path, "score file")
     _require_header(scores_path, header, AS5_CM_SCORES, "Track 1 score file", exact=True)
     keys, has_codec = _read_keys(keys_path, "cm") if keys is None else (keys, _any_codec(keys))
-    utt, score, lines, first_seen = [], [], [], {}
+    utt, texts, lines, first_seen = [], [], [], {}
     for number, (u, value) in rows:
         if u in first_seen:
             raise ScoreFileError(f"{scores_path}:{number}: utterance '{u}' listed twice "
                                  f"(first on line {first_seen[u]})")
         first_seen[u] = number
         utt.append(u)
-        score.append(_score(value, scores_path, number))
+        texts.append(value)
         lines.append(number)
     if not utt:
         raise ScoreFileError(f"{scores_path}: no trials in score file")
+    score = _scores(texts, lines, scores_path)
     joined = _joined(scores_path, keys_path, keys, utt, lines, str)
     return CMScores(utt, [k.attack for k in joined], [k.cm_label for k in joined], np.asarray(score),
                     [k.codec for k in joined] if has_codec else None,
@@ -399,34 +415,39 @@ def read_asvspoof5_sasv(scores_path: str | os.PathLike, keys_path: str | os.Path
     _require_header(scores_path, header, AS5_SASV_SCORES, "Track 2 score file", exact=True)
     keys, has_codec = _read_keys(keys_path, "sasv") if keys is None else (keys, _any_codec(keys))
     trials, lines, first_seen = [], [], {}
-    columns: dict[str, list] = {name: [] for name in SCORE_COLUMNS}
-    given: dict[str, tuple[bool, int]] = {}
-    for number, (spk, utt, *values) in rows:
+    texts: dict[str, list[str]] = {name: [] for name in SCORE_COLUMNS}
+    for number, (spk, utt, cm, asv, sasv) in rows:
         if (spk, utt) in first_seen:
             raise ScoreFileError(f"{scores_path}:{number}: trial '{spk} {utt}' listed twice "
                                  f"(first on line {first_seen[spk, utt]})")
         first_seen[spk, utt] = number
         trials.append((spk, utt))
         lines.append(number)
-        for (name, column), value in zip(SCORE_COLUMNS.items(), values, strict=True):
-            filled = value != NO_SCORE
-            if given.setdefault(name, (filled, number))[0] != filled:
-                raise ScoreFileError(f"{scores_path}:{number}: {column} is {value!r} here but "
-                                     f"{'a number' if not filled else NO_SCORE!r} on line {given[name][1]}; a column "
-                                     f"holds a score on every line or {NO_SCORE!r} on every line")
-            if filled:
-                columns[name].append(_score(value, scores_path, number))
+        texts["cm"].append(cm)
+        texts["asv"].append(asv)
+        texts["sasv"].append(sasv)
     if not trials:
         raise ScoreFileError(f"{scores_path}: no trials in score file")
-    if not any(filled for filled, _ in given.values()):
+    columns: dict[str, np.ndarray] = {}
+    for name, column in texts.items():
+        empty = [text == NO_SCORE for text in column]
+        if all(empty):
+            continue
+        if any(empty):
+            i, j = empty.index(not empty[0]), 0
+            raise ScoreFileError(f"{scores_path}:{lines[i]}: {SCORE_COLUMNS[name]} is {column[i]!r} here but "
+                                 f"{column[j]!r} on line {lines[j]}; a column holds a score on every line or "
+                                 f"{NO_SCORE!r} on every line")
+        columns[name] = _scores(column, lines, scores_path)
+    if not columns:
         raise ScoreFileError(f"{scores_path}: every score column is {NO_SCORE!r}")
     joined = _joined(scores_path, keys_path, keys, trials, lines, " ".join)
     spk, utt = [t[0] for t in trials], [t[1] for t in trials]
     attack, key = [k.attack for k in joined], [k.asv_label for k in joined]
     codec = [k.codec for k in joined] if has_codec else None
     codec_q = [k.codec_q for k in joined] if has_codec else None
-    return {name: SASVScores(list(spk), list(utt), list(attack), list(key), np.asarray(values), codec, codec_q)
-            for name, values in columns.items() if given[name][0]}
+    return {name: SASVScores(spk, utt, attack, key, values, codec, codec_q)       # the label lists are shared
+            for name, values in columns.items()}
 
 
 def read_asvspoof5_early(path: str | os.PathLike, track: str) -> CMScores | SASVScores:
