@@ -216,7 +216,7 @@ def load_track2(args: argparse.Namespace, db: Database | None) -> dict[str, SASV
         if name not in other:
             raise InputError(f"{flag} {path}: its {name}-score column is '-'")
         columns[name] = align_scores(sasv, other[name], (args.sasv, path))
-    if db is not None and sasv.codec is None:
+    if db is not None:
         _with_corpus_conditions(sasv, db, args, args.sasv)
     return columns
 

@@ -166,17 +166,24 @@ def test_track1_package_files_with_conditions(track1, tmp_path, capsys):
 
 
 class _Corpus:
-    """A stand-in corpus (the Database interface's CM part) whose protocol carries ASVspoof 5 style conditions."""
+    """A stand-in corpus (the Database interface's CM and trial parts) whose protocol carries ASVspoof 5 style
+    conditions."""
     format, title, splits = "fake", "fake corpus", ("eval",)
 
-    def __init__(self, entries):
-        self.entries = entries
+    def __init__(self, entries, trials=()):
+        self.entries, self.trials = entries, list(trials)
 
     def cm_entries(self, split):
         return self.entries
 
     def cm_protocol_path(self, split):
         return "protocol.tsv"
+
+    def sasv_trials(self, split):
+        return self.trials
+
+    def sasv_trials_path(self, split):
+        return "trials.tsv"
 
 
 def test_track1_keys_and_conditions_from_the_corpus(track1, tmp_path, capsys, monkeypatch):
@@ -225,3 +232,29 @@ def test_track1_needs_both_classes_and_a_score_file(tmp_path, capsys):
     other.write_text("a,b,c\n1,2,3\n", encoding="utf-8")
     _expect_error(capsys, ["--cm", str(other)], f"{other}: unrecognised score file: its first line is 'a,b,c'; "
                                                 "expected one of: SASV 2022 'SPK UTT ATTACK KEY SCORE';")
+
+
+def test_track2_package_file_with_keys_and_codecs_from_the_corpus(tmp_path, capsys, monkeypatch):
+    """The reference Track 2 file without its key file: trial keys from the corpus's trial list, codecs of the test
+    utterances from its CM protocol; the same numbers as with the key file, plus the per-codec tables."""
+    import evaluate
+    from data.asvspoof import CMEntry, SASVTrial
+    from tests.conftest import reference_path
+    scores, keys, _ = reference_metric_trials()
+    trials = [SASVTrial(k["spk"], k["filename"], "A01" if k["asv-label"] == "spoof" else "bonafide", k["asv-label"])
+              for k in keys]
+    entries = [CMEntry("S", k["filename"], "A01" if k["cm-label"] == "spoof" else "-", k["cm-label"],
+                       ("-", "C01")[i % 2], ("-", "4")[i % 2]) for i, k in enumerate(keys)]
+    monkeypatch.setattr(evaluate, "open_database", lambda root, fmt: _Corpus(entries, trials))
+    package = str(reference_path("metrics", "scores.tsv"))
+    out_json = tmp_path / "t2.json"
+    assert run_main(main, ["--sasv", package, "--database", str(tmp_path), "--split", "eval",
+                           "--json", str(out_json)]) == 0
+    got = json.loads(out_json.read_text())
+    assert_report_matches_reference(got, reference_metric_trials()[2])
+    assert set(got["breakdown"]) == {"pooled", "attack", "codec", "codec_q", "attack_by_codec"}
+    assert got["breakdown"]["codec"]["C01"]["target"] == sum(k["asv-label"] == "target" for k in keys[1::2])
+    assert "a-DCF(AS5) per attack (rows) and codec condition (columns):" in capsys.readouterr().out
+    monkeypatch.setattr(evaluate, "open_database", lambda root, fmt: _Corpus(entries, trials[1:]))
+    _expect_error(capsys, ["--sasv", package, "--database", str(tmp_path), "--split", "eval"],
+                  f"scores.tsv:2: '{keys[0]['spk']} {keys[0]['filename']}' is not in the eval trial list trials.tsv")
