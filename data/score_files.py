@@ -1,8 +1,23 @@
-"""Trial-level score files in the community formats.
+"""Trial-level score files in the community formats: the one home of every score-file format.
 
 * SASV 2022: `SPK UTT ATTACK KEY SCORE`, ATTACK `bonafide` or an attack id (A07...), KEY target|nontarget|spoof.
 * ASVspoof 2019 CM: `UTT ATTACK KEY SCORE`, KEY bonafide|spoof; a bona fide ATTACK is written `-` in the
   official files and `bonafide` in some tools: both are read (and kept as `bonafide`).
+* ASVspoof 5 evaluation package (asvspoof-challenge/asvspoof5, evaluation-package/README.md and util.py, commit
+  fe23d30): tab-separated, one header line, scores and keys in separate files joined on the ids:
+  - Track 1 (CM): scores `filename cm-score`, keys `filename cm-label` (bonafide|spoof);
+  - Track 2 (SASV): scores `spk filename cm-score asv-score sasv-score`, `-` in a column the system does not give
+    (the package's form of an ASV-only score file, its `--asv_org`, has `-` for cm-score and sasv-score), keys
+    `spk filename cm-label asv-label` (asv-label target|nontarget|spoof).
+  The package renames the headers `tar_spk_anon` -> spk and `trial_anon` -> filename, and so does this module. Key
+  files may carry more columns (the package ignores them): the ones written here add this toolkit's `attack`,
+  `codec` and `codec_q` (`-` where none), which evaluate.py turns into breakdowns. Columns are read split on any
+  whitespace (ids hold none), written with tabs.
+* The package's first release (before its CodaLab format, June 2024) read `SPK UTT SCORE TRIAL_TYPE` (CM:
+  TRIAL_TYPE bonafide|spoof, SASV: target|nontarget|spoof): read here as `asvspoof5_early`; its ASV file
+  `CM_LABEL SASV_LABEL SCORE` names no trials, so it cannot be paired with other scores and is refused.
+
+`detect_score_format` tells these apart from a file's first line.
 
 Reading is strict, since a silently skipped or duplicated trial changes every metric: a bad line is an
 error naming the file and line. Writing is atomic and uses the shortest exact float repr, so a
@@ -10,15 +25,16 @@ write/read round trip gives the same scores bit for bit.
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Iterator, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
 from common.errors import InputError
-from common.io import read_text, write_lines
-from data.trial_kinds import CM_KEYS, SASV_KEYS
+from common.io import read_text, text_lines, write_lines
+from data.trial_kinds import CM_KEYS, SASV_KEYS, SPOOF
 
 BONAFIDE = "bonafide"
 
@@ -29,16 +45,20 @@ class ScoreFileError(InputError):
 
 @dataclass(eq=False)  # numpy columns make field-wise == ambiguous
 class SASVScores:
-    """One score per SASV trial (enrolment speaker SPK, test utterance UTT), with the trial's labels."""
+    """One score per SASV trial (enrolment speaker SPK, test utterance UTT), with the trial's labels and, where
+    known, the codec condition and quality of its test utterance (None: unknown)."""
     spk: list[str]
     utt: list[str]
     attack: list[str]
     key: list[str]
     score: np.ndarray
+    codec: list[str] | None = None
+    codec_q: list[str] | None = None
 
     def __post_init__(self) -> None:
         self.score = np.asarray(self.score, dtype=np.float64)
-        sizes = {len(self.spk), len(self.utt), len(self.attack), len(self.key), self.score.size}
+        sizes = {len(self.spk), len(self.utt), len(self.attack), len(self.key), self.score.size,
+                 *(len(c) for c in (self.codec, self.codec_q) if c is not None)}
         if len(sizes) != 1:
             raise ValueError(f"SASVScores: columns of different lengths {sorted(sizes)}")
 
@@ -51,15 +71,19 @@ class SASVScores:
 
 @dataclass(eq=False)  # numpy columns make field-wise == ambiguous
 class CMScores:
-    """One countermeasure score per utterance, with its attack id and bona fide / spoof key."""
+    """One countermeasure score per utterance, with its attack id and bona fide / spoof key and, where known, its
+    codec condition and quality (None: unknown)."""
     utt: list[str]
     attack: list[str]
     key: list[str]
     score: np.ndarray
+    codec: list[str] | None = None
+    codec_q: list[str] | None = None
 
     def __post_init__(self) -> None:
         self.score = np.asarray(self.score, dtype=np.float64)
-        sizes = {len(self.utt), len(self.attack), len(self.key), self.score.size}
+        sizes = {len(self.utt), len(self.attack), len(self.key), self.score.size,
+                 *(len(c) for c in (self.codec, self.codec_q) if c is not None)}
         if len(sizes) != 1:
             raise ValueError(f"CMScores: columns of different lengths {sorted(sizes)}")
 
@@ -87,9 +111,22 @@ def _score(text: str, path: str | os.PathLike, number: int) -> float:
         value = float(text)
     except ValueError:
         raise ScoreFileError(f"{path}:{number}: score {text!r} is not a number") from None
-    if not np.isfinite(value):
+    if not math.isfinite(value):
         raise ScoreFileError(f"{path}:{number}: score {text!r} is not a finite number")
     return value
+
+
+def _scores(texts: list[str], lines: list[int], path: str | os.PathLike) -> np.ndarray:
+    """A score column parsed at once (a million lines in a fraction of a second); the first bad one is named by
+    its line as `_score` names it."""
+    try:
+        values = np.asarray(texts, dtype=np.float64)
+    except ValueError:
+        values = None
+    if values is None or not np.isfinite(values).all():
+        for text, number in zip(texts, lines, strict=True):
+            _score(text, path, number)
+    return values
 
 
 def _check_key(key: str, valid: Sequence[str], path: str | os.PathLike, number: int) -> None:
@@ -175,4 +212,298 @@ def align_scores(reference: SASVScores, other: SASVScores,
                 f"trial '{reference.spk[i]} {reference.utt[i]}' is '{reference.attack[i]} {reference.key[i]}' "
                 f"in {names[0]} but '{other.attack[j]} {other.key[j]}' in {names[1]}")
     return SASVScores(list(reference.spk), list(reference.utt), list(reference.attack), list(reference.key),
-                      other.score[order])
+                      other.score[order], reference.codec, reference.codec_q)
+
+
+# ------------------------------------------------------------------------------ the ASVspoof 5 evaluation package
+
+NO_SCORE = "-"        # a score column the system does not give (package SASV files)
+UNKNOWN = "-"         # no attack / codec / quality label
+AS5_CM_SCORES = ("filename", "cm-score")
+AS5_CM_KEYS = ("filename", "cm-label")
+AS5_SASV_SCORES = ("spk", "filename", "cm-score", "asv-score", "sasv-score")
+AS5_SASV_KEYS = ("spk", "filename", "cm-label", "asv-label")
+CONDITION_COLUMNS = ("attack", "codec", "codec_q")      # this toolkit's key-file columns (the package ignores them)
+SCORE_COLUMNS = {"cm": "cm-score", "asv": "asv-score", "sasv": "sasv-score"}
+_ALIASES = {"tar_spk_anon": "spk", "trial_anon": "filename"}     # as the package's util.load_tsv renames them
+
+# What each format looks like, for the message about a file that is none of them.
+SCORE_FORMATS = {
+    "sasv2022": "SASV 2022 'SPK UTT ATTACK KEY SCORE'",
+    "asvspoof2019_cm": "ASVspoof 2019 CM 'UTT ATTACK KEY SCORE'",
+    "asvspoof5_cm": "ASVspoof 5 package Track 1 scores with the header 'filename cm-score'",
+    "asvspoof5_sasv": "ASVspoof 5 package Track 2 scores with the header 'spk filename cm-score asv-score sasv-score'",
+    "asvspoof5_cm_keys": "ASVspoof 5 package Track 1 keys with the header 'filename cm-label ...'",
+    "asvspoof5_sasv_keys": "ASVspoof 5 package Track 2 keys with the header 'spk filename cm-label asv-label ...'",
+    "asvspoof5_early": "the ASVspoof 5 package's first form 'SPK UTT SCORE TRIAL_TYPE'",
+}
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _first_line(path: str | os.PathLike, what: str) -> tuple[str, list[str]]:
+    try:
+        for _, line in text_lines(path, what):
+            if line.split():
+                return line.rstrip("\r\n"), [_ALIASES.get(f, f) for f in line.split()]
+    except InputError as e:
+        raise ScoreFileError(str(e)) from None
+    raise ScoreFileError(f"{path}: no trials in {what}")
+
+
+def detect_score_format(path: str | os.PathLike) -> str:
+    """Which format of SCORE_FORMATS a score or key file is in, from its first non-blank line; one line otherwise
+    (showing that line and what was expected)."""
+    line, fields = _first_line(path, "score file")
+    if tuple(fields) == AS5_CM_SCORES:
+        return "asvspoof5_cm"
+    if tuple(fields) == AS5_SASV_SCORES:
+        return "asvspoof5_sasv"
+    if tuple(fields[:2]) == AS5_CM_KEYS:
+        return "asvspoof5_cm_keys"
+    if tuple(fields[:4]) == AS5_SASV_KEYS:
+        return "asvspoof5_sasv_keys"
+    if len(fields) == 5 and fields[3] in SASV_KEYS:
+        return "sasv2022"
+    if len(fields) == 4 and fields[2] in CM_KEYS:
+        return "asvspoof2019_cm"
+    if len(fields) == 4 and fields[3] in (*CM_KEYS, *SASV_KEYS) and _is_number(fields[2]):
+        return "asvspoof5_early"
+    if len(fields) == 3 and fields[1] in SASV_KEYS and _is_number(fields[2]):
+        raise ScoreFileError(f"{path}: the ASVspoof 5 package's first ASV score form 'CM_LABEL SASV_LABEL SCORE' names "
+                             f"no trials, so its scores cannot be paired with the CM and SASV scores of the same "
+                             f"trials; write them as a SASV 2022 file or in the asv-score column of a package file")
+    raise ScoreFileError(f"{path}: unrecognised score file: its first line is {line!r}; expected one of: "
+                         + "; ".join(SCORE_FORMATS.values()))
+
+
+def _table(path: str | os.PathLike, what: str) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
+    """(header, (line number, fields) of each further non-blank line, checked to have the header's width)."""
+    header = _first_line(path, what)[1]
+
+    def rows() -> Iterator[tuple[int, list[str]]]:
+        seen_header = False
+        for number, line in text_lines(path, what):
+            fields = line.split()
+            if not fields:
+                continue
+            if not seen_header:
+                seen_header = True
+                continue
+            if len(fields) != len(header):
+                raise ScoreFileError(f"{path}:{number}: expected {len(header)} columns '{' '.join(header)}', "
+                                     f"got {len(fields)}")
+            yield number, fields
+    return header, rows()
+
+
+def _require_header(path: str | os.PathLike, header: list[str], needed: Sequence[str], what: str,
+                    exact: bool) -> None:
+    if (list(needed) != header) if exact else (list(needed) != header[:len(needed)]):
+        raise ScoreFileError(f"{path}: not an ASVspoof 5 package {what}: its header is '{' '.join(header)}', "
+                             f"expected '{' '.join(needed)}{'' if exact else ' ...'}'")
+
+
+class PackageKey(NamedTuple):
+    """The labels of one trial as a package key file gives them (`line`: its line there; 0 when the labels come from
+    elsewhere, e.g. a corpus protocol). Track 1 keys have no `asv_label`. A NamedTuple: a key file has up to 835k
+    lines."""
+    line: int
+    cm_label: str
+    asv_label: str | None
+    attack: str
+    codec: str
+    codec_q: str
+
+
+def _read_keys(path: str | os.PathLike, track: str) -> tuple[dict, bool]:
+    """{id: PackageKey} of a Track 1 ('cm': id = filename) or Track 2 ('sasv': id = (spk, filename)) key file, and
+    whether it carries codec labels."""
+    header, rows = _table(path, "key file")
+    needed = AS5_CM_KEYS if track == "cm" else AS5_SASV_KEYS
+    _require_header(path, header, needed, f"Track {1 if track == 'cm' else 2} key file", exact=False)
+    at = {name: header.index(name) for name in CONDITION_COLUMNS if name in header}
+    attack_at, codec_at, quality_at = (at.get(name) for name in CONDITION_COLUMNS)
+    cm_at, sasv = header.index("cm-label"), track == "sasv"
+    keys: dict = {}
+    for number, f in rows:
+        cm_label = f[cm_at]
+        if cm_label not in CM_KEYS:
+            _check_key(cm_label, CM_KEYS, path, number)
+        is_spoof = cm_label == SPOOF
+        asv_label = f[3] if sasv else None
+        if sasv and (asv_label not in SASV_KEYS or is_spoof != (asv_label == SPOOF)):
+            _check_key(asv_label, SASV_KEYS, path, number)
+            raise ScoreFileError(f"{path}:{number}: cm-label {cm_label!r} and asv-label {asv_label!r} disagree")
+        trial = (f[0], f[1]) if sasv else f[0]
+        if trial in keys:
+            shown = " ".join(trial) if sasv else trial
+            raise ScoreFileError(f"{path}:{number}: '{shown}' listed twice (first on line {keys[trial].line})")
+        attack = (f[attack_at] if attack_at is not None else UNKNOWN) if is_spoof else BONAFIDE
+        keys[trial] = PackageKey(number, cm_label, asv_label, attack,
+                                 f[codec_at] if codec_at is not None else UNKNOWN,
+                                 f[quality_at] if quality_at is not None else UNKNOWN)
+    if not keys:
+        raise ScoreFileError(f"{path}: no trials in key file")
+    return keys, "codec" in at
+
+
+def _any_codec(keys: Mapping) -> bool:
+    return any(k.codec != UNKNOWN or k.codec_q != UNKNOWN for k in keys.values())
+
+
+def _keys_name(keys: Mapping, keys_path: str | os.PathLike) -> str:
+    """How messages name where the labels come from: a key file, or what `keys_path` says (labels from elsewhere)."""
+    from_file = any(k.line for k in keys.values())
+    return f"the key file {keys_path}" if from_file else str(keys_path)
+
+
+def _joined(scores_path, keys_path, keys: dict, scored: list, lines: list[int], show) -> list[PackageKey]:
+    """The key of each scored trial, in score-file order; the two files must list the same trials."""
+    out = []
+    for trial, number in zip(scored, lines, strict=True):
+        key = keys.get(trial)
+        if key is None:
+            raise ScoreFileError(f"{scores_path}:{number}: '{show(trial)}' is not in {_keys_name(keys, keys_path)}")
+        out.append(key)
+    if len(keys) != len(scored):
+        mine = set(scored)
+        missing = next(t for t in keys if t not in mine)
+        where = f"{keys_path}:{keys[missing].line}" if keys[missing].line else _keys_name(keys, keys_path)
+        raise ScoreFileError(f"{where}: '{show(missing)}' has no score in {scores_path} "
+                             f"({len(scored)} scored, {len(keys)} listed)")
+    return out
+
+
+def read_asvspoof5_cm(scores_path: str | os.PathLike, keys_path: str | os.PathLike,
+                      keys: Mapping[str, PackageKey] | None = None) -> CMScores:
+    """A package Track 1 score file with its key file (the same utterances, any order), in score-file order.
+    `keys`: the labels taken from elsewhere ({utt: PackageKey}; `keys_path` then only names them in messages)."""
+    header, rows = _table(scores_path, "score file")
+    _require_header(scores_path, header, AS5_CM_SCORES, "Track 1 score file", exact=True)
+    keys, has_codec = _read_keys(keys_path, "cm") if keys is None else (keys, _any_codec(keys))
+    utt, texts, lines, first_seen = [], [], [], {}
+    for number, (u, value) in rows:
+        if u in first_seen:
+            raise ScoreFileError(f"{scores_path}:{number}: utterance '{u}' listed twice "
+                                 f"(first on line {first_seen[u]})")
+        first_seen[u] = number
+        utt.append(u)
+        texts.append(value)
+        lines.append(number)
+    if not utt:
+        raise ScoreFileError(f"{scores_path}: no trials in score file")
+    score = _scores(texts, lines, scores_path)
+    joined = _joined(scores_path, keys_path, keys, utt, lines, str)
+    return CMScores(utt, [k.attack for k in joined], [k.cm_label for k in joined], np.asarray(score),
+                    [k.codec for k in joined] if has_codec else None,
+                    [k.codec_q for k in joined] if has_codec else None)
+
+
+def read_asvspoof5_sasv(scores_path: str | os.PathLike, keys_path: str | os.PathLike,
+                        keys: Mapping[tuple[str, str], PackageKey] | None = None) -> dict[str, SASVScores]:
+    """A package Track 2 score file with its key file: {'sasv' | 'asv' | 'cm': scores} for each column the file fills
+    (a column is all numbers or all `-`), in score-file order. `keys`: as for `read_asvspoof5_cm`, keyed by
+    (spk, filename)."""
+    header, rows = _table(scores_path, "score file")
+    _require_header(scores_path, header, AS5_SASV_SCORES, "Track 2 score file", exact=True)
+    keys, has_codec = _read_keys(keys_path, "sasv") if keys is None else (keys, _any_codec(keys))
+    trials, lines, first_seen = [], [], {}
+    texts: dict[str, list[str]] = {name: [] for name in SCORE_COLUMNS}
+    for number, (spk, utt, cm, asv, sasv) in rows:
+        if (spk, utt) in first_seen:
+            raise ScoreFileError(f"{scores_path}:{number}: trial '{spk} {utt}' listed twice "
+                                 f"(first on line {first_seen[spk, utt]})")
+        first_seen[spk, utt] = number
+        trials.append((spk, utt))
+        lines.append(number)
+        texts["cm"].append(cm)
+        texts["asv"].append(asv)
+        texts["sasv"].append(sasv)
+    if not trials:
+        raise ScoreFileError(f"{scores_path}: no trials in score file")
+    columns: dict[str, np.ndarray] = {}
+    for name, column in texts.items():
+        empty = [text == NO_SCORE for text in column]
+        if all(empty):
+            continue
+        if any(empty):
+            i, j = empty.index(not empty[0]), 0
+            raise ScoreFileError(f"{scores_path}:{lines[i]}: {SCORE_COLUMNS[name]} is {column[i]!r} here but "
+                                 f"{column[j]!r} on line {lines[j]}; a column holds a score on every line or "
+                                 f"{NO_SCORE!r} on every line")
+        columns[name] = _scores(column, lines, scores_path)
+    if not columns:
+        raise ScoreFileError(f"{scores_path}: every score column is {NO_SCORE!r}")
+    joined = _joined(scores_path, keys_path, keys, trials, lines, " ".join)
+    spk, utt = [t[0] for t in trials], [t[1] for t in trials]
+    attack, key = [k.attack for k in joined], [k.asv_label for k in joined]
+    codec = [k.codec for k in joined] if has_codec else None
+    codec_q = [k.codec_q for k in joined] if has_codec else None
+    return {name: SASVScores(spk, utt, attack, key, values, codec, codec_q)       # the label lists are shared
+            for name, values in columns.items()}
+
+
+def read_asvspoof5_early(path: str | os.PathLike, track: str) -> CMScores | SASVScores:
+    """The package's first form `SPK UTT SCORE TRIAL_TYPE`: CM scores (track 'cm', TRIAL_TYPE bonafide|spoof) or
+    SASV scores ('sasv', target|nontarget|spoof). It names no attacks: spoofs get `-`."""
+    valid = CM_KEYS if track == "cm" else SASV_KEYS
+    spk, utt, attack, key, score, first_seen = [], [], [], [], [], {}
+    for number, (s, u, value, k) in _lines(path, 4, "SPK UTT SCORE TRIAL_TYPE"):
+        _check_key(k, valid, path, number)
+        trial = u if track == "cm" else (s, u)
+        if trial in first_seen:
+            shown = u if track == "cm" else f"{s} {u}"
+            raise ScoreFileError(f"{path}:{number}: '{shown}' listed twice (first on line {first_seen[trial]})")
+        first_seen[trial] = number
+        score.append(_score(value, path, number))
+        spk.append(s)
+        utt.append(u)
+        attack.append(UNKNOWN if k == SPOOF else BONAFIDE)
+        key.append(k)
+    if not utt:
+        raise ScoreFileError(f"{path}: no trials in score file")
+    if track == "cm":
+        return CMScores(utt, attack, key, np.asarray(score))
+    return SASVScores(spk, utt, attack, key, np.asarray(score))
+
+
+def _conditions(n: int, codec: list[str] | None, codec_q: list[str] | None) -> tuple[list[str], list[str]]:
+    return codec if codec is not None else [UNKNOWN] * n, codec_q if codec_q is not None else [UNKNOWN] * n
+
+
+def write_asvspoof5_cm(scores_path: str | os.PathLike, keys_path: str | os.PathLike, scores: CMScores) -> None:
+    """The package's Track 1 score file and its key file (with the attack, codec and codec_q columns), atomically:
+    `python evaluation.py --m t1 --cm SCORES --cm_keys KEYS` in the package reads them as they are."""
+    codec, codec_q = _conditions(len(scores), scores.codec, scores.codec_q)
+    write_lines(scores_path, ["\t".join(AS5_CM_SCORES)] + [f"{u}\t{float(v)!r}" for u, v in
+                                                           zip(scores.utt, scores.score, strict=True)])
+    write_lines(keys_path, ["\t".join(AS5_CM_KEYS + CONDITION_COLUMNS)] + [
+        "\t".join((u, k, BONAFIDE if k == BONAFIDE else a, c, q)) for u, k, a, c, q in
+        zip(scores.utt, scores.key, scores.attack, codec, codec_q, strict=True)])
+
+
+def write_asvspoof5_sasv(scores_path: str | os.PathLike, keys_path: str | os.PathLike,
+                         columns: Mapping[str, SASVScores]) -> None:
+    """The package's Track 2 score file with the columns given ({'sasv' | 'asv' | 'cm': scores of the same trials in
+    the same order}; `-` in the others) and its key file (with attack, codec, codec_q), atomically."""
+    unknown = set(columns) - set(SCORE_COLUMNS)
+    if unknown or not columns:
+        raise ValueError(f"write_asvspoof5_sasv: columns {sorted(columns)}; valid: {', '.join(SCORE_COLUMNS)}")
+    first = next(iter(columns.values()))
+    if any(c.utt != first.utt or c.spk != first.spk for c in columns.values()):
+        raise ValueError("write_asvspoof5_sasv: the score columns hold different trials")
+    cells = [[f"{float(v)!r}" for v in columns[name].score] if name in columns else [NO_SCORE] * len(first)
+             for name in SCORE_COLUMNS]
+    write_lines(scores_path, ["\t".join(AS5_SASV_SCORES)] + [
+        "\t".join((s, u, *values)) for s, u, *values in zip(first.spk, first.utt, *cells, strict=True)])
+    codec, codec_q = _conditions(len(first), first.codec, first.codec_q)
+    write_lines(keys_path, ["\t".join(AS5_SASV_KEYS + CONDITION_COLUMNS)] + [
+        "\t".join((s, u, SPOOF if k == SPOOF else BONAFIDE, k, a, c, q)) for s, u, a, k, c, q in
+        zip(first.spk, first.utt, first.attack, first.key, codec, codec_q, strict=True)])

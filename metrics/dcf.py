@@ -1,7 +1,13 @@
-"""Detection cost functions: the ASV minDCF and the SASV a-DCF.
+"""Detection cost functions: the two-class minDCF (ASV, or a countermeasure) and the SASV a-DCF.
 
-* `min_dcf`: the NIST/VoxSRC normalised minimum DCF of a target-vs-nontarget ASV system, over every
-  distinct threshold (accept when score >= threshold), with a configurable target prior.
+* `min_dcf`: the normalised minimum DCF of a two-class detector (positive = ASV target or CM bona fide), with a
+  configurable positive prior, over every distinct threshold (accept when score >= threshold): the NIST / VoxSRC
+  minDCF, and the ASVspoof 5 Track 1 minDCF with `ASVSPOOF5_CM`. The ASVspoof 5 package minimises over its DET
+  points instead, one per sorted score (`metrics.eer.det_curve`), which inside a run of tied scores rejects the
+  positives first: the cost rises, then falls along the run, so no point inside it is cheaper than its ends, which
+  are thresholds. Same minimum (tests/test_metrics.py checks it against the package's loop).
+* `bayes_threshold`: the threshold a cost model implies for scores that are log-likelihood ratios; the ASVspoof 5
+  actDCF is the DCF there (`metrics.thresholds.actual_dcf`).
 * `min_a_dcf`: the architecture-agnostic DCF of Shim et al. (Odyssey 2024) for one SASV score: three
   classes, one threshold. It follows the reference package: one point per sorted score (ties broken
   stably in the order target, nontarget, spoof) plus 'accept all' just below the lowest score, and a cost
@@ -35,7 +41,8 @@ def check_priors(name: str, priors: dict[str, float], costs: dict[str, float]) -
 
 @dataclass(frozen=True)
 class DCFCost:
-    """ASV detection cost: target prior and the costs of a miss and of a false alarm."""
+    """Two-class detection cost: the prior of the positive class (ASV target, CM bona fide) and the costs of a miss
+    (a positive rejected) and of a false alarm (a negative accepted)."""
     p_target: float
     c_miss: float = 1.0
     c_fa: float = 1.0
@@ -48,15 +55,26 @@ class DCFCost:
 # The two operating points used in speaker-verification papers (NIST SRE / VoxCeleb, VoxSRC).
 DCF_P001 = DCFCost(p_target=0.01)
 DCF_P005 = DCFCost(p_target=0.05)
+# ASVspoof 5 Track 1 (evaluation plan; evaluation package calculate_metrics.py): spoof prior 0.05, so the bona fide
+# (positive) prior is 1 - 0.05; Cmiss 1 (a bona fide utterance rejected), Cfa 10 (a spoof accepted).
+ASVSPOOF5_CM = DCFCost(p_target=1 - 0.05, c_miss=1, c_fa=10)
 
 
 def min_dcf(target: np.ndarray, nontarget: np.ndarray, cost: DCFCost = DCF_P001) -> MinCost:
-    """Normalised minimum DCF: min over thresholds of Cmiss*P*Pmiss + Cfa*(1-P)*Pfa, over min(Cmiss*P, Cfa*(1-P))."""
+    """Normalised minimum DCF: min over thresholds of Cmiss*P*Pmiss + Cfa*(1-P)*Pfa, over min(Cmiss*P, Cfa*(1-P)).
+
+    `target` holds the positive class's scores (ASV targets, CM bona fide); accept when score >= the threshold."""
     fpr, tpr, thresholds = roc_curve(target, nontarget)
     dcf = cost.c_miss * cost.p_target * (1.0 - tpr) + cost.c_fa * (1.0 - cost.p_target) * fpr
     k = int(np.argmin(dcf))
     norm = min(cost.c_miss * cost.p_target, cost.c_fa * (1.0 - cost.p_target))
     return MinCost(float(dcf[k] / norm), float(thresholds[k]))
+
+
+def bayes_threshold(cost: DCFCost) -> float:
+    """The Bayes decision threshold for scores read as natural-log likelihood ratios: -log(beta), with
+    beta = Cmiss*P / (Cfa*(1-P)) (ASVspoof 5 evaluation plan eq. 3). ASVSPOOF5_CM: -log(1.9) = -0.642."""
+    return float(-np.log(cost.c_miss * cost.p_target / (cost.c_fa * (1.0 - cost.p_target))))
 
 
 @dataclass(frozen=True)

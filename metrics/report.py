@@ -11,17 +11,28 @@ Conventions (so that numbers compare with the literature):
   passes the ASV's spoof rejection rate where the formula takes its spoof acceptance rate
   (metrics.tdcf.asvspoof5_package_operating_point); min_t_dcf_asvspoof5_formula: the same t-DCF with the
   operating point the formula defines (spoof acceptance rate). These need both the ASV and the CM scores.
+* min_t_dcf_asvspoof5_org_asv: the ASVspoof 5 t-DCF with the organisers' ASV (metrics.tdcf.ASVSPOOF5_ORGANISERS_ASV),
+  the number the package's `evaluation.py --m t2_tandem` prints for a Track 2 submission; it needs the CM scores only.
+
+Breakdowns of these metrics per attack and codec condition live in metrics.breakdown; a stand-alone countermeasure's
+metrics (ASVspoof 5 Track 1) in metrics.countermeasure.
 """
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Collection, Mapping, Sequence
 
 import numpy as np
 
 from metrics.dcf import ASVSPOOF5, PAPER_DEFAULT, min_a_dcf
 from metrics.eer import det_eer
 from metrics.sasv import sasv_eers
-from metrics.tdcf import asv_operating_point, asvspoof5_package_operating_point, min_t_dcf, min_t_dcf_legacy
+from metrics.tdcf import (
+    ASVSPOOF5_ORGANISERS_ASV,
+    asv_operating_point,
+    asvspoof5_package_operating_point,
+    min_t_dcf,
+    min_t_dcf_legacy,
+)
 from metrics.teer import concurrent_t_eer
 from metrics.trials import split_trials
 
@@ -37,6 +48,7 @@ COLUMNS = {
     "t_eer": "t-EER(%)",
     "min_t_dcf_asvspoof5": "t-DCF(AS5)",
     "min_t_dcf_asvspoof5_formula": "t-DCF(AS5 formula)",
+    "min_t_dcf_asvspoof5_org_asv": "t-DCF(AS5 org ASV)",
     "min_t_dcf_asvspoof2019": "t-DCF(2019)",
     "asv_eer": "ASV-EER(%)",
     "cm_eer": "CM-EER(%)",
@@ -50,16 +62,15 @@ NEEDS_CLASSES = {
     "t_eer": ("target", "nontarget", "spoof"), "min_t_dcf_asvspoof5": ("target", "nontarget", "spoof"),
     "min_t_dcf_asvspoof5_formula": ("target", "nontarget", "spoof"),
     "min_t_dcf_asvspoof2019": ("target", "nontarget", "spoof"),
+    "min_t_dcf_asvspoof5_org_asv": ("target|nontarget", "spoof"),
     "asv_eer": ("target", "nontarget"), "cm_eer": ("target|nontarget", "spoof"),
 }
 
 
 def missing_classes(keys: Sequence[str]) -> dict[str, str]:
     """Metric -> the trial class it lacks, for each metric these keys cannot give (e.g. SPF-EER without spoofs)."""
-    counts = {k: 0 for k in ("target", "nontarget", "spoof")}
-    for key in keys:
-        if key in counts:
-            counts[key] += 1
+    k = np.asarray(keys, dtype=str)
+    counts = {key: int(np.count_nonzero(k == key)) for key in ("target", "nontarget", "spoof")}
     out = {}
     for metric, needs in NEEDS_CLASSES.items():
         lacking = next((need for need in needs if not any(counts[k] for k in need.split("|"))), None)
@@ -69,47 +80,58 @@ def missing_classes(keys: Sequence[str]) -> dict[str, str]:
 
 
 def evaluate_trials(keys: Sequence[str], sasv: np.ndarray, asv: np.ndarray | None = None,
-                    cm: np.ndarray | None = None) -> dict[str, float]:
-    """All metrics computable from the given scores (aligned with `keys`: 'target'|'nontarget'|'spoof').
+                    cm: np.ndarray | None = None, only: Collection[str] | None = None) -> dict[str, float]:
+    """All metrics computable from the given scores (aligned with `keys`: 'target'|'nontarget'|'spoof'), or those of
+    them named in `only` (metrics.breakdown computes a few per condition).
 
     A metric whose trial classes are absent (see `missing_classes`) is left out rather than failing the rest."""
     lacking = missing_classes(keys)
-    wanted = lambda name: name not in lacking  # noqa: E731
+    wanted = lambda name: name not in lacking and (only is None or name in only)  # noqa: E731
     sasv_classes = split_trials(sasv, keys, "SASV scores")
-    out = {k: 100.0 * v for k, v in sasv_eers(sasv, keys, available_only=True).items()}
+    out = {k: 100.0 * v for k, v in sasv_eers(sasv, keys, available_only=True).items() if wanted(k)}
     if wanted("min_a_dcf"):
         out["min_a_dcf"] = min_a_dcf(sasv_classes, PAPER_DEFAULT).value
+    if wanted("min_a_dcf_asvspoof5"):
         out["min_a_dcf_asvspoof5"] = min_a_dcf(sasv_classes, ASVSPOOF5).value
     asv_classes = split_trials(asv, keys, "ASV scores") if asv is not None else None
     cm_classes = split_trials(cm, keys, "CM scores") if cm is not None else None
     if cm_classes is not None:
         bonafide = np.concatenate([cm_classes.target, cm_classes.nontarget])
-    if asv_classes is not None and cm_classes is not None and wanted("t_eer"):
-        out["t_eer"] = 100.0 * concurrent_t_eer(asv_classes, cm_classes)
+    if asv_classes is not None and cm_classes is not None and not lacking.keys() & set(NEEDS_ASV_AND_CM):
+        if wanted("t_eer"):
+            out["t_eer"] = 100.0 * concurrent_t_eer(asv_classes, cm_classes)
         operating_point = asv_operating_point(asv_classes)
-        package_point = asvspoof5_package_operating_point(asv_classes)
-        out["min_t_dcf_asvspoof5"] = min_t_dcf(bonafide, cm_classes.spoof, package_point).value
-        out["min_t_dcf_asvspoof5_formula"] = min_t_dcf(bonafide, cm_classes.spoof, operating_point).value
-        out["min_t_dcf_asvspoof2019"] = min_t_dcf_legacy(bonafide, cm_classes.spoof, operating_point).value
+        if wanted("min_t_dcf_asvspoof5"):
+            package_point = asvspoof5_package_operating_point(asv_classes)
+            out["min_t_dcf_asvspoof5"] = min_t_dcf(bonafide, cm_classes.spoof, package_point).value
+        if wanted("min_t_dcf_asvspoof5_formula"):
+            out["min_t_dcf_asvspoof5_formula"] = min_t_dcf(bonafide, cm_classes.spoof, operating_point).value
+        if wanted("min_t_dcf_asvspoof2019"):
+            out["min_t_dcf_asvspoof2019"] = min_t_dcf_legacy(bonafide, cm_classes.spoof, operating_point).value
     if asv_classes is not None and wanted("asv_eer"):
         out["asv_eer"] = 100.0 * det_eer(asv_classes.target, asv_classes.nontarget).eer
+    if cm_classes is not None and wanted("min_t_dcf_asvspoof5_org_asv"):
+        out["min_t_dcf_asvspoof5_org_asv"] = min_t_dcf(bonafide, cm_classes.spoof, ASVSPOOF5_ORGANISERS_ASV).value
     if cm_classes is not None and wanted("cm_eer"):
         out["cm_eer"] = 100.0 * det_eer(bonafide, cm_classes.spoof).eer
     return out
 
 
-def _cell(key: str, value: float | None) -> str:
-    if value is None:
+def _cell(key: str, value: float | None, columns: Mapping[str, str], digits: int) -> str:
+    if value is None or not np.isfinite(value):
         return "-"
-    return f"{value:.3f}" if COLUMNS.get(key, "").endswith("(%)") else f"{value:.4f}"
+    return f"{value:.3f}" if columns.get(key, "").endswith("(%)") else f"{value:.{digits}f}"
 
 
-def format_table(results: Mapping[str, Mapping[str, float]]) -> str:
-    """An aligned text table, one row per system, one column per metric any system has (others show '-')."""
+def format_table(results: Mapping[str, Mapping[str, float]], columns: Mapping[str, str] = COLUMNS,
+                 digits: int = 4) -> str:
+    """An aligned text table, one row per system, one column per metric any system has (others show '-'), ordered
+    and headed by `columns` (metric -> header; metrics.countermeasure.CM_COLUMNS for Track 1); percent metrics with
+    3 decimals, others with `digits`."""
     present = {k for metrics in results.values() for k in metrics}
-    keys = [k for k in COLUMNS if k in present] + sorted(present - COLUMNS.keys())
-    header = ["system"] + [COLUMNS.get(k, k) for k in keys]
-    rows = [[name] + [_cell(k, metrics.get(k)) for k in keys] for name, metrics in results.items()]
+    keys = [k for k in columns if k in present] + sorted(present - columns.keys())
+    header = ["system"] + [columns.get(k, k) for k in keys]
+    rows = [[name] + [_cell(k, metrics.get(k), columns, digits) for k in keys] for name, metrics in results.items()]
     widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
 
     def line(cells: list[str]) -> str:

@@ -4,7 +4,8 @@ Two published forms, both normalised and minimised over the CM threshold (ASVspo
 * `min_t_dcf_legacy`: ASVspoof 2019 (C1/C2 terms, normalised by the better CM-free trivial system);
 * `min_t_dcf`: ASVspoof 2021 / ASVspoof 5 (C0/C1/C2 terms, normalised by C0 + min(C1, C2)).
 The ASV system enters only through its error rates at one threshold (`asv_operating_point`), by default
-its EER threshold on target vs nontarget trials, as in the challenges.
+its EER threshold on target vs nontarget trials, as in the challenges; or the ASVspoof 5 organisers' ASV
+(`ASVSPOOF5_ORGANISERS_ASV`), whose error rates the ASVspoof 5 package uses when given no ASV scores.
 """
 from __future__ import annotations
 
@@ -54,6 +55,15 @@ def asvspoof5_package_operating_point(asv: TrialClasses) -> ASVOperatingPoint:
     """
     point = asv_operating_point(asv)
     return point._replace(p_fa_spoof=point.p_miss_spoof)
+
+
+# The ASV operating point the ASVspoof 5 evaluation package uses when it is given no ASV scores, i.e. the min t-DCF
+# that `evaluation.py --m t2_tandem` prints for a Track 2 submission: the organisers' ASV pooled over all conditions,
+# hard-coded in calculate_metrics.py (`Pfa_non_ASV_org`, `Pmiss_ASV_org`, `Pfa_spf_ASV_org`). The package passes the
+# third as the formula's spoof acceptance rate; the threshold is not published.
+ASVSPOOF5_ORGANISERS_ASV = ASVOperatingPoint(threshold=float("nan"), p_miss=0.01880141010575793,
+                                             p_fa=0.01881016557566423, p_miss_spoof=1 - 0.4607082907604729,
+                                             p_fa_spoof=0.4607082907604729)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
-"""Trial keys and the split of a score vector into target / nontarget / spoof classes.
+"""Trial keys and the split of a score vector into its classes: target / nontarget / spoof (SASV trials) or
+bona fide / spoof (CM utterances).
 
-Every metric here takes per-class score arrays; this is the one place that turns SASV keys into them,
+Every metric here takes per-class score arrays; this is the one place that turns keys into them,
 so an unknown key or an empty class fails the same way everywhere.
 """
 from __future__ import annotations
@@ -10,9 +11,9 @@ from typing import NamedTuple, Sequence
 import numpy as np
 
 from common.errors import InputError
-from data.trial_kinds import SASV_KEYS
+from data.trial_kinds import BONAFIDE, CM_KEYS, SASV_KEYS, SPOOF
 
-__all__ = ["SASV_KEYS", "TrialClasses", "as_scores", "split_trials", "require"]
+__all__ = ["CM_KEYS", "SASV_KEYS", "TrialClasses", "as_scores", "split_cm_trials", "split_trials", "require"]
 
 
 class TrialClasses(NamedTuple):
@@ -46,6 +47,21 @@ def split_trials(scores: Sequence[float] | np.ndarray, keys: Sequence[str] | np.
         bad = int(np.flatnonzero(~known)[0])
         raise InputError(f"{name}: unknown key {str(k[bad])!r} at trial #{bad}; valid keys: {', '.join(SASV_KEYS)}")
     return TrialClasses(*(s[m] for m in masks))
+
+
+def split_cm_trials(scores: Sequence[float] | np.ndarray, keys: Sequence[str] | np.ndarray,
+                    name: str = "CM scores") -> tuple[np.ndarray, np.ndarray]:
+    """(bona fide, spoof) scores of CM keys ('bonafide' | 'spoof'); any other key is an error."""
+    s = as_scores(scores, name)
+    k = np.asarray(keys, dtype=str)
+    if k.shape != s.shape:
+        raise InputError(f"{name}: {len(s)} scores but {len(k)} keys")
+    bonafide, spoof = k == BONAFIDE, k == SPOOF
+    known = bonafide | spoof
+    if not known.all():
+        bad = int(np.flatnonzero(~known)[0])
+        raise InputError(f"{name}: unknown key {str(k[bad])!r} at utterance #{bad}; valid keys: {', '.join(CM_KEYS)}")
+    return s[bonafide], s[spoof]
 
 
 def require(classes: TrialClasses, needed: Sequence[str], metric: str) -> None:

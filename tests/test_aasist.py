@@ -31,6 +31,28 @@ def test_official_weights_reproduce_reference_outputs(arch, key, reference):
         np.testing.assert_allclose(logits.numpy(), reference[f"{key}_{name}_logits"], rtol=0, atol=1e-4)
 
 
+
+def test_asvspoof5_track1_baseline_loads_as_cm_checkpoint_and_reproduces_official_outputs(reference):
+    """The ASVspoof 5 organisers' Track 1 AASIST (asvspoof-challenge/asvspoof5 Baseline-AASIST best.pth) is the
+    AASIST architecture with other weights: set as `cm.checkpoint` with `cm.arch: AASIST`, it must give the official
+    code's outputs on the inputs of the 2019 reference (aasist_asvspoof5_reference_outputs.npz, README there)."""
+    from common.config import check_config
+    from pipeline.stages.frontends import CM_SECTION, build_cm
+    path = reference_path("aasist", "AASIST_ASVspoof5.pth")
+    with np.load(reference_path("aasist", "aasist_asvspoof5_reference_outputs.npz")) as z:
+        official = {k: z[k] for k in z.files}
+    section = check_config({"arch": "AASIST", "checkpoint": str(path)}, CM_SECTION, "cm")
+    model = build_cm(section)
+    for name in ("input_64600", "input_32000"):
+        with torch.inference_mode():
+            embedding, logits = model(torch.from_numpy(reference[name]))
+        np.testing.assert_allclose(embedding.numpy(), official[f"AASIST_ASVspoof5_{name}_embedding"], rtol=0, atol=1e-4)
+        np.testing.assert_allclose(logits.numpy(), official[f"AASIST_ASVspoof5_{name}_logits"], rtol=0, atol=1e-4)
+    # other weights than the 2019 model's: the test cannot pass by loading AASIST.pth by mistake
+    assert not np.allclose(official["AASIST_ASVspoof5_input_32000_logits"], reference["AASIST_input_32000_logits"],
+                           atol=1e-2)
+
+
 @pytest.mark.parametrize("length", [2315, 9001, 20000])
 def test_tiled_eval_matches_whole_map_eval(length):
     """The tile halos and the zero padding at both sequence ends, at lengths where the widths do not divide by 3."""

@@ -16,7 +16,7 @@ import save_sasv_score
 import synthetic.asvspoof5 as asvspoof5
 from common.cli import run_main
 from data.databases import open_database
-from data.score_files import read_sasv_scores
+from data.score_files import read_asvspoof5_cm, read_sasv_scores
 from tests.pipeline_fixtures import ASV_MODEL, CM_MODEL, CROP, call, check_ok, run_script
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -73,8 +73,17 @@ def test_cm_evaluate_mode_on_asvspoof5(a5, front_ends, tmp_path, capsys):
                            "cm.arch=AASIST-L", f"cm.model={CM_MODEL}", "cm.crop.policy=first",
                            f"cm.crop.samples={CROP}", f"data.train_samples={CROP}"], capsys)
     assert rc == 0, err
+    entries = open_database(a5).cm_entries("eval")
     lines = (out / "scores" / "cm_eval.txt").read_text().splitlines()
-    assert len(lines) == len(open_database(a5).cm_entries("eval"))
+    assert len(lines) == len(entries)
+    package = read_asvspoof5_cm(out / "scores" / "asvspoof5" / "cm_eval.tsv",
+                                out / "scores" / "asvspoof5" / "cm_keys_eval.tsv")
+    assert sorted(package.utt) == sorted(e.utt for e in entries)
+    assert set(package.codec) == {e.codec for e in entries}
+    results = json.loads((out / "results.json").read_text())
+    assert 0 <= results["eval_cm_min_dcf"] <= 1 and results["eval_cm_cllr"] > 0
+    codecs = results["eval_cm_breakdown"]["codec"]     # the Track 1 metrics per codec condition, as the package
+    assert len(codecs) >= 2 and set(codecs) <= {e.codec for e in entries}
 
 
 def test_asv_trains_on_asvspoof5_bona_fide_speakers(a5, front_ends):

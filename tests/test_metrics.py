@@ -8,11 +8,14 @@ from scipy.optimize import brentq
 from sklearn.metrics import roc_curve as sk_roc_curve
 
 from common.errors import InputError
-from metrics.dcf import ASVSPOOF5, PAPER_DEFAULT, ADCFCost, DCFCost, min_a_dcf, min_dcf
+from metrics.calibration import cllr
+from metrics.countermeasure import evaluate_cm, evaluate_cm_keys
+from metrics.dcf import ASVSPOOF5, ASVSPOOF5_CM, PAPER_DEFAULT, ADCFCost, DCFCost, bayes_threshold, min_a_dcf, min_dcf
 from metrics.eer import det_eer, roc_eer
 from metrics.report import NEEDS_ASV_AND_CM, evaluate_trials, format_table
 from metrics.sasv import sasv_eers
 from metrics.tdcf import (
+    ASVSPOOF5_ORGANISERS_ASV,
     ASVSPOOF5_TDCF,
     ASVSPOOF2019_LEGACY,
     ASVOperatingPoint,
@@ -22,7 +25,7 @@ from metrics.tdcf import (
     min_t_dcf_legacy,
 )
 from metrics.teer import concurrent_t_eer
-from metrics.trials import TrialClasses, split_trials
+from metrics.trials import TrialClasses, split_cm_trials, split_trials
 from tests.conftest import REPORT_REFERENCE, approx_ref, assert_report_matches_reference, reference_metric_trials
 
 
@@ -107,6 +110,96 @@ def test_asvspoof5_t_dcf_package_value_and_definition(ref):
     definition = min_t_dcf(bonafide, cm.spoof, asv_operating_point(asv)).value
     assert definition < package.value
     assert definition == pytest.approx(_min_t_dcf_by_hand(bonafide, cm.spoof, asv_operating_point(asv)), rel=1e-12)
+
+
+# The ASVspoof 5 evaluation package's values on the reference scores. Made with asvspoof-challenge/asvspoof5 at commit
+# fe23d3053a0889b305d98c9e4cadf418c213d972 (evaluation-package/, run outside this repository; numpy 2.4, Python 3.11,
+# the package imported with a stub `pandas` module, which only its file loaders use):
+#   calculate_minDCF_EER_CLLR_actDCF(cm, cm_keys, "", printout=False)  -> (minDCF, EER fraction, Cllr, actDCF)
+#   calculate_aDCF_tdcf_tEER(cm, asv, sasv, cm_keys, asv_keys, "", printout=False)[1]  -> min t-DCF, no ASV scores
+# with cm, asv, sasv the cm-score, asv-score, sasv-score columns of scores.tsv and cm_keys, asv_keys the cm-label and
+# asv-label columns of keys.tsv, as numpy arrays in file order.
+PACKAGE_TRACK1 = {"min_dcf": 0.051666666666666645, "eer": 100 * 0.019555555555555555, "cllr": 0.144705879559654,
+                  "act_dcf": 0.05344444444444445}
+PACKAGE_T2_TANDEM_MIN_T_DCF = 0.13908968515831377
+
+
+def test_track1_metrics_are_the_packages(ref):
+    got = evaluate_cm_keys(ref["cm_labels"], ref["cm"])
+    assert list(got) == ["min_dcf", "eer", "cllr", "act_dcf"]      # the package's order
+    for name, value in PACKAGE_TRACK1.items():
+        assert got[name] == pytest.approx(value, rel=1e-9), name
+    bonafide, spoof = split_cm_trials(ref["cm"], ref["cm_labels"])
+    assert got == evaluate_cm(bonafide, spoof)
+    assert bonafide.size == 1800 and spoof.size == 3000
+
+
+def test_track1_cost_model_and_bayes_threshold():
+    """ASVspoof 5 evaluation plan: spoof prior 0.05, Cmiss 1, Cfa 10; actDCF's threshold -log(beta),
+    beta = Cmiss (1 - Pspoof) / (Cfa Pspoof) = 1.9."""
+    assert (ASVSPOOF5_CM.p_target, ASVSPOOF5_CM.c_miss, ASVSPOOF5_CM.c_fa) == (pytest.approx(0.95), 1, 10)
+    assert bayes_threshold(ASVSPOOF5_CM) == pytest.approx(-np.log(1.9), rel=1e-15)
+    assert bayes_threshold(DCFCost(0.5)) == 0.0
+
+
+def _package_min_dcf(bonafide: np.ndarray, spoof: np.ndarray, cost: DCFCost) -> float:
+    """The package's compute_mindcf on its DET points, by hand: reject the k lowest scores (stable order, bona fide
+    before spoof on ties), k = 0..N; the first smallest cost; normalised by min(Cmiss P, Cfa (1 - P))."""
+    scores, labels = np.r_[bonafide, spoof], np.r_[np.ones(bonafide.size), np.zeros(spoof.size)]
+    labels = labels[np.argsort(scores, kind="mergesort")]
+    best = np.inf
+    for k in range(labels.size + 1):
+        frr, far = labels[:k].sum() / bonafide.size, (spoof.size - (k - labels[:k].sum())) / spoof.size
+        best = min(best, cost.c_miss * frr * cost.p_target + cost.c_fa * far * (1 - cost.p_target))
+    return best / min(cost.c_miss * cost.p_target, cost.c_fa * (1 - cost.p_target))
+
+
+def test_min_dcf_is_the_packages_det_point_minimum_with_ties():
+    """The package minimises over DET points that, in a run of tied scores, reject bona fide first; ours over
+    thresholds. The minima agree (the cost rises then falls inside a run); heavy ties make sure runs occur."""
+    rng = np.random.default_rng(7)
+    for trial in range(30):
+        c = _random_classes(rng, 70, decimals=0 if trial % 2 else None)
+        expected = _package_min_dcf(c.target, c.spoof, ASVSPOOF5_CM)
+        assert min_dcf(c.target, c.spoof, ASVSPOOF5_CM).value == pytest.approx(expected, rel=1e-12)
+        assert evaluate_cm(c.target, c.spoof)["min_dcf"] == pytest.approx(expected, rel=1e-12)
+
+
+def test_act_dcf_and_cllr_by_hand():
+    bonafide, spoof = np.array([-1.0, -0.642, 0.0, 3.0]), np.array([-5.0, -0.6418, 2.0])
+    t = -np.log(1.9)                                   # -0.64185...: -0.642 is below it, -0.6418 above
+    miss, fa = np.mean(bonafide < t), np.mean(spoof >= t)
+    assert (miss, fa) == (0.5, 2 / 3)
+    got = evaluate_cm(bonafide, spoof)
+    assert got["act_dcf"] == pytest.approx((0.95 * miss + 10 * 0.05 * fa) / 0.5, rel=1e-12)
+    expected_cllr = 0.5 * (np.mean(np.log2(1 + np.exp(-bonafide))) + np.mean(np.log2(1 + np.exp(spoof))))
+    assert got["cllr"] == pytest.approx(expected_cllr, rel=1e-12) == cllr(bonafide, spoof)
+
+
+def test_cm_keys_are_checked():
+    with pytest.raises(InputError, match="unknown key 'target' at utterance #1; valid keys: bonafide, spoof"):
+        split_cm_trials([1.0, 2.0], ["bonafide", "target"])
+    with pytest.raises(InputError, match="2 scores but 1 keys"):
+        evaluate_cm_keys(["spoof"], np.array([1.0, 2.0]))
+
+
+def test_t2_tandem_min_t_dcf_with_the_organisers_asv(ref):
+    """What `evaluation.py --m t2_tandem` prints: the CM judged in front of the organisers' ASV, whose pooled error
+    rates the package hard-codes."""
+    cm = split_trials(ref["cm"], ref["keys"])
+    bonafide = np.concatenate([cm.target, cm.nontarget])
+    got = min_t_dcf(bonafide, cm.spoof, ASVSPOOF5_ORGANISERS_ASV).value
+    assert got == pytest.approx(PACKAGE_T2_TANDEM_MIN_T_DCF, rel=1e-9)
+    assert got == pytest.approx(_min_t_dcf_by_hand(bonafide, cm.spoof, ASVSPOOF5_ORGANISERS_ASV), rel=1e-12)
+    report = evaluate_trials(ref["keys"], ref["sasv"], cm=ref["cm"])      # no ASV scores needed
+    assert report["min_t_dcf_asvspoof5_org_asv"] == got
+
+
+def test_report_restricted_to_some_metrics(ref):
+    only = ("spf_eer", "min_a_dcf_asvspoof5", "t_eer")
+    got = evaluate_trials(ref["keys"], ref["sasv"], ref["asv"], ref["cm"], only=only)
+    full = evaluate_trials(ref["keys"], ref["sasv"], ref["asv"], ref["cm"])
+    assert got == {k: full[k] for k in only}
 
 
 def test_report_on_reference(ref):

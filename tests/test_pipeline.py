@@ -25,6 +25,8 @@ from common.cli import run_main
 from common.locking import LOCK_NAME
 from data.asvspoof import LADatabase
 from data.score_files import read_cm_scores, read_sasv_scores
+from metrics.breakdown import Conditions, cm_breakdown
+from metrics.eer import det_eer
 from tests.pipeline_fixtures import (
     ASV_MODEL,
     CM_MODEL,
@@ -123,6 +125,10 @@ def test_cm_task_trains_and_exports(frontends):
     per_attack = results["eval_cm_eer_per_attack"]
     assert set(per_attack) <= {f"A{i:02d}" for i in range(7, 20)} and per_attack
     assert all(0 <= v <= 100 for v in per_attack.values())
+    breakdown = results["eval_cm_breakdown"]        # the ASVspoof 5 Track 1 metrics, pooled and per attack
+    assert {a: cell["eer"] for a, cell in breakdown["attack"].items()} == per_attack
+    assert breakdown["pooled"]["eer"] == results["eval_cm_eer"] and "codec" not in breakdown   # 2019 LA: no codecs
+    assert all(0 <= results[f"eval_cm_{m}"] == breakdown["pooled"][m] for m in ("min_dcf", "act_dcf", "cllr"))
     from pipeline.stages.frontends import build_cm
     build_cm({"arch": "AASIST-L", "checkpoint": str(frontends.cm),
               "model": {"filts": [20, [1, 8], [8, 8], [8, 8], [8, 8]], "gat_dims": [8, 8]}})
@@ -188,9 +194,45 @@ def test_evaluate_py_agrees_with_results_json(staged, tmp_path):
                                         "--cm", s / "cm_trials_dev.txt", "--json", tmp_path / "x.json"]))
     evaluated = json.loads((tmp_path / "x.json").read_text())
     results = json.loads((staged.out / "results.json").read_text())["dev"]
-    assert set(evaluated) == set(results)
+    assert set(evaluated) - {"breakdown"} == set(results)     # evaluate.py adds the per-attack table
     for key in results:
         assert evaluated[key] == pytest.approx(results[key], rel=1e-6, abs=1e-9), key
+
+
+def test_package_score_files_give_back_results_json_and_track1(staged, tiny_corpus, tmp_path, capsys):
+    """The stages also write the ASVspoof 5 evaluation package's files (scores/asvspoof5/): evaluate.py reads them
+    back to results.json's numbers, and to the Track 1 numbers of the ASVspoof 2019 CM file with the corpus's labels."""
+    s, package = staged.out / "scores", staged.out / "scores" / "asvspoof5"
+    assert sorted(p.name for p in package.iterdir()) == sorted(
+        f"{kind}{suffix}_{split}.tsv" for kind in ("asv", "cm", "sasv") for suffix in ("", "_keys")
+        for split in (SPLITS if kind == "cm" else EVAL_SPLITS))
+    results = json.loads((staged.out / "results.json").read_text())["dev"]
+    assert run_main(evaluate.main, ["--sasv", str(package / "sasv_dev.tsv"), "--keys",
+                                    str(package / "sasv_keys_dev.tsv"), "--json", str(tmp_path / "t2.json")]) == 0
+    evaluated = json.loads((tmp_path / "t2.json").read_text())
+    assert set(evaluated) - {"breakdown"} == set(results) and "attack" in evaluated["breakdown"]
+    for key in results:
+        assert evaluated[key] == pytest.approx(results[key], rel=1e-9, abs=1e-12), key
+    asv = read_sasv_scores(s / "asv_dev.txt")          # score_norm none: the ASV stage's scores are the final ones
+    from data.score_files import read_asvspoof5_cm, read_asvspoof5_sasv
+    package_asv = read_asvspoof5_sasv(package / "asv_dev.tsv", package / "asv_keys_dev.tsv")
+    assert list(package_asv) == ["asv"] and package_asv["asv"].trials() == asv.trials()
+    np.testing.assert_array_equal(package_asv["asv"].score, asv.score)
+    cm = read_cm_scores(s / "cm_eval.txt")
+    package_cm = read_asvspoof5_cm(package / "cm_eval.tsv", package / "cm_keys_eval.tsv")
+    assert (package_cm.utt, package_cm.key, package_cm.attack) == (cm.utt, cm.key, cm.attack)
+    np.testing.assert_array_equal(package_cm.score, cm.score)
+    outputs = []
+    for argv in (["--cm", str(package / "cm_eval.tsv"), "--keys", str(package / "cm_keys_eval.tsv")],
+                 ["--cm", str(s / "cm_eval.txt"), "--database", str(tiny_corpus.la), "--split", "eval"],
+                 ["--cm", str(package / "cm_eval.tsv"), "--database", str(tiny_corpus.la), "--split", "eval"]):
+        assert run_main(evaluate.main, [*argv, "--json", str(tmp_path / "t1.json")]) == 0
+        outputs.append(json.loads((tmp_path / "t1.json").read_text()))
+    assert outputs[0] == outputs[1] == outputs[2]
+    bonafide = cm.score[np.array(cm.key) == "bonafide"]
+    assert outputs[0]["eer"] == 100 * det_eer(bonafide, cm.score[np.array(cm.key) == "spoof"]).eer
+    assert set(outputs[0]["breakdown"]) == {"pooled", "attack"}      # 2019 LA: attacks, no codecs
+    assert "per attack (its spoofs against all bona fide trials):" in capsys.readouterr().out
 
 
 def test_rerun_skips_and_is_byte_identical(staged, tiny_corpus, frontends, tmp_path, capsys, one_thread):
@@ -543,4 +585,10 @@ def test_cm_task_scores_each_evaluated_epochs_dev_once(tiny_corpus, tmp_path, mo
         eer, entries, scores = cm_eer(net, cfg, LADatabase(cfg["database"]), "dev", device)
     written = json.loads((out / "results.json").read_text())
     assert written["dev_cm_eer"] == results["dev_cm_eer"] == eer
-    assert written["dev_cm_eer_per_attack"] == cm_task.per_attack_eer(entries, scores)
+    breakdown = cm_breakdown([e.key for e in entries], scores, Conditions.of_entries(entries))
+    assert written["dev_cm_breakdown"] == json.loads(json.dumps(breakdown))
+    assert written["dev_cm_min_dcf"] == breakdown["pooled"]["min_dcf"] and breakdown["pooled"]["eer"] == eer
+    bonafide = scores[[e.is_bonafide for e in entries]]
+    assert written["dev_cm_eer_per_attack"] == {     # each attack's spoofs against all bona fide
+        a: 100 * det_eer(bonafide, scores[[e.system == a for e in entries]]).eer
+        for a in sorted({e.system for e in entries if not e.is_bonafide})}

@@ -31,7 +31,7 @@ from data.asvspoof import check_files_exist, listed_at
 from data.augment import build_augment
 from data.databases import FORMAT, Database, open_database, say_layout
 from data.datasets import CMDataset
-from data.score_files import CMScores, write_cm_scores
+from data.score_files import CMScores, write_asvspoof5_cm, write_cm_scores
 from engine import (
     TrainData,
     fit,
@@ -40,10 +40,11 @@ from engine import (
     seed_everything,
     train_schema,
 )
+from metrics.breakdown import Conditions, cm_breakdown, format_breakdown, per_condition
 from metrics.eer import det_eer
 from pipeline.recipes.front_end_checks import check_training_config
 from pipeline.stages.cache import Inputs, ScoreMemo, save_cache
-from pipeline.stages.experiment import resolve_device
+from pipeline.stages.experiment import Experiment, resolve_device
 from pipeline.stages.extract import InputFloor, extract
 from pipeline.stages.frontends import CM_SECTION, build_cm, cm_embed_fn, crop_spec, frontend_identity
 from pipeline.stages.outputs import CacheSpec, cached_or_none
@@ -86,14 +87,24 @@ class CMNet(nn.Module):
         return self.loss.score(embedding, logits)
 
 
-def per_attack_eer(entries: list, scores: np.ndarray) -> dict[str, float]:
-    """CM EER (%) of each attack system against all bona fide utterances, as ASVspoof results tables report it:
-    on a split with unseen attacks the pooled EER hides which ones the countermeasure misses."""
-    bonafide = scores[np.array([e.is_bonafide for e in entries])]
-    if bonafide.size == 0:
-        return {}
-    systems = sorted({e.system for e in entries if not e.is_bonafide})
-    return {a: 100 * det_eer(bonafide, scores[np.array([e.system == a for e in entries])]).eer for a in systems}
+def split_metrics(split: str, entries: list, scores: np.ndarray) -> dict:
+    """A split's results.json entries: the ASVspoof 5 Track 1 metrics (minDCF, actDCF, Cllr) beside the EER, and
+    the same per attack, codec condition and codec quality (metrics/breakdown.py), since a pooled number hides which
+    attacks and channels a countermeasure misses."""
+    breakdown = cm_breakdown([e.key for e in entries], scores, Conditions.of_entries(entries))
+    out = {f"{split}_cm_{m}": breakdown["pooled"][m] for m in ("min_dcf", "act_dcf", "cllr")}
+    out[f"{split}_cm_eer_per_attack"] = per_condition(breakdown, "attack", "eer")
+    out[f"{split}_cm_breakdown"] = breakdown
+    return out
+
+
+def print_split_metrics(metrics: Mapping, splits: list[str]) -> None:
+    for s in splits:
+        print(f"\n{s}: minDCF {metrics[f'{s}_cm_min_dcf']:.5f}, actDCF {metrics[f'{s}_cm_act_dcf']:.5f}, "
+              f"Cllr {metrics[f'{s}_cm_cllr']:.5f} bits, EER {metrics[f'{s}_cm_eer']:.3f} %")
+        tables = format_breakdown(metrics[f"{s}_cm_breakdown"], "cm")
+        if tables:
+            print(tables)
 
 
 def cm_eer(net: CMNet, cfg: Mapping, db: Database, split: str,
@@ -209,7 +220,7 @@ def run(cfg: Mapping, resume: bool = False, *, checked: Database | None = None) 
     metrics: dict = {f"{s}_cm_eer": eer for s, (eer, _, _) in evaluated.items()}
     metrics["best_epoch"] = int(best["epoch"])
     for s, (_, entries, scores) in evaluated.items():
-        metrics[f"{s}_cm_eer_per_attack"] = per_attack_eer(entries, scores)
+        metrics.update(split_metrics(s, entries, scores))
     metrics["selected_on"] = "dev"
     say_layout(db)
     write_results(out, metrics, provenance(
@@ -218,9 +229,7 @@ def run(cfg: Mapping, resume: bool = False, *, checked: Database | None = None) 
         database=db))
     shown = ", ".join(f"{s} {metrics[f'{s}_cm_eer']:.2f} %" for s in cfg["eval_splits"])
     print(f"CM {cfg['cm']['arch']}: EER {shown} (best epoch {metrics['best_epoch']}) -> {out / 'cm_model.pt'}")
-    for s in cfg["eval_splits"]:
-        per_attack = metrics[f"{s}_cm_eer_per_attack"]
-        print(f"  {s} EER per attack: " + " ".join(f"{a} {v:.1f}" for a, v in per_attack.items()))
+    print_split_metrics(metrics, cfg["eval_splits"])
     return metrics
 
 
@@ -229,10 +238,11 @@ def _evaluate(cfg: Mapping, db: Database) -> dict:
     <output_dir>/embeddings like the stages' caches), its EERs written to results.json."""
     out, device = Path(cfg["output_dir"]), resolve_device(cfg["train"]["device"])
     model, metrics, shown = None, {}, []
+    files = Experiment(out, out / "embeddings")
     for split in cfg["eval_splits"]:
         entries = db.cm_entries(split)
         items = Inputs.of([(e.utt, db.audio(split, e.utt)) for e in entries])
-        spec = CacheSpec(out / "embeddings" / f"cm_{split}.npz", frontend_identity(cfg["cm"], "cm"), items,
+        spec = CacheSpec(files.cm_embeddings(split), frontend_identity(cfg["cm"], "cm"), items,
                          "main.py (task cm, mode evaluate)")
         cached = cached_or_none(spec, cfg, False, f"cm {split}")
         if cached is None:
@@ -243,17 +253,20 @@ def _evaluate(cfg: Mapping, db: Database) -> dict:
             cached = {"ids": np.asarray(extracted.ids, dtype=str), **extracted.arrays}
             save_cache(spec.path, spec.made_by, spec.inputs, cached)
         scores = cached["scores"]
-        write_cm_scores(out / "scores" / f"cm_{split}.txt", CMScores(
-            [e.utt for e in entries], [e.system for e in entries], [e.key for e in entries], scores))
+        rows = CMScores([e.utt for e in entries], [e.system for e in entries], [e.key for e in entries], scores,
+                        [e.codec for e in entries], [e.codec_q for e in entries])
+        write_cm_scores(files.scores("cm", split), rows)
+        write_asvspoof5_cm(files.package_scores("cm", split), files.package_keys("cm", split), rows)
         labels = np.array([e.label for e in entries])
         if labels.min() == labels.max():
             raise InputError(f"{db.cm_protocol_path(split)}: {split} has only {entries[0].key} utterances: no CM EER")
         metrics[f"{split}_cm_eer"] = 100 * det_eer(scores[labels == 1], scores[labels == 0]).eer
-        metrics[f"{split}_cm_eer_per_attack"] = per_attack_eer(entries, scores)
+        metrics.update(split_metrics(split, entries, scores))
         shown.append(f"{split} {metrics[f'{split}_cm_eer']:.2f} %")
     say_layout(db)
     write_results(out, metrics, provenance(cfg, checkpoints={"cm": cfg["cm"]["checkpoint"]},
                                            protocols=protocol_digests(cfg), device=cfg["train"]["device"],
                                            database=db))
     print(f"CM {cfg['cm']['arch']} ({cfg['cm']['checkpoint']}) on {db.title}: EER {', '.join(shown)}")
+    print_split_metrics(metrics, cfg["eval_splits"])
     return metrics

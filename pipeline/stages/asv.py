@@ -6,6 +6,8 @@ Writes under `output_dir` (embeddings under `embeddings_dir` when set):
     embeddings/asv_enrol_{split}.npz  speaker models (ids = speakers) for dev/eval (asv_enrol_concat_*: enr_audio form;
                                       lists: the mean of raw or L2-normalised embeddings, asv.enrol_mean)
     scores/asv_{split}.txt            SASV 2022 format `SPK UTT ATTACK KEY SCORE`: ASV cosine score per trial
+    scores/asvspoof5/asv_{split}.tsv  the same as an ASVspoof 5 evaluation package Track 2 file (asv-score column; the
+    scores/asvspoof5/asv_keys_{split}.tsv   package's `--asv_org` form), with its key file
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ from pipeline.stages.outputs import (
     speaker_models_spec,
     table_of,
 )
-from pipeline.stages.trials import asv_trial_scores, sasv_rows, scorable_trials
+from pipeline.stages.trials import asv_trial_scores, sasv_rows, scorable_trials, write_package_sasv
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +102,7 @@ def write_asv_scores(cfg: Mapping, split: str, models: EmbeddingTable, tests: Em
     trials = [t for t in scorable_trials(cfg, split, tests) if t.speaker in models]
     scores = asv_trial_scores(cfg, split, trials, models, tests)
     write_sasv_scores(exp.scores("asv", split), sasv_rows(trials, scores))
+    write_package_sasv(cfg, split, "asv", trials, {"asv": scores})
     keys = np.array([t.key for t in trials])
     eer = det_eer(scores[keys == "target"], scores[keys == "nontarget"]).eer
     log.info(f"asv {split}: ASV EER (target vs nontarget) {100 * eer:.2f} % -> {exp.scores('asv', split)}")

@@ -4,6 +4,8 @@ Writes under `output_dir` (embeddings under `embeddings_dir` when set):
 
     embeddings/cm_{split}.npz         CM embedding and score (bona fide logit) of every CM protocol utterance
     scores/cm_{split}.txt             ASVspoof 2019 CM format `UTT ATTACK KEY SCORE`
+    scores/asvspoof5/cm_{split}.tsv   the same scores as the ASVspoof 5 evaluation package's Track 1 file, with its
+    scores/asvspoof5/cm_keys_{split}.tsv   key file (+ attack, codec, codec_q columns)
     scores/cm_trials_{split}.txt      the CM score of each SASV trial's test utterance (SASV 2022 format)
 """
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Mapping
 import numpy as np
 
 from data.databases import say_layout
-from data.score_files import CMScores, write_cm_scores, write_sasv_scores
+from data.score_files import CMScores, write_asvspoof5_cm, write_cm_scores, write_sasv_scores
 from metrics.eer import det_eer
 from pipeline.stages.cache import save_cache
 from pipeline.stages.experiment import check_stage_inputs, database, experiment, resolve_device
@@ -47,7 +49,10 @@ def cm_stage(cfg: Mapping, force: bool = False) -> dict[str, float]:
             ids, scores = out.ids, out.arrays["scores"]
         by_utt = {e.utt: e for e in db.cm_entries(split)}
         kept = [by_utt[u] for u in ids]
-        write_cm_scores(exp.scores("cm", split), CMScores(ids, [e.system for e in kept], [e.key for e in kept], scores))
+        rows = CMScores(ids, [e.system for e in kept], [e.key for e in kept], scores, [e.codec for e in kept],
+                        [e.codec_q for e in kept])
+        write_cm_scores(exp.scores("cm", split), rows)
+        write_asvspoof5_cm(exp.package_scores("cm", split), exp.package_keys("cm", split), rows)
         keys = np.array([e.key for e in kept])
         eers[split] = 100 * det_eer(scores[keys == "bonafide"], scores[keys == "spoof"]).eer
         log.info(f"cm {split}: CM EER {eers[split]:.2f} % -> {exp.scores('cm', split)}")

@@ -94,6 +94,14 @@ class Experiment:
     def scores(self, kind: str, split: str) -> Path:
         return self.root / "scores" / f"{kind}_{split}.txt"
 
+    def package_scores(self, kind: str, split: str) -> Path:
+        """The ASVspoof 5 evaluation package's score file of `kind` (cm: Track 1; sasv, asv: Track 2 form)."""
+        return self.root / "scores" / "asvspoof5" / f"{kind}_{split}.tsv"
+
+    def package_keys(self, kind: str, split: str) -> Path:
+        """The key file that goes with `package_scores(kind, split)`."""
+        return self.root / "scores" / "asvspoof5" / f"{kind}_keys_{split}.tsv"
+
     @property
     def results(self) -> Path:
         return self.root / "results.json"

@@ -3,7 +3,9 @@
 Score-level back-ends (fusion.ScoreBackend) are fitted on `backend.fit_on` (dev by default) from the
 per-trial ASV and CM scores. Embedding-level back-ends (fusion.EmbeddingBackend) are trained by
 `main.py` on cached embeddings (pipeline/recipes/frozen.py) or end to end (pipeline/recipes/joint.py) and
-score from a checkpoint. Writes `scores/sasv_{split}.txt` (SASV 2022 format), results.json and DET plots.
+score from a checkpoint. Writes `scores/sasv_{split}.txt` (SASV 2022 format), the same trials' SASV, ASV and CM
+scores as the ASVspoof 5 evaluation package's Track 2 file `scores/asvspoof5/sasv_{split}.tsv` with its key file
+`sasv_keys_{split}.tsv`, results.json and DET plots.
 """
 from __future__ import annotations
 
@@ -45,7 +47,7 @@ from pipeline.stages.outputs import (
     speaker_models_spec,
     table_of,
 )
-from pipeline.stages.trials import asv_trial_scores, sasv_rows, scorable_trials
+from pipeline.stages.trials import asv_trial_scores, sasv_rows, scorable_trials, write_package_sasv
 
 log = logging.getLogger(__name__)
 
@@ -242,6 +244,8 @@ def write_results(cfg: Mapping, inputs: Mapping[str, TrialInputs], scores: Mappi
         write_sasv_scores(exp.scores("sasv", split), sasv_rows(data.trials, scores[split]))
         write_sasv_scores(exp.scores("asv", split), sasv_rows(data.trials, data.asv_scores))
         write_sasv_scores(exp.scores("cm_trials", split), sasv_rows(data.trials, data.cm_scores))
+        write_package_sasv(cfg, split, "sasv", data.trials,
+                           {"sasv": scores[split], "asv": data.asv_scores, "cm": data.cm_scores})
         results[split] = evaluate_trials(data.keys, scores[split], data.asv_scores, data.cm_scores)
         if cfg["det"]:
             plot_det({cfg["backend"]["name"]: (scores[split], data.keys)}, exp.root / f"det_{split}.png",

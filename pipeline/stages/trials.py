@@ -11,8 +11,8 @@ from common.config import ConfigError
 from common.errors import InputError
 from data.asvspoof import SASVTrial
 from data.embeddings import EmbeddingTable
-from data.score_files import SASVScores
-from pipeline.stages.experiment import database
+from data.score_files import SASVScores, write_asvspoof5_sasv
+from pipeline.stages.experiment import database, experiment
 from pipeline.stages.outputs import asv_embeddings_spec, current_output, table_of
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,23 @@ def _cohort(cfg: Mapping) -> np.ndarray:
     return cohort
 
 
-def sasv_rows(trials: Sequence[SASVTrial], scores: np.ndarray) -> SASVScores:
-    """Score-file rows of SASV trials (SASV 2022 format) with one score each."""
+def sasv_rows(trials: Sequence[SASVTrial], scores: np.ndarray, cfg: Mapping | None = None,
+              split: str | None = None) -> SASVScores:
+    """Score-file rows of SASV trials with one score each; with `cfg` and `split`, also the codec condition and
+    quality of each test utterance from the split's CM protocol (the ASVspoof 5 package key files carry them)."""
+    codec = codec_q = None
+    if cfg is not None:
+        entries = {e.utt: e for e in database(cfg).cm_entries(split)}
+        codec = [entries[t.utt].codec if t.utt in entries else "-" for t in trials]
+        codec_q = [entries[t.utt].codec_q if t.utt in entries else "-" for t in trials]
     return SASVScores([t.speaker for t in trials], [t.utt for t in trials], [t.attack for t in trials],
-                      [t.key for t in trials], scores)
+                      [t.key for t in trials], scores, codec, codec_q)
+
+
+def write_package_sasv(cfg: Mapping, split: str, kind: str, trials: Sequence[SASVTrial],
+                       columns: Mapping[str, np.ndarray]) -> None:
+    """The ASVspoof 5 evaluation package's Track 2 score file of these trials ({'sasv' | 'asv' | 'cm': scores}, `-`
+    in the other columns) and its key file, under scores/asvspoof5/ (pipeline.stages.experiment.Experiment)."""
+    exp = experiment(cfg)
+    rows = {name: sasv_rows(trials, scores, cfg, split) for name, scores in columns.items()}
+    write_asvspoof5_sasv(exp.package_scores(kind, split), exp.package_keys(kind, split), rows)
