@@ -21,15 +21,29 @@ __all__ = ["tiny_copies", "tiny_corpus"]   # fixtures used by name
 CONFIGS = sorted((ROOT / "configs").glob("*.conf"))
 
 
+@pytest.fixture(scope="module")
+def tiny_vox1(tiny_corpus, tmp_path_factory) -> Path:
+    """A trial root like a VoxCeleb1 folder: the tiny corpus's VoxCeleb audio as wav/ and its trial list under every
+    official VoxCeleb1 list name (O, O-clean, E, ...), so that configs naming a list resolve and load it."""
+    from data.voxceleb import TRIAL_LISTS
+    root = tmp_path_factory.mktemp("vox1")
+    (root / "wav").symlink_to(tiny_corpus.voxceleb / "wav")
+    for file in TRIAL_LISTS.values():
+        (root / file).write_bytes((tiny_corpus.voxceleb / "veri_test.txt").read_bytes())
+    return root
+
+
 def _raw(path: Path) -> dict:
     with open(path, encoding="utf-8") as f:
         return yaml.safe_load(f) or {}
 
 
-def data_overrides(path: Path, corpus, copies: Path | None = None) -> list[str]:
-    """Point every data path of a config at the tiny corpus (the seed configs hold /path/to placeholders)."""
+def data_overrides(path: Path, corpus, copies: Path | None = None, vox1: Path | None = None) -> list[str]:
+    """Point every data path of a config at the tiny corpus (the seed configs hold /path/to placeholders);
+    `data.trial_root` at `vox1` (a VoxCeleb1-like folder holding every official list name)."""
     raw = _raw(path)
-    return _data_overrides(raw, corpus, copies) + _encoder_overrides(raw)
+    trial_root = [f"data.trial_root={vox1}"] if (raw.get("data") or {}).get("trial_root") and vox1 else []
+    return _data_overrides(raw, corpus, copies) + _encoder_overrides(raw) + trial_root
 
 
 def _encoder_overrides(raw: dict) -> list[str]:
@@ -80,14 +94,14 @@ def _check_model_keywords(models: dict, section: dict, what: str) -> None:
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
-def test_config_validates_against_the_tiny_corpus(path, tiny_corpus, tiny_copies):
+def test_config_validates_against_the_tiny_corpus(path, tiny_corpus, tiny_copies, tiny_vox1):
     import asv
     import cm
     from data.asvspoof import LADatabase
     from engine import check_train_config
     from pipeline.stages.frontends import crop_spec
 
-    cfg = load(path, data_overrides(path, tiny_corpus, tiny_copies))
+    cfg = load(path, data_overrides(path, tiny_corpus, tiny_copies, tiny_vox1))
     task = cfg["task"]
     check_train_config(cfg["train"]) if "train" in cfg else None
     if "asv" in cfg:
@@ -102,9 +116,9 @@ def test_config_validates_against_the_tiny_corpus(path, tiny_corpus, tiny_copies
         from data.voxceleb import VoxCeleb
         d = cfg["data"]
         if d["voxceleb"]:
-            vox = VoxCeleb(d["voxceleb"], d["train_list"], d["trial_list"])
-            _, labels, _ = vox.train_set(check=True)
-            vox.trial_files(check=True)
+            vox = VoxCeleb.from_data_section(d)
+            _, labels, speakers = vox.train_set(check=True)
+            vox.check_disjoint(speakers, vox.trial_files(check=True))
         else:   # ASVspoof bona fide speech: train speakers, dev target/nontarget trials
             db = LADatabase(d["database"])
             db.check_split("train")
