@@ -59,7 +59,7 @@ import torch.nn.functional as F  # noqa: E402
 
 from common.allocator import retain_freed_memory  # noqa: E402
 
-CM_MODELS = ("AASIST", "AASIST-L", "LCNN", "LCNN-LFCC-LPS")
+CM_MODELS = ("AASIST", "AASIST-L", "LCNN", "LCNN-LFCC-LPS", "LFCC-LCNN-ASVspoof2021")
 BASELINES = ("AASIST-official", "AASIST-L-official")  # the official structure, same weights (bench/official_aasist.py)
 ASV_MODELS = ("ResNetSE34V2", "ResNetSE34L", "ECAPA-TDNN", "ECAPA-TDNN-C1024", "SKA-TDNN", "MFA-Conformer")
 # bench name -> (asv architecture, build options) for the ASV rows that are not a registry default

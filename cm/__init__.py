@@ -1,6 +1,7 @@
 """Spoofing countermeasures: AASIST / AASIST-L (`cm.aasist`), SSL-AASIST (`cm.ssl_aasist`: a self-supervised
-encoder from `ssl_models` + AASIST's graph back-end), LFCC-LCNN (`cm.lcnn`), their losses (`cm.losses`) and
-checkpoint loading (`cm.checkpoint`).
+encoder from `ssl_models` + AASIST's graph back-end), LFCC-LCNN (`cm.lcnn`: the toolkit's LCNN and the ASVspoof 2021
+baseline, on the LFCC front ends of `cm.features`), their losses (`cm.losses`) and checkpoint loading
+(`cm.checkpoint`).
 
 Every CM model maps a (B, T) float32 16 kHz waveform to (embedding (B, model.embedding_dim), logits (B, 2));
 logits[:, 1] is bona fide, the CM score. AASIST embeddings are 160-d (5 x gat_dims[1]).
@@ -27,8 +28,8 @@ MODELS = {**{name: (AASIST, config) for name, config in AASIST_CONFIGS.items()},
 
 
 def build_model(arch: str, **kwargs) -> nn.Module:
-    """The countermeasure named `arch` (AASIST | AASIST-L | LCNN | LCNN-LFCC-LPS | SSL-AASIST), its config defaults
-    overridden by `kwargs`."""
+    """The countermeasure named `arch` (AASIST | AASIST-L | LCNN | LCNN-LFCC-LPS | LFCC-LCNN-ASVspoof2021 |
+    SSL-AASIST), its config defaults overridden by `kwargs`."""
     model = build(MODELS, arch, kwargs, "CM model")
     model.arch = arch
     return model

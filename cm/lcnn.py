@@ -1,78 +1,48 @@
-"""LFCC-LCNN countermeasure: linear-frequency cepstral features into a light CNN with max-feature-map units.
+"""LFCC-LCNN countermeasures: cepstral (and power-spectrum) features into a light CNN with max-feature-map units.
 
 The LCNN body is the one of Lavrentyeva et al. (Interspeech 2019) as used by the LFCC-LCNN baseline of
 ASVspoof 2021 (Wang & Yamagishi): 5x5 then alternating 1x1 / 3x3 convolutions, each followed by a
 max-feature-map (MFM) activation that keeps the larger of two channel halves, four 2x2 max-pools and
-affine-free BatchNorm. Where the baseline runs two BLSTM layers over time, this model pools mean and
-standard deviation over time into a linear embedding: cheaper on CPU and length-independent.
+affine-free BatchNorm. Three architectures (`CONFIGS`):
 
-Why it is here: on the embedded synthetic corpus, spoofing artefacts are spectral statistics (envelope
-smoothing, band aperiodicity, quantisation noise), which a cepstral front end exposes directly, so this
-model learns the training attacks in a couple of CPU minutes where a raw-waveform AASIST needs hours.
-`LCNN-LFCC-LPS` adds a second body on the log power spectrum, whose harmonics show the excitation and phase
-artefacts (sine sources, missing jitter, Griffin-Lim phase) that 20 linear cepstra smooth away.
+- `LCNN`: the toolkit's LFCC (`frontend: toolkit`, cm/features.py) and, where the baseline runs two BLSTM
+  layers over time, mean and standard deviation pooled over time into a linear embedding (`pooling: stats`):
+  cheaper on CPU and length-independent.
+- `LCNN-LFCC-LPS` (the demo's CM) adds a second body on the log power spectrum, whose harmonics show the
+  excitation and phase artefacts (sine sources, missing jitter, Griffin-Lim phase) that 20 linear cepstra
+  smooth away.
+- `LFCC-LCNN-ASVspoof2021`: the organisers' baseline as published (asvspoof-challenge/2021,
+  LA/Baseline-LFCC-LCNN/project/baseline_LA/model.py; DF's is the same file): NII's LFCC (`frontend: nii`,
+  cm/features.py) with 1024-point FFTs over 0-4 kHz and the log energy in c0, no feature normalisation, the body
+  above, dropout 0.7, two BLSTM layers whose output is added to their input and averaged over time
+  (`pooling: blstm`), and one output unit trained through a sigmoid (binary cross-entropy).
+
+Why the toolkit variant exists: on the embedded synthetic corpus, spoofing artefacts are spectral statistics
+(envelope smoothing, band aperiodicity, quantisation noise), which a cepstral front end exposes directly, so
+`LCNN` learns the training attacks in a couple of CPU minutes where a raw-waveform AASIST needs hours.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import torchaudio
+
+from cm.features import FRONTENDS, LFCC, NIILFCC, LogPowerSpectrum
 
 # Every constructor argument of each architecture.
-_LFCC_LCNN = dict(features="lfcc", n_filters=20, n_ceps=20, channels=[32, 48, 64, 32], embedding_dim=128, cmn=True,
-                  dropout=0.3, sample_rate=16000)
+_LFCC_LCNN = dict(features="lfcc", frontend="toolkit", n_filters=20, n_ceps=20, n_fft=512, max_freq=1.0,
+                  energy=False, channels=[32, 48, 64, 32], embedding_dim=128, cmn=True, dropout=0.3,
+                  pooling="stats", sample_rate=16000)
 CONFIGS: dict[str, dict] = {
     "LCNN": _LFCC_LCNN,
     # Two streams: the LFCC body above plus a narrower one on the log power spectrum (the demo's CM).
     "LCNN-LFCC-LPS": {**_LFCC_LCNN, "features": ["lfcc", "lps"], "channels": [[32, 48, 64, 32], [16, 24, 32, 16]]},
+    # The ASVspoof 2021 LFCC-LCNN baseline (baseline_LA/model.py): frame_lens 320, frame_hops 160, fft_n 1024,
+    # lfcc_dim 20 with deltas, lfcc_max_freq 0.5, with_energy=True; Dropout(0.7); BLSTM x2; Linear(96, 1).
+    "LFCC-LCNN-ASVspoof2021": {**_LFCC_LCNN, "frontend": "nii", "n_fft": 1024, "max_freq": 0.5, "energy": True,
+                               "cmn": False, "dropout": 0.7, "pooling": "blstm", "embedding_dim": None},
 }
-
-
-def dct_matrix(n_in: int, n_out: int) -> torch.Tensor:
-    """(n_out, n_in) orthonormal DCT-II matrix (first n_out coefficients)."""
-    n = torch.arange(n_in, dtype=torch.float64)
-    k = torch.arange(n_out, dtype=torch.float64)[:, None]
-    m = torch.cos(torch.pi / n_in * (n + 0.5) * k) * (2.0 / n_in) ** 0.5
-    m[0] /= 2 ** 0.5
-    return m.float()
-
-
-class LFCC(nn.Module):
-    """(B, T) waveform -> (B, 3 * n_ceps, frames) LFCC with deltas and double deltas (20 ms window, 10 ms hop)."""
-
-    def __init__(self, n_filters: int = 20, n_ceps: int = 20, sample_rate: int = 16000, n_fft: int = 512,
-                 win_length: int = 320, hop_length: int = 160):
-        super().__init__()
-        if n_ceps > n_filters:
-            raise ValueError(f"LFCC: n_ceps ({n_ceps}) cannot exceed n_filters ({n_filters})")
-        self.spectrogram = torchaudio.transforms.Spectrogram(n_fft=n_fft, win_length=win_length,
-                                                             hop_length=hop_length, power=2.0)
-        fbank = torchaudio.functional.linear_fbanks(n_fft // 2 + 1, 0.0, sample_rate / 2, n_filters, sample_rate)
-        self.register_buffer("fbank", fbank, persistent=False)              # (bins, filters)
-        self.register_buffer("dct", dct_matrix(n_filters, n_ceps), persistent=False)
-        self.n_out = 3 * n_ceps
-
-    def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        power = self.spectrogram(wave)                                       # (B, bins, frames)
-        ceps = self.dct @ torch.log(self.fbank.t() @ power + 1e-8)           # (B, n_ceps, frames)
-        delta = torchaudio.functional.compute_deltas(ceps)
-        return torch.cat([ceps, delta, torchaudio.functional.compute_deltas(delta)], dim=1)
-
-
-class LogPowerSpectrum(nn.Module):
-    """(B, T) waveform -> (B, 256, frames) log power spectrum (512-point FFT without the DC bin): fine enough
-    to show harmonics, jitter and quantisation noise that 20 cepstra smooth away."""
-
-    def __init__(self, n_fft: int = 512, win_length: int = 320, hop_length: int = 160):
-        super().__init__()
-        self.spectrogram = torchaudio.transforms.Spectrogram(n_fft=n_fft, win_length=win_length,
-                                                             hop_length=hop_length, power=2.0)
-        self.n_out = n_fft // 2
-
-    def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        return torch.log(self.spectrogram(wave)[:, 1:] + 1e-8)
-
+POOLINGS = ("stats", "blstm")
 
 class _MaxOfHalves(torch.autograd.Function):
     """max(a, b) of the two channel halves, with the gradient of `torch.maximum` (exact ties split it in half)
@@ -148,10 +118,24 @@ def _body(c1: int, c2: int, c3: int, c4: int) -> nn.Sequential:
     )
 
 
+def _lfcc(frontend: str, n_filters: int, n_ceps: int, n_fft: int, max_freq: float, energy: bool,
+          sample_rate: int) -> nn.Module:
+    """The LFCC front end named by `frontend` (cm/features.py)."""
+    if frontend not in FRONTENDS:
+        raise ValueError(f"LCNN: frontend must be 'toolkit' (the toolkit's LFCC) or 'nii' (the LFCC of the ASVspoof "
+                         f"2021 baseline), got {frontend!r}")
+    if frontend == "nii":
+        return NIILFCC(n_filters, n_ceps, sample_rate, n_fft=n_fft, max_freq=max_freq, energy=energy)
+    if max_freq != 1.0 or energy:
+        raise ValueError(f"LCNN: max_freq ({max_freq}) and energy ({energy}) are options of frontend 'nii'; the "
+                         f"toolkit LFCC covers 0-8 kHz without an energy coefficient")
+    return LFCC(n_filters, n_ceps, sample_rate, n_fft=n_fft)
+
+
 class Stream(nn.Module):
     """One feature type through its own LCNN body: (B, T) waveform -> (B, channels x rows, frames)."""
 
-    def __init__(self, features: str, channels: list, n_filters: int, n_ceps: int, cmn: bool, sample_rate: int):
+    def __init__(self, features: str, channels: list, lfcc: dict, cmn: bool):
         super().__init__()
         if features not in FEATURES:
             raise ValueError(f"LCNN: features must be 'lfcc' or 'lps' (log power spectrum), or a list of them, "
@@ -159,7 +143,7 @@ class Stream(nn.Module):
         if len(channels) != 4:
             raise ValueError(f"LCNN: channels must list 4 stage widths (or one such list per feature stream), "
                              f"got {channels!r}")
-        self.features = LFCC(n_filters, n_ceps, sample_rate) if features == "lfcc" else LogPowerSpectrum()
+        self.features = _lfcc(**lfcc) if features == "lfcc" else LogPowerSpectrum()
         self.cmn = cmn
         self.body = _body(*(int(c) for c in channels))
         self.width = int(channels[3]) * (self.features.n_out // 16)          # channels x feature rows left
@@ -173,21 +157,47 @@ class Stream(nn.Module):
         return self.body(x.unsqueeze(1)).flatten(1, 2)
 
 
+class BLSTMPooling(nn.Module):
+    """The ASVspoof 2021 baseline's back-end: two bidirectional LSTM layers of the body's width (half per
+    direction), their output added to their input, averaged over time: (B, width, frames) -> (B, width)."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        if width % 2:
+            raise ValueError(f"LCNN: pooling 'blstm' needs an even body width (channels x rows), got {width}")
+        self.lstm1 = nn.LSTM(width, width // 2, bidirectional=True, batch_first=True)
+        self.lstm2 = nn.LSTM(width, width // 2, bidirectional=True, batch_first=True)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        x = h.transpose(1, 2)                                                # (B, frames, width)
+        y = self.lstm2(self.lstm1(x)[0])[0]
+        return (y + x).mean(dim=1)
+
+
 class LCNN(nn.Module):
     """(B, T) waveform -> (embedding (B, embedding_dim), logits (B, 2)); logits[:, 1] is bona fide.
 
-    `features`: 'lfcc' (60 LFCC with deltas, the ASVspoof 2021 baseline), 'lps' (256-bin log power spectrum,
-    the STC LCNN input), or a list of both: one LCNN body per feature type, their time-pooled statistics
-    joined into one embedding. The two see different artefacts: 20 linear filters smooth away the harmonics
-    that show excitation and phase artefacts, which the 31 Hz bins of the power spectrum resolve.
-    `channels` are the MFM output widths of the four stages (one list, or one list per feature type);
-    `cmn` subtracts each utterance's mean over time from the features (removes a stationary channel colouring).
+    `features`: 'lfcc' (60 LFCC with deltas), 'lps' (256-bin log power spectrum, the STC LCNN input), or a list of
+    both: one LCNN body per feature type, their outputs joined along the channels. The two see different
+    artefacts: 20 linear filters smooth away the harmonics that show excitation and phase artefacts, which the
+    31 Hz bins of the power spectrum resolve.
+    `frontend`: which LFCC the 'lfcc' stream computes (cm/features.py): 'toolkit' (`LFCC`) or 'nii' (`NIILFCC`, the
+    ASVspoof 2021 baseline's), with `n_fft`, and for 'nii' only `max_freq` (fraction of 8 kHz) and `energy` (log
+    energy in c0). `channels` are the MFM output widths of the four stages (one list, or one list per feature
+    type); `cmn` subtracts each utterance's mean over time from the features (removes a stationary channel
+    colouring).
+    `pooling`: 'stats' pools mean and standard deviation over time into a linear `embedding_dim` embedding and
+    scores it through a leaky ReLU and two logits; 'blstm' is the baseline's back-end (`BLSTMPooling`): the
+    embedding is its time average (`embedding_dim` null: the body's width) and one linear unit gives the score s,
+    returned as logits (0, s), so that softmax cross-entropy on them is the baseline's sigmoid binary
+    cross-entropy and logits[:, 1] = s its score.
     Every argument comes from a `CONFIGS` entry (`cm.build_model` passes it; options override it)."""
 
     min_samples = 15 * 160          # 16 frames: one survives four pools (a class attribute: known before building)
 
-    def __init__(self, features: str | list, n_filters: int, n_ceps: int, channels: list, embedding_dim: int,
-                 cmn: bool, dropout: float, sample_rate: int):
+    def __init__(self, features: str | list, frontend: str, n_filters: int, n_ceps: int, n_fft: int,
+                 max_freq: float, energy: bool, channels: list, embedding_dim: int | None, cmn: bool, dropout: float,
+                 pooling: str, sample_rate: int):
         super().__init__()
         kinds = [features] if isinstance(features, str) else list(features)
         if not kinds or len(set(kinds)) != len(kinds):
@@ -195,11 +205,28 @@ class LCNN(nn.Module):
         per_stream = channels if channels and isinstance(channels[0], (list, tuple)) else [channels] * len(kinds)
         if len(per_stream) != len(kinds):
             raise ValueError(f"LCNN: {len(per_stream)} channel lists for {len(kinds)} feature streams {kinds}")
-        self.streams = nn.ModuleList(Stream(kind, list(ch), n_filters, n_ceps, cmn, sample_rate)
+        lfcc = dict(frontend=frontend, n_filters=n_filters, n_ceps=n_ceps, n_fft=n_fft, max_freq=max_freq,
+                    energy=energy, sample_rate=sample_rate)
+        self.streams = nn.ModuleList(Stream(kind, list(ch), lfcc, cmn)
                                      for kind, ch in zip(kinds, per_stream, strict=True))
-        pooled = sum(stream.width for stream in self.streams)
-        self.embedding = nn.Linear(2 * pooled, embedding_dim)
-        self.out_layer = nn.Linear(embedding_dim, 2)
+        width = sum(stream.width for stream in self.streams)
+        if pooling not in POOLINGS:
+            raise ValueError(f"LCNN: pooling must be 'stats' (mean and std into a linear embedding) or 'blstm' (the "
+                             f"ASVspoof 2021 baseline's BLSTM back-end), got {pooling!r}")
+        self.pooling = pooling
+        if pooling == "stats":
+            if embedding_dim is None:
+                raise ValueError("LCNN: pooling 'stats' needs an embedding_dim")
+            self.embedding = nn.Linear(2 * width, embedding_dim)
+            self.out_layer = nn.Linear(embedding_dim, 2)
+        else:
+            if embedding_dim not in (None, width):
+                raise ValueError(f"LCNN: with pooling 'blstm' the embedding is the BLSTM output ({width} values: "
+                                 f"channels x rows of the body); embedding_dim must be null or {width}, got "
+                                 f"{embedding_dim}")
+            embedding_dim = width
+            self.blstm = BLSTMPooling(width)
+            self.out_layer = nn.Linear(width, 1)
         self.dropout = dropout
         self.embedding_dim = embedding_dim
 
@@ -210,10 +237,16 @@ class LCNN(nn.Module):
             raise ValueError(f"LCNN needs at least {self.min_samples} samples per input, got {wave.shape[1]}")
         h = torch.cat([stream(wave) for stream in self.streams], dim=1)     # (B, channels x rows, frames)
         h = F.dropout(h, self.dropout, self.training)
-        std = (h.var(dim=2, correction=0) + 1e-6).sqrt()                     # finite gradient on one frame
-        embedding = self.embedding(torch.cat([h.mean(dim=2), std], dim=1))
+        if self.pooling == "blstm":
+            embedding = self.blstm(h)
+        else:
+            std = (h.var(dim=2, correction=0) + 1e-6).sqrt()                 # finite gradient on one frame
+            embedding = self.embedding(torch.cat([h.mean(dim=2), std], dim=1))
         return embedding, self.logits_from_embedding(embedding)
 
     def logits_from_embedding(self, embedding: torch.Tensor) -> torch.Tensor:
         """The 2 logits of an embedding `forward` returned: lets cached embeddings give both logits."""
+        if self.pooling == "blstm":
+            score = self.out_layer(embedding)
+            return torch.cat([torch.zeros_like(score), score], dim=1)
         return self.out_layer(F.dropout(F.leaky_relu(embedding), self.dropout, self.training))

@@ -1,8 +1,12 @@
-"""VoxCeleb train and trial lists (voxceleb_trainer formats) and the corpus folder that holds them.
+"""VoxCeleb train and trial lists (voxceleb_trainer formats) and the corpus folders that hold them.
 
 Layout: `<root>/wav/idNNNNN/VIDEO/NNNNN.wav`, `<root>/train_list.txt` (`id00012 id00012/21Uxsk56VDQ/00001.wav`),
 `<root>/veri_test.txt` (`1 id1/v/00001.wav id2/v/00002.wav`). Paths in the lists are relative to `wav/` and
 must stay inside it: names joined by '/' (data/names.py). An empty list is an error naming the file.
+
+The trials may live in another folder than the training data (`trial_root`: a VoxCeleb1 root whose `wav/` holds
+the trial audio and which holds the official lists), and the official VoxCeleb1 lists are chosen by name
+(`TRIAL_LISTS`): the `data.trial_list` key of task asv and task sasv_e2e is one of those names or a path.
 """
 from __future__ import annotations
 
@@ -10,17 +14,35 @@ import os
 from array import array
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from common.errors import MissingFilesError, ProtocolError, line_error
+from common.config import Rule
+from common.errors import InputError, MissingFilesError, ProtocolError, line_error
 from data.asvspoof import RepeatCheck, check_files_exist, protocol_lines
 from data.names import check_relative_path
 from data.pathlist import PathList
 
 __all__ = ["VoxTrainEntry", "VoxTrial", "VoxCeleb", "read_train_list", "iter_train_list", "read_trial_list",
-           "speaker_index", "MissingFilesError", "check_files_exist"]
+           "speaker_index", "MissingFilesError", "check_files_exist", "TRIAL_LISTS", "TRIAL_LIST"]
+
+# The official VoxCeleb1 verification lists by the names papers give them, each a file of the VoxCeleb site
+# (https://www.robots.ox.ac.uk/~vgg/data/voxceleb/meta/<file>), `LABEL ENROL TEST` lines with paths under wav/.
+# The cleaned lists (`...2.txt`) drop the trials of mislabelled files; published VoxCeleb1-O, -E and -H results
+# use them. O is the 40 test speakers of VoxCeleb1; E and H pair files of all 1,251 speakers, so they need the dev
+# and test audio of VoxCeleb1 in one wav/ folder and a model trained without VoxCeleb1 (VoxCeleb2 dev).
+TRIAL_LISTS: dict[str, str] = {
+    "O": "veri_test.txt",             # 37,720 trials (18,860 target)
+    "O-clean": "veri_test2.txt",      # 37,611 trials (18,802 target)
+    "E": "list_test_all.txt",         # 581,480 trials (290,743 target)
+    "E-clean": "list_test_all2.txt",  # 579,818 trials (289,921 target)
+    "H": "list_test_hard.txt",        # 552,536 trials (276,270 target); same nationality and gender
+    "H-clean": "list_test_hard2.txt", # 550,894 trials (275,488 target)
+}
+DEFAULT_TRIAL_LIST = "O"              # what a config without data.trial_list has always read: <root>/veri_test.txt
+# data.trial_list: one of TRIAL_LISTS, in the trial root, or the path of a list file (null: O)
+TRIAL_LIST = Rule(None, kind=str, nonempty=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,17 +111,37 @@ def speaker_index(speakers: Sequence[str]) -> dict[str, int]:
 
 
 class VoxCeleb:
-    """A VoxCeleb folder in the voxceleb_trainer layout."""
+    """A VoxCeleb folder in the voxceleb_trainer layout: training data under `root`, trials under `trial_root`
+    (default `root`). `trial_list`: a name of `TRIAL_LISTS` (the file of that name in `trial_root`), the path of a
+    list file, or None (`O`: veri_test.txt)."""
 
     def __init__(self, root: str | os.PathLike, train_list: str | os.PathLike | None = None,
-                 trial_list: str | os.PathLike | None = None):
+                 trial_list: str | os.PathLike | None = None, trial_root: str | os.PathLike | None = None):
         self.root = Path(root)
         self.wav_dir = self.root / "wav"
         self.train_list_path = Path(train_list) if train_list is not None else self.root / "train_list.txt"
-        self.trial_list_path = Path(trial_list) if trial_list is not None else self.root / "veri_test.txt"
+        self.trial_root = Path(trial_root) if trial_root is not None else self.root
+        self.trial_wav_dir = self.trial_root / "wav"
+        chosen = DEFAULT_TRIAL_LIST if trial_list is None else trial_list
+        self.trial_list_name = chosen if isinstance(chosen, str) and chosen in TRIAL_LISTS else None
+        self.trial_list_path = (self.trial_root / TRIAL_LISTS[self.trial_list_name] if self.trial_list_name
+                                else Path(chosen))
+
+    @classmethod
+    def from_data_section(cls, data: Mapping) -> VoxCeleb:
+        """The folder a recipe's `data` section names (`voxceleb`, `train_list`, `trial_list`, `trial_root`)."""
+        return cls(data["voxceleb"], data["train_list"], data["trial_list"], data.get("trial_root"))
 
     def __repr__(self) -> str:
         return f"VoxCeleb({str(self.root)!r})"
+
+    @property
+    def trial_list_title(self) -> str:
+        """The trial list as results and logs name it: 'VoxCeleb1-O-clean (<path>)' or '<path> (VoxCeleb trial
+        list)'."""
+        if self.trial_list_name:
+            return f"VoxCeleb1-{self.trial_list_name} ({self.trial_list_path})"
+        return f"{self.trial_list_path} (VoxCeleb trial list)"
 
     def wav(self, rel: str) -> Path:
         return self.wav_dir / rel
@@ -133,15 +175,47 @@ class VoxCeleb:
             check_files_exist(paths.strings(), f"VoxCeleb train audio listed in {self.train_list_path}")
         return paths, labels, index
 
+    def trial_wav(self, rel: str) -> Path:
+        return self.trial_wav_dir / rel
+
     def trials(self) -> list[VoxTrial]:
-        return read_trial_list(self.trial_list_path, self.wav_dir)
+        """The trial list, parsed; a missing list is one line naming the key's value, the file and the names."""
+        if not self.trial_list_path.is_file():
+            raise MissingFilesError(self._missing_list())
+        return read_trial_list(self.trial_list_path, self.trial_wav_dir)
 
     def trial_files(self, check: bool = True) -> list[str]:
         """Unique relative paths a trial list needs, in first-use order; checks the files exist first."""
         rels = list(dict.fromkeys(r for t in self.trials() for r in (t.enrol, t.test)))
         if check:
-            check_files_exist((self.wav(r) for r in rels), f"VoxCeleb audio listed in {self.trial_list_path}")
+            where = f"VoxCeleb audio listed in {self.trial_list_path}"
+            if self.trial_list_name and self.trial_list_name[0] in "EH":
+                where += (f" (VoxCeleb1-{self.trial_list_name[0]} needs the dev and test audio of VoxCeleb1 in "
+                          f"{self.trial_wav_dir})")
+            check_files_exist((self.trial_wav(r) for r in rels), where)
         return rels
+
+    def check_disjoint(self, train_speakers: Iterable[str], trial_files: Iterable[str]) -> None:
+        """Refuses a trial list whose speakers (the first folder of its `trial_files`, VoxCeleb's speaker id) are
+        training speakers: its EER would be measured on voices the model learnt, e.g. VoxCeleb1-E or -H after
+        training on VoxCeleb1 dev. One line naming both lists and a few of the speakers."""
+        tested = {rel.split("/", 1)[0] for rel in trial_files if "/" in rel}
+        shared = sorted(tested.intersection(train_speakers))
+        if shared:
+            shown = ", ".join(shared[:3]) + (", ..." if len(shared) > 3 else "")
+            raise InputError(f"{self.trial_list_path}: {len(shared)} of its {len(tested)} speakers ({shown}) are "
+                             f"training speakers of {self.train_list_path}; scores on them would not measure "
+                             f"verification of unseen voices (VoxCeleb1-E and -H take all of VoxCeleb1: train without "
+                             f"it, e.g. on VoxCeleb2 dev)")
+
+    def _missing_list(self) -> str:
+        if self.trial_list_name:
+            file = TRIAL_LISTS[self.trial_list_name]
+            return (f"data.trial_list {self.trial_list_name}: {self.trial_list_path} does not exist; put the "
+                    f"VoxCeleb1-{self.trial_list_name} list (https://www.robots.ox.ac.uk/~vgg/data/voxceleb/meta/"
+                    f"{file}) there, or set data.trial_root to the folder that holds it")
+        return (f"data.trial_list {self.trial_list_path}: no such file (a name is one of "
+                f"{', '.join(TRIAL_LISTS)}: the official VoxCeleb1 lists in the trial root)")
 
 
 def _check_no_repeats(path: Path, paths: PathList, hashes: np.ndarray, line_numbers: np.ndarray) -> None:

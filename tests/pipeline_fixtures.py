@@ -236,10 +236,14 @@ def staged(tiny_corpus, frontends, tmp_path_factory) -> Staged:
 @pytest.fixture(scope="session")
 def tiny_databases(tiny_corpus, tmp_path_factory) -> dict[str, Path]:
     """A tiny synthetic database folder per layout (`data.format` -> folder): ASVspoof 2019 LA (the tiny corpus's
-    LA part) and ASVspoof 5, built once per session."""
+    LA part), ASVspoof 5, and the 2021 LA / DF, In-the-Wild and lists layouts made from the LA part; built once per
+    session."""
     def build():
         import synthetic.asvspoof5 as asvspoof5
+        from synthetic.cm_sets import LAYOUTS, write_layout
         a5 = asvspoof5.generate(tmp_path_factory.mktemp("tiny_asvspoof5"), "tiny", seed=0).database
-        return {"asvspoof2019_la": tiny_corpus.la, "asvspoof5": a5}
+        made = tmp_path_factory.mktemp("tiny_layouts")
+        return {"asvspoof2019_la": tiny_corpus.la, "asvspoof5": a5,
+                **{name: write_layout(name, tiny_corpus, made / name) for name in LAYOUTS}}
     return _once("databases", build)
 

@@ -103,7 +103,8 @@ def test_ddp_prefix_our_format_and_bad_files(tmp_path):
 
 def test_build_model_rejects_unknown_names():
     with pytest.raises(ValueError, match=(r"unknown CM model 'RawNet2' "
-                                          r"\(valid: AASIST, AASIST-L, LCNN, LCNN-LFCC-LPS, SSL-AASIST\)")):
+                                          r"\(valid: AASIST, AASIST-L, LCNN, LCNN-LFCC-LPS, LFCC-LCNN-ASVspoof2021, "
+                                          r"SSL-AASIST\)")):
         build_model("RawNet2")
     with pytest.raises(ValueError, match=r"unknown keyword 'gat_dim' for CM model AASIST"):
         build_model("AASIST", gat_dim=[1, 2])

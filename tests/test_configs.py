@@ -21,16 +21,32 @@ __all__ = ["tiny_copies", "tiny_corpus", "tiny_databases"]   # fixtures used by 
 CONFIGS = sorted((ROOT / "configs").glob("*.conf"))
 
 
+@pytest.fixture(scope="module")
+def tiny_vox1(tiny_corpus, tmp_path_factory) -> Path:
+    """A trial root like a VoxCeleb1 folder: the tiny corpus's VoxCeleb audio as wav/ and its trial list under every
+    official VoxCeleb1 list name (O, O-clean, E, ...), so that configs naming a list resolve and load it."""
+    from data.voxceleb import TRIAL_LISTS
+    root = tmp_path_factory.mktemp("vox1")
+    (root / "wav").symlink_to(tiny_corpus.voxceleb / "wav")
+    for file in TRIAL_LISTS.values():
+        (root / file).write_bytes((tiny_corpus.voxceleb / "veri_test.txt").read_bytes())
+    return root
+
+
 def _raw(path: Path) -> dict:
     with open(path, encoding="utf-8") as f:
         return yaml.safe_load(f) or {}
 
 
-def data_overrides(path: Path, corpus, copies: Path | None = None, databases: dict | None = None) -> list[str]:
+def data_overrides(path: Path, corpus, copies: Path | None = None, databases: dict | None = None,
+                   vox1: Path | None = None) -> list[str]:
     """Point every data path of a config at the tiny corpus (the seed configs hold /path/to placeholders); a config
-    whose `data.format` names another layout gets that layout's tiny database (`databases`: format -> folder)."""
+    whose `data.format` names another layout gets that layout's tiny database (`databases`: format -> folder);
+    `data.trial_root` at `vox1` (a VoxCeleb1-like folder holding every official list name)."""
     raw = _raw(path)
     overrides = _data_overrides(raw, corpus, copies) + _encoder_overrides(raw)
+    if (raw.get("data") or {}).get("trial_root") and vox1:
+        overrides.append(f"data.trial_root={vox1}")
     layout = (raw.get("data") or {}).get("format", "auto")
     if layout not in ("auto", "asvspoof2019_la"):
         key = "data.database" if raw.get("task") in ("asv", "sasv_e2e") else "database"
@@ -86,14 +102,14 @@ def _check_model_keywords(models: dict, section: dict, what: str) -> None:
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
-def test_config_validates_against_the_tiny_corpus(path, tiny_corpus, tiny_copies, tiny_databases):
+def test_config_validates_against_the_tiny_corpus(path, tiny_corpus, tiny_copies, tiny_databases, tiny_vox1):
     import asv
     import cm
     from data.databases import open_database
     from engine import check_train_config
     from pipeline.stages.frontends import crop_spec
 
-    cfg = load(path, data_overrides(path, tiny_corpus, tiny_copies, tiny_databases))
+    cfg = load(path, data_overrides(path, tiny_corpus, tiny_copies, tiny_databases, tiny_vox1))
     task = cfg["task"]
     check_train_config(cfg["train"]) if "train" in cfg else None
     if "asv" in cfg:
@@ -108,9 +124,9 @@ def test_config_validates_against_the_tiny_corpus(path, tiny_corpus, tiny_copies
         from data.voxceleb import VoxCeleb
         d = cfg["data"]
         if d["voxceleb"]:
-            vox = VoxCeleb(d["voxceleb"], d["train_list"], d["trial_list"])
-            _, labels, _ = vox.train_set(check=True)
-            vox.trial_files(check=True)
+            vox = VoxCeleb.from_data_section(d)
+            _, labels, speakers = vox.train_set(check=True)
+            vox.check_disjoint(speakers, vox.trial_files(check=True))
         else:   # ASVspoof bona fide speech: train speakers, dev target/nontarget trials
             db = open_database(d["database"], d["format"])
             db.check_split("train")

@@ -9,7 +9,8 @@ from scipy.fft import dct
 
 from cm import build_model
 from cm.checkpoint import load_cm_state, save_cm_state
-from cm.lcnn import LFCC, MaxFeatureMap, MaxPool2x2, dct_matrix
+from cm.features import LFCC, NIILFCC, dct_matrix
+from cm.lcnn import MaxFeatureMap, MaxPool2x2
 from cm.losses import build_loss
 
 
@@ -115,7 +116,7 @@ def test_training_steps_reduce_the_loss(loss_name):
     assert unused == (set() if loss_name == "WeightedCE" else {"out_layer.weight", "out_layer.bias"})
 
 
-@pytest.mark.parametrize("arch,options", [("LCNN", {}), ("LCNN-LFCC-LPS", {}),
+@pytest.mark.parametrize("arch,options", [("LCNN", {}), ("LCNN-LFCC-LPS", {}), ("LFCC-LCNN-ASVspoof2021", {}),
                                           ("AASIST-L", {"filts": [20, [1, 8], [8, 8], [8, 8], [8, 8]],
                                                         "gat_dims": [8, 8]})])
 def test_logits_from_a_cached_embedding_equal_the_forward_logits(arch, options):
@@ -147,3 +148,74 @@ def test_fast_max_feature_map_and_pool_equal_the_plain_ops(shape):
     tie = torch.ones(1, 2, 1, 1, requires_grad=True)
     (g,) = torch.autograd.grad(MaxFeatureMap()(tie).sum(), tie)
     assert g.flatten().tolist() == [0.5, 0.5]
+
+
+def test_the_asvspoof2021_baseline_is_its_published_network():
+    """asvspoof-challenge/2021 baseline_LA/model.py: NII LFCC (1024-point FFT, 0-4 kHz, energy in c0), the LCNN body
+    of `LCNN`, dropout 0.7, two BLSTM(96 -> 2 x 48) with a skip, time average, Linear(96, 1) through a sigmoid."""
+    torch.manual_seed(0)
+    model = build_model("LFCC-LCNN-ASVspoof2021").eval()
+    (stream,) = model.streams
+    assert isinstance(stream.features, NIILFCC) and stream.features.n_fft == 1024
+    assert stream.features.kept_bins == 256 and stream.features.energy and not stream.cmn
+    assert model.dropout == 0.7 and model.embedding_dim == 96 == stream.width     # 32 channels x 60 // 16 rows
+    toolkit = build_model("LCNN")
+    assert isinstance(toolkit.streams[0].features, LFCC) and toolkit.streams[0].cmn      # today's LCNN unchanged
+    body = [tuple(p.shape) for p in stream.body.parameters()]
+    assert body == [tuple(p.shape) for p in toolkit.streams[0].body.parameters()]
+    lstm = {k: tuple(v.shape) for k, v in model.blstm.state_dict().items()}
+    assert lstm["lstm1.weight_ih_l0"] == (192, 96) and lstm["lstm2.weight_hh_l0_reverse"] == (192, 48)
+    assert tuple(model.out_layer.weight.shape) == (1, 96)
+    with torch.inference_mode():
+        embedding, logits = model(torch.randn(3, 9000) * 0.1)
+    assert embedding.shape == (3, 96) and logits.shape == (3, 2) and torch.equal(logits[:, 0], torch.zeros(3))
+
+
+def test_the_baseline_loss_is_binary_cross_entropy():
+    """Logits (0, s) make unweighted softmax cross-entropy the baseline's BCELoss on sigmoid(s)."""
+    torch.manual_seed(0)
+    model = build_model("LFCC-LCNN-ASVspoof2021").train()
+    labels = torch.tensor([1, 0, 1, 0])
+    torch.manual_seed(1)
+    embedding, logits = model(torch.randn(4, 6000) * 0.1)
+    ce = build_loss("WeightedCE", spoof_weight=1.0, bonafide_weight=1.0)(embedding, logits, labels)
+    bce = F.binary_cross_entropy(torch.sigmoid(logits[:, 1]), labels.float())
+    torch.testing.assert_close(ce, bce)
+
+
+def test_the_baseline_learns():
+    torch.manual_seed(0)
+    model = build_model("LFCC-LCNN-ASVspoof2021", channels=[8, 12, 16, 8], dropout=0.0).train()
+    loss_fn = build_loss("WeightedCE", spoof_weight=1.0, bonafide_weight=1.0)
+    noise = torch.randn(8, 8000) * 0.1
+    lowpassed = torch.nn.functional.avg_pool1d(noise.unsqueeze(1), 5, 1, 2).squeeze(1)
+    wave, labels = torch.cat([noise[:4], lowpassed[4:]]), torch.tensor([1, 1, 1, 1, 0, 0, 0, 0])
+    optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
+    before = loss_fn(*model(wave), labels).item()
+    for _ in range(15):
+        optimiser.zero_grad()
+        loss_fn(*model(wave), labels).backward()
+        optimiser.step()
+    assert loss_fn(*model(wave), labels).item() < 0.5 * before
+    assert all(p.grad is not None for p in model.parameters())
+
+
+def test_front_end_and_pooling_options_are_checked():
+    for options, message in (({"frontend": "kaldi"}, "frontend must be 'toolkit' .* or 'nii'"),
+                             ({"energy": True}, r"max_freq \(1.0\) and energy \(True\) are options of frontend 'nii'"),
+                             ({"max_freq": 0.5}, "are options of frontend 'nii'"),
+                             ({"pooling": "attention"}, "pooling must be 'stats' .* or 'blstm'"),
+                             ({"embedding_dim": None}, "pooling 'stats' needs an embedding_dim")):
+        with pytest.raises(ValueError, match=message):
+            build_model("LCNN", **options)
+    with pytest.raises(ValueError, match="embedding_dim must be null or 96, got 64"):
+        build_model("LFCC-LCNN-ASVspoof2021", embedding_dim=64)
+    assert build_model("LFCC-LCNN-ASVspoof2021", embedding_dim=96).embedding_dim == 96
+    both = build_model("LCNN-LFCC-LPS", frontend="nii", energy=True)            # the NII LFCC in the two-stream model
+    assert [type(s.features).__name__ for s in both.streams] == ["NIILFCC", "LogPowerSpectrum"]
+    with pytest.raises(ValueError, match=r"lcnn\.pt: checkpoint does not fit the LFCC-LCNN-ASVspoof2021 model"
+                                         r".*looks like an LCNN checkpoint"):
+        import tempfile
+        with tempfile.TemporaryDirectory() as tmp:
+            save_cm_state(f"{tmp}/lcnn.pt", build_model("LCNN"), arch="LCNN")
+            load_cm_state(build_model("LFCC-LCNN-ASVspoof2021"), f"{tmp}/lcnn.pt")

@@ -18,7 +18,7 @@ import asv
 import ssl_models
 from asv.checkpoint import load_asv_state, save_asv_state
 from asv.losses import LOSSES, build_loss
-from common.config import OPTIONAL_PATH, REQUIRED_PATH, FreeForm, Rule
+from common.config import OPTIONAL_PATH, REQUIRED_PATH, ConfigError, FreeForm, Rule
 from common.errors import InputError, MissingFilesError
 from common.io import file_sha256
 from common.provenance import provenance
@@ -28,7 +28,7 @@ from data.databases import FORMAT, open_database
 from data.datasets import SpeakerDataset
 from data.embeddings import EmbeddingTable, speaker_models
 from data.samplers import SpeakerBatchSampler
-from data.voxceleb import VoxCeleb
+from data.voxceleb import TRIAL_LIST, VoxCeleb
 from engine import (
     TrainData,
     fit,
@@ -56,7 +56,9 @@ SCHEMA = {
         "database": OPTIONAL_PATH,     # an ASVspoof 2019 LA folder: train on train bona fide, test on dev trials
         "format": FORMAT,              # the layout of data.database (docs/datasets.md); auto: the one it fits
         "train_list": OPTIONAL_PATH,   # default <voxceleb>/train_list.txt
-        "trial_list": OPTIONAL_PATH,   # default <voxceleb>/veri_test.txt
+        # O | O-clean | E | E-clean | H | H-clean (the VoxCeleb1 lists in trial_root) or a path; null: O
+        "trial_list": TRIAL_LIST,
+        "trial_root": OPTIONAL_PATH,   # folder whose wav/ holds the trial audio (a VoxCeleb1 root); default voxceleb
         "train_samples": Rule(32000, low=1),   # training crop (2 s); at least the model's shortest input
         "utts_per_speaker": Rule(1, low=1),    # M: metric losses (angleproto, ge2e, ...) need >= 2
         "augment": {"enabled": False, "options": FreeForm({})},   # data.augment.WaveAugment options
@@ -124,12 +126,15 @@ def _data(cfg: Mapping) -> tuple[list[Path], list[int], TrialList]:
     if bool(d["voxceleb"]) == bool(d["database"]):
         raise InputError("task asv: set exactly one of data.voxceleb (VoxCeleb layout) "
                          "or data.database (ASVspoof 2019 LA)")
+    if d["database"] and (d["trial_list"] is not None or d["trial_root"] is not None):
+        raise ConfigError("data.trial_list and data.trial_root name VoxCeleb trials; with data.database task asv "
+                          "selects on the database's dev trials: unset them")
     if d["voxceleb"]:
-        vox = VoxCeleb(d["voxceleb"], d["train_list"], d["trial_list"])
-        paths, labels, _ = vox.train_set(check=True)
+        vox = VoxCeleb.from_data_section(d)
+        paths, labels, speakers = vox.train_set(check=True)
         trials = vox.trials()
-        vox.trial_files(check=True)
-        audio = {rel: vox.wav(rel) for t in trials for rel in (t.enrol, t.test)}
+        vox.check_disjoint(speakers, vox.trial_files(check=True))
+        audio = {rel: vox.trial_wav(rel) for t in trials for rel in (t.enrol, t.test)}
         return paths, labels, TrialList([(t.enrol, t.test, t.label) for t in trials], audio)
     db = open_database(d["database"], d["format"])
     db.check_split("train")
@@ -151,7 +156,7 @@ def _data(cfg: Mapping) -> tuple[list[Path], list[int], TrialList]:
 def _selection_split(cfg: Mapping) -> str:
     d = cfg["data"]
     if d["voxceleb"]:
-        return f"{d['trial_list'] or 'veri_test.txt'} (VoxCeleb trial list)"
+        return VoxCeleb.from_data_section(d).trial_list_title
     return f"{open_database(d['database'], d['format']).title} dev"
 
 
@@ -159,7 +164,7 @@ def protocol_digests(cfg: Mapping) -> dict[str, str]:
     """SHA-256 of the lists that defined the training and selection data."""
     d = cfg["data"]
     if d["voxceleb"]:
-        vox = VoxCeleb(d["voxceleb"], d["train_list"], d["trial_list"])
+        vox = VoxCeleb.from_data_section(d)
         files = [vox.train_list_path, vox.trial_list_path]
     else:
         files = open_database(d["database"], d["format"]).protocol_files(["train", "dev"])

@@ -52,7 +52,7 @@ from data.datasets import SpeakerDataset
 from data.embeddings import EmbeddingTable, speaker_models
 from data.samplers import SASVPairSampler
 from data.score_files import write_sasv_scores
-from data.voxceleb import VoxCeleb
+from data.voxceleb import TRIAL_LIST, VoxCeleb
 from engine import (
     TrainData,
     fit,
@@ -91,7 +91,10 @@ SCHEMA = {
         "voxceleb": OPTIONAL_PATH,         # VoxCeleb-layout root: bona fide speakers (stages 1 and 2)
         "format": FORMAT,                  # the layout of data.database (docs/datasets.md); auto: the one it fits
         "train_list": OPTIONAL_PATH,       # default <voxceleb>/train_list.txt
-        "trial_list": OPTIONAL_PATH,       # default <voxceleb>/veri_test.txt (selection when there is no LA database)
+        # selection when there is no LA database: O | O-clean | E | E-clean | H | H-clean (the VoxCeleb1 lists in
+        # trial_root) or a path; null: O (veri_test.txt)
+        "trial_list": TRIAL_LIST,
+        "trial_root": OPTIONAL_PATH,       # folder whose wav/ holds the trial audio (VoxCeleb1); default voxceleb
         "copy_synthesis": OPTIONAL_PATH,   # folder written by copy_synthesis.py: its copies are the spoof class
         "database": OPTIONAL_PATH,         # ASVspoof 2019 LA folder: dev/eval SASV scoring, and training when train_on
         # LA splits trained on (stage 3): [train] or [train, dev]; bona fide + spoofs (eval never)
@@ -183,7 +186,7 @@ def training_set(cfg: Mapping) -> TrainingSet:
     spoofs: list[tuple[Path, str, Where]] = []
     sources: dict[str, int] = {}
     if d["voxceleb"]:
-        vox = VoxCeleb(d["voxceleb"], d["train_list"], d["trial_list"])
+        vox = VoxCeleb.from_data_section(d)
         paths, labels, names = vox.train_set(check=True)
         by_label = {v: k for k, v in names.items()}
         bona_paths += list(paths)
@@ -307,7 +310,12 @@ def _selection(cfg: Mapping) -> str:
         return f"training loss (no held-out data{why}; eval is never scored before training ends)"
     if d["database"]:
         return f"{metric} on {open_database(d['database'], d['format']).title} dev"
-    return f"{metric} on the VoxCeleb trial list {d['trial_list'] or 'veri_test.txt'}"
+    return f"{metric} on {VoxCeleb.from_data_section(d).trial_list_title}"
+
+
+def _selects_on_voxceleb(cfg: Mapping) -> bool:
+    """Whether the kept epoch is chosen on the VoxCeleb trial list (no LA database, a trial-list metric)."""
+    return cfg["train"]["select_metric"] != "train_loss" and not cfg["data"]["database"]
 
 
 def check(cfg: Mapping) -> TrainingSet:
@@ -342,6 +350,12 @@ def check(cfg: Mapping) -> TrainingSet:
         for split in ("dev", "eval"):
             db.check_split(split, enr_audio=cfg["enrolment"] == "concat")
     data = training_set(cfg)
+    if _selects_on_voxceleb(cfg):
+        vox = VoxCeleb.from_data_section(d)
+        vox.check_disjoint(data.class_names, vox.trial_files(check=True))
+    elif d["trial_list"] is not None or d["trial_root"] is not None:
+        raise ConfigError(f"data.trial_list and data.trial_root name the VoxCeleb trials that select the epoch; this "
+                          f"run selects by {_selection(cfg)}: unset them")
     pairs = cfg["train"]["batch_size"]
     speakers = len(set(data.speakers[~data.spoof].tolist()))
     if pairs > speakers:
@@ -418,12 +432,11 @@ def run(cfg: Mapping, resume: bool = False, *, checked: TrainingSet | None = Non
     selecting = cfg["train"]["select_metric"] != "train_loss"
     dev = scorers.get("dev") if selecting else None
     vox_trials = None
-    if selecting and not db:
-        vox = VoxCeleb(d["voxceleb"], d["train_list"], d["trial_list"])
-        vox.trial_files(check=True)
+    if _selects_on_voxceleb(cfg):    # the list and its audio were checked by `check`
+        vox = VoxCeleb.from_data_section(d)
         trials = vox.trials()
         vox_trials = TrialList([(t.enrol, t.test, t.label) for t in trials],
-                               {r: vox.wav(r) for t in trials for r in (t.enrol, t.test)})
+                               {r: vox.trial_wav(r) for t in trials for r in (t.enrol, t.test)})
     task = SASVEmbeddingTask(cfg, dev, vox_trials)
     result = fit(net, task, TrainData(dataset, batch_sampler=batches), cfg["train"], out, resume=resume)
     if not is_main_process():
@@ -463,7 +476,7 @@ def protocol_digests(cfg: Mapping) -> dict[str, str]:
     db = open_database(d["database"], d["format"], cfg["enr_audio"]) if d["database"] else None
     files: list[Path] = []
     if d["voxceleb"]:
-        vox = VoxCeleb(d["voxceleb"], d["train_list"], d["trial_list"])
+        vox = VoxCeleb.from_data_section(d)
         files += [vox.train_list_path] + ([vox.trial_list_path] if vox.trial_list_path.is_file() else [])
     if db is not None:
         files += db.protocol_files(sorted({*d["train_on"], "dev", "eval"}), concat=cfg["enrolment"] == "concat")

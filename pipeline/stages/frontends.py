@@ -41,7 +41,8 @@ ASV_SECTION = {
     "enrol_mean": ENROL_MEAN,      # `lists` speaker models: mean of the raw | unit (L2-normalised) enrolment embeddings
 }
 CM_SECTION = {
-    "arch": Rule("AASIST", choices=tuple(cm.MODELS)),   # AASIST | AASIST-L | LCNN | LCNN-LFCC-LPS | SSL-AASIST
+    # AASIST | AASIST-L | LCNN | LCNN-LFCC-LPS | LFCC-LCNN-ASVspoof2021 | SSL-AASIST
+    "arch": Rule("AASIST", choices=tuple(cm.MODELS)),
     "checkpoint": Rule(None, kind=str),   # the official AASIST.pth / AASIST-L.pth, or our own
     "model": FreeForm({}),
     "crop": crop_section("first", 64600),   # AASIST evaluation convention; LCNN: full
