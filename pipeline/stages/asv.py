@@ -8,6 +8,9 @@ Writes under `output_dir` (embeddings under `embeddings_dir` when set):
     scores/asv_{split}.txt            SASV 2022 format `SPK UTT ATTACK KEY SCORE`: ASV cosine score per trial
     scores/asvspoof5/asv_{split}.tsv  the same as an ASVspoof 5 evaluation package Track 2 file (asv-score column; the
     scores/asvspoof5/asv_keys_{split}.tsv   package's `--asv_org` form), with its key file
+
+Under torchrun the ranks share the embedding (pipeline/stages/sharding.py); rank 0 makes the speaker models from
+lists and writes the scores.
 """
 from __future__ import annotations
 
@@ -23,15 +26,10 @@ from data.score_files import write_sasv_scores
 from metrics.eer import det_eer
 from pipeline.stages.cache import save_cache
 from pipeline.stages.experiment import check_stage_inputs, database, enrolment_form, experiment, resolve_device
-from pipeline.stages.extract import InputFloor, extract
+from pipeline.stages.extract import DEFAULT_BATCH, Extracted, InputFloor, extract
 from pipeline.stages.frontends import asv_embed_fn, build_asv, crop_spec, unit_enrol_mean
-from pipeline.stages.outputs import (
-    asv_embeddings_spec,
-    cached_or_none,
-    require_extracted,
-    speaker_models_spec,
-    table_of,
-)
+from pipeline.stages.outputs import asv_embeddings_spec, cached_or_none, speaker_models_spec, table_of
+from pipeline.stages.sharding import Compute, extract_cached
 from pipeline.stages.trials import asv_trial_scores, sasv_rows, scorable_trials, write_package_sasv
 
 log = logging.getLogger(__name__)
@@ -43,55 +41,57 @@ def asv_stage(cfg: Mapping, force: bool = False) -> None:
     db, device = database(cfg), resolve_device(cfg["device"])
     model = None
 
-    def get_model():
-        nonlocal model
-        model = model or build_asv(cfg["asv"], device)
-        return model
+    def embedder(desc: str, batch_size: int, skip_bad_audio: bool) -> Compute:
+        def compute(items: list[tuple[str, str]]) -> Extracted:
+            nonlocal model
+            model = model or build_asv(cfg["asv"], device)
+            return extract(items, asv_embed_fn(model, device), crop_spec(cfg["asv"]), batch_size=batch_size,
+                           num_workers=cfg["num_workers"], desc=desc, skip_bad_audio=skip_bad_audio,
+                           floor=InputFloor.of(model))
+        return compute
 
     for split in cfg["splits"]:
         spec = asv_embeddings_spec(cfg, split, db)
-        cached = cached_or_none(spec, cfg, force, f"asv {split}")
-        if cached is not None:
-            table = table_of(cached, spec.path)
-        else:
-            out = extract(spec.inputs.items(), asv_embed_fn(get_model(), device), crop_spec(cfg["asv"]),
-                          batch_size=cfg["batch_size"], num_workers=cfg["num_workers"], desc=f"ASV embeddings {split}",
-                          skip_bad_audio=cfg["skip_bad_audio"], floor=InputFloor.of(get_model()))
-            require_extracted(out, spec, f"asv {split}")
-            save_cache(spec.path, spec.made_by, spec.inputs, {"ids": np.asarray(out.ids, dtype=str), **out.arrays},
-                       skipped=out.skipped_ids)
-            table = EmbeddingTable(out.ids, out.arrays["embeddings"], str(spec.path))
-            log.info(f"asv {split}: {len(out.ids)} embeddings -> {spec.path}")
+        arrays = extract_cached(spec, cfg, f"asv {split}",
+                                embedder(f"ASV embeddings {split}", cfg["batch_size"], cfg["skip_bad_audio"]),
+                                force=force, batch_size=cfg["batch_size"], rows="embeddings")
+        table = None if arrays is None else table_of(arrays, spec.path)   # None: a rank other than 0
         if split in db.trial_splits:
-            models = _speaker_models(cfg, db, split, table, force, get_model)
-            write_asv_scores(cfg, split, models, table)
+            if enrolment_form(cfg) == "concat":
+                models = _concat_speaker_models(cfg, db, split, force,
+                                                embedder(f"ASV enrolment {split}", DEFAULT_BATCH, False))
+            else:
+                models = None if table is None else _list_speaker_models(cfg, db, split, table, force)
+            if table is not None and models is not None:
+                write_asv_scores(cfg, split, models, table)
     say_layout(db)
 
 
-def _speaker_models(cfg: Mapping, db: Database, split: str, table: EmbeddingTable, force: bool,
-                    get_model) -> EmbeddingTable:
-    """Speaker models: mean of per-gender list embeddings (raw or L2-normalised: asv.enrol_mean), or one embedding
-    of the concatenated enr_audio file."""
-    spec, device = speaker_models_spec(cfg, split, db), resolve_device(cfg["device"])
+def _concat_speaker_models(cfg: Mapping, db: Database, split: str, force: bool,
+                           compute: Compute) -> EmbeddingTable | None:
+    """One embedding of each speaker's concatenated enr_audio file (None on ranks other than 0)."""
+    spec = speaker_models_spec(cfg, split, db)
+    arrays = extract_cached(spec, cfg, f"asv {split} speaker models", compute, force=force, batch_size=DEFAULT_BATCH)
+    return None if arrays is None else table_of(arrays, spec.path)
+
+
+def _list_speaker_models(cfg: Mapping, db: Database, split: str, table: EmbeddingTable,
+                         force: bool) -> EmbeddingTable:
+    """The mean of each speaker's per-gender list embeddings (raw or L2-normalised: asv.enrol_mean)."""
+    spec = speaker_models_spec(cfg, split, db)
     cached = cached_or_none(spec, cfg, force, f"asv {split} speaker models")
     if cached is not None:
         return table_of(cached, spec.path)
-    skipped: list[str] = []
-    if enrolment_form(cfg) == "lists":
-        enrolment = db.enrolment(split)
-        skipped = [u for u in spec.inputs.ids if u not in table]   # unreadable and skipped (skip_bad_audio)
-        if skipped:
-            log.info(f"asv {split}: {len(skipped)} enrolment utterances skipped (unreadable audio)")
-            enrolment = {spk: [u for u in utts if u in table] for spk, utts in enrolment.items()}
-        try:
-            models = speaker_models(enrolment, table, normalize=unit_enrol_mean(cfg["asv"]))
-        except ValueError as e:
-            raise InputError(str(e)) from None
-        ids, emb = list(models), np.stack(list(models.values()))
-    else:
-        out = extract(spec.inputs.items(), asv_embed_fn(get_model(), device), crop_spec(cfg["asv"]),
-                      num_workers=cfg["num_workers"], desc=f"ASV enrolment {split}", floor=InputFloor.of(get_model()))
-        ids, emb = out.ids, out.arrays["embeddings"]
+    enrolment = db.enrolment(split)
+    skipped = [u for u in spec.inputs.ids if u not in table]   # unreadable and skipped (skip_bad_audio)
+    if skipped:
+        log.info(f"asv {split}: {len(skipped)} enrolment utterances skipped (unreadable audio)")
+        enrolment = {spk: [u for u in utts if u in table] for spk, utts in enrolment.items()}
+    try:
+        models = speaker_models(enrolment, table, normalize=unit_enrol_mean(cfg["asv"]))
+    except ValueError as e:
+        raise InputError(str(e)) from None
+    ids, emb = list(models), np.stack(list(models.values()))
     save_cache(spec.path, spec.made_by, spec.inputs, {"ids": np.asarray(ids, dtype=str), "embeddings": emb},
                skipped=skipped)
     return EmbeddingTable(ids, emb, str(spec.path))

@@ -89,7 +89,8 @@ def save_cache(path: Path, made_by: Mapping, inputs: Inputs, arrays: Mapping[str
                 input_identity=inputs.identity, skipped=np.asarray(list(skipped), dtype=str), **arrays)
 
 
-_META = ("cache_version", "made_by", "input_ids", "input_paths_sha256", "input_identity", "skipped")
+RECORD_ARRAYS = (   # the cache record beside the data arrays
+    "cache_version", "made_by", "input_ids", "input_paths_sha256", "input_identity", "skipped")
 
 
 def _changed_keys(old: Mapping, new: Mapping, prefix: str = "") -> list[str]:
@@ -111,7 +112,7 @@ def _version(stored: ArrayFile) -> str | None:
     if version != CACHE_VERSION:
         age = "an older" if version < CACHE_VERSION else "a newer"
         return f"written by {age} version of the toolkit (cache version {version}, this one uses {CACHE_VERSION})"
-    missing = [k for k in _META if k not in stored]
+    missing = [k for k in RECORD_ARRAYS if k not in stored]
     if missing:
         return f"damaged (cache record without {', '.join(missing)})"
     return None
@@ -166,7 +167,7 @@ def load_cache(path: Path, made_by: Mapping, inputs: Inputs, skip_bad_audio: boo
             if not arrays:
                 stored.verify()
                 return {}, ""
-            data = {k: stored[k] for k in stored.files if k not in _META}
+            data = {k: stored[k] for k in stored.files if k not in RECORD_ARRAYS}
             data["skipped"] = stored["skipped"]
             return data, ""
     except DamagedFileError as e:

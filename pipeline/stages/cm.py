@@ -7,10 +7,13 @@ Writes under `output_dir` (embeddings under `embeddings_dir` when set):
     scores/asvspoof5/cm_{split}.tsv   the same scores as the ASVspoof 5 evaluation package's Track 1 file, with its
     scores/asvspoof5/cm_keys_{split}.tsv   key file (+ attack, codec, codec_q columns)
     scores/cm_trials_{split}.txt      the CM score of each SASV trial's test utterance (SASV 2022 format)
+
+Under torchrun the ranks share the scoring (pipeline/stages/sharding.py); rank 0 writes the score files.
 """
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import Mapping
 
 import numpy as np
@@ -18,35 +21,37 @@ import numpy as np
 from data.databases import say_layout
 from data.score_files import CMScores, write_asvspoof5_cm, write_cm_scores, write_sasv_scores
 from metrics.eer import det_eer
-from pipeline.stages.cache import save_cache
 from pipeline.stages.experiment import check_stage_inputs, database, experiment, resolve_device
-from pipeline.stages.extract import InputFloor, extract
+from pipeline.stages.extract import Extracted, InputFloor, extract
 from pipeline.stages.frontends import build_cm, cm_embed_fn, crop_spec
-from pipeline.stages.outputs import cached_or_none, cm_embeddings_spec, require_extracted
+from pipeline.stages.outputs import cm_embeddings_spec
+from pipeline.stages.sharding import extract_cached
 from pipeline.stages.trials import sasv_rows, scorable_trials
 
 log = logging.getLogger(__name__)
 
 
 def cm_stage(cfg: Mapping, force: bool = False) -> dict[str, float]:
-    """CM embeddings and scores of every CM protocol utterance; returns the CM EER (percent) per split."""
+    """CM embeddings and scores of every CM protocol utterance; returns the CM EER (percent) per split (rank 0;
+    other ranks of a torchrun job return {})."""
     check_stage_inputs(cfg, asv=False, cm=True)          # fail before compute
     db, exp, device = database(cfg), experiment(cfg), resolve_device(cfg["device"])
     model, eers = None, {}
+
+    def compute(items: list[tuple[str, str]], desc: str) -> Extracted:
+        nonlocal model
+        model = model or build_cm(cfg["cm"], device)
+        return extract(items, cm_embed_fn(model, device), crop_spec(cfg["cm"]), batch_size=cfg["batch_size"],
+                       num_workers=cfg["num_workers"], desc=desc, skip_bad_audio=cfg["skip_bad_audio"],
+                       floor=InputFloor.of(model))
+
     for split in cfg["splits"]:
         spec = cm_embeddings_spec(cfg, split, db)
-        cached = cached_or_none(spec, cfg, force, f"cm {split}")
-        if cached is not None:
-            ids, scores = cached["ids"].tolist(), cached["scores"]
-        else:
-            model = model or build_cm(cfg["cm"], device)
-            out = extract(spec.inputs.items(), cm_embed_fn(model, device), crop_spec(cfg["cm"]),
-                          batch_size=cfg["batch_size"], num_workers=cfg["num_workers"], desc=f"CM scores {split}",
-                          skip_bad_audio=cfg["skip_bad_audio"], floor=InputFloor.of(model))
-            require_extracted(out, spec, f"cm {split}")
-            save_cache(spec.path, spec.made_by, spec.inputs, {"ids": np.asarray(out.ids, dtype=str), **out.arrays},
-                       skipped=out.skipped_ids)
-            ids, scores = out.ids, out.arrays["scores"]
+        arrays = extract_cached(spec, cfg, f"cm {split}", partial(compute, desc=f"CM scores {split}"), force=force,
+                                batch_size=cfg["batch_size"])
+        if arrays is None:      # a rank other than 0: rank 0 writes the score files
+            continue
+        ids, scores = arrays["ids"].tolist(), arrays["scores"]
         by_utt = {e.utt: e for e in db.cm_entries(split)}
         kept = [by_utt[u] for u in ids]
         rows = CMScores(ids, [e.system for e in kept], [e.key for e in kept], scores, [e.codec for e in kept],

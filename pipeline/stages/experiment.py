@@ -23,7 +23,7 @@ from data.asvspoof import ENROLMENT_SPLITS, SPLITS, check_files_exist, listed_at
 from data.databases import FORMAT, Database, open_database
 from data.trial_sampling import TRIAL_SCHEMES
 from engine import check_train_config
-from engine.distributed import DEVICES
+from engine.distributed import DEVICES, env_local_rank
 from engine.distributed import resolve_device as engine_device
 from fusion import BACKENDS, build_backend, is_score_backend
 from pipeline.stages.frontends import (
@@ -70,8 +70,9 @@ SASV_COMMON = {
 
 
 def resolve_device(name: str) -> torch.device:
-    """The `device` key: auto (a GPU when there is one), cpu or cuda; the engine's rule, one line otherwise."""
-    return engine_device(name)
+    """The `device` key: auto (a GPU when there is one), cpu or cuda; the engine's rule, one line otherwise. Under
+    torchrun each rank takes its LOCAL_RANK's GPU, as training does."""
+    return engine_device(name, env_local_rank())
 
 
 @dataclass(frozen=True)

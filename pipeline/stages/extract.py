@@ -22,11 +22,13 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from data.audio import SAMPLE_RATE, AudioError, CropSpec, load_audio
+from engine.distributed import is_main_process
 
 EmbedFn = Callable[[torch.Tensor], Mapping[str, torch.Tensor]]
 # `full` utterances are embedded one per call whatever the batch size, so a decoding batch only amortises the
 # transfer from a worker; 8 keeps a batch of long utterances (VoxCeleb has 2-minute ones) at tens of MB.
 FULL_DECODE_BATCH = 8
+DEFAULT_BATCH = 16
 
 
 @dataclass
@@ -127,7 +129,7 @@ def _embed_batch(batch: _Batch, embed_fn: EmbedFn, crop: CropSpec) -> dict[str, 
 
 
 def extract(items: Sequence[tuple[str, str | os.PathLike]], embed_fn: EmbedFn, crop: CropSpec, *,
-            batch_size: int = 16, num_workers: int = 0, desc: str = "embedding",
+            batch_size: int = DEFAULT_BATCH, num_workers: int = 0, desc: str = "embedding",
             skip_bad_audio: bool = False, floor: InputFloor = InputFloor()) -> Extracted:
     """Applies `embed_fn` ((B, T) waveforms -> named (B, ...) outputs) to every (utt, path); crops are averaged.
 
@@ -146,8 +148,8 @@ def extract(items: Sequence[tuple[str, str | os.PathLike]], embed_fn: EmbedFn, c
     ids: list[str] = []
     chunks: dict[str, list[np.ndarray]] = {}
     skipped: list[str] = []
-    with torch.inference_mode(), tqdm(total=len(items), desc=desc, unit="utt", file=sys.stderr,
-                                      disable=None, leave=False) as bar:
+    with torch.inference_mode(), tqdm(total=len(items), desc=desc, unit="utt", file=sys.stderr,   # rank 0's bar only
+                                      disable=None if is_main_process() else True, leave=False) as bar:
         for batch in loader:
             for utt, error in batch.errors:
                 if not skip_bad_audio:
