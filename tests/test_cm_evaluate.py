@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 import main as main_py
+import save_cm_score
 from common.cli import run_main
 from data.score_files import read_cm_scores
 from tests.pipeline_fixtures import (
@@ -17,9 +19,10 @@ from tests.pipeline_fixtures import (
     frontends,
     staged,
     tiny_corpus,
+    tiny_databases,
 )
 
-__all__ = ["frontends", "staged", "tiny_corpus"]   # fixtures used by name
+__all__ = ["frontends", "staged", "tiny_corpus", "tiny_databases"]   # fixtures used by name
 
 
 def _args(corpus, frontends, out, *extra):
@@ -55,3 +58,30 @@ def test_evaluate_mode_refuses_what_it_cannot_run(tiny_corpus, frontends, tmp_pa
     assert rc == 2
     assert_one_line_error(err, "eval_splits", "'progress' is not a split of ASVspoof 2019 LA")
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize("layout", ["asvspoof2021_la", "asvspoof2021_df", "in_the_wild"])
+def test_evaluate_mode_and_cm_stage_on_the_cm_only_sets(layout, tiny_databases, tiny_corpus, frontends, tmp_path,
+                                                        capsys):
+    """The evaluation sets researchers report on: main.py's evaluate mode and save_cm_score.py give the same scores,
+    every key utterance scored once, and the Track 1 metrics per condition of the set."""
+    from data.databases import open_database
+    db, out = open_database(tiny_databases[layout]), tmp_path / "eval"
+    rc, err = call(lambda a: run_main(main_py.main, a),
+                   _args(tiny_corpus, frontends, out, f"database={db.root}", f"data.format={layout}"), capsys)
+    assert rc == 0, err
+    mine = read_cm_scores(out / "scores" / "cm_eval.txt")
+    assert sorted(mine.utt) == sorted(e.utt for e in db.cm_entries("eval"))
+    results = json.loads((out / "results.json").read_text())
+    assert results["provenance"]["database"]["format"] == layout
+    assert 0 <= results["eval_cm_min_dcf"] <= 1
+
+    stage = tmp_path / "stage"
+    rc, err = call(lambda a: run_main(save_cm_score.main, a),
+                   ["--config", "configs/quickstart.conf", f"database={db.root}", f"data.format={layout}",
+                    f"output_dir={stage}", "splits=[eval]", f"cm.checkpoint={frontends.cm}", "cm.arch=AASIST-L",
+                    f"cm.model={CM_MODEL}", "cm.crop.policy=first", f"cm.crop.samples={CROP}"], capsys)
+    assert rc == 0, err
+    theirs = read_cm_scores(stage / "scores" / "cm_eval.txt")
+    assert theirs.utt == mine.utt
+    np.testing.assert_allclose(theirs.score, mine.score, rtol=0, atol=1e-5)

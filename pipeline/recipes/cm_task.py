@@ -43,11 +43,12 @@ from engine import (
 from metrics.breakdown import Conditions, cm_breakdown, format_breakdown, per_condition
 from metrics.eer import det_eer
 from pipeline.recipes.front_end_checks import check_training_config
-from pipeline.stages.cache import Inputs, ScoreMemo, save_cache
+from pipeline.stages.cache import Inputs, ScoreMemo
 from pipeline.stages.experiment import Experiment, resolve_device
-from pipeline.stages.extract import InputFloor, extract
+from pipeline.stages.extract import Extracted, InputFloor, extract
 from pipeline.stages.frontends import CM_SECTION, build_cm, cm_embed_fn, crop_spec, frontend_identity
-from pipeline.stages.outputs import CacheSpec, cached_or_none
+from pipeline.stages.outputs import CacheSpec
+from pipeline.stages.sharding import extract_cached
 
 MODES = ("train", "evaluate")
 
@@ -244,14 +245,14 @@ def _evaluate(cfg: Mapping, db: Database) -> dict:
         items = Inputs.of([(e.utt, db.audio(split, e.utt)) for e in entries])
         spec = CacheSpec(files.cm_embeddings(split), frontend_identity(cfg["cm"], "cm"), items,
                          "main.py (task cm, mode evaluate)")
-        cached = cached_or_none(spec, cfg, False, f"cm {split}")
-        if cached is None:
+        def compute(items: list[tuple[str, str]], split: str = split) -> Extracted:
+            nonlocal model
             model = model or build_cm(cfg["cm"], device)
-            extracted = extract(spec.inputs.items(), cm_embed_fn(model, device), crop_spec(cfg["cm"]),
-                                batch_size=cfg["train"]["batch_size"], num_workers=cfg["train"]["num_workers"],
-                                desc=f"CM scores {split}", floor=InputFloor.of(model))
-            cached = {"ids": np.asarray(extracted.ids, dtype=str), **extracted.arrays}
-            save_cache(spec.path, spec.made_by, spec.inputs, cached)
+            return extract(items, cm_embed_fn(model, device), crop_spec(cfg["cm"]),
+                           batch_size=cfg["train"]["batch_size"], num_workers=cfg["train"]["num_workers"],
+                           desc=f"CM scores {split}", floor=InputFloor.of(model))
+
+        cached = extract_cached(spec, cfg, f"cm {split}", compute, force=False, batch_size=cfg["train"]["batch_size"])
         scores = cached["scores"]
         rows = CMScores([e.utt for e in entries], [e.system for e in entries], [e.key for e in entries], scores,
                         [e.codec for e in entries], [e.codec_q for e in entries])
