@@ -1,6 +1,7 @@
 """The end-to-end demo on the embedded synthetic corpus (the README's first command).
 
     python demo.py [--out exp/quickstart] [--corpus corpus/default] [--preset default]
+    python demo.py --layout asvspoof5 [--out exp/quickstart_asvspoof5] [--corpus corpus/asvspoof5]
 
 1. generates the synthetic corpus (ASVspoof 2019 LA + VoxCeleb layouts);
 2. pre-trains the ASV front-end on the VoxCeleb part (configs/quickstart_asv.conf) and adapts it to the LA
@@ -13,6 +14,11 @@
    LA train (configs/quickstart_sasv2_stage{2,3}.conf), scored by one cosine;
 6. prints a table like Table 2 of the SASV 2022 evaluation plan and draws one DET plot of every system;
    <out>/results.json holds every system's metrics (`systems`) and what made them (`provenance`).
+
+`--layout asvspoof5` runs the same pipeline on the synthetic ASVspoof 5 layout (Track 1 CM, Track 2 SASV with
+list enrolment and coded eval copies): the ASV front-end trained on its train bona fide speakers, the CM on its
+train, the score and embedding back-ends on Track 2, and two tables: the CM's Track 1 metrics (minDCF, actDCF,
+Cllr, EER; per codec condition on eval) and each system's Track 2 metrics (min a-DCF, min t-DCF, t-EER).
 
 Every step skips work that is already done (its results.json made by the same config, checkpoints and
 protocols), so a rerun (or a run after Ctrl-C) continues where it stopped; a step whose inputs changed (another
@@ -70,6 +76,21 @@ SINGLE_EMBEDDING = "Single SASV embedding (stages 1+2+3)"
 COPY_SYNTHESIS = ["--vocoders", "lpc", "--limit-per-speaker", "4", "--workers", "1"]
 COLUMNS = [("sv_eer", "SV-EER"), ("spf_eer", "SPF-EER"), ("sasv_eer", "SASV-EER"), ("min_a_dcf", "min a-DCF")]
 
+# --layout asvspoof5: the systems scored on Track 2 (the ASVspoof 5 fusion baseline is the score sum) and the columns
+ASVSPOOF5_SYSTEMS: list[tuple[str, list[str]]] = [
+    ("ASV only", ["backend.name=asv_only"]),
+    ("CM only", ["backend.name=cm_only"]),
+    ("Score sum (Baseline1)", ["backend.name=score_sum", "backend.options={normalise: zscore}"]),
+    ("LR fusion", ["backend.name=lr_fusion"]),
+    ("OC back-end, frozen", ["backend.name=joint_oc", "sampling.scheme=4class"]),
+]
+# the ASV front-end learns speakers from ASVspoof 5 train bona fide alone (no VoxCeleb pre-training): longer than 2b
+ASVSPOOF5_ASV = ["asv.checkpoint=null", "train.epochs=12", "train.eval_every=4"]
+TRACK1_COLUMNS = [("min_dcf", "minDCF"), ("act_dcf", "actDCF"), ("cllr", "Cllr"), ("eer", "EER")]
+TRACK2_COLUMNS = [("min_a_dcf_asvspoof5", "min a-DCF"), ("sasv_eer", "SASV-EER"), ("sv_eer", "SV-EER"),
+                  ("spf_eer", "SPF-EER")]
+FRONT_END_COLUMNS = [("min_t_dcf_asvspoof5", "min t-DCF"), ("t_eer", "t-EER")]   # of the ASV + CM pair: every row
+
 
 def _slug(label: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in label.lower()).strip("_").replace("__", "_")
@@ -119,28 +140,38 @@ class DemoConfigs:
     stage3: dict                   # 5: single SASV embedding, LA stage (the table's last row)
 
 
+def _check_overrides(extra: Sequence[str], modules: Sequence) -> None:
+    """An override no step's schema has is a typo: one line before anything runs."""
+    keys = {k for module in modules for k in module.SCHEMA}
+    unknown = [o for o in extra if o.split("=", 1)[0].split(".")[0] not in keys]
+    if unknown:
+        raise ConfigError(f"override {unknown[0]!r}: no quickstart config has the key "
+                          f"'{unknown[0].split('=', 1)[0].split('.')[0]}'")
+
+
+def _load(name: str, module, overrides: list[str], extra: Sequence[str]) -> dict:
+    """configs/<name> with the step's overrides, then those `extra` overrides its schema has; training checked."""
+    from engine import check_train_config
+    own = [o for o in extra if o.split("=", 1)[0].split(".")[0] in module.SCHEMA]
+    cfg = load_config(Path("configs") / name, [*overrides, *own], module.SCHEMA)
+    check_train_config(cfg["train"])
+    return cfg
+
+
 def demo_configs(out: Path, corpus: Path, systems: Sequence[tuple[str, list[str]]] = SYSTEMS,
                  extra: Sequence[str] = ()) -> DemoConfigs:
     """Every step's config, loaded and checked (each key's rule, training settings, the SASV rules) before anything
     is generated or trained: a bad override (`train.epochs=0`, a typo'd key) fails in one line before step 1, not
     after the corpus and the first front-end. `extra` overrides apply to every config whose schema has their key."""
-    from engine import check_train_config
     from pipeline.recipes import asv_task, cm_task, sasv_e2e_task, sasv_task
     from pipeline.stages.experiment import check_sasv_config
     from synthetic import corpus_paths
 
     paths = corpus_paths(corpus)
-    unknown = [o for o in extra if o.split("=", 1)[0].split(".")[0] not in
-               {**asv_task.SCHEMA, **cm_task.SCHEMA, **sasv_task.SCHEMA, **sasv_e2e_task.SCHEMA}]
-    if unknown:
-        raise ConfigError(f"override {unknown[0]!r}: no quickstart config has the key "
-                          f"'{unknown[0].split('=', 1)[0].split('.')[0]}'")
+    _check_overrides(extra, (asv_task, cm_task, sasv_task, sasv_e2e_task))
 
     def config(name: str, module, overrides: list[str]) -> dict:
-        own = [o for o in extra if o.split("=", 1)[0].split(".")[0] in module.SCHEMA]
-        cfg = load_config(Path("configs") / name, [*overrides, *own], module.SCHEMA)
-        check_train_config(cfg["train"])
-        return cfg
+        return _load(name, module, overrides, extra)
 
     sasv: dict[str, dict] = {}
     common = [f"database={paths.la}", f"embeddings_dir={out / 'embeddings'}", "det=false",
@@ -252,20 +283,160 @@ def table(results: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+@dataclasses.dataclass(frozen=True)
+class ASVspoof5Configs:
+    """The resolved config of every step of `--layout asvspoof5`."""
+    asv: dict                      # 2: the ASV front-end on ASVspoof 5 train bona fide speakers
+    cm: dict                       # 3: the CM front-end on ASVspoof 5 train (Track 1)
+    systems: dict[str, dict]       # 4: one SASV config per Track 2 row
+
+
+def asvspoof5_configs(out: Path, corpus: Path, preset: str = "default",
+                      systems: Sequence[tuple[str, list[str]]] = ASVSPOOF5_SYSTEMS,
+                      extra: Sequence[str] = ()) -> ASVspoof5Configs:
+    """The quickstart configs pointed at the synthetic ASVspoof 5 database (`data.format: asvspoof5`), all checked
+    before anything is generated or trained. The ASV batch holds at most the preset's train speakers."""
+    import synthetic.asvspoof5 as asvspoof5
+    from pipeline.recipes import asv_task, cm_task, sasv_task
+    from pipeline.stages.experiment import check_sasv_config
+
+    _check_overrides(extra, (asv_task, cm_task, sasv_task))
+    database = corpus / asvspoof5.TOP
+    common = [f"database={database}", "data.format=asvspoof5", f"embeddings_dir={out / 'embeddings'}", "det=false",
+              f"asv.checkpoint={out / 'asv' / 'asv_model.pt'}", f"cm.checkpoint={out / 'cm' / 'cm_model.pt'}"]
+    sasv: dict[str, dict] = {}
+    for label, overrides in systems:
+        sasv[label] = _load("quickstart.conf", sasv_task,
+                            [*common, f"output_dir={out / 'systems' / _slug(label)}", *overrides], extra)
+        check_sasv_config(sasv[label])
+    return ASVspoof5Configs(
+        asv=_load("quickstart_asv_la.conf", asv_task,
+                  [f"data.database={database}", "data.format=asvspoof5", f"output_dir={out / 'asv'}", *ASVSPOOF5_ASV,
+                   f"train.batch_size={min(10, asvspoof5.get_preset(preset).train.speakers)}"], extra),
+        cm=_load("quickstart_cm.conf", cm_task, [f"database={database}", "data.format=asvspoof5",
+                                                 f"output_dir={out / 'cm'}"], extra),
+        systems=sasv)
+
+
+def run_asvspoof5_demo(out: Path, corpus: Path, preset: str,
+                       systems: Sequence[tuple[str, list[str]]] = ASVSPOOF5_SYSTEMS,
+                       extra: Sequence[str] = ()) -> dict:
+    """Every step of `--layout asvspoof5`; returns {"cm": the CM's results, "systems": {label: results}}."""
+    import synthetic.asvspoof5 as asvspoof5
+    from data.score_files import read_sasv_scores
+    from metrics.det import plot_det
+    from pipeline.recipes import asv_task, cm_task, sasv_task
+    from pipeline.stages.experiment import protocol_digests
+    from pipeline.stages.sasv import config_checkpoints
+
+    configs = asvspoof5_configs(out, corpus, preset, systems, extra)   # every config checked before anything runs
+
+    def frontend_step(module, cfg: dict, model: str) -> dict:
+        folder = Path(cfg["output_dir"])
+        checkpoints = {"initial": cfg[model.split("_")[0]]["checkpoint"]}
+        if not _start_step(folder, cfg, checkpoints, module.protocol_digests(cfg), {model: folder / f"{model}.pt"}):
+            module.run(cfg, resume=True)
+        return json.loads((folder / "results.json").read_text())
+
+    t0, clock = time.time(), _StepClock()
+    clock.step(f"1/4 synthetic ASVspoof 5 corpus ({preset}) -> {corpus}")
+    asvspoof5.generate(corpus, preset, seed=0, progress=True)
+    clock.step("2/4 ASV front-end: ECAPA-TDNN (C=256) on ASVspoof 5 train bona fide speakers")
+    frontend_step(asv_task, configs.asv, "asv_model")
+    clock.step("3/4 CM front-end: LCNN on LFCC + log power spectrum, ASVspoof 5 train (Track 1)")
+    cm_results = frontend_step(cm_task, configs.cm, "cm_model")
+
+    clock.step("4/4 Track 2: embeddings once, then every back-end")
+    results: dict[str, dict] = {}
+    curves: dict[str, tuple[np.ndarray, list[str]]] = {}
+    for label, cfg in configs.systems.items():
+        system_dir = Path(cfg["output_dir"])
+        print(f"\n--- {label}", file=sys.stderr, flush=True)
+        if not _start_step(system_dir, cfg, config_checkpoints(cfg), protocol_digests(cfg)):
+            sasv_task.run(cfg, resume=True)
+        results[label] = json.loads((system_dir / "results.json").read_text())
+        scores = read_sasv_scores(system_dir / "scores" / "sasv_eval.txt")
+        curves[label] = (scores.score, scores.key)
+
+    det = out / "det_eval.png"
+    plot_det(curves, det, title="SASV systems on the synthetic ASVspoof 5 eval set (Track 2)")
+    write_results(out, {"cm": cm_results, "systems": results}, provenance(
+        {"layout": "asvspoof5", "preset": preset, "corpus": str(corpus), "overrides": list(extra),
+         "systems": [label for label, _ in systems]},
+        checkpoints={"asv": out / "asv" / "asv_model.pt", "cm": out / "cm" / "cm_model.pt"},
+        protocols=protocol_digests(cfg), seeds={"train": cfg["train"]["seed"]}))
+    print(track1_table(cm_results, configs.cm["eval_splits"]))
+    print(track2_table(results))
+    print(f"\nDET curves of every system: {det}\nall numbers: {out / 'results.json'}"
+          f"\nfinished in {time.time() - t0:.0f} s ({clock.summary()})")
+    return {"cm": cm_results, "systems": results}
+
+
+def _number(key: str, value: float | None, width: int) -> str:
+    if value is None:
+        return f"{'-':>{width}}"
+    return f"{value:>{width}.2f}" if "eer" in key else f"{value:>{width}.4f}"
+
+
+def track1_table(cm_results: dict, splits: Sequence[str]) -> str:
+    """The CM's ASVspoof 5 Track 1 metrics per split (EER in %, Cllr in bits), and minDCF per codec condition."""
+    from metrics.breakdown import per_condition
+    head = f"{'split':<8}" + "".join(f"{name:>10}" for _, name in TRACK1_COLUMNS)
+    lines = ["", "ASVspoof 5 Track 1 (the CM) on the synthetic corpus (a stand-in, not a benchmark)", head,
+             "-" * len(head)]
+    for split in splits:
+        lines.append(f"{split:<8}" + "".join(_number(k, cm_results.get(f"{split}_cm_{k}"), 10)
+                                             for k, _ in TRACK1_COLUMNS))
+    for split in splits:
+        codecs = per_condition(cm_results.get(f"{split}_cm_breakdown", {}), "codec", "min_dcf")
+        if len(codecs) > 1:
+            lines.append(f"{split} minDCF per codec condition (- uncoded): "
+                         + ", ".join(f"{c} {v:.4f}" for c, v in codecs.items()))
+    return "\n".join(lines)
+
+
+def track2_table(results: dict[str, dict]) -> str:
+    """ASVspoof 5 Track 2 metrics of each system, dev and eval (t-EER and SASV-EER in %)."""
+    head = f"{'system':<28}" + "".join(f"{'dev ' + name:>15}" for _, name in TRACK2_COLUMNS) \
+        + "".join(f"{'eval ' + name:>16}" for _, name in TRACK2_COLUMNS)
+    lines = ["", "ASVspoof 5 Track 2 (SASV) on the synthetic corpus (a stand-in, not a benchmark)", head,
+             "-" * len(head)]
+    for label, r in results.items():
+        lines.append(f"{label:<28}" + "".join(_number(k, r["dev"].get(k), 15) for k, _ in TRACK2_COLUMNS)
+                     + "".join(_number(k, r["eval"].get(k), 16) for k, _ in TRACK2_COLUMNS))
+    if results:     # the tandem metrics judge the CM with the ASV scores: the same for every back-end
+        first = next(iter(results.values()))
+        lines.append("ASV + CM front-ends (the same for every system): " + "; ".join(
+            f"{split} " + ", ".join(f"{name} {_number(k, first[split].get(k), 0).strip()}"
+                                    for k, name in FRONT_END_COLUMNS) for split in ("dev", "eval")))
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="exp/quickstart", help="experiment folder")
-    parser.add_argument("--corpus", default="corpus/default", help="where the synthetic corpus is (or goes)")
+    parser.add_argument("--layout", default="la", choices=("la", "asvspoof5"),
+                        help="la: ASVspoof 2019 LA + VoxCeleb (SASV 2022); asvspoof5: ASVspoof 5 Track 1 and 2")
+    parser.add_argument("--out", default=None, help="experiment folder (default: exp/quickstart, "
+                                                    "exp/quickstart_asvspoof5 with --layout asvspoof5)")
+    parser.add_argument("--corpus", default=None, help="where the synthetic corpus is (or goes) (default: "
+                                                       "corpus/default, corpus/asvspoof5 with --layout asvspoof5)")
     parser.add_argument("--preset", default="default", choices=("tiny", "default"))
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="applied to the quickstart configs")
     add_wait_flag(parser)
     args = parser.parse_args(argv)
+    a5 = args.layout == "asvspoof5"
+    args.out = args.out if args.out is not None else "exp/quickstart_asvspoof5" if a5 else "exp/quickstart"
+    args.corpus = args.corpus if args.corpus is not None else "corpus/asvspoof5" if a5 else "corpus/default"
     for flag, folder in (("--out", args.out), ("--corpus", args.corpus)):
         check_output_path(folder, flag)
-    demo_configs(Path(args.out), Path(args.corpus), extra=args.overrides)   # a bad override: one line, nothing run
+    run = run_asvspoof5_demo if a5 else run_demo
+    if a5:      # a bad override: one line, nothing run
+        asvspoof5_configs(Path(args.out), Path(args.corpus), args.preset, extra=args.overrides)
+    else:
+        demo_configs(Path(args.out), Path(args.corpus), extra=args.overrides)
     retain_freed_memory()  # CPU training: reuse freed feature maps instead of page-faulting new ones
     with hold_folders([("--out", args.out), ("--corpus", args.corpus)], wait=args.wait):
-        run_demo(Path(args.out), Path(args.corpus), args.preset, extra=args.overrides)
+        run(Path(args.out), Path(args.corpus), args.preset, extra=args.overrides)
     return 0
 
 

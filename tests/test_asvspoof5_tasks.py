@@ -17,6 +17,7 @@ import synthetic.asvspoof5 as asvspoof5
 from common.cli import run_main
 from data.databases import open_database
 from data.score_files import read_asvspoof5_cm, read_sasv_scores
+from tests.conftest import ROOT
 from tests.pipeline_fixtures import ASV_MODEL, CM_MODEL, CROP, call, check_ok, run_script
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -126,3 +127,25 @@ def test_single_embedding_stage3_on_asvspoof5_train(a5, tmp_path, capsys):
     assert rc == 0, err
     results = json.loads((out / "results.json").read_text())
     assert {"dev", "eval"} <= set(results) and results["provenance"]["database"]["format"] == "asvspoof5"
+
+
+def test_demo_layout_asvspoof5_runs_every_step_and_prints_both_tracks(a5, tmp_path, capsys, monkeypatch):
+    """python demo.py --layout asvspoof5, scaled down: the CM's Track 1 table (with minDCF per codec condition of
+    the coded eval copies) and every system's Track 2 row; a rerun skips every step."""
+    import demo
+    monkeypatch.chdir(ROOT)
+    out = tmp_path / "demo"
+    argv = ["--layout", "asvspoof5", "--preset", "tiny", "--out", str(out), "--corpus", str(a5.parent),
+            "train.epochs=1", "train.progress=false", "asv.model={C: 64, embedding_dim: 32}",
+            "sampling.trials_per_epoch=64"]
+    rc, err = call(demo.main, argv, capsys)
+    assert rc == 0, err
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["systems"]) == {label for label, _ in demo.ASVSPOOF5_SYSTEMS}
+    assert results["cm"]["provenance"]["database"]["format"] == "asvspoof5"
+    for r in results["systems"].values():
+        assert {"min_a_dcf_asvspoof5", "min_t_dcf_asvspoof5", "t_eer"} <= set(r["eval"])
+    printed = demo.track1_table(results["cm"], ["dev", "eval"]) + demo.track2_table(results["systems"])
+    assert "eval minDCF per codec condition" in printed and "Score sum (Baseline1)" in printed
+    rc, err = call(demo.main, argv, capsys)
+    assert rc == 0 and err.count("up to date, skipped") == 2 + len(demo.ASVSPOOF5_SYSTEMS), err
