@@ -167,3 +167,19 @@ def test_settle_alone_is_the_work_itself(failing):
             raise error
         with pytest.raises(type(error)):
             together(ctx, "point", fail)
+
+
+def test_cm_evaluate_mode_under_two_ranks_writes_what_one_process_writes(staged, tiny_corpus, frontends, tmp_path):
+    """main.py task cm, mode evaluate (the CM-only evaluation) as two ranks: the cache holds the one-process stage's
+    arrays, the score file is the stage's byte for byte, rank 0 alone wrote results.json and printed."""
+    from tests.test_cm_evaluate import _args
+    out = tmp_path / "eval"
+    rank0, rank1 = launch("main.py", _args(tiny_corpus, frontends, out, "eval_splits=[dev, eval]"))
+    assert rank0.returncode == rank1.returncode == 0, rank0.stderr + rank1.stderr
+    for split in ("dev", "eval"):
+        same_arrays(staged.embeddings / f"cm_{split}.npz", out / "embeddings" / f"cm_{split}.npz", ["ids", "scores"])
+        assert (out / "scores" / f"cm_{split}.txt").read_bytes() == \
+            (staged.out / "scores" / f"cm_{split}.txt").read_bytes()
+    assert "rank 1 computed items 16-" in rank0.stderr
+    assert "minDCF" in rank0.stdout and rank1.stdout.strip() == "", rank1.stdout
+    assert (out / "results.json").is_file() and not [p for p in (out / "embeddings").iterdir() if ".shard-" in p.name]

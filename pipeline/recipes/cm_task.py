@@ -34,6 +34,7 @@ from data.datasets import CMDataset
 from data.score_files import CMScores, write_asvspoof5_cm, write_cm_scores
 from engine import (
     TrainData,
+    distributed,
     fit,
     is_main_process,
     load_model_weights,
@@ -44,6 +45,7 @@ from metrics.breakdown import Conditions, cm_breakdown, format_breakdown, per_co
 from metrics.eer import det_eer
 from pipeline.recipes.front_end_checks import check_training_config
 from pipeline.stages.cache import Inputs, ScoreMemo
+from pipeline.stages.cli import SYNC_TIMEOUT_S
 from pipeline.stages.experiment import Experiment, resolve_device
 from pipeline.stages.extract import Extracted, InputFloor, extract
 from pipeline.stages.frontends import CM_SECTION, build_cm, cm_embed_fn, crop_spec, frontend_identity
@@ -236,15 +238,28 @@ def run(cfg: Mapping, resume: bool = False, *, checked: Database | None = None) 
 
 def _evaluate(cfg: Mapping, db: Database) -> dict:
     """Mode evaluate: each of eval_splits scored by cm.checkpoint through the stage code (cached in
-    <output_dir>/embeddings like the stages' caches), its EERs written to results.json."""
+    <output_dir>/embeddings like the stages' caches), its metrics written to results.json. Under torchrun
+    (`torchrun --nproc_per_node=N main.py ...`) the ranks share the scoring as the stages do
+    (pipeline/stages/sharding.py): each scores a slice, rank 0 merges the slices and writes every output."""
+    ranks = distributed.setup("cpu", SYNC_TIMEOUT_S, backend="gloo")    # alone: no group, every call a no-op
+    try:
+        return _score_splits(cfg, db, ranks.is_main)
+    finally:
+        distributed.teardown(ranks)
+
+
+def _score_splits(cfg: Mapping, db: Database, is_main: bool) -> dict:
     out, device = Path(cfg["output_dir"]), resolve_device(cfg["train"]["device"])
     model, metrics, shown = None, {}, []
     files = Experiment(out, out / "embeddings")
     for split in cfg["eval_splits"]:
         entries = db.cm_entries(split)
+        if len({e.key for e in entries}) < 2:
+            raise InputError(f"{db.cm_protocol_path(split)}: {split} has only {entries[0].key} utterances: no CM EER")
         items = Inputs.of([(e.utt, db.audio(split, e.utt)) for e in entries])
         spec = CacheSpec(files.cm_embeddings(split), frontend_identity(cfg["cm"], "cm"), items,
                          "main.py (task cm, mode evaluate)")
+
         def compute(items: list[tuple[str, str]], split: str = split) -> Extracted:
             nonlocal model
             model = model or build_cm(cfg["cm"], device)
@@ -253,17 +268,19 @@ def _evaluate(cfg: Mapping, db: Database) -> dict:
                            desc=f"CM scores {split}", floor=InputFloor.of(model))
 
         cached = extract_cached(spec, cfg, f"cm {split}", compute, force=False, batch_size=cfg["train"]["batch_size"])
+        if cached is None:      # a rank other than 0: rank 0 writes the outputs
+            continue
         scores = cached["scores"]
         rows = CMScores([e.utt for e in entries], [e.system for e in entries], [e.key for e in entries], scores,
                         [e.codec for e in entries], [e.codec_q for e in entries])
         write_cm_scores(files.scores("cm", split), rows)
         write_asvspoof5_cm(files.package_scores("cm", split), files.package_keys("cm", split), rows)
         labels = np.array([e.label for e in entries])
-        if labels.min() == labels.max():
-            raise InputError(f"{db.cm_protocol_path(split)}: {split} has only {entries[0].key} utterances: no CM EER")
         metrics[f"{split}_cm_eer"] = 100 * det_eer(scores[labels == 1], scores[labels == 0]).eer
         metrics.update(split_metrics(split, entries, scores))
         shown.append(f"{split} {metrics[f'{split}_cm_eer']:.2f} %")
+    if not is_main:
+        return {}
     say_layout(db)
     write_results(out, metrics, provenance(cfg, checkpoints={"cm": cfg["cm"]["checkpoint"]},
                                            protocols=protocol_digests(cfg), device=cfg["train"]["device"],

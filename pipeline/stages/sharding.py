@@ -79,11 +79,11 @@ def cache_identity(spec: CacheSpec) -> str:
 
 def extract_cached(spec: CacheSpec, cfg: Mapping, label: str, compute: Compute, *, force: bool, batch_size: int,
                    rows: str = "") -> dict[str, np.ndarray] | None:
-    """The cache `spec` describes, reused when current (cached_or_none, `cfg["skip_bad_audio"]`), else computed by
-    `compute` and saved: its arrays ("ids", the data arrays, "skipped"). Under torchrun each rank computes its shard
-    (`batch_size`: the loader batch `compute` uses, which the slices follow) and rank 0 merges them; ranks other
-    than 0 get None (see the module docstring). `rows`: what a row is ("embeddings"), to log `LABEL: N ROWS -> PATH`
-    once computed (nothing when empty)."""
+    """The cache `spec` describes, reused when current (cached_or_none; `cfg["skip_bad_audio"]`, false when
+    absent), else computed by `compute` and saved: its arrays ("ids", the data arrays, "skipped"). Under torchrun
+    each rank computes its shard (`batch_size`: the loader batch `compute` uses, which the slices follow) and rank 0
+    merges them; ranks other than 0 get None (see the module docstring). `rows`: what a row is ("embeddings"), to
+    log `LABEL: N ROWS -> PATH` once computed (nothing when empty)."""
     ctx = joined()
     if not ctx.distributed:
         arrays = cached_or_none(spec, cfg, force, label)
@@ -151,7 +151,7 @@ def _own_shard(ctx: DistContext, spec: CacheSpec, cfg: Mapping, compute: Compute
     part = Inputs(spec.inputs.ids[first:end], spec.inputs.paths[first:end], spec.inputs.identity[first:end])
     record = np.asarray([ctx.rank, ctx.world_size, first, end, len(spec.inputs.ids)], dtype=np.int64)
     whole = cache_identity(spec)
-    why = "" if force else why_shard_stale(path, spec, part, record, whole, cfg["skip_bad_audio"])
+    why = "" if force else why_shard_stale(path, spec, part, record, whole, bool(cfg.get("skip_bad_audio", False)))
     if why is None:
         return f"rank {ctx.rank} reused {path.name} (items {first}-{end})"
     out = compute(part.items()) if end > first else Extracted([], {})
