@@ -103,8 +103,17 @@ def test_stages_score_track2_with_list_enrolment(a5, front_ends, tmp_path, capsy
         scores = read_sasv_scores(out / "scores" / f"sasv_{split}.txt")
         assert sorted(scores.trials()) == sorted((t.speaker, t.utt) for t in db.sasv_trials(split))
     results = json.loads((out / "results.json").read_text())
-    assert {"sasv_eer", "min_a_dcf"} <= set(results["eval"])
+    assert {"sasv_eer", "min_a_dcf", "min_a_dcf_asvspoof5", "min_t_dcf_asvspoof5", "t_eer"} <= set(results["eval"])
     assert results["provenance"]["database"]["format"] == "asvspoof5"
+    assert (out / "scores" / "asvspoof5" / "sasv_eval.tsv").is_file()
+
+    from fusion import BACKENDS, is_score_backend     # every score-level back-end on the same caches
+    for name in sorted(n for n in BACKENDS if is_score_backend(n)):
+        rc, err = call(lambda a: run_main(save_sasv_score.main, a),
+                       _sasv(a5, front_ends, tmp_path / name, f"embeddings_dir={out / 'embeddings'}",
+                             f"backend.name={name}"), capsys)
+        assert rc == 0, f"{name}: {err}"
+        assert "min_a_dcf_asvspoof5" in json.loads((tmp_path / name / "results.json").read_text())["eval"]
 
 
 @pytest.mark.parametrize("mode", ["frozen", "joint"])
