@@ -271,15 +271,19 @@ def run_demo(out: Path, corpus: Path, preset: str, systems: Sequence[tuple[str, 
 
 def table(results: dict[str, dict]) -> str:
     """Table 2 style: one row per system, dev and eval columns."""
-    head = f"{'system':<36}" + "".join(f"{'dev ' + name:>14}" for _, name in COLUMNS) \
-        + "".join(f"{'eval ' + name:>15}" for _, name in COLUMNS)
-    lines = ["", "SASV 2022 metrics on the synthetic corpus (EERs in %; a stand-in, not a benchmark)", head,
-             "-" * len(head)]
+    return systems_table("SASV 2022 metrics on the synthetic corpus (EERs in %; a stand-in, not a benchmark)",
+                         results, COLUMNS, label_width=36, width=14)
+
+
+def systems_table(title: str, results: dict[str, dict], columns: Sequence[tuple[str, str]], label_width: int,
+                  width: int) -> str:
+    """One row per system: the `columns` (results key, header) of dev, then of eval; EERs with 2 decimals."""
+    head = f"{'system':<{label_width}}" + "".join(f"{'dev ' + name:>{width}}" for _, name in columns) \
+        + "".join(f"{'eval ' + name:>{width + 1}}" for _, name in columns)
+    lines = ["", title, head, "-" * len(head)]
     for label, r in results.items():
-        lines.append(f"{label:<36}" + "".join(f"{r['dev'][k]:>14.2f}" if "eer" in k else f"{r['dev'][k]:>14.4f}"
-                                              for k, _ in COLUMNS)
-                     + "".join(f"{r['eval'][k]:>15.2f}" if "eer" in k else f"{r['eval'][k]:>15.4f}"
-                               for k, _ in COLUMNS))
+        lines.append(f"{label:<{label_width}}" + "".join(_number(k, r["dev"].get(k), width) for k, _ in columns)
+                     + "".join(_number(k, r["eval"].get(k), width + 1) for k, _ in columns))
     return "\n".join(lines)
 
 
@@ -396,14 +400,10 @@ def track1_table(cm_results: dict, splits: Sequence[str]) -> str:
 
 
 def track2_table(results: dict[str, dict]) -> str:
-    """ASVspoof 5 Track 2 metrics of each system, dev and eval (t-EER and SASV-EER in %)."""
-    head = f"{'system':<28}" + "".join(f"{'dev ' + name:>15}" for _, name in TRACK2_COLUMNS) \
-        + "".join(f"{'eval ' + name:>16}" for _, name in TRACK2_COLUMNS)
-    lines = ["", "ASVspoof 5 Track 2 (SASV) on the synthetic corpus (a stand-in, not a benchmark)", head,
-             "-" * len(head)]
-    for label, r in results.items():
-        lines.append(f"{label:<28}" + "".join(_number(k, r["dev"].get(k), 15) for k, _ in TRACK2_COLUMNS)
-                     + "".join(_number(k, r["eval"].get(k), 16) for k, _ in TRACK2_COLUMNS))
+    """ASVspoof 5 Track 2 metrics of each system, dev and eval (SASV-, SV-, SPF-EER in %), and the front-ends' tandem
+    metrics."""
+    lines = [systems_table("ASVspoof 5 Track 2 (SASV) on the synthetic corpus (a stand-in, not a benchmark)",
+                           results, TRACK2_COLUMNS, label_width=28, width=15)]
     if results:     # the tandem metrics judge the CM with the ASV scores: the same for every back-end
         first = next(iter(results.values()))
         lines.append("ASV + CM front-ends (the same for every system): " + "; ".join(
