@@ -9,8 +9,11 @@ from typing import Any, Mapping
 from common.dispatch import build, lookup
 from common.errors import InputError
 from fusion.base import TRIAL_KEYS, EmbeddingBackend, ScoreBackend
+from fusion.baseline1_v2 import Baseline1V2
 from fusion.baseline2 import Baseline2
 from fusion.joint_oc import JointOC
+from fusion.llr_linear import LLRLinear
+from fusion.llr_nonlinear import LLRNonlinear
 from fusion.lr_fusion import LRFusion
 from fusion.product_rule import ProductRule
 from fusion.score_sum import ScoreSum
@@ -20,8 +23,11 @@ BACKENDS: dict[str, type] = {
     "asv_only": ASVOnly,
     "cm_only": CMOnly,
     "score_sum": ScoreSum,
+    "baseline1_v2": Baseline1V2,
     "product_rule": ProductRule,
     "lr_fusion": LRFusion,
+    "llr_linear": LLRLinear,
+    "llr_nonlinear": LLRNonlinear,
     "baseline2": Baseline2,
     "joint_oc": JointOC,
 }

@@ -30,6 +30,10 @@ class ScoreBackend:
     name: ClassVar[str] = ""
     # The saved attributes and their types: the constructor's options (by name), then what `fit` estimates.
     state_fields: ClassVar[Mapping[str, type]] = {}
+    # True where the output is meant as a calibrated log-likelihood ratio (target vs the negatives), so that a
+    # deployed decision thresholds it at the Bayes threshold of a cost model (metrics.dcf.a_dcf_bayes_threshold)
+    # and reports the actual a-DCF there beside the minimum (metrics.report.evaluate_trials(llr=True)).
+    outputs_llr: ClassVar[bool] = False
 
     def fit(self, asv: np.ndarray, cm: np.ndarray, keys: Sequence[str]) -> "ScoreBackend":
         """Estimates the back-end's parameters from trials with keys 'target' | 'nontarget' | 'spoof'; returns self."""
@@ -116,6 +120,17 @@ def check_keys(keys: Sequence[str], n: int, who: str) -> np.ndarray:
     if bad:
         raise ValueError(f"{who}: unknown trial keys {bad[:5]}; expected {list(TRIAL_KEYS)}")
     return k
+
+
+def require_keys(keys: np.ndarray, needed: Sequence[str], who: str, what: str) -> None:
+    """One line naming the rule and the first class in `needed` that the fit set lacks, e.g.
+    `llr_nonlinear: the fit set has no spoof trials; the class-conditional Gaussians need target, nontarget and
+    spoof trials`."""
+    present = set(np.asarray(keys).astype(str).tolist())
+    for key in needed:
+        if key not in present:
+            raise InputError(f"{who}: the fit set has no {key} trials; {what} needs {', '.join(needed[:-1])}"
+                             f"{' and ' if len(needed) > 1 else ''}{needed[-1]} trials")
 
 
 def read_state(state: Mapping[str, Any], name: str, fields: Mapping[str, type]) -> dict[str, Any]:

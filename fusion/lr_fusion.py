@@ -12,7 +12,7 @@ import numpy as np
 
 from common.errors import InputError
 from fusion.base import ScoreBackend, check_keys, check_scores
-from fusion.normalisation import fit_logistic
+from fusion.calibration import fit_logistic
 
 
 class LRFusion(ScoreBackend):
@@ -25,6 +25,7 @@ class LRFusion(ScoreBackend):
     """
 
     name = "lr_fusion"
+    outputs_llr = True
     state_fields = {"prior": float, "fitted": bool, "w_asv": float, "w_cm": float, "bias": float}
 
     def __init__(self, prior: float = 0.5):

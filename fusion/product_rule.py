@@ -13,7 +13,7 @@ import numpy as np
 
 from common.errors import InputError
 from fusion.base import ScoreBackend, check_keys, check_scores
-from fusion.normalisation import fit_logistic, log_sigmoid, logit
+from fusion.calibration import fit_logistic, log_sigmoid, logit
 
 CALIBRATIONS = ("logistic", "sigmoid")
 _LIMIT = 1e300  # clip the log-odds so that a * s never reaches inf for huge finite scores

@@ -35,8 +35,6 @@ SCHEMA = {**SASV_SCHEMA, "ablation": ABLATION_SECTION}
 
 SYSTEM_KEYS = ("name", "backend", "options", "overrides", "cm_score", "seeds", "calibrated")
 
-CALIBRATED_BACKENDS = ("lr_fusion",)  # back-ends whose output is an LLR by construction
-
 # Config keys a system may not override: they define the shared embeddings or are set by the system entry.
 FIXED_KEYS = ("task", "mode", "database", "enr_audio", "output_dir", "embeddings_dir", "splits", "asv", "cm",
               "ablation", "backend", "backend.name", "backend.options", "backend.checkpoint")
@@ -123,7 +121,8 @@ def parse_systems(cfg: Mapping) -> list[System]:
             seeds = tuple(SEEDS.check("seeds", entry["seeds"])) if "seeds" in entry else default_seeds
         except ConfigError as e:
             raise ConfigError(f"{who}: {e}") from None
-        calibrated = entry.get("calibrated", backend in CALIBRATED_BACKENDS)
+        # default: whether the back-end's output is an LLR by construction (fusion.base.ScoreBackend.outputs_llr)
+        calibrated = entry.get("calibrated", bool(getattr(BACKENDS[backend], "outputs_llr", False)))
         if not isinstance(calibrated, bool):
             raise ConfigError(f"{who}: 'calibrated' must be true or false, got {calibrated!r}")
         changes = {**overrides, "backend.name": backend, "backend.options": options, "backend.checkpoint": None,
