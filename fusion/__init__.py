@@ -33,7 +33,7 @@ BACKENDS: dict[str, type] = {
 }
 
 __all__ = ["BACKENDS", "TRIAL_KEYS", "ScoreBackend", "EmbeddingBackend", "build_backend",
-           "is_score_backend", "score_backend_from_state"]
+           "is_score_backend", "outputs_llr", "score_backend_from_state"]
 
 
 def build_backend(name: str, **kwargs: Any) -> ScoreBackend | EmbeddingBackend:
@@ -44,6 +44,12 @@ def build_backend(name: str, **kwargs: Any) -> ScoreBackend | EmbeddingBackend:
 def is_score_backend(name: str) -> bool:
     """True for score-level back-ends (fit/score on sub-scores), False for embedding-level ones."""
     return issubclass(lookup(BACKENDS, name, "fusion back-end"), ScoreBackend)
+
+
+def outputs_llr(name: str) -> bool:
+    """True for back-ends whose output is a calibrated LLR (ScoreBackend.outputs_llr; embedding-level: False), so
+    that their results add the actual a-DCF at the Bayes threshold (metrics.report.evaluate_trials(llr=True))."""
+    return bool(getattr(lookup(BACKENDS, name, "fusion back-end"), "outputs_llr", False))
 
 
 def score_backend_from_state(state: Mapping[str, Any]) -> ScoreBackend:

@@ -124,8 +124,8 @@ def check_keys(keys: Sequence[str], n: int, who: str) -> np.ndarray:
 
 def require_keys(keys: np.ndarray, needed: Sequence[str], who: str, what: str) -> None:
     """One line naming the rule and the first class in `needed` that the fit set lacks, e.g.
-    `llr_nonlinear: the fit set has no spoof trials; the class-conditional Gaussians need target, nontarget and
-    spoof trials`."""
+    `llr_linear: the fit set has no spoof trials; the class-conditional Gaussian LLR step needs target, nontarget
+    and spoof trials`."""
     present = set(np.asarray(keys).astype(str).tolist())
     for key in needed:
         if key not in present:

@@ -93,7 +93,7 @@ class CalibratedLLRs(ScoreBackend):
     def fit_llrs(self, asv: np.ndarray, cm: np.ndarray, keys: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Fits steps 1 and 2 on checked inputs; returns the fit set's calibrated (LLR_asv, LLR_cm)."""
         keys = check_keys(keys, len(asv), self.name)
-        step = "the class-conditional Gaussians" if self.llrs == "gaussian" else "the sub-score calibration"
+        step = "the class-conditional Gaussian LLR step" if self.llrs == "gaussian" else "the sub-score calibration"
         require_keys(keys, TRIAL_KEYS, self.name, step)
         if self.llrs == "gaussian":
             for cls in TRIAL_KEYS:

@@ -12,6 +12,8 @@
   classes, one threshold. It follows the reference package: one point per sorted score (ties broken
   stably in the order target, nontarget, spoof) plus 'accept all' just below the lowest score, and a cost
   normalised by the better of the two trivial systems (accept all, reject all).
+* `a_dcf_bayes_threshold` / `act_a_dcf`: the threshold the a-DCF's cost model implies for a SASV score that is a
+  log-likelihood ratio of target vs the negatives, and the a-DCF actually paid there (docstrings below).
 """
 from __future__ import annotations
 
@@ -98,6 +100,43 @@ PAPER_DEFAULT = ADCFCost(p_target=0.9, p_nontarget=0.05, p_spoof=0.05, c_miss=1,
 ASVSPOOF5 = ADCFCost(p_target=0.9405, p_nontarget=0.0095, p_spoof=0.05, c_miss=1, c_fa_asv=10, c_fa_cm=10)
 
 
+def a_dcf_value(p_miss, p_fa_nontarget, p_fa_spoof, cost: ADCFCost):
+    """Normalised a-DCF of given error rates (scalars or arrays), Shim et al. 2024:
+    (Cmiss pi_tar Pmiss + Cfa_asv pi_non Pfa_non + Cfa_cm pi_spf Pfa_spf) / min(Cmiss pi_tar, Cfa_asv pi_non +
+    Cfa_cm pi_spf), the denominator being the cost of the better trivial system (reject all, accept all)."""
+    norm = min(cost.c_fa_asv * cost.p_nontarget + cost.c_fa_cm * cost.p_spoof, cost.c_miss * cost.p_target)
+    return (cost.c_miss * cost.p_target * p_miss + cost.c_fa_asv * cost.p_nontarget * p_fa_nontarget
+            + cost.c_fa_cm * cost.p_spoof * p_fa_spoof) / norm
+
+
+def a_dcf_bayes_threshold(cost: ADCFCost) -> float:
+    """The Bayes threshold of the a-DCF for SASV scores that are natural-log likelihood ratios:
+    log((Cfa_asv pi_non + Cfa_cm pi_spf) / (Cmiss pi_tar)); accept a trial when its score is at or above it.
+
+    Why: accepting a trial costs Cfa_asv pi_non p(x|non) + Cfa_cm pi_spf p(x|spf) in expectation, rejecting it
+    Cmiss pi_tar p(x|tar); the first is smaller exactly when LR(x) = p(x|tar) / p(x|neg) is at least that ratio,
+    where p(x|neg) is the negatives' mixture with spoof share rho = Cfa_cm pi_spf / (Cfa_asv pi_non + Cfa_cm pi_spf).
+    This is the Bayes decision of the ASVspoof 5 evaluation plan's actDCF (threshold -log(beta), eq. 3, for two
+    classes; `bayes_threshold`) applied to the a-DCF's three-class cost (Shim et al., "a-DCF: an
+    architecture agnostic metric with application to spoofing-robust speaker verification", Odyssey 2024, eq. 1).
+    The threshold is exact for an LLR against that rho-mixture (fusion llr_nonlinear with rho set so); other LLRs
+    pay for the mismatch in act_a_dcf. PAPER_DEFAULT: log(1.5 / 0.9) = 0.511 (rho 2/3); ASVSPOOF5:
+    log(0.595 / 0.9405) = -0.458 (rho 0.840)."""
+    negatives = cost.c_fa_asv * cost.p_nontarget + cost.c_fa_cm * cost.p_spoof
+    return float(np.log(negatives / (cost.c_miss * cost.p_target)))
+
+
+def act_a_dcf(classes: TrialClasses, cost: ADCFCost = PAPER_DEFAULT) -> MinCost:
+    """The actual normalised a-DCF at `a_dcf_bayes_threshold(cost)` and that threshold: a target scoring below it is
+    a miss, a nontarget or spoof at or above it a false alarm (the ASVspoof 5 actDCF's convention). Beside
+    `min_a_dcf` (same inputs) it shows what the scores' calibration costs; only meaningful for LLR scores."""
+    require(classes, ("target", "nontarget", "spoof"), "a-DCF")
+    tar, non, spf = (as_scores(a, "a-DCF scores") for a in classes)
+    threshold = a_dcf_bayes_threshold(cost)
+    value = a_dcf_value(np.mean(tar < threshold), np.mean(non >= threshold), np.mean(spf >= threshold), cost)
+    return MinCost(float(value), threshold)
+
+
 def a_dcf_curve(classes: TrialClasses, cost: ADCFCost = PAPER_DEFAULT) -> tuple[np.ndarray, np.ndarray]:
     """(normalised a-DCF, threshold) at every point of the reference package's curve."""
     require(classes, ("target", "nontarget", "spoof"), "a-DCF")
@@ -110,12 +149,8 @@ def a_dcf_curve(classes: TrialClasses, cost: ADCFCost = PAPER_DEFAULT) -> tuple[
     p_miss = np.r_[0, np.cumsum(labels == 0)] / tar.size
     p_fa_non = (non.size - np.r_[0, np.cumsum(labels == 1)]) / non.size
     p_fa_spf = (spf.size - np.r_[0, np.cumsum(labels == 2)]) / spf.size
-    cost_curve = (cost.c_miss * cost.p_target * p_miss + cost.c_fa_asv * cost.p_nontarget * p_fa_non
-                  + cost.c_fa_cm * cost.p_spoof * p_fa_spf)
-    accept_all = cost.c_fa_asv * cost.p_nontarget + cost.c_fa_cm * cost.p_spoof
-    reject_all = cost.c_miss * cost.p_target
     thresholds = np.r_[scores[order[0]] - 1e-8, scores[order]]
-    return cost_curve / min(accept_all, reject_all), thresholds
+    return a_dcf_value(p_miss, p_fa_non, p_fa_spf, cost), thresholds
 
 
 def min_a_dcf(classes: TrialClasses, cost: ADCFCost = PAPER_DEFAULT) -> MinCost:

@@ -3,6 +3,8 @@
 Conventions (so that numbers compare with the literature):
 * sasv_eer / sv_eer / spf_eer: SASV 2022 challenge (ROC interpolation), on the SASV score, in percent;
 * min_a_dcf: a-DCF with the paper's default costs; min_a_dcf_asvspoof5: with the ASVspoof 5 costs;
+* act_a_dcf / act_a_dcf_asvspoof5 (only with `llr=True`, for a back-end whose output is an LLR: fusion's
+  `outputs_llr`): the a-DCF actually paid at the Bayes threshold of the same costs (metrics.dcf.act_a_dcf);
 * asv_eer (target vs nontarget, ASV score) and cm_eer (target + nontarget vs spoof, CM score):
   ASVspoof DET convention, in percent;
 * t_eer: concurrent t-EER in percent; min_t_dcf_asvspoof2019: the ASVspoof 2019 t-DCF with the ASV fixed
@@ -23,7 +25,7 @@ from typing import Collection, Mapping, Sequence
 
 import numpy as np
 
-from metrics.dcf import ASVSPOOF5, PAPER_DEFAULT, min_a_dcf
+from metrics.dcf import ASVSPOOF5, PAPER_DEFAULT, act_a_dcf, min_a_dcf
 from metrics.eer import det_eer
 from metrics.sasv import sasv_eers
 from metrics.tdcf import (
@@ -36,6 +38,7 @@ from metrics.tdcf import (
 from metrics.teer import concurrent_t_eer
 from metrics.trials import split_trials
 
+NEEDS_LLR = ("act_a_dcf", "act_a_dcf_asvspoof5")     # reported only for LLR scores (evaluate_trials(llr=True))
 NEEDS_ASV_AND_CM = ("t_eer", "min_t_dcf_asvspoof5", "min_t_dcf_asvspoof5_formula", "min_t_dcf_asvspoof2019")
 
 # Column order and headers of `format_table`; percent metrics carry (%) in their header.
@@ -45,6 +48,8 @@ COLUMNS = {
     "spf_eer": "SPF-EER(%)",
     "min_a_dcf": "a-DCF",
     "min_a_dcf_asvspoof5": "a-DCF(AS5)",
+    "act_a_dcf": "act a-DCF",
+    "act_a_dcf_asvspoof5": "act a-DCF(AS5)",
     "t_eer": "t-EER(%)",
     "min_t_dcf_asvspoof5": "t-DCF(AS5)",
     "min_t_dcf_asvspoof5_formula": "t-DCF(AS5 formula)",
@@ -80,19 +85,29 @@ def missing_classes(keys: Sequence[str]) -> dict[str, str]:
 
 
 def evaluate_trials(keys: Sequence[str], sasv: np.ndarray, asv: np.ndarray | None = None,
-                    cm: np.ndarray | None = None, only: Collection[str] | None = None) -> dict[str, float]:
+                    cm: np.ndarray | None = None, only: Collection[str] | None = None,
+                    llr: bool = False) -> dict[str, float]:
     """All metrics computable from the given scores (aligned with `keys`: 'target'|'nontarget'|'spoof'), or those of
     them named in `only` (metrics.breakdown computes a few per condition).
 
+    llr: the SASV scores are log-likelihood ratios (the back-end's `outputs_llr`): adds act_a_dcf and
+    act_a_dcf_asvspoof5, the a-DCF at each cost model's Bayes threshold, beside the minima. Left out otherwise: the
+    Bayes threshold of a score that is no LLR means nothing.
     A metric whose trial classes are absent (see `missing_classes`) is left out rather than failing the rest."""
     lacking = missing_classes(keys)
-    wanted = lambda name: name not in lacking and (only is None or name in only)  # noqa: E731
+    # the actual a-DCFs need what the minima need (they stay out of NEEDS_CLASSES: only LLR scores report them)
+    skipped = set(lacking) | (set(NEEDS_LLR) if not llr or "min_a_dcf" in lacking else set())
+    wanted = lambda name: name not in skipped and (only is None or name in only)  # noqa: E731
     sasv_classes = split_trials(sasv, keys, "SASV scores")
     out = {k: 100.0 * v for k, v in sasv_eers(sasv, keys, available_only=True).items() if wanted(k)}
     if wanted("min_a_dcf"):
         out["min_a_dcf"] = min_a_dcf(sasv_classes, PAPER_DEFAULT).value
     if wanted("min_a_dcf_asvspoof5"):
         out["min_a_dcf_asvspoof5"] = min_a_dcf(sasv_classes, ASVSPOOF5).value
+    if wanted("act_a_dcf"):
+        out["act_a_dcf"] = act_a_dcf(sasv_classes, PAPER_DEFAULT).value
+    if wanted("act_a_dcf_asvspoof5"):
+        out["act_a_dcf_asvspoof5"] = act_a_dcf(sasv_classes, ASVSPOOF5).value
     asv_classes = split_trials(asv, keys, "ASV scores") if asv is not None else None
     cm_classes = split_trials(cm, keys, "CM scores") if cm is not None else None
     if cm_classes is not None:

@@ -22,7 +22,7 @@ import numpy as np
 
 from common.config import Rule
 from common.errors import InputError
-from metrics.dcf import DCF_P005, PAPER_DEFAULT, ADCFCost, DCFCost
+from metrics.dcf import DCF_P005, PAPER_DEFAULT, ADCFCost, DCFCost, a_dcf_value
 from metrics.eer import roc_eer
 from metrics.trials import SASV_KEYS, TrialClasses, as_scores
 
@@ -78,12 +78,6 @@ def _dcf(p_miss, p_fa, cost: DCFCost):
     return (cost.c_miss * cost.p_target * p_miss + cost.c_fa * (1.0 - cost.p_target) * p_fa) / norm
 
 
-def _a_dcf(p_miss, p_fa_non, p_fa_spf, cost: ADCFCost):
-    norm = min(cost.c_fa_asv * cost.p_nontarget + cost.c_fa_cm * cost.p_spoof, cost.c_miss * cost.p_target)
-    return (cost.c_miss * cost.p_target * p_miss + cost.c_fa_asv * cost.p_nontarget * p_fa_non
-            + cost.c_fa_cm * cost.p_spoof * p_fa_spf) / norm
-
-
 def actual_dcf(target: np.ndarray, nontarget: np.ndarray, threshold: float, cost: DCFCost = DCF_P005) -> float:
     """Normalised DCF of target-vs-nontarget decisions at a fixed threshold (same normalisation as min DCF)."""
     r = error_rates({"target": target, "nontarget": nontarget}, threshold)
@@ -95,7 +89,7 @@ def actual_a_dcf(scores: Mapping | TrialClasses, threshold: float, cost: ADCFCos
     c = _classes(scores, "a-DCF scores")
     _need(c, SASV_KEYS, "a-DCF scores", "a-DCF")
     r = error_rates(c, threshold)
-    return float(_a_dcf(r["p_miss"], r["p_fa_nontarget"], r["p_fa_spoof"], cost))
+    return float(a_dcf_value(r["p_miss"], r["p_fa_nontarget"], r["p_fa_spoof"], cost))
 
 
 def choose_threshold(dev: Mapping | TrialClasses, method: str, *, negatives: str = "nontarget",
@@ -133,8 +127,8 @@ def choose_threshold(dev: Mapping | TrialClasses, method: str, *, negatives: str
         return float(cands[int(np.argmin(cost))])
     _need(c, SASV_KEYS, "dev scores", "the min-a-DCF threshold")
     cands = candidate_thresholds(*c.values())
-    cost = _a_dcf(1.0 - _accept_rate(c["target"], cands), _accept_rate(c["nontarget"], cands),
-                  _accept_rate(c["spoof"], cands), a_dcf_cost)
+    cost = a_dcf_value(1.0 - _accept_rate(c["target"], cands), _accept_rate(c["nontarget"], cands),
+                       _accept_rate(c["spoof"], cands), a_dcf_cost)
     return float(cands[int(np.argmin(cost))])
 
 
@@ -146,7 +140,8 @@ def evaluate_threshold(scores: Mapping | TrialClasses, threshold: float, dcf_cos
     if "p_fa_nontarget" in out:
         out["actual_dcf"] = float(_dcf(out["p_miss"], out["p_fa_nontarget"], dcf_cost))
         if "p_fa_spoof" in out:
-            out["actual_a_dcf"] = float(_a_dcf(out["p_miss"], out["p_fa_nontarget"], out["p_fa_spoof"], a_dcf_cost))
+            out["actual_a_dcf"] = float(a_dcf_value(out["p_miss"], out["p_fa_nontarget"], out["p_fa_spoof"],
+                                                    a_dcf_cost))
     return out
 
 

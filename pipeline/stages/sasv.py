@@ -28,7 +28,7 @@ from data.databases import say_layout
 from data.embeddings import EmbeddingTable
 from data.score_files import write_sasv_scores
 from engine.checkpoint import load_model_state
-from fusion import EmbeddingBackend, ScoreBackend, build_backend, is_score_backend
+from fusion import EmbeddingBackend, ScoreBackend, build_backend, is_score_backend, outputs_llr
 from metrics.det import plot_det
 from metrics.report import evaluate_trials, format_table, json_ready
 from pipeline.stages.experiment import (
@@ -237,7 +237,8 @@ def write_results(cfg: Mapping, inputs: Mapping[str, TrialInputs], scores: Mappi
     """Score files, metrics and DET plots of each split, and results.json with what made them.
 
     The ASV and CM trial score files are rewritten from the very scores the metrics used (score
-    normalisation included), so `evaluate.py --sasv --asv --cm` on the written files gives back results.json."""
+    normalisation included), so `evaluate.py --sasv --asv --cm` on the written files gives back results.json.
+    A back-end whose output is an LLR (fusion.outputs_llr) also gets the actual a-DCFs at the Bayes thresholds."""
     exp = experiment(cfg)
     results: dict[str, dict] = {}
     for split, data in inputs.items():
@@ -246,7 +247,8 @@ def write_results(cfg: Mapping, inputs: Mapping[str, TrialInputs], scores: Mappi
         write_sasv_scores(exp.scores("cm_trials", split), sasv_rows(data.trials, data.cm_scores))
         write_package_sasv(cfg, split, "sasv", data.trials,
                            {"sasv": scores[split], "asv": data.asv_scores, "cm": data.cm_scores})
-        results[split] = evaluate_trials(data.keys, scores[split], data.asv_scores, data.cm_scores)
+        results[split] = evaluate_trials(data.keys, scores[split], data.asv_scores, data.cm_scores,
+                                         llr=outputs_llr(cfg["backend"]["name"]))
         if cfg["det"]:
             plot_det({cfg["backend"]["name"]: (scores[split], data.keys)}, exp.root / f"det_{split}.png",
                      title=f"{cfg['backend']['name']} on {split}")

@@ -11,7 +11,7 @@ from common.config import OPTIONAL_PATH, ConfigError, Rule, with_changes
 from common.dispatch import check_kwargs
 from common.errors import InputError
 from engine.seeding import SEED
-from fusion import BACKENDS, is_score_backend
+from fusion import BACKENDS, is_score_backend, outputs_llr
 from metrics.thresholds import FAR, NEGATIVES
 from pipeline.recipes.sasv_task import SCHEMA as SASV_SCHEMA
 from pipeline.stages.experiment import check_sasv_config, experiment
@@ -121,8 +121,7 @@ def parse_systems(cfg: Mapping) -> list[System]:
             seeds = tuple(SEEDS.check("seeds", entry["seeds"])) if "seeds" in entry else default_seeds
         except ConfigError as e:
             raise ConfigError(f"{who}: {e}") from None
-        # default: whether the back-end's output is an LLR by construction (fusion.base.ScoreBackend.outputs_llr)
-        calibrated = entry.get("calibrated", bool(getattr(BACKENDS[backend], "outputs_llr", False)))
+        calibrated = entry.get("calibrated", outputs_llr(backend))   # default: an LLR by construction
         if not isinstance(calibrated, bool):
             raise ConfigError(f"{who}: 'calibrated' must be true or false, got {calibrated!r}")
         changes = {**overrides, "backend.name": backend, "backend.options": options, "backend.checkpoint": None,
