@@ -9,7 +9,7 @@ LR_cm = p(x|tar) / p(x|spf):
 
 rho is searched on the fit set as the tool searches it (`search_rho`), or fixed by the user: the a-DCF's Bayes
 decision weighs the negatives by cost x prior, so rho = C_fa_cm p_spoof / (C_fa_asv p_nontarget + C_fa_cm p_spoof)
-makes metrics.dcf.a_dcf_bayes_threshold the exact Bayes threshold (docs/backends.md, "Threshold policy").
+makes the score the LLR that metrics.dcf.a_dcf_bayes_threshold assumes (docs/backends.md, "Threshold policy").
 """
 from __future__ import annotations
 
