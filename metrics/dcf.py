@@ -120,8 +120,8 @@ def a_dcf_bayes_threshold(cost: ADCFCost) -> float:
     classes; `bayes_threshold`) applied to the a-DCF's three-class cost (Shim et al., "a-DCF: an
     architecture agnostic metric with application to spoofing-robust speaker verification", Odyssey 2024, eq. 1).
     It is the Bayes threshold of an LLR against that rho-mixture (fusion llr_nonlinear with rho set so is built
-    to be one); other scores pay for the mismatch in act_a_dcf. PAPER_DEFAULT: log(1.5 / 0.9) = 0.511 (rho 2/3); ASVSPOOF5:
-    log(0.595 / 0.9405) = -0.458 (rho 0.840)."""
+    to be one); other scores pay for the mismatch in act_a_dcf.
+    PAPER_DEFAULT: log(1.5 / 0.9) = 0.511 (rho 2/3); ASVSPOOF5: log(0.595 / 0.9405) = -0.458 (rho 0.840)."""
     negatives = cost.c_fa_asv * cost.p_nontarget + cost.c_fa_cm * cost.p_spoof
     return float(np.log(negatives / (cost.c_miss * cost.p_target)))
 
