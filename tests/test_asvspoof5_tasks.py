@@ -107,7 +107,7 @@ def test_stages_score_track2_with_list_enrolment(a5, front_ends, tmp_path, capsy
     assert results["provenance"]["database"]["format"] == "asvspoof5"
     assert (out / "scores" / "asvspoof5" / "sasv_eval.tsv").is_file()
 
-    from fusion import BACKENDS, is_score_backend     # every score-level back-end on the same caches
+    from fusion import BACKENDS, is_score_backend  # every score-level back-end on the same caches
     for name in sorted(n for n in BACKENDS if is_score_backend(n)):
         rc, err = call(lambda a: run_main(save_sasv_score.main, a),
                        _sasv(a5, front_ends, tmp_path / name, f"embeddings_dir={out / 'embeddings'}",
