@@ -52,9 +52,6 @@ def fuse(sources: Sequence[SplitSources], rules: Sequence[Rule], out: Path, det:
     """Reads and checks every input, fits every rule on dev, scores and evaluates both splits; writes nothing (every
     bad input is one line before the output folder is touched)."""
     data = {s.split: load_split(s) for s in sources}
-    for split, d in data.items():
-        log.info(f"{split}: {len(d.keys)} trials from {d.source}"
-                 + (f" ({', '.join(f'{n} {c}' for c, n in d.counts().items())})" if d.labelled else ", no labels"))
     backends = fit_rules(rules, data["dev"])
     scores = {label: {split: b.score(d.asv_scores, d.cm_scores) for split, d in data.items()}
               for label, b in backends.items()}
@@ -86,7 +83,9 @@ def write_outputs(result: FusionResult) -> None:
     from metrics.det import plot_det
 
     out = result.out
-    for d in result.data.values():
+    for split, d in result.data.items():
+        log.info(f"{split}: {len(d.keys)} trials from {d.source}"
+                 + (f" ({', '.join(f'{n} {c}' for c, n in d.counts().items())})" if d.labelled else ", no labels"))
         if d.labelled:
             write_inputs(out, d)
     for label, backend in result.backends.items():
