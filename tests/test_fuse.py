@@ -195,8 +195,8 @@ def _edit(path: Path, change) -> Path:
 BAD = {
     "trial sets differ": (lambda f: {"eval": {"cm": _edit(f["eval"]["cm"],
                                                           lambda ls: ls[1:] + ["S0 extra_U A07 spoof 1.0"])}},
-                          ("--asv-eval", "--cm-eval", "disagree on trials (240 vs 240)", "'S0 eval_U00000' is in --asv-eval",
-                           "'S0 extra_U' is in --cm-eval")),
+                          ("--asv-eval", "--cm-eval", "disagree on trials (240 vs 240)",
+                           "'S0 eval_U00000' is in --asv-eval", "'S0 extra_U' is in --cm-eval")),
     "dev without spoof": (lambda f: {"dev": {k: _edit(f["dev"][k], lambda ls: [x for x in ls if " spoof " not in x])
                                              for k in ("asv", "cm")}},
                           ("fusion rule product_rule needs spoof trials in the dev split", "0 spoof")),
