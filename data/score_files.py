@@ -172,8 +172,8 @@ def read_sasv_scores(path: str | os.PathLike) -> SASVScores:
 
 def write_sasv_scores(path: str | os.PathLike, scores: SASVScores) -> None:
     """Writes `SPK UTT ATTACK KEY SCORE` lines atomically (re-running overwrites)."""
-    write_lines(path, [f"{s} {u} {a} {k} {float(v)!r}" for s, u, a, k, v in
-                       zip(scores.spk, scores.utt, scores.attack, scores.key, scores.score, strict=True)])
+    write_lines(path, [f"{s} {u} {a} {k} {v!r}" for s, u, a, k, v in     # tolist(): Python floats, 3x faster
+                       zip(scores.spk, scores.utt, scores.attack, scores.key, scores.score.tolist(), strict=True)])
 
 
 def read_cm_scores(path: str | os.PathLike) -> CMScores:
@@ -577,7 +577,7 @@ def write_asvspoof5_sasv(scores_path: str | os.PathLike, keys_path: str | os.Pat
     first = next(iter(columns.values()))
     if any(c.utt != first.utt or c.spk != first.spk for c in columns.values()):
         raise ValueError("write_asvspoof5_sasv: the score columns hold different trials")
-    cells = [[f"{float(v)!r}" for v in columns[name].score] if name in columns else [NO_SCORE] * len(first)
+    cells = [list(map(repr, columns[name].score.tolist())) if name in columns else [NO_SCORE] * len(first)
              for name in SCORE_COLUMNS]
     write_lines(scores_path, ["\t".join(AS5_SASV_SCORES)] + [
         "\t".join((s, u, *values)) for s, u, *values in zip(first.spk, first.utt, *cells, strict=True)])
