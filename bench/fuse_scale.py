@@ -26,9 +26,11 @@ SIZES = {   # split -> (target, nontarget, spoof)
     "la": {"dev": (1484, 5768, 22296), "eval": (5370, 33327, 63882)},
     "asvspoof5": {"dev": (28_246, 112_982, 141_228), "eval": (83_454, 333_814, 417_268)},
 }
-# Compiled modules cached somewhere writable (a shared read-only virtual environment would compile sklearn, scipy and
-# matplotlib afresh on every run: 15 s of a loaded 2-core machine that an ordinary install never spends).
-ENV = {**os.environ, "PYTHONPYCACHEPREFIX": str(Path(tempfile.gettempdir()) / "fuse_bench_pycache")}
+# Compiled modules cached in a folder of the benchmark's own: with PYTHONDONTWRITEBYTECODE (set on the development
+# machines) every run would compile torch, sklearn, scipy and matplotlib afresh, 10 s of CPU an installed toolkit
+# never spends.
+ENV = {**{k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},
+       "PYTHONPYCACHEPREFIX": str(Path(tempfile.gettempdir()) / "fuse_bench_pycache")}
 LIMITS = {"la": (15.0, None), "asvspoof5": (90.0, 2048.0)}    # seconds, MiB (issue 24)
 
 
@@ -54,14 +56,20 @@ def write_split(folder: Path, split: str, counts: tuple[int, int, int], rng: np.
             f"--trials-{split}", str(folder / f"trials_{split}.txt")]
 
 
-def run_once(argv: list[str]) -> tuple[float, float]:
-    """(wall seconds, peak RSS in MiB so far of any child: fuse.py runs are the only children) of one fuse.py run."""
-    start = time.perf_counter()
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_once(argv: list[str]) -> tuple[float, float, float]:
+    """(wall seconds, CPU seconds, peak RSS in MiB so far of any child: fuse.py runs are the only children) of one
+    fuse.py run. On a loaded shared machine the CPU time is the steadier figure."""
+    start, cpu = time.perf_counter(), _children_cpu()
     done = subprocess.run([sys.executable, "fuse.py", *argv], cwd=ROOT, capture_output=True, text=True, env=ENV)
     wall = time.perf_counter() - start
     if done.returncode != 0:
         sys.exit(f"fuse.py failed:\n{done.stderr[-3000:]}")
-    return wall, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return wall, _children_cpu() - cpu, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
 
 def main() -> None:
@@ -79,14 +87,14 @@ def main() -> None:
             argv += ["--out", str(folder / "out")] + (["--backends", *args.backends] if args.backends else [])
             run_once(argv + ["--backends", "score_sum"])      # warms the module cache; not counted
             runs = [run_once(argv) for _ in range(args.runs)]
-            walls, peaks = [w for w, _ in runs], [p for _, p in runs]
+            walls, cpus, peaks = ([r[i] for r in runs] for i in range(3))
             dev, ev = (sum(SIZES[size][s]) for s in ("dev", "eval"))
             limit_s, limit_mib = LIMITS[size]
             print(f"{size}: {dev:,} dev / {ev:,} eval trials: median {statistics.median(walls):.1f} s "
-                  f"(runs {', '.join(f'{w:.1f}' for w in walls)}; limit {limit_s:g} s), peak RSS "
+                  f"(runs {', '.join(f'{w:.1f}' for w in walls)}; limit {limit_s:g} s), CPU median "
+                  f"{statistics.median(cpus):.1f} s, peak RSS "
                   f"{max(peaks):.0f} MiB" + (f" (limit {limit_mib:g} MiB)" if limit_mib else ""))
-    print(f"load average {os.getloadavg()[0]:.2f} after; children's CPU "
-          f"{resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime:.0f} s")
+    print(f"load average {os.getloadavg()[0]:.2f} after")
 
 
 if __name__ == "__main__":
