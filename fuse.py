@@ -24,7 +24,7 @@ from typing import Sequence
 
 from common.cli import add_wait_flag, run_main
 from common.errors import InputError
-from common.folders import check_inputs_kept, check_output_path
+from common.folders import check_inputs_kept, check_output_folder
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -49,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pipeline.tools.fuse_run import fuse, write_outputs
 
     args = parse_args(argv)
-    out = check_output_path(args.out, "--out")
+    out = check_output_folder(args.out, "--out")      # new, empty or a run's: said before any input is read
     rules = [parse_rule(text) for text in (args.backends or score_backends())]
     labels = [r.label for r in rules]
     twice = next((label for label in labels if labels.count(label) > 1), None)

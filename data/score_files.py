@@ -339,7 +339,7 @@ def detect_score_format(path: str | os.PathLike) -> str:
         raise ScoreFileError(f"{path}: the ASVspoof 5 package's first ASV score form 'CM_LABEL SASV_LABEL SCORE' names "
                              f"no trials, so its scores cannot be paired with the CM and SASV scores of the same "
                              f"trials; write them as a SASV 2022 file or in the asv-score column of a package file")
-    if "," in line and not any(_is_number(f) for f in next(csv.reader([line]))):
+    if "," in line and any(_csv_name(f) for f in next(csv.reader([line]))):     # a header naming a known column
         return "csv"
     raise ScoreFileError(f"{path}: unrecognised score file: its first line is {line!r}; expected one of: "
                          + "; ".join(SCORE_FORMATS.values()))
@@ -605,11 +605,16 @@ CSV_COLUMNS = {
 _CSV_NAMES = {spelling: name for name, spellings in CSV_COLUMNS.items() for spelling in spellings}
 
 
+def _csv_name(text: str) -> str | None:
+    """The canonical CSV column a header cell names, or None."""
+    return _CSV_NAMES.get(text.strip().lower().replace("-", "_").replace(" ", "_"))
+
+
 def _csv_header(path: str | os.PathLike, header: list[str]) -> dict[str, int]:
     """{canonical column: index}; one line for a column named twice or a CSV that names no utterances."""
     at: dict[str, int] = {}
     for i, text in enumerate(header):
-        name = _CSV_NAMES.get(text.strip().lower().replace("-", "_").replace(" ", "_"))
+        name = _csv_name(text)
         if name is None:
             continue
         if name in at:
