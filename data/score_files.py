@@ -17,7 +17,16 @@
   TRIAL_TYPE bonafide|spoof, SASV: target|nontarget|spoof): read here as `asvspoof5_early`; its ASV file
   `CM_LABEL SASV_LABEL SCORE` names no trials, so it cannot be paired with other scores and is refused.
 
-`detect_score_format` tells these apart from a file's first line.
+* CSV with a header naming its columns (comma-separated, quoted fields allowed): the trial (`spk`, `utt`; aliases
+  in CSV_COLUMNS), one or more score columns (`asv_score`, `cm_score`, `sasv_score`, or a single `score`), and
+  optionally the labels (`key`: target|nontarget|spoof, or bonafide|spoof in a CSV of one CM score per utterance,
+  which has no `spk` column; `attack`). A CSV without ids (the organisers' fusion tool's `asv_score,cm_score,
+  sasv_label`) names no trials and is refused: scores are matched by trial, never by line order.
+
+`detect_score_format` tells these apart from a file's first line; `read_scores` reads any of them (a file without
+labels: the package score files without their key file, a CSV without `key`, comes back with every key and
+attack UNKNOWN); `align_scores` matches two files' trials by (speaker, utterance) and merges their labels, and
+`cm_trial_scores` gives per-utterance CM scores to the trials that test those utterances.
 
 Reading is strict, since a silently skipped or duplicated trial changes every metric: a bad line is an
 error naming the file and line. Writing is atomic and uses the shortest exact float repr, so a
@@ -25,6 +34,7 @@ write/read round trip gives the same scores bit for bit.
 """
 from __future__ import annotations
 
+import csv
 import math
 import os
 from dataclasses import dataclass
@@ -162,8 +172,8 @@ def read_sasv_scores(path: str | os.PathLike) -> SASVScores:
 
 def write_sasv_scores(path: str | os.PathLike, scores: SASVScores) -> None:
     """Writes `SPK UTT ATTACK KEY SCORE` lines atomically (re-running overwrites)."""
-    write_lines(path, [f"{s} {u} {a} {k} {float(v)!r}" for s, u, a, k, v in
-                       zip(scores.spk, scores.utt, scores.attack, scores.key, scores.score, strict=True)])
+    write_lines(path, [f"{s} {u} {a} {k} {v!r}" for s, u, a, k, v in     # tolist(): Python floats, 3x faster
+                       zip(scores.spk, scores.utt, scores.attack, scores.key, scores.score.tolist(), strict=True)])
 
 
 def read_cm_scores(path: str | os.PathLike) -> CMScores:
@@ -192,27 +202,75 @@ def write_cm_scores(path: str | os.PathLike, scores: CMScores, bonafide_attack: 
                        zip(scores.utt, scores.attack, scores.key, scores.score, strict=True)])
 
 
+def _agree(mine: str, theirs: str) -> bool:
+    """Two labels of one trial agree when equal or when one of them is UNKNOWN (a file without that label)."""
+    return mine == theirs or mine == UNKNOWN or theirs == UNKNOWN
+
+
 def align_scores(reference: SASVScores, other: SASVScores,
                  names: tuple[str, str] = ("reference", "other")) -> SASVScores:
-    """`other` reordered to `reference`'s trial order; both must hold the same trials with the same labels."""
+    """`other`'s scores in `reference`'s trial order, with the labels of both. Trials are matched by (speaker,
+    utterance), never by line order; both must hold the same trials (one line otherwise: the counts and the first
+    trial each side lacks), and a trial's key and attack must agree where both files give them. UNKNOWN (a file
+    without labels, the early package form's spoof attack) agrees with anything, and the known label is kept."""
     index = {trial: i for i, trial in enumerate(other.trials())}
-    missing = next((t for t in reference.trials() if t not in index), None)
-    if missing is None and len(other) != len(reference):
-        mine = set(reference.trials())
-        missing_from_ref = next(t for t in other.trials() if t not in mine)
+    ref_trials = reference.trials()
+    only_ref = next((t for t in ref_trials if t not in index), None)
+    if only_ref is not None or len(other) != len(reference):
+        mine = set(ref_trials)
+        only_other = next((t for t in other.trials() if t not in mine), None)
+        sides = [f"'{' '.join(t)}' is in {a} but not in {b}" for t, a, b in
+                 ((only_ref, names[0], names[1]), (only_other, names[1], names[0])) if t is not None]
         raise ScoreFileError(f"{names[0]} and {names[1]} disagree on trials ({len(reference)} vs {len(other)}): "
-                             f"'{' '.join(missing_from_ref)}' is in {names[1]} but not in {names[0]}")
-    if missing is not None:
-        raise ScoreFileError(f"{names[0]} and {names[1]} disagree on trials ({len(reference)} vs {len(other)}): "
-                             f"'{' '.join(missing)}' is in {names[0]} but not in {names[1]}")
-    order = np.fromiter((index[t] for t in reference.trials()), dtype=np.int64, count=len(reference))
-    for i, j in enumerate(order):
-        if (reference.key[i], reference.attack[i]) != (other.key[j], other.attack[j]):
+                             + ("; ".join(sides) or "one of them lists a trial twice"))
+    order = np.fromiter((index[t] for t in ref_trials), dtype=np.int64, count=len(reference))
+    keys, attacks = list(reference.key), list(reference.attack)
+    for i, j in enumerate(order.tolist()):
+        key, attack, their_key, their_attack = keys[i], attacks[i], other.key[j], other.attack[j]
+        if key == their_key and attack == their_attack:
+            continue
+        if not (_agree(key, their_key) and _agree(attack, their_attack)):
             raise ScoreFileError(
-                f"trial '{reference.spk[i]} {reference.utt[i]}' is '{reference.attack[i]} {reference.key[i]}' "
-                f"in {names[0]} but '{other.attack[j]} {other.key[j]}' in {names[1]}")
-    return SASVScores(list(reference.spk), list(reference.utt), list(reference.attack), list(reference.key),
-                      other.score[order], reference.codec, reference.codec_q)
+                f"trial '{reference.spk[i]} {reference.utt[i]}' is '{attack} {key}' in {names[0]} but "
+                f"'{their_attack} {their_key}' in {names[1]}")
+        keys[i] = their_key if key == UNKNOWN else key
+        attacks[i] = their_attack if attack == UNKNOWN else attack
+    codec, codec_q = reference.codec, reference.codec_q
+    if codec is None and other.codec is not None:
+        codec, codec_q = [other.codec[j] for j in order], [other.codec_q[j] for j in order]
+    return SASVScores(list(reference.spk), list(reference.utt), attacks, keys, other.score[order], codec, codec_q)
+
+
+def cm_trial_scores(cm: CMScores, trials: SASVScores, names: tuple[str, str] = ("trials", "CM scores")
+                    ) -> SASVScores:
+    """The CM score of each trial's test utterance, in `trials`' order with its labels: CM scores are per utterance
+    (ASVspoof 2019 CM files, package Track 1 files), and a trial's CM score is its test utterance's. Every tested
+    utterance needs a score (one line otherwise: the counts and the first trial without one); utterances no trial
+    tests are ignored. The CM file's bona fide / spoof label must agree with the trial's key, and its attack with the
+    trial's where both name one (an UNKNOWN trial attack takes the CM file's)."""
+    index = {u: i for i, u in enumerate(cm.utt)}
+    rows = [index.get(u, -1) for u in trials.utt]
+    lacking = rows.count(-1)
+    if lacking:
+        n = rows.index(-1)
+        raise ScoreFileError(f"{names[0]} and {names[1]} disagree on trials: {lacking} of the {len(trials)} trials "
+                             f"of {names[0]} test an utterance with no score among the {len(cm)} of {names[1]}, "
+                             f"the first '{trials.spk[n]} {trials.utt[n]}'")
+    attacks = list(trials.attack)
+    for n, i in enumerate(rows):
+        key, label, attack, their_attack = trials.key[n], cm.key[i], attacks[n], cm.attack[i]
+        if label == UNKNOWN or key == UNKNOWN:     # nothing to check against
+            continue
+        if (key == SPOOF) != (label == SPOOF) or (key == SPOOF and not _agree(attack, their_attack)):
+            raise ScoreFileError(f"trial '{trials.spk[n]} {trials.utt[n]}' is '{attack} {key}' in {names[0]} but "
+                                 f"its test utterance is '{their_attack} {label}' in {names[1]}")
+        if attack == UNKNOWN:
+            attacks[n] = their_attack
+    order = np.asarray(rows, dtype=np.int64)
+    codec, codec_q = trials.codec, trials.codec_q
+    if codec is None and cm.codec is not None:
+        codec, codec_q = [cm.codec[i] for i in rows], [cm.codec_q[i] for i in rows]
+    return SASVScores(list(trials.spk), list(trials.utt), attacks, list(trials.key), cm.score[order], codec, codec_q)
 
 
 # ------------------------------------------------------------------------------ the ASVspoof 5 evaluation package
@@ -236,6 +294,8 @@ SCORE_FORMATS = {
     "asvspoof5_cm_keys": "ASVspoof 5 package Track 1 keys with the header 'filename cm-label ...'",
     "asvspoof5_sasv_keys": "ASVspoof 5 package Track 2 keys with the header 'spk filename cm-label asv-label ...'",
     "asvspoof5_early": "the ASVspoof 5 package's first form 'SPK UTT SCORE TRIAL_TYPE'",
+    "csv": "CSV with a header naming its columns 'spk,utt,score[,key][,attack]' (or asv_score / cm_score columns; "
+           "without spk: one CM score per utterance)",
 }
 
 
@@ -279,6 +339,8 @@ def detect_score_format(path: str | os.PathLike) -> str:
         raise ScoreFileError(f"{path}: the ASVspoof 5 package's first ASV score form 'CM_LABEL SASV_LABEL SCORE' names "
                              f"no trials, so its scores cannot be paired with the CM and SASV scores of the same "
                              f"trials; write them as a SASV 2022 file or in the asv-score column of a package file")
+    if "," in line and any(_csv_name(f) for f in next(csv.reader([line]))):     # a header naming a known column
+        return "csv"
     raise ScoreFileError(f"{path}: unrecognised score file: its first line is {line!r}; expected one of: "
                          + "; ".join(SCORE_FORMATS.values()))
 
@@ -354,6 +416,15 @@ def _read_keys(path: str | os.PathLike, track: str) -> tuple[dict, bool]:
     return keys, "codec" in at
 
 
+def read_asvspoof5_keys(path: str | os.PathLike, track: str) -> dict:
+    """The labels of a package key file: {filename: PackageKey} of a Track 1 file (`track` 'cm'), {(spk, filename):
+    PackageKey} of a Track 2 file ('sasv'), in file order."""
+    return _read_keys(path, track)[0]
+
+
+UNLABELLED = PackageKey(0, UNKNOWN, UNKNOWN, UNKNOWN, UNKNOWN, UNKNOWN)   # a trial of a score file without key file
+
+
 def _any_codec(keys: Mapping) -> bool:
     return any(k.codec != UNKNOWN or k.codec_q != UNKNOWN for k in keys.values())
 
@@ -381,13 +452,16 @@ def _joined(scores_path, keys_path, keys: dict, scored: list, lines: list[int], 
     return out
 
 
-def read_asvspoof5_cm(scores_path: str | os.PathLike, keys_path: str | os.PathLike,
+def read_asvspoof5_cm(scores_path: str | os.PathLike, keys_path: str | os.PathLike | None = None,
                       keys: Mapping[str, PackageKey] | None = None) -> CMScores:
     """A package Track 1 score file with its key file (the same utterances, any order), in score-file order.
-    `keys`: the labels taken from elsewhere ({utt: PackageKey}; `keys_path` then only names them in messages)."""
+    `keys`: the labels taken from elsewhere ({utt: PackageKey}; `keys_path` then only names them in messages).
+    Neither: the scores without labels (every key and attack UNKNOWN)."""
     header, rows = _table(scores_path, "score file")
     _require_header(scores_path, header, AS5_CM_SCORES, "Track 1 score file", exact=True)
-    keys, has_codec = _read_keys(keys_path, "cm") if keys is None else (keys, _any_codec(keys))
+    unlabelled = keys is None and keys_path is None
+    keys, has_codec = (({}, False) if unlabelled else _read_keys(keys_path, "cm") if keys is None
+                       else (keys, _any_codec(keys)))
     utt, texts, lines, first_seen = [], [], [], {}
     for number, (u, value) in rows:
         if u in first_seen:
@@ -400,20 +474,22 @@ def read_asvspoof5_cm(scores_path: str | os.PathLike, keys_path: str | os.PathLi
     if not utt:
         raise ScoreFileError(f"{scores_path}: no trials in score file")
     score = _scores(texts, lines, scores_path)
-    joined = _joined(scores_path, keys_path, keys, utt, lines, str)
+    joined = [UNLABELLED] * len(utt) if unlabelled else _joined(scores_path, keys_path, keys, utt, lines, str)
     return CMScores(utt, [k.attack for k in joined], [k.cm_label for k in joined], np.asarray(score),
                     [k.codec for k in joined] if has_codec else None,
                     [k.codec_q for k in joined] if has_codec else None)
 
 
-def read_asvspoof5_sasv(scores_path: str | os.PathLike, keys_path: str | os.PathLike,
+def read_asvspoof5_sasv(scores_path: str | os.PathLike, keys_path: str | os.PathLike | None = None,
                         keys: Mapping[tuple[str, str], PackageKey] | None = None) -> dict[str, SASVScores]:
     """A package Track 2 score file with its key file: {'sasv' | 'asv' | 'cm': scores} for each column the file fills
     (a column is all numbers or all `-`), in score-file order. `keys`: as for `read_asvspoof5_cm`, keyed by
-    (spk, filename)."""
+    (spk, filename); neither: the scores without labels."""
     header, rows = _table(scores_path, "score file")
     _require_header(scores_path, header, AS5_SASV_SCORES, "Track 2 score file", exact=True)
-    keys, has_codec = _read_keys(keys_path, "sasv") if keys is None else (keys, _any_codec(keys))
+    unlabelled = keys is None and keys_path is None
+    keys, has_codec = (({}, False) if unlabelled else _read_keys(keys_path, "sasv") if keys is None
+                       else (keys, _any_codec(keys)))
     trials, lines, first_seen = [], [], {}
     texts: dict[str, list[str]] = {name: [] for name in SCORE_COLUMNS}
     for number, (spk, utt, cm, asv, sasv) in rows:
@@ -441,7 +517,8 @@ def read_asvspoof5_sasv(scores_path: str | os.PathLike, keys_path: str | os.Path
         columns[name] = _scores(column, lines, scores_path)
     if not columns:
         raise ScoreFileError(f"{scores_path}: every score column is {NO_SCORE!r}")
-    joined = _joined(scores_path, keys_path, keys, trials, lines, " ".join)
+    joined = [UNLABELLED] * len(trials) if unlabelled else _joined(scores_path, keys_path, keys, trials, lines,
+                                                                    " ".join)
     spk, utt = [t[0] for t in trials], [t[1] for t in trials]
     attack, key = [k.attack for k in joined], [k.asv_label for k in joined]
     codec = [k.codec for k in joined] if has_codec else None
@@ -489,21 +566,158 @@ def write_asvspoof5_cm(scores_path: str | os.PathLike, keys_path: str | os.PathL
         zip(scores.utt, scores.key, scores.attack, codec, codec_q, strict=True)])
 
 
-def write_asvspoof5_sasv(scores_path: str | os.PathLike, keys_path: str | os.PathLike,
+def write_asvspoof5_sasv(scores_path: str | os.PathLike, keys_path: str | os.PathLike | None,
                          columns: Mapping[str, SASVScores]) -> None:
     """The package's Track 2 score file with the columns given ({'sasv' | 'asv' | 'cm': scores of the same trials in
-    the same order}; `-` in the others) and its key file (with attack, codec, codec_q), atomically."""
+    the same order}; `-` in the others) and its key file (with attack, codec, codec_q), atomically; no key file when
+    `keys_path` is None (trials without labels)."""
     unknown = set(columns) - set(SCORE_COLUMNS)
     if unknown or not columns:
         raise ValueError(f"write_asvspoof5_sasv: columns {sorted(columns)}; valid: {', '.join(SCORE_COLUMNS)}")
     first = next(iter(columns.values()))
     if any(c.utt != first.utt or c.spk != first.spk for c in columns.values()):
         raise ValueError("write_asvspoof5_sasv: the score columns hold different trials")
-    cells = [[f"{float(v)!r}" for v in columns[name].score] if name in columns else [NO_SCORE] * len(first)
+    cells = [list(map(repr, columns[name].score.tolist())) if name in columns else [NO_SCORE] * len(first)
              for name in SCORE_COLUMNS]
     write_lines(scores_path, ["\t".join(AS5_SASV_SCORES)] + [
         "\t".join((s, u, *values)) for s, u, *values in zip(first.spk, first.utt, *cells, strict=True)])
+    if keys_path is None:
+        return
     codec, codec_q = _conditions(len(first), first.codec, first.codec_q)
     write_lines(keys_path, ["\t".join(AS5_SASV_KEYS + CONDITION_COLUMNS)] + [
         "\t".join((s, u, SPOOF if k == SPOOF else BONAFIDE, k, a, c, q)) for s, u, a, k, c, q in
         zip(first.spk, first.utt, first.attack, first.key, codec, codec_q, strict=True)])
+
+
+# ------------------------------------------------------------------------------------------- CSV with named columns
+
+# Canonical column -> the header spellings read as it (case-insensitive; '-' and ' ' read as '_').
+CSV_COLUMNS = {
+    "spk": ("spk", "speaker", "enrolment", "enrollment", "enrol", "enroll", "model", "tar_spk_anon"),
+    "utt": ("utt", "utterance", "filename", "file", "test", "trial_anon"),
+    "key": ("key", "label", "trial_type", "asv_label", "cm_label"),
+    "attack": ("attack",),
+    "score": ("score",),
+    "asv": ("asv_score",),
+    "cm": ("cm_score",),
+    "sasv": ("sasv_score",),
+}
+_CSV_NAMES = {spelling: name for name, spellings in CSV_COLUMNS.items() for spelling in spellings}
+
+
+def _csv_name(text: str) -> str | None:
+    """The canonical CSV column a header cell names, or None."""
+    return _CSV_NAMES.get(text.strip().lower().replace("-", "_").replace(" ", "_"))
+
+
+def _csv_header(path: str | os.PathLike, header: list[str]) -> dict[str, int]:
+    """{canonical column: index}; one line for a column named twice or a CSV that names no utterances."""
+    at: dict[str, int] = {}
+    for i, text in enumerate(header):
+        name = _csv_name(text)
+        if name is None:
+            continue
+        if name in at:
+            raise ScoreFileError(f"{path}: CSV columns '{header[at[name]]}' and '{text}' both name the {name} column")
+        at[name] = i
+    if "utt" not in at:
+        raise ScoreFileError(f"{path}: the CSV header '{','.join(header)}' names no trials (no utterance column: "
+                             f"{', '.join(CSV_COLUMNS['utt'])}); scores are matched to trials by (speaker, "
+                             f"utterance), never by line order")
+    return at
+
+
+def read_score_csv(path: str | os.PathLike, column: str) -> SASVScores | CMScores:
+    """A CSV score file: trial-level scores (SASVScores; it has a speaker column) or one CM score per utterance
+    (CMScores; no speaker column). `column` ('asv' | 'cm' | 'sasv') picks `<column>_score`, else the one `score`
+    column. Without a `key` column every key and attack is UNKNOWN; with one, the keys are checked as the other
+    readers check them, and a spoof without an `attack` column gets UNKNOWN as its attack."""
+    try:
+        text = read_text(path, "score file")
+    except InputError as e:
+        raise ScoreFileError(str(e)) from None
+    lines = [(number, line) for number, line in enumerate(text.splitlines(), 1) if line.strip()]
+    if not lines:
+        raise ScoreFileError(f"{path}: no trials in score file")
+    rows = csv.reader([line for _, line in lines])
+    header = next(rows)
+    at = _csv_header(path, header)
+    score_at = at.get(column, at.get("score"))
+    if score_at is None:
+        given = [n for n in ("score", "asv", "cm", "sasv") if n in at]
+        raise ScoreFileError(f"{path}: the CSV has no {column}_score or score column (its score columns: "
+                             f"{', '.join(header[at[n]] for n in given) or 'none'})")
+    per_utterance = "spk" not in at
+    valid = CM_KEYS if per_utterance else SASV_KEYS
+    spk, utt, attack, key, texts, numbers, first_seen = [], [], [], [], [], [], {}
+    for (number, _), fields in zip(lines[1:], rows, strict=True):
+        if len(fields) != len(header):
+            raise ScoreFileError(f"{path}:{number}: expected {len(header)} CSV columns '{','.join(header)}', got "
+                                 f"{len(fields)}")
+        u = fields[at["utt"]].strip()
+        s = "" if per_utterance else fields[at["spk"]].strip()
+        trial = u if per_utterance else (s, u)
+        if trial in first_seen:
+            shown = u if per_utterance else f"{s} {u}"
+            raise ScoreFileError(f"{path}:{number}: {'utterance' if per_utterance else 'trial'} '{shown}' listed "
+                                 f"twice (first on line {first_seen[trial]})")
+        first_seen[trial] = number
+        if "key" in at:
+            k = fields[at["key"]].strip()
+            _check_key(k, valid, path, number)
+            if "attack" in at:
+                a = fields[at["attack"]].strip()
+                a = BONAFIDE if a == "-" and k != SPOOF else a       # '-': bona fide as in ASVspoof 2019 CM files
+                _check_attack(a, k != SPOOF, k, path, number)
+            else:
+                a = UNKNOWN if k == SPOOF else BONAFIDE
+        else:
+            k, a = UNKNOWN, UNKNOWN
+        spk.append(s)
+        utt.append(u)
+        key.append(k)
+        attack.append(a)
+        texts.append(fields[score_at].strip())
+        numbers.append(number)
+    if not utt:
+        raise ScoreFileError(f"{path}: no trials in score file")
+    score = _scores(texts, numbers, path)
+    if per_utterance:
+        return CMScores(utt, attack, key, score)
+    return SASVScores(spk, utt, attack, key, score)
+
+
+def _early_track(path: str | os.PathLike) -> str:
+    """Whether an early-form file holds CM scores ('cm': TRIAL_TYPE bonafide|spoof) or SASV ones ('sasv')."""
+    for _, line in text_lines(path, "score file"):
+        fields = line.split()
+        if fields and fields[-1] == BONAFIDE:
+            return "cm"
+        if fields and fields[-1] in SASV_KEYS and fields[-1] != SPOOF:
+            return "sasv"
+    return "sasv"
+
+
+def read_scores(path: str | os.PathLike, column: str) -> SASVScores | CMScores:
+    """Any score file of SCORE_FORMATS (not a key file) as what it holds: trial-level scores (SASVScores) or one score
+    per utterance (CMScores: ASVspoof 2019 CM, package Track 1, early CM form, CSV without speakers). `column`
+    ('asv' | 'cm' | 'sasv') picks the score of a file with several (package Track 2, CSV). The package score files
+    are read without their key files: every key and attack UNKNOWN (labels come from elsewhere, or there are none)."""
+    found = detect_score_format(path)
+    if found == "sasv2022":
+        return read_sasv_scores(path)
+    if found == "asvspoof2019_cm":
+        return read_cm_scores(path)
+    if found == "asvspoof5_early":
+        return read_asvspoof5_early(path, _early_track(path) if column == "cm" else "sasv")
+    if found == "asvspoof5_cm":
+        return read_asvspoof5_cm(path)
+    if found == "asvspoof5_sasv":
+        columns = read_asvspoof5_sasv(path)
+        if column not in columns:
+            raise ScoreFileError(f"{path}: its {SCORE_COLUMNS[column]} column is '{NO_SCORE}' (it fills "
+                                 f"{', '.join(SCORE_COLUMNS[c] for c in columns)})")
+        return columns[column]
+    if found == "csv":
+        return read_score_csv(path, column)
+    raise ScoreFileError(f"{path}: is a key file ({SCORE_FORMATS[found]}), not a score file")

@@ -43,6 +43,12 @@ class ScoreBackend:
         """SASV scores (N,) float64 for N trials given their ASV and CM scores (each (N,))."""
         raise NotImplementedError
 
+    def needs_classes(self) -> tuple[str, ...]:
+        """The trial classes `fit` needs in its fit set, as configured ('target', 'nontarget', 'spoof'; 'a|b': one of
+        them), so that a fit set without one is refused in one line naming the rule and the class (fuse.py,
+        ablate.py) rather than failing inside the fit. Default: none (nothing estimated from the classes)."""
+        return ()
+
     def state_dict(self) -> dict[str, Any]:
         """Options and fitted parameters as plain values; includes 'backend': the dispatch name."""
         return {"backend": self.name, **{k: getattr(self, k) for k in self.state_fields}}

@@ -78,6 +78,10 @@ class CalibratedLLRs(ScoreBackend):
             setattr(self, key, 0.0)
         self.a_asv, self.b_asv, self.a_cm, self.b_cm = 1.0, 0.0, 1.0, 0.0
 
+    def needs_classes(self) -> tuple[str, ...]:
+        """Both steps estimate per class: target, nontarget and spoof trials (enforced again by `fit_llrs`)."""
+        return TRIAL_KEYS
+
     def _moments(self, cls: str) -> tuple[float, ...]:
         return tuple(getattr(self, f"{cls}_{m}") for m in _MOMENTS)
 

@@ -46,6 +46,10 @@ class LRFusion(ScoreBackend):
         self.fitted = True
         return self
 
+    def needs_classes(self) -> tuple[str, ...]:
+        """Target vs the rest: targets and at least one kind of negative."""
+        return ("target", "nontarget|spoof")
+
     def score(self, asv: np.ndarray, cm: np.ndarray) -> np.ndarray:
         if not self.fitted:
             raise RuntimeError("lr_fusion must be fitted before scoring")

@@ -59,6 +59,10 @@ class ProductRule(ScoreBackend):
         self.fitted = True
         return self
 
+    def needs_classes(self) -> tuple[str, ...]:
+        """ASV calibration: target vs nontarget; CM calibration: bona fide vs spoof ('sigmoid' fits nothing)."""
+        return ("target", "nontarget", "spoof") if self.calibration == "logistic" else ()
+
     def log_posteriors(self, asv: np.ndarray, cm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(log P(target), log P(bona fide)) per trial."""
         if not self.fitted:
