@@ -98,7 +98,7 @@ def _expected(files, name: str, **options):
     scores = {s: backend.score(np.array([r[4] for r in r_]), np.array([r[5] for r in r_])) for s, r_ in rows.items()}
     ev = rows["eval"]
     metrics = evaluate_trials([r[3] for r in ev], scores["eval"], np.array([r[4] for r in ev]),
-                              np.array([r[5] for r in ev]))
+                              np.array([r[5] for r in ev]), llr=backend.outputs_llr)     # act a-DCF of an LLR
     return scores, metrics
 
 

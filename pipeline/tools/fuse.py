@@ -11,7 +11,6 @@ found by `load_split` / `fit_rules` before anything is written, and said in one 
 """
 from __future__ import annotations
 
-import inspect
 import os
 import re
 from dataclasses import dataclass
@@ -41,8 +40,6 @@ from fusion import BACKENDS, ScoreBackend, build_backend, is_score_backend
 from metrics.report import evaluate_trials
 
 SPLITS = ("dev", "eval")
-# evaluate_trials grows an `llr` flag (act a-DCF of back-ends whose output is an LLR); passed when it takes it.
-_TAKES_LLR = "llr" in inspect.signature(evaluate_trials).parameters
 
 
 @dataclass(frozen=True)
@@ -235,8 +232,7 @@ def fit_rules(rules: Sequence[Rule], dev: ScoredTrials) -> dict[str, ScoreBacken
 def evaluate(backend: ScoreBackend, data: ScoredTrials, sasv: np.ndarray) -> dict[str, float]:
     """Every metric of evaluate.py for one rule on one labelled split (act a-DCF too where evaluate_trials can give
     it for a rule whose output is an LLR)."""
-    extra = {"llr": bool(getattr(backend, "outputs_llr", False))} if _TAKES_LLR else {}
-    return evaluate_trials(data.keys, sasv, data.asv_scores, data.cm_scores, **extra)
+    return evaluate_trials(data.keys, sasv, data.asv_scores, data.cm_scores, llr=backend.outputs_llr)
 
 
 # ------------------------------------------------------------------------------------------------- writing
