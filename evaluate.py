@@ -62,6 +62,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                                            "package score files without --keys)")
     parser.add_argument("--split", help="the corpus split the scores are of (with --database)")
     parser.add_argument("--format", default="auto", choices=FORMAT_CHOICES, help="the corpus layout (default: auto)")
+    parser.add_argument("--llr", action="store_true",
+                        help="with --sasv: the SASV scores are calibrated LLRs (lr_fusion, llr_nonlinear): also the "
+                             "actual a-DCF at each cost model's Bayes threshold (act_a_dcf, act_a_dcf_asvspoof5)")
     parser.add_argument("--name", help="system name in the table (default: the score file's name)")
     parser.add_argument("--json", help="write the metrics (and breakdowns) to this JSON file")
     parser.add_argument("--det", help="draw SASV / SV / SPF DET curves into this image (.png, .pdf, .svg)")
@@ -72,7 +75,7 @@ def _check_flags(args: argparse.Namespace) -> None:
     if not args.sasv and not args.cm:
         raise InputError("give --sasv (a SASV system, Track 2) or --cm alone (a countermeasure, Track 1)")
     if not args.sasv:
-        for flag, given in (("--asv", args.asv), ("--det", args.det)):
+        for flag, given in (("--asv", args.asv), ("--det", args.det), ("--llr", args.llr)):
             if given:
                 raise InputError(f"{flag} needs --sasv (--cm alone scores a countermeasure: Track 1)")
     if bool(args.database) != bool(args.split):
@@ -225,7 +228,7 @@ def track2(args: argparse.Namespace, db: Database | None) -> tuple[str, dict, di
     columns = load_track2(args, db)
     sasv, asv, cm = columns["sasv"], columns.get("asv"), columns.get("cm")
     asv_scores, cm_scores = (None if c is None else c.score for c in (asv, cm))
-    results = evaluate_trials(sasv.key, sasv.score, asv_scores, cm_scores)
+    results = evaluate_trials(sasv.key, sasv.score, asv_scores, cm_scores, llr=args.llr)
     if not results:
         raise InputError(f"{args.sasv}: no metric can be computed: every one needs target trials and at least one "
                          f"kind of negative (nontarget or spoof)")

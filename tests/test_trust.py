@@ -467,11 +467,17 @@ def test_results_record_provenance_and_evaluate_gives_them_back(staged, tmp_path
     for split in ("dev", "eval"):
         scores = staged.out / "scores"
         out = tmp_path / f"{split}.json"
+        llr = ["--llr"] if "act_a_dcf" in results[split] else []      # an LLR back-end's actual a-DCF
         result = run_script("evaluate.py", ["--sasv", scores / f"sasv_{split}.txt",
                                             "--asv", scores / f"asv_{split}.txt",
-                                            "--cm", scores / f"cm_trials_{split}.txt", "--json", out])
+                                            "--cm", scores / f"cm_trials_{split}.txt", "--json", out, *llr])
         assert result.returncode == 0, result.stderr
         again = json.loads(out.read_text())
         assert again.keys() == results[split].keys()
+        assert "breakdown" in results[split]       # per attack (the LA test utterances carry no codec)
+        assert json.dumps(again.pop("breakdown"), sort_keys=True) == \
+            json.dumps(results[split]["breakdown"], sort_keys=True)
         for key, value in results[split].items():
+            if key == "breakdown":
+                continue
             assert again[key] == pytest.approx(value, rel=1e-12, abs=1e-12) if value is not None else again[key] is None
