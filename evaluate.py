@@ -41,7 +41,7 @@ from data.score_files import (
     read_sasv_scores,
 )
 from data.trial_kinds import BONAFIDE, SPOOF
-from metrics.breakdown import AXES, Conditions, cm_breakdown, format_breakdown, sasv_breakdown
+from metrics.breakdown import Conditions, cm_breakdown, format_breakdown, results_entry, sasv_breakdown
 from metrics.countermeasure import CM_COLUMNS, evaluate_cm_keys
 from metrics.report import NEEDS_ASV_AND_CM, evaluate_trials, format_table, json_ready, missing_classes
 
@@ -261,9 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     db = _database(args)
     track = "sasv" if args.sasv else "cm"
     source, results, breakdown = (track2 if track == "sasv" else track1)(args, db)
-    payload = dict(results)
-    if any(axis in breakdown for axis in AXES):
-        payload["breakdown"] = breakdown
+    payload = results_entry(results, breakdown)
     if args.json:
         write_json(args.json, json_ready(payload))
     name = args.name or Path(source).name

@@ -141,6 +141,12 @@ def sasv_breakdown(keys: Sequence[str], sasv: np.ndarray, conditions: Conditions
     return _breakdown(is_spoof, conditions, cell)
 
 
+def results_entry(metrics: Mapping, breakdown: Mapping) -> dict:
+    """A split's results.json entry: its metrics and, when the trials carry attack or codec labels, the
+    per-condition tables under 'breakdown'; what the stages, fuse.py and evaluate.py --json write alike."""
+    return {**metrics, **({"breakdown": breakdown} if any(axis in breakdown for axis in AXES) else {})}
+
+
 def per_condition(breakdown: Mapping, axis: str, metric: str) -> dict[str, float]:
     """{label: value} of one metric along one axis (e.g. the EER per attack), leaving out cells that lack it; empty
     when that breakdown was not made."""

@@ -119,7 +119,9 @@ def test_fuses_score_files_into_the_community_formats(files, tmp_path, capsys):
             package = read_asvspoof5_sasv(out / label / "asvspoof5" / f"sasv_{split}.tsv",
                                           out / label / "asvspoof5" / f"sasv_keys_{split}.tsv")
             assert np.array_equal(package["sasv"].score, scores[split]) and set(package) == {"sasv", "asv", "cm"}
-        assert results["rules"][label]["eval"] == pytest.approx(metrics)
+        written = dict(results["rules"][label]["eval"])
+        assert "attack" in written.pop("breakdown")        # the trials' attacks: per-attack tables, as evaluate.py
+        assert written == pytest.approx(metrics)
         assert {"min_a_dcf", "min_a_dcf_asvspoof5", "t_eer", "sasv_eer"} <= set(results["rules"][label]["eval"])
         assert results["rules"][label]["state"]["backend"] == name
     assert (out / "det_eval.png").stat().st_size > 0 and (out / "det_dev.png").is_file()

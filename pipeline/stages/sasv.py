@@ -29,7 +29,7 @@ from data.embeddings import EmbeddingTable
 from data.score_files import write_sasv_scores
 from engine.checkpoint import load_model_state
 from fusion import EmbeddingBackend, ScoreBackend, build_backend, is_score_backend, outputs_llr
-from metrics.breakdown import AXES, Conditions, format_breakdown, sasv_breakdown
+from metrics.breakdown import Conditions, format_breakdown, results_entry, sasv_breakdown
 from metrics.det import plot_det
 from metrics.report import evaluate_trials, format_table, json_ready
 from pipeline.stages.experiment import (
@@ -254,8 +254,7 @@ def write_results(cfg: Mapping, inputs: Mapping[str, TrialInputs], scores: Mappi
         rows = sasv_rows(data.trials, scores[split], cfg, split)   # with the test utterances' codec conditions
         breakdown = sasv_breakdown(data.keys, scores[split], Conditions(rows.attack, rows.codec, rows.codec_q),
                                    data.asv_scores, data.cm_scores)
-        if any(axis in breakdown for axis in AXES):     # as evaluate.py's JSON: per attack / codec / quality
-            breakdowns[split] = breakdown
+        breakdowns[split] = breakdown
         if cfg["det"]:
             plot_det({cfg["backend"]["name"]: (scores[split], data.keys)}, exp.root / f"det_{split}.png",
                      title=f"{cfg['backend']['name']} on {split}")
@@ -264,13 +263,14 @@ def write_results(cfg: Mapping, inputs: Mapping[str, TrialInputs], scores: Mappi
                         protocols=protocol_digests(cfg),
                         seeds={"train": cfg["train"]["seed"]} if "train" in cfg else {},
                         device=cfg["device"], database=database(cfg))
-    per_split = {s: {**r, **({"breakdown": breakdowns[s]} if s in breakdowns else {})} for s, r in results.items()}
+    per_split = {s: results_entry(r, breakdowns[s]) for s, r in results.items()}     # as evaluate.py --json
     payload = {"backend": cfg["backend"]["name"], **json_ready(per_split), **(extra or {}), "frontends": frontends}
     say_layout(database(cfg))
     write_results_json(exp.root, payload, record)
     print(format_table({f"{cfg['backend']['name']} ({s})": r for s, r in results.items()}))
-    for split, breakdown in breakdowns.items():
-        print(f"\n{cfg['backend']['name']} on {split}, per condition of the test utterance:\n"
-              f"{format_breakdown(breakdown, 'sasv')}")
+    for split, entry in per_split.items():
+        if "breakdown" in entry:
+            print(f"\n{cfg['backend']['name']} on {split}, per condition of the test utterance:\n"
+                  f"{format_breakdown(entry['breakdown'], 'sasv')}")
     log.info(f"results -> {exp.results}")
     return results

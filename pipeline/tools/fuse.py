@@ -37,6 +37,7 @@ from data.score_files import (
 )
 from data.trial_kinds import SASV_KEYS
 from fusion import BACKENDS, ScoreBackend, build_backend, is_score_backend
+from metrics.breakdown import Conditions, results_entry, sasv_breakdown
 from metrics.report import evaluate_trials
 
 SPLITS = ("dev", "eval")
@@ -229,10 +230,14 @@ def fit_rules(rules: Sequence[Rule], dev: ScoredTrials) -> dict[str, ScoreBacken
     return fitted
 
 
-def evaluate(backend: ScoreBackend, data: ScoredTrials, sasv: np.ndarray) -> dict[str, float]:
-    """Every metric of evaluate.py for one rule on one labelled split (act a-DCF too where evaluate_trials can give
-    it for a rule whose output is an LLR)."""
-    return evaluate_trials(data.keys, sasv, data.asv_scores, data.cm_scores, llr=backend.outputs_llr)
+def evaluate(backend: ScoreBackend, data: ScoredTrials, sasv: np.ndarray) -> dict:
+    """Every metric of evaluate.py for one rule on one labelled split (act a-DCF too for a rule whose output is an
+    LLR), and its per-attack / codec tables under 'breakdown' when the trials carry those labels."""
+    t = data.labels
+    breakdown = sasv_breakdown(data.keys, sasv, Conditions(t.attack, t.codec, t.codec_q), data.asv_scores,
+                               data.cm_scores)
+    return results_entry(evaluate_trials(data.keys, sasv, data.asv_scores, data.cm_scores, llr=backend.outputs_llr),
+                         breakdown)
 
 
 # ------------------------------------------------------------------------------------------------- writing

@@ -44,7 +44,8 @@ class FusionResult:
     det: bool
 
     def table(self) -> str:
-        rows = {f"{label} ({split})": m for label, by_split in self.metrics.items() for split, m in by_split.items()}
+        rows = {f"{label} ({split})": {k: v for k, v in m.items() if k != "breakdown"}
+                for label, by_split in self.metrics.items() for split, m in by_split.items()}
         return format_table(rows) if rows else "no labelled split: no metrics"
 
 
