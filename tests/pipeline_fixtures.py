@@ -122,6 +122,18 @@ def call(entry, argv, capsys) -> tuple[int, str]:
     return rc, capsys.readouterr().err
 
 
+def assert_same_numbers(got, expected, rel: float = 1e-6, abs: float = 1e-12, where: str = "") -> None:
+    """Two results.json entries hold the same keys and numbers (within rel / abs), nested tables included."""
+    if isinstance(expected, dict):
+        assert isinstance(got, dict) and got.keys() == expected.keys(), (where, got, expected)
+        for key in expected:
+            assert_same_numbers(got[key], expected[key], rel, abs, f"{where}.{key}")
+    elif isinstance(expected, float):
+        assert got == pytest.approx(expected, rel=rel, abs=abs), where
+    else:
+        assert got == expected, where
+
+
 def assert_one_line_error(err: str, *needles: str) -> str:
     """stderr is exactly one `error: ...` line (no traceback) containing every needle; returns the line."""
     lines = [line for line in err.strip().splitlines() if line.strip()]

@@ -30,6 +30,7 @@ from metrics.eer import det_eer
 from tests.pipeline_fixtures import (
     ASV_MODEL,
     CM_MODEL,
+    assert_same_numbers,
     call,
     check_ok,
     files_under,
@@ -194,9 +195,8 @@ def test_evaluate_py_agrees_with_results_json(staged, tmp_path):
                                         "--cm", s / "cm_trials_dev.txt", "--json", tmp_path / "x.json"]))
     evaluated = json.loads((tmp_path / "x.json").read_text())
     results = json.loads((staged.out / "results.json").read_text())["dev"]
-    assert set(evaluated) - {"breakdown"} == set(results)     # evaluate.py adds the per-attack table
-    for key in results:
-        assert evaluated[key] == pytest.approx(results[key], rel=1e-6, abs=1e-9), key
+    assert set(evaluated) == set(results) and "attack" in results["breakdown"]    # both: the per-attack tables
+    assert_same_numbers(evaluated, results, rel=1e-6, abs=1e-9)
 
 
 def test_package_score_files_give_back_results_json_and_track1(staged, tiny_corpus, tmp_path, capsys):
@@ -210,9 +210,8 @@ def test_package_score_files_give_back_results_json_and_track1(staged, tiny_corp
     assert run_main(evaluate.main, ["--sasv", str(package / "sasv_dev.tsv"), "--keys",
                                     str(package / "sasv_keys_dev.tsv"), "--json", str(tmp_path / "t2.json")]) == 0
     evaluated = json.loads((tmp_path / "t2.json").read_text())
-    assert set(evaluated) - {"breakdown"} == set(results) and "attack" in evaluated["breakdown"]
-    for key in results:
-        assert evaluated[key] == pytest.approx(results[key], rel=1e-9, abs=1e-12), key
+    assert set(evaluated) == set(results) and "attack" in evaluated["breakdown"]
+    assert_same_numbers(evaluated, results, rel=1e-9, abs=1e-12)
     asv = read_sasv_scores(s / "asv_dev.txt")          # score_norm none: the ASV stage's scores are the final ones
     from data.score_files import read_asvspoof5_cm, read_asvspoof5_sasv
     package_asv = read_asvspoof5_sasv(package / "asv_dev.tsv", package / "asv_keys_dev.tsv")
@@ -385,7 +384,7 @@ def test_main_frozen_trains_backend(backend, scheme, staged, tiny_corpus, fronte
         rc, err = call(save_sasv_score.main, [*args, f"backend.checkpoint={out / 'backend.pt'}",
                                               f"output_dir={tmp_path / 'stage3'}"], capsys)
         assert rc == 0, err
-        assert json.loads((tmp_path / "stage3" / "results.json").read_text())["dev"] == pytest.approx(results["dev"])
+        assert_same_numbers(json.loads((tmp_path / "stage3" / "results.json").read_text())["dev"], results["dev"])
 
 
 def test_main_joint_mode(staged, tiny_corpus, frontends, tmp_path, capsys, one_thread):
