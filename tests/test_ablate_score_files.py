@@ -142,8 +142,8 @@ def test_outputs_provenance_rerun_and_force(tmp_path, capsys):
     assert llr_row.split("|")[12].strip() != "-" and sum_row.split("|")[12].strip() == "-"
     for name in ("sum", "lr_prior01"):
         folder = root / name
-        for f in ("scores/sasv_dev.txt", "scores/sasv_eval.txt", "scores/asv_eval.txt", "scores/cm_trials_dev.txt",
-                  "backend_state.json", "thresholds.json", "hist.png", "det.png"):
+        for f in ("scores/sasv_dev.txt", "scores/sasv_eval.txt", "backend_state.json", "thresholds.json", "hist.png",
+                  "det.png"):
             assert (folder / f).stat().st_size > 0, (name, f)
         assert (folder / "reliability.png").exists() == (name == "lr_prior01")
         result = json.loads((folder / "result.json").read_text())
@@ -153,6 +153,13 @@ def test_outputs_provenance_rerun_and_force(tmp_path, capsys):
             split, kind = flag.split(".")[1:]
             assert entry["sha256"] == hashlib.sha256(files[split][kind].read_bytes()).hexdigest()
         assert result["cm_score"] == "file" and "frontends" not in result
+    from data.score_files import read_sasv_scores
+    for split in ("dev", "eval"):        # the aligned inputs, once for every system, as SASV 2022 files with the keys
+        for kind, name in (("asv", "asv"), ("cm", "cm_trials")):
+            written = read_sasv_scores(root / "scores" / f"{name}_{split}.txt")
+            given = read_sasv_scores(files[split][kind])
+            assert written.trials() == given.trials() and written.key == given.key
+            np.testing.assert_array_equal(written.score, given.score)
     # a rerun skips every system; --force redoes them; a changed input file redoes them
     before = {p: p.stat().st_mtime_ns for p in root.glob("*/result.json")}
     rc, err = _ablate(["--config", str(config)], capsys)

@@ -132,15 +132,18 @@ def finish_system(system: System, runs: Sequence[Run], inputs: Mapping[str, Spli
     return result
 
 
-def run_score_file_systems(systems: Sequence[System], source: ScoreFileSource, thresholds: Mapping,
+def run_score_file_systems(systems: Sequence[System], source: ScoreFileSource, root: Path, thresholds: Mapping,
                            force: bool = False, pictures: bool = True) -> list[dict]:
     """The systems of a score-file grid: those without a current result.json are all fitted on dev first (a rule
-    that cannot be fitted is one line before anything is written), then score both splits and are written."""
+    that cannot be fitted is one line before anything is written), then score both splits and are written. The
+    aligned inputs, the same for every system, go once to <root>/scores/{asv,cm_trials}_<split>.txt."""
     digests = source.digests()
     inputs_digest = {flag: d["sha256"] for flag, d in digests.items()}
     fps = {s.name: system_fingerprint(s, {}, thresholds, pictures, inputs_digest) for s in systems}
     done = {s.name: None if force else current_result(s, fps[s.name]) for s in systems}
     backends = fit_systems([s for s in systems if done[s.name] is None], source)
+    for data in source.data.values():
+        write_inputs(root, data)
     results = []
     for system in systems:
         if done[system.name] is not None:
@@ -149,8 +152,6 @@ def run_score_file_systems(systems: Sequence[System], source: ScoreFileSource, t
         log.info(f"ablation {system.name}: {system.backend} {system.options or ''}".rstrip() + " (score files)")
         backend = backends[system.name]
         write_json(system.folder / "backend_state.json", backend.state_dict())
-        for data in source.data.values():
-            write_inputs(system.folder, data)       # scores/{asv,cm_trials}_<split>.txt: the aligned inputs
         runs = [Run(None, system.folder,
                     {s: backend.score(d.asv_scores, d.cm_scores) for s, d in source.data.items()},
                     {s: d.keys for s, d in source.data.items()})]
@@ -215,7 +216,8 @@ def run_ablation(cfg: Mapping, force: bool = False, source: ScoreFileSource | No
     thresholds = dict(cfg["ablation"]["thresholds"])
     pictures = cfg["ablation"]["pictures"]
     if score_files(cfg):
-        results = run_score_file_systems(systems, source or read_score_files(cfg), thresholds, force, pictures)
+        results = run_score_file_systems(systems, source or read_score_files(cfg), ablation_dir(cfg), thresholds,
+                                         force, pictures)
     else:
         frontends = {"asv": frontend_identity(cfg["asv"], "asv"), "cm": frontend_identity(cfg["cm"], "cm")}
         results = [run_system(s, frontends, thresholds, force, pictures) for s in systems]
