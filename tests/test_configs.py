@@ -33,17 +33,38 @@ def tiny_vox1(tiny_corpus, tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(scope="module")
+def tiny_score_files(tmp_path_factory) -> dict[str, dict[str, Path]]:
+    """ASV and CM score files (SASV 2022 format) of a few labelled dev and eval trials of each class: what the
+    `scores` placeholders of a score-file ablation config point at here."""
+    root = tmp_path_factory.mktemp("score_files")
+    files: dict[str, dict[str, Path]] = {}
+    for split in ("dev", "eval"):
+        rows = [(f"S{i % 3}", f"{split}_{i:03d}", "A07" if i % 3 == 2 else "bonafide",
+                 ("target", "nontarget", "spoof")[i % 3]) for i in range(12)]
+        files[split] = {}
+        for kind, score in (("asv", lambda i: 0.1 * (i % 3 != 1) + 0.01 * i), ("cm", lambda i: 1.0 - (i % 3 == 2))):
+            path = root / f"{kind}_{split}.txt"
+            path.write_text("".join(f"{' '.join(r)} {score(i)!r}\n" for i, r in enumerate(rows)), encoding="utf-8")
+            files[split][kind] = path
+    return files
+
+
 def _raw(path: Path) -> dict:
     with open(path, encoding="utf-8") as f:
         return yaml.safe_load(f) or {}
 
 
 def data_overrides(path: Path, corpus, copies: Path | None = None, databases: dict | None = None,
-                   vox1: Path | None = None) -> list[str]:
+                   vox1: Path | None = None, scores: dict | None = None) -> list[str]:
     """Point every data path of a config at the tiny corpus (the seed configs hold /path/to placeholders); a config
     whose `data.format` names another layout gets that layout's tiny database (`databases`: format -> folder);
-    `data.trial_root` at `vox1` (a VoxCeleb1-like folder holding every official list name)."""
+    `data.trial_root` at `vox1` (a VoxCeleb1-like folder holding every official list name); a score-file ablation's
+    `scores` at `scores` (split -> {asv, cm}: score files), its trial lists left out."""
     raw = _raw(path)
+    if "scores" in raw:
+        return [f"scores.{split}.{kind}={scores[split][kind] if kind in scores[split] else 'null'}"
+                for split in ("dev", "eval") for kind in ("asv", "cm", "trials")]
     overrides = _data_overrides(raw, corpus, copies) + _encoder_overrides(raw)
     if (raw.get("data") or {}).get("trial_root") and vox1:
         overrides.append(f"data.trial_root={vox1}")
@@ -78,11 +99,11 @@ def _data_overrides(raw: dict, corpus, copies: Path | None) -> list[str]:
 
 
 def load(path: Path, overrides: list[str]) -> dict:
-    """As the config's entry point does it: ablate.py for an `ablation` section (a SASV config plus the grid),
-    otherwise main.py, whose `task` picks the schema; then the whole config is validated."""
+    """As the config's entry point does it: ablate.py for an `ablation` section (a SASV config or score files, plus
+    the grid), otherwise main.py, whose `task` picks the schema; then the whole config is validated."""
     if "ablation" in _raw(path):
-        from pipeline.tools.ablation.grid import SCHEMA, parse_systems
-        cfg = load_config(path, overrides, SCHEMA)
+        from pipeline.tools.ablation.grid import load_ablation_config, parse_systems
+        cfg = load_ablation_config(path, overrides)
         parse_systems(cfg)
         return cfg
     module = main_py._task_module(main_py._peek_task(str(path), overrides))
@@ -102,14 +123,20 @@ def _check_model_keywords(models: dict, section: dict, what: str) -> None:
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
-def test_config_validates_against_the_tiny_corpus(path, tiny_corpus, tiny_copies, tiny_databases, tiny_vox1):
+def test_config_validates_against_the_tiny_corpus(path, tiny_corpus, tiny_copies, tiny_databases, tiny_vox1,
+                                                  tiny_score_files):
     import asv
     import cm
     from data.databases import open_database
     from engine import check_train_config
     from pipeline.stages.frontends import crop_spec
 
-    cfg = load(path, data_overrides(path, tiny_corpus, tiny_copies, tiny_databases, tiny_vox1))
+    cfg = load(path, data_overrides(path, tiny_corpus, tiny_copies, tiny_databases, tiny_vox1, tiny_score_files))
+    if "scores" in cfg:           # a score-file ablation: its files read and checked as ablate.py reads them
+        from pipeline.tools.ablation.score_files import read_score_files
+        source = read_score_files(cfg)
+        assert {s: len(d.keys) for s, d in source.data.items()} == {"dev": 12, "eval": 12}
+        return
     task = cfg["task"]
     check_train_config(cfg["train"]) if "train" in cfg else None
     if "asv" in cfg:

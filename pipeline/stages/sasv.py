@@ -26,7 +26,7 @@ from common.runs import write_results as write_results_json
 from data.asvspoof import SASVTrial
 from data.databases import say_layout
 from data.embeddings import EmbeddingTable
-from data.score_files import write_sasv_scores
+from data.score_files import SASVScores, write_sasv_scores
 from engine.checkpoint import load_model_state
 from fusion import EmbeddingBackend, ScoreBackend, build_backend, is_score_backend, outputs_llr
 from metrics.breakdown import Conditions, format_breakdown, results_entry, sasv_breakdown
@@ -77,6 +77,11 @@ class TrialInputs:
         tst = self.asv.embeddings[[self.asv.index[t.utt] for t in self.trials]]
         cmv = self.cm.embeddings[[self.cm.index[t.utt] for t in self.trials]]
         return torch.from_numpy(enr), torch.from_numpy(tst), torch.from_numpy(cmv)
+
+    def rows(self, scores: np.ndarray) -> SASVScores:
+        """These trials with other scores, for the score-file writers: the interface ablate.py shares with the
+        score files' trials (pipeline.tools.fuse.ScoredTrials.rows)."""
+        return sasv_rows(self.trials, scores)
 
 
 def trial_inputs(cfg: Mapping, split: str) -> TrialInputs:

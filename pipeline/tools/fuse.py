@@ -1,4 +1,4 @@
-"""Score-level fusion of other systems' score files (fuse.py, and ablate.py's `source` section).
+"""Score-level fusion of other systems' score files (fuse.py, and ablate.py's `scores` section).
 
 A researcher has ASV scores from one toolkit and CM scores from another. For each split the ASV file and the CM file
 are read in any format of data/score_files.py (SASV 2022, the ASVspoof 5 package's files, the 2019 CM file of one

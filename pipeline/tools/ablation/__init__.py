@@ -6,13 +6,17 @@ sampling, training) and the CM score type it fuses. Front-end embeddings are com
 code into the experiment's embedding folder and shared by every system (skipped when cached); score-level
 back-ends are fitted in milliseconds and embedding-level ones trained on cached embeddings for each seed.
 
+The scores may instead come from score files (`scores`: each split's ASV and CM files, read as fuse.py reads them):
+the grid then holds score-level back-ends with their options, fitted on dev, and refuses what needs embeddings.
+
 Modules, one job each:
 
-    grid.py        the `ablation` section: systems checked and resolved into SASV configs before anything runs
-    cm_scores.py   the CM score type a system fuses (logit, log odds, posterior)
-    runner.py      running one system (or reusing its current result) and the whole grid
-    analysis.py    metrics, dev-chosen thresholds, Cllr and pictures of one run
-    report.py      ablation.csv and ablation.md
+    grid.py         the config's source and `ablation` section: systems checked and resolved before anything runs
+    cm_scores.py    the CM score type a system fuses (logit, log odds, posterior)
+    score_files.py  the score-file source: both splits read and checked (pipeline.tools.fuse), systems fitted on dev
+    runner.py       running one system (or reusing its current result) and the whole grid
+    analysis.py     metrics, dev-chosen thresholds, Cllr and pictures of one run; what a split must offer
+    report.py       ablation.csv and ablation.md
 
 Layout under `ablation.dir` (default `<output_dir>/ablation`):
 

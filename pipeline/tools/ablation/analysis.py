@@ -4,18 +4,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Mapping, Protocol, Sequence
 
 import numpy as np
 
 from common.io import write_json
+from data.score_files import SASVScores
 from data.trial_kinds import SASV_KEYS
+from fusion import outputs_llr
 from metrics.calibration import cllr, min_cllr, plot_reliability
 from metrics.det import plot_det
 from metrics.plots import plot_score_histograms
 from metrics.report import evaluate_trials
 from metrics.thresholds import threshold_report
-from pipeline.stages.sasv import EVAL_SPLITS, TrialInputs
+from pipeline.stages.sasv import EVAL_SPLITS
 from pipeline.tools.ablation.grid import System
 
 THRESHOLD_METHODS = ("eer", "min_dcf", "min_a_dcf", "far")
@@ -23,6 +25,21 @@ THRESHOLD_METHODS = ("eer", "min_dcf", "min_a_dcf", "far")
 THRESHOLD_LABELS = {"eer": "EER point", "min_dcf": "min DCF", "min_a_dcf": "min a-DCF", "far": "FAR"}
 
 RATES = ("p_miss", "p_fa_nontarget", "p_fa_spoof", "actual_dcf", "actual_a_dcf")
+
+
+class SplitTrials(Protocol):
+    """One split's trials with their ASV and CM scores, as a grid's source gives them: the stages' TrialInputs
+    (cached embeddings) or fuse.py's ScoredTrials (score files). What the runner and the analysis read of a split."""
+    split: str
+    asv_scores: np.ndarray
+    cm_scores: np.ndarray
+
+    @property
+    def keys(self) -> list[str]: ...
+
+    def rows(self, scores: np.ndarray) -> SASVScores:
+        """The trials with `scores`, for the score-file writers."""
+        ...
 
 
 @dataclass
@@ -38,9 +55,12 @@ def scores_by_key(scores: np.ndarray, keys: Sequence[str]) -> dict[str, np.ndarr
     return {c: scores[k == c] for c in SASV_KEYS}
 
 
-def analyse_run(system: System, run: Run, inputs: Mapping[str, TrialInputs], thresholds: Mapping) -> dict:
-    """Metrics per split, dev-chosen thresholds applied to eval, Cllr; as nested detail and one flat row."""
-    metrics = {s: evaluate_trials(d.keys, run.scores[s], d.asv_scores, d.cm_scores) for s, d in inputs.items()}
+def analyse_run(system: System, run: Run, inputs: Mapping[str, SplitTrials], thresholds: Mapping) -> dict:
+    """Metrics per split (the actual a-DCF too when the back-end's output is an LLR), dev-chosen thresholds applied
+    to eval, Cllr; as nested detail and one flat row."""
+    llr = outputs_llr(system.backend)
+    metrics = {s: evaluate_trials(d.keys, run.scores[s], d.asv_scores, d.cm_scores, llr=llr)
+               for s, d in inputs.items()}
     dev, ev = (scores_by_key(run.scores[s], inputs[s].keys) for s in ("dev", "eval"))
     def negatives(method: str) -> str:   # min_dcf is target vs nontarget; min_a_dcf uses all three classes
         return thresholds["negatives"] if method in ("eer", "far") else "nontarget"

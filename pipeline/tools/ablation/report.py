@@ -7,18 +7,23 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from common.io import atomic_write
+from metrics.report import NEEDS_LLR
 from pipeline.stages.experiment import experiment
 from pipeline.tools.ablation.analysis import THRESHOLD_METHODS, threshold_label
+from pipeline.tools.ablation.grid import SCORE_SPLITS, score_files
 
 INFO_COLUMNS = ("system", "backend", "cm_score", "score_norm", "enrolment", "calibrated", "seeds", "n_runs")
 
 
 def csv_rows(results: Sequence[Mapping]) -> tuple[list[str], list[dict]]:
     """Header and rows of ablation.csv: one row per system, every metric as its mean over seeds followed by
-    its sample standard deviation (`<metric>_std`, empty for single-run systems)."""
+    its sample standard deviation (`<metric>_std`, empty for single-run systems). The metrics only LLR back-ends
+    report (the actual a-DCFs) come last, so that every other column keeps its place whichever systems run."""
     metric_keys: list[str] = []
     for r in results:
         metric_keys += [k for k in r["mean"] if k not in metric_keys]
+    llr_only = {f"{split}_{m}" for split in SCORE_SPLITS for m in NEEDS_LLR}
+    metric_keys = [k for k in metric_keys if k not in llr_only] + [k for k in metric_keys if k in llr_only]
     header = list(INFO_COLUMNS) + [c for k in metric_keys for c in (k, f"{k}_std")]
     rows = []
     for r in results:
@@ -56,20 +61,36 @@ def _cell(result: Mapping, key: str, scale: float = 1.0, digits: int = 2) -> str
     return text
 
 
+def _source(cfg: Mapping) -> str:
+    """Where the systems' scores come from, as the report's first words."""
+    if score_files(cfg):
+        files = "; ".join(f"{split}: ASV `{f['asv']}`, CM `{f['cm']}`" + (f", trials `{f['trials']}`" if f["trials"]
+                                                                           else "")
+                          for split, f in cfg["scores"].items())
+        return f"Score files ({files})"
+    return f"Experiment `{cfg['output_dir']}`, embeddings `{experiment(cfg).embeddings}`"
+
+
+def _fit_set(cfg: Mapping) -> str:
+    return "dev" if score_files(cfg) else f"`backend.fit_on` ({cfg['backend']['fit_on']})"
+
+
 def markdown(cfg: Mapping, results: Sequence[Mapping], thresholds: Mapping) -> str:
     """ablation.md: the results table sorted by dev SASV-EER, the deployed-threshold table, picture links."""
     lines = [
         "# Fusion ablation", "",
-        f"Experiment `{cfg['output_dir']}`, embeddings `{experiment(cfg).embeddings}`, {len(results)} systems, "
+        f"{_source(cfg)}, {len(results)} systems, "
         "sorted by dev SASV-EER. EERs in %; a-DCF with the paper's default costs; Cllr in bits (target vs "
         "nontarget + spoof). Trained back-ends: mean ± sample standard deviation over their seeds. "
-        "Score-level back-ends are fitted on `backend.fit_on` (dev by default), so their dev numbers are optimistic. "
-        "† marks calibrated systems (LLR output): only their Cllr is meaningful as such; min Cllr compares all.", "",
+        f"Score-level back-ends are fitted on {_fit_set(cfg)}, so their dev numbers are optimistic. "
+        "† marks calibrated systems (LLR output): only their Cllr is meaningful as such; min Cllr compares all. "
+        "Back-ends whose output is an LLR also get the actual a-DCF at the Bayes threshold of the a-DCF costs "
+        "(act a-DCF; '-' for the others, whose scores are no LLRs).", "",
         "![DET curves of every system on eval](ablation_det.png)", "",
         "## Results", "",
         "| system | back-end | CM score | score norm | enrolment | seeds | dev SASV-EER | eval SASV-EER | eval SV-EER "
-        "| eval SPF-EER | eval min a-DCF | eval t-EER | eval Cllr | eval min Cllr | pictures |",
-        "|---|---|---|---|---|---|" + "---:|" * 8 + "---|",
+        "| eval SPF-EER | eval min a-DCF | eval act a-DCF | eval t-EER | eval Cllr | eval min Cllr | pictures |",
+        "|---|---|---|---|---|---|" + "---:|" * 9 + "---|",
     ]
     for r in results:
         name = r["system"] + (" †" if r["calibrated"] else "")
@@ -78,7 +99,7 @@ def markdown(cfg: Mapping, results: Sequence[Mapping], thresholds: Mapping) -> s
         lines.append(f"| {name} | {r['backend']} | {r['cm_score']} | {r['score_norm']} | {r['enrolment']} | {seeds} | "
                      f"{_cell(r, 'dev_sasv_eer')} | {_cell(r, 'eval_sasv_eer')} | {_cell(r, 'eval_sv_eer')} | "
                      f"{_cell(r, 'eval_spf_eer')} | {_cell(r, 'eval_min_a_dcf', digits=4)} | "
-                     f"{_cell(r, 'eval_t_eer')} | "
+                     f"{_cell(r, 'eval_act_a_dcf', digits=4)} | {_cell(r, 'eval_t_eer')} | "
                      f"{_cell(r, 'eval_cllr', digits=3)} | {_cell(r, 'eval_min_cllr', digits=3)} | {pictures} |")
     lines += [
         "", "## Deployed thresholds", "",
