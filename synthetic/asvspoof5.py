@@ -138,7 +138,8 @@ def scaled(preset: str | Preset, fraction: float) -> Preset:
     are (as `synthetic.presets.scaled` does for LA): a run at a fraction of the size shows how each stage grows
     with files and trials. A split keeps at least one uncoded bona fide utterance per speaker (the layout's
     minimum), so below about f = 0.025 (`scale`: dev's 785 speakers over its 31,334 bona fide utterances) the
-    bona fide counts stop shrinking."""
+    bona fide counts stop shrinking. Below f = 0.022 the `scale` train split has one bona fide utterance a speaker,
+    too few for SASV training trials (a target trial pairs two of a speaker's): main.py task sasv refuses it."""
     p = get_preset(preset)
     if not 0 < fraction <= 1:
         raise ValueError(f"fraction must be in (0, 1], got {fraction!r}")
