@@ -309,7 +309,7 @@ def asvspoof5_stages(fraction: float, work: Path, workers: int, only_embeddings:
     cm_conf = exp / "cm_evaluate.conf"
     write_config(cm_conf, {"task": "cm", "mode": "evaluate", "database": cfg["database"], "data": cfg["data"],
                            "output_dir": str(exp / "cm_evaluate"), "cm": cfg["cm"], "eval_splits": ["eval"],
-                           "train": {"device": "cpu", "progress": False}})
+                           "train": {"device": "cpu", "progress": False, "batch_size": cfg["batch_size"]}})
     out.append(run_stage("main.py cm evaluate (eval)", fraction, [sys.executable, "main.py", "--config", str(cm_conf)],
                          logs / "main_cm_evaluate.log"))
     return out
