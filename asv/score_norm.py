@@ -12,7 +12,9 @@ against the cohort):
   AS-norm S-norm where each side's statistics use only its `top_n` highest cohort scores (Matejka et al. 2017;
           Cumani et al. 2011), so the cohort adapts to the speakers closest to each side.
 Pure numpy and vectorised: side statistics are computed once per enrolment model and per test utterance,
-then gathered per trial.
+then gathered per trial. Memory: the embeddings stay as given (float32 from the caches); rows are made float64 and
+unit length a chunk at a time, so a call holds (rows x D) float64 only for a chunk, never for the whole table (a
+whole-table copy was 1 GB for ASVspoof 5 eval's 680k test utterances at D = 192, and normalising took two).
 """
 from __future__ import annotations
 
@@ -29,15 +31,32 @@ _CHUNK = 8192  # rows scored against the cohort at a time (bounds memory for ~10
 
 def l2_normalise(x: np.ndarray, name: str = "embeddings") -> np.ndarray:
     """Rows scaled to unit length; an all-zero or non-finite row is an error naming the matrix and row."""
-    x = np.asarray(x, dtype=np.float64)
-    if x.ndim != 2:
-        raise InputError(f"{name}: expected a 2-D (N, D) matrix, got shape {x.shape}")
-    if not np.isfinite(x).all():
-        raise InputError(f"{name}: contains NaN or infinite values")
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    if (norms == 0).any():
-        raise InputError(f"{name}: row {int(np.argmin(norms[:, 0]))} is all zeros and has no direction")
-    return x / norms
+    return _Unit(x, name).rows(np.arange(len(x)))
+
+
+class _Unit:
+    """A matrix's rows as float64 unit vectors, made on demand: the norms (checked) are computed once, a chunk at
+    a time; `rows` gives exactly what `x.astype(float64) / norms` would hold at those rows."""
+
+    def __init__(self, x: np.ndarray, name: str):
+        self.x, self.name = np.asarray(x), name
+        if self.x.ndim != 2:
+            raise InputError(f"{name}: expected a 2-D (N, D) matrix, got shape {self.x.shape}")
+        self.norms = np.empty(len(self.x))
+        for start in range(0, len(self.x), _CHUNK):
+            block = self.x[start:start + _CHUNK].astype(np.float64)
+            if not np.isfinite(block).all():
+                raise InputError(f"{name}: contains NaN or infinite values")
+            self.norms[start:start + _CHUNK] = np.linalg.norm(block, axis=1)
+        if (self.norms == 0).any():
+            raise InputError(f"{name}: row {int(np.argmin(self.norms))} is all zeros and has no direction")
+
+    @property
+    def dim(self) -> int:
+        return self.x.shape[1]
+
+    def rows(self, idx: np.ndarray) -> np.ndarray:
+        return self.x[idx].astype(np.float64) / self.norms[idx, None]
 
 
 def speaker_mean_cohort(embeddings: np.ndarray, speakers: Sequence[str]) -> tuple[list[str], np.ndarray]:
@@ -52,13 +71,17 @@ def speaker_mean_cohort(embeddings: np.ndarray, speakers: Sequence[str]) -> tupl
     return names.tolist(), sums / np.bincount(inverse)[:, None]
 
 
-def cohort_statistics(emb: np.ndarray, cohort: np.ndarray, top_n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and std (ddof=0) of each row's cosine scores against the cohort, over all of the cohort or its
-    `top_n` highest scores. Both inputs must already be L2-normalised."""
-    n = len(emb)
+def cohort_statistics(emb: np.ndarray | _Unit, cohort: np.ndarray, top_n: int | None = None,
+                      used: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std (ddof=0) of each row's cosine scores against the cohort (of the rows `used`, default all),
+    over all of the cohort or its `top_n` highest scores. Both inputs must already be L2-normalised (or `emb` a
+    `_Unit`, normalised a chunk at a time)."""
+    used = np.arange(len(emb.x if isinstance(emb, _Unit) else emb)) if used is None else used
+    n = len(used)
     mean, std = np.empty(n), np.empty(n)
     for start in range(0, n, _CHUNK):
-        s = emb[start:start + _CHUNK] @ cohort.T
+        rows = used[start:start + _CHUNK]
+        s = (emb.rows(rows) if isinstance(emb, _Unit) else emb[rows]) @ cohort.T
         if top_n is not None and top_n < s.shape[1]:
             s = np.partition(s, s.shape[1] - top_n, axis=1)[:, -top_n:]
         mean[start:start + _CHUNK] = s.mean(axis=1)
@@ -77,19 +100,19 @@ def normalise_scores(method: str, enrol_emb: np.ndarray, test_emb: np.ndarray, e
     """
     if method not in METHODS:
         raise InputError(f"unknown score normalisation {method!r}; choose from {list(METHODS)}")
-    enrol = l2_normalise(enrol_emb, "enrolment embeddings")
-    test = l2_normalise(test_emb, "test embeddings")
-    if enrol.shape[1] != test.shape[1]:
-        raise InputError(f"enrolment embeddings have dimension {enrol.shape[1]}, test embeddings {test.shape[1]}")
-    ei = _indices(enrol_idx, len(enrol), "enrol_idx")
-    ti = _indices(test_idx, len(test), "test_idx")
+    enrol = _Unit(enrol_emb, "enrolment embeddings")
+    test = _Unit(test_emb, "test embeddings")
+    if enrol.dim != test.dim:
+        raise InputError(f"enrolment embeddings have dimension {enrol.dim}, test embeddings {test.dim}")
+    ei = _indices(enrol_idx, len(enrol.x), "enrol_idx")
+    ti = _indices(test_idx, len(test.x), "test_idx")
     if len(ei) != len(ti):
         raise InputError(f"enrol_idx has {len(ei)} trials but test_idx has {len(ti)}")
     if scores is None:   # row-wise dots in chunks: no (trials x D) float64 copies of both sides (0.3 GB at 102k x 192)
         raw = np.empty(len(ei))
         for start in range(0, len(ei), _CHUNK):
             rows = slice(start, start + _CHUNK)
-            raw[rows] = np.einsum("ij,ij->i", enrol[ei[rows]], test[ti[rows]])
+            raw[rows] = np.einsum("ij,ij->i", enrol.rows(ei[rows]), test.rows(ti[rows]))
     else:
         raw = np.asarray(scores, dtype=np.float64)
         if raw.shape != ei.shape:
@@ -102,8 +125,8 @@ def normalise_scores(method: str, enrol_emb: np.ndarray, test_emb: np.ndarray, e
     if cohort_emb is None:
         raise InputError(f"score normalisation {method!r} needs a cohort (cohort_emb)")
     cohort = l2_normalise(cohort_emb, "cohort embeddings")
-    if cohort.shape[1] != enrol.shape[1]:
-        raise InputError(f"cohort embeddings have dimension {cohort.shape[1]}, enrolment embeddings {enrol.shape[1]}")
+    if cohort.shape[1] != enrol.dim:
+        raise InputError(f"cohort embeddings have dimension {cohort.shape[1]}, enrolment embeddings {enrol.dim}")
     if len(cohort) < 2:
         raise InputError(f"cohort has {len(cohort)} embedding(s); score statistics need at least 2")
     n = None
@@ -117,7 +140,7 @@ def normalise_scores(method: str, enrol_emb: np.ndarray, test_emb: np.ndarray, e
     for side in sides:
         emb, idx = (enrol, ei) if side == "enrol" else (test, ti)
         used = np.unique(idx)  # only the models / utterances that occur in trials
-        mean, std = cohort_statistics(emb[used], cohort, n)
+        mean, std = cohort_statistics(emb, cohort, n, used)
         if (std <= 1e-12).any():
             bad = int(used[np.argmax(std <= 1e-12)])
             raise InputError(f"{side} embedding {bad}: its cohort scores have zero spread; cannot normalise")

@@ -1,8 +1,8 @@
-"""Real-scale dry run: every SASV stage on a corpus with the ASVspoof 2019 LA counts, at several sizes.
+"""Real-scale dry run: every SASV stage on a corpus with the ASVspoof 2019 LA (or ASVspoof 5) counts, at several sizes.
 
     .venv/bin/python bench/scale.py --work /tmp/sasv_scale [--fractions 0.02 0.25 1]
                                     [--vox-fractions 0.05 0.25 1] [--vox-files] [--json scale.json]
-                                    [--only-embeddings]
+                                    [--only-embeddings] [--layout la|asvspoof5]
 
 For each fraction f of the real size (`synthetic.presets.scaled(get_preset("scale"), f)`: the real speakers,
 f times the utterances and trials; f = 1 is 122,299 LA files, 102,579 eval trials) it generates the corpus
@@ -21,6 +21,15 @@ grows with the size: above the smallest size (which cancels imports and other fi
 second smallest to the largest, next to what a linear stage gives. `--report a.json b.json` prints the table
 of earlier runs together (e.g. one size per run). `--only-embeddings` stops after the two per-file stages
 (save_asv_embeddings, save_cm_score): the ones to re-measure on a quiet machine.
+
+`--layout asvspoof5` does the same on the ASVspoof 5 layout (`synthetic.asvspoof5.scaled(PRESETS["scale"], f)`: the
+real speakers and enrolment lists, f times the utterances, eval's coded copies and the Track 2 trials; f = 1 is
+1,006,363 files, 282,456 dev and 834,536 eval trials) with the stages that apply to it: the two embedding stages
+(train, dev, eval), save_sasv_score.py with every score-level back-end (and lr_fusion with AS-norm) on Track 2
+(`data.format: asvspoof5`, the Track 2 enrolment lists), main.py task sasv with the joint_oc back-end frozen for one
+epoch, and main.py task cm, mode evaluate, scoring eval with the saved untrained CM (Track 1 metrics per codec
+condition). No VoxCeleb rows unless --vox-fractions asks for them. When the largest size is below 1, the table also
+extrapolates each stage's work and its process's peak to f = 1 from the two largest sizes (a straight line).
 """
 from __future__ import annotations
 
@@ -147,8 +156,10 @@ def write_config(path: Path, cfg: dict) -> None:
     path.write_text(json.dumps(cfg, indent=1) + "\n")   # JSON is YAML: the entry points read it as config
 
 
-def base_config(corpus: Path, exp: Path, models: Path) -> dict:
-    return {
+def base_config(corpus: Path, exp: Path, models: Path, layout: str = "la") -> dict:
+    """The task sasv config every stage of a size starts from: the corpus's database folder, the untrained
+    front-ends, score_sum, one epoch; ASVspoof 5 adds its format (enrolment: the Track 2 lists, the default)."""
+    cfg = {
         "task": "sasv", "mode": "frozen", "database": str(corpus / "LA"), "output_dir": str(exp / "stages"),
         "embeddings_dir": str(exp / "embeddings"), "splits": ["train", "dev", "eval"], "batch_size": 128,
         "asv": {**ASV, "checkpoint": str(models / "asv_untrained.pt")},
@@ -159,6 +170,11 @@ def base_config(corpus: Path, exp: Path, models: Path) -> dict:
         "train": {"epochs": 1, "batch_size": 256, "progress": False, "log_every_steps": 100,
                   "select_metric": "dev_sasv_eer", "device": "cpu"},
     }
+    if layout == "asvspoof5":
+        from synthetic.asvspoof5 import TOP
+
+        cfg.update(database=str(corpus / TOP), data={"format": "asvspoof5"})
+    return cfg
 
 
 def save_untrained_frontends(models: Path) -> None:
@@ -177,7 +193,18 @@ def save_untrained_frontends(models: Path) -> None:
                   note="untrained: scale dry run")
 
 
-def generate(out: Path, fraction: float, workers: int) -> None:
+LAYOUTS = ("la", "asvspoof5")
+
+
+def generate(out: Path, fraction: float, workers: int, layout: str = "la") -> None:
+    """The `scale` preset of `layout` at `fraction` of its size, written to `out` unless complete there already."""
+    if layout == "asvspoof5":
+        import synthetic.asvspoof5 as a5
+
+        preset = a5.get_preset("scale")
+        a5.generate(out, preset if fraction == 1 else a5.scaled(preset, fraction), seed=0, workers=workers,
+                    progress=False)
+        return
     import synthetic
     from synthetic.presets import scaled
 
@@ -186,35 +213,43 @@ def generate(out: Path, fraction: float, workers: int) -> None:
                               progress=False)
 
 
-def sasv_stages(fraction: float, work: Path, workers: int, only_embeddings: bool = False) -> list[Measure]:
-    """Every stage at one size (or the two embedding stages), each in its own process, on a fresh experiment
-    folder."""
-    import shutil
+def folders(work: Path, fraction: float, layout: str = "la") -> tuple[Path, Path, Path]:
+    """The corpus, experiment and log folders of one size (LA's names as before; ASVspoof 5's carry the layout)."""
+    tag = f"{fraction:g}" if layout == "la" else f"{layout}_{fraction:g}"
+    return work / f"corpus_{tag}", work / f"exp_{tag}", work / f"logs_{tag}"
 
+
+def generation_stage(fraction: float, corpus: Path, logs: Path, workers: int, layout: str = "la") -> Measure:
+    """The corpus made (or found complete) in its own process; the note gives its file counts and, when it was
+    complete already, how long making it took."""
     from synthetic.layout import MANIFEST
 
-    py = sys.executable
-    tag = f"{fraction:g}"
-    corpus, exp, logs = work / f"corpus_{tag}", work / f"exp_{tag}", work / f"logs_{tag}"
-    if exp.exists():
-        shutil.rmtree(exp)
-    out: list[Measure] = []
     m = run_stage("generate corpus", fraction,
-                  [py, __file__, "--generate", str(corpus), "--fraction", tag, "--workers", str(workers)],
-                  logs / "generate.log")
+                  [sys.executable, __file__, "--generate", str(corpus), "--fraction", f"{fraction:g}", "--workers",
+                   str(workers), "--layout", layout], logs / "generate.log")
     manifest = json.loads((corpus / MANIFEST).read_text())
+    counts = manifest.get("counts", {})
+    notes = [f"{sum(counts.values()):,} files ({' / '.join(f'{k} {v:,}' for k, v in counts.items())})"] \
+        if counts and layout != "la" else []
     if m.seconds < 0.5 * manifest["seconds"]:
-        m.note = f"complete already; made in {manifest['seconds']:.0f} s"
-    out.append(m)
+        notes.append(f"complete already; made in {manifest['seconds']:.0f} s")
+    m.note = "; ".join(notes)
+    return m
 
-    cfg = base_config(corpus, exp, work / "models")
-    conf = exp / "scale.conf"
-    write_config(conf, cfg)
-    out.append(run_stage("save_asv_embeddings", fraction, [py, "save_asv_embeddings.py", "--config", str(conf)],
-                         logs / "asv.log"))
-    out.append(run_stage("save_cm_score", fraction, [py, "save_cm_score.py", "--config", str(conf)], logs / "cm.log"))
-    if only_embeddings:
-        return out
+
+def embedding_stages(fraction: float, conf: Path, logs: Path) -> list[Measure]:
+    """save_asv_embeddings.py and save_cm_score.py over the config's splits, each in its own process."""
+    py = sys.executable
+    return [run_stage("save_asv_embeddings", fraction, [py, "save_asv_embeddings.py", "--config", str(conf)],
+                      logs / "asv.log"),
+            run_stage("save_cm_score", fraction, [py, "save_cm_score.py", "--config", str(conf)], logs / "cm.log")]
+
+
+def score_stages(fraction: float, conf: Path, exp: Path, logs: Path) -> list[Measure]:
+    """save_sasv_score.py with every score-level back-end, lr_fusion with AS-norm, and main.py's frozen joint_oc
+    back-end (one epoch on the cached embeddings), each in its own process and output folder."""
+    py = sys.executable
+    out = []
     for name in SCORE_BACKENDS:
         out.append(run_stage(f"save_sasv_score {name}", fraction,
                              [py, "save_sasv_score.py", "--config", str(conf), f"backend.name={name}",
@@ -227,11 +262,56 @@ def sasv_stages(fraction: float, work: Path, workers: int, only_embeddings: bool
                          [py, "main.py", "--config", str(conf), "backend.name=joint_oc", "sampling.scheme=4class",
                           f"backend.options={json.dumps(SMALL_OC)}", f"output_dir={exp / 'joint_oc_frozen'}"],
                          logs / "main_joint_oc.log"))
+    return out
+
+
+def sasv_stages(fraction: float, work: Path, workers: int, only_embeddings: bool = False) -> list[Measure]:
+    """Every stage at one size (or the two embedding stages), each in its own process, on a fresh experiment
+    folder."""
+    import shutil
+
+    corpus, exp, logs = folders(work, fraction)
+    if exp.exists():
+        shutil.rmtree(exp)
+    out = [generation_stage(fraction, corpus, logs, workers)]
+    cfg = base_config(corpus, exp, work / "models")
+    conf = exp / "scale.conf"
+    write_config(conf, cfg)
+    out += embedding_stages(fraction, conf, logs)
+    if only_embeddings:
+        return out
+    out += score_stages(fraction, conf, exp, logs)
     grid = dict(cfg, output_dir=str(exp / "ablation_base"),
                 ablation={"dir": str(exp / "ablation"), "seeds": [0], "systems": ABLATION})
     write_config(exp / "ablation.conf", grid)
     out.append(run_stage(f"ablate.py, {len(ABLATION)} systems", fraction,
-                         [py, "ablate.py", "--config", str(exp / "ablation.conf")], logs / "ablate.log"))
+                         [sys.executable, "ablate.py", "--config", str(exp / "ablation.conf")], logs / "ablate.log"))
+    return out
+
+
+def asvspoof5_stages(fraction: float, work: Path, workers: int, only_embeddings: bool = False) -> list[Measure]:
+    """The stages that apply to ASVspoof 5 at one size, each in its own process, on a fresh experiment folder: the
+    embedding stages (train, dev, eval), the Track 2 SASV stages (score-level back-ends, joint_oc frozen) and the
+    CM scored on eval by main.py task cm, mode evaluate (the Track 1 report, per codec condition)."""
+    import shutil
+
+    corpus, exp, logs = folders(work, fraction, "asvspoof5")
+    if exp.exists():
+        shutil.rmtree(exp)
+    out = [generation_stage(fraction, corpus, logs, workers, "asvspoof5")]
+    cfg = base_config(corpus, exp, work / "models", "asvspoof5")
+    conf = exp / "scale.conf"
+    write_config(conf, cfg)
+    out += embedding_stages(fraction, conf, logs)
+    if only_embeddings:
+        return out
+    out += score_stages(fraction, conf, exp, logs)
+    cm_conf = exp / "cm_evaluate.conf"
+    write_config(cm_conf, {"task": "cm", "mode": "evaluate", "database": cfg["database"], "data": cfg["data"],
+                           "output_dir": str(exp / "cm_evaluate"), "cm": cfg["cm"], "eval_splits": ["eval"],
+                           "train": {"device": "cpu", "progress": False, "batch_size": cfg["batch_size"]}})
+    out.append(run_stage("main.py cm evaluate (eval)", fraction, [sys.executable, "main.py", "--config", str(cm_conf)],
+                         logs / "main_cm_evaluate.log"))
     return out
 
 
@@ -283,6 +363,9 @@ def report(measures: list[Measure], baseline: Measure) -> str:
             head += [f"f={f:g} wall s", "peak MB", "work s", "cpu s", "work MB"]
         if len(fractions) > 1:
             head += ["growth: s", "cpu", "MB", "linear"]
+        extrapolate = len(fractions) > 1 and fractions[-1] < 1
+        if extrapolate:
+            head += ["f=1: work s", "cpu s", "peak MB"]
         rows = [head]
         for stage in stages:
             ms = [by[stage, f] for f in fractions]
@@ -291,6 +374,8 @@ def report(measures: list[Measure], baseline: Measure) -> str:
                 row += [_num(m.seconds), f"{m.peak_mb:.0f}", _num(m.work_seconds), _num(m.work_cpu), f"{m.work_mb:.0f}"]
             if len(fractions) > 1:
                 row += _growth(ms) + [f"{_linear(fractions):.2f}"]
+            if extrapolate:
+                row += _at_full_size(ms)
             rows.append(row)
         widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
         lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
@@ -299,6 +384,9 @@ def report(measures: list[Measure], baseline: Measure) -> str:
         out += lines + [""]
     out.append("work: after the imports; growth: (work at the largest size - at the smallest) / (at the second "
                "smallest - at the smallest), '-' where an increment is under 0.5 s or 10 MB")
+    if any(len(fs) > 1 and fs[-1] < 1 for fs in by_sizes):
+        out.append("f=1: extrapolated, not measured: the straight line through the two largest sizes (work seconds, "
+                   "CPU seconds; the process's peak grows as its work MB does), never below the largest size's")
     out.append(f"imports alone (an empty stage): {baseline.seconds:.1f} s wall, {baseline.peak_mb:.0f} MB peak")
     out += [f"{m.stage} (f={m.fraction:g}): {m.note}" for m in measures if m.note]
     return "\n".join(out)
@@ -322,6 +410,20 @@ def _growth(ms: list[Measure]) -> list[str]:
         a, b = getattr(hi, key) - base, getattr(mid, key) - base
         cells.append(f"{a / b:.2f}" if b >= floor else "-")
     return cells
+
+
+def _at_full_size(ms: list[Measure]) -> list[str]:
+    """A stage's work seconds, CPU seconds and process peak MB at f = 1 on the straight line through its two
+    largest sizes: what a stage linear in the size would take there (an estimate, not a measurement)."""
+    mid, hi = ms[-2], ms[-1]
+    k = (1 - hi.fraction) / (hi.fraction - mid.fraction)
+
+    def line(key: str) -> float:
+        a, b = getattr(mid, key), getattr(hi, key)
+        return b + max(0.0, k * (b - a))
+
+    return [_num(line("work_seconds")), _num(line("work_cpu")),
+            f"{hi.peak_mb + max(0.0, k * (hi.work_mb - mid.work_mb)):.0f}"]
 
 
 def load_measures(paths: Sequence[Path]) -> tuple[list[Measure], Measure]:
@@ -354,10 +456,13 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/sasv_scale"), help="corpora, experiments, logs")
     parser.add_argument("--fractions", type=float, nargs="*", default=[0.02, 0.25, 1.0],
                         help="sizes of the SASV runs")
-    parser.add_argument("--vox-fractions", type=float, nargs="*", default=[0.05, 0.25, 1.0],
-                        help="sizes of the VoxCeleb2 list runs (fractions of 1,092,009 lines)")
+    parser.add_argument("--vox-fractions", type=float, nargs="*", default=None,
+                        help="sizes of the VoxCeleb2 list runs (fractions of 1,092,009 lines; default 0.05 0.25 1 "
+                             "with --layout la, none with asvspoof5)")
     parser.add_argument("--vox-files", action="store_true", help="create the VoxCeleb files (empty) and time the check")
     parser.add_argument("--workers", type=int, default=2, help="corpus rendering processes")
+    parser.add_argument("--layout", default="la", choices=LAYOUTS,
+                        help="la: the ASVspoof 2019 LA counts (and the ablation grid); asvspoof5: the ASVspoof 5 ones")
     parser.add_argument("--only-embeddings", action="store_true",
                         help="run only save_asv_embeddings and save_cm_score at each size")
     parser.add_argument("--json", type=Path, help="write every measurement here")
@@ -369,11 +474,13 @@ def main() -> None:
         sys.exit(measure_work(Path(sys.argv[2]), sys.argv[3], sys.argv[4:]))
     args = parser.parse_args()
     if args.generate:
-        generate(args.generate, args.fraction, args.workers)
+        generate(args.generate, args.fraction, args.workers, args.layout)
         return
     if args.report:
         print(report(*load_measures(args.report)))
         return
+    if args.vox_fractions is None:
+        args.vox_fractions = [0.05, 0.25, 1.0] if args.layout == "la" else []
     for f in args.fractions + args.vox_fractions:
         if not 0 < f <= 1:
             parser.error(f"fractions must be in (0, 1], got {f}")
@@ -383,15 +490,17 @@ def main() -> None:
     started = f"{time.strftime('%Y-%m-%d %H:%M')} (load average {os.getloadavg()[0]:.1f})"
     baseline = import_baseline(args.work)
     measures: list[Measure] = []
+    stages = asvspoof5_stages if args.layout == "asvspoof5" else sasv_stages
     for f in sorted(args.fractions):
-        measures += sasv_stages(f, args.work, args.workers, args.only_embeddings)
+        measures += stages(f, args.work, args.workers, args.only_embeddings)
     for f in sorted(args.vox_fractions):
         measures += vox_stages(f, args.work, args.vox_files)
     text = report(measures, baseline)
     print(f"\n{machine()}\nstarted {started}, ended {time.strftime('%H:%M')} (load average "
           f"{os.getloadavg()[0]:.1f})\n{text}")
     if args.json:
-        args.json.write_text(json.dumps({"machine": machine(), "started": started, "baseline": asdict(baseline),
+        args.json.write_text(json.dumps({"machine": machine(), "started": started, "layout": args.layout,
+                                         "baseline": asdict(baseline),
                                          "stages": [asdict(m) for m in measures]}, indent=1) + "\n")
 
 

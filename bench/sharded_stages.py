@@ -1,10 +1,11 @@
 """The embedding stages under torchrun against one process: throughput, peak memory per process, same outputs.
 
     .venv/bin/python bench/sharded_stages.py --work /tmp/sasv_shard [--fractions 0.05 0.2] [--ranks 2]
-                                             [--json sharded.json]
+                                             [--layout la|asvspoof5] [--json sharded.json]
 
-For each fraction f of the LA `scale` preset (bench/scale.py's corpus, generated once, and its untrained small
-front-ends, first-crop, batch 128) it runs save_asv_embeddings.py and save_cm_score.py over train, dev and eval:
+For each fraction f of the LA (or ASVspoof 5) `scale` preset (bench/scale.py's corpus, generated once, and its
+untrained small front-ends, first-crop, batch 128) it runs save_asv_embeddings.py and save_cm_score.py over train,
+dev and eval:
 
     1 process, 1 thread     the reference the sharded outputs are compared with (same thread count per process)
     1 process, 2 threads    what one process makes of the machine
@@ -32,7 +33,15 @@ ROOT = BENCH.parent
 sys.path.insert(0, str(BENCH))   # bench/scale.py's helpers (it puts the repository on the path itself)
 
 import numpy as np  # noqa: E402
-from scale import base_config, machine, measure_work, save_untrained_frontends, write_config  # noqa: E402
+from scale import (  # noqa: E402
+    LAYOUTS,
+    base_config,
+    folders,
+    machine,
+    measure_work,
+    save_untrained_frontends,
+    write_config,
+)
 
 STAGES = {"save_asv_embeddings": ("save_asv_embeddings.py", "asv"), "save_cm_score": ("save_cm_score.py", "cm")}
 SPLITS = ("train", "dev", "eval")
@@ -86,18 +95,19 @@ def same_outputs(reference: Path, sharded: Path, kind: str) -> None:
             raise SystemExit(f"{path.name}: differs between one process and the sharded run")
 
 
-def bench(fraction: float, work: Path, ranks: int) -> list[dict]:
+def bench(fraction: float, work: Path, ranks: int, layout: str = "la") -> list[dict]:
     tag = f"{fraction:g}"
-    corpus = work / f"corpus_{tag}"      # generated once (the generator reuses a complete corpus)
+    corpus = folders(work, fraction, layout)[0]      # generated once (the generator reuses a complete corpus)
     subprocess.run([sys.executable, str(BENCH / "scale.py"), "--generate", str(corpus), "--fraction", tag,
-                    "--workers", "2"], cwd=ROOT, check=True)
+                    "--workers", "2", "--layout", layout], cwd=ROOT, check=True)
+    tag = tag if layout == "la" else f"{layout}_{tag}"
     rows = []
     runs = {"1x1": 1, "1x2": 1, "torchrun": ranks}
     for kind in runs:
         exp = work / f"exp_{tag}_{kind}"
         if exp.exists():
             shutil.rmtree(exp)
-        cfg = base_config(corpus, exp, work / "models")
+        cfg = base_config(corpus, exp, work / "models", layout)
         cfg.pop("embeddings_dir")                      # <exp>/stages/embeddings: one fresh folder per run
         conf = exp / "run.conf"
         write_config(conf, cfg)
@@ -107,7 +117,8 @@ def bench(fraction: float, work: Path, ranks: int) -> list[dict]:
             out = Path(cfg["output_dir"])
             n = items_in(out / "embeddings", prefix)
             slowest = max(p["work_s"] for p in result["processes"])
-            row = {"fraction": fraction, "stage": stage, "run": kind if kind != "torchrun" else f"torchrun x{ranks}",
+            row = {"layout": layout, "fraction": fraction, "stage": stage,
+                   "run": kind if kind != "torchrun" else f"torchrun x{ranks}",
                    "files": n, "wall_s": result["wall_s"], "work_s": slowest,
                    "files_per_s": round(n / slowest, 1),
                    "work_mb": [p["work_mb"] for p in result["processes"]],
@@ -142,13 +153,14 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/sasv_shard"), help="corpora, experiments, logs")
     parser.add_argument("--fractions", type=float, nargs="+", default=[0.05, 0.2], help="sizes of the LA scale preset")
     parser.add_argument("--ranks", type=int, default=2, help="torchrun processes")
+    parser.add_argument("--layout", default="la", choices=LAYOUTS, help="the scale preset's layout")
     parser.add_argument("--json", type=Path, help="write every measurement here")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     (args.work / "models").mkdir(exist_ok=True)
     save_untrained_frontends(args.work / "models")
     started = f"{time.strftime('%Y-%m-%d %H:%M')} (load average {os.getloadavg()[0]:.1f})"
-    rows = [row for f in sorted(args.fractions) for row in bench(f, args.work, args.ranks)]
+    rows = [row for f in sorted(args.fractions) for row in bench(f, args.work, args.ranks, args.layout)]
     ended = f"{time.strftime('%H:%M')} (load average {os.getloadavg()[0]:.1f})"
     print(f"\n{machine()}\nstarted {started}, ended {ended}\n{table(rows)}")
     if args.json:

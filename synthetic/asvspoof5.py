@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -131,6 +131,28 @@ def get_preset(preset: str | Preset) -> Preset:
     if preset not in PRESETS:
         raise ValueError(f"unknown asvspoof5 preset {preset!r}; choose one of {', '.join(PRESETS)} or pass a Preset")
     return PRESETS[preset]
+
+
+def scaled(preset: str | Preset, fraction: float) -> Preset:
+    """The preset with its utterances, coded copies and trials times `fraction`, its speakers and enrolment as they
+    are (as `synthetic.presets.scaled` does for LA): a run at a fraction of the size shows how each stage grows
+    with files and trials. A split keeps at least one uncoded bona fide utterance per speaker (the layout's
+    minimum), so below about f = 0.025 (`scale`: dev's 785 speakers over its 31,334 bona fide utterances) the
+    bona fide counts stop shrinking. Below f = 0.022 the `scale` train split has one bona fide utterance a speaker,
+    too few for SASV training trials (a target trial pairs two of a speaker's): main.py task sasv refuses it."""
+    p = get_preset(preset)
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction!r}")
+
+    def shrink(c: SplitCounts) -> SplitCounts:
+        def n(v: int) -> int:
+            return max(1, round(v * fraction)) if v else 0
+        out = replace(c, bonafide=n(c.bonafide), spoofs=n(c.spoofs), coded=n(c.coded), trials=n(c.trials))
+        while out.bonafide - _coded(out)[0] < out.speakers:     # one uncoded bona fide utterance a speaker
+            out = replace(out, bonafide=out.bonafide + 1)
+        return out
+
+    return replace(p, name=f"{p.name}x{fraction:g}", train=shrink(p.train), dev=shrink(p.dev), eval=shrink(p.eval))
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ import logging
 import re
 import shutil
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -129,6 +130,41 @@ def test_scale_preset_has_the_official_counts():
         (140_950, 398, 1_184, 282_456)
     assert (scale.eval.bonafide + scale.eval.spoofs, scale.eval.enrolled, scale.eval.enrol_files,
             scale.eval.trials) == (680_774, 367, 1_098, 834_536)
+
+
+def test_scaled_scale_preset_shrinks_files_and_trials_and_keeps_speakers_and_enrolment():
+    scale = gen.PRESETS["scale"]
+    tenth = gen.scaled("scale", 0.1)
+    assert tenth.name == "scalex0.1" and (tenth.min_dur, tenth.max_dur) == (scale.min_dur, scale.max_dur)
+    for split in gen.SPLITS:
+        full, part = getattr(scale, split), getattr(tenth, split)
+        assert (part.speakers, part.enrolled, part.enrol_files) == (full.speakers, full.enrolled, full.enrol_files)
+        assert (part.bonafide, part.spoofs, part.coded, part.trials) == tuple(
+            round(v * 0.1) for v in (full.bonafide, full.spoofs, full.coded, full.trials))
+    # below dev's 785 speakers over 31,334 bona fide utterances, a speaker keeps one uncoded bona fide utterance
+    small = gen.scaled(scale, 0.005)
+    for split in gen.SPLITS:
+        c, share = getattr(small, split), round(getattr(scale, split).bonafide * 0.005)
+        assert c.bonafide - gen._coded(c)[0] >= c.speakers and c.bonafide > share        # raised ...
+        one_less = replace(c, bonafide=c.bonafide - 1)
+        assert one_less.bonafide - gen._coded(one_less)[0] < c.speakers                  # ... to the minimum
+    assert small.train.spoofs == round(163_560 * 0.005) and small.eval.trials == round(834_536 * 0.005)
+    assert gen.scaled("scale", 1) == gen.Preset("scalex1", scale.train, scale.dev, scale.eval, scale.min_dur,
+                                                scale.max_dur)
+    for bad in (0, -0.1, 1.5):
+        with pytest.raises(ValueError, match="fraction must be in"):
+            gen.scaled("scale", bad)
+
+
+def test_a_scaled_preset_plans_its_counts():
+    preset = gen.scaled("default", 0.5)
+    todo = gen.plan(preset, 0, ("C01", "C05"))
+    per_split = Counter(job.path.split("/")[1] for job in [*todo.jobs, *todo.coded])
+    for split in gen.SPLITS:
+        c = getattr(preset, split)
+        assert per_split[gen.FOLDER[split]] == c.bonafide + c.spoofs + c.enrol_files
+    trials = todo.texts[f"{gen.PROTOCOLS}/ASVspoof5.eval.track_2.trial.tsv"]
+    assert len(trials) == preset.eval.trials == 450
 
 
 # ------------------------------------------------------------------------------------------- the reader

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -72,6 +73,27 @@ def test_large_random_case_is_consistent_and_shaped():
     np.testing.assert_allclose(s, (z + t) / 2, rtol=1e-10)
     a = normalise_scores("asnorm", enrol, test, ei, ti, cohort_emb=cohort, top_n=20)
     assert a.shape == (20000,) and np.isfinite(a).all()
+
+
+def test_a_large_float32_table_is_normalised_a_chunk_at_a_time_with_the_whole_table_formula():
+    """ASVspoof 5 eval has 680k test embeddings: a float64 unit-length copy of the table (two, while dividing) was
+    the SASV stage's peak. The rows are now made a chunk at a time, with the same values as the whole-table formula."""
+    rng = np.random.default_rng(1)
+    test = rng.normal(size=(60_000, 64)).astype(np.float32)         # 15 MB; a float64 copy is 31 MB
+    enrol, cohort = rng.normal(size=(40, 64)).astype(np.float32), rng.normal(size=(30, 64))
+    ei, ti = rng.integers(0, 40, 2000), rng.integers(0, len(test), 2000)
+    unit = test.astype(np.float64) / np.linalg.norm(test.astype(np.float64), axis=1, keepdims=True)
+    e_unit = enrol.astype(np.float64) / np.linalg.norm(enrol.astype(np.float64), axis=1, keepdims=True)
+    assert np.array_equal(normalise_scores("none", enrol, test, ei, ti), np.einsum("ij,ij->i", e_unit[ei], unit[ti]))
+    expected = normalise_scores("asnorm", e_unit, unit, ei, ti, cohort_emb=cohort, top_n=5)
+    tracemalloc.start()
+    try:
+        got = normalise_scores("asnorm", enrol, test, ei, ti, cohort_emb=cohort, top_n=5)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
+    assert peak < unit.nbytes / 3, f"{peak / 2**20:.1f} MB held at once: a copy of the whole table"
 
 
 def test_speaker_mean_cohort():
