@@ -39,6 +39,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="score-level back-ends, `name` or `name:key=value,...` (default: all of them)")
     parser.add_argument("--out", required=True, help="output folder (new, empty or written by this toolkit)")
     parser.add_argument("--no-det", action="store_true", help="skip the DET plots")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="also the metrics per attack / codec condition / codec quality of each rule and split, "
+                             "in results.json (about 1 s per rule and split at ASVspoof 2019 LA size, minutes at "
+                             "ASVspoof 5 size with its codec tables)")
     add_wait_flag(parser)
     return parser.parse_args(argv)
 
@@ -58,7 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sources = [SplitSources(split, getattr(args, f"asv_{split}"), getattr(args, f"cm_{split}"),
                             getattr(args, f"trials_{split}"),
                             (f"--asv-{split}", f"--cm-{split}", f"--trials-{split}")) for split in ("dev", "eval")]
-    result = fuse(sources, rules, out, det=not args.no_det)       # reads, checks, fits, scores: writes nothing
+    # reads, checks, fits, scores: writes nothing
+    result = fuse(sources, rules, out, det=not args.no_det, breakdown=args.breakdown)
     check_inputs_kept({flag: path for s in sources for flag, path in s.named().items()},
                       files={str(path): path for path in result.files.values()})
     with hold_folders([("--out", Path(out))], wait=args.wait):

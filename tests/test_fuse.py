@@ -105,7 +105,8 @@ def _expected(files, name: str, **options):
 def test_fuses_score_files_into_the_community_formats(files, tmp_path, capsys):
     out = tmp_path / "out"
     capsys.readouterr()
-    rc = run_main(fuse.main, _args(files, out, backends=("score_sum", "lr_fusion:prior=0.1"), det=True))
+    rc = run_main(fuse.main, [*_args(files, out, backends=("score_sum", "lr_fusion:prior=0.1"), det=True),
+                              "--breakdown"])
     printed = capsys.readouterr()
     assert rc == 0, printed.err
     results = json.loads((out / "results.json").read_text())
@@ -120,7 +121,7 @@ def test_fuses_score_files_into_the_community_formats(files, tmp_path, capsys):
                                           out / label / "asvspoof5" / f"sasv_keys_{split}.tsv")
             assert np.array_equal(package["sasv"].score, scores[split]) and set(package) == {"sasv", "asv", "cm"}
         written = dict(results["rules"][label]["eval"])
-        assert "attack" in written.pop("breakdown")        # the trials' attacks: per-attack tables, as evaluate.py
+        assert "attack" in written.pop("breakdown")        # --breakdown: per-attack tables, as evaluate.py
         assert written == pytest.approx(metrics)
         assert {"min_a_dcf", "min_a_dcf_asvspoof5", "t_eer", "sasv_eer"} <= set(results["rules"][label]["eval"])
         assert results["rules"][label]["state"]["backend"] == name
@@ -294,7 +295,7 @@ def test_the_demos_score_level_rows_from_the_stage_score_files(backend, staged, 
     out = tmp_path / "fused"
     argv = [f"--{kind}-{split}" if i == 0 else str(scores / f"{name}_{split}.txt")
             for split in ("dev", "eval") for kind, name in (("asv", "asv"), ("cm", "cm_trials")) for i in (0, 1)]
-    rc, err = _fuse([*argv, "--backends", backend, "--out", str(out)], capsys)
+    rc, err = _fuse([*argv, "--backends", backend, "--out", str(out), "--breakdown"], capsys)
     assert rc == 0, err
     stage_results = json.loads((stage_out / "results.json").read_text())
     fused = json.loads((out / "results.json").read_text())["rules"][backend]

@@ -230,14 +230,17 @@ def fit_rules(rules: Sequence[Rule], dev: ScoredTrials) -> dict[str, ScoreBacken
     return fitted
 
 
-def evaluate(backend: ScoreBackend, data: ScoredTrials, sasv: np.ndarray) -> dict:
+def evaluate(backend: ScoreBackend, data: ScoredTrials, sasv: np.ndarray, breakdown: bool = False) -> dict:
     """Every metric of evaluate.py for one rule on one labelled split (act a-DCF too for a rule whose output is an
-    LLR), and its per-attack / codec tables under 'breakdown' when the trials carry those labels."""
+    LLR); with `breakdown`, its per-attack / codec tables under 'breakdown' when the trials carry those labels (a
+    metric set per cell: ~1 s a rule and split at LA size, so asked for, not default)."""
+    metrics = evaluate_trials(data.keys, sasv, data.asv_scores, data.cm_scores, llr=backend.outputs_llr)
+    if not breakdown:
+        return metrics
     t = data.labels
-    breakdown = sasv_breakdown(data.keys, sasv, Conditions(t.attack, t.codec, t.codec_q), data.asv_scores,
-                               data.cm_scores)
-    return results_entry(evaluate_trials(data.keys, sasv, data.asv_scores, data.cm_scores, llr=backend.outputs_llr),
-                         breakdown)
+    tables = sasv_breakdown(data.keys, sasv, Conditions(t.attack, t.codec, t.codec_q), data.asv_scores,
+                            data.cm_scores)
+    return results_entry(metrics, tables)
 
 
 # ------------------------------------------------------------------------------------------------- writing

@@ -49,14 +49,16 @@ class FusionResult:
         return format_table(rows) if rows else "no labelled split: no metrics"
 
 
-def fuse(sources: Sequence[SplitSources], rules: Sequence[Rule], out: Path, det: bool = True) -> FusionResult:
+def fuse(sources: Sequence[SplitSources], rules: Sequence[Rule], out: Path, det: bool = True,
+         breakdown: bool = False) -> FusionResult:
     """Reads and checks every input, fits every rule on dev, scores and evaluates both splits; writes nothing (every
     bad input is one line before the output folder is touched)."""
     data = {s.split: load_split(s) for s in sources}
     backends = fit_rules(rules, data["dev"])
     scores = {label: {split: b.score(d.asv_scores, d.cm_scores) for split, d in data.items()}
               for label, b in backends.items()}
-    metrics = {label: {split: evaluate(b, d, scores[label][split]) for split, d in data.items() if d.labelled}
+    metrics = {label: {split: evaluate(b, d, scores[label][split], breakdown) for split, d in data.items()
+                       if d.labelled}
                for label, b in backends.items()}
     files = output_files(Path(out), [r.label for r in rules], {s: d.labelled for s, d in data.items()}, det)
     return FusionResult(Path(out), list(sources), data, list(rules), backends, scores, metrics, files, det)
