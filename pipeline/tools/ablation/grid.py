@@ -144,11 +144,7 @@ def parse_systems(cfg: Mapping) -> list[System]:
     default_seeds = tuple(section["seeds"])
     root, names, systems = ablation_dir(cfg), set(), []
     for i, entry in enumerate(entries):
-        name = _entry_name(entry, i, names)
-        who = f"ablation system {name!r}"
-        backend = entry.get("backend")
-        if backend not in BACKENDS:
-            raise ConfigError(f"{who}: 'backend' is {backend!r}; valid back-ends: {', '.join(BACKENDS)}")
+        name, who, backend = _entry_backend(entry, i, names)
         options = dict(entry.get("options") or {})
         _check_options(backend, options, who)
         overrides = dict(entry.get("overrides") or {})
@@ -184,6 +180,16 @@ def parse_systems(cfg: Mapping) -> list[System]:
     return systems
 
 
+def _entry_backend(entry: object, i: int, names: set[str]) -> tuple[str, str, str]:
+    """(name, how messages name the system, its back-end) of the i-th entry, both checked."""
+    name = _entry_name(entry, i, names)
+    who = f"ablation system {name!r}"
+    backend = entry.get("backend")
+    if backend not in BACKENDS:
+        raise ConfigError(f"{who}: 'backend' is {backend!r}; valid back-ends: {', '.join(BACKENDS)}")
+    return name, who, backend
+
+
 def _entry_name(entry: object, i: int, names: set[str]) -> str:
     """The checked name of the i-th entry (added to `names`): a mapping of known keys with a new folder-safe name."""
     who = f"ablation.systems[{i}]"
@@ -216,11 +222,7 @@ def _score_file_systems(cfg: Mapping, entries: Sequence) -> list[System]:
     nothing that needs embeddings. Each system's config holds its folder and back-end, fitted on dev."""
     root, names, systems = ablation_dir(cfg), set(), []
     for i, entry in enumerate(entries):
-        name = _entry_name(entry, i, names)
-        who = f"ablation system {name!r}"
-        backend = entry.get("backend")
-        if backend not in BACKENDS:
-            raise ConfigError(f"{who}: 'backend' is {backend!r}; valid back-ends: {', '.join(BACKENDS)}")
+        name, who, backend = _entry_backend(entry, i, names)
         if not is_score_backend(backend):
             raise ConfigError(f"{who}: {backend} is an embedding back-end, trained on this toolkit's cached "
                               f"embeddings; an ablation of score files fits score-level back-ends only: "
