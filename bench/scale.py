@@ -265,22 +265,31 @@ def score_stages(fraction: float, conf: Path, exp: Path, logs: Path) -> list[Mea
     return out
 
 
-def sasv_stages(fraction: float, work: Path, workers: int, only_embeddings: bool = False) -> list[Measure]:
-    """Every stage at one size (or the two embedding stages), each in its own process, on a fresh experiment
-    folder."""
+def common_stages(fraction: float, work: Path, workers: int, only_embeddings: bool,
+                  layout: str) -> tuple[list[Measure], dict, Path, Path]:
+    """What both layouts run first, on a fresh experiment folder: the corpus generated (reused when complete), the
+    embedding stages and, unless `only_embeddings`, the score-level SASV stages; (measures, config, exp, logs)."""
     import shutil
 
-    corpus, exp, logs = folders(work, fraction)
+    corpus, exp, logs = folders(work, fraction, layout)
     if exp.exists():
         shutil.rmtree(exp)
-    out = [generation_stage(fraction, corpus, logs, workers)]
-    cfg = base_config(corpus, exp, work / "models")
+    out = [generation_stage(fraction, corpus, logs, workers, layout)]
+    cfg = base_config(corpus, exp, work / "models", layout)
     conf = exp / "scale.conf"
     write_config(conf, cfg)
     out += embedding_stages(fraction, conf, logs)
+    if not only_embeddings:
+        out += score_stages(fraction, conf, exp, logs)
+    return out, cfg, exp, logs
+
+
+def sasv_stages(fraction: float, work: Path, workers: int, only_embeddings: bool = False) -> list[Measure]:
+    """Every stage at one size (or the two embedding stages), each in its own process, on a fresh experiment
+    folder."""
+    out, cfg, exp, logs = common_stages(fraction, work, workers, only_embeddings, "la")
     if only_embeddings:
         return out
-    out += score_stages(fraction, conf, exp, logs)
     grid = dict(cfg, output_dir=str(exp / "ablation_base"),
                 ablation={"dir": str(exp / "ablation"), "seeds": [0], "systems": ABLATION})
     write_config(exp / "ablation.conf", grid)
@@ -293,19 +302,9 @@ def asvspoof5_stages(fraction: float, work: Path, workers: int, only_embeddings:
     """The stages that apply to ASVspoof 5 at one size, each in its own process, on a fresh experiment folder: the
     embedding stages (train, dev, eval), the Track 2 SASV stages (score-level back-ends, joint_oc frozen) and the
     CM scored on eval by main.py task cm, mode evaluate (the Track 1 report, per codec condition)."""
-    import shutil
-
-    corpus, exp, logs = folders(work, fraction, "asvspoof5")
-    if exp.exists():
-        shutil.rmtree(exp)
-    out = [generation_stage(fraction, corpus, logs, workers, "asvspoof5")]
-    cfg = base_config(corpus, exp, work / "models", "asvspoof5")
-    conf = exp / "scale.conf"
-    write_config(conf, cfg)
-    out += embedding_stages(fraction, conf, logs)
+    out, cfg, exp, logs = common_stages(fraction, work, workers, only_embeddings, "asvspoof5")
     if only_embeddings:
         return out
-    out += score_stages(fraction, conf, exp, logs)
     cm_conf = exp / "cm_evaluate.conf"
     write_config(cm_conf, {"task": "cm", "mode": "evaluate", "database": cfg["database"], "data": cfg["data"],
                            "output_dir": str(exp / "cm_evaluate"), "cm": cfg["cm"], "eval_splits": ["eval"],
