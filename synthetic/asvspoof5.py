@@ -32,7 +32,6 @@ from . import attacks as A
 from . import codecs
 from .layout import (
     MANIFEST,
-    Job,
     files_identity,
     finalize,
     manifest_problem,
@@ -41,6 +40,7 @@ from .layout import (
     write_audio,
     write_texts,
 )
+from .plan import Job
 from .voice import sample_voice
 
 log = logging.getLogger(__name__)

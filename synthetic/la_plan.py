@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import attacks as A
-from .layout import _CM_NAME, _D_CLAIMS, _D_IDS, _D_LA_BONA, _D_LA_SPOOF, _D_LA_VOICE, _PREFIX, SPLITS, Job
+from .plan import CM_NAME, D_CLAIMS, D_IDS, D_LA_BONA, D_LA_SPOOF, D_LA_VOICE, PREFIX, SPLITS, Job
 from .presets import Preset, SpeakerGroup
 from .voice import Voice, sample_voice
 
@@ -42,11 +42,11 @@ def plan_la_groups(preset: Preset, seed: int, voices: list[Voice], jobs: list[Jo
             for enrolled, n in ((True, g.speakers), (False, g.nontarget_speakers)):
                 for _ in range(n):
                     counter += 1
-                    voices.append(sample_voice(np.random.default_rng([seed, _D_LA_VOICE, counter]), g.gender))
+                    voices.append(sample_voice(np.random.default_rng([seed, D_LA_VOICE, counter]), g.gender))
                     speakers.append((f"LA_{counter:04d}", len(voices) - 1, gi, enrolled))
         n_files = split_files(groups, len(attacks))
-        ids = np.random.default_rng([seed, _D_IDS, si]).choice(9_000_000, size=n_files, replace=False) + 1_000_000
-        next_id = iter(f"{_PREFIX[split]}{int(i)}" for i in ids.tolist())
+        ids = np.random.default_rng([seed, D_IDS, si]).choice(9_000_000, size=n_files, replace=False) + 1_000_000
+        next_id = iter(f"{PREFIX[split]}{int(i)}" for i in ids.tolist())
         folder = f"LA/ASVspoof2019_LA_{split}/flac"
 
         cm_lines: list[str] = []
@@ -59,7 +59,7 @@ def plan_la_groups(preset: Preset, seed: int, voices: list[Voice], jobs: list[Jo
             n_bona = n_enrol + (g.bonafide if enrolled else g.nontarget_utts)
             for k in range(n_bona):
                 utt = next(next_id)
-                key = (seed, _D_LA_BONA, si, j, k)
+                key = (seed, D_LA_BONA, si, j, k)
                 jobs.append(Job(f"{folder}/{utt}.flac", key, vi, None, None, (*key, 1), **_LA_JOB))
                 (enrol if k < n_enrol else tests).setdefault(spk, []).append(utt)
             cm_lines += [f"{spk} {utt} - - bonafide" for utt in tests[spk]]
@@ -69,7 +69,7 @@ def plan_la_groups(preset: Preset, seed: int, voices: list[Voice], jobs: list[Jo
                 is_filter = A.get_attack(attack).method == "filter"
                 for k in range(g.spoofs_per_attack):
                     utt = next(next_id)
-                    key = (seed, _D_LA_SPOOF, si, ai, j, k)
+                    key = (seed, D_LA_SPOOF, si, ai, j, k)
                     source = None
                     if is_filter:  # another speaker of the split, whose natural speech is converted
                         o = int(np.random.default_rng(key).integers(len(speakers) - 1))
@@ -77,7 +77,7 @@ def plan_la_groups(preset: Preset, seed: int, voices: list[Voice], jobs: list[Jo
                     jobs.append(Job(f"{folder}/{utt}.flac", key, vi, attack, source, (*key, 1), **_LA_JOB))
                     spoofs.setdefault(spk, []).append((utt, attack))
             cm_lines += [f"{spk} {utt} - {attack} spoof" for utt, attack in spoofs[spk]]
-        texts[f"LA/ASVspoof2019_LA_cm_protocols/{_CM_NAME[split]}"] = cm_lines
+        texts[f"LA/ASVspoof2019_LA_cm_protocols/{CM_NAME[split]}"] = cm_lines
         if split != "train":
             _trial_texts(split, si, seed, groups, speakers, enrol, tests, spoofs, texts)
             enrol_sets[split] = {spk: (folder, sorted(enrol[spk])) for spk, _, _, on in speakers if on}
@@ -88,7 +88,7 @@ def _trial_texts(split: str, si: int, seed: int, groups: tuple[SpeakerGroup, ...
                  spoofs: dict[str, list[tuple[str, str]]], texts: dict[str, list[str]]) -> None:
     """SASV trial list and enrolment lists of a dev/eval split. Each enrolled speaker claims every bona fide
     utterance of `claims` of its group's nontarget speakers, drawn at random (the real lists' structure)."""
-    rng = np.random.default_rng([seed, _D_CLAIMS, si])
+    rng = np.random.default_rng([seed, D_CLAIMS, si])
     nontarget_of = {gi: [spk for spk, _, g, on in speakers if g == gi and not on] for gi in range(len(groups))}
     trl: list[str] = []
     for spk, _, gi, enrolled in speakers:

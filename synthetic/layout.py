@@ -23,6 +23,21 @@ from common.file_identity import identities, identities_digest
 from common.io import atomic_write, write_lines, writing
 
 from . import attacks as A
+from .la_plan import plan_la_groups
+from .plan import (
+    CM_NAME,
+    D_CLAIMS,
+    D_IDS,
+    D_LA_BONA,
+    D_LA_SPOOF,
+    D_LA_VOICE,
+    D_VOX_META,
+    D_VOX_UTT,
+    D_VOX_VOICE,
+    PREFIX,
+    SPLITS,
+    Job,
+)
 from .presets import Preset, preset_record
 from .voice import Voice, finish, plan_utterance, render, sample_channel, sample_voice
 
@@ -30,13 +45,6 @@ SR = 16000
 GENERATOR_VERSION = 2  # 2: nontarget claims per utterance, spoof-heavy dev/eval trial lists
 MANIFEST = "synthetic_corpus.json"
 _IN_PROGRESS = ".synthetic_corpus.incomplete"
-SPLITS = ("train", "dev", "eval")
-_PREFIX = {"train": "LA_T_", "dev": "LA_D_", "eval": "LA_E_"}
-_CM_NAME = {"train": "ASVspoof2019.LA.cm.train.trn.txt", "dev": "ASVspoof2019.LA.cm.dev.trl.txt",
-            "eval": "ASVspoof2019.LA.cm.eval.trl.txt"}
-# RNG domains: the second element of every seed sequence.
-_D_LA_VOICE, _D_LA_BONA, _D_LA_SPOOF, _D_VOX_VOICE, _D_VOX_UTT, _D_IDS, _D_VOX_META, _D_CLAIMS = range(1, 9)
-
 
 @dataclass(frozen=True)
 class CorpusPaths:
@@ -45,19 +53,6 @@ class CorpusPaths:
     la: Path
     enr_audio: Path
     voxceleb: Path
-
-
-@dataclass(frozen=True)
-class Job:
-    """One audio file to render."""
-    path: str                      # relative to the output root
-    key: tuple[int, ...]           # RNG seed sequence
-    voice: int                     # index into the job list's voices
-    attack: str | None             # None = bona fide
-    source: int | None             # voice index of a conversion source ('filter' attacks)
-    channel_key: tuple[int, ...]   # RNG for the recording channel (shared by a VoxCeleb video)
-    channel_strength: float
-    snr_range: tuple[float, float]
 
 
 def corpus_paths(out_dir: str | os.PathLike) -> CorpusPaths:
@@ -73,7 +68,6 @@ def plan_corpus(preset: Preset, seed: int) -> tuple[list[Voice], list[Job], dict
     texts: dict[str, list[str]] = {}
     enrol_sets: dict = {}
     if preset.la_groups is not None:
-        from .la_plan import plan_la_groups  # imports this module's Job and names
         plan_la_groups(preset, seed, voices, jobs, texts, enrol_sets)
     else:
         _plan_la_uniform(preset, seed, voices, jobs, texts, enrol_sets)
@@ -92,14 +86,14 @@ def _plan_la_uniform(preset: Preset, seed: int, voices: list[Voice], jobs: list[
         for j in range(n_spk[split]):
             spk_counter += 1
             gender = ("female", "male")[j % 2]
-            voices.append(sample_voice(np.random.default_rng([seed, _D_LA_VOICE, spk_counter]), gender))
+            voices.append(sample_voice(np.random.default_rng([seed, D_LA_VOICE, spk_counter]), gender))
             spks.append((f"LA_{spk_counter:04d}", gender, len(voices) - 1))
         attacks = A.TRAIN_ATTACKS if split != "eval" else A.EVAL_ATTACKS
         n_spoofs = {"train": preset.train_spoofs, "dev": preset.dev_spoofs, "eval": preset.eval_spoofs}[split]
         n_bona = preset.train_bonafide if split == "train" else preset.enrol_utts + preset.trial_utts
         n_utts = len(spks) * n_bona + len(attacks) * n_spoofs
-        ids = np.random.default_rng([seed, _D_IDS, si]).choice(9_000_000, size=n_utts, replace=False) + 1_000_000
-        next_id = iter(f"{_PREFIX[split]}{int(i)}" for i in ids)
+        ids = np.random.default_rng([seed, D_IDS, si]).choice(9_000_000, size=n_utts, replace=False) + 1_000_000
+        next_id = iter(f"{PREFIX[split]}{int(i)}" for i in ids)
         folder = f"LA/ASVspoof2019_LA_{split}/flac"
         la_job = dict(channel_strength=0.35, snr_range=(30.0, 45.0))
 
@@ -109,7 +103,7 @@ def _plan_la_uniform(preset: Preset, seed: int, voices: list[Voice], jobs: list[
         for j, (spk, _gender, vi) in enumerate(spks):
             for k in range(n_bona):
                 utt = next(next_id)
-                key = (seed, _D_LA_BONA, si, j, k)
+                key = (seed, D_LA_BONA, si, j, k)
                 jobs.append(Job(f"{folder}/{utt}.flac", key, vi, None, None, (*key, 1), **la_job))
                 if split != "train" and k < preset.enrol_utts:
                     enrol.setdefault(spk, []).append(utt)
@@ -122,7 +116,7 @@ def _plan_la_uniform(preset: Preset, seed: int, voices: list[Voice], jobs: list[
                 j = (ai + k) % len(spks)           # round-robin over target speakers
                 spk, gender, vi = spks[j]
                 utt = next(next_id)
-                key = (seed, _D_LA_SPOOF, si, ai, k)
+                key = (seed, D_LA_SPOOF, si, ai, k)
                 source = None
                 if A.get_attack(attack).method == "filter":
                     others = [s for s in spks if s[0] != spk]
@@ -131,12 +125,12 @@ def _plan_la_uniform(preset: Preset, seed: int, voices: list[Voice], jobs: list[
                 spoofs.setdefault(spk, []).append((utt, attack))
         for spk, _, _ in spks:
             cm_lines += [f"{spk} {utt} - {attack} spoof" for utt, attack in spoofs.get(spk, [])]
-        texts[f"LA/ASVspoof2019_LA_cm_protocols/{_CM_NAME[split]}"] = cm_lines
+        texts[f"LA/ASVspoof2019_LA_cm_protocols/{CM_NAME[split]}"] = cm_lines
         if split == "train":
             continue
 
         asv = "LA/ASVspoof2019_LA_asv_protocols/ASVspoof2019.LA.asv"
-        claims = _nontarget_claims(spks, trials, preset.nontarget_claims, np.random.default_rng([seed, _D_CLAIMS, si]))
+        claims = _nontarget_claims(spks, trials, preset.nontarget_claims, np.random.default_rng([seed, D_CLAIMS, si]))
         trl: list[str] = []
         for spk, _gender, _ in spks:
             trl += [f"{spk} {utt} bonafide target" for utt in trials[spk]]
@@ -170,14 +164,14 @@ _VIDEO_CHARS = np.array(list("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwx
 
 def _plan_voxceleb(preset: Preset, seed: int, voices: list[Voice], jobs: list[Job], texts: dict) -> None:
     """VoxCeleb layout: training speakers id0nnnn with train_list.txt, held-out id1nnnn speakers in veri_test.txt."""
-    meta = np.random.default_rng([seed, _D_VOX_META])
+    meta = np.random.default_rng([seed, D_VOX_META])
     train_ids = sorted(int(i) for i in meta.choice(np.arange(10, 10000), size=preset.vox_train_speakers, replace=False))
     names = [f"id{i:05d}" for i in train_ids] + [f"id{10270 + i:05d}" for i in range(preset.vox_test_speakers)]
     train_list: list[str] = []
     test_files: list[tuple[int, str]] = []
     for s, spk in enumerate(names):
         is_test = s >= preset.vox_train_speakers
-        voices.append(sample_voice(np.random.default_rng([seed, _D_VOX_VOICE, s]), ("female", "male")[s % 2]))
+        voices.append(sample_voice(np.random.default_rng([seed, D_VOX_VOICE, s]), ("female", "male")[s % 2]))
         vi = len(voices) - 1
         n_utts = preset.vox_test_utts if is_test else preset.vox_utts
         n_vid = max(1, min(preset.vox_videos, n_utts))
@@ -187,8 +181,8 @@ def _plan_voxceleb(preset: Preset, seed: int, voices: list[Voice], jobs: list[Jo
             v = k % n_vid
             counters[v] += 1
             rel = f"{spk}/{videos[v]}/{counters[v]:05d}.wav"
-            jobs.append(Job(f"VoxCeleb/wav/{rel}", (seed, _D_VOX_UTT, s, k), vi, None, None,
-                            (seed, _D_VOX_UTT, s, 100_000 + v), channel_strength=1.0, snr_range=(12.0, 30.0)))
+            jobs.append(Job(f"VoxCeleb/wav/{rel}", (seed, D_VOX_UTT, s, k), vi, None, None,
+                            (seed, D_VOX_UTT, s, 100_000 + v), channel_strength=1.0, snr_range=(12.0, 30.0)))
             if is_test:
                 test_files.append((s, rel))
             else:
