@@ -14,9 +14,10 @@ from pipeline.stages.cli import run_stage
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from pipeline.recipes.sasv_task import SCHEMA
     from pipeline.stages.asv import asv_stage
     from pipeline.stages.experiment import check_stage_inputs
-    return run_stage(__doc__, argv, lambda cfg: check_stage_inputs(cfg, asv=True, cm=False),
+    return run_stage(__doc__, argv, SCHEMA, lambda cfg: check_stage_inputs(cfg, asv=True, cm=False),
                      lambda cfg, force: asv_stage(cfg, force))
 
 

@@ -16,8 +16,9 @@ from pipeline.stages.cli import run_stage
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from pipeline.recipes.sasv_task import SCHEMA
     from pipeline.stages.sasv import check_scoring, score_splits
-    return run_stage(__doc__, argv, check_scoring, lambda cfg, force: score_splits(cfg))
+    return run_stage(__doc__, argv, SCHEMA, check_scoring, lambda cfg, force: score_splits(cfg))
 
 
 if __name__ == "__main__":

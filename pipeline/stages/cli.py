@@ -29,16 +29,16 @@ STAGE_FILES = ("results.json", "results.previous.json", "backend_state.json", "d
 SYNC_TIMEOUT_S = 24 * 3600.0
 
 
-def run_stage(doc: str, argv: Sequence[str] | None, check: Callable[[Mapping], object],
+def run_stage(doc: str, argv: Sequence[str] | None, schema: Mapping, check: Callable[[Mapping], object],
               stage: Callable[[Mapping, bool], object]) -> int:
-    """Parses `--config FILE [key=value ...] [--force] [--wait]` against the SASV schema; runs `check(cfg)` (every
+    """Parses `--config FILE [key=value ...] [--force] [--wait]` against `schema` (the SASV config's, which the
+    recipes own: the entry script passes it, since stages sit below recipes); runs `check(cfg)` (every
     check that needs no model), locks output_dir and embeddings_dir, saves config.yaml, runs `stage(cfg, force)`.
     A stage that fails before it writes anything leaves the previous config.yaml and results.json as they were.
     Under torchrun (WORLD_SIZE > 1) the ranks join one gloo group (only small messages cross it: the arrays travel
     through shard files), every rank checks, rank 0 locks and records, every rank runs the stage."""
 
     def main(args_in: Sequence[str] | None) -> int:
-        from pipeline.recipes.sasv_task import SCHEMA
         parser = config_parser(doc.strip().splitlines()[0])
         parser.add_argument("--force", action="store_true", help="recompute outputs even when they are up to date")
         add_wait_flag(parser)
@@ -49,7 +49,7 @@ def run_stage(doc: str, argv: Sequence[str] | None, check: Callable[[Mapping], o
                 logging.getLogger(package).setLevel(logging.WARNING)
         try:
             def checked() -> Mapping:
-                cfg = load_config(args.config, args.overrides, SCHEMA)
+                cfg = load_config(args.config, args.overrides, schema)
                 check(cfg)
                 _take_gpu(cfg)
                 return cfg
