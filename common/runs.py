@@ -38,7 +38,8 @@ LOCATION_KEYS = ("output_dir", "embeddings_dir")   # where a run writes, not wha
 # that value, so adding a key does not make every finished run (demo steps, ablation systems) look like another
 # config's.
 ADDED_KEYS = {"asv.enrol_mean": {"sasv_e2e": "unit", "": "raw"}, "train.eval_every": {"": 1},
-              "train.select_initial": {"": False}, "data.format": {"": "auto"}}
+              "train.select_initial": {"": False}, "data.format": {"": "auto"},
+              "train.tensorboard": {"": False}}
 
 
 def _normal(cfg: Mapping) -> Any:
@@ -135,7 +136,7 @@ def is_current(path: str | os.PathLike, cfg: Mapping, checkpoints: Mapping[str, 
 # Changing them on --resume is allowed and recorded. `train.epochs` may grow (training goes on; no schedule
 # depends on the total) but not below the epochs already trained.
 RUNTIME_KEYS = ("num_workers", "det", "train.num_workers", "train.progress", "train.log_every_steps",
-                "train.dist_timeout_s")
+                "train.dist_timeout_s", "train.tensorboard")
 EPOCHS_KEY = "train.epochs"
 
 

@@ -12,6 +12,7 @@ from engine.distributed import DEVICES
 from engine.optim import OPTIMIZERS
 from engine.schedulers import SCHEDULERS, check_scheduler_config
 from engine.seeding import SEED
+from engine.tensorboard import check_available
 
 _COUNT = Rule(1, low=1)           # a count that must be at least one
 _NONE_OR_MORE = Rule(0, low=0)    # a count that may be zero
@@ -36,6 +37,7 @@ TRAIN_SCHEMA: dict = {
     "select_mode": Rule("min", choices=("min", "max")),
     "log_every_steps": _COUNT.with_default(50),
     "progress": True,
+    "tensorboard": False,                  # also write TensorBoard event files (engine/tensorboard.py)
     "dist_timeout_s": Rule(1800.0, above=0.0),
     "optimizer": {
         "name": Rule("adam", choices=OPTIMIZERS),
@@ -90,6 +92,8 @@ def check_train_config(cfg: Mapping) -> None:
     optimizer, scheduler = cfg["optimizer"], cfg["scheduler"]
     if optimizer["name"] == "sgd" and optimizer["nesterov"] and not optimizer["momentum"] > 0:
         raise ConfigError("training config: 'optimizer.nesterov' needs 'optimizer.momentum' > 0")
+    if cfg["tensorboard"]:
+        check_available()
     try:
         check_scheduler_config(scheduler)
     except ConfigError as e:

@@ -31,6 +31,7 @@ from engine.optim import build_optimizer, resolve_param_groups
 from engine.schedulers import build_scheduler
 from engine.schema import check_train_config
 from engine.seeding import derive_seed, get_rng_state, seed_everything, set_rng_state, worker_init_fn
+from engine.tensorboard import TensorBoardLog
 
 logger = logging.getLogger(__name__)
 
@@ -198,6 +199,7 @@ class _Trainer:
         self.best: dict = {"metric": cfg["select_metric"], "mode": cfg["select_mode"], "value": None, "epoch": None}
         self.history: list[dict] = []
         self.train_log: CsvLog | None = None
+        self.tensorboard: TensorBoardLog | None = None
 
     # ---- data ----
     def _make_loader(self, data: TrainData):
@@ -254,6 +256,8 @@ class _Trainer:
             # a SIGKILL during a checkpoint or log write leaves a temporary that nothing else would remove
             remove_temporaries(self.out, (LAST, BEST, TRAIN_LOG, EPOCH_LOG))
             self.train_log = CsvLog(self.out / TRAIN_LOG, keep_rows)
+            if cfg["tensorboard"]:
+                self.tensorboard = TensorBoardLog(self.out, self.global_step if keep_rows is not None else None)
         if cfg["select_initial"] and self.epoch == 0 and not self.history:
             self._evaluate_start()
         saved_rows, saved_history = keep_rows or 0, list(self.history)
@@ -270,6 +274,8 @@ class _Trainer:
         finally:
             if self.train_log is not None:
                 self.train_log.close()
+            if self.tensorboard is not None:
+                self.tensorboard.close()
         distributed.barrier(ctx)
         return FitResult(self.epoch, self.global_step, self.best["metric"], self.best["value"], self.best["epoch"],
                          list(self.history), last if last.exists() else None, best if best.exists() else None)
@@ -410,6 +416,8 @@ class _Trainer:
             row = {"epoch": self.epoch + 1, "step": self.global_step, **_lr_columns(self.scheduler.lrs())}
             row.update(means)
             self.train_log.append(row)
+            if self.tensorboard is not None:
+                self.tensorboard.scalars("train", row, self.global_step)
         bar.set_postfix(loss=f"{means['loss']:.4g}", refresh=False)
 
     def _select(self, record: Mapping) -> bool:
@@ -433,6 +441,9 @@ class _Trainer:
         assert self.train_log is not None
         self.train_log.commit()
         write_table(self.out / EPOCH_LOG, self.history)
+        if self.tensorboard is not None:
+            self.tensorboard.scalars("epoch", record, int(record["step"]))
+            self.tensorboard.flush()
         save_epoch_checkpoints(self.out, self.model, self.optimizer, self.scheduler, self.scaler,
                                epoch=self.epoch, global_step=self.global_step, best=self.best, history=self.history,
                                record=record, improved=improved, rng=rng,

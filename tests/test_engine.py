@@ -511,3 +511,47 @@ def test_select_initial_survives_an_interrupt_and_needs_a_dev_metric(tmp_path):
         _cfg(select_initial=True)
     with pytest.raises(ConfigError, match="'select_initial' must be true or false, got 'yes'"):
         _cfg(select_initial="yes")
+
+
+# ---- TensorBoard (train.tensorboard) ----
+def _events(folder: Path) -> dict[str, list[tuple[int, float]]]:
+    """Scalars as TensorBoard shows them (purged events dropped), per tag: (step, value)."""
+    accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    acc = accumulator.EventAccumulator(str(folder), size_guidance={accumulator.SCALARS: 0})
+    acc.Reload()
+    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+def test_tensorboard_mirrors_the_csv_logs(straight, tmp_path):
+    pytest.importorskip("tensorboard")
+    _train(tmp_path, tensorboard=True)
+    events = _events(tmp_path / "tensorboard")
+    rows = _read(tmp_path / "train_log.csv")
+    header, rows = rows[0], rows[1:]
+    steps = [int(r[header.index("step")]) for r in rows]
+    assert [s for s, _ in events["train/loss"]] == steps
+    assert [v for _, v in events["train/loss"]] == pytest.approx([float(r[header.index("loss")]) for r in rows],
+                                                                rel=1e-6)
+    epochs = _read(tmp_path / "epoch_log.csv")
+    assert [v for _, v in events["epoch/dev_loss"]] == pytest.approx(
+        [float(r[epochs[0].index("dev_loss")]) for r in epochs[1:]], rel=1e-6)
+    assert _read(tmp_path / "train_log.csv") == _read(straight[0] / "train_log.csv")   # the CSV record unchanged
+
+
+def test_tensorboard_after_an_interrupt_and_resume_shows_each_step_once(straight, tmp_path):
+    pytest.importorskip("tensorboard")
+    with pytest.raises(KeyboardInterrupt):
+        _train(tmp_path, task=ClassifyTask(interrupt_at_step=14), tensorboard=True)   # epoch 3 logged step 13
+    _train(tmp_path, resume=True, tensorboard=True)
+    loss = _events(tmp_path / "tensorboard")["train/loss"]
+    rows = _read(tmp_path / "train_log.csv")
+    assert [s for s, _ in loss] == [int(r[rows[0].index("step")]) for r in rows[1:]]   # no step twice
+
+
+def test_tensorboard_missing_is_one_line_before_training(monkeypatch, tmp_path):
+    import importlib.util
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard" else real(name, *a))
+    with pytest.raises(ConfigError, match="train.tensorboard is true but the tensorboard package is not installed"):
+        _cfg(tensorboard=True)
+    assert not (tmp_path / "tensorboard").exists()
