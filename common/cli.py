@@ -26,12 +26,16 @@ class _CurrentStderr(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            print(f"[{record.name.split('.')[0]}] {record.getMessage()}", file=sys.stderr, flush=True)
+            package = record.name.removeprefix(INSTALLED_PREFIX).split(".")[0]
+            print(f"[{package}] {record.getMessage()}", file=sys.stderr, flush=True)
         except Exception:  # noqa: BLE001 - logging must never break the run it reports on
             self.handleError(record)
 
 
-TOOLKIT_PACKAGES = ("asv", "cm", "fusion", "data", "engine", "metrics", "common", "pipeline", "synthetic")
+# "" in a checkout; "sasv." installed from the wheel, whose modules all live under `sasv` (setup.py)
+INSTALLED_PREFIX = __name__.removesuffix("common.cli")
+TOOLKIT_PACKAGES = tuple(INSTALLED_PREFIX + p for p in ("asv", "cm", "fusion", "data", "engine", "metrics", "common",
+                                                         "pipeline", "synthetic", "ssl_models"))
 
 
 def report_to_stderr(level: int = logging.INFO) -> None:

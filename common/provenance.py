@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+import json
 import platform
 import subprocess
 import sys
@@ -18,12 +19,21 @@ from typing import Any, Mapping
 from common.config import plain
 from common.io import file_sha256
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[1]   # the checkout, or the installed package `sasv/`
+BUILD_INFO = "build_info.json"              # written into the wheel by setup.py: the commit it was built from
 
 
 @functools.lru_cache(maxsize=1)
 def git_state() -> dict[str, Any]:
-    """{"commit", "dirty"} of the project checkout; commit None (with the reason) outside a git checkout."""
+    """{"commit", "dirty"} of the project checkout. Installed from a wheel (no checkout around the code: asking git
+    there could answer for an unrelated repository that holds the environment), the commit the wheel was built from,
+    as its build recorded it (setup.py, BUILD_INFO). Commit None, with the reason, when neither is known."""
+    if not (ROOT / ".git").exists():
+        built = ROOT / BUILD_INFO
+        if built.is_file():
+            return {**json.loads(built.read_text(encoding="utf-8")), "note": "installed package (sasv-toolkit)"}
+        return {"commit": None, "dirty": None, "note": "not a git checkout"}
+
     def git(*args: str) -> str:
         return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True, timeout=30,
                               check=True).stdout.strip()
