@@ -16,6 +16,7 @@ from common.cli import run_main
 from common.errors import InputError, MissingFilesError
 from common.io import read_json
 from data.asvspoof import ProtocolError
+from data.copy_synthesis import SOURCES_NAME
 from data.vocoders import (
     LIST_NAME,
     MANIFEST_NAME,
@@ -185,17 +186,17 @@ def test_a_source_swapped_under_its_name_gets_new_copies(vox, tmp_path, capsys):
 def test_copies_made_before_sources_were_recorded_are_kept_and_said(vox, made, tmp_path, capsys):
     out = tmp_path / "out"
     shutil.copytree(made, out)
-    (out / copy_synthesis.SOURCES_NAME).unlink()
+    (out / SOURCES_NAME).unlink()
     before = digests(out / "wav")
     assert copy_synthesis.main(["--voxceleb", str(vox), "--out", str(out), "--workers", "1"]) == 0
     captured = capsys.readouterr()
     assert "copy_synthesis_sources.npz: does not exist" in captured.err
     assert "the copies there are kept as they are (--overwrite remakes them)" in captured.err
     assert "0 written, 15 already there" in captured.out and digests(out / "wav") == before
-    (out / copy_synthesis.SOURCES_NAME).write_bytes(b"cut")          # damaged: said, copies kept, rewritten
+    (out / SOURCES_NAME).write_bytes(b"cut")          # damaged: said, copies kept, rewritten
     assert copy_synthesis.main(["--voxceleb", str(vox), "--out", str(out), "--workers", "1"]) == 0
     captured = capsys.readouterr()
-    assert f"{out / copy_synthesis.SOURCES_NAME}: damaged (" in captured.err and "0 written" in captured.out
+    assert f"{out / SOURCES_NAME}: damaged (" in captured.err and "0 written" in captured.out
     assert copy_synthesis.main(["--voxceleb", str(vox), "--out", str(out), "--workers", "1"]) == 0
     assert "copy-synthesis:" not in capsys.readouterr().err
 
