@@ -20,6 +20,10 @@ list enrolment and coded eval copies): the ASV front-end trained on its train bo
 train, the score and embedding back-ends on Track 2, and two tables: the CM's Track 1 metrics (minDCF, actDCF,
 Cllr, EER; per codec condition on eval) and each system's Track 2 metrics (min a-DCF, min t-DCF, t-EER).
 
+Within one run, a front-end's output on an utterance is computed once: a later step that scores the same audio with
+the same weights (the SASV stage re-scoring the CM's dev and eval, the joint run's starting point) reuses it
+(pipeline/stages/cache.py, `remembering_outputs`); the numbers are the ones a new computation gives.
+
 Every step skips work that is already done (its results.json made by the same config, checkpoints and
 protocols), so a rerun (or a run after Ctrl-C) continues where it stopped; a step whose inputs changed (another
 preset, a retrained front-end) is redone, its earlier output moved to `replaced-<time>/`.
@@ -32,7 +36,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
@@ -43,6 +47,9 @@ from common.folders import check_output_path, move_aside
 from common.locking import hold_folders
 from common.provenance import provenance
 from common.runs import is_current, mark_started, resumable, write_results
+
+if TYPE_CHECKING:
+    from pipeline.stages.cache import OutputMemo
 
 # (row label, overrides of configs/quickstart.conf) in the order of Table 2 of the SASV 2022 evaluation plan
 SYSTEMS: list[tuple[str, list[str]]] = [
@@ -199,6 +206,16 @@ def demo_configs(out: Path, corpus: Path, systems: Sequence[tuple[str, list[str]
 def run_demo(out: Path, corpus: Path, preset: str, systems: Sequence[tuple[str, list[str]]] = SYSTEMS,
              extra: Sequence[str] = ()) -> dict[str, dict]:
     """Runs every step; `extra` overrides apply to every quickstart config (e.g. smaller runs in tests)."""
+    from pipeline.stages.cache import remembering_outputs
+
+    configs = demo_configs(out, corpus, systems, extra)     # every config checked before anything runs
+    with remembering_outputs() as memo:
+        return _run_demo_steps(out, corpus, preset, systems, extra, configs, memo)
+
+
+def _run_demo_steps(out: Path, corpus: Path, preset: str, systems: Sequence[tuple[str, list[str]]],
+                    extra: Sequence[str], configs: DemoConfigs, memo: OutputMemo) -> dict[str, dict]:
+    """The steps of `run_demo`, with one memo of front-end outputs for all of them."""
     import copy_synthesis
     from data.score_files import read_sasv_scores
     from metrics.det import plot_det
@@ -206,8 +223,6 @@ def run_demo(out: Path, corpus: Path, preset: str, systems: Sequence[tuple[str, 
     from pipeline.stages.experiment import protocol_digests
     from pipeline.stages.sasv import config_checkpoints
     from synthetic import generate_corpus
-
-    configs = demo_configs(out, corpus, systems, extra)     # every config checked before anything runs
 
     def frontend_step(module, cfg: dict, checkpoints: dict, model: str) -> None:
         folder = Path(cfg["output_dir"])
@@ -265,8 +280,13 @@ def run_demo(out: Path, corpus: Path, preset: str, systems: Sequence[tuple[str, 
         protocols=protocol_digests(cfg), seeds={"train": cfg["train"]["seed"]}))
     print(table(results))
     print(f"\nDET curves of every system: {det}\nall numbers: {out / 'results.json'}"
-          f"\nfinished in {time.time() - t0:.0f} s ({clock.summary()})")
+          f"\nfinished in {time.time() - t0:.0f} s ({clock.summary()}; {_reused(memo)})")
     return results
+
+
+def _reused(memo: OutputMemo) -> str:
+    """How many whole-utterance front-end outputs the steps took from one another instead of computing them."""
+    return f"front-end outputs on {memo.hits} of {memo.hits + memo.misses} scored utterances reused from earlier steps"
 
 
 def table(results: dict[str, dict]) -> str:
@@ -326,6 +346,15 @@ def run_asvspoof5_demo(out: Path, corpus: Path, preset: str,
                        systems: Sequence[tuple[str, list[str]]] = ASVSPOOF5_SYSTEMS,
                        extra: Sequence[str] = ()) -> dict:
     """Every step of `--layout asvspoof5`; returns {"cm": the CM's results, "systems": {label: results}}."""
+    from pipeline.stages.cache import remembering_outputs
+
+    with remembering_outputs():     # as in run_demo: the Track 2 stage reuses the CM step's dev and eval outputs
+        return _run_asvspoof5_steps(out, corpus, preset, systems, extra)
+
+
+def _run_asvspoof5_steps(out: Path, corpus: Path, preset: str, systems: Sequence[tuple[str, list[str]]],
+                         extra: Sequence[str]) -> dict:
+    """The steps of `run_asvspoof5_demo`."""
     import synthetic.asvspoof5 as asvspoof5
     from data.score_files import read_sasv_scores
     from metrics.det import plot_det

@@ -47,7 +47,7 @@ from pipeline.recipes.front_end_checks import check_training_config
 from pipeline.stages.cache import Inputs, ScoreMemo
 from pipeline.stages.cli import SYNC_TIMEOUT_S
 from pipeline.stages.experiment import Experiment, resolve_device
-from pipeline.stages.extract import Extracted, InputFloor, extract
+from pipeline.stages.extract import Extracted, InputFloor, ModelCall, extract
 from pipeline.stages.frontends import CM_SECTION, build_cm, cm_embed_fn, crop_spec, frontend_identity
 from pipeline.stages.outputs import CacheSpec
 from pipeline.stages.sharding import extract_cached
@@ -113,10 +113,9 @@ def print_split_metrics(metrics: Mapping, splits: list[str]) -> None:
 def cm_eer(net: CMNet, cfg: Mapping, db: Database, split: str,
            device: torch.device) -> tuple[float, list, np.ndarray]:
     entries = db.cm_entries(split)
-
-    def embed(wave: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"scores": net(wave.to(device))}
-
+    # the loss's own score of the model's outputs; a ModelCall on the model alone, so that the SASV stage scoring this
+    # split with the exported model reuses these outputs within the demo (pipeline/stages/cache.py, OutputMemo)
+    embed = ModelCall(net.model, device, lambda out: {"scores": net.score(*out)})
     out = extract([(e.utt, db.audio(split, e.utt)) for e in entries], embed, crop_spec(cfg["cm"]),
                   batch_size=cfg["train"]["batch_size"], desc=f"CM {split}")
     scores = out.arrays["scores"]

@@ -33,16 +33,21 @@ record (another tool's, or from before cache versions) is treated the same way.
 
 In memory, within one training run: `ScoreMemo` keeps what the per-epoch dev evaluation scored, keyed by a
 fingerprint of the weights (`weights_fingerprint`), so the recipe's final scoring of the selected epoch reuses
-those dev scores instead of computing them a second time.
+those dev scores instead of computing them a second time. Within one process that runs several steps (demo.py):
+`OutputMemo`, switched on by `remembering_outputs()`, keeps each front-end's output on each whole utterance, keyed
+by the model (`model_fingerprint`) and the audio file's identity, so that a later step scoring the same audio with
+the same weights (the CM's dev and eval scores again in the SASV stage, the joint run's starting point) reuses
+them; pipeline/stages/extract.py consults it.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Hashable, Mapping, Sequence, TypeVar
+from typing import Any, Callable, Hashable, Iterator, Mapping, Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -222,3 +227,75 @@ class ScoreMemo:
         if entry not in self._results:
             self._results[entry] = compute()
         return self._results[entry]
+
+
+def model_fingerprint(model: nn.Module) -> str:
+    """`weights_fingerprint` plus everything else that decides what the model computes: each submodule's class and
+    its plain settings (an LCNN's `cmn`, a layer's stride or padding, `training`), which a state dict does not hold;
+    two models with equal weights but another option (features normalised or not) give different fingerprints."""
+    digest = hashlib.blake2b(weights_fingerprint(model).encode(), digest_size=32)
+    for name, module in model.named_modules():
+        settings = sorted((k, repr(v)) for k, v in vars(module).items()
+                          if not k.startswith("_") and isinstance(v, (bool, int, float, str, tuple, type(None))))
+        digest.update(f"{name}\0{type(module).__module__}.{type(module).__qualname__}\0{settings!r}\0".encode())
+    return digest.hexdigest()
+
+
+class OutputMemo:
+    """Model outputs on whole utterances, remembered with the model and the audio file that produced them.
+
+    Why: the demo scores the same audio with the same weights in several steps: the CM step scores dev and eval with
+    its selected epoch, and the SASV stage then scores them again with that very model read back from cm_model.pt;
+    the joint run evaluates its starting point, the front-ends the stage has just scored dev with; the adapted
+    speaker model embedded dev for its selection. Remembered outputs are returned instead of being recomputed, and
+    they are the values a new computation would give: an entry is used only for a model whose weights, buffers,
+    classes and settings are bit for bit the same (`model_fingerprint`, taken in eval mode only: dropout draws), the
+    same audio file unchanged (path and `common.file_identity` identity), the same number of intra-op threads and
+    autocast off. Only whole-utterance inputs (crop `full`) are remembered: each is one model call of its own,
+    whereas a batch of fixed-length crops may take other kernels than the same rows in another batch.
+
+    Size: one output row per (model, utterance), e.g. 129 floats for the demo's CM; it is meant for a run over a
+    corpus of demo size, hence opt-in (`remembering_outputs`), never a default of the stage scripts."""
+
+    def __init__(self) -> None:
+        self._outputs: dict[tuple[str, str, tuple[int, ...]], tuple[torch.Tensor, ...]] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, model_key: str, path: str, identity: Sequence[int]) -> tuple[torch.Tensor, ...] | None:
+        found = self._outputs.get((model_key, path, tuple(int(v) for v in identity)))
+        if found is None:
+            self.misses += 1
+        else:
+            self.hits += 1
+        return found
+
+    def put(self, model_key: str, path: str, identity: Sequence[int], outputs: tuple[torch.Tensor, ...]) -> None:
+        self._outputs[(model_key, path, tuple(int(v) for v in identity))] = tuple(
+            t.detach().to("cpu", copy=True) for t in outputs)
+
+    def __len__(self) -> int:
+        return len(self._outputs)
+
+
+_active_memo: OutputMemo | None = None
+
+
+@contextlib.contextmanager
+def remembering_outputs() -> Iterator[OutputMemo]:
+    """Within the block, whole-utterance model outputs are remembered and reused (`OutputMemo`); nested blocks share
+    the outer memo. Off by default: a stage script scores each utterance once anyway."""
+    global _active_memo
+    if _active_memo is not None:
+        yield _active_memo
+        return
+    _active_memo = OutputMemo()
+    try:
+        yield _active_memo
+    finally:
+        _active_memo = None
+
+
+def active_output_memo() -> OutputMemo | None:
+    """The memo of the enclosing `remembering_outputs()` block, or None outside one."""
+    return _active_memo

@@ -8,6 +8,10 @@ naming the file instead of a worker traceback.
 Model calls: `first` and `even` crops all have one length, so a batch of utterances is one call. `full`
 utterances differ in length and no model here masks padding (instance norm, statistics pooling), so padding
 would change an embedding: each utterance is its own call. Rows come back in the input order either way.
+
+Within `pipeline.stages.cache.remembering_outputs()` (demo.py), a `ModelCall` on whole utterances is first looked up
+in the memo of model outputs: an utterance this very model (same weights and settings) already scored is neither
+decoded nor run again (pipeline/stages/cache.py, `OutputMemo`).
 """
 from __future__ import annotations
 
@@ -18,11 +22,14 @@ from typing import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
+from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from common.file_identity import identities
 from data.audio import SAMPLE_RATE, AudioError, CropSpec, load_audio
 from engine.distributed import is_main_process
+from pipeline.stages.cache import OutputMemo, active_output_memo, model_fingerprint
 
 EmbedFn = Callable[[torch.Tensor], Mapping[str, torch.Tensor]]
 # `full` utterances are embedded one per call whatever the batch size, so a decoding batch only amortises the
@@ -40,6 +47,31 @@ class Extracted:
     @property
     def skipped_ids(self) -> list[str]:
         return [s.split(": ", 1)[0] for s in self.skipped]
+
+
+class ModelCall:
+    """An `EmbedFn` that says which model it runs: `name(model(wave))`, the model's outputs (a tensor or a tuple of
+    them) turned into the named (B, ...) outputs. Knowing the model lets `extract` reuse what the same model already
+    computed on the same audio (`remembering_outputs`); a plain function is always run."""
+
+    def __init__(self, model: nn.Module, device: torch.device | str,
+                 name: Callable[[tuple[torch.Tensor, ...]], Mapping[str, torch.Tensor]]):
+        self.model, self.device, self.name = model, device, name
+
+    def run(self, wave: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The model's raw outputs, always as a tuple."""
+        out = self.model(wave.to(self.device))
+        return tuple(out) if isinstance(out, (tuple, list)) else (out,)
+
+    def __call__(self, wave: torch.Tensor) -> Mapping[str, torch.Tensor]:
+        return self.name(self.run(wave))
+
+    def memo_key(self) -> str | None:
+        """What the model's outputs depend on besides the input (None: not to be remembered: a module in training
+        mode draws dropout masks, autocast computes in another precision)."""
+        if any(m.training for m in self.model.modules()) or torch.is_autocast_enabled(torch.device(self.device).type):
+            return None
+        return f"{model_fingerprint(self.model)}|threads {torch.get_num_threads()}|{self.device}"
 
 
 @dataclass(frozen=True)
@@ -116,10 +148,16 @@ def _single_thread_worker(worker_id: int) -> None:
     torch.set_num_threads(1)
 
 
-def _embed_batch(batch: _Batch, embed_fn: EmbedFn, crop: CropSpec) -> dict[str, torch.Tensor]:
-    """`embed_fn` on the batch's inputs -> per-utterance outputs (crops averaged), rows in batch order."""
+EachFn = Callable[[str, torch.Tensor], Mapping[str, torch.Tensor]]
+
+
+def _embed_batch(batch: _Batch, embed_fn: EmbedFn, crop: CropSpec, each: EachFn | None = None
+                 ) -> dict[str, torch.Tensor]:
+    """`embed_fn` on the batch's inputs -> per-utterance outputs (crops averaged), rows in batch order. `each`
+    (utterance id, input) replaces `embed_fn` for whole utterances (the memo's way of knowing which one it is)."""
     if crop.policy == "full":  # lengths differ: one call per utterance (padding would change the embedding)
-        outs = [embed_fn(x) for x in batch.utterances()]
+        outs = [embed_fn(x) if each is None else each(utt, x) for utt, x in zip(batch.ids, batch.utterances(),
+                                                                                  strict=True)]
         out = {name: torch.cat([o[name] for o in outs]) for name in outs[0]}
     else:                      # one length: the whole batch in one call
         out = embed_fn(batch.waves.view(-1, batch.lengths[0]))
@@ -140,6 +178,20 @@ def extract(items: Sequence[tuple[str, str | os.PathLike]], embed_fn: EmbedFn, c
     which keep the input order.
     """
     items = [(u, str(p)) for u, p in items]
+    memo = active_output_memo()
+    if memo is not None and crop.policy == "full" and isinstance(embed_fn, ModelCall) \
+            and len({u for u, _ in items}) == len(items):      # an id listed twice keeps the plain path
+        key = embed_fn.memo_key()
+        if key is not None:
+            return _extract_remembered(items, embed_fn, crop, memo, key, batch_size=batch_size,
+                                       num_workers=num_workers, desc=desc, skip_bad_audio=skip_bad_audio, floor=floor)
+    return _extract(items, embed_fn, crop, batch_size=batch_size, num_workers=num_workers, desc=desc,
+                    skip_bad_audio=skip_bad_audio, floor=floor)
+
+
+def _extract(items: list[tuple[str, str]], embed_fn: EmbedFn, crop: CropSpec, *, batch_size: int, num_workers: int,
+             desc: str, skip_bad_audio: bool, floor: InputFloor, each: EachFn | None = None) -> Extracted:
+    """`extract` without the memo (`each`: see `_embed_batch`)."""
     if crop.policy == "full":
         batch_size = min(batch_size, FULL_DECODE_BATCH)
     loader = DataLoader(_AudioItems(items, crop, floor), batch_size=max(1, batch_size),
@@ -156,7 +208,7 @@ def extract(items: Sequence[tuple[str, str | os.PathLike]], embed_fn: EmbedFn, c
                     raise AudioError(error)
                 skipped.append(f"{utt}: {error}")
             if batch.ids:
-                for name, value in _embed_batch(batch, embed_fn, crop).items():
+                for name, value in _embed_batch(batch, embed_fn, crop, each).items():
                     chunks.setdefault(name, []).append(value.cpu().numpy())
                 ids.extend(batch.ids)
             bar.update(batch.size)
@@ -164,3 +216,35 @@ def extract(items: Sequence[tuple[str, str | os.PathLike]], embed_fn: EmbedFn, c
     if skipped:
         print(f"{desc}: skipped {len(skipped)} unreadable file(s), first: {skipped[0]}", file=sys.stderr)
     return Extracted(ids, arrays, skipped)
+
+
+def _extract_remembered(items: list[tuple[str, str]], call: ModelCall, crop: CropSpec, memo: OutputMemo, key: str,
+                        **kwargs) -> Extracted:
+    """`extract` on whole utterances with a memo: the remembered ones take their outputs from it, the others are
+    extracted as usual (their raw outputs remembered on the way); rows in the input order, as `extract` gives."""
+    files = identities([path for _, path in items])
+    found = [memo.get(key, path, row) for (_, path), row in zip(items, files, strict=True)]
+    pending = [i for i, raw in enumerate(found) if raw is None]
+    where = {items[i][0]: (items[i][1], files[i]) for i in pending}
+
+    def remember(utt: str, wave: torch.Tensor) -> Mapping[str, torch.Tensor]:
+        raw = call.run(wave)
+        memo.put(key, *where[utt], raw)
+        return call.name(raw)
+
+    fresh = _extract([items[i] for i in pending], call, crop, each=remember, **kwargs) if pending else None
+    computed = {} if fresh is None else {utt: {k: v[row] for k, v in fresh.arrays.items()}
+                                         for row, utt in enumerate(fresh.ids)}
+    ids: list[str] = []
+    rows: list[Mapping[str, np.ndarray]] = []
+    with torch.inference_mode():
+        for (utt, _), raw in zip(items, found, strict=True):
+            if raw is not None:
+                rows.append({k: v.detach().float().numpy()[0] for k, v in call.name(raw).items()})
+            elif utt in computed:
+                rows.append(computed[utt])
+            else:
+                continue            # unreadable, skipped on request
+            ids.append(utt)
+    arrays = {k: np.stack([r[k] for r in rows]) for k in rows[0]} if rows else {}
+    return Extracted(ids, arrays, [] if fresh is None else fresh.skipped)

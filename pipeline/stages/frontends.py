@@ -19,7 +19,7 @@ from common.dispatch import lookup
 from common.errors import InputError, MissingFilesError
 from common.io import file_sha256
 from data.audio import SCORING_CROPS, CropSpec
-from pipeline.stages.extract import EmbedFn, InputFloor
+from pipeline.stages.extract import InputFloor, ModelCall
 
 # How `lists` speaker models average their enrolment embeddings (asv.enrol_mean): `raw` embeddings (SASV 2022
 # baseline), or `unit`: each L2-normalised first (SASV2, WeSpeaker; the default of task sasv_e2e). The concatenated
@@ -154,12 +154,11 @@ def crop_spec(section: Mapping) -> CropSpec:
     return CropSpec(c["policy"], int(c["samples"]), int(c["count"]))
 
 
-def asv_embed_fn(model: nn.Module, device: torch.device | str = "cpu") -> EmbedFn:
-    return lambda wave: {"embeddings": model(wave.to(device))}
+def asv_embed_fn(model: nn.Module, device: torch.device | str = "cpu") -> ModelCall:
+    """The speaker model's embeddings (a ModelCall: extract() may reuse what this model already computed)."""
+    return ModelCall(model, device, lambda out: {"embeddings": out[0]})
 
 
-def cm_embed_fn(model: nn.Module, device: torch.device | str = "cpu") -> EmbedFn:
-    def run(wave: torch.Tensor) -> dict[str, torch.Tensor]:
-        embedding, logits = model(wave.to(device))
-        return {"embeddings": embedding, "scores": logits[:, 1]}
-    return run
+def cm_embed_fn(model: nn.Module, device: torch.device | str = "cpu") -> ModelCall:
+    """The countermeasure's embeddings and scores (its bona fide logit) as one ModelCall."""
+    return ModelCall(model, device, lambda out: {"embeddings": out[0], "scores": out[1][:, 1]})
