@@ -49,7 +49,12 @@ def roc_curve(positive: np.ndarray, negative: np.ndarray) -> tuple[np.ndarray, n
 
 def roc_eer(positive: np.ndarray, negative: np.ndarray) -> EER:
     """SASV 2022 EER: where the interpolated ROC curve crosses FPR = 1 - TPR."""
-    fpr, tpr, thresholds = roc_curve(positive, negative)
+    return roc_curve_eer(*roc_curve(positive, negative))
+
+
+def roc_curve_eer(fpr: np.ndarray, tpr: np.ndarray, thresholds: np.ndarray) -> EER:
+    """`roc_eer` of a curve `roc_curve` gave, for a caller that also needs the curve (a DET plot) and so sorts the
+    scores once."""
     gap = 1.0 - tpr - fpr  # FNR - FPR: 1 at the first point, -1 at the last, non-increasing
     j = int(np.argmax(gap <= 0.0))
     i = j - 1
