@@ -104,17 +104,18 @@ class CMScores:
 
 def _lines(path: str | os.PathLike, columns: int, layout: str) -> Iterator[tuple[int, list[str]]]:
     """Yields (line number, fields) of every non-blank line, checking the column count."""
-    try:
-        text = read_text(path, "score file")
+    try:      # streamed: a score file of 835k lines is never held whole, as text or as a list of lines
+        for number, line in text_lines(path, "score file"):
+            fields = line.split()
+            if not fields:
+                continue
+            if len(fields) != columns:
+                raise ScoreFileError(f"{path}:{number}: expected {columns} columns '{layout}', got {len(fields)}")
+            yield number, fields
+    except ScoreFileError:
+        raise
     except InputError as e:
         raise ScoreFileError(str(e)) from None
-    for number, line in enumerate(text.splitlines(), 1):
-        fields = line.split()
-        if not fields:
-            continue
-        if len(fields) != columns:
-            raise ScoreFileError(f"{path}:{number}: expected {columns} columns '{layout}', got {len(fields)}")
-        yield number, fields
 
 
 def _score(text: str, path: str | os.PathLike, number: int) -> float:
@@ -155,6 +156,8 @@ def read_sasv_scores(path: str | os.PathLike) -> SASVScores:
     """Reads a SASV 2022 score file; malformed lines, unknown keys and duplicated trials are errors."""
     spk, utt, attack, key, score = [], [], [], [], []
     first_seen: dict[tuple[str, str], int] = {}
+    # one str object per distinct speaker, attack and key, not one per line: at 835k trials those repeats held ~150 MB
+    labels: dict[str, str] = {}
     for number, (s, u, a, k, value) in _lines(path, 5, "SPK UTT ATTACK KEY SCORE"):
         _check_key(k, SASV_KEYS, path, number)
         _check_attack(a, k != "spoof", k, path, number)
@@ -162,10 +165,10 @@ def read_sasv_scores(path: str | os.PathLike) -> SASVScores:
         if (s, u) in first_seen:
             raise ScoreFileError(f"{path}:{number}: trial '{s} {u}' listed twice (first on line {first_seen[s, u]})")
         first_seen[s, u] = number
-        spk.append(s)
+        spk.append(labels.setdefault(s, s))
         utt.append(u)
-        attack.append(a)
-        key.append(k)
+        attack.append(labels.setdefault(a, a))
+        key.append(labels.setdefault(k, k))
     if not utt:
         raise ScoreFileError(f"{path}: no trials in score file")
     return SASVScores(spk, utt, attack, key, np.asarray(score))
@@ -192,6 +195,7 @@ def read_cm_scores(path: str | os.PathLike) -> CMScores:
     """Reads an ASVspoof 2019 CM score file (`-` or `bonafide` as the bona fide ATTACK)."""
     utt, attack, key, score = [], [], [], []
     first_seen: dict[str, int] = {}
+    labels: dict[str, str] = {}      # one object per distinct attack and key (as read_sasv_scores)
     for number, (u, a, k, value) in _lines(path, 4, "UTT ATTACK KEY SCORE"):
         _check_key(k, CM_KEYS, path, number)
         a = BONAFIDE if a == "-" else a
@@ -201,8 +205,8 @@ def read_cm_scores(path: str | os.PathLike) -> CMScores:
             raise ScoreFileError(f"{path}:{number}: utterance '{u}' listed twice (first on line {first_seen[u]})")
         first_seen[u] = number
         utt.append(u)
-        attack.append(a)
-        key.append(k)
+        attack.append(labels.setdefault(a, a))
+        key.append(labels.setdefault(k, k))
     if not utt:
         raise ScoreFileError(f"{path}: no trials in score file")
     return CMScores(utt, attack, key, np.asarray(score))
