@@ -14,17 +14,14 @@ import numpy as np
 from scipy.stats import norm
 
 from common.io import atomic_write
-from metrics.eer import roc_curve, roc_curve_eer
-from metrics.trials import split_trials
+from metrics.eer import ranked_roc_curve, roc_curve_eer
+from metrics.sasv import NEGATIVES
+from metrics.trials import rank_trials, split_trials
 
 TICKS_PERCENT = (0.1, 0.5, 1, 2, 5, 10, 20, 40, 60, 80)
 LIMITS = (0.0005, 0.9)  # as probabilities
 
-PANELS = (
-    ("SASV", lambda c: np.concatenate([c.nontarget, c.spoof])),
-    ("SV", lambda c: c.nontarget),
-    ("SPF", lambda c: c.spoof),
-)
+PANELS = tuple(zip(("SASV", "SV", "SPF"), NEGATIVES.values(), strict=True))     # (panel, its negative classes)
 
 
 def probit(p: np.ndarray) -> np.ndarray:
@@ -55,14 +52,14 @@ def plot_det(systems: Mapping[str, tuple[np.ndarray, Sequence[str]]], path: str 
     axes = fig.subplots(1, len(PANELS))
     ticks = probit(np.asarray(TICKS_PERCENT) / 100)
     labels = [f"{t:g}" for t in TICKS_PERCENT]
-    split = {name: split_trials(scores, keys, name) for name, (scores, keys) in systems.items()}
-    eers: dict[str, list[str]] = {name: [] for name in split}
-    for ax, (panel, negatives_of) in zip(axes, PANELS, strict=True):
-        for index, (name, classes) in enumerate(split.items()):
-            negatives = negatives_of(classes)
-            if classes.target.size == 0 or negatives.size == 0:
+    # each system's scores sorted once for its three panels' curves and EERs
+    ranked = {name: rank_trials(split_trials(scores, keys, name), name) for name, (scores, keys) in systems.items()}
+    eers: dict[str, list[str]] = {name: [] for name in ranked}
+    for ax, (panel, negatives) in zip(axes, PANELS, strict=True):
+        for index, (name, trials) in enumerate(ranked.items()):
+            if trials.counts[0] == 0 or sum(trials.counts[c] for c in negatives) == 0:
                 continue
-            fpr, tpr, thresholds = roc_curve(classes.target, negatives)     # one sort: the curve and its EER
+            fpr, tpr, thresholds = ranked_roc_curve(trials, negatives)
             eer = 100 * roc_curve_eer(fpr, tpr, thresholds).eer
             eers[name].append(f"{panel} {eer:.2f}%")
             p_fa, p_miss = corners(fpr, 1.0 - tpr)
@@ -76,7 +73,7 @@ def plot_det(systems: Mapping[str, tuple[np.ndarray, Sequence[str]]], path: str 
         if not many:
             ax.legend(loc="upper right", fontsize="small")
     if many:
-        handles = axes[0].get_lines()[:len(split)]
+        handles = axes[0].get_lines()[:len(ranked)]
         fig.legend(handles, [f"{n}: " + ", ".join(e) for n, e in eers.items()], loc="outside lower center",
                    ncols=2, fontsize="small", title="EERs (SASV, SV, SPF)")
     fig.suptitle(title)

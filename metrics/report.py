@@ -27,7 +27,7 @@ import numpy as np
 
 from metrics.dcf import ASVSPOOF5, PAPER_DEFAULT, act_a_dcf, min_a_dcf
 from metrics.eer import det_eer
-from metrics.sasv import sasv_eers
+from metrics.sasv import ranked_sasv_eers
 from metrics.tdcf import (
     ASVSPOOF5_ORGANISERS_ASV,
     asv_operating_point,
@@ -36,7 +36,7 @@ from metrics.tdcf import (
     min_t_dcf_legacy,
 )
 from metrics.teer import concurrent_t_eer
-from metrics.trials import split_trials
+from metrics.trials import rank_trials, split_trials
 
 NEEDS_LLR = ("act_a_dcf", "act_a_dcf_asvspoof5")     # reported only for LLR scores (evaluate_trials(llr=True))
 NEEDS_ASV_AND_CM = ("t_eer", "min_t_dcf_asvspoof5", "min_t_dcf_asvspoof5_formula", "min_t_dcf_asvspoof2019")
@@ -107,11 +107,12 @@ def sasv_metrics(keys: Sequence[str], sasv: np.ndarray, only: Collection[str] | 
     skipped = set(lacking) | (set(NEEDS_LLR) if not llr or "min_a_dcf" in lacking else set())
     wanted = lambda name: name not in skipped and (only is None or name in only)  # noqa: E731
     sasv_classes = split_trials(sasv, keys, "SASV scores")
-    out = {k: 100.0 * v for k, v in sasv_eers(sasv, keys, available_only=True).items() if wanted(k)}
+    ranked = rank_trials(sasv_classes, "SASV scores")      # one sort for the three EERs and both a-DCFs
+    out = {k: 100.0 * v for k, v in ranked_sasv_eers(ranked, available_only=True).items() if wanted(k)}
     if wanted("min_a_dcf"):
-        out["min_a_dcf"] = min_a_dcf(sasv_classes, PAPER_DEFAULT).value
+        out["min_a_dcf"] = min_a_dcf(ranked, PAPER_DEFAULT).value
     if wanted("min_a_dcf_asvspoof5"):
-        out["min_a_dcf_asvspoof5"] = min_a_dcf(sasv_classes, ASVSPOOF5).value
+        out["min_a_dcf_asvspoof5"] = min_a_dcf(ranked, ASVSPOOF5).value
     if wanted("act_a_dcf"):
         out["act_a_dcf"] = act_a_dcf(sasv_classes, PAPER_DEFAULT).value
     if wanted("act_a_dcf_asvspoof5"):
