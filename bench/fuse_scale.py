@@ -2,16 +2,20 @@
 ASVspoof 5 (282,456 dev / 834,536 eval trials). Each run reads an ASV score file (SASV 2022) and a CM score file of
 one score per utterance (ASVspoof 2019 CM) joined to the trial list, for both splits; fits every score-level back-end
 on dev; scores both splits; computes every metric of evaluate.py; writes the fused files and draws the DET plots.
-fuse.py runs as a subprocess, so its wall time and peak resident memory are its own. The median of the runs is
-reported. Random scores; the LA class counts are the official ones, the ASVspoof 5 ones made up (same cost).
+fuse.py runs as a subprocess, so its wall time, CPU time and peak resident memory are its own. The median of the runs
+is reported. Random scores; the LA class counts are the official ones, the ASVspoof 5 ones made up (same cost).
+
+`--against CHECKOUT` times another checkout's fuse.py too (e.g. `git worktree add /tmp/base <commit>`), on the same
+files, its runs alternating with this one's, so that a change is measured against its baseline under the same load
+(a shared machine's load drifts by minutes).
 
     .venv/bin/python bench/fuse_scale.py [--sizes la asvspoof5] [--runs 3] [--backends score_sum lr_fusion ...]
+                                         [--against CHECKOUT]
 """
 from __future__ import annotations
 
 import argparse
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -56,20 +60,31 @@ def write_split(folder: Path, split: str, counts: tuple[int, int, int], rng: np.
             f"--trials-{split}", str(folder / f"trials_{split}.txt")]
 
 
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+def run_once(argv: list[str], root: Path = ROOT) -> tuple[float, float, float]:
+    """(wall seconds, CPU seconds, peak RSS in MiB) of one run of `root`'s fuse.py, from the OS's account of that child
+    alone (wait4), so runs of two checkouts do not mix. On a loaded shared machine the CPU time is the steadier
+    figure."""
+    with tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        child = subprocess.Popen([sys.executable, "fuse.py", *argv], cwd=root, stdout=subprocess.DEVNULL, stderr=err,
+                                 env=ENV)
+        _, status, usage = os.wait4(child.pid, 0)
+        wall = time.perf_counter() - start
+        child.returncode = os.waitstatus_to_exitcode(status)
+        if child.returncode != 0:
+            err.seek(0)
+            sys.exit(f"{root}/fuse.py failed:\n{err.read().decode(errors='replace')[-3000:]}")
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
-def run_once(argv: list[str]) -> tuple[float, float, float]:
-    """(wall seconds, CPU seconds, peak RSS in MiB so far of any child: fuse.py runs are the only children) of one
-    fuse.py run. On a loaded shared machine the CPU time is the steadier figure."""
-    start, cpu = time.perf_counter(), _children_cpu()
-    done = subprocess.run([sys.executable, "fuse.py", *argv], cwd=ROOT, capture_output=True, text=True, env=ENV)
-    wall = time.perf_counter() - start
-    if done.returncode != 0:
-        sys.exit(f"fuse.py failed:\n{done.stderr[-3000:]}")
-    return wall, _children_cpu() - cpu, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+def report(size: str, name: str, runs: list[tuple[float, float, float]]) -> None:
+    walls, cpus, peaks = ([r[i] for r in runs] for i in range(3))
+    dev, ev = (sum(SIZES[size][s]) for s in ("dev", "eval"))
+    limit_s, limit_mib = LIMITS[size]
+    print(f"{size} ({name}): {dev:,} dev / {ev:,} eval trials: median {statistics.median(walls):.1f} s "
+          f"(runs {', '.join(f'{w:.1f}' for w in walls)}; limit {limit_s:g} s), CPU median "
+          f"{statistics.median(cpus):.1f} s (runs {', '.join(f'{c:.1f}' for c in cpus)}), peak RSS "
+          f"{max(peaks):.0f} MiB" + (f" (limit {limit_mib:g} MiB)" if limit_mib else ""), flush=True)
 
 
 def main() -> None:
@@ -77,23 +92,28 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="+", choices=SIZES, default=list(SIZES))
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--backends", nargs="+", help="rules (default: fuse.py's: every score-level back-end)")
+    parser.add_argument("--against", type=Path, metavar="CHECKOUT",
+                        help="another checkout whose fuse.py runs alternate with this one's (a baseline)")
     args = parser.parse_args()
-    print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+    roots = {"this checkout": ROOT, **({f"against {args.against}": args.against.resolve()} if args.against else {})}
+    print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs", flush=True)
     for size in args.sizes:
         with tempfile.TemporaryDirectory(prefix="fuse_bench_") as tmp:
             folder = Path(tmp)
             rng = np.random.default_rng(0)
             argv = [flag for split in ("dev", "eval") for flag in write_split(folder, split, SIZES[size][split], rng)]
             argv += ["--out", str(folder / "out")] + (["--backends", *args.backends] if args.backends else [])
-            run_once(argv + ["--backends", "score_sum"])      # warms the module cache; not counted
-            runs = [run_once(argv) for _ in range(args.runs)]
-            walls, cpus, peaks = ([r[i] for r in runs] for i in range(3))
-            dev, ev = (sum(SIZES[size][s]) for s in ("dev", "eval"))
-            limit_s, limit_mib = LIMITS[size]
-            print(f"{size}: {dev:,} dev / {ev:,} eval trials: median {statistics.median(walls):.1f} s "
-                  f"(runs {', '.join(f'{w:.1f}' for w in walls)}; limit {limit_s:g} s), CPU median "
-                  f"{statistics.median(cpus):.1f} s, peak RSS "
-                  f"{max(peaks):.0f} MiB" + (f" (limit {limit_mib:g} MiB)" if limit_mib else ""))
+            for root in roots.values():
+                run_once(argv + ["--backends", "score_sum"], root)      # warms the module cache; not counted
+            runs: dict[str, list] = {name: [] for name in roots}
+            loads = []
+            for _ in range(args.runs):
+                for name, root in roots.items():
+                    loads.append(os.getloadavg()[0])
+                    runs[name].append(run_once(argv, root))
+            for name, done in runs.items():
+                report(size, name, done)
+            print(f"{size}: load average {min(loads):.2f}-{max(loads):.2f} at the starts of the runs", flush=True)
     print(f"load average {os.getloadavg()[0]:.2f} after")
 
 

@@ -113,6 +113,7 @@ def read_sasv_trials(path: str | os.PathLike) -> list[SASVTrial]:
     """Parses a SASV trial list (`ASVspoof2019.LA.asv.{dev,eval}.gi.trl.txt`), in file order."""
     trials = []
     seen = RepeatCheck(path, "trial")
+    labels: dict[str, str] = {}     # one str object per distinct speaker, attack and key, not one per line (835k)
     for number, f in protocol_lines(path, "trial list"):
         if len(f) != 4:
             raise line_error(path, number, f"expected 4 columns 'SPK UTT ATTACK KEY', got {len(f)}: {' '.join(f)!r}")
@@ -124,8 +125,9 @@ def read_sasv_trials(path: str | os.PathLike) -> list[SASVTrial]:
             raise line_error(path, number, f"key {key!r} does not fit attack {attack!r}")
         if attack != "bonafide" and not _ATTACK_RE.match(attack):
             raise line_error(path, number, f"unknown attack {attack!r}; expected 'bonafide' or A01..A19")
+        spk = labels.setdefault(spk, spk)
         seen.check((spk, utt), number, f"'{spk} {utt}'")
-        trials.append(SASVTrial(spk, utt, attack, key))
+        trials.append(SASVTrial(spk, utt, labels.setdefault(attack, attack), labels.setdefault(key, key)))
     if not trials:
         raise ProtocolError(f"{path}: the trial list has no trials")
     return trials

@@ -35,6 +35,7 @@ write/read round trip gives the same scores bit for bit.
 from __future__ import annotations
 
 import csv
+import itertools
 import math
 import os
 from dataclasses import dataclass
@@ -103,17 +104,18 @@ class CMScores:
 
 def _lines(path: str | os.PathLike, columns: int, layout: str) -> Iterator[tuple[int, list[str]]]:
     """Yields (line number, fields) of every non-blank line, checking the column count."""
-    try:
-        text = read_text(path, "score file")
+    try:      # streamed: a score file of 835k lines is never held whole, as text or as a list of lines
+        for number, line in text_lines(path, "score file"):
+            fields = line.split()
+            if not fields:
+                continue
+            if len(fields) != columns:
+                raise ScoreFileError(f"{path}:{number}: expected {columns} columns '{layout}', got {len(fields)}")
+            yield number, fields
+    except ScoreFileError:
+        raise
     except InputError as e:
         raise ScoreFileError(str(e)) from None
-    for number, line in enumerate(text.splitlines(), 1):
-        fields = line.split()
-        if not fields:
-            continue
-        if len(fields) != columns:
-            raise ScoreFileError(f"{path}:{number}: expected {columns} columns '{layout}', got {len(fields)}")
-        yield number, fields
 
 
 def _score(text: str, path: str | os.PathLike, number: int) -> float:
@@ -154,6 +156,8 @@ def read_sasv_scores(path: str | os.PathLike) -> SASVScores:
     """Reads a SASV 2022 score file; malformed lines, unknown keys and duplicated trials are errors."""
     spk, utt, attack, key, score = [], [], [], [], []
     first_seen: dict[tuple[str, str], int] = {}
+    # one str object per distinct speaker, attack and key, not one per line: at 835k trials those repeats held ~150 MB
+    labels: dict[str, str] = {}
     for number, (s, u, a, k, value) in _lines(path, 5, "SPK UTT ATTACK KEY SCORE"):
         _check_key(k, SASV_KEYS, path, number)
         _check_attack(a, k != "spoof", k, path, number)
@@ -161,25 +165,37 @@ def read_sasv_scores(path: str | os.PathLike) -> SASVScores:
         if (s, u) in first_seen:
             raise ScoreFileError(f"{path}:{number}: trial '{s} {u}' listed twice (first on line {first_seen[s, u]})")
         first_seen[s, u] = number
-        spk.append(s)
+        spk.append(labels.setdefault(s, s))
         utt.append(u)
-        attack.append(a)
-        key.append(k)
+        attack.append(labels.setdefault(a, a))
+        key.append(labels.setdefault(k, k))
     if not utt:
         raise ScoreFileError(f"{path}: no trials in score file")
     return SASVScores(spk, utt, attack, key, np.asarray(score))
 
 
-def write_sasv_scores(path: str | os.PathLike, scores: SASVScores) -> None:
-    """Writes `SPK UTT ATTACK KEY SCORE` lines atomically (re-running overwrites)."""
-    write_lines(path, [f"{s} {u} {a} {k} {v!r}" for s, u, a, k, v in     # tolist(): Python floats, 3x faster
-                       zip(scores.spk, scores.utt, scores.attack, scores.key, scores.score.tolist(), strict=True)])
+def score_texts(scores: np.ndarray) -> list[str]:
+    """Each score as every writer here writes it: its shortest exact repr, which reads back as the same float64.
+    Formatting is most of a writer's time (~0.5 us a score): a run writing one score column into several files (a
+    fusion run's ASV and CM scores beside each rule's) formats it once and hands the texts to each writer."""
+    return list(map(repr, np.asarray(scores, dtype=np.float64).tolist()))    # tolist(): Python floats, 3x faster
+
+
+def write_sasv_scores(path: str | os.PathLike, scores: SASVScores, texts: Sequence[str] | None = None) -> None:
+    """Writes `SPK UTT ATTACK KEY SCORE` lines atomically (re-running overwrites). `texts`: the scores already
+    formatted by `score_texts`."""
+    texts = score_texts(scores.score) if texts is None else texts
+    if len(texts) != len(scores):
+        raise ValueError(f"write_sasv_scores: {len(texts)} score texts for {len(scores)} trials")
+    write_lines(path, (f"{s} {u} {a} {k} {t}" for s, u, a, k, t in
+                       zip(scores.spk, scores.utt, scores.attack, scores.key, texts, strict=True)))
 
 
 def read_cm_scores(path: str | os.PathLike) -> CMScores:
     """Reads an ASVspoof 2019 CM score file (`-` or `bonafide` as the bona fide ATTACK)."""
     utt, attack, key, score = [], [], [], []
     first_seen: dict[str, int] = {}
+    labels: dict[str, str] = {}      # one object per distinct attack and key (as read_sasv_scores)
     for number, (u, a, k, value) in _lines(path, 4, "UTT ATTACK KEY SCORE"):
         _check_key(k, CM_KEYS, path, number)
         a = BONAFIDE if a == "-" else a
@@ -189,8 +205,8 @@ def read_cm_scores(path: str | os.PathLike) -> CMScores:
             raise ScoreFileError(f"{path}:{number}: utterance '{u}' listed twice (first on line {first_seen[u]})")
         first_seen[u] = number
         utt.append(u)
-        attack.append(a)
-        key.append(k)
+        attack.append(labels.setdefault(a, a))
+        key.append(labels.setdefault(k, k))
     if not utt:
         raise ScoreFileError(f"{path}: no trials in score file")
     return CMScores(utt, attack, key, np.asarray(score))
@@ -567,26 +583,30 @@ def write_asvspoof5_cm(scores_path: str | os.PathLike, keys_path: str | os.PathL
 
 
 def write_asvspoof5_sasv(scores_path: str | os.PathLike, keys_path: str | os.PathLike | None,
-                         columns: Mapping[str, SASVScores]) -> None:
+                         columns: Mapping[str, SASVScores], texts: Mapping[str, Sequence[str]] | None = None) -> None:
     """The package's Track 2 score file with the columns given ({'sasv' | 'asv' | 'cm': scores of the same trials in
     the same order}; `-` in the others) and its key file (with attack, codec, codec_q), atomically; no key file when
-    `keys_path` is None (trials without labels)."""
+    `keys_path` is None (trials without labels). `texts`: {column: its scores already formatted by `score_texts`}
+    for some of the columns."""
     unknown = set(columns) - set(SCORE_COLUMNS)
     if unknown or not columns:
         raise ValueError(f"write_asvspoof5_sasv: columns {sorted(columns)}; valid: {', '.join(SCORE_COLUMNS)}")
     first = next(iter(columns.values()))
     if any(c.utt != first.utt or c.spk != first.spk for c in columns.values()):
         raise ValueError("write_asvspoof5_sasv: the score columns hold different trials")
-    cells = [list(map(repr, columns[name].score.tolist())) if name in columns else [NO_SCORE] * len(first)
-             for name in SCORE_COLUMNS]
-    write_lines(scores_path, ["\t".join(AS5_SASV_SCORES)] + [
-        "\t".join((s, u, *values)) for s, u, *values in zip(first.spk, first.utt, *cells, strict=True)])
+    texts = texts or {}
+    cells = [(texts[name] if name in texts else score_texts(columns[name].score)) if name in columns
+             else itertools.repeat(NO_SCORE, len(first)) for name in SCORE_COLUMNS]
+    if any(len(texts[name]) != len(first) for name in texts):
+        raise ValueError(f"write_asvspoof5_sasv: score texts of another length than the {len(first)} trials")
+    write_lines(scores_path, itertools.chain(["\t".join(AS5_SASV_SCORES)], (
+        "\t".join((s, u, *values)) for s, u, *values in zip(first.spk, first.utt, *cells, strict=True))))
     if keys_path is None:
         return
     codec, codec_q = _conditions(len(first), first.codec, first.codec_q)
-    write_lines(keys_path, ["\t".join(AS5_SASV_KEYS + CONDITION_COLUMNS)] + [
+    write_lines(keys_path, itertools.chain(["\t".join(AS5_SASV_KEYS + CONDITION_COLUMNS)], (
         "\t".join((s, u, SPOOF if k == SPOOF else BONAFIDE, k, a, c, q)) for s, u, a, k, c, q in
-        zip(first.spk, first.utt, first.attack, first.key, codec, codec_q, strict=True)])
+        zip(first.spk, first.utt, first.attack, first.key, codec, codec_q, strict=True))))
 
 
 # ------------------------------------------------------------------------------------------- CSV with named columns

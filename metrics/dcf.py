@@ -24,7 +24,7 @@ import numpy as np
 
 from common.errors import InputError
 from metrics.eer import roc_curve
-from metrics.trials import TrialClasses, as_scores, require
+from metrics.trials import RankedTrials, TrialClasses, as_scores, rank_trials, require
 
 
 class MinCost(NamedTuple):
@@ -137,23 +137,20 @@ def act_a_dcf(classes: TrialClasses, cost: ADCFCost = PAPER_DEFAULT) -> MinCost:
     return MinCost(float(value), threshold)
 
 
-def a_dcf_curve(classes: TrialClasses, cost: ADCFCost = PAPER_DEFAULT) -> tuple[np.ndarray, np.ndarray]:
-    """(normalised a-DCF, threshold) at every point of the reference package's curve."""
+def a_dcf_curve(classes: TrialClasses | RankedTrials, cost: ADCFCost = PAPER_DEFAULT) -> tuple[np.ndarray, np.ndarray]:
+    """(normalised a-DCF, threshold) at every point of the reference package's curve. `classes` may come sorted
+    already (metrics.trials.rank_trials: the reference's order), as when several metrics read one score."""
     require(classes, ("target", "nontarget", "spoof"), "a-DCF")
-    tar, non, spf = (as_scores(a, "a-DCF scores") for a in classes)
-    scores = np.concatenate([tar, non, spf])
-    labels = np.concatenate([np.zeros(tar.size, np.int8), np.ones(non.size, np.int8),
-                             np.full(spf.size, 2, np.int8)])
-    order = np.argsort(scores, kind="stable")
-    labels = labels[order]
-    p_miss = np.r_[0, np.cumsum(labels == 0)] / tar.size
-    p_fa_non = (non.size - np.r_[0, np.cumsum(labels == 1)]) / non.size
-    p_fa_spf = (spf.size - np.r_[0, np.cumsum(labels == 2)]) / spf.size
-    thresholds = np.r_[scores[order[0]] - 1e-8, scores[order]]
+    ranked = classes if isinstance(classes, RankedTrials) else rank_trials(classes, "a-DCF scores")
+    labels, (n_tar, n_non, n_spf) = ranked.labels, ranked.counts
+    p_miss = np.r_[0, np.cumsum(labels == 0)] / n_tar
+    p_fa_non = (n_non - np.r_[0, np.cumsum(labels == 1)]) / n_non
+    p_fa_spf = (n_spf - np.r_[0, np.cumsum(labels == 2)]) / n_spf
+    thresholds = np.r_[ranked.scores[0] - 1e-8, ranked.scores]
     return a_dcf_value(p_miss, p_fa_non, p_fa_spf, cost), thresholds
 
 
-def min_a_dcf(classes: TrialClasses, cost: ADCFCost = PAPER_DEFAULT) -> MinCost:
+def min_a_dcf(classes: TrialClasses | RankedTrials, cost: ADCFCost = PAPER_DEFAULT) -> MinCost:
     """Normalised minimum a-DCF of one SASV score and the threshold reaching it (first one on ties).
 
     The threshold follows the reference package: accept when score > threshold.

@@ -10,12 +10,12 @@ Both accept when score > threshold; rates are fractions in [0, 1].
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
 from common.errors import InputError
-from metrics.trials import as_scores
+from metrics.trials import RankedTrials, as_scores
 
 
 class EER(NamedTuple):
@@ -37,19 +37,43 @@ def roc_curve(positive: np.ndarray, negative: np.ndarray) -> tuple[np.ndarray, n
     scores = np.concatenate([positive, negative])
     labels = np.concatenate([np.ones(positive.size), np.zeros(negative.size)])
     order = np.argsort(-scores, kind="stable")
-    scores, labels = scores[order], labels[order]
+    return _roc_of_sorted(scores[order], labels[order], positive.size, negative.size)
+
+
+def ranked_roc_curve(ranked: RankedTrials, negatives: Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`roc_curve(target, the classes numbered in negatives)` read off scores sorted once (metrics.trials.rank_trials):
+    the same fpr and tpr, since a run of tied scores is one point whatever the order inside it (a threshold can
+    differ only in the sign of a zero score)."""
+    n_pos, n_neg = ranked.counts[0], sum(ranked.counts[c] for c in negatives)
+    if n_pos == 0 or n_neg == 0:
+        raise InputError(f"ROC: needs at least one positive and one negative trial (got {n_pos} and {n_neg})")
+    keep = ranked.labels == 0
+    for c in negatives:
+        keep |= ranked.labels == c
+    labels = ranked.labels[keep][::-1]
+    return _roc_of_sorted(ranked.scores[keep][::-1], (labels == 0).astype(np.float64), n_pos, n_neg)
+
+
+def _roc_of_sorted(scores: np.ndarray, labels: np.ndarray, n_pos: int, n_neg: int
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ROC points of scores sorted in descending order with their labels (1.0 positive, 0.0 negative)."""
     last_of_run = np.r_[np.flatnonzero(np.diff(scores)), scores.size - 1]
     tps = np.cumsum(labels)[last_of_run]
     fps = last_of_run + 1 - tps
-    fpr = np.r_[0.0, fps / negative.size]
-    tpr = np.r_[0.0, tps / positive.size]
+    fpr = np.r_[0.0, fps / n_neg]
+    tpr = np.r_[0.0, tps / n_pos]
     thresholds = np.r_[np.inf, scores[last_of_run]]
     return fpr, tpr, thresholds
 
 
 def roc_eer(positive: np.ndarray, negative: np.ndarray) -> EER:
     """SASV 2022 EER: where the interpolated ROC curve crosses FPR = 1 - TPR."""
-    fpr, tpr, thresholds = roc_curve(positive, negative)
+    return roc_curve_eer(*roc_curve(positive, negative))
+
+
+def roc_curve_eer(fpr: np.ndarray, tpr: np.ndarray, thresholds: np.ndarray) -> EER:
+    """`roc_eer` of a curve `roc_curve` gave, for a caller that also needs the curve (a DET plot) and so sorts the
+    scores once."""
     gap = 1.0 - tpr - fpr  # FNR - FPR: 1 at the first point, -1 at the last, non-increasing
     j = int(np.argmax(gap <= 0.0))
     i = j - 1

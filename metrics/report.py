@@ -27,7 +27,7 @@ import numpy as np
 
 from metrics.dcf import ASVSPOOF5, PAPER_DEFAULT, act_a_dcf, min_a_dcf
 from metrics.eer import det_eer
-from metrics.sasv import sasv_eers
+from metrics.sasv import ranked_sasv_eers
 from metrics.tdcf import (
     ASVSPOOF5_ORGANISERS_ASV,
     asv_operating_point,
@@ -36,7 +36,7 @@ from metrics.tdcf import (
     min_t_dcf_legacy,
 )
 from metrics.teer import concurrent_t_eer
-from metrics.trials import split_trials
+from metrics.trials import rank_trials, split_trials
 
 NEEDS_LLR = ("act_a_dcf", "act_a_dcf_asvspoof5")     # reported only for LLR scores (evaluate_trials(llr=True))
 NEEDS_ASV_AND_CM = ("t_eer", "min_t_dcf_asvspoof5", "min_t_dcf_asvspoof5_formula", "min_t_dcf_asvspoof2019")
@@ -88,26 +88,47 @@ def evaluate_trials(keys: Sequence[str], sasv: np.ndarray, asv: np.ndarray | Non
                     cm: np.ndarray | None = None, only: Collection[str] | None = None,
                     llr: bool = False) -> dict[str, float]:
     """All metrics computable from the given scores (aligned with `keys`: 'target'|'nontarget'|'spoof'), or those of
-    them named in `only` (metrics.breakdown computes a few per condition).
+    them named in `only` (metrics.breakdown computes a few per condition): `sasv_metrics` then `subscore_metrics`.
 
     llr: the SASV scores are log-likelihood ratios (the back-end's `outputs_llr`): adds act_a_dcf and
     act_a_dcf_asvspoof5, the a-DCF at each cost model's Bayes threshold, beside the minima. Left out otherwise: the
     Bayes threshold of a score that is no LLR means nothing.
     A metric whose trial classes are absent (see `missing_classes`) is left out rather than failing the rest."""
+    keys = np.asarray(keys, dtype=str)      # once: every metric below splits its scores by these keys
+    return {**sasv_metrics(keys, sasv, only, llr), **subscore_metrics(keys, asv, cm, only)}
+
+
+def sasv_metrics(keys: Sequence[str], sasv: np.ndarray, only: Collection[str] | None = None,
+                 llr: bool = False) -> dict[str, float]:
+    """The metrics of `evaluate_trials` that read the SASV score alone (the EERs, the a-DCFs), in its order."""
+    keys = np.asarray(keys, dtype=str)
     lacking = missing_classes(keys)
     # the actual a-DCFs need what the minima need (they stay out of NEEDS_CLASSES: only LLR scores report them)
     skipped = set(lacking) | (set(NEEDS_LLR) if not llr or "min_a_dcf" in lacking else set())
     wanted = lambda name: name not in skipped and (only is None or name in only)  # noqa: E731
     sasv_classes = split_trials(sasv, keys, "SASV scores")
-    out = {k: 100.0 * v for k, v in sasv_eers(sasv, keys, available_only=True).items() if wanted(k)}
+    ranked = rank_trials(sasv_classes, "SASV scores")      # one sort for the three EERs and both a-DCFs
+    out = {k: 100.0 * v for k, v in ranked_sasv_eers(ranked, available_only=True).items() if wanted(k)}
     if wanted("min_a_dcf"):
-        out["min_a_dcf"] = min_a_dcf(sasv_classes, PAPER_DEFAULT).value
+        out["min_a_dcf"] = min_a_dcf(ranked, PAPER_DEFAULT).value
     if wanted("min_a_dcf_asvspoof5"):
-        out["min_a_dcf_asvspoof5"] = min_a_dcf(sasv_classes, ASVSPOOF5).value
+        out["min_a_dcf_asvspoof5"] = min_a_dcf(ranked, ASVSPOOF5).value
     if wanted("act_a_dcf"):
         out["act_a_dcf"] = act_a_dcf(sasv_classes, PAPER_DEFAULT).value
     if wanted("act_a_dcf_asvspoof5"):
         out["act_a_dcf_asvspoof5"] = act_a_dcf(sasv_classes, ASVSPOOF5).value
+    return out
+
+
+def subscore_metrics(keys: Sequence[str], asv: np.ndarray | None = None, cm: np.ndarray | None = None,
+                     only: Collection[str] | None = None) -> dict[str, float]:
+    """The metrics of `evaluate_trials` that read the ASV and CM scores alone (t-EER, t-DCFs, ASV-EER, CM-EER), in its
+    order. They are the same for every back-end fusing those sub-scores: a run comparing many back-ends on the same
+    trials (fuse.py, ablate.py) computes them once per split and adds them to each back-end's `sasv_metrics`."""
+    keys = np.asarray(keys, dtype=str)
+    lacking = missing_classes(keys)
+    wanted = lambda name: name not in lacking and (only is None or name in only)  # noqa: E731
+    out = {}
     asv_classes = split_trials(asv, keys, "ASV scores") if asv is not None else None
     cm_classes = split_trials(cm, keys, "CM scores") if cm is not None else None
     if cm_classes is not None:

@@ -10,10 +10,12 @@ from typing import Sequence
 import numpy as np
 
 from common.errors import InputError
-from metrics.eer import det_eer, roc_eer
-from metrics.trials import split_trials
+from metrics.eer import det_eer, ranked_roc_curve, roc_curve_eer
+from metrics.trials import RankedTrials, rank_trials, split_trials
 
 CONVENTIONS = ("roc", "det")
+# The negative classes of each EER, numbered as metrics.trials.rank_trials numbers them.
+NEGATIVES = {"sasv_eer": (1, 2), "sv_eer": (1,), "spf_eer": (2,)}
 
 
 def sasv_eers(scores: np.ndarray, keys: Sequence[str], convention: str = "roc",
@@ -23,8 +25,17 @@ def sasv_eers(scores: np.ndarray, keys: Sequence[str], convention: str = "roc",
     instead of failing."""
     if convention not in CONVENTIONS:
         raise InputError(f"unknown EER convention {convention!r}; valid: {', '.join(CONVENTIONS)}")
-    eer = roc_eer if convention == "roc" else det_eer
-    tar, non, spf = split_trials(scores, keys)
+    classes = split_trials(scores, keys)
+    if convention == "roc":
+        return ranked_sasv_eers(rank_trials(classes), available_only)
+    tar, non, spf = classes
     negatives = {"sasv_eer": np.concatenate([non, spf]), "sv_eer": non, "spf_eer": spf}
-    return {name: eer(tar, neg).eer for name, neg in negatives.items()
+    return {name: det_eer(tar, neg).eer for name, neg in negatives.items()
             if not available_only or (tar.size and neg.size)}
+
+
+def ranked_sasv_eers(ranked: RankedTrials, available_only: bool = False) -> dict[str, float]:
+    """`sasv_eers` in the SASV 2022 convention of scores sorted once (metrics.trials.rank_trials), which the a-DCF
+    of the same score reads too."""
+    return {name: roc_curve_eer(*ranked_roc_curve(ranked, negatives)).eer for name, negatives in NEGATIVES.items()
+            if not available_only or (ranked.counts[0] and sum(ranked.counts[c] for c in negatives))}

@@ -12,7 +12,15 @@ import pytest
 import yaml
 
 from common.config import REQUIRED, ConfigError, FreeForm, dump_config, load_config
-from common.io import atomic_write, load_arrays, load_embeddings, save_arrays, save_embeddings, write_lines
+from common.io import (
+    atomic_write,
+    copy_file,
+    load_arrays,
+    load_embeddings,
+    save_arrays,
+    save_embeddings,
+    write_lines,
+)
 
 SCHEMA = {
     "task": REQUIRED,
@@ -88,6 +96,24 @@ def test_rewrite_overwrites_not_appends(tmp_path):
     write_lines(target, ["a", "b"])
     write_lines(target, ["a", "b"])
     assert target.read_text() == "a\nb\n"
+
+
+def test_write_lines_streams_a_generator_in_blocks_and_copy_file_is_exact(tmp_path):
+    target = tmp_path / "s.txt"
+    write_lines(target, (f"LA_{i:07d} {i / 7!r}" for i in range(40_000)))      # more than two blocks of lines
+    assert target.read_text() == "".join(f"LA_{i:07d} {i / 7!r}\n" for i in range(40_000))
+    write_lines(tmp_path / "empty.txt", iter(()))
+    assert (tmp_path / "empty.txt").read_bytes() == b""
+
+    def interrupted():      # a generator failing after a whole block was written: the old file stays
+        yield from ("x",) * 20_000
+        raise RuntimeError("interrupted")
+    with pytest.raises(RuntimeError):
+        write_lines(target, interrupted())
+    assert target.read_text().startswith("LA_0000000 0.0\n")
+    copy_file(target, tmp_path / "copy" / "s.txt")
+    assert (tmp_path / "copy" / "s.txt").read_bytes() == target.read_bytes()
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["copy", "empty.txt", "s.txt", "s.txt"]
 
 
 def test_embeddings_round_trip_without_pickle(tmp_path):

@@ -123,8 +123,12 @@ def test_fuses_score_files_into_the_community_formats(files, tmp_path, capsys):
         written = dict(results["rules"][label]["eval"])
         assert "attack" in written.pop("breakdown")        # --breakdown: per-attack tables, as evaluate.py
         assert written == pytest.approx(metrics)
+        assert list(written.items()) == list(metrics.items())     # the same numbers exactly, in evaluate.py's order
         assert {"min_a_dcf", "min_a_dcf_asvspoof5", "t_eer", "sasv_eer"} <= set(results["rules"][label]["eval"])
         assert results["rules"][label]["state"]["backend"] == name
+    for split in ("dev", "eval"):      # each rule's key file: the trials' labels, written once and copied
+        keys = [(out / label / "asvspoof5" / f"sasv_keys_{split}.tsv").read_bytes() for label in results["rules"]]
+        assert keys[0] == keys[1] and keys[0].count(b"\n") == len(files["rows"][split]) + 1
     assert (out / "det_eval.png").stat().st_size > 0 and (out / "det_dev.png").is_file()
     inputs = results["inputs"]
     assert set(inputs) == {"--asv-dev", "--cm-dev", "--asv-eval", "--cm-eval"}

@@ -11,9 +11,9 @@ from common.errors import InputError
 from metrics.calibration import cllr
 from metrics.countermeasure import evaluate_cm, evaluate_cm_keys
 from metrics.dcf import ASVSPOOF5, ASVSPOOF5_CM, PAPER_DEFAULT, ADCFCost, DCFCost, bayes_threshold, min_a_dcf, min_dcf
-from metrics.eer import det_eer, roc_eer
-from metrics.report import NEEDS_ASV_AND_CM, evaluate_trials, format_table
-from metrics.sasv import sasv_eers
+from metrics.eer import det_eer, ranked_roc_curve, roc_curve, roc_curve_eer, roc_eer
+from metrics.report import NEEDS_ASV_AND_CM, evaluate_trials, format_table, sasv_metrics, subscore_metrics
+from metrics.sasv import ranked_sasv_eers, sasv_eers
 from metrics.tdcf import (
     ASVSPOOF5_ORGANISERS_ASV,
     ASVSPOOF5_TDCF,
@@ -25,7 +25,7 @@ from metrics.tdcf import (
     min_t_dcf_legacy,
 )
 from metrics.teer import concurrent_t_eer
-from metrics.trials import TrialClasses, split_cm_trials, split_trials
+from metrics.trials import TrialClasses, rank_trials, split_cm_trials, split_trials
 from tests.conftest import REPORT_REFERENCE, approx_ref, assert_report_matches_reference, reference_metric_trials
 
 
@@ -229,6 +229,47 @@ def _expected_values(ref) -> dict[str, float]:
     out["asvspoof2019_legacy_min_t_dcf.asv_Pmiss_spoof"] = point.p_miss_spoof
     assert 100 * det_eer(bonafide, cm.spoof).eer == approx_ref(report["cm_eer"])
     return out
+
+
+def test_report_parts_and_the_one_sort_give_the_same_numbers(ref):
+    """evaluate_trials = sasv_metrics + subscore_metrics, key for key and in order; the SASV metrics read one sort of
+    the scores (rank_trials), and each of its ROC curves is the one roc_curve sorts for itself."""
+    keys, sasv = ref["keys"], ref["sasv"]
+    full = evaluate_trials(keys, sasv, ref["asv"], ref["cm"], llr=True)
+    parts = {**sasv_metrics(keys, sasv, llr=True), **subscore_metrics(keys, ref["asv"], ref["cm"])}
+    assert list(parts.items()) == list(full.items()) and "act_a_dcf" in parts and "t_eer" in parts
+    rng = np.random.default_rng(3)
+    tied = np.round(rng.normal(size=3000), 1) * rng.choice([1.0, -1.0], 3000)    # ties, and zeros of both signs
+    tied_keys = rng.choice(["target", "nontarget", "spoof"], 3000)
+    for scores, k in ((sasv, keys), (tied, tied_keys)):
+        classes = split_trials(scores, k)
+        ranked = rank_trials(classes)
+        for negatives, neg in (((1, 2), np.r_[classes.nontarget, classes.spoof]), ((1,), classes.nontarget),
+                               ((2,), classes.spoof)):
+            fpr, tpr, _ = roc_curve(classes.target, neg)
+            got = ranked_roc_curve(ranked, negatives)
+            assert np.array_equal(got[0], fpr) and np.array_equal(got[1], tpr)
+            assert roc_curve_eer(*got).eer == roc_eer(classes.target, neg).eer
+        assert ranked_sasv_eers(ranked) == sasv_eers(scores, k)
+        assert min_a_dcf(ranked, ASVSPOOF5) == min_a_dcf(classes, ASVSPOOF5)
+
+
+def test_det_plot_draws_only_the_turns_of_the_staircase():
+    """corners() leaves out only points on a straight axis-parallel run between two kept points: the same line."""
+    from metrics.det import corners
+    rng = np.random.default_rng(4)
+    scores = np.round(rng.normal(size=2000), 3)                  # some ties: diagonal steps, which stay
+    keys = rng.choice(["target", "nontarget"], 2000, p=[0.1, 0.9])
+    fpr, tpr, _ = roc_curve(scores[keys == "target"], scores[keys == "nontarget"])
+    x, y = fpr, 1 - tpr
+    kx, ky = corners(x, y)
+    index = {point: i for i, point in enumerate(zip(x.tolist(), y.tolist(), strict=True))}
+    assert len(index) == x.size                                  # every point distinct: each kept one is found
+    at = [index[p] for p in zip(kx.tolist(), ky.tolist(), strict=True)]
+    assert at[0] == 0 and at[-1] == x.size - 1 and 3 <= len(at) < x.size / 2
+    for a, b in zip(at[:-1], at[1:], strict=True):                  # what lies between two kept points is on one line
+        assert b > a and (b == a + 1 or (x[a:b + 1] == x[a]).all() or (y[a:b + 1] == y[a]).all())
+    assert corners(x[:2], y[:2])[0].size == 2
 
 
 def test_every_value_of_expected_json_matches(ref):

@@ -15,6 +15,7 @@ from data.score_files import (
     read_asvspoof5_sasv,
     read_cm_scores,
     read_sasv_scores,
+    score_texts,
     write_asvspoof5_cm,
     write_asvspoof5_sasv,
     write_cm_scores,
@@ -40,6 +41,31 @@ def test_sasv_round_trip_is_exact(tmp_path):
     assert np.array_equal(back.score, scores.score)
     write_sasv_scores(tmp_path / "s.txt", scores)  # re-running overwrites, never appends
     assert len(read_sasv_scores(tmp_path / "s.txt")) == 3
+
+
+def test_score_texts_are_exact_and_writers_given_them_write_the_same_files(tmp_path):
+    values = np.array([1.5, -0.0, 0.1 + 0.2, 1e-5, 1e16, -123456.789e-300, 5e-324, np.pi])
+    texts = score_texts(values)
+    back = np.array([float(t) for t in texts])
+    assert np.array_equal(back, values) and np.array_equal(np.signbit(back), np.signbit(values))
+    assert texts[:2] == ["1.5", "-0.0"]
+    n = values.size
+    trials = SASVScores(spk=["S1"] * n, utt=[f"U{i}" for i in range(n)], attack=["bonafide"] * (n - 1) + ["A07"],
+                        key=["target"] * (n - 1) + ["spoof"], score=values)
+    write_sasv_scores(tmp_path / "plain.txt", trials)
+    write_sasv_scores(tmp_path / "texts.txt", trials, texts)
+    assert (tmp_path / "plain.txt").read_bytes() == (tmp_path / "texts.txt").read_bytes()
+    columns = {"sasv": trials, "cm": SASVScores(trials.spk, trials.utt, trials.attack, trials.key, values[::-1])}
+    write_asvspoof5_sasv(tmp_path / "p.tsv", tmp_path / "pk.tsv", columns)
+    write_asvspoof5_sasv(tmp_path / "t.tsv", tmp_path / "tk.tsv", columns, {"cm": score_texts(values[::-1])})
+    assert (tmp_path / "p.tsv").read_bytes() == (tmp_path / "t.tsv").read_bytes()
+    assert (tmp_path / "pk.tsv").read_bytes() == (tmp_path / "tk.tsv").read_bytes()
+    assert np.array_equal(read_asvspoof5_sasv(tmp_path / "t.tsv", tmp_path / "tk.tsv")["cm"].score, values[::-1])
+    with pytest.raises(ValueError, match="7 score texts for 8 trials"):
+        write_sasv_scores(tmp_path / "short.txt", trials, texts[1:])
+    with pytest.raises(ValueError, match="another length"):
+        write_asvspoof5_sasv(tmp_path / "short.tsv", None, columns, {"cm": texts[1:]})
+    assert not (tmp_path / "short.txt").exists() and not (tmp_path / "short.tsv").exists()
 
 
 def test_cm_round_trip_and_both_bonafide_conventions(tmp_path):

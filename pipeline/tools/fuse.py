@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -22,6 +23,7 @@ import yaml
 
 from common.dispatch import check_kwargs
 from common.errors import InputError
+from common.io import copy_file
 from data.score_files import (
     AS5_SASV_KEYS,
     UNKNOWN,
@@ -32,13 +34,14 @@ from data.score_files import (
     cm_trial_scores,
     read_asvspoof5_keys,
     read_scores,
+    score_texts,
     write_asvspoof5_sasv,
     write_sasv_scores,
 )
 from data.trial_kinds import SASV_KEYS
 from fusion import BACKENDS, ScoreBackend, build_backend, is_score_backend
 from metrics.breakdown import Conditions, results_entry, sasv_breakdown
-from metrics.report import evaluate_trials
+from metrics.report import sasv_metrics, subscore_metrics
 
 SPLITS = ("dev", "eval")
 
@@ -76,6 +79,17 @@ class ScoredTrials:
     @property
     def labelled(self) -> bool:
         return bool(self.labels.key) and self.labels.key[0] != UNKNOWN
+
+    @cached_property
+    def key_array(self) -> np.ndarray:
+        """The keys as one str array, converted once: every metric and plot of every rule splits scores by them."""
+        return np.asarray(self.keys, dtype=str)
+
+    @cached_property
+    def subscore_metrics(self) -> dict[str, float]:
+        """The metrics of the ASV and CM scores alone (t-EER, t-DCFs, ASV-EER, CM-EER) of a labelled split: the same
+        for every rule, so computed once."""
+        return subscore_metrics(self.key_array, self.asv_scores, self.cm_scores)
 
     def rows(self, scores: np.ndarray) -> SASVScores:
         """These trials with other scores (for the score-file writers)."""
@@ -234,7 +248,8 @@ def evaluate(backend: ScoreBackend, data: ScoredTrials, sasv: np.ndarray, breakd
     """Every metric of evaluate.py for one rule on one labelled split (act a-DCF too for a rule whose output is an
     LLR); with `breakdown`, its per-attack / codec tables under 'breakdown' when the trials carry those labels (a
     metric set per cell: ~1 s a rule and split at LA size, so asked for, not default)."""
-    metrics = evaluate_trials(data.keys, sasv, data.asv_scores, data.cm_scores, llr=backend.outputs_llr)
+    # = evaluate_trials(keys, sasv, asv, cm, llr=...), the sub-scores' part computed once per split
+    metrics = {**sasv_metrics(data.key_array, sasv, llr=backend.outputs_llr), **data.subscore_metrics}
     if not breakdown:
         return metrics
     t = data.labels
@@ -265,23 +280,38 @@ def output_files(out: Path, labels: Sequence[str], splits: Mapping[str, bool], d
     return files
 
 
-def write_split(out: Path, label: str, data: ScoredTrials, sasv: np.ndarray) -> None:
+def split_texts(data: ScoredTrials) -> dict[str, list[str]]:
+    """The split's ASV and CM scores as the score files write them (data.score_files.score_texts): every rule's
+    package file and the aligned inputs carry them, so they are formatted once per split."""
+    return {"asv": score_texts(data.asv_scores), "cm": score_texts(data.cm_scores)}
+
+
+def write_split(out: Path, label: str, data: ScoredTrials, sasv: np.ndarray, texts: Mapping[str, Sequence[str]],
+                keys_written: Path | None = None) -> Path | None:
     """One rule's scores of one split: the SASV 2022 file (labelled splits: it carries the keys) and the package's
-    Track 2 file with the SASV, ASV and CM columns (its key file where labelled)."""
+    Track 2 file with the SASV, ASV and CM columns (its key file where labelled). `texts`: `split_texts(data)`.
+    The key file holds the trials' labels, the same for every rule: `keys_written`, one another rule wrote for this
+    split, is copied rather than formatted again. Returns this rule's key file (None: an unlabelled split)."""
     folder = out / label
+    sasv_texts = score_texts(sasv)
     if data.labelled:
-        write_sasv_scores(folder / f"sasv_{data.split}.txt", data.rows(sasv))
+        write_sasv_scores(folder / f"sasv_{data.split}.txt", data.rows(sasv), sasv_texts)
     keys = folder / "asvspoof5" / f"sasv_keys_{data.split}.tsv" if data.labelled else None
-    write_asvspoof5_sasv(folder / "asvspoof5" / f"sasv_{data.split}.tsv", keys,
-                         {"sasv": data.rows(sasv), "asv": data.rows(data.asv_scores), "cm": data.rows(data.cm_scores)})
+    write_asvspoof5_sasv(folder / "asvspoof5" / f"sasv_{data.split}.tsv", None if keys_written else keys,
+                         {"sasv": data.rows(sasv), "asv": data.rows(data.asv_scores), "cm": data.rows(data.cm_scores)},
+                         {**texts, "sasv": sasv_texts})
+    if keys is not None and keys_written is not None:
+        copy_file(keys_written, keys)
+    return keys
 
 
-def write_inputs(out: Path, data: ScoredTrials) -> None:
+def write_inputs(out: Path, data: ScoredTrials, texts: Mapping[str, Sequence[str]] | None = None) -> None:
     """The aligned ASV and CM scores of a labelled split as SASV 2022 files (as the stages write them), so that
     `evaluate.py --sasv <rule>/sasv_eval.txt --asv scores/asv_eval.txt --cm scores/cm_trials_eval.txt` gives back
-    the table."""
-    write_sasv_scores(out / "scores" / f"asv_{data.split}.txt", data.rows(data.asv_scores))
-    write_sasv_scores(out / "scores" / f"cm_trials_{data.split}.txt", data.rows(data.cm_scores))
+    the table. `texts`: `split_texts(data)` where the caller has them."""
+    texts = split_texts(data) if texts is None else texts
+    write_sasv_scores(out / "scores" / f"asv_{data.split}.txt", data.rows(data.asv_scores), texts["asv"])
+    write_sasv_scores(out / "scores" / f"cm_trials_{data.split}.txt", data.rows(data.cm_scores), texts["cm"])
 
 
 def input_digests(sources: Sequence[SplitSources]) -> dict[str, dict[str, str]]:

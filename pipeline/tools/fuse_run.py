@@ -23,6 +23,7 @@ from pipeline.tools.fuse import (
     input_digests,
     load_split,
     output_files,
+    split_texts,
     write_inputs,
     write_split,
 )
@@ -86,19 +87,21 @@ def write_outputs(result: FusionResult) -> None:
     from metrics.det import plot_det
 
     out = result.out
-    for split, d in result.data.items():
+    for split, d in result.data.items():     # split by split: only one split's score texts are held at a time
         log.info(f"{split}: {len(d.keys)} trials from {d.source}"
                  + (f" ({', '.join(f'{n} {c}' for c, n in d.counts().items())})" if d.labelled else ", no labels"))
+        texts = split_texts(d)
         if d.labelled:
-            write_inputs(out, d)
+            write_inputs(out, d, texts)
+        keys_written = None
+        for label, by_split in result.scores.items():
+            keys_written = write_split(out, label, d, by_split[split], texts, keys_written)
     for label, backend in result.backends.items():
         write_json(out / label / "backend_state.json", backend.state_dict())
-        for split, d in result.data.items():
-            write_split(out, label, d, result.scores[label][split])
     if result.det:
         for split, d in result.data.items():
             if d.labelled:
-                plot_det({label: (by_split[split], d.keys) for label, by_split in result.scores.items()},
+                plot_det({label: (by_split[split], d.key_array) for label, by_split in result.scores.items()},
                          out / f"det_{split}.png", title=f"Fused score files: {split} ({len(d.keys)} trials)")
     table = result.table()
     with atomic_write(out / "table.txt") as f:
