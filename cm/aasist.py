@@ -11,6 +11,8 @@ dead computation is skipped, `bn1` is kept only so that the checkpoints load.
 """
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 import torch.nn as nn
@@ -175,7 +177,8 @@ class GraphPool(nn.Module):
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         scores = torch.sigmoid(self.proj(self.drop(h)))
-        n = max(int(h.shape[1] * self.k), 1)
+        # int(n * k) as the official code, but kept symbolic under torch.export (Python's int() would fix it)
+        n = torch.sym_max(torch.sym_int(h.shape[1] * self.k), 1)
         idx = torch.topk(scores, n, dim=1).indices
         return torch.gather(h * scores, 1, idx.expand(-1, -1, h.shape[2]))
 
@@ -255,6 +258,13 @@ class AASIST(nn.Module):
     def min_samples(self) -> int:
         """Shortest input: the sinc filter's length plus one frame through the encoder's time poolings."""
         return self.conv_time.kernel_size - 1 + 3 * 3 ** len(self.encoder)
+
+    def for_export(self) -> "AASIST":
+        """A copy for the ONNX exporter: the same math without time tiling (`encode_tiled` loops over tiles in
+        Python, which would fix the traced length in the graph)."""
+        model = copy.deepcopy(self)
+        model.tile_frames = 0
+        return model
 
     def encode(self, wave: torch.Tensor) -> torch.Tensor:
         """(B, T) waveform -> encoder map (B, C, n_spec, frames), channels-last."""
