@@ -31,7 +31,7 @@ class _CurrentStderr(logging.Handler):
             self.handleError(record)
 
 
-TOOLKIT_PACKAGES = ("asv", "cm", "fusion", "data", "engine", "metrics", "common", "pipeline", "synthetic")
+TOOLKIT_PACKAGES = ("asv", "cm", "fusion", "data", "engine", "metrics", "common", "pipeline", "runtime", "synthetic")
 
 
 def report_to_stderr(level: int = logging.INFO) -> None:
