@@ -166,6 +166,19 @@ class HtrgGraphAttention(nn.Module):
         return x[:, :n1], x[:, n1:], master
 
 
+def kept_nodes(n: int, ratio: float) -> int:
+    """max(int(n * ratio), 1), the official count, in float64 (90 * 0.7 = 62.99999999999999: 62 nodes). Under
+    torch.export the graph computes it from its dynamic node count, in float64 too: a symbolic size times a float
+    would be exported as a float32 product, which rounds 90 * 0.7 up to 63 (runtime/onnx_export.py)."""
+    if not torch.compiler.is_exporting():
+        return max(int(n * ratio), 1)
+    product = torch.scalar_tensor(n, dtype=torch.float64) * torch.tensor(ratio, dtype=torch.float64)  # not float32
+    count = product.long().clamp(min=1).item()
+    torch._check(count >= 1)
+    torch._check(count <= n)
+    return count
+
+
 class GraphPool(nn.Module):
     """Keeps the top-k fraction of nodes by a learnt sigmoid score, scaling each kept node by its score."""
 
@@ -177,8 +190,7 @@ class GraphPool(nn.Module):
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         scores = torch.sigmoid(self.proj(self.drop(h)))
-        # int(n * k) as the official code, but kept symbolic under torch.export (Python's int() would fix it)
-        n = torch.sym_max(torch.sym_int(h.shape[1] * self.k), 1)
+        n = kept_nodes(h.shape[1], self.k)
         idx = torch.topk(scores, n, dim=1).indices
         return torch.gather(h * scores, 1, idx.expand(-1, -1, h.shape[2]))
 
