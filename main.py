@@ -17,38 +17,14 @@ from typing import Sequence
 
 from common.allocator import retain_freed_memory
 from common.cli import add_wait_flag, config_parser, run_main
-from common.config import ConfigError, apply_override, load_config, read_raw
+from common.config import load_config
 from common.errors import InputError
 from common.folders import check_inputs_kept, move_aside, replaceable_entries
 from common.locking import hold_folders, writes_files
 from common.runs import RunFolders, config_checkpoints, mark_started, note_resume, resume_check, run_record
 from engine import existing_run, load_checkpoint
 from engine.trainer import LAST
-
-TASKS = ("asv", "cm", "sasv", "sasv_e2e")
-
-
-def _task_module(name: str):
-    if name == "asv":
-        from pipeline.recipes import asv_task as module
-    elif name == "cm":
-        from pipeline.recipes import cm_task as module
-    elif name == "sasv":
-        from pipeline.recipes import sasv_task as module
-    elif name == "sasv_e2e":
-        from pipeline.recipes import sasv_e2e_task as module
-    else:
-        raise ConfigError(f"'task' must be one of {', '.join(TASKS)}, got {name!r}")
-    return module
-
-
-def _peek_task(path: str, overrides: Sequence[str]) -> str:
-    """The `task` key, read before the full schema is known (it chooses the schema)."""
-    data = read_raw(path)
-    for item in overrides:
-        if item.startswith("task="):
-            apply_override(data, item)
-    return str(data.get("task", "sasv"))
+from pipeline.recipes import config_task, task_module
 
 
 @dataclass(frozen=True)
@@ -93,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.resume and args.overwrite:
         parser.error("--resume continues the run in output_dir and --overwrite replaces it: give one of them")
     retain_freed_memory()  # CPU training: reuse freed feature maps instead of page-faulting new ones
-    module = _task_module(_peek_task(args.config, args.overrides))
+    module = task_module(config_task(args.config, args.overrides))
     cfg = load_config(args.config, args.overrides, module.SCHEMA)
     checked = module.check(cfg)            # everything that needs no model, before anything is written
     folders = module.folders(cfg)

@@ -32,6 +32,11 @@ changes only training (freezing, checkpointing) is timed in training only: its i
 `AASIST-official` / `AASIST-L-official` time the official code's structure with the same weights
 (bench/official_aasist.py), the baseline of the speed targets; `--system-malloc` times without the allocator
 setting that main.py applies (common/allocator.py).
+`--onnx` adds, beside eager inference, the model exported to ONNX (runtime/onnx_export.py, as `runtime: onnx` does)
+and run on ONNX Runtime with the same threads and batch (no training rows): `onnx_seg_per_s`, `onnx_speedup` (median
+eager / median ONNX seconds over the same run's rounds: eager's timed runs, ONNX's, then both interleaved),
+`onnx_export_s`, `onnx_max_rel_diff` (against eager on two segments). AASIST's row with `AASIST-official` in the same
+run gives the fastest path's ratio to the official code.
 `--compile` times inference through `torch.compile(model)` instead (training is not compiled, so those rows have
 no training figures): `compile_s` is the first call (tracing + code generation, not in the runs), and
 `compile_max_abs_diff` how far the compiled output is from the eager one on the same batch. It is there to tell
@@ -166,8 +171,40 @@ def _ssl_fields(model: torch.nn.Module) -> dict:
             "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad)}
 
 
+def onnx_fields(model: torch.nn.Module, kind: str, wave: torch.Tensor, repeats: int, warmup: int, infer,
+                eager_runs: list[float]) -> dict:
+    """The model exported (runtime/onnx_export.py, as `runtime: onnx` does) and timed on ONNX Runtime on the same batch
+    and threads, right after eager and then once more interleaved with it (eager, onnx, eager, ...), so that the ratio
+    `onnx_speedup` (median eager s / median onnx s, over the same-run rounds) is one of the same load."""
+    import tempfile
+
+    from runtime.onnx_export import export_graph, frontend_graph, max_difference
+    from runtime.onnx_session import open_session
+    graph = frontend_graph(model, "cm" if kind == "cm" else "asv")
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        export_graph(graph, Path(tmp) / "model.onnx", type(model).__name__)
+        export_s = time.perf_counter() - start
+        session = open_session(Path(tmp) / "model.onnx")
+    x = wave.numpy()
+
+    def run():
+        session.run(None, {"wave": x})
+    onnx_runs = timed_runs(run, repeats, warmup)
+    eager_more, onnx_more = [], []
+    for _ in range(repeats):   # interleaved rounds: a change of machine load hits both
+        eager_more += timed_runs(infer, 1, 0)
+        onnx_more += timed_runs(run, 1, 0)
+    eager_all, onnx_all = eager_runs + eager_more, onnx_runs + onnx_more
+    return {"onnx_export_s": round(export_s, 1), "onnx_seg_per_s": round(len(x) / statistics.median(onnx_all), 3),
+            "onnx_runs_s": [round(t, 3) for t in onnx_all], "eager_runs_s": [round(t, 3) for t in eager_all],
+            "onnx_speedup": round(statistics.median(eager_all) / statistics.median(onnx_all), 2),
+            "onnx_max_rel_diff": max_difference(graph.module, session, [wave[:2]]),
+            "ort_threads": torch.get_num_threads()}
+
+
 def bench_model(name: str, batch: int, samples: int, repeats: int, macs: bool = True, warmup: int = 2,
-                compile_model: bool = False) -> dict:
+                compile_model: bool = False, onnx: bool = False) -> dict:
     torch.manual_seed(0)
     model, kind = build(name)
     n_params = sum(p.numel() for p in model.parameters())
@@ -207,9 +244,11 @@ def bench_model(name: str, batch: int, samples: int, repeats: int, macs: bool = 
     if inference_as is None:
         infer_runs = timed_runs(infer, repeats, warmup)
         infer_peak = _peak_rss_gb() if phase_peak else None
+    if onnx and inference_as is None and name not in BASELINES:   # the official code is the baseline, eager
+        compiled_fields.update(onnx_fields(model, kind, wave, repeats, warmup, infer, infer_runs))
 
     train_step, train_runs, train_peak = None, [], None
-    if kind != "encoder" and not compile_model:  # an SSL encoder alone, or a compiled model: inference only
+    if kind != "encoder" and not compile_model and not onnx:  # an SSL encoder alone, compiled or ONNX: inference
         model.train()
         if kind == "cm":
             from cm.losses import build_loss
@@ -264,6 +303,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=2, help="untimed runs before each figure's timed ones")
     parser.add_argument("--no-macs", action="store_true", help="skip the multiply-accumulate count")
     parser.add_argument("--compile", action="store_true", help="time inference through torch.compile (no training)")
+    parser.add_argument("--onnx", action="store_true",
+                        help="also time inference on ONNX Runtime (the exported graph; no training)")
     parser.add_argument("--system-malloc", action="store_true",
                         help="leave glibc malloc as it is (main.py retains freed memory; common/allocator.py)")
     args = parser.parse_args(argv)
@@ -276,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         load_before = os.getloadavg()[0]
         try:
             row = bench_model(name, args.batch, args.samples, args.repeats, macs=not args.no_macs,
-                              warmup=args.warmup, compile_model=args.compile)
+                              warmup=args.warmup, compile_model=args.compile, onnx=args.onnx)
         except Exception as e:  # noqa: BLE001 -- a model under construction elsewhere must not stop the bench
             row = {"model": name, "skipped": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}
         row.update(setting, load_avg_1min=[round(load_before, 2), round(os.getloadavg()[0], 2)],

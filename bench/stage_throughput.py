@@ -2,6 +2,7 @@
 
     python bench/stage_throughput.py [--models AASIST-L:first ECAPA-TDNN:full ResNetSE34L:full LCNN:full]
         [--files 32] [--workers 0 1 2] [--repeats 3] [--threads 2] [--batch 16] [--audio-dir DIR] [--json OUT]
+        [--runtime torch onnx]
 
 A model is `NAME:POLICY[:SAMPLES[:COUNT]]` (the config's `crop`); weights are untrained, which does not change
 the arithmetic. The audio is written once (into a temporary folder unless `--audio-dir`): PCM_16 FLAC from the
@@ -18,6 +19,8 @@ Modes, timed in turn (the order rotates every repeat), after an untimed warm-up 
   fixed8     bench/frontends.py's setting on the same audio: batches of 8 first-64600-sample crops (4.04 s),
              what the model reaches on fixed-length batches; for `full` models it is a different computation
              (other inputs), shown only to explain the gap between the batch-8 figure and real utterances.
+`--runtime onnx` runs each model on ONNX Runtime (its graph exported first, as `runtime: onnx` does): `alone` is
+then the runtime's own model throughput and the stage ratio what the stage keeps of it.
 Throughput is in model-input audio seconds per second (for `full` the utterance itself, for `first` 4.04 s
 per utterance) and utterances per second; each figure is the median of `--repeats` timed passes, and
 `ratio` is stage / alone of those medians (`ratio_paired`: the median of the per-repeat ratios, which a
@@ -87,8 +90,9 @@ class Frontend:
     embed_fn: EmbedFn
 
 
-def build_frontend(spec: str) -> Frontend:
-    """`NAME:POLICY[:SAMPLES[:COUNT]]` -> the model as the stages build it (pipeline.stages.frontends), untrained."""
+def build_frontend(spec: str, runtime: str = "torch", onnx_dir: str | Path = ".") -> Frontend:
+    """`NAME:POLICY[:SAMPLES[:COUNT]]` -> the model as the stages build it (pipeline.stages.frontends), untrained,
+    on `runtime` (onnx: exported into `onnx_dir` first)."""
     import cm
     from common.config import load_config
     from pipeline.stages.frontends import (
@@ -110,11 +114,15 @@ def build_frontend(spec: str) -> Frontend:
     section = {**base, "arch": name, "model": {}, "checkpoint": None,
                "crop": {"policy": policy, "samples": samples, "count": count}}
     torch.manual_seed(0)
-    if is_cm:
-        model = build_cm(section)
-        return Frontend(spec, crop_spec(section), cm_embed_fn(model))
-    model = build_asv(section)
-    return Frontend(spec, crop_spec(section), asv_embed_fn(model))
+    model = build_cm(section) if is_cm else build_asv(section)
+    kind = "cm" if is_cm else "asv"
+    if runtime == "onnx":     # the graph the stages run with runtime: onnx (runtime/onnx_cache.py exports the same)
+        from runtime.onnx_export import export_graph, frontend_graph
+        from runtime.onnx_session import onnx_embed_fn, open_session
+        path = Path(onnx_dir) / f"{name}.onnx"
+        export_graph(frontend_graph(model, kind), path, name)
+        return Frontend(f"{spec} (onnx)", crop_spec(section), onnx_embed_fn(open_session(path), kind))
+    return Frontend(spec, crop_spec(section), cm_embed_fn(model) if is_cm else asv_embed_fn(model))
 
 
 def model_batches(waves: list[np.ndarray], crop: CropSpec, batch: int) -> list[torch.Tensor]:
@@ -225,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     parser.add_argument("--audio-dir", help="keep the generated audio here (reused when present)")
     parser.add_argument("--retain-freed-memory", action="store_true", help="apply common/allocator.py, as main.py")
+    parser.add_argument("--runtime", nargs="+", choices=("torch", "onnx"), default=["torch"],
+                        help="what runs each model: PyTorch eager and/or ONNX Runtime (runtime: onnx)")
     parser.add_argument("--json", help="also write the results (a JSON list) to this file")
     args = parser.parse_args(argv)
     if args.files < 1 or args.repeats < 1:
@@ -240,9 +250,12 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="stage_bench_") as tmp:
         items = write_audio_set(Path(args.audio_dir or tmp), args.files)
         for spec in args.models:
-            row = {**bench_frontend(build_frontend(spec), items, args.workers, args.batch, args.repeats), **setting}
-            print(json.dumps(row), flush=True)
-            results.append(row)
+            for runtime in args.runtime:
+                fe = build_frontend(spec, runtime, tmp)
+                row = {**bench_frontend(fe, items, args.workers, args.batch, args.repeats), **setting,
+                       "runtime": runtime}
+                print(json.dumps(row), flush=True)
+                results.append(row)
     print(table(results, args.workers), flush=True)
     if args.json:
         from common.io import atomic_write

@@ -11,6 +11,8 @@ dead computation is skipped, `bn1` is kept only so that the checkpoints load.
 """
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 import torch.nn as nn
@@ -164,6 +166,19 @@ class HtrgGraphAttention(nn.Module):
         return x[:, :n1], x[:, n1:], master
 
 
+def kept_nodes(n: int, ratio: float) -> int:
+    """max(int(n * ratio), 1), the official count, in float64 (90 * 0.7 = 62.99999999999999: 62 nodes). Under
+    torch.export the graph computes it from its dynamic node count, in float64 too: a symbolic size times a float
+    would be exported as a float32 product, which rounds 90 * 0.7 up to 63 (runtime/onnx_export.py)."""
+    if not torch.compiler.is_exporting():
+        return max(int(n * ratio), 1)
+    product = torch.scalar_tensor(n, dtype=torch.float64) * torch.tensor(ratio, dtype=torch.float64)  # not float32
+    count = product.long().clamp(min=1).item()
+    torch._check(count >= 1)
+    torch._check(count <= n)
+    return count
+
+
 class GraphPool(nn.Module):
     """Keeps the top-k fraction of nodes by a learnt sigmoid score, scaling each kept node by its score."""
 
@@ -175,7 +190,7 @@ class GraphPool(nn.Module):
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         scores = torch.sigmoid(self.proj(self.drop(h)))
-        n = max(int(h.shape[1] * self.k), 1)
+        n = kept_nodes(h.shape[1], self.k)
         idx = torch.topk(scores, n, dim=1).indices
         return torch.gather(h * scores, 1, idx.expand(-1, -1, h.shape[2]))
 
@@ -255,6 +270,13 @@ class AASIST(nn.Module):
     def min_samples(self) -> int:
         """Shortest input: the sinc filter's length plus one frame through the encoder's time poolings."""
         return self.conv_time.kernel_size - 1 + 3 * 3 ** len(self.encoder)
+
+    def for_export(self) -> "AASIST":
+        """A copy for the ONNX exporter: the same math without time tiling (`encode_tiled` loops over tiles in
+        Python, which would fix the traced length in the graph)."""
+        model = copy.deepcopy(self)
+        model.tile_frames = 0
+        return model
 
     def encode(self, wave: torch.Tensor) -> torch.Tensor:
         """(B, T) waveform -> encoder map (B, C, n_spec, frames), channels-last."""

@@ -71,8 +71,18 @@ class LFCC(nn.Module):
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         power = self.spectrogram(wave)                                       # (B, bins, frames)
         ceps = self.dct @ torch.log(self.fbank.t() @ power + 1e-8)           # (B, n_ceps, frames)
-        delta = torchaudio.functional.compute_deltas(ceps)
-        return torch.cat([ceps, delta, torchaudio.functional.compute_deltas(delta)], dim=1)
+        delta = deltas(ceps)
+        return torch.cat([ceps, delta, deltas(delta)], dim=1)
+
+
+def deltas(x: torch.Tensor) -> torch.Tensor:
+    """`torchaudio.functional.compute_deltas(x)` (5-frame regression, edge frames repeated) along the last axis, as
+    one single-channel convolution over every row. torchaudio convolves with as many groups as rows (batch x
+    coefficients), a number an ONNX graph with a dynamic batch cannot hold; the kernel and the padding are its own."""
+    shape = x.shape
+    rows = F.pad(x.reshape(-1, 1, shape[-1]), (2, 2), mode="replicate")
+    kernel = torch.arange(-2, 3, dtype=x.dtype, device=x.device).view(1, 1, 5)
+    return (F.conv1d(rows, kernel) / 10.0).reshape(shape)
 
 
 def linear_filter_bank(kept_bins: int, n_filters: int, sample_rate: int, max_freq: float) -> torch.Tensor:

@@ -35,7 +35,7 @@ class _CurrentStderr(logging.Handler):
 # "" in a checkout; "sasv." installed from the wheel, whose modules all live under `sasv` (setup.py)
 INSTALLED_PREFIX = __name__.removesuffix("common.cli")
 TOOLKIT_PACKAGES = tuple(INSTALLED_PREFIX + p for p in ("asv", "cm", "fusion", "data", "engine", "metrics", "common",
-                                                         "pipeline", "synthetic", "ssl_models"))
+                                                         "pipeline", "runtime", "synthetic", "ssl_models"))
 
 
 def report_to_stderr(level: int = logging.INFO) -> None:

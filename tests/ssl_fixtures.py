@@ -47,3 +47,19 @@ def fairseq_state(enc: ssl_models.SSLEncoder, wavlm: bool, layer_norm: bool) -> 
     out.update({"mask_emb": torch.rand(32), "quantizer.vars": torch.rand(1, 8, 4), "project_q.weight": torch.rand(4, 4),
                 "final_proj.weight": torch.rand(4, 32)})
     return out
+
+
+# A tiny SSL encoder for front-end tests that only need the contract (the published CNN geometry with 16 channels,
+# a 2-layer 32-d transformer, no dropout), and heads sized to it.
+TINY_ENCODER = dict(extractor_conv_layer_config=[[16, 10, 5]] + [[16, 3, 2]] * 4 + [[16, 2, 2]] * 2,
+                    encoder_embed_dim=32, encoder_pos_conv_kernel=16, encoder_pos_conv_groups=2, encoder_num_layers=2,
+                    encoder_num_heads=2, encoder_ff_interm_features=64, encoder_projection_dropout=0.0,
+                    encoder_attention_dropout=0.0, encoder_ff_interm_dropout=0.0, encoder_dropout=0.0,
+                    encoder_layer_drop=0.0)
+TINY_SSL_MODELS = {
+    "SSL-ECAPA": {"encoder": {"name": "wav2vec2_model", "options": TINY_ENCODER}, "C": 16, "embedding_dim": 8},
+    "SSL-MHFA": {"encoder": {"name": "wav2vec2_model", "options": TINY_ENCODER}, "heads": 4, "compression_dim": 8,
+                 "embedding_dim": 8},
+    "SSL-AASIST": {"encoder": {"name": "wav2vec2_model", "options": TINY_ENCODER},
+                   "filts": [24, [1, 8], [8, 8], [8, 8], [8, 8]], "gat_dims": [8, 8]},
+}

@@ -14,6 +14,7 @@ import yaml
 import main as main_py
 from common.cli import run_main
 from common.config import ConfigError, load_config
+from pipeline.recipes import config_task, task_module
 from tests.pipeline_fixtures import ROOT, tiny_copies, tiny_corpus, tiny_databases
 
 __all__ = ["tiny_copies", "tiny_corpus", "tiny_databases"]   # fixtures used by name
@@ -106,7 +107,7 @@ def load(path: Path, overrides: list[str]) -> dict:
         cfg = load_ablation_config(path, overrides)
         parse_systems(cfg)
         return cfg
-    module = main_py._task_module(main_py._peek_task(str(path), overrides))
+    module = task_module(config_task(str(path), overrides))
     return load_config(path, overrides, module.SCHEMA)
 
 

@@ -256,7 +256,8 @@ def _score_splits(cfg: Mapping, db: Database, is_main: bool) -> dict:
         if len({e.key for e in entries}) < 2:
             raise InputError(f"{db.cm_protocol_path(split)}: {split} has only {entries[0].key} utterances: no CM EER")
         items = Inputs.of([(e.utt, db.audio(split, e.utt)) for e in entries])
-        spec = CacheSpec(files.cm_embeddings(split), frontend_identity(cfg["cm"], "cm"), items,
+        # scored by the trained torch model in memory whatever cm.runtime says: its identity says so
+        spec = CacheSpec(files.cm_embeddings(split), frontend_identity({**cfg["cm"], "runtime": "torch"}, "cm"), items,
                          "main.py (task cm, mode evaluate)")
 
         def compute(items: list[tuple[str, str]], split: str = split) -> Extracted:

@@ -26,8 +26,8 @@ from data.score_files import write_sasv_scores
 from metrics.eer import det_eer
 from pipeline.stages.cache import save_cache
 from pipeline.stages.experiment import check_stage_inputs, database, enrolment_form, experiment, resolve_device
-from pipeline.stages.extract import DEFAULT_BATCH, Extracted, InputFloor, extract
-from pipeline.stages.frontends import asv_embed_fn, build_asv, crop_spec, unit_enrol_mean
+from pipeline.stages.extract import DEFAULT_BATCH, Extracted, extract
+from pipeline.stages.frontends import crop_spec, frontend, unit_enrol_mean
 from pipeline.stages.outputs import asv_embeddings_spec, cached_or_none, speaker_models_spec, table_of
 from pipeline.stages.sharding import Compute, extract_cached
 from pipeline.stages.trials import asv_trial_scores, sasv_rows, scorable_trials, write_package_sasv
@@ -39,15 +39,15 @@ def asv_stage(cfg: Mapping, force: bool = False) -> None:
     """ASV embeddings of every split, speaker models and ASV trial scores for dev/eval."""
     check_stage_inputs(cfg, asv=True, cm=False)          # fail before compute
     db, device = database(cfg), resolve_device(cfg["device"])
-    model = None
+    runner = None
 
     def embedder(desc: str, batch_size: int, skip_bad_audio: bool) -> Compute:
         def compute(items: list[tuple[str, str]]) -> Extracted:
-            nonlocal model
-            model = model or build_asv(cfg["asv"], device)
-            return extract(items, asv_embed_fn(model, device), crop_spec(cfg["asv"]), batch_size=batch_size,
+            nonlocal runner
+            runner = runner or frontend(cfg, "asv", device)     # torch or ONNX Runtime (asv.runtime)
+            return extract(items, runner.embed, crop_spec(cfg["asv"]), batch_size=batch_size,
                            num_workers=cfg["num_workers"], desc=desc, skip_bad_audio=skip_bad_audio,
-                           floor=InputFloor.of(model))
+                           floor=runner.floor)
         return compute
 
     for split in cfg["splits"]:

@@ -22,8 +22,8 @@ from data.databases import say_layout
 from data.score_files import CMScores, write_asvspoof5_cm, write_cm_scores, write_sasv_scores
 from metrics.eer import det_eer
 from pipeline.stages.experiment import check_stage_inputs, database, experiment, resolve_device
-from pipeline.stages.extract import Extracted, InputFloor, extract
-from pipeline.stages.frontends import build_cm, cm_embed_fn, crop_spec
+from pipeline.stages.extract import Extracted, extract
+from pipeline.stages.frontends import crop_spec, frontend
 from pipeline.stages.outputs import cm_embeddings_spec
 from pipeline.stages.sharding import extract_cached
 from pipeline.stages.trials import sasv_rows, scorable_trials
@@ -36,14 +36,14 @@ def cm_stage(cfg: Mapping, force: bool = False) -> dict[str, float]:
     other ranks of a torchrun job return {})."""
     check_stage_inputs(cfg, asv=False, cm=True)          # fail before compute
     db, exp, device = database(cfg), experiment(cfg), resolve_device(cfg["device"])
-    model, eers = None, {}
+    runner, eers = None, {}
 
     def compute(items: list[tuple[str, str]], desc: str) -> Extracted:
-        nonlocal model
-        model = model or build_cm(cfg["cm"], device)
-        return extract(items, cm_embed_fn(model, device), crop_spec(cfg["cm"]), batch_size=cfg["batch_size"],
+        nonlocal runner
+        runner = runner or frontend(cfg, "cm", device)     # torch or ONNX Runtime (cm.runtime)
+        return extract(items, runner.embed, crop_spec(cfg["cm"]), batch_size=cfg["batch_size"],
                        num_workers=cfg["num_workers"], desc=desc, skip_bad_audio=cfg["skip_bad_audio"],
-                       floor=InputFloor.of(model))
+                       floor=runner.floor)
 
     for split in cfg["splits"]:
         spec = cm_embeddings_spec(cfg, split, db)

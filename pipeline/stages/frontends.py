@@ -4,6 +4,7 @@ enrolment embeddings are averaged), so that caches and results can be checked ag
 from __future__ import annotations
 
 import inspect
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
@@ -19,13 +20,17 @@ from common.dispatch import lookup
 from common.errors import InputError, MissingFilesError
 from common.io import file_sha256
 from data.audio import SCORING_CROPS, CropSpec
-from pipeline.stages.extract import InputFloor, ModelCall
+from pipeline.stages.extract import EmbedFn, InputFloor, ModelCall
 
 # How `lists` speaker models average their enrolment embeddings (asv.enrol_mean): `raw` embeddings (SASV 2022
 # baseline), or `unit`: each L2-normalised first (SASV2, WeSpeaker; the default of task sasv_e2e). The concatenated
 # enr_audio form (`enrolment: concat`) averages nothing, so the key does not apply to it.
 ENROL_MEANS = ("raw", "unit")
 ENROL_MEAN = Rule("raw", choices=ENROL_MEANS)
+# What runs a front-end in the stages, verify.py and the ablation: PyTorch eager, or ONNX Runtime on a graph exported
+# on first use and cached (runtime/onnx_cache.py; docs/onnx.md). Training always runs on torch.
+RUNTIMES = ("torch", "onnx")
+RUNTIME = Rule("torch", choices=RUNTIMES)
 
 
 def crop_section(policy: str, samples: int) -> dict:
@@ -39,6 +44,7 @@ ASV_SECTION = {
     "model": FreeForm({}),         # keyword arguments of the model (see its CONFIG dict)
     "crop": crop_section("full", 64000),
     "enrol_mean": ENROL_MEAN,      # `lists` speaker models: mean of the raw | unit (L2-normalised) enrolment embeddings
+    "runtime": RUNTIME,            # torch | onnx: what runs the front-end when it scores (docs/onnx.md)
 }
 CM_SECTION = {
     # AASIST | AASIST-L | LCNN | LCNN-LFCC-LPS | LFCC-LCNN-ASVspoof2021 | SSL-AASIST
@@ -46,6 +52,7 @@ CM_SECTION = {
     "checkpoint": Rule(None, kind=str),   # the official AASIST.pth / AASIST-L.pth, or our own
     "model": FreeForm({}),
     "crop": crop_section("first", 64600),   # AASIST evaluation convention; LCNN: full
+    "runtime": RUNTIME,            # torch | onnx: what runs the front-end when it scores (docs/onnx.md)
 }
 
 
@@ -67,10 +74,14 @@ def check_scoring_checkpoint(section: Mapping, key: str, allow_random_weights: b
 
 def frontend_identity(section: Mapping, kind: str) -> dict:
     """What makes a front-end's outputs what they are: architecture, model options, the checkpoint's SHA-256
-    (so a retrained model with the same path counts as another) and the evaluation crop."""
+    (so a retrained model with the same path counts as another), the evaluation crop, and the runtime when it is
+    not torch (ONNX Runtime's outputs differ from eager within 1e-4; left out for torch so that identities recorded
+    before the key existed still hold)."""
     checkpoint = section["checkpoint"]
+    runtime = section.get("runtime", "torch")
     return {"kind": kind, "arch": section["arch"], "model": dict(section["model"]),
-            "checkpoint_sha256": file_sha256(checkpoint) if checkpoint else None, "crop": dict(section["crop"])}
+            "checkpoint_sha256": file_sha256(checkpoint) if checkpoint else None, "crop": dict(section["crop"]),
+            **({"runtime": runtime} if runtime != "torch" else {})}
 
 
 def unit_enrol_mean(section: Mapping) -> bool:
@@ -162,3 +173,29 @@ def asv_embed_fn(model: nn.Module, device: torch.device | str = "cpu") -> ModelC
 def cm_embed_fn(model: nn.Module, device: torch.device | str = "cpu") -> ModelCall:
     """The countermeasure's embeddings and scores (its bona fide logit) as one ModelCall."""
     return ModelCall(model, device, lambda out: {"embeddings": out[0], "scores": out[1][:, 1]})
+
+
+@dataclass(frozen=True)
+class Frontend:
+    """A front-end ready to score: its EmbedFn and its shortest input (checked per file by the extraction)."""
+    embed: EmbedFn
+    floor: InputFloor
+
+
+def frontend(cfg: Mapping, kind: str, device: torch.device | str = "cpu") -> Frontend:
+    """The `kind` (asv | cm) front-end of a SASV config on its configured runtime: the one place the stages,
+    verify.py and the ablation get a front-end from. `runtime: onnx` runs the graph runtime/onnx_cache.py exports on
+    first use into `<embeddings>/onnx/` (rebuilt when the checkpoint or the exporter changes); its floor is the
+    graph's `min_samples` from the manifest."""
+    section = cfg[kind]
+    build = build_asv if kind == "asv" else build_cm
+    if section.get("runtime", "torch") == "torch":
+        model = build(section, device)
+        return Frontend(asv_embed_fn(model, device) if kind == "asv" else cm_embed_fn(model, device),
+                        InputFloor.of(model))
+    from pipeline.stages.experiment import experiment
+    from runtime.onnx_cache import cached_export
+    from runtime.onnx_session import onnx_embed_fn, open_session
+    path, manifest = cached_export(section, kind, experiment(cfg).embeddings, lambda: build(section, "cpu"))
+    return Frontend(onnx_embed_fn(open_session(path, device), kind), InputFloor(int(manifest["min_samples"]),
+                                                                                 section["arch"]))

@@ -28,16 +28,8 @@ from data.score_files import read_sasv_scores
 from fusion import is_score_backend, score_backend_from_state
 from metrics.thresholds import METHODS, choose_threshold
 from pipeline.stages.experiment import enrolment_form, experiment, resolve_device
-from pipeline.stages.extract import InputFloor, model_input
-from pipeline.stages.frontends import (
-    asv_embed_fn,
-    build_asv,
-    build_cm,
-    cm_embed_fn,
-    crop_spec,
-    scoring_identity,
-    unit_enrol_mean,
-)
+from pipeline.stages.extract import model_input
+from pipeline.stages.frontends import crop_spec, frontend, scoring_identity, unit_enrol_mean
 from pipeline.stages.trials import asv_trial_scores
 
 RESULT_COLUMNS = ("enroll", "test", "asv_score", "cm_score", "sasv_score", "threshold", "decision")
@@ -187,10 +179,10 @@ def verify(cfg: Mapping, trials: Sequence[Trial], threshold: Threshold) -> list[
     check_backend(cfg)
     check_files(trials)
     device = resolve_device(cfg["device"])
-    asv_model, cm_model = build_asv(cfg["asv"], device), build_cm(cfg["cm"], device)
-    asv_fn, cm_fn = asv_embed_fn(asv_model, device), cm_embed_fn(cm_model, device)
+    asv_runner, cm_runner = frontend(cfg, "asv", device), frontend(cfg, "cm", device)   # torch or ONNX Runtime
+    asv_fn, cm_fn = asv_runner.embed, cm_runner.embed
     asv_crop, cm_crop = crop_spec(cfg["asv"]), crop_spec(cfg["cm"])
-    asv_floor, cm_floor = InputFloor.of(asv_model), InputFloor.of(cm_model)
+    asv_floor, cm_floor = asv_runner.floor, cm_runner.floor
 
     # Each distinct file is decoded when it is embedded and not kept: a batch file of many trials never holds
     # all of its audio at once. Lists enrolment reuses per-file embeddings; concat needs the set's audio.
