@@ -42,15 +42,17 @@ import numpy as np
 
 from common.allocator import retain_freed_memory
 from common.cli import add_wait_flag, run_main
-from common.config import ConfigError, load_config
+from common.config import ConfigError, dump_config, load_config
 from common.folders import check_output_path, move_aside
 from common.locking import hold_folders
 from common.provenance import provenance
-from common.runs import is_current, mark_started, resumable, write_results
+from common.runs import CONFIG, is_current, mark_started, resumable, write_results
 
 if TYPE_CHECKING:
     from pipeline.stages.cache import OutputMemo
 
+# the quickstart recipes beside this file (in a checkout its root, installed the package `sasv`): any working folder
+CONFIGS = Path(__file__).resolve().parent / "configs"
 # (row label, overrides of configs/quickstart.conf) in the order of Table 2 of the SASV 2022 evaluation plan
 SYSTEMS: list[tuple[str, list[str]]] = [
     ("ASV only", ["backend.name=asv_only"]),
@@ -126,6 +128,8 @@ def _start_step(folder: Path, cfg: dict, checkpoints: dict, protocols: dict, out
     (recorded in its results.json beside the inputs)."""
     if is_current(folder / "results.json", cfg, {**checkpoints, **(outputs or {})}, protocols):
         print(f"{folder}: up to date, skipped", file=sys.stderr, flush=True)
+        if not (folder / CONFIG).is_file():      # made before step folders described themselves
+            dump_config(cfg, folder / CONFIG)
         return True
     if not resumable(folder, cfg, checkpoints, protocols):
         moved = move_aside(folder)
@@ -133,6 +137,7 @@ def _start_step(folder: Path, cfg: dict, checkpoints: dict, protocols: dict, out
             print(f"{folder}: made by other inputs; moved to {moved}", file=sys.stderr, flush=True)
     folder.mkdir(parents=True, exist_ok=True)
     mark_started(folder, cfg, checkpoints, protocols)
+    dump_config(cfg, folder / CONFIG)       # the folder describes itself: verify.py --config <folder>/config.yaml
     return False
 
 
@@ -160,7 +165,7 @@ def _load(name: str, module, overrides: list[str], extra: Sequence[str]) -> dict
     """configs/<name> with the step's overrides, then those `extra` overrides its schema has; training checked."""
     from engine import check_train_config
     own = [o for o in extra if o.split("=", 1)[0].split(".")[0] in module.SCHEMA]
-    cfg = load_config(Path("configs") / name, [*overrides, *own], module.SCHEMA)
+    cfg = load_config(CONFIGS / name, [*overrides, *own], module.SCHEMA)
     check_train_config(cfg["train"])
     return cfg
 
@@ -280,6 +285,8 @@ def _run_demo_steps(out: Path, corpus: Path, preset: str, systems: Sequence[tupl
         protocols=protocol_digests(cfg), seeds={"train": cfg["train"]["seed"]}))
     print(table(results))
     print(f"\nDET curves of every system: {det}\nall numbers: {out / 'results.json'}"
+          f"\nscore your own audio with the product rule: python verify.py --config "
+          f"{out / 'systems' / _slug('Product rule') / CONFIG} --enroll YOUR_ENROLMENT.wav --test YOUR_TEST.wav"
           f"\nfinished in {time.time() - t0:.0f} s ({clock.summary()}; {_reused(memo)})")
     return results
 

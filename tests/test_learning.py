@@ -98,3 +98,33 @@ def test_demo_single_embedding_beats_its_stage_1_network(demo_results, small_cor
     for metric in ("sasv_eer", "spf_eer"):
         assert single[metric] < stage1[metric], (f"eval {metric}: stages 1+2+3 {single[metric]:.1f} % vs "
                                                  f"stage 1 alone {stage1[metric]:.1f} %")
+
+
+def test_the_readmes_verify_command_scores_own_audio_after_the_demo(demo_results, small_corpus, tmp_path):
+    """The README's demo section ends with the command that scores a user's own files with the demo's product-rule
+    system; it runs here as written, on the demo's folder, with files in another format and sample rate."""
+    import shlex
+    import subprocess
+    import sys
+
+    import soundfile as sf
+    from scipy.signal import resample_poly
+
+    out, _ = demo_results
+    line = next(x for x in (ROOT / "README.md").read_text().splitlines() if x.startswith(".venv/bin/python verify.py"))
+    argv = shlex.split(line)
+    assert argv[:2] == [".venv/bin/python", "verify.py"] and "exp/quickstart/systems/product_rule/config.yaml" in argv
+    assert (out / "systems" / "product_rule" / "config.yaml").is_file()   # every system folder describes itself
+    flac = sorted((Path(small_corpus.la) / "ASVspoof2019_LA_dev" / "flac").glob("*.flac"))
+    own = {}
+    for name, src in zip(("a.wav", "b.wav", "c.wav"), flac, strict=False):   # the user's files: 22.05 kHz stereo
+        wave, rate = sf.read(src)
+        wave = resample_poly(wave, 441, 320)
+        own[name] = tmp_path / name
+        sf.write(own[name], [[x, x] for x in wave], 22050)
+    argv = [sys.executable if a == ".venv/bin/python" else
+            str(out / a.removeprefix("exp/quickstart/")) if a.startswith("exp/quickstart/") else
+            str(own.get(a, a)) for a in argv]
+    result = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "ACCEPT" in result.stdout or "REJECT" in result.stdout
