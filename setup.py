@@ -26,9 +26,10 @@ from setuptools.command.build_py import build_py
 ROOT = Path(__file__).resolve().parent
 NAME = "sasv"
 # the toolkit's packages and entry scripts; tests/test_packaging.py checks that this list misses none
-PACKAGES = ("asv", "cm", "common", "data", "engine", "fusion", "metrics", "pipeline", "ssl_models", "synthetic")
+PACKAGES = ("asv", "cm", "common", "data", "engine", "fusion", "metrics", "pipeline", "runtime", "ssl_models",
+            "synthetic")
 SCRIPTS = ("main", "save_asv_embeddings", "save_cm_score", "save_sasv_score", "fuse", "evaluate", "verify",
-           "ablate", "demo", "generate_corpus", "copy_synthesis")
+           "ablate", "demo", "generate_corpus", "copy_synthesis", "export_onnx")
 TOOLKIT = frozenset(PACKAGES + SCRIPTS)
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import importlib
 import io
 import logging
 import re
@@ -36,6 +35,7 @@ from torch import nn
 
 from common.errors import InputError
 from common.io import atomic_write
+from runtime.packages import require
 
 log = logging.getLogger(__name__)
 
@@ -44,21 +44,10 @@ OPSET = 18
 TOLERANCE = 1e-4        # largest |exported - eager| allowed, relative to max(1, max |eager|) of each output
 MAX_SAMPLES = 16000 * 3600          # the length axis' upper bound: an hour of 16 kHz audio
 EXPORT_SAMPLES = 16000              # the traced length (any length inside the range gives the same graph)
-PINS = {"onnx": "onnx==1.23.2", "onnxruntime": "onnxruntime==1.32.0", "onnxscript": "onnxscript==0.7.2"}
 
 
 class NotExportableError(InputError):
     """A model the exporter cannot turn into a dynamic ONNX graph, or whose export does not reproduce it."""
-
-
-def require(package: str):
-    """`package` imported, or one line naming it and how to install it (they are optional: `runtime: torch` needs
-    none of them)."""
-    try:
-        return importlib.import_module(package)
-    except ImportError:
-        raise InputError(f"{package} is not installed: ONNX export and runtime: onnx need it; install it with "
-                         f"`.venv/bin/pip install {PINS.get(package, package)}` (requirements.txt lists it)") from None
 
 
 def exporter_versions() -> dict:

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from pipeline.stages.extract import EmbedFn
-from runtime.onnx_export import require
+from runtime.packages import require
 
 
 def providers(device: torch.device | str = "cpu") -> list[str]:

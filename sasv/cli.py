@@ -60,3 +60,8 @@ def generate_corpus() -> int:
 def copy_synthesis() -> int:
     from copy_synthesis import main
     return main()
+
+
+def export_onnx() -> int:
+    from export_onnx import main
+    return main()

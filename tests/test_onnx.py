@@ -352,7 +352,7 @@ def test_a_missing_onnxruntime_is_one_line_naming_the_package(monkeypatch):
     import sys
 
     from common.errors import InputError
-    from runtime.onnx_export import require
+    from runtime.packages import require
     monkeypatch.setitem(sys.modules, "onnxruntime", None)     # what `import onnxruntime` meets when it is absent
     with pytest.raises(InputError) as e:
         require("onnxruntime")

@@ -44,7 +44,7 @@ def asv_stage(cfg: Mapping, force: bool = False) -> None:
     def embedder(desc: str, batch_size: int, skip_bad_audio: bool) -> Compute:
         def compute(items: list[tuple[str, str]]) -> Extracted:
             nonlocal runner
-            runner = runner or frontend(cfg, "asv", device)     # torch or ONNX Runtime (asv.runtime)
+            runner = runner or frontend(cfg, "asv", experiment(cfg).embeddings, device)   # torch or ONNX (asv.runtime)
             return extract(items, runner.embed, crop_spec(cfg["asv"]), batch_size=batch_size,
                            num_workers=cfg["num_workers"], desc=desc, skip_bad_audio=skip_bad_audio,
                            floor=runner.floor)

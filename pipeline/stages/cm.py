@@ -40,7 +40,7 @@ def cm_stage(cfg: Mapping, force: bool = False) -> dict[str, float]:
 
     def compute(items: list[tuple[str, str]], desc: str) -> Extracted:
         nonlocal runner
-        runner = runner or frontend(cfg, "cm", device)     # torch or ONNX Runtime (cm.runtime)
+        runner = runner or frontend(cfg, "cm", experiment(cfg).embeddings, device)   # torch or ONNX (cm.runtime)
         return extract(items, runner.embed, crop_spec(cfg["cm"]), batch_size=cfg["batch_size"],
                        num_workers=cfg["num_workers"], desc=desc, skip_bad_audio=cfg["skip_bad_audio"],
                        floor=runner.floor)

@@ -182,20 +182,19 @@ class Frontend:
     floor: InputFloor
 
 
-def frontend(cfg: Mapping, kind: str, device: torch.device | str = "cpu") -> Frontend:
+def frontend(cfg: Mapping, kind: str, exports: Path, device: torch.device | str = "cpu") -> Frontend:
     """The `kind` (asv | cm) front-end of a SASV config on its configured runtime: the one place the stages,
     verify.py and the ablation get a front-end from. `runtime: onnx` runs the graph runtime/onnx_cache.py exports on
-    first use into `<embeddings>/onnx/` (rebuilt when the checkpoint or the exporter changes); its floor is the
-    graph's `min_samples` from the manifest."""
+    first use under `exports` (the experiment's embeddings folder: `<embeddings>/onnx/`; rebuilt when the checkpoint
+    or the exporter changes); its floor is the graph's `min_samples` from the manifest."""
     section = cfg[kind]
     build = build_asv if kind == "asv" else build_cm
     if section.get("runtime", "torch") == "torch":
         model = build(section, device)
         return Frontend(asv_embed_fn(model, device) if kind == "asv" else cm_embed_fn(model, device),
                         InputFloor.of(model))
-    from pipeline.stages.experiment import experiment
     from runtime.onnx_cache import cached_export
     from runtime.onnx_session import onnx_embed_fn, open_session
-    path, manifest = cached_export(section, kind, experiment(cfg).embeddings, lambda: build(section, "cpu"))
+    path, manifest = cached_export(section, kind, exports, lambda: build(section, "cpu"))
     return Frontend(onnx_embed_fn(open_session(path, device), kind), InputFloor(int(manifest["min_samples"]),
                                                                                  section["arch"]))

@@ -178,8 +178,8 @@ def verify(cfg: Mapping, trials: Sequence[Trial], threshold: Threshold) -> list[
         raise InputError("no trials to verify")
     check_backend(cfg)
     check_files(trials)
-    device = resolve_device(cfg["device"])
-    asv_runner, cm_runner = frontend(cfg, "asv", device), frontend(cfg, "cm", device)   # torch or ONNX Runtime
+    device, exports = resolve_device(cfg["device"]), experiment(cfg).embeddings
+    asv_runner, cm_runner = frontend(cfg, "asv", exports, device), frontend(cfg, "cm", exports, device)  # or ONNX
     asv_fn, cm_fn = asv_runner.embed, cm_runner.embed
     asv_crop, cm_crop = crop_spec(cfg["asv"]), crop_spec(cfg["cm"])
     asv_floor, cm_floor = asv_runner.floor, cm_runner.floor
