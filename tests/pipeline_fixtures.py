@@ -191,18 +191,17 @@ def copy_corpus(corpus, dest: Path):
     return corpus_paths(dest)
 
 
-def tiny_experiment(root: Path) -> dict:
-    """The tiny corpus, two tiny front-end checkpoints (seeded random weights: the pipeline, not the accuracy,
-    is under test) and a SASV config dict pointing at them, with an output folder under `root`."""
+def tiny_experiment(root: Path, corpus) -> dict:
+    """Two tiny front-end checkpoints (seeded random weights: the pipeline, not the accuracy, is under test) and a
+    SASV config dict pointing at them and at `corpus` (the session's `tiny_corpus`, only read), with an output
+    folder under `root`."""
     import torch
 
     import asv
     import cm
     from asv.checkpoint import save_asv_state
     from cm.checkpoint import save_cm_state
-    from synthetic import generate_corpus
 
-    corpus = generate_corpus(root / "corpus", "tiny", seed=0)
     torch.manual_seed(0)
     save_asv_state(root / "asv.pt", asv.build_model("ResNetSE34L", **TINY_ASV))
     save_cm_state(root / "cm.pt", cm.build_model("AASIST-L", **TINY_CM))
