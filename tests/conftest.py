@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,21 @@ import torch
 from common.cli import report_to_stderr
 
 report_to_stderr()   # library progress lines on stderr, as the entry points show them
+
+
+def _share_the_cores() -> None:
+    """Under pytest-xdist (pytest.ini: `-n auto`), each worker's torch and the processes its tests start get their
+    share of the cores: two workers with two threads each on 2 cores run several times slower than with one
+    (threads spin-wait for each other)."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
+    if workers > 1:
+        threads = max(1, len(os.sched_getaffinity(0)) // workers)
+        torch.set_num_threads(threads)
+        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ.setdefault(name, str(threads))
+
+
+_share_the_cores()
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE_DIR = ROOT.parent / "shared" / "reference"
@@ -24,6 +40,13 @@ def reference_path(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"reference data not available: {path}")
     return path
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked `slow` first, the rest in their order: xdist (`--dist loadfile --no-loadscope-reorder`) hands
+    files out in this order, so the longest file (the demo run) starts at once on one worker while the others
+    share the rest, instead of starting last and running alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.fixture(scope="module")

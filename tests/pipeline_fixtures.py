@@ -3,13 +3,17 @@ and the helpers the pipeline test modules share (running entry points, one-line 
 
 Import the fixtures into a test module (`from tests.pipeline_fixtures import tiny_corpus, frontends, staged`).
 Each is built once per pytest session even when several modules import it (a module-level cache; pytest would
-otherwise make one instance per importing module). Everything is sized to run on 2 CPU cores in seconds:
+otherwise make one instance per importing module). Under pytest-xdist the corpora, front-ends and copies are built
+once for all workers (the first worker to need one builds it under a file lock, the others wait and read its
+record) and only read afterwards; `staged` is built by each worker, because tests run the stages with its
+`embeddings_dir`, which every stage locks. Everything is sized to run on 2 CPU cores in seconds:
 ResNetSE34L with 8-32 channels and 32-d embeddings, an AASIST-L with 20 sinc filters and 8 channels on
 8000-sample crops, one training epoch.
 """
 from __future__ import annotations
 
 import copy
+import fcntl
 import os
 import shutil
 import subprocess
@@ -69,10 +73,40 @@ _LOCK = threading.Lock()
 
 
 def _once(key: str, build: Callable[[], object]) -> object:
+    """`build()` once per process."""
     with _LOCK:
         if key not in _CACHE:
             _CACHE[key] = build()
         return _CACHE[key]
+
+
+def session_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The temporary folder of the whole session: under xdist the parent of the workers' own base folders (one per
+    run, `pytest-N/`), otherwise the base folder itself (the parent is shared with other pytest runs)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+def built_once(key: str, tmp_path_factory: pytest.TempPathFactory, build: Callable[[Path], dict]) -> dict:
+    """`build(folder)` run once per session, whichever xdist worker asks first; returns its record (JSON).
+
+    The builder holds `<session>/<key>.lock` (flock: released by the kernel if the worker dies) while it builds
+    into `<session>/<key>/`; the record is written last, atomically, so a waiting worker reads a finished build or,
+    after a failed one, builds again in an emptied folder. Whatever is built is shared: tests only read it."""
+    from common.io import read_json, write_json
+
+    shared = session_folder(tmp_path_factory)
+    record, folder = shared / f"{key}.json", shared / key
+    with open(shared / f"{key}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = read_json(record)
+        if done is not None:
+            return done
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir()
+        value = build(folder)
+        write_json(record, value)
+        return value
 
 
 def env() -> dict[str, str]:
@@ -157,18 +191,17 @@ def copy_corpus(corpus, dest: Path):
     return corpus_paths(dest)
 
 
-def tiny_experiment(root: Path) -> dict:
-    """The tiny corpus, two tiny front-end checkpoints (seeded random weights: the pipeline, not the accuracy,
-    is under test) and a SASV config dict pointing at them, with an output folder under `root`."""
+def tiny_experiment(root: Path, corpus) -> dict:
+    """Two tiny front-end checkpoints (seeded random weights: the pipeline, not the accuracy, is under test) and a
+    SASV config dict pointing at them and at `corpus` (the session's `tiny_corpus`, only read), with an output
+    folder under `root`."""
     import torch
 
     import asv
     import cm
     from asv.checkpoint import save_asv_state
     from cm.checkpoint import save_cm_state
-    from synthetic import generate_corpus
 
-    corpus = generate_corpus(root / "corpus", "tiny", seed=0)
     torch.manual_seed(0)
     save_asv_state(root / "asv.pt", asv.build_model("ResNetSE34L", **TINY_ASV))
     save_cm_state(root / "cm.pt", cm.build_model("AASIST-L", **TINY_CM))
@@ -194,28 +227,27 @@ def write_config(path: Path, cfg: dict) -> Path:
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory):
     """The `tiny` synthetic corpus (ASVspoof 2019 LA + VoxCeleb layouts), generated once per session."""
-    def build():
-        from synthetic import generate_corpus
-        return generate_corpus(tmp_path_factory.mktemp("tiny_corpus"), "tiny", seed=0)
-    return _once("corpus", build)
+    from synthetic import corpus_paths, generate_corpus
+
+    def build(folder: Path) -> dict:
+        return {"root": str(generate_corpus(folder, "tiny", seed=0).root)}
+    return _once("corpus", lambda: corpus_paths(built_once("tiny_corpus", tmp_path_factory, build)["root"]))
 
 
 @pytest.fixture(scope="session")
 def tiny_copies(tiny_corpus, tmp_path_factory) -> Path:
     """copy_synthesis.py over the tiny corpus's VoxCeleb part (one vocoder): stage-2 data of task sasv_e2e."""
-    def build():
-        out = tmp_path_factory.mktemp("copies")
+    def build(out: Path) -> dict:
         check_ok(run_script("copy_synthesis.py", ["--voxceleb", tiny_corpus.voxceleb, "--out", out,
                                                   "--vocoders", "lpc", "--workers", "1"]))
-        return out
-    return _once("copies", build)
+        return {"out": str(out)}
+    return _once("copies", lambda: Path(built_once("copies", tmp_path_factory, build)["out"]))
 
 
 @pytest.fixture(scope="session")
 def frontends(tiny_corpus, tmp_path_factory) -> Frontends:
     """Trains the two front-ends through `main.py` (task asv on VoxCeleb layout, task cm on LA), in parallel."""
-    def build():
-        root = tmp_path_factory.mktemp("frontends")
+    def build(root: Path) -> dict:
         fe = Frontends(root / "asv", root / "cm")
         asv = start("main.py", ["--config", "configs/quickstart_asv.conf", f"data.voxceleb={tiny_corpus.voxceleb}",
                                 f"output_dir={fe.asv_dir}", "asv.arch=ResNetSE34L", f"asv.model={ASV_MODEL}",
@@ -227,14 +259,19 @@ def frontends(tiny_corpus, tmp_path_factory) -> Frontends:
                                "train.progress=false"])
         check_ok(finish(asv))
         check_ok(finish(cm))
-        return fe
-    return _once("frontends", build)
+        return {"asv_dir": str(fe.asv_dir), "cm_dir": str(fe.cm_dir)}
+
+    def load() -> Frontends:
+        record = built_once("frontends", tmp_path_factory, build)
+        return Frontends(Path(record["asv_dir"]), Path(record["cm_dir"]))
+    return _once("frontends", load)
 
 
 @pytest.fixture(scope="session")
 def staged(tiny_corpus, frontends, tmp_path_factory) -> Staged:
     """save_asv_embeddings.py, save_cm_score.py, then save_sasv_score.py, as subprocesses (one after the other:
-    one output folder has one writer at a time)."""
+    one output folder has one writer at a time). Each xdist worker makes its own: tests run stages and tasks with
+    its `embeddings_dir`, which they lock (two workers at once would find it busy)."""
     def build():
         out = tmp_path_factory.mktemp("staged")
         args = sasv_args(tiny_corpus, frontends, out)
@@ -250,12 +287,12 @@ def tiny_databases(tiny_corpus, tmp_path_factory) -> dict[str, Path]:
     """A tiny synthetic database folder per layout (`data.format` -> folder): ASVspoof 2019 LA (the tiny corpus's
     LA part), ASVspoof 5, and the 2021 LA / DF, In-the-Wild and lists layouts made from the LA part; built once per
     session."""
-    def build():
+    def build(folder: Path) -> dict:
         import synthetic.asvspoof5 as asvspoof5
         from synthetic.cm_sets import LAYOUTS, write_layout
-        a5 = asvspoof5.generate(tmp_path_factory.mktemp("tiny_asvspoof5"), "tiny", seed=0).database
-        made = tmp_path_factory.mktemp("tiny_layouts")
-        return {"asvspoof2019_la": tiny_corpus.la, "asvspoof5": a5,
-                **{name: write_layout(name, tiny_corpus, made / name) for name in LAYOUTS}}
-    return _once("databases", build)
-
+        a5 = asvspoof5.generate(folder / "tiny_asvspoof5", "tiny", seed=0).database
+        made = folder / "tiny_layouts"
+        return {"asvspoof2019_la": str(tiny_corpus.la), "asvspoof5": str(a5),
+                **{name: str(write_layout(name, tiny_corpus, made / name)) for name in LAYOUTS}}
+    return _once("databases", lambda: {name: Path(path) for name, path in
+                                       built_once("databases", tmp_path_factory, build).items()})

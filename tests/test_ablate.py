@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from common.cli import run_main
-from tests.pipeline_fixtures import tiny_experiment, write_config
+from tests.pipeline_fixtures import tiny_corpus, tiny_experiment, write_config  # noqa: F401 (fixture)
 
 GRID = [
     {"name": "asv_snorm", "backend": "asv_only", "overrides": {"score_norm.method": "snorm"}},
@@ -27,8 +27,8 @@ def _ablate(argv: list[str]) -> int:
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory, one_thread):
-    exp = tiny_experiment(tmp_path_factory.mktemp("ablate"))
+def setup(tiny_corpus, tmp_path_factory, one_thread):  # noqa: F811
+    exp = tiny_experiment(tmp_path_factory.mktemp("ablate"), tiny_corpus)
     cfg = {**exp["cfg"], "ablation": {"systems": GRID}}
     exp["config"] = write_config(exp["root"] / "ablation.conf", cfg)
     exp["dir"] = Path(cfg["output_dir"]) / "ablation"

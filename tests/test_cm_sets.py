@@ -435,17 +435,23 @@ def test_write_layout_replaces_only_its_own_folder(tiny_corpus, tmp_path):  # no
     assert (other / "notes.txt").read_text() == "keep"
 
 
-def test_generate_corpus_layout_flag_writes_the_layout_beside_the_corpus(tiny_corpus, capsys):  # noqa: F811
+def test_generate_corpus_layout_flag_writes_the_layout_beside_the_corpus(tiny_corpus, tmp_path, capsys):  # noqa: F811
+    """Into a private view of the session's corpus (shared by every test and xdist worker): its LA and VoxCeleb
+    folders linked, its manifest copied, so the generator finds the corpus complete and only adds the layout."""
     import generate_corpus
+    from synthetic import corpus_paths
+    from synthetic.layout import MANIFEST
     from tests.pipeline_fixtures import call
 
-    dest = tiny_corpus.root / "in_the_wild"
-    try:
-        rc, _ = call(generate_corpus.main, ["--out", str(tiny_corpus.root), "--preset", "tiny",
-                                            "--layout", "in_the_wild"], capsys)
-        assert rc == 0
-        assert detect_format(dest) == "in_the_wild"
-        la = LADatabase(tiny_corpus.la)
-        assert len(InTheWildDatabase(dest).cm_entries("eval")) == len(la.cm_entries("dev")) + len(la.cm_entries("eval"))
-    finally:
-        shutil.rmtree(dest, ignore_errors=True)
+    corpus = corpus_paths(tmp_path / "corpus")
+    corpus.root.mkdir()
+    for name in (tiny_corpus.la.name, tiny_corpus.voxceleb.name):
+        (corpus.root / name).symlink_to(tiny_corpus.root / name, target_is_directory=True)
+    shutil.copy(tiny_corpus.root / MANIFEST, corpus.root / MANIFEST)
+    dest = corpus.root / "in_the_wild"
+    rc, _ = call(generate_corpus.main, ["--out", str(corpus.root), "--preset", "tiny", "--layout", "in_the_wild"],
+                 capsys)
+    assert rc == 0
+    assert detect_format(dest) == "in_the_wild"
+    la = LADatabase(corpus.la)
+    assert len(InTheWildDatabase(dest).cm_entries("eval")) == len(la.cm_entries("dev")) + len(la.cm_entries("eval"))

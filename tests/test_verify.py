@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 
 from common.cli import run_main
-from tests.pipeline_fixtures import tiny_experiment, write_config
+from tests.pipeline_fixtures import tiny_corpus, tiny_experiment, write_config  # noqa: F401 (fixture)
 
 
 def _verify(argv: list[str]) -> int:
@@ -19,7 +19,7 @@ def _verify(argv: list[str]) -> int:
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory, one_thread):
+def setup(tiny_corpus, tmp_path_factory, one_thread):  # noqa: F811
     """A staged tiny experiment with score_sum (fitted on dev), and a baseline2 back-end trained beside it."""
     from common.config import load_config
     from pipeline.recipes import sasv_task
@@ -27,7 +27,7 @@ def setup(tmp_path_factory, one_thread):
     from pipeline.stages.cm import cm_stage
     from pipeline.stages.sasv import score_splits
 
-    exp = tiny_experiment(tmp_path_factory.mktemp("verify"))
+    exp = tiny_experiment(tmp_path_factory.mktemp("verify"), tiny_corpus)
     exp["cfg"]["det"] = False
     exp["config"] = write_config(exp["root"] / "sasv.conf", exp["cfg"])
     cfg = load_config(exp["config"], [], sasv_task.SCHEMA)
