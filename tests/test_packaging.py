@@ -66,15 +66,9 @@ def test_the_build_lists_every_package_and_entry_script():
         assert isinstance(imported, ast.ImportFrom) and imported.module in build.SCRIPTS
 
 
-@pytest.fixture(scope="module")
-def installed(tmp_path_factory) -> Path:
-    """The wheel, built from this checkout and installed into a new virtual environment outside it; the
-    dependencies come from the test's own environment (a .pth file), so nothing is downloaded."""
-    work = tmp_path_factory.mktemp("wheel")
-    check_ok(subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation",
-                             "-q", "-w", str(work / "dist")], capture_output=True, text=True, timeout=300))
-    wheel = next((work / "dist").glob("sasv_toolkit-*.whl"))
-    venv = work / "venv"
+def _install_into_new_venv(venv: Path, *what: str) -> Path:
+    """A new virtual environment outside the checkout with `pip install --no-deps *what` in it; the dependencies come
+    from the test's own environment (a .pth file), so nothing is downloaded."""
     check_ok(subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], capture_output=True,
                             text=True, timeout=120))
     where = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
@@ -82,8 +76,17 @@ def installed(tmp_path_factory) -> Path:
                                check=True).stdout.strip())
     (site / "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     check_ok(subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install",
-                             "--no-deps", "-q", str(wheel)], capture_output=True, text=True, timeout=300))
+                             "--no-deps", "-q", *what], capture_output=True, text=True, timeout=300))
     return venv
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory) -> Path:
+    """The wheel, built from this checkout and installed into a new virtual environment outside it."""
+    work = tmp_path_factory.mktemp("wheel")
+    check_ok(subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation",
+                             "-q", "-w", str(work / "dist")], capture_output=True, text=True, timeout=300))
+    return _install_into_new_venv(work / "venv", str(next((work / "dist").glob("sasv_toolkit-*.whl"))))
 
 
 def _run_installed(venv: Path, argv: list, cwd: Path) -> subprocess.CompletedProcess:
@@ -117,16 +120,7 @@ def test_a_console_script_gives_the_checkouts_numbers(installed, tiny_corpus, fr
 
 
 def test_an_editable_install_runs_the_checkout(tmp_path):
-    venv = tmp_path / "venv"
-    check_ok(subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], capture_output=True,
-                            text=True, timeout=120))
-    where = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
-    site = Path(subprocess.run([venv / "bin" / "python", "-c", where], capture_output=True, text=True,
-                               check=True).stdout.strip())
-    (site / "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    check_ok(subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install",
-                             "-e", str(ROOT), "--no-deps", "--no-build-isolation", "-q"], capture_output=True,
-                            text=True, timeout=300))
+    venv = _install_into_new_venv(tmp_path / "venv", "-e", str(ROOT), "--no-build-isolation")
     result = check_ok(_run_installed(venv, ["sasv-evaluate", "--help"], tmp_path))
     assert result.stdout.startswith("usage: sasv-evaluate")
     probe = "import common.config; print(common.config.__file__)"
