@@ -33,9 +33,12 @@ from tests.conftest import reference_path  # noqa: E402
 from tests.pipeline_fixtures import (  # noqa: E402
     assert_one_line_error,
     call,
+    tiny_corpus,
     tiny_experiment,
     write_config,
 )
+
+__all__ = ["tiny_corpus"]   # a fixture used by name
 from tests.ssl_fixtures import TINY_SSL_MODELS  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
@@ -189,13 +192,13 @@ def _scores(path: Path) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs(tmp_path_factory, tiny_corpus):
     """A tiny experiment staged on torch (one output folder) and on ONNX Runtime (another), with its back-end."""
     from common.config import load_config
     from pipeline.recipes import sasv_task
     from pipeline.stages.asv import asv_stage
     from pipeline.stages.cm import cm_stage
-    exp = tiny_experiment(tmp_path_factory.mktemp("onnx_runs"))
+    exp = tiny_experiment(tmp_path_factory.mktemp("onnx_runs"), tiny_corpus)
     exp["cfg"]["det"] = False
     exp["config"] = write_config(exp["root"] / "sasv.conf", exp["cfg"])
     cfg = load_config(exp["config"], [], sasv_task.SCHEMA)

@@ -2,6 +2,8 @@
 skipping on request, no half-written output after Ctrl-C, unknown config keys and wrong-architecture checkpoints."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -123,22 +125,22 @@ def test_keyboard_interrupt_mid_stage_leaves_no_partial_output(tiny_corpus, fron
                                                                one_thread):
     import pipeline.stages.asv as stages
 
-    real_embed_fn = stages.asv_embed_fn
+    real_frontend = stages.frontend
     calls = {"n": 0}
 
-    def interrupting_embed_fn(model, device="cpu"):
-        embed = real_embed_fn(model, device)
+    def interrupting_frontend(cfg, kind, exports, device="cpu"):
+        ready = real_frontend(cfg, kind, exports, device)
 
         def run(wave):
             calls["n"] += 1
             if calls["n"] == stop_at:  # one utterance per batch (full crops): midway through dev
                 raise KeyboardInterrupt
-            return embed(wave)
-        return run
+            return ready.embed(wave)
+        return dataclasses.replace(ready, embed=run)
 
     stop_at = (len(LADatabase(tiny_corpus.la).utterances("train"))
                + len(LADatabase(tiny_corpus.la).utterances("dev")) // 2)
-    monkeypatch.setattr(stages, "asv_embed_fn", interrupting_embed_fn)
+    monkeypatch.setattr(stages, "frontend", interrupting_frontend)
     out = tmp_path / "out"
     args = sasv_args(tiny_corpus, frontends, out)
     rc, err = call(save_asv_embeddings.main, args, capsys)
@@ -149,7 +151,7 @@ def test_keyboard_interrupt_mid_stage_leaves_no_partial_output(tiny_corpus, fron
         assert len(z["ids"]) == z["embeddings"].shape[0] == len(LADatabase(tiny_corpus.la).utterances("train"))
     assert not any(p.name.endswith(".tmp") for p in files_under(out))
 
-    monkeypatch.setattr(stages, "asv_embed_fn", real_embed_fn)
+    monkeypatch.setattr(stages, "frontend", real_frontend)
     rc, err = call(save_asv_embeddings.main, args, capsys)
     assert rc == 0, err
     assert "asv train: " in err and "is up to date" in err and "asv dev: " in err
