@@ -218,6 +218,21 @@ def tiny_experiment(root: Path, corpus) -> dict:
     return {"corpus": corpus, "cfg": cfg, "root": root}
 
 
+def staged_tiny_experiment(root: Path, corpus) -> tuple[dict, dict]:
+    """`tiny_experiment` with its config written (no DET plots) and both embedding stages run: (exp, loaded cfg)."""
+    from common.config import load_config
+    from pipeline.recipes import sasv_task
+    from pipeline.stages.asv import asv_stage
+    from pipeline.stages.cm import cm_stage
+    exp = tiny_experiment(root, corpus)
+    exp["cfg"]["det"] = False
+    exp["config"] = write_config(exp["root"] / "sasv.conf", exp["cfg"])
+    cfg = load_config(exp["config"], [], sasv_task.SCHEMA)
+    asv_stage(cfg)
+    cm_stage(cfg)
+    return exp, cfg
+
+
 def write_config(path: Path, cfg: dict) -> Path:
     """`cfg` as a YAML config file at `path` (keys in their order)."""
     path.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")

@@ -33,9 +33,8 @@ from tests.conftest import reference_path  # noqa: E402
 from tests.pipeline_fixtures import (  # noqa: E402
     assert_one_line_error,
     call,
+    staged_tiny_experiment,
     tiny_corpus,
-    tiny_experiment,
-    write_config,
 )
 
 __all__ = ["tiny_corpus"]   # a fixture used by name
@@ -194,16 +193,7 @@ def _scores(path: Path) -> np.ndarray:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, tiny_corpus):
     """A tiny experiment staged on torch (one output folder) and on ONNX Runtime (another), with its back-end."""
-    from common.config import load_config
-    from pipeline.recipes import sasv_task
-    from pipeline.stages.asv import asv_stage
-    from pipeline.stages.cm import cm_stage
-    exp = tiny_experiment(tmp_path_factory.mktemp("onnx_runs"), tiny_corpus)
-    exp["cfg"]["det"] = False
-    exp["config"] = write_config(exp["root"] / "sasv.conf", exp["cfg"])
-    cfg = load_config(exp["config"], [], sasv_task.SCHEMA)
-    asv_stage(cfg)
-    cm_stage(cfg)
+    exp, cfg = staged_tiny_experiment(tmp_path_factory.mktemp("onnx_runs"), tiny_corpus)
     exp["torch"] = Path(cfg["output_dir"])
     exp["onnx"] = exp["root"] / "onnx"
     exp["onnx_overrides"] = [f"output_dir={exp['onnx']}", "asv.runtime=onnx", "cm.runtime=onnx"]

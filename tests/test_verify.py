@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 
 from common.cli import run_main
-from tests.pipeline_fixtures import tiny_corpus, tiny_experiment, write_config  # noqa: F401 (fixture)
+from tests.pipeline_fixtures import staged_tiny_experiment, tiny_corpus  # noqa: F401 (fixture)
 
 
 def _verify(argv: list[str]) -> int:
@@ -23,16 +23,9 @@ def setup(tiny_corpus, tmp_path_factory, one_thread):  # noqa: F811
     """A staged tiny experiment with score_sum (fitted on dev), and a baseline2 back-end trained beside it."""
     from common.config import load_config
     from pipeline.recipes import sasv_task
-    from pipeline.stages.asv import asv_stage
-    from pipeline.stages.cm import cm_stage
     from pipeline.stages.sasv import score_splits
 
-    exp = tiny_experiment(tmp_path_factory.mktemp("verify"), tiny_corpus)
-    exp["cfg"]["det"] = False
-    exp["config"] = write_config(exp["root"] / "sasv.conf", exp["cfg"])
-    cfg = load_config(exp["config"], [], sasv_task.SCHEMA)
-    asv_stage(cfg)
-    cm_stage(cfg)
+    exp, cfg = staged_tiny_experiment(tmp_path_factory.mktemp("verify"), tiny_corpus)
     score_splits(cfg)
     exp["out"] = Path(cfg["output_dir"])
     exp["b2_out"] = exp["root"] / "b2"
