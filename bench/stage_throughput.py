@@ -47,8 +47,8 @@ import numpy as np  # noqa: E402
 import soundfile as sf  # noqa: E402
 import torch  # noqa: E402
 
-from data.audio import SAMPLE_RATE, crop_first, load_audio  # noqa: E402
-from pipeline.stages.extract import CropSpec, EmbedFn, extract, model_input
+from data.audio import SAMPLE_RATE, CropSpec, crop_first, load_audio  # noqa: E402
+from pipeline.stages.extract import EmbedFn, extract, model_input
 
 DEFAULT_MODELS = ("AASIST-L:first", "ECAPA-TDNN:full", "ResNetSE34L:full", "LCNN:full")
 FIXED_SAMPLES, FIXED_BATCH = 64600, 8          # bench/frontends.py's defaults
@@ -102,7 +102,6 @@ def build_frontend(spec: str, runtime: str = "torch", onnx_dir: str | Path = "."
         build_asv,
         build_cm,
         cm_embed_fn,
-        crop_spec,
     )
     name, *crop = spec.split(":")
     is_cm = name in cm.MODELS
@@ -115,14 +114,14 @@ def build_frontend(spec: str, runtime: str = "torch", onnx_dir: str | Path = "."
                "crop": {"policy": policy, "samples": samples, "count": count}}
     torch.manual_seed(0)
     model = build_cm(section) if is_cm else build_asv(section)
-    kind = "cm" if is_cm else "asv"
+    kind, scoring_crop = ("cm" if is_cm else "asv"), CropSpec.from_config(section["crop"])
     if runtime == "onnx":     # the graph the stages run with runtime: onnx (runtime/onnx_cache.py exports the same)
         from runtime.onnx_export import export_graph, frontend_graph
         from runtime.onnx_session import onnx_embed_fn, open_session
         path = Path(onnx_dir) / f"{name}.onnx"
         export_graph(frontend_graph(model, kind), path, name)
-        return Frontend(f"{spec} (onnx)", crop_spec(section), onnx_embed_fn(open_session(path), kind))
-    return Frontend(spec, crop_spec(section), cm_embed_fn(model) if is_cm else asv_embed_fn(model))
+        return Frontend(f"{spec} (onnx)", scoring_crop, onnx_embed_fn(open_session(path), kind))
+    return Frontend(spec, scoring_crop, cm_embed_fn(model) if is_cm else asv_embed_fn(model))
 
 
 def model_batches(waves: list[np.ndarray], crop: CropSpec, batch: int) -> list[torch.Tensor]:

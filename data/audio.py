@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Mapping
 
 import numpy as np
 import soundfile as sf
 
+from common.config import Rule
 from common.errors import InputError
 from data import ffmpeg_audio
 
@@ -141,21 +143,40 @@ def crop(x: np.ndarray, policy: str, n: int | None, rng: np.random.Generator | N
 
 
 SCORING_CROPS = ("first", "full", "even")
+# What a scoring crop may be: the rules of a front-end's `crop` section (asv.crop, cm.crop), written once for the
+# config schema (`crop_section`, checked when a config is loaded) and for CropSpec (checked when one is made).
+CROP_RULES = {"policy": Rule("first", choices=SCORING_CROPS), "samples": Rule(AASIST_EVAL_SAMPLES, low=1),
+              "count": Rule(1, low=1)}
+
+
+def crop_section(policy: str, samples: int) -> dict:
+    """The schema of a front-end's evaluation input (`crop`) with a front-end's own defaults: full | first | even
+    (`count` evenly spaced crops of `samples`)."""
+    return {"policy": CROP_RULES["policy"].with_default(policy), "samples": CROP_RULES["samples"].with_default(samples),
+            "count": CROP_RULES["count"]}
 
 
 @dataclass(frozen=True)
 class CropSpec:
     """How scoring turns an utterance into model input (a front-end config's `crop` section): 'first' N samples,
     repeat-padded (AASIST evaluation); 'full', the utterance as it is; 'even', `count` evenly spaced N-sample
-    windows whose outputs are averaged (voxceleb_trainer test time). No 'random': scores must be reproducible."""
+    windows whose outputs are averaged (voxceleb_trainer test time;
+    `pipeline.stages.extract.average_crops`). No 'random': scores must be reproducible.
+
+    The one way from a config to a crop is `CropSpec.from_config(cfg[kind]["crop"])`; every scoring path (the
+    stages, the training recipes' evaluation, verify.py, the ablation) takes its crop from there."""
     policy: str = "first"
-    samples: int = 64600
+    samples: int = AASIST_EVAL_SAMPLES
     count: int = 1
 
     def __post_init__(self) -> None:
-        if self.policy not in SCORING_CROPS or self.samples < 1 or self.count < 1:
-            raise ValueError(f"crop: policy first|full|even with samples >= 1 and count >= 1, got policy="
-                             f"{self.policy!r}, samples={self.samples}, count={self.count}")
+        for name, rule in CROP_RULES.items():     # a ConfigError (a ValueError) in the schema's words
+            rule.check(f"crop.{name}", getattr(self, name))
+
+    @classmethod
+    def from_config(cls, crop: Mapping) -> CropSpec:
+        """The crop of a front-end config's `crop` section (`asv.crop`, `cm.crop`)."""
+        return cls(crop["policy"], int(crop["samples"]), int(crop["count"]))
 
     def windows(self, wave: np.ndarray) -> np.ndarray:
         """The (windows, samples) float32 model input of one utterance (one window unless 'even')."""

@@ -130,7 +130,7 @@ class CMDataset(_Epoch, Dataset):
 class SASVEvalDataset(Dataset):
     """Item i of a SASV trial list: (speaker-model emb, test ASV emb, test CM emb), float32 tensors.
 
-    `models` maps each claimed speaker to its model (e.g. `speaker_models(db.enrolment(split), asv)`);
+    `models` maps each claimed speaker to its model (e.g. `pipeline.stages.enrolment.speaker_models`);
     `trials` keeps the list (keys, attacks) for writing score files in the same order."""
 
     def __init__(self, trials: Sequence[SASVTrial], models: EmbeddingSource, asv: EmbeddingSource,

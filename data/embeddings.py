@@ -1,4 +1,4 @@
-"""Cached embeddings keyed by utterance id, and speaker models averaged from them.
+"""Cached embeddings keyed by utterance id (speaker models are averaged from them in pipeline.stages.enrolment).
 
 The stages write embeddings as `.npz` arrays with their ids (common.io.save_embeddings); everything
 downstream (speaker models, back-ends, trial datasets) reads them through an `EmbeddingTable`, which fails
@@ -78,27 +78,3 @@ def as_table(source: EmbeddingSource) -> EmbeddingTable:
     if isinstance(source, Mapping):
         return EmbeddingTable.from_mapping(source)
     return EmbeddingTable.load(source)
-
-
-def mean_embedding(embeddings: Sequence[np.ndarray] | np.ndarray, normalize: bool = False) -> np.ndarray:
-    """The float32 mean of (N, D) enrolment embeddings: one speaker model. `normalize=True` length-normalises each
-    embedding before averaging (SASV2, WeSpeaker; the pipeline's `asv.enrol_mean: unit`)."""
-    e = np.asarray(embeddings, dtype=np.float32)
-    if normalize:
-        e = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
-    return e.mean(axis=0).astype(np.float32)
-
-
-def speaker_models(enrolment: Mapping[str, Sequence[str]], asv: EmbeddingSource,
-                   normalize: bool = False) -> dict[str, np.ndarray]:
-    """Speaker -> mean of its enrolment ASV embeddings (SASV 2022 baseline speaker models).
-
-    `normalize=True` length-normalises each embedding before averaging (`mean_embedding`)."""
-    table = as_table(asv)
-    table.require([u for utts in enrolment.values() for u in utts], "the enrolment lists")
-    models = {}
-    for spk, utts in enrolment.items():
-        if not utts:
-            raise ValueError(f"speaker {spk} has no enrolment utterances")
-        models[spk] = mean_embedding(np.stack([table[u] for u in utts]), normalize)
-    return models

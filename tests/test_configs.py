@@ -128,9 +128,9 @@ def test_config_validates_against_the_tiny_corpus(path, tiny_corpus, tiny_copies
                                                   tiny_score_files):
     import asv
     import cm
+    from data.audio import CropSpec
     from data.databases import open_database
     from engine import check_train_config
-    from pipeline.stages.frontends import crop_spec
 
     cfg = load(path, data_overrides(path, tiny_corpus, tiny_copies, tiny_databases, tiny_vox1, tiny_score_files))
     if "scores" in cfg:           # a score-file ablation: its files read and checked as ablate.py reads them
@@ -142,10 +142,10 @@ def test_config_validates_against_the_tiny_corpus(path, tiny_corpus, tiny_copies
     check_train_config(cfg["train"]) if "train" in cfg else None
     if "asv" in cfg:
         _check_model_keywords(asv.MODELS, cfg["asv"], "asv")
-        crop_spec(cfg["asv"])
+        CropSpec.from_config(cfg["asv"]["crop"])
     if "cm" in cfg:
         _check_model_keywords(cm.MODELS, cfg["cm"], "cm")
-        crop_spec(cfg["cm"])
+        CropSpec.from_config(cfg["cm"]["crop"])
 
     if task == "asv":
         from asv.losses import build_loss

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 from data.asvspoof import LADatabase, MissingFilesError, SASVTrial, utterances_by_speaker
 from data.audio import AudioError, CropSpec, crop_first, load_audio
 from data.datasets import CMDataset, SASVEvalDataset, SASVWaveEvalDataset, SpeakerDataset
-from data.embeddings import EmbeddingTable, speaker_models
+from data.embeddings import EmbeddingTable
 from data.samplers import SpeakerBatchSampler
 from data.trial_sampling import (
     SASVEmbeddingTrialDataset,
@@ -22,6 +22,7 @@ from data.trial_sampling import (
     baseline2_train_dataset,
 )
 from data.voxceleb import VoxCeleb
+from pipeline.stages.enrolment import speaker_models
 
 TRAIN_SPEAKERS = ["LA_0079", "LA_0080", "LA_0081", "LA_0082"]
 
@@ -175,9 +176,14 @@ def test_crop_spec_windows(la):
     assert first.shape == (1, n + 100) and np.array_equal(first[0, n:], wave[:100])
     even = CropSpec("even", 200, 4).windows(wave)
     assert even.shape == (4, 200) and np.array_equal(even[-1], wave[n - 200:]) and even.dtype == np.float32
-    for bad in ({"policy": "random"}, {"samples": 0}, {"policy": "even", "count": 0}):
-        with pytest.raises(ValueError, match="policy first|full|even"):
+    # refused by the rules of the config's crop section (data.audio.CROP_RULES), in the schema's words
+    for bad, message in (({"policy": "random"}, "'crop.policy' must be one of first, full, even, got 'random'"),
+                         ({"samples": 0}, "'crop.samples' must be an integer >= 1, got 0"),
+                         ({"policy": "even", "count": 0}, "'crop.count' must be an integer >= 1, got 0")):
+        with pytest.raises(ValueError) as refused:
             CropSpec(**bad)
+        assert str(refused.value) == message
+    assert CropSpec.from_config({"policy": "even", "samples": 200, "count": 4}) == CropSpec("even", 200, 4)
 
 
 # ---- SASV trial sampling ------------------------------------------------------------------------
@@ -289,9 +295,9 @@ def test_baseline2_train_dataset(la, tmp_path):
 def test_speaker_models_and_eval_dataset(la):
     asv, cm = _tables(la)
     enrol = {"LA_0079": ["LA_T_000", "LA_T_010"], "LA_0080": ["LA_T_100"]}
-    models = speaker_models(enrol, asv)
+    models = speaker_models(enrol, asv, "raw")
     np.testing.assert_allclose(models["LA_0079"], (asv["LA_T_000"] + asv["LA_T_010"]) / 2, rtol=1e-6)
-    normed = speaker_models(enrol, asv, normalize=True)
+    normed = speaker_models(enrol, asv, "unit")
     np.testing.assert_allclose(normed["LA_0080"], asv["LA_T_100"] / np.linalg.norm(asv["LA_T_100"]), rtol=1e-6)
     trials = [SASVTrial("LA_0079", "LA_T_101", "bonafide", "nontarget"),
               SASVTrial("LA_0080", "LA_T_101", "A01", "spoof")]
@@ -304,7 +310,7 @@ def test_speaker_models_and_eval_dataset(la):
     with pytest.raises(ValueError, match="1 utterance ids needed by the SASV trial list \\(speaker models\\)"):
         SASVEvalDataset(trials + [SASVTrial("LA_0099", "LA_T_101", "bonafide", "nontarget")], models, asv, cm)
     with pytest.raises(ValueError, match=r"asv\.npz: 1 utterance ids needed by the enrolment lists"):
-        speaker_models({"LA_0079": ["nope"]}, asv)
+        speaker_models({"LA_0079": ["nope"]}, asv, "raw")
 
     wave = SASVWaveEvalDataset(trials, {"LA_0079": la.audio("train", "LA_T_000"),
                                         "LA_0080": la.audio("train", "LA_T_100")},

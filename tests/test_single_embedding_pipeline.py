@@ -121,7 +121,8 @@ def test_verify_uses_it(staged, e2e, capsys):
     """verify.py with the experiment reproduces the single-embedding SASV score of a corpus trial, and refuses
     speaker models averaged otherwise than its scores were."""
     from data.asvspoof import LADatabase
-    from data.embeddings import EmbeddingTable, mean_embedding
+    from data.embeddings import EmbeddingTable
+    from pipeline.stages.enrolment import mean_embedding
     from verify import main
 
     db = LADatabase(staged["cfg"]["database"])
@@ -129,7 +130,7 @@ def test_verify_uses_it(staged, e2e, capsys):
     table = EmbeddingTable.load(staged["out"] / "embeddings" / "asv_dev.npz")
 
     def raw_cosine(t) -> float:
-        model = mean_embedding([table[u] for u in db.enrolment("dev")[t.speaker]])
+        model = mean_embedding([table[u] for u in db.enrolment("dev")[t.speaker]], "raw")
         return float(model @ table[t.utt] / np.linalg.norm(model) / np.linalg.norm(table[t.utt]))
 
     score = dict(zip(expected.trials(), expected.score, strict=True))

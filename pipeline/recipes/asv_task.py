@@ -23,10 +23,11 @@ from common.errors import InputError, MissingFilesError
 from common.io import file_sha256
 from common.provenance import provenance
 from common.runs import RunFolders, write_results
+from data.audio import CropSpec
 from data.augment import build_augment
 from data.databases import FORMAT, open_database
 from data.datasets import SpeakerDataset
-from data.embeddings import EmbeddingTable, speaker_models
+from data.embeddings import EmbeddingTable
 from data.samplers import SpeakerBatchSampler
 from data.voxceleb import TRIAL_LIST, VoxCeleb
 from engine import (
@@ -40,13 +41,9 @@ from engine import (
 from metrics.dcf import DCF_P001, DCF_P005, min_dcf
 from metrics.eer import roc_eer
 from pipeline.recipes.front_end_checks import check_training_config
+from pipeline.stages.enrolment import enrol_mean, speaker_models
 from pipeline.stages.extract import extract
-from pipeline.stages.frontends import (
-    ASV_SECTION,
-    asv_embed_fn,
-    crop_spec,
-    unit_enrol_mean,
-)
+from pipeline.stages.frontends import ASV_SECTION, asv_embed_fn
 
 SCHEMA = {
     "task": Rule("asv", choices=("asv",)),
@@ -93,13 +90,12 @@ class TrialList:
         self.pairs, self.audio, self.enrolment = pairs, audio, enrolment
 
     def score(self, model: nn.Module, cfg: Mapping, device: torch.device) -> np.ndarray:
-        out = extract(list(self.audio.items()), asv_embed_fn(model, device), crop_spec(cfg["asv"]),
+        out = extract(list(self.audio.items()), asv_embed_fn(model, device), CropSpec.from_config(cfg["asv"]["crop"]),
                       batch_size=cfg["train"]["batch_size"], desc="ASV dev embeddings")
         table = EmbeddingTable(out.ids, out.arrays["embeddings"])
         if self.enrolment is not None:   # ASVspoof: speaker models from the enrolment lists
             table = EmbeddingTable.from_mapping({**dict(zip(table.ids, table.embeddings, strict=True)),
-                                                 **speaker_models(self.enrolment, table,
-                                                                  normalize=unit_enrol_mean(cfg["asv"]))})
+                                                 **speaker_models(self.enrolment, table, enrol_mean(cfg["asv"]))})
         e = _unit(table.embeddings)
         a = np.array([table.index[p[0]] for p in self.pairs])
         b = np.array([table.index[p[1]] for p in self.pairs])

@@ -28,6 +28,7 @@ from common.io import file_sha256
 from common.provenance import provenance
 from common.runs import RunFolders, write_results
 from data.asvspoof import check_files_exist, listed_at
+from data.audio import CropSpec
 from data.augment import build_augment
 from data.databases import FORMAT, Database, open_database, say_layout
 from data.datasets import CMDataset
@@ -48,7 +49,7 @@ from pipeline.stages.cache import Inputs, ScoreMemo
 from pipeline.stages.cli import SYNC_TIMEOUT_S
 from pipeline.stages.experiment import Experiment, resolve_device
 from pipeline.stages.extract import Extracted, InputFloor, ModelCall, extract
-from pipeline.stages.frontends import CM_SECTION, build_cm, cm_embed_fn, crop_spec, frontend_identity
+from pipeline.stages.frontends import CM_SECTION, build_cm, cm_embed_fn, frontend_identity
 from pipeline.stages.outputs import CacheSpec
 from pipeline.stages.sharding import extract_cached
 
@@ -116,7 +117,7 @@ def cm_eer(net: CMNet, cfg: Mapping, db: Database, split: str,
     # the loss's own score of the model's outputs; a ModelCall on the model alone, so that the SASV stage scoring this
     # split with the exported model reuses these outputs within the demo (pipeline/stages/cache.py, OutputMemo)
     embed = ModelCall(net.model, device, lambda out: {"scores": net.score(*out)})
-    out = extract([(e.utt, db.audio(split, e.utt)) for e in entries], embed, crop_spec(cfg["cm"]),
+    out = extract([(e.utt, db.audio(split, e.utt)) for e in entries], embed, CropSpec.from_config(cfg["cm"]["crop"]),
                   batch_size=cfg["train"]["batch_size"], desc=f"CM {split}")
     scores = out.arrays["scores"]
     labels = np.array([e.label for e in entries])
@@ -263,7 +264,7 @@ def _score_splits(cfg: Mapping, db: Database, is_main: bool) -> dict:
         def compute(items: list[tuple[str, str]], split: str = split) -> Extracted:
             nonlocal model
             model = model or build_cm(cfg["cm"], device)
-            return extract(items, cm_embed_fn(model, device), crop_spec(cfg["cm"]),
+            return extract(items, cm_embed_fn(model, device), CropSpec.from_config(cfg["cm"]["crop"]),
                            batch_size=cfg["train"]["batch_size"], num_workers=cfg["train"]["num_workers"],
                            desc=f"CM scores {split}", floor=InputFloor.of(model))
 

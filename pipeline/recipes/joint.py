@@ -18,14 +18,16 @@ from torch.utils.data import Dataset
 import ssl_models
 from common.errors import InputError
 from data.asvspoof import check_files_exist
-from data.embeddings import EmbeddingTable, speaker_models
+from data.audio import CropSpec
+from data.embeddings import EmbeddingTable
 from data.trial_kinds import NONTARGET, TARGET
 from data.trial_sampling import TRIAL_KINDS, SASVTrialSampler, SASVWaveTrialDataset
 from engine import TrainData, is_main_process
 from metrics.sasv import sasv_eers
-from pipeline.stages.experiment import database, enrolment_audio, enrolment_form
+from pipeline.stages.enrolment import enrol_mean, enrolment_audio, enrolment_form, speaker_models
+from pipeline.stages.experiment import database
 from pipeline.stages.extract import extract
-from pipeline.stages.frontends import asv_embed_fn, cm_embed_fn, crop_spec, unit_enrol_mean
+from pipeline.stages.frontends import asv_embed_fn, cm_embed_fn
 from pipeline.stages.sasv import TrialInputs, score_embeddings
 from pipeline.stages.trials import asv_trial_scores
 
@@ -158,21 +160,21 @@ def embed_split(cfg: Mapping, model: JointSASV, split: str) -> TrialInputs:
     asv_items = [(u, db.audio(split, u)) for u in tests]
     if form == "lists":     # the listed utterances are embedded with the tests; models are their means
         asv_items = list(dict(asv_items + enrolment).items())
+    asv_crop = CropSpec.from_config(cfg["asv"]["crop"])
     was_training = model.training
     model.eval()
     try:
-        asv_out = extract(asv_items, asv_embed_fn(model.asv, device), crop_spec(cfg["asv"]),
+        asv_out = extract(asv_items, asv_embed_fn(model.asv, device), asv_crop,
                           batch_size=cfg["batch_size"], desc=f"ASV {split}")
         asv = EmbeddingTable(asv_out.ids, asv_out.arrays["embeddings"])
         if form == "lists":
-            models = EmbeddingTable.from_mapping(speaker_models(db.enrolment(split), asv,
-                                                                normalize=unit_enrol_mean(cfg["asv"])))
+            models = EmbeddingTable.from_mapping(speaker_models(db.enrolment(split), asv, enrol_mean(cfg["asv"])))
         else:
-            enr_out = extract(enrolment, asv_embed_fn(model.asv, device), crop_spec(cfg["asv"]),
+            enr_out = extract(enrolment, asv_embed_fn(model.asv, device), asv_crop,
                               desc=f"ASV enrolment {split}")
             models = EmbeddingTable(enr_out.ids, enr_out.arrays["embeddings"])
         cm_out = extract([(u, db.audio(split, u)) for u in tests], cm_embed_fn(model.cm, device),
-                         crop_spec(cfg["cm"]), batch_size=cfg["batch_size"], desc=f"CM {split}")
+                         CropSpec.from_config(cfg["cm"]["crop"]), batch_size=cfg["batch_size"], desc=f"CM {split}")
     finally:
         model.train(was_training)
     cm = EmbeddingTable(cm_out.ids, cm_out.arrays["embeddings"])

@@ -46,10 +46,11 @@ from common.io import file_sha256, load_weights
 from common.provenance import provenance
 from common.runs import RunFolders, write_results
 from data.asvspoof import SASVTrial, check_files_exist, protocol_lines
+from data.audio import CropSpec
 from data.augment import AugmentChain, SpeedPerturb, build_augment
 from data.databases import FORMAT, Database, open_database
 from data.datasets import SpeakerDataset
-from data.embeddings import EmbeddingTable, speaker_models
+from data.embeddings import EmbeddingTable
 from data.samplers import SASVPairSampler
 from data.score_files import write_sasv_scores
 from data.voxceleb import TRIAL_LIST, VoxCeleb
@@ -65,16 +66,10 @@ from metrics.report import evaluate_trials, format_table, json_ready
 from pipeline.recipes.asv_task import SpeakerNet, SpeakerNetTask, TrialList, verification_metrics
 from pipeline.recipes.front_end_checks import check_training_config
 from pipeline.stages.cache import ScoreMemo
-from pipeline.stages.experiment import ENROLMENT, enrolment_audio, resolve_device
+from pipeline.stages.enrolment import ENROL_MEAN, ENROLMENT, enrol_mean, enrolment_audio, speaker_models
+from pipeline.stages.experiment import resolve_device
 from pipeline.stages.extract import InputFloor, extract
-from pipeline.stages.frontends import (
-    ASV_SECTION,
-    ENROL_MEAN,
-    asv_embed_fn,
-    crop_spec,
-    frontends_record,
-    unit_enrol_mean,
-)
+from pipeline.stages.frontends import ASV_SECTION, asv_embed_fn, frontends_record
 from pipeline.stages.trials import sasv_rows
 
 log = logging.getLogger(__name__)
@@ -238,13 +233,14 @@ def _augment(cfg: Mapping) -> tuple[int, Callable | None]:
 # ================================================================================================
 class SASVTrialScorer:
     """A split's SASV trials scored with the single embedding: every test and enrolment file embedded once,
-    speaker models as the mean of the enrolment embeddings, L2-normalised with `asv.enrol_mean: unit` (the task's
-    default, as the SASV stages average them: the same rule), or the enr_audio file's embedding."""
+    speaker models as the enrolment embeddings averaged by the mode `asv.enrol_mean` (the task's default `unit`:
+    L2-normalised; `pipeline.stages.enrolment`, as the SASV stages average them), or the enr_audio file's
+    embedding."""
 
     def __init__(self, cfg: Mapping, db: Database, split: str):
         self.cfg, self.db, self.split = cfg, db, split
         self.trials: list[SASVTrial] = db.sasv_trials(split)
-        self.form, self.unit = cfg["enrolment"], unit_enrol_mean(cfg["asv"])
+        self.form, self.enrol_mean = cfg["enrolment"], enrol_mean(cfg["asv"])
         self.enrol = enrolment_audio(db, split, self.form)
         self.tests = [(u, db.audio(split, u)) for u in dict.fromkeys(t.utt for t in self.trials)]
         self.keys = [t.key for t in self.trials]
@@ -255,7 +251,7 @@ class SASVTrialScorer:
     def score(self, model: nn.Module, device: torch.device) -> np.ndarray:
         # enrolment ids get a prefix: with `concat` they are speaker ids, which must not meet utterance ids
         items = [("test/" + u, p) for u, p in self.tests] + [("enrol/" + i, p) for i, p in self.enrol]
-        out = extract(items, asv_embed_fn(model, device), crop_spec(self.cfg["asv"]),
+        out = extract(items, asv_embed_fn(model, device), CropSpec.from_config(self.cfg["asv"]["crop"]),
                       batch_size=self.cfg["eval_batch_size"], desc=f"single-embedding {self.split}",
                       floor=InputFloor.of(model))
         rows = dict(zip(out.ids, out.arrays["embeddings"], strict=True))
@@ -263,7 +259,7 @@ class SASVTrialScorer:
         enrolled = EmbeddingTable.from_mapping({i[6:]: e for i, e in rows.items() if i.startswith("enrol/")})
         if self.form == "lists":
             models = EmbeddingTable.from_mapping(speaker_models(self.db.enrolment(self.split), enrolled,
-                                                                normalize=self.unit))
+                                                                self.enrol_mean))
         else:
             models = enrolled
         models.require([t.speaker for t in self.trials], f"the {self.split} SASV trials (speaker models)")

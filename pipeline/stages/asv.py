@@ -4,7 +4,7 @@ Writes under `output_dir` (embeddings under `embeddings_dir` when set):
 
     embeddings/asv_{split}.npz        ASV embedding of every utterance of the split (CM protocol + enrolment)
     embeddings/asv_enrol_{split}.npz  speaker models (ids = speakers) for dev/eval (asv_enrol_concat_*: enr_audio form;
-                                      lists: the mean of raw or L2-normalised embeddings, asv.enrol_mean)
+                                      lists: the embeddings averaged by the mode asv.enrol_mean)
     scores/asv_{split}.txt            SASV 2022 format `SPK UTT ATTACK KEY SCORE`: ASV cosine score per trial
     scores/asvspoof5/asv_{split}.tsv  the same as an ASVspoof 5 evaluation package Track 2 file (asv-score column; the
     scores/asvspoof5/asv_keys_{split}.tsv   package's `--asv_org` form), with its key file
@@ -20,14 +20,16 @@ from typing import Mapping
 import numpy as np
 
 from common.errors import InputError
+from data.audio import CropSpec
 from data.databases import Database, say_layout
-from data.embeddings import EmbeddingTable, speaker_models
+from data.embeddings import EmbeddingTable
 from data.score_files import write_sasv_scores
 from metrics.eer import det_eer
 from pipeline.stages.cache import save_cache
-from pipeline.stages.experiment import check_stage_inputs, database, enrolment_form, experiment, resolve_device
+from pipeline.stages.enrolment import enrol_mean, enrolment_form, speaker_models
+from pipeline.stages.experiment import check_stage_inputs, database, experiment, resolve_device
 from pipeline.stages.extract import DEFAULT_BATCH, Extracted, extract
-from pipeline.stages.frontends import crop_spec, frontend, unit_enrol_mean
+from pipeline.stages.frontends import frontend
 from pipeline.stages.outputs import asv_embeddings_spec, cached_or_none, speaker_models_spec, table_of
 from pipeline.stages.sharding import Compute, extract_cached
 from pipeline.stages.trials import asv_trial_scores, sasv_rows, scorable_trials, write_package_sasv
@@ -45,7 +47,7 @@ def asv_stage(cfg: Mapping, force: bool = False) -> None:
         def compute(items: list[tuple[str, str]]) -> Extracted:
             nonlocal runner
             runner = runner or frontend(cfg, "asv", experiment(cfg).embeddings, device)   # torch or ONNX (asv.runtime)
-            return extract(items, runner.embed, crop_spec(cfg["asv"]), batch_size=batch_size,
+            return extract(items, runner.embed, CropSpec.from_config(cfg["asv"]["crop"]), batch_size=batch_size,
                            num_workers=cfg["num_workers"], desc=desc, skip_bad_audio=skip_bad_audio,
                            floor=runner.floor)
         return compute
@@ -77,7 +79,7 @@ def _concat_speaker_models(cfg: Mapping, db: Database, split: str, force: bool,
 
 def _list_speaker_models(cfg: Mapping, db: Database, split: str, table: EmbeddingTable,
                          force: bool) -> EmbeddingTable:
-    """The mean of each speaker's per-gender list embeddings (raw or L2-normalised: asv.enrol_mean)."""
+    """Each speaker's per-gender list embeddings averaged by the mode asv.enrol_mean."""
     spec = speaker_models_spec(cfg, split, db)
     cached = cached_or_none(spec, cfg, force, f"asv {split} speaker models")
     if cached is not None:
@@ -88,7 +90,7 @@ def _list_speaker_models(cfg: Mapping, db: Database, split: str, table: Embeddin
         log.info(f"asv {split}: {len(skipped)} enrolment utterances skipped (unreadable audio)")
         enrolment = {spk: [u for u in utts if u in table] for spk, utts in enrolment.items()}
     try:
-        models = speaker_models(enrolment, table, normalize=unit_enrol_mean(cfg["asv"]))
+        models = speaker_models(enrolment, table, enrol_mean(cfg["asv"]))
     except ValueError as e:
         raise InputError(str(e)) from None
     ids, emb = list(models), np.stack(list(models.values()))

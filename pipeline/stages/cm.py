@@ -18,12 +18,13 @@ from typing import Mapping
 
 import numpy as np
 
+from data.audio import CropSpec
 from data.databases import say_layout
 from data.score_files import CMScores, write_asvspoof5_cm, write_cm_scores, write_sasv_scores
 from metrics.eer import det_eer
 from pipeline.stages.experiment import check_stage_inputs, database, experiment, resolve_device
 from pipeline.stages.extract import Extracted, extract
-from pipeline.stages.frontends import crop_spec, frontend
+from pipeline.stages.frontends import frontend
 from pipeline.stages.outputs import cm_embeddings_spec
 from pipeline.stages.sharding import extract_cached
 from pipeline.stages.trials import sasv_rows, scorable_trials
@@ -41,7 +42,7 @@ def cm_stage(cfg: Mapping, force: bool = False) -> dict[str, float]:
     def compute(items: list[tuple[str, str]], desc: str) -> Extracted:
         nonlocal runner
         runner = runner or frontend(cfg, "cm", experiment(cfg).embeddings, device)   # torch or ONNX (cm.runtime)
-        return extract(items, runner.embed, crop_spec(cfg["cm"]), batch_size=cfg["batch_size"],
+        return extract(items, runner.embed, CropSpec.from_config(cfg["cm"]["crop"]), batch_size=cfg["batch_size"],
                        num_workers=cfg["num_workers"], desc=desc, skip_bad_audio=cfg["skip_bad_audio"],
                        floor=runner.floor)
 

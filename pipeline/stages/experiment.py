@@ -26,6 +26,7 @@ from engine import check_train_config
 from engine.distributed import DEVICES, env_local_rank
 from engine.distributed import resolve_device as engine_device
 from fusion import BACKENDS, build_backend, is_score_backend
+from pipeline.stages.enrolment import ENROLMENT, enrolment_form
 from pipeline.stages.frontends import (
     ASV_SECTION,
     CM_SECTION,
@@ -34,12 +35,6 @@ from pipeline.stages.frontends import (
     check_scoring_checkpoint,
     input_floor,
 )
-
-# How a speaker model is made (the `enrolment` key): the mean of the embeddings of the utterances listed in the
-# per-gender enrolment lists (SASV 2022 baseline), or one embedding of the speaker's concatenated enr_audio file
-# (EURECOM joint-optimisation recipes).
-ENROLMENT_FORMS = ("lists", "concat")
-ENROLMENT = Rule("lists", choices=ENROLMENT_FORMS)
 
 # Keys shared by every SASV entry point (stage scripts and main.py), with the values each may take.
 SASV_COMMON = {
@@ -122,20 +117,6 @@ def database(cfg: Mapping) -> Database:
     if key not in _DATABASES:
         _DATABASES[key] = open_database(*key)
     return _DATABASES[key]
-
-
-def enrolment_form(cfg: Mapping) -> str:
-    """The `enrolment` key, by its rule (a config built in code is refused as a loaded one would be)."""
-    return ENROLMENT.check("enrolment", cfg["enrolment"])
-
-
-def enrolment_audio(db: Database, split: str, form: str) -> list[tuple[str, Path]]:
-    """(id, audio file) of what a split's speaker models are made from: each listed utterance once (lists: ids
-    are utterances) or each speaker's concatenated file (concat: ids are speakers)."""
-    if form == "lists":
-        utts = dict.fromkeys(u for us in db.enrolment(split).values() for u in us)
-        return [(u, db.audio(split, u)) for u in utts]
-    return [(spk, db.enr_audio_file(split, stem)) for spk, stem in db.enrolment_concat(split).items()]
 
 
 def check_outputs(cfg: Mapping) -> None:

@@ -96,6 +96,15 @@ def model_input(wave: np.ndarray, crop: CropSpec, floor: InputFloor = InputFloor
     return x
 
 
+def average_crops(outputs: Mapping[str, torch.Tensor], crops: int) -> dict[str, torch.Tensor]:
+    """Each named (B * crops, ...) output of a model call on `crops` consecutive windows per utterance (a crop's
+    `windows`, utterance after utterance) as (B, ...) float32: the mean over each utterance's windows (the
+    voxceleb_trainer test-time average of `even` crops). The one place crops are averaged: the stages' extraction
+    and verify.py both come here, so a trial verified alone gets the corpus's very numbers."""
+    return {name: value.detach().float().reshape(-1, crops, *value.shape[1:]).mean(1)
+            if crops > 1 else value.detach().float() for name, value in outputs.items()}
+
+
 @dataclass
 class _Batch:
     """The readable utterances of one loader batch, their model inputs packed back to back in one tensor."""
@@ -161,9 +170,7 @@ def _embed_batch(batch: _Batch, embed_fn: EmbedFn, crop: CropSpec, each: EachFn 
         out = {name: torch.cat([o[name] for o in outs]) for name in outs[0]}
     else:                      # one length: the whole batch in one call
         out = embed_fn(batch.waves.view(-1, batch.lengths[0]))
-    n = len(batch.ids)
-    return {name: value.detach().float().reshape(n, batch.crops, *value.shape[1:]).mean(1)
-            if batch.crops > 1 else value.detach().float() for name, value in out.items()}
+    return average_crops(out, batch.crops)
 
 
 def extract(items: Sequence[tuple[str, str | os.PathLike]], embed_fn: EmbedFn, crop: CropSpec, *,

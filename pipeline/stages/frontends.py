@@ -1,6 +1,6 @@
 """Building the ASV and CM front-ends named by a config section, with their checkpoints, and saying which
-front-end made an output (`frontend_identity`; speaker models and scores also `enrolment_identity`: how the
-enrolment embeddings are averaged), so that caches and results can be checked against it."""
+front-end made an output (`frontend_identity`; the ASV scores also `pipeline.stages.enrolment.enrolment_identity`:
+how the speaker models were averaged), so that caches and results can be checked against it."""
 from __future__ import annotations
 
 import inspect
@@ -19,23 +19,14 @@ from common.config import ConfigError, FreeForm, Rule
 from common.dispatch import lookup
 from common.errors import InputError, MissingFilesError
 from common.io import file_sha256
-from data.audio import SCORING_CROPS, CropSpec
+from data.audio import crop_section
+from pipeline.stages.enrolment import ENROL_MEAN, enrolment_identity
 from pipeline.stages.extract import EmbedFn, InputFloor, ModelCall
 
-# How `lists` speaker models average their enrolment embeddings (asv.enrol_mean): `raw` embeddings (SASV 2022
-# baseline), or `unit`: each L2-normalised first (SASV2, WeSpeaker; the default of task sasv_e2e). The concatenated
-# enr_audio form (`enrolment: concat`) averages nothing, so the key does not apply to it.
-ENROL_MEANS = ("raw", "unit")
-ENROL_MEAN = Rule("raw", choices=ENROL_MEANS)
 # What runs a front-end in the stages, verify.py and the ablation: PyTorch eager, or ONNX Runtime on a graph exported
 # on first use and cached (runtime/onnx_cache.py; docs/onnx.md). Training always runs on torch.
 RUNTIMES = ("torch", "onnx")
 RUNTIME = Rule("torch", choices=RUNTIMES)
-
-
-def crop_section(policy: str, samples: int) -> dict:
-    """A front-end's evaluation input (`crop`): full | first | even (`count` evenly spaced crops of `samples`)."""
-    return {"policy": Rule(policy, choices=SCORING_CROPS), "samples": Rule(samples, low=1), "count": Rule(1, low=1)}
 
 
 ASV_SECTION = {
@@ -43,7 +34,7 @@ ASV_SECTION = {
     "checkpoint": Rule(None, kind=str),   # voxceleb_trainer, ECAPA-TDNN repo, DDP or our own layout
     "model": FreeForm({}),         # keyword arguments of the model (see its CONFIG dict)
     "crop": crop_section("full", 64000),
-    "enrol_mean": ENROL_MEAN,      # `lists` speaker models: mean of the raw | unit (L2-normalised) enrolment embeddings
+    "enrol_mean": ENROL_MEAN,      # `lists` speaker models: a mode of enrolment.ENROL_MEANS (raw | unit: L2-normalised)
     "runtime": RUNTIME,            # torch | onnx: what runs the front-end when it scores (docs/onnx.md)
 }
 CM_SECTION = {
@@ -84,23 +75,9 @@ def frontend_identity(section: Mapping, kind: str) -> dict:
             **({"runtime": runtime} if runtime != "torch" else {})}
 
 
-def unit_enrol_mean(section: Mapping) -> bool:
-    """Whether the ASV section's `lists` speaker models average L2-normalised embeddings (`enrol_mean: unit`);
-    one line naming the key for any value but raw or unit."""
-    return ENROL_MEAN.check("asv.enrol_mean", section["enrol_mean"]) == "unit"
-
-
-def enrolment_identity(section: Mapping, form: str) -> dict:
-    """What, beside the front-end and the enrolment form, makes speaker models what they are: `enrol_mean`, for
-    `lists` only, and left out at its default `raw` so that identities recorded before the key existed (speaker
-    model caches, results.json) still hold. The per-utterance embeddings do not depend on it."""
-    unit = unit_enrol_mean(section)
-    return {"enrol_mean": "unit"} if unit and form == "lists" else {}
-
-
 def scoring_identity(cfg: Mapping, kind: str) -> dict:
     """What made the `kind` scores of a SASV config: the front-end's identity and, for the ASV front-end, how its
-    speaker models average (`enrolment_identity`)."""
+    speaker models average (`pipeline.stages.enrolment.enrolment_identity`)."""
     identity = frontend_identity(cfg[kind], kind)
     return {**identity, **enrolment_identity(cfg["asv"], cfg["enrolment"])} if kind == "asv" else identity
 
@@ -158,11 +135,6 @@ def build_cm(section: Mapping, device: torch.device | str = "cpu") -> nn.Module:
                              "bona fide logit is untrained; the SASV stages score CMs by that logit: train it with "
                              "WeightedCE")
     return model.to(device).eval()
-
-
-def crop_spec(section: Mapping) -> CropSpec:
-    c = section["crop"]
-    return CropSpec(c["policy"], int(c["samples"]), int(c["count"]))
 
 
 def asv_embed_fn(model: nn.Module, device: torch.device | str = "cpu") -> ModelCall:

@@ -21,9 +21,10 @@ from common.errors import InputError
 from data.databases import Database
 from data.embeddings import EmbeddingTable
 from pipeline.stages.cache import Inputs, load_cache
-from pipeline.stages.experiment import database, enrolment_audio, enrolment_form, experiment
+from pipeline.stages.enrolment import enrolment_audio, enrolment_form, enrolment_identity
+from pipeline.stages.experiment import database, experiment
 from pipeline.stages.extract import Extracted
-from pipeline.stages.frontends import enrolment_identity, frontend_identity
+from pipeline.stages.frontends import frontend_identity
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +50,9 @@ def cm_embeddings_spec(cfg: Mapping, split: str, db: Database | None = None) -> 
 
 
 def speaker_models_spec(cfg: Mapping, split: str, db: Database | None = None) -> CacheSpec:
-    """Lists: the mean of the listed utterances' embeddings, raw or L2-normalised (asv.enrol_mean; the lists'
-    content is part of what made it); concat: one embedding of each speaker's enr_audio file."""
+    """Lists: the average of the listed utterances' embeddings by the mode asv.enrol_mean (its name and version,
+    and the lists' content, are part of what made it: `enrolment_identity`); concat: one embedding of each
+    speaker's enr_audio file."""
     db, mode = db or database(cfg), enrolment_form(cfg)
     made_by = {**frontend_identity(cfg["asv"], "asv"), "enrolment": mode, **enrolment_identity(cfg["asv"], mode)}
     if mode == "lists":

@@ -22,14 +22,15 @@ import torch
 from common.errors import InputError
 from common.io import atomic_write, read_json
 from data.asvspoof import SASVTrial
-from data.audio import load_audio
-from data.embeddings import EmbeddingTable, mean_embedding
+from data.audio import CropSpec, load_audio
+from data.embeddings import EmbeddingTable
 from data.score_files import read_sasv_scores
 from fusion import is_score_backend, score_backend_from_state
 from metrics.thresholds import METHODS, choose_threshold
-from pipeline.stages.experiment import enrolment_form, experiment, resolve_device
-from pipeline.stages.extract import model_input
-from pipeline.stages.frontends import crop_spec, frontend, scoring_identity, unit_enrol_mean
+from pipeline.stages.enrolment import enrol_mean, enrolment_form, mean_embedding
+from pipeline.stages.experiment import experiment, resolve_device
+from pipeline.stages.extract import average_crops, model_input
+from pipeline.stages.frontends import frontend, scoring_identity
 from pipeline.stages.trials import asv_trial_scores
 
 RESULT_COLUMNS = ("enroll", "test", "asv_score", "cm_score", "sasv_score", "threshold", "decision")
@@ -159,9 +160,10 @@ def dev_threshold(cfg: Mapping, method: str = "eer", far: float = 0.01) -> Thres
 # ---------------------------------------------------------------------------------------------
 @torch.inference_mode()
 def _embed(fn, x: np.ndarray) -> dict[str, np.ndarray]:
-    """Every output of `fn` on one utterance's (crops, samples) input, averaged over the crops (as
-    pipeline.stages.extract does)."""
-    return {k: v.float().mean(0).cpu().numpy() for k, v in fn(torch.from_numpy(np.ascontiguousarray(x))).items()}
+    """Every output of `fn` on one utterance's (crops, samples) input, averaged over the crops by the stages' own
+    `average_crops`."""
+    out = average_crops(fn(torch.from_numpy(np.ascontiguousarray(x))), x.shape[0])
+    return {k: v[0].cpu().numpy() for k, v in out.items()}
 
 
 def check_files(trials: Sequence[Trial]) -> None:
@@ -181,7 +183,7 @@ def verify(cfg: Mapping, trials: Sequence[Trial], threshold: Threshold) -> list[
     device, exports = resolve_device(cfg["device"]), experiment(cfg).embeddings
     asv_runner, cm_runner = frontend(cfg, "asv", exports, device), frontend(cfg, "cm", exports, device)  # or ONNX
     asv_fn, cm_fn = asv_runner.embed, cm_runner.embed
-    asv_crop, cm_crop = crop_spec(cfg["asv"]), crop_spec(cfg["cm"])
+    asv_crop, cm_crop = CropSpec.from_config(cfg["asv"]["crop"]), CropSpec.from_config(cfg["cm"]["crop"])
     asv_floor, cm_floor = asv_runner.floor, cm_runner.floor
 
     # Each distinct file is decoded when it is embedded and not kept: a batch file of many trials never holds
@@ -193,15 +195,15 @@ def verify(cfg: Mapping, trials: Sequence[Trial], threshold: Threshold) -> list[
             file_asv[path] = _embed(asv_fn, model_input(load_audio(path), asv_crop, asv_floor, path))["embeddings"]
         return file_asv[path]
 
-    enrol_sets, unit = list(dict.fromkeys(t.enroll for t in trials)), unit_enrol_mean(cfg["asv"])
+    enrol_sets, mode = list(dict.fromkeys(t.enroll for t in trials)), enrol_mean(cfg["asv"])
     tests = list(dict.fromkeys(t.test for t in trials))
     models = []
     for files in enrol_sets:
         if enrolment_form(cfg) == "concat":   # one embedding of the concatenated audio (the enr_audio form)
             joined = np.concatenate([load_audio(p) for p in files])
             models.append(_embed(asv_fn, model_input(joined, asv_crop, asv_floor, " + ".join(files)))["embeddings"])
-        else:                              # mean of the per-file embeddings, raw or unit (asv.enrol_mean)
-            models.append(mean_embedding([asv_of(p) for p in files], unit))
+        else:                              # the per-file embeddings averaged by the mode asv.enrol_mean
+            models.append(mean_embedding([asv_of(p) for p in files], mode))
     test_asv, test_cm = [], []
     for path in tests:
         wave = load_audio(path)
