@@ -12,7 +12,7 @@ import torch
 import asv
 import cm
 from data.audio import AudioError, CropSpec, load_audio
-from pipeline.stages.extract import extract
+from pipeline.stages.extract import average_crops, extract
 from pipeline.stages.frontends import asv_embed_fn, cm_embed_fn
 
 # Mixed lengths in an order that is neither sorted nor grouped; two share a length (a legal equal-length batch).
@@ -80,6 +80,28 @@ def test_same_embeddings_and_order_as_one_utterance_at_a_time(audio, embed_fns, 
     for name in want:
         assert got.arrays[name].shape == want[name].shape
         np.testing.assert_allclose(got.arrays[name], want[name], rtol=1e-5, atol=1e-5, err_msg=name)
+
+
+def test_average_crops_is_the_mean_of_each_utterance_s_windows():
+    out = {"embeddings": torch.arange(12, dtype=torch.float64).view(6, 2), "scores": torch.arange(6)}
+    got = average_crops(out, 3)                  # two utterances of three windows each
+    assert got["embeddings"].dtype == got["scores"].dtype == torch.float32
+    assert got["embeddings"].tolist() == [[2.0, 3.0], [8.0, 9.0]] and got["scores"].tolist() == [1.0, 4.0]
+    one = average_crops(out, 1)                  # one window an utterance: the rows as they are
+    assert torch.equal(one["embeddings"], out["embeddings"].float()) and one["scores"].shape == (6,)
+
+
+@pytest.mark.parametrize("kind", ["asv", "cm"])
+def test_one_utterance_averaged_alone_gives_the_stage_s_bits(audio, embed_fns, kind):
+    """verify.py embeds one file at a time through `average_crops`; the stages' extraction (one utterance a batch)
+    gives the very same bits for `even` crops, since both average in that one function."""
+    crop = CROPS["even"]
+    got = extract(audio, embed_fns[kind], crop, batch_size=1)
+    with torch.inference_mode():
+        for row, (_, path) in enumerate(audio):
+            alone = average_crops(embed_fns[kind](torch.from_numpy(crop.windows(load_audio(path)))), crop.count)
+            for name, value in alone.items():
+                np.testing.assert_array_equal(got.arrays[name][row], value[0].numpy(), err_msg=name)
 
 
 @pytest.mark.parametrize("workers", [0, 1])
