@@ -1,5 +1,5 @@
 """The front-end model contract (common/model_contract.py) over every registered model, and the registries refusing a
-class that breaks it.
+class that breaks it; the SSL encoders' own contract (ssl_models.SSLEncoder) over every entry of `ssl_models.ENCODERS`.
 
 Each model of `asv.MODELS` and `cm.MODELS` is built with the small options of tests/model_fixtures.py and run on
 random input at its `min_samples` and at two longer lengths: a new model is covered without a new test."""
@@ -24,7 +24,9 @@ from common.model_contract import (
     check_registry,
 )
 from pipeline.stages.frontends import input_floor
+from ssl_models import ENCODERS, SSLEncoder, build_encoder
 from tests.model_fixtures import REGISTERED, TINY, build_tiny
+from tests.ssl_fixtures import TINY_ENCODER
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -152,3 +154,24 @@ def test_build_model_checks_what_only_a_built_model_knows(monkeypatch):
     with pytest.raises(InputError, match="min_samples is -1"):
         check_built(type("Negative", (_Speaker,), {"min_samples": property(lambda self: -1)})(), "Negative", "ASV")
     assert check_built(cm.build_model("AASIST-L", **TINY["AASIST-L"]), "AASIST-L", "CM").min_samples > 1
+
+
+@pytest.mark.parametrize("name", list(ENCODERS))
+def test_every_ssl_encoder_states_its_geometry(name):
+    """Built on the meta device (no memory, no initialisation: XLS-R 2B in a fraction of a second): the attributes
+    the models built on an encoder read before running it."""
+    with torch.device("meta"):
+        enc = build_encoder(name=name)
+    assert isinstance(enc, SSLEncoder) and enc.min_samples == 1
+    for value in (enc.embed_dim, enc.num_layers, enc.receptive_field, enc.hop_samples):
+        assert type(value) is int and value >= 1, (name, value)
+    assert enc.frames(1) == enc.frames(enc.receptive_field) == 1 and enc.frames(enc.samples_for(7)) == 7
+
+
+def test_an_ssl_encoder_gives_one_frame_per_hop_from_one_sample_on():
+    torch.manual_seed(0)
+    enc = build_encoder(name="wav2vec2_model", options=TINY_ENCODER).eval()
+    for samples in (enc.min_samples, 16000 + 3):
+        with torch.no_grad():
+            out = enc(torch.randn(BATCH, samples))
+        assert out.shape == (BATCH, enc.frames(samples), enc.embed_dim) and torch.isfinite(out).all()
