@@ -32,9 +32,8 @@ check_registry(MODELS, "CM")   # a class that breaks the contract never gets a n
 
 
 def build_model(arch: str, **kwargs) -> nn.Module:
-    """The countermeasure named `arch` (AASIST | AASIST-L | LCNN | LCNN-LFCC-LPS | LFCC-LCNN-ASVspoof2021 |
-    SSL-AASIST), its config defaults overridden by `kwargs`; checked against the contract
-    (`common.model_contract.check_built`)."""
+    """The countermeasure named `arch` (a key of MODELS), its config defaults overridden by `kwargs`; checked against
+    the contract (`common.model_contract.check_built`)."""
     model = check_built(build(MODELS, arch, kwargs, "CM model"), arch, "CM")
     model.arch = arch
     return model
