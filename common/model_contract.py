@@ -19,7 +19,7 @@ SSL encoders (`ssl_models.SSLEncoder`) are parts of models, not front-ends: thei
 from __future__ import annotations
 
 import inspect
-from typing import TYPE_CHECKING, Any, Literal, Mapping, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Mapping, Protocol, TypeVar, runtime_checkable
 
 from common.errors import InputError
 
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     import torch
 
 Kind = Literal["ASV", "CM"]
+M = TypeVar("M")
 
 
 @runtime_checkable
@@ -99,10 +100,11 @@ def check_registry(table: Mapping[str, tuple[type, Mapping[str, Any]]], kind: Ki
         check_model_class(cls, name, kind)
 
 
-def check_built(model: Any, name: str, kind: Kind) -> Any:
+def check_built(model: M, name: str, kind: Kind) -> M:
     """`model`, built from registry entry `name`, after checking what only a built model knows: `embedding_dim` and
-    `min_samples` are positive ints. Their values follow the options (`embedding_dim: 0` builds), so a bad one is
-    an InputError naming the model; the class is checked again first (for a registry changed after import)."""
+    `min_samples` are positive ints. Their values may follow the options (a linear layer builds with 0 outputs), so
+    a bad one is an InputError naming the model; the class is checked again first (for a registry changed after
+    import)."""
     check_model_class(type(model), name, kind)
     for attribute in ("embedding_dim", "min_samples"):
         value = getattr(model, attribute, None)
