@@ -39,7 +39,7 @@ class SSLMHFA(nn.Module):
     """SSL-MHFA (module docstring): wave (B, T) float32 at 16 kHz -> embedding (B, embedding_dim), not
     length-normalised. Inputs shorter than one encoder frame are repeat-padded (the encoder's rule), so
     `min_samples` is 1. Every argument comes from `CONFIG` (`asv.build_model` passes it)."""
-    min_samples = SSLEncoder.min_samples
+    min_samples = SSLEncoder.min_samples   # 1: the encoder repeat-pads shorter inputs to its receptive field
 
     def __init__(self, encoder: Mapping, heads: int, compression_dim: int, embedding_dim: int):
         super().__init__()

@@ -58,7 +58,7 @@ def extract_embeddings(model: nn.Module, waves: Iterable[np.ndarray | torch.Tens
     finally:
         model.train(was_training)
     if not rows:
-        return torch.empty(0, getattr(model, "embedding_dim", 0))
+        return torch.empty(0, model.embedding_dim)
     return torch.stack(rows)
 
 

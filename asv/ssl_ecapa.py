@@ -40,7 +40,7 @@ class SSLECAPA(nn.Module):
     length-normalised. Inputs shorter than two encoder frames (720 samples) are repeat-padded (the encoder's rule),
     so `min_samples` is 1. Layer names: `encoder` (the `ssl_models.SSLEncoder`, its layer weights included), then
     ECAPA-TDNN's (`conv1` ... `bn6`). Every argument comes from `CONFIG` (`asv.build_model` passes it)."""
-    min_samples = SSLEncoder.min_samples
+    min_samples = SSLEncoder.min_samples   # 1: the encoder repeat-pads shorter inputs to its receptive field
 
     def __init__(self, encoder: Mapping, C: int, embedding_dim: int):
         super().__init__()

@@ -46,7 +46,7 @@ class SSLAASIST(nn.Module):
     the other arguments come from `CONFIGS` (`cm.build_model` passes them; options override them).
     Inputs shorter than three encoder frames (1040 samples) are repeat-padded by the encoder's rule.
     """
-    min_samples = SSLEncoder.min_samples   # shorter inputs are repeat-padded
+    min_samples = SSLEncoder.min_samples   # 1: the encoder repeat-pads shorter inputs to three frames
 
     def __init__(self, encoder: Mapping, filts: list, gat_dims: list, pool_ratios: list, temperatures: list,
                  fast_backward: bool):

@@ -115,7 +115,7 @@ def _frozen_copy(model: nn.Module) -> nn.Module:
 def frontend_graph(model: nn.Module, kind: str) -> Graph:
     """The graph of an ASV (`wave -> embedding`) or CM (`wave -> embedding, logits, score`) front-end."""
     frozen = _frozen_copy(model)
-    floor = int(getattr(model, "min_samples", 1))
+    floor = model.min_samples   # every registered model states it (common.model_contract)
     if kind == "asv":
         return Graph(_ASVGraph(frozen), [("wave", None)], ["embedding"], floor)
     return Graph(_CMGraph(frozen), [("wave", None)], ["embedding", "logits", "score"], floor)

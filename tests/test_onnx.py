@@ -18,7 +18,6 @@ import torch
 pytest.importorskip("onnxruntime", reason="onnxruntime is optional: runtime: onnx and export_onnx.py need it")
 pytest.importorskip("onnxscript", reason="onnxscript is optional: the ONNX exporter needs it")
 
-import asv  # noqa: E402
 import cm  # noqa: E402
 from common.cli import run_main  # noqa: E402
 from runtime.onnx_export import (  # noqa: E402
@@ -38,24 +37,10 @@ from tests.pipeline_fixtures import (  # noqa: E402
 )
 
 __all__ = ["tiny_corpus"]   # a fixture used by name
-from tests.ssl_fixtures import TINY_SSL_MODELS  # noqa: E402
+from tests.model_fixtures import REGISTERED, build_tiny  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
-SMALL = {"embedding_dim": 16, "n_mels": 24}
-TINY = {   # small enough to export in seconds; a model without an entry is tested at its defaults
-    "ResNetSE34V2": {**SMALL, "channels": [8, 8, 16, 16], "layers": [1, 1, 1, 1]},
-    "ResNetSE34L": {**SMALL, "channels": [8, 8, 16, 16], "layers": [1, 1, 1, 1]},
-    "ECAPA-TDNN": {**SMALL, "C": 16},
-    "SKA-TDNN": {**SMALL, "C": 16},
-    "MFA-Conformer": {**SMALL, "num_blocks": 2, "d_model": 16, "heads": 2, "ffn_dim": 32},
-    "AASIST": {"filts": [20, [1, 8], [8, 8], [8, 8], [8, 8]], "gat_dims": [8, 8]},
-    "AASIST-L": {"filts": [20, [1, 8], [8, 8], [8, 8], [8, 8]], "gat_dims": [8, 8]},
-    "LCNN": {"channels": [[16, 16, 16, 16]]},
-    "LCNN-LFCC-LPS": {"channels": [[16, 16, 16, 16], [8, 8, 8, 8]]},
-    **TINY_SSL_MODELS,
-}
-REGISTERED = [("asv", name) for name in asv.MODELS] + [("cm", name) for name in cm.MODELS]
 KNOWN_FAILURES = {   # strict: the day one of these exports, the test says so
     "LFCC-LCNN-ASVspoof2021": "issue 25: torch.export specialises the sequence length of its nn.LSTM (BLSTM pooling)",
 }
@@ -65,11 +50,6 @@ PARAMS = [pytest.param(kind, name, id=name, marks=[pytest.mark.xfail(strict=True
 UNSEEN = 23_457           # a length no export traces (they trace 16000 samples)
 
 
-def build(kind: str, name: str) -> torch.nn.Module:
-    torch.manual_seed(0)
-    return (asv if kind == "asv" else cm).build_model(name, **TINY.get(name, {})).eval()
-
-
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     """(graph, session) of each model, exported on first request; the NotExportableError where it fails."""
@@ -77,7 +57,7 @@ def exported(tmp_path_factory):
 
     def get(kind: str, name: str):
         if name not in done:
-            graph = frontend_graph(build(kind, name), kind)
+            graph = frontend_graph(build_tiny(kind, name), kind)
             try:
                 export_graph(graph, folder / f"{name}.onnx", name)
                 done[name] = (graph, open_session(folder / f"{name}.onnx"))
@@ -119,7 +99,7 @@ def test_the_graph_refuses_nothing_the_model_takes_but_its_floor_is_recorded(exp
     after its strides; AASIST: two temporal nodes), the longer one it asked for."""
     for kind, name in (("asv", "ResNetSE34L"), ("cm", "AASIST")):
         graph, _ = exported(kind, name)
-        model = build(kind, name)
+        model = build_tiny(kind, name)
         assert graph.min_samples >= model.min_samples
 
 

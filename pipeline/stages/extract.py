@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from common.file_identity import identities
+from common.model_contract import Countermeasure, SpeakerModel
 from data.audio import SAMPLE_RATE, AudioError, CropSpec, load_audio
 from engine.distributed import is_main_process
 from pipeline.stages.cache import OutputMemo, active_output_memo, model_fingerprint
@@ -82,8 +83,10 @@ class InputFloor:
     model: str = "the model"
 
     @classmethod
-    def of(cls, model) -> "InputFloor":
-        return cls(int(getattr(model, "min_samples", 1)), type(model).__name__)
+    def of(cls, model: SpeakerModel | Countermeasure, name: str | None = None) -> "InputFloor":
+        """The floor of a built model (every registered model states `min_samples`: common.model_contract), named
+        `name` (its registry name) or else by its class."""
+        return cls(model.min_samples, name or type(model).__name__)
 
 
 def model_input(wave: np.ndarray, crop: CropSpec, floor: InputFloor = InputFloor(), path: str = "") -> np.ndarray:

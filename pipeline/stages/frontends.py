@@ -94,10 +94,10 @@ def input_floor(section: Mapping, kind: str) -> InputFloor:
     (AASIST's depends on its options; it builds in milliseconds and loads no weights)."""
     models, build = (asv.MODELS, asv.build_model) if kind == "asv" else (cm.MODELS, cm.build_model)
     cls = lookup(models, section["arch"], f"{kind.upper()} model")[0]
-    floor = inspect.getattr_static(cls, "min_samples", 1)
+    floor = inspect.getattr_static(cls, "min_samples")   # stated by every registered class (asv/cm check it)
     if isinstance(floor, int):
         return InputFloor(floor, section["arch"])
-    return InputFloor(int(build(section["arch"], **section["model"]).min_samples), section["arch"])
+    return InputFloor.of(build(section["arch"], **section["model"]), section["arch"])
 
 
 def check_input_fits(samples: int, floor: InputFloor, key: str) -> None:
@@ -118,7 +118,7 @@ def check_crop_fits(section: Mapping, kind: str, floor: InputFloor | None = None
 def build_asv(section: Mapping, device: torch.device | str = "cpu") -> nn.Module:
     """The speaker model of `section`, with its checkpoint loaded strictly, in eval mode."""
     model = asv.build_model(section["arch"], **section["model"])
-    check_crop_fits(section, "asv", InputFloor(int(getattr(model, "min_samples", 1)), section["arch"]))
+    check_crop_fits(section, "asv", InputFloor.of(model, section["arch"]))
     if section["checkpoint"]:
         load_asv_state(model, None, section["checkpoint"], strict=True)
     return model.to(device).eval()
@@ -127,7 +127,7 @@ def build_asv(section: Mapping, device: torch.device | str = "cpu") -> nn.Module
 def build_cm(section: Mapping, device: torch.device | str = "cpu") -> nn.Module:
     """The countermeasure of `section`, with its checkpoint loaded strictly, in eval mode."""
     model = cm.build_model(section["arch"], **section["model"])
-    check_crop_fits(section, "cm", InputFloor(int(getattr(model, "min_samples", 1)), section["arch"]))
+    check_crop_fits(section, "cm", InputFloor.of(model, section["arch"]))
     if section["checkpoint"]:
         metadata = load_cm_state(model, section["checkpoint"])
         if metadata.get("loss_name", "WeightedCE") != "WeightedCE":

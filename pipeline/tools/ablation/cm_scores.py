@@ -14,19 +14,20 @@ CM_SCORES = ("logit", "log_odds", "posterior")
 
 def cm_logits(cfg: Mapping, data: TrialInputs) -> np.ndarray:
     """Both CM logits (N, 2) of each trial's test utterance, from its cached CM embedding through the CM
-    model's `logits_from_embedding` (its output layer(s) after the embedding it returns; no dropout at eval)."""
+    model's `logits_from_embedding` (its output layer(s) after the embedding it returns; no dropout at eval), which
+    every CM model has (common.model_contract.Countermeasure)."""
     import torch
 
     from pipeline.stages.frontends import build_cm
 
     model = build_cm(cfg["cm"], "cpu")
-    head = getattr(model, "logits_from_embedding", None)
-    if head is None or getattr(model, "embedding_dim", None) != data.cm.dim:
-        raise InputError(f"cm_score log_odds/posterior needs a CM model that maps its {data.cm.dim}-d embedding to "
-                         f"its 2 logits (logits_from_embedding); {cfg['cm']['arch']} has none")
+    if model.embedding_dim != data.cm.dim:
+        raise InputError(f"{data.cm.source}: the cached CM embeddings are {data.cm.dim}-d, {cfg['cm']['arch']}'s "
+                         f"are {model.embedding_dim}-d, so its output layer cannot give their logits; recompute them "
+                         "(--force)")
     rows = data.cm.embeddings[[data.cm.index[t.utt] for t in data.trials]]
     with torch.no_grad():
-        logits = head(torch.from_numpy(rows)).double().numpy()  # build_cm returns the model in eval mode
+        logits = model.logits_from_embedding(torch.from_numpy(rows)).double().numpy()  # build_cm: in eval mode
     tol = 1e-3 * np.maximum(1.0, np.abs(data.cm_scores))
     if not np.all(np.abs(logits[:, 1] - data.cm_scores) <= tol):
         raise InputError(f"{data.cm.source}: the cached CM embeddings do not reproduce the cached CM scores "
