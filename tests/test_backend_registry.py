@@ -4,6 +4,7 @@ its output is an LLR, and verify.py loads its saved state, with nothing else cha
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -145,3 +146,65 @@ def test_fuse_and_the_ablation_read_the_class(monkeypatch, tmp_path):
                                                                         GaussianSumLLR.name]
     with pytest.raises(ValueError, match=r"^unknown fusion back-end 'nope' \(valid: asv_only, "):
         fusion.backend_class("nope")
+
+
+@dataclass
+class _Split:
+    asv_scores: np.ndarray
+    cm_scores: np.ndarray
+    keys: list[str]
+
+
+def _backend_cfg(out, name: str, **backend) -> dict:
+    return {"output_dir": str(out), "embeddings_dir": None,
+            "backend": {"name": name, "options": {}, "fit_on": "dev", "checkpoint": None, **backend}}
+
+
+def test_ready_backend_fits_saves_and_loads_each_kind(tmp_path):
+    """The one function every entry point gets its back-end from: a score-level back-end fitted on backend.fit_on
+    (a fit split without a class it needs is one line naming the split and its counts) and saved, then rebuilt from
+    that state; an embedding back-end new for training, then loaded from the checkpoint training saved."""
+    import torch
+
+    from pipeline.stages.backend import FitSplitError, backend_state_path, ready_backend, save_backend
+
+    rng = np.random.default_rng(0)
+    keys = ["target"] * 20 + ["nontarget"] * 20 + ["spoof"] * 20
+    target = np.array(keys) == "target"
+    dev = _Split(rng.normal(size=60) + 2 * target, rng.normal(size=60) + 2 * (np.array(keys) != "spoof"), keys)
+    cfg = _backend_cfg(tmp_path, "lr_fusion")
+    with pytest.raises(ValueError, match=r"^backend.fit_on is 'dev'; choose one of the scored splits \['eval'\]$"):
+        ready_backend(cfg, {"eval": dev})
+    no_spoof = _Split(dev.asv_scores[:40], dev.cm_scores[:40], keys[:40])
+    ready_backend(cfg, {"dev": no_spoof})                 # lr_fusion: target vs any negative
+    with pytest.raises(FitSplitError, match=r"^backend.fit_on 'dev': product_rule needs spoof trials to fit, and the "
+                                            r"dev split has none \(20 target, 20 nontarget, 0 spoof\)$"):
+        ready_backend(_backend_cfg(tmp_path, "product_rule"), {"dev": no_spoof})
+    assert not backend_state_path(cfg).exists()           # nothing saved unless asked
+    with pytest.raises(ValueError, match="no fitted 'lr_fusion' back-end; run save_sasv_score.py"):
+        ready_backend(cfg)
+    fitted = ready_backend(cfg, {"dev": dev}, save=True)
+    assert json.loads(backend_state_path(cfg).read_text()) == fitted.state_dict()
+    loaded = ready_backend(cfg)
+    assert loaded is not fitted
+    np.testing.assert_array_equal(loaded.score(dev.asv_scores, dev.cm_scores), fitted.score(dev.asv_scores,
+                                                                                            dev.cm_scores))
+    with pytest.raises(ValueError, match="holds back-end 'lr_fusion', but the config's backend.name is 'score_sum'"):
+        ready_backend(_backend_cfg(tmp_path, "score_sum"))
+    with pytest.raises(TypeError, match="fitted, not trained"):
+        ready_backend(cfg, {"dev": dev}, for_training=True)
+
+    embedding = _backend_cfg(tmp_path, "baseline2", options={"hidden": [8]})
+    with pytest.raises(TypeError, match=r"needs dims=\(asv_dim, cm_dim\)"):
+        ready_backend(embedding)
+    with pytest.raises(ValueError, match="backend 'baseline2' is trained, not fitted: set backend.checkpoint"):
+        ready_backend(embedding, dims=(6, 4))
+    new = ready_backend(embedding, dims=(6, 4), for_training=True)
+    assert new.training and (new.asv_dim, new.cm_dim) == (6, 4)
+    save_backend(tmp_path / "backend.pt", new, "baseline2", {"hidden": [8]})
+    trained = {**embedding, "backend": {**embedding["backend"], "checkpoint": str(tmp_path / "backend.pt"),
+                                        "options": {}}}
+    loaded = ready_backend(trained, dims=(6, 4))
+    assert not loaded.training
+    assert all(torch.equal(a, b) for a, b in zip(new.state_dict().values(), loaded.state_dict().values(), strict=True))
+    assert ready_backend(trained, dims=(6, 4), for_training=True).training      # a two-stage recipe's start
