@@ -35,7 +35,7 @@ BACKENDS: dict[str, type[ScoreBackend] | type[EmbeddingBackend]] = {
 }
 
 __all__ = ["BACKENDS", "TRIAL_KEYS", "ScoreBackend", "EmbeddingBackend", "backend_class",
-           "build_backend", "score_backend_from_state"]
+           "backend_names", "build_backend", "score_backend_from_state"]
 
 
 def build_backend(name: str, **kwargs: Any) -> ScoreBackend | EmbeddingBackend:
@@ -51,10 +51,15 @@ def backend_class(name: str) -> type[ScoreBackend] | type[EmbeddingBackend]:
     return lookup(BACKENDS, name, "fusion back-end")
 
 
+def backend_names(score_level: bool) -> list[str]:
+    """The registered back-ends of one kind, in registry order: for messages that list them, and fuse.py's rules."""
+    return [name for name, cls in BACKENDS.items() if cls.score_level == score_level]
+
+
 def score_backend_from_state(state: Mapping[str, Any]) -> ScoreBackend:
     """Rebuilds a fitted score-level back-end from its `state_dict()` (as read back from JSON or npz)."""
     name = str(state.get("backend", ""))
     if name not in BACKENDS or not BACKENDS[name].score_level:
-        valid = sorted(k for k, v in BACKENDS.items() if v.score_level)
+        valid = sorted(backend_names(score_level=True))
         raise InputError(f"state: 'backend' is {name or 'missing'!r}; valid score-level back-ends: {valid}")
     return BACKENDS[name].from_state(state)

@@ -25,7 +25,7 @@ from data.trial_sampling import TRIAL_SCHEMES
 from engine import check_train_config
 from engine.distributed import DEVICES, env_local_rank
 from engine.distributed import resolve_device as engine_device
-from fusion import BACKENDS, backend_class, build_backend
+from fusion import BACKENDS, backend_class, backend_names, build_backend
 from pipeline.stages.frontends import (
     ASV_SECTION,
     CM_SECTION,
@@ -175,7 +175,8 @@ def check_sasv_config(cfg: Mapping) -> None:
         check_crop_fits(cfg[kind], kind, floor)
     if mode == "joint":
         if score_level:
-            raise ConfigError(f"mode joint needs an embedding back-end (baseline2, joint_oc), not {name!r}")
+            embedding = ", ".join(backend_names(score_level=False))
+            raise ConfigError(f"mode joint needs an embedding back-end ({embedding}), not {name!r}")
         if cfg["sampling"]["scheme"] not in TRIAL_SCHEMES:
             raise ConfigError(f"mode joint samples waveform trials: 'sampling.scheme' must be one of "
                               f"{', '.join(TRIAL_SCHEMES)}, got {cfg['sampling']['scheme']!r}")

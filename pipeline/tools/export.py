@@ -73,14 +73,15 @@ def export(cfg: Mapping, task: str, kind: str, out: str | Path) -> dict:
 def _export_backend(cfg: Mapping, task: str, out: str | Path, export_backend) -> dict:
     import asv
     import cm
-    from fusion import backend_class
+    from fusion import backend_class, backend_names
     from pipeline.stages.backend import backend_options, embedding_backend_path, ready_backend
     if task != "sasv":
         raise ConfigError(f"--kind backend needs a SASV config (task: sasv), not task {task}")
     name = cfg["backend"]["name"]
     if backend_class(name).score_level:
+        embedding = ", ".join(backend_names(score_level=False))
         raise InputError(f"backend.name {name} is a score-level back-end (numpy, in backend_state.json): nothing to "
-                         "export; ONNX export covers the embedding back-ends (baseline2, joint_oc)")
+                         f"export; ONNX export covers the embedding back-ends ({embedding})")
     path = embedding_backend_path(cfg)
     if not path.is_file():
         raise MissingFilesError(f"{path}: no trained {name} back-end; run main.py with this config first")

@@ -39,7 +39,7 @@ from data.score_files import (
     write_sasv_scores,
 )
 from data.trial_kinds import SASV_KEYS
-from fusion import BACKENDS, ScoreBackend, build_backend
+from fusion import BACKENDS, ScoreBackend, backend_names, build_backend
 from metrics.breakdown import Conditions, results_entry, sasv_breakdown
 from metrics.report import sasv_metrics, subscore_metrics
 from pipeline.stages.backend import FitSplitError, ready_backend
@@ -188,7 +188,7 @@ class Rule:
 
 def score_backends() -> list[str]:
     """Every score-level back-end of fusion.BACKENDS, in its order (fuse.py's default rules)."""
-    return [name for name, cls in BACKENDS.items() if cls.score_level]
+    return backend_names(score_level=True)
 
 
 def check_rule(name: Any, options: Mapping[str, Any], who: str) -> Rule:
