@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Mapping, Protocol, Sequence
+from typing import Collection, Mapping, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -93,10 +93,17 @@ def embedding_backend_path(cfg: Mapping) -> Path:
     return Path(cfg["backend"]["checkpoint"] or experiment(cfg).root / TRAINED_FILE)
 
 
+def check_fit_on(cfg: Mapping, splits: Collection[str]) -> None:
+    """`backend.fit_on` must be one of the scored splits (checked again when fitting, and before anything is written
+    by save_sasv_score.py's checks)."""
+    if cfg["backend"]["fit_on"] not in splits:
+        raise InputError(f"backend.fit_on is {cfg['backend']['fit_on']!r}; choose one of the scored splits "
+                         f"{sorted(splits)}")
+
+
 def _fitted(cfg: Mapping, splits: Mapping[str, FitTrials]) -> ScoreBackend:
     name, fit_on = cfg["backend"]["name"], cfg["backend"]["fit_on"]
-    if fit_on not in splits:
-        raise InputError(f"backend.fit_on is {fit_on!r}; choose one of the scored splits {sorted(splits)}")
+    check_fit_on(cfg, splits)
     backend = build_backend(name, **cfg["backend"]["options"])
     data = splits[fit_on]
     keys = np.asarray(data.keys).astype(str)

@@ -29,7 +29,7 @@ from fusion import EmbeddingBackend, ScoreBackend, backend_class
 from metrics.breakdown import Conditions, format_breakdown, results_entry, sasv_breakdown
 from metrics.det import plot_det
 from metrics.report import evaluate_trials, format_table, json_ready
-from pipeline.stages.backend import backend_checkpoint, ready_backend
+from pipeline.stages.backend import backend_checkpoint, check_fit_on, ready_backend
 from pipeline.stages.experiment import (
     check_outputs,
     check_sasv_config,
@@ -123,9 +123,7 @@ def check_scoring(cfg: Mapping, splits: Sequence[str] | None = None) -> None:
     for key in ("asv", "cm"):
         check_scoring_checkpoint(cfg[key], key, cfg["allow_random_weights"])
     if backend_class(cfg["backend"]["name"]).score_level:
-        if cfg["backend"]["fit_on"] not in splits:
-            raise InputError(f"backend.fit_on is {cfg['backend']['fit_on']!r}; choose one of the scored splits "
-                             f"{sorted(splits)}")
+        check_fit_on(cfg, splits)
     else:
         backend_checkpoint(cfg)
     db = database(cfg)
