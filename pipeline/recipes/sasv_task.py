@@ -22,7 +22,7 @@ from common.runs import RunFolders
 from data.trial_sampling import TRIAL_SCHEMES
 from engine import FitResult, fit, is_main_process, load_model_weights, seed_everything, train_schema
 from fusion import backend_class
-from pipeline.recipes.frozen import FrozenBackendTask, frozen_train_data
+from pipeline.recipes.frozen import train_frozen_backend
 from pipeline.recipes.joint import JointSASV, JointTask, joint_train_data
 from pipeline.stages.asv import asv_stage
 from pipeline.stages.backend import backend_checkpoint, backend_options, ready_backend, save_backend
@@ -109,14 +109,8 @@ def run(cfg: Mapping, resume: bool = False, force: bool = False, *, checked: boo
 
 def _frozen(cfg: Mapping, resume: bool) -> dict:
     out = Path(cfg["output_dir"])
-    dev = trial_inputs(cfg, "dev")
-    seed_everything(cfg["train"]["seed"])  # the back-end's initial weights (fit seeds what follows)
-    backend = ready_backend(cfg, dims=(dev.asv.dim, dev.cm.dim), for_training=True)   # checkpoint's, or new
-    train = cfg["train"]
-    result = fit(backend, FrozenBackendTask(dev, cfg["sampling"]["scheme"]), frozen_train_data(cfg, train["seed"]),
-                 train, out / "backend_train", resume=resume)
-    load_model_weights(backend, result.best_checkpoint or result.last_checkpoint)
-    save_backend(out / "backend.pt", backend, cfg["backend"]["name"], backend_options(cfg))
+    _, result = train_frozen_backend(cfg, trial_inputs(cfg, "dev"), out / "backend_train", out / "backend.pt",
+                                     resume=resume)
     return score_splits(with_changes(cfg, {"backend.checkpoint": str(out / "backend.pt"), "backend.options": {}}),
                         config_of_record=cfg,
                         extra=_selection(result, cfg))
