@@ -29,12 +29,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from common.runs import config_checkpoints
     from metrics.thresholds import FAR, METHODS
     from pipeline.recipes.sasv_task import SCHEMA
+    from pipeline.stages.backend import backend_state_path
     from pipeline.stages.experiment import check_sasv_config, experiment
     from pipeline.stages.frontends import check_scoring_checkpoint
     from pipeline.tools.verify import (
         Threshold,
         Trial,
-        backend_state_path,
         check_backend,
         describe,
         dev_threshold,

@@ -19,7 +19,9 @@ from fusion.product_rule import ProductRule
 from fusion.score_sum import ScoreSum
 from fusion.single import ASVOnly, CMOnly
 
-BACKENDS: dict[str, type] = {
+# The registry: a new back-end is its own file and one line here; what kind it is (`score_level`) and whether its
+# output is a calibrated LLR (`outputs_llr`) are attributes of its class, read through `backend_class`.
+BACKENDS: dict[str, type[ScoreBackend] | type[EmbeddingBackend]] = {
     "asv_only": ASVOnly,
     "cm_only": CMOnly,
     "score_sum": ScoreSum,
@@ -32,8 +34,8 @@ BACKENDS: dict[str, type] = {
     "joint_oc": JointOC,
 }
 
-__all__ = ["BACKENDS", "TRIAL_KEYS", "ScoreBackend", "EmbeddingBackend", "build_backend",
-           "is_score_backend", "outputs_llr", "score_backend_from_state"]
+__all__ = ["BACKENDS", "TRIAL_KEYS", "ScoreBackend", "EmbeddingBackend", "backend_class",
+           "backend_names", "build_backend", "score_backend_from_state"]
 
 
 def build_backend(name: str, **kwargs: Any) -> ScoreBackend | EmbeddingBackend:
@@ -41,21 +43,23 @@ def build_backend(name: str, **kwargs: Any) -> ScoreBackend | EmbeddingBackend:
     return build(BACKENDS, name, kwargs, "fusion back-end")
 
 
-def is_score_backend(name: str) -> bool:
-    """True for score-level back-ends (fit/score on sub-scores), False for embedding-level ones."""
-    return issubclass(lookup(BACKENDS, name, "fusion back-end"), ScoreBackend)
+def backend_class(name: str) -> type[ScoreBackend] | type[EmbeddingBackend]:
+    """The class registered as `name`, for what it says about every back-end of its kind without building one:
+    `score_level` (fitted on sub-scores, or trained on embeddings) and `outputs_llr` (a calibrated LLR, whose results
+    add the actual a-DCF at the Bayes threshold). An unknown name raises a one-line InputError listing the valid
+    ones."""
+    return lookup(BACKENDS, name, "fusion back-end")
 
 
-def outputs_llr(name: str) -> bool:
-    """True for back-ends whose output is a calibrated LLR (ScoreBackend.outputs_llr; embedding-level: False), so
-    that their results add the actual a-DCF at the Bayes threshold (metrics.report.evaluate_trials(llr=True))."""
-    return bool(getattr(lookup(BACKENDS, name, "fusion back-end"), "outputs_llr", False))
+def backend_names(score_level: bool) -> list[str]:
+    """The registered back-ends of one kind, in registry order: for messages that list them, and fuse.py's rules."""
+    return [name for name, cls in BACKENDS.items() if cls.score_level == score_level]
 
 
 def score_backend_from_state(state: Mapping[str, Any]) -> ScoreBackend:
     """Rebuilds a fitted score-level back-end from its `state_dict()` (as read back from JSON or npz)."""
     name = str(state.get("backend", ""))
-    if name not in BACKENDS or not issubclass(BACKENDS[name], ScoreBackend):
-        valid = sorted(k for k, v in BACKENDS.items() if issubclass(v, ScoreBackend))
+    if name not in BACKENDS or not BACKENDS[name].score_level:
+        valid = sorted(backend_names(score_level=True))
         raise InputError(f"state: 'backend' is {name or 'missing'!r}; valid score-level back-ends: {valid}")
     return BACKENDS[name].from_state(state)

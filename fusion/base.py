@@ -28,6 +28,9 @@ class ScoreBackend:
     """
 
     name: ClassVar[str] = ""
+    # What kind of back-end this is, read from the class wherever the pipeline must know (fusion.backend_class):
+    # score-level back-ends are fitted on sub-scores (or loaded from their saved state), never trained.
+    score_level: ClassVar[bool] = True
     # The saved attributes and their types: the constructor's options (by name), then what `fit` estimates.
     state_fields: ClassVar[Mapping[str, type]] = {}
     # True where the output is meant as a calibrated log-likelihood ratio (target vs the negatives), so that a
@@ -45,8 +48,9 @@ class ScoreBackend:
 
     def needs_classes(self) -> tuple[str, ...]:
         """The trial classes `fit` needs in its fit set, as configured ('target', 'nontarget', 'spoof'; 'a|b': one of
-        them), so that a fit set without one is refused in one line naming the rule and the class (fuse.py,
-        ablate.py) rather than failing inside the fit. Default: none (nothing estimated from the classes)."""
+        them), so that a fit set without one is refused in one line naming the split and the class
+        (pipeline.stages.backend.ready_backend, for every entry point) rather than failing inside the fit. Default:
+        none (nothing estimated from the classes)."""
         return ()
 
     def state_dict(self) -> dict[str, Any]:
@@ -72,6 +76,11 @@ class EmbeddingBackend(nn.Module):
     are 1 for a bona fide target trial and 0 for a non-target or a spoof (binary SASV labels).
     """
 
+    # Trained on embeddings (main.py task sasv) and loaded from a checkpoint, never fitted on sub-scores.
+    score_level: ClassVar[bool] = False
+    # As ScoreBackend.outputs_llr: True for a back-end whose output is meant as a calibrated LLR (none yet: the
+    # embedding back-ends output a bona fide target score or probability).
+    outputs_llr: ClassVar[bool] = False
     asv_dim: int
     cm_dim: int
 

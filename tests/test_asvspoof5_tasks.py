@@ -107,8 +107,8 @@ def test_stages_score_track2_with_list_enrolment(a5, front_ends, tmp_path, capsy
     assert results["provenance"]["database"]["format"] == "asvspoof5"
     assert (out / "scores" / "asvspoof5" / "sasv_eval.tsv").is_file()
 
-    from fusion import BACKENDS, is_score_backend, outputs_llr  # every score-level back-end on the same caches
-    for name in sorted(n for n in BACKENDS if is_score_backend(n)):
+    from fusion import BACKENDS  # every score-level back-end on the same caches
+    for name in sorted(n for n, cls in BACKENDS.items() if cls.score_level):
         rc, err = call(lambda a: run_main(save_sasv_score.main, a),
                        _sasv(a5, front_ends, tmp_path / name, f"embeddings_dir={out / 'embeddings'}",
                              f"backend.name={name}"), capsys)
@@ -116,7 +116,7 @@ def test_stages_score_track2_with_list_enrolment(a5, front_ends, tmp_path, capsy
         evaluated = json.loads((tmp_path / name / "results.json").read_text())["eval"]
         assert "min_a_dcf_asvspoof5" in evaluated
         # an LLR back-end's results add the actual a-DCFs at the Bayes thresholds; the others do not
-        assert ("act_a_dcf" in evaluated) == ("act_a_dcf_asvspoof5" in evaluated) == outputs_llr(name), name
+        assert ("act_a_dcf" in evaluated) == ("act_a_dcf_asvspoof5" in evaluated) == BACKENDS[name].outputs_llr, name
 
 
 @pytest.mark.parametrize("mode", ["frozen", "joint"])

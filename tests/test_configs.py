@@ -184,9 +184,9 @@ def test_config_validates_against_the_tiny_corpus(path, tiny_corpus, tiny_copies
             model = cm.build_model(cfg["cm"]["arch"], **cfg["cm"]["model"])
         build_loss(cfg["loss"]["name"], model.embedding_dim, **cfg["loss"]["options"])
     else:
-        from fusion import is_score_backend
+        from fusion import backend_class
+        from pipeline.stages.backend import ready_backend
         from pipeline.stages.experiment import check_trials
-        from pipeline.stages.sasv import build_embedding_backend
         assert cfg["mode"] in ("frozen", "joint") and cfg["enrolment"] in ("lists", "concat")
         db = open_database(cfg["database"], cfg["data"]["format"], cfg["enr_audio"])
         concat = cfg["enrolment"] == "concat"
@@ -196,13 +196,13 @@ def test_config_validates_against_the_tiny_corpus(path, tiny_corpus, tiny_copies
         if concat:
             assert Path(cfg["enr_audio"]) == tiny_corpus.enr_audio
         name = cfg["backend"]["name"]
-        if is_score_backend(name):
+        if backend_class(name).score_level:
             assert cfg["mode"] == "frozen", f"{path.name}: joint mode needs an embedding back-end"
             from fusion import build_backend
             build_backend(name, **cfg["backend"]["options"])
         else:
             embedding_dim = cfg["asv"]["model"].get("embedding_dim", 192)
-            build_embedding_backend(cfg, embedding_dim, 160)
+            ready_backend(cfg, dims=(embedding_dim, 160), for_training=True)
             if cfg["mode"] == "frozen":
                 assert "train" in cfg["splits"], f"{path.name}: a trained back-end needs the train split"
                 assert cfg["sampling"]["scheme"] in ("2class", "4class", "baseline2")

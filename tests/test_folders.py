@@ -214,7 +214,7 @@ def test_a_late_failure_puts_the_previous_record_back(staged, tiny_corpus, front
     def fails(*args, **kwargs):
         raise InputError("a problem found only while scoring")
 
-    monkeypatch.setattr("pipeline.stages.sasv.fit_score_backend", fails)
+    monkeypatch.setattr("pipeline.stages.sasv.ready_backend", fails)
     rc, err = call(save_sasv_score.main, sasv_args(tiny_corpus, frontends, out, "backend.name=product_rule"), capsys)
     assert rc == 2 and "a problem found only while scoring" in err
     assert "the previous run's files are as they were" in err

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fusion import BACKENDS, EmbeddingBackend, ScoreBackend, build_backend, is_score_backend, score_backend_from_state
+from fusion import BACKENDS, EmbeddingBackend, ScoreBackend, backend_class, build_backend, score_backend_from_state
 from tests.conftest import sweep_eer
 
 SCORE_BACKENDS = [("score_sum", {"normalise": "zscore"}), ("score_sum", {"normalise": "minmax"}),
@@ -42,9 +42,9 @@ def test_build_backend_dispatch_and_errors():
     assert set(BACKENDS) == {"asv_only", "cm_only", "score_sum", "baseline1_v2", "product_rule", "lr_fusion",
                              "llr_linear", "llr_nonlinear", "baseline2", "joint_oc"}
     for name in ("score_sum", "baseline1_v2", "product_rule", "lr_fusion", "llr_linear", "llr_nonlinear"):
-        assert isinstance(build_backend(name), ScoreBackend) and is_score_backend(name)
+        assert isinstance(build_backend(name), ScoreBackend) and backend_class(name).score_level
     for name in ("baseline2", "joint_oc"):
-        assert isinstance(build_backend(name), EmbeddingBackend) and not is_score_backend(name)
+        assert isinstance(build_backend(name), EmbeddingBackend) and not backend_class(name).score_level
     with pytest.raises(ValueError, match=r"unknown fusion back-end 'nope'.*lr_fusion"):
         build_backend("nope")
     with pytest.raises(ValueError, match=(r"unknown keyword 'normalize' for fusion back-end score_sum "

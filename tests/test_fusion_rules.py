@@ -10,7 +10,7 @@ import pytest
 import torch
 from scipy import optimize
 
-from fusion import build_backend, outputs_llr, score_backend_from_state
+from fusion import backend_class, build_backend, score_backend_from_state
 from fusion.calibration import affine_calibration, logistic_regression, logit
 from fusion.llr_nonlinear import fuse_nonlinear
 from metrics.dcf import ASVSPOOF5, PAPER_DEFAULT, a_dcf_bayes_threshold, act_a_dcf, min_a_dcf
@@ -42,7 +42,7 @@ def test_calibrated_fusions_reproduce_the_organisers_tool(reference, name, colum
     np.testing.assert_allclose(backend.score(ref[:, 0], ref[:, 1]), ref[:, 2], rtol=0, atol=1e-6)
     if name == "llr_nonlinear":
         assert backend.rho == REFERENCE_RHO and backend.search_rho
-    assert outputs_llr(name) is (name == "llr_nonlinear")
+    assert backend_class(name).outputs_llr is (name == "llr_nonlinear")
 
 
 def _scaled_gradient(x: np.ndarray, positive: np.ndarray, scale: float, offset: float) -> np.ndarray:
@@ -130,7 +130,7 @@ def test_baseline1_v2_adds_the_cm_softmax_to_the_asv_score():
     np.testing.assert_allclose(rule.score(asv, (logits[:, 1] - logits[:, 0]).numpy()), published, atol=1e-15)
     extreme = rule.score(np.zeros(4), np.array([-1e300, -800.0, 800.0, 1e300]))
     np.testing.assert_array_equal(extreme, [0.0, 0.0, 1.0, 1.0])
-    assert not outputs_llr("baseline1_v2")
+    assert not backend_class("baseline1_v2").outputs_llr
 
 
 def test_nonlinear_fusion_formula_and_its_limits():

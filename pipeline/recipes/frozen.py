@@ -1,6 +1,7 @@
 """Training an embedding-level SASV back-end on cached front-end embeddings (mode: frozen)."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Mapping
 
 import torch
@@ -14,8 +15,9 @@ from data.trial_sampling import (
     baseline2_train_dataset,
     target_label,
 )
-from engine import TrainData
+from engine import FitResult, TrainData, fit, load_model_weights, seed_everything
 from metrics.sasv import sasv_eers
+from pipeline.stages.backend import backend_options, ready_backend, save_backend
 from pipeline.stages.experiment import database
 from pipeline.stages.outputs import asv_embeddings_spec, cm_embeddings_spec, current_output, table_of
 from pipeline.stages.sasv import TrialInputs, score_embeddings
@@ -35,6 +37,22 @@ class FrozenBackendTask:
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         scores = score_embeddings(model, self.dev)
         return {f"dev_{k}": 100 * v for k, v in sasv_eers(scores, self.dev.keys).items()}
+
+
+def train_frozen_backend(cfg: Mapping, dev: TrialInputs, folder: Path, saved: Path, *, resume: bool = False,
+                         replace: bool = False) -> tuple[nn.Module, FitResult]:
+    """Trains the configured embedding back-end on the cached train embeddings (main.py's frozen mode and each seed of
+    an ablation system): seeded by `train.seed`, started by `ready_backend` (backend.checkpoint's, else new), trained
+    in `folder` (engine.fit's `resume` / `replace`), selected by dev SASV-EER on `dev`, saved as `saved` (backend.pt,
+    with the options it was built with). Returns the selected back-end, in eval mode, and the training's result."""
+    seed = cfg["train"]["seed"]
+    seed_everything(seed)   # the back-end's initial weights (fit seeds what follows)
+    backend = ready_backend(cfg, dims=(dev.asv.dim, dev.cm.dim), for_training=True)
+    result = fit(backend, FrozenBackendTask(dev, cfg["sampling"]["scheme"]), frozen_train_data(cfg, seed),
+                 cfg["train"], folder, resume=resume, replace=replace)
+    load_model_weights(backend, result.best_checkpoint or result.last_checkpoint)
+    save_backend(saved, backend, cfg["backend"]["name"], backend_options(cfg))
+    return backend.eval(), result
 
 
 def to_binary(label: torch.Tensor, scheme: str) -> torch.Tensor:

@@ -21,10 +21,11 @@ from common.config import ConfigError, Rule, check_config, with_changes
 from common.runs import RunFolders
 from data.trial_sampling import TRIAL_SCHEMES
 from engine import FitResult, fit, is_main_process, load_model_weights, seed_everything, train_schema
-from fusion import EmbeddingBackend, is_score_backend
-from pipeline.recipes.frozen import FrozenBackendTask, frozen_train_data
+from fusion import backend_class
+from pipeline.recipes.frozen import train_frozen_backend
 from pipeline.recipes.joint import JointSASV, JointTask, joint_train_data
 from pipeline.stages.asv import asv_stage
+from pipeline.stages.backend import backend_checkpoint, backend_options, ready_backend, save_backend
 from pipeline.stages.cm import cm_stage
 from pipeline.stages.experiment import (  # noqa: F401 - protocol_digests: what main.py records for task sasv
     SASV_COMMON,
@@ -35,15 +36,7 @@ from pipeline.stages.experiment import (  # noqa: F401 - protocol_digests: what 
     resolve_device,
 )
 from pipeline.stages.frontends import build_asv, build_cm
-from pipeline.stages.sasv import (
-    backend_checkpoint,
-    backend_options,
-    build_embedding_backend,
-    load_backend,
-    save_backend,
-    score_splits,
-    trial_inputs,
-)
+from pipeline.stages.sasv import score_splits, trial_inputs
 
 MODES = ("frozen", "joint")
 SAMPLING_SCHEMES = (*TRIAL_SCHEMES, "baseline2")    # baseline2: frozen only (check_sasv_config)
@@ -77,7 +70,8 @@ def check(cfg: Mapping) -> bool:
     """Everything that needs no model, before main.py locks or writes anything; returns True (nothing to reuse).
     The config itself is checked as by every SASV entry point (`check_stage_inputs` -> `check_sasv_config`)."""
     check_config(cfg, SCHEMA, "task sasv config")      # a config built in code gets the rules of a loaded one
-    if not is_score_backend(cfg["backend"]["name"]) and cfg["mode"] == "frozen" and "train" not in cfg["splits"]:
+    trained = not backend_class(cfg["backend"]["name"]).score_level
+    if trained and cfg["mode"] == "frozen" and "train" not in cfg["splits"]:
         raise ConfigError("a trained back-end needs the train embeddings: include 'train' in 'splits'")
     check_stage_inputs(cfg)
     if cfg["backend"]["checkpoint"]:
@@ -92,7 +86,7 @@ def folders(cfg: Mapping) -> RunFolders:
     embeddings folder inside output_dir is a cache checked on every use, so --overwrite keeps it."""
     out, joint = Path(cfg["output_dir"]), cfg["mode"] == "joint"
     training = (out / "joint_train" if joint
-                else None if is_score_backend(cfg["backend"]["name"]) else out / "backend_train")
+                else None if backend_class(cfg["backend"]["name"]).score_level else out / "backend_train")
     writes = ("backend_state.json",) if training is None else ("backend.pt",) + (
         ("asv_finetuned.pt", "cm_finetuned.pt") if joint else ())
     locked = (("output_dir", cfg["output_dir"]), ("embeddings_dir", experiment(cfg).embeddings))  # shareable
@@ -104,26 +98,19 @@ def run(cfg: Mapping, resume: bool = False, force: bool = False, *, checked: boo
     """`checked`: the result of check(cfg) when the caller already ran it, e.g. main.py (None: run checks)."""
     if checked is None:
         check(cfg)
-    mode, name = cfg["mode"], cfg["backend"]["name"]
-    if mode == "joint":
+    if cfg["mode"] == "joint":
         return _joint(cfg, resume)
     asv_stage(cfg, force)
     cm_stage(cfg, force)
-    if is_score_backend(name):
-        return score_splits(cfg)
+    if backend_class(cfg["backend"]["name"]).score_level:
+        return score_splits(cfg)      # fitted on backend.fit_on (ready_backend), then scores dev and eval
     return _frozen(cfg, resume)
 
 
 def _frozen(cfg: Mapping, resume: bool) -> dict:
     out = Path(cfg["output_dir"])
-    dev = trial_inputs(cfg, "dev")
-    seed_everything(cfg["train"]["seed"])  # the back-end's initial weights (fit seeds what follows)
-    backend = starting_backend(cfg, dev.asv.dim, dev.cm.dim)
-    train = cfg["train"]
-    result = fit(backend, FrozenBackendTask(dev, cfg["sampling"]["scheme"]), frozen_train_data(cfg, train["seed"]),
-                 train, out / "backend_train", resume=resume)
-    load_model_weights(backend, result.best_checkpoint or result.last_checkpoint)
-    save_backend(out / "backend.pt", backend, cfg["backend"]["name"], backend_options(cfg))
+    _, result = train_frozen_backend(cfg, trial_inputs(cfg, "dev"), out / "backend_train", out / "backend.pt",
+                                     resume=resume)
     return score_splits(with_changes(cfg, {"backend.checkpoint": str(out / "backend.pt"), "backend.options": {}}),
                         config_of_record=cfg,
                         extra=_selection(result, cfg))
@@ -136,7 +123,7 @@ def _joint(cfg: Mapping, resume: bool) -> dict:
     with torch.no_grad():
         cm_dim = cm_model(torch.zeros(1, 16000, device=device))[0].shape[-1]
     seed_everything(cfg["train"]["seed"])  # the back-end's initial weights (fit seeds what follows)
-    backend = starting_backend(cfg, asv_model.embedding_dim, cm_dim)
+    backend = ready_backend(cfg, dims=(asv_model.embedding_dim, cm_dim), for_training=True)
     net = JointSASV(asv_model.train(), cm_model.train(), backend)
     result = fit(net, JointTask(cfg), joint_train_data(cfg, cfg["train"]["seed"]), cfg["train"],
                  out / "joint_train", resume=resume)
@@ -155,14 +142,6 @@ def _joint(cfg: Mapping, resume: bool) -> dict:
     asv_stage(tuned)
     cm_stage(tuned)
     return score_splits(tuned, config_of_record=cfg, extra=_selection(result, cfg))
-
-
-def starting_backend(cfg: Mapping, asv_dim: int, cm_dim: int) -> EmbeddingBackend:
-    """The back-end training starts from, frozen and joint alike: `backend.checkpoint` when set (e.g. a frozen run's
-    backend.pt, as two-stage recipes do; built with the options stored in it), else a new one."""
-    if cfg["backend"]["checkpoint"]:
-        return load_backend(cfg, asv_dim, cm_dim).train()
-    return build_embedding_backend(cfg, asv_dim, cm_dim)
 
 
 def _selection(result: FitResult, cfg: Mapping) -> dict:

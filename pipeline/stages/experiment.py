@@ -25,7 +25,7 @@ from data.trial_sampling import TRIAL_SCHEMES
 from engine import check_train_config
 from engine.distributed import DEVICES, env_local_rank
 from engine.distributed import resolve_device as engine_device
-from fusion import BACKENDS, build_backend, is_score_backend
+from fusion import BACKENDS, backend_class, backend_names, build_backend
 from pipeline.stages.enrolment import ENROLMENT, enrolment_form
 from pipeline.stages.frontends import (
     ASV_SECTION,
@@ -58,7 +58,8 @@ SASV_COMMON = {
     "score_norm": {"method": Rule("none", choices=NORM_METHODS),    # ASV score normalisation
                    "top_n": Rule(100, low=MIN_TOP_N)},               # asnorm: the top cohort scores used
     # score-level back-ends are fitted on `fit_on` (a scored split); embedding-level ones load `checkpoint`
-    "backend": {"name": Rule("score_sum", choices=tuple(BACKENDS)), "options": FreeForm({}),
+    # choices: the registry's live view of its names, so that a back-end registered in fusion.BACKENDS is a choice
+    "backend": {"name": Rule("score_sum", choices=BACKENDS.keys()), "options": FreeForm({}),
                 "checkpoint": OPTIONAL_PATH, "fit_on": Rule("dev", choices=ENROLMENT_SPLITS)},
     "det": True,                   # draw DET curves next to results.json
 }
@@ -136,14 +137,15 @@ def check_sasv_config(cfg: Mapping) -> None:
     resolve_device(cfg["device"])
     check_train_config(cfg["train"])
     name, mode = cfg["backend"]["name"], cfg["mode"]
+    score_level = backend_class(name).score_level
     try:     # a score-level back-end is built (milliseconds, no data) so that its options' values are checked too
-        if is_score_backend(name):
+        if score_level:
             build_backend(name, **cfg["backend"]["options"])
         else:
-            check_kwargs(BACKENDS[name], name, cfg["backend"]["options"], "fusion back-end")
+            check_kwargs(backend_class(name), name, cfg["backend"]["options"], "fusion back-end")
     except InputError as e:
         raise ConfigError(f"backend.options: {e}") from None
-    if is_score_backend(name) and cfg["backend"]["checkpoint"]:   # recorded as an input, yet never read
+    if score_level and cfg["backend"]["checkpoint"]:   # recorded as an input, yet never read
         raise ConfigError(f"backend.checkpoint is set, but the score-level back-end {name!r} is fitted on "
                           f"backend.fit_on, not loaded: unset backend.checkpoint")
     weights = cfg["joint"]["aux_cm_class_weights"]
@@ -153,8 +155,9 @@ def check_sasv_config(cfg: Mapping) -> None:
     for kind, floor in floors.items():
         check_crop_fits(cfg[kind], kind, floor)
     if mode == "joint":
-        if is_score_backend(name):
-            raise ConfigError(f"mode joint needs an embedding back-end (baseline2, joint_oc), not {name!r}")
+        if score_level:
+            embedding = ", ".join(backend_names(score_level=False))
+            raise ConfigError(f"mode joint needs an embedding back-end ({embedding}), not {name!r}")
         if cfg["sampling"]["scheme"] not in TRIAL_SCHEMES:
             raise ConfigError(f"mode joint samples waveform trials: 'sampling.scheme' must be one of "
                               f"{', '.join(TRIAL_SCHEMES)}, got {cfg['sampling']['scheme']!r}")

@@ -3,16 +3,15 @@
 Score-level back-ends (fusion.ScoreBackend) are fitted on `backend.fit_on` (dev by default) from the
 per-trial ASV and CM scores. Embedding-level back-ends (fusion.EmbeddingBackend) are trained by
 `main.py` on cached embeddings (pipeline/recipes/frozen.py) or end to end (pipeline/recipes/joint.py) and
-score from a checkpoint. Writes `scores/sasv_{split}.txt` (SASV 2022 format), the same trials' SASV, ASV and CM
-scores as the ASVspoof 5 evaluation package's Track 2 file `scores/asvspoof5/sasv_{split}.tsv` with its key file
-`sasv_keys_{split}.tsv`, results.json and DET plots.
+score from a checkpoint; either kind comes ready from pipeline.stages.backend.ready_backend. Writes
+`scores/sasv_{split}.txt` (SASV 2022 format), the same trials' SASV, ASV and CM scores as the ASVspoof 5 evaluation
+package's Track 2 file `scores/asvspoof5/sasv_{split}.tsv` with its key file `sasv_keys_{split}.tsv`, results.json
+and DET plots.
 """
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -20,18 +19,17 @@ import torch
 from torch import nn
 
 from common.errors import InputError
-from common.io import atomic_write, load_weights, write_json
 from common.provenance import provenance
 from common.runs import write_results as write_results_json
 from data.asvspoof import SASVTrial
 from data.databases import say_layout
 from data.embeddings import EmbeddingTable
 from data.score_files import SASVScores, write_sasv_scores
-from engine.checkpoint import load_model_state
-from fusion import EmbeddingBackend, ScoreBackend, build_backend, is_score_backend, outputs_llr
+from fusion import EmbeddingBackend, ScoreBackend, backend_class
 from metrics.breakdown import Conditions, format_breakdown, results_entry, sasv_breakdown
 from metrics.det import plot_det
 from metrics.report import evaluate_trials, format_table, json_ready
+from pipeline.stages.backend import backend_checkpoint, check_fit_on, ready_backend
 from pipeline.stages.experiment import (
     check_outputs,
     check_sasv_config,
@@ -124,11 +122,8 @@ def check_scoring(cfg: Mapping, splits: Sequence[str] | None = None) -> None:
     splits = scored_splits(cfg) if splits is None else splits
     for key in ("asv", "cm"):
         check_scoring_checkpoint(cfg[key], key, cfg["allow_random_weights"])
-    name = cfg["backend"]["name"]
-    if is_score_backend(name):
-        if cfg["backend"]["fit_on"] not in splits:
-            raise InputError(f"backend.fit_on is {cfg['backend']['fit_on']!r}; choose one of the scored splits "
-                             f"{sorted(splits)}")
+    if backend_class(cfg["backend"]["name"]).score_level:
+        check_fit_on(cfg, splits)
     else:
         backend_checkpoint(cfg)
     db = database(cfg)
@@ -139,22 +134,6 @@ def check_scoring(cfg: Mapping, splits: Sequence[str] | None = None) -> None:
             current_output(spec, cfg, read_arrays=False)
     if cfg["score_norm"]["method"] != "none":          # the cohort comes from the train embeddings
         current_output(asv_embeddings_spec(cfg, "train", db), cfg, read_arrays=False)
-
-
-def fit_score_backend(cfg: Mapping, inputs: Mapping[str, TrialInputs]) -> ScoreBackend:
-    name, fit_on = cfg["backend"]["name"], cfg["backend"]["fit_on"]
-    if fit_on not in inputs:
-        raise InputError(f"backend.fit_on is {fit_on!r}; choose one of the scored splits {sorted(inputs)}")
-    backend = build_backend(name, **cfg["backend"]["options"])
-    data = inputs[fit_on]
-    return backend.fit(data.asv_scores, data.cm_scores, data.keys)
-
-
-def build_embedding_backend(cfg: Mapping, asv_dim: int, cm_dim: int) -> EmbeddingBackend:
-    options = dict(cfg["backend"]["options"])
-    options.setdefault("asv_dim", asv_dim)
-    options.setdefault("cm_dim", cm_dim)
-    return build_backend(cfg["backend"]["name"], **options)
 
 
 @torch.no_grad()
@@ -168,52 +147,11 @@ def score_embeddings(backend: nn.Module, inputs: TrialInputs, batch_size: int = 
     return torch.cat(out).numpy().astype(np.float64)
 
 
-def save_backend(path: Path, backend: nn.Module, name: str, options: Mapping) -> None:
-    with atomic_write(path, "wb") as f:
-        torch.save({"backend": name, "options": json.dumps(dict(options)), "state": backend.state_dict()}, f)
-
-
-def backend_checkpoint(cfg: Mapping) -> dict:
-    """The checkpoint `backend.checkpoint` names, checked without building anything: a weights-only file of the
-    configured back-end, whose stored options agree with `backend.options` (empty: use the stored ones). One line
-    naming the file otherwise: entry points call it before they write anything."""
-    path, name = cfg["backend"]["checkpoint"], cfg["backend"]["name"]
-    if not path:
-        raise InputError(f"backend '{name}' is trained, not fitted: set backend.checkpoint to a trained back-end "
-                         f"(python main.py --config ... writes backend.pt), or choose a score-level back-end")
-    ckpt = load_weights(path, label=f"backend.checkpoint {path}")
-    if ckpt.get("backend") != name:
-        raise InputError(f"{path}: not a '{name}' back-end checkpoint (holds {ckpt.get('backend')!r})")
-    try:
-        stored = json.loads(ckpt["options"])
-    except (KeyError, TypeError, ValueError):
-        raise InputError(f"{path}: not a back-end checkpoint of this toolkit (no readable 'options'; main.py "
-                         f"writes them as backend.pt)") from None
-    given = dict(cfg["backend"]["options"])
-    if given and given != stored:
-        raise InputError(f"backend.options {json.dumps(given)} differ from those backend.checkpoint {path} was "
-                         f"trained with ({json.dumps(stored)}); leave backend.options empty to use them")
-    if not isinstance(ckpt.get("state"), Mapping):
-        raise InputError(f"{path}: not a back-end checkpoint of this toolkit (no 'state' dict)")
-    return {"options": stored, "state": ckpt["state"]}
-
-
-def load_backend(cfg: Mapping, asv_dim: int, cm_dim: int) -> EmbeddingBackend:
-    """The embedding back-end of `backend.checkpoint`, built with the options stored in it."""
-    ckpt = backend_checkpoint(cfg)
-    backend = build_embedding_backend({"backend": {"name": cfg["backend"]["name"], "options": ckpt["options"]}},
-                                      asv_dim, cm_dim)
-    try:
-        load_model_state(backend, ckpt["state"], str(cfg["backend"]["checkpoint"]))
-    except ValueError as e:
-        raise InputError(str(e)) from None
-    return backend.eval()
-
-
-def backend_options(cfg: Mapping) -> dict:
-    """The options the back-end is built with: those stored in `backend.checkpoint` when it is set (a back-end
-    training starts from, or scores with), else `backend.options`."""
-    return backend_checkpoint(cfg)["options"] if cfg["backend"]["checkpoint"] else dict(cfg["backend"]["options"])
+def sasv_scores(backend: ScoreBackend | EmbeddingBackend, inputs: TrialInputs) -> np.ndarray:
+    """A split's SASV scores from a ready back-end: its sub-scores fused, or its embeddings scored."""
+    if backend.score_level:
+        return backend.score(inputs.asv_scores, inputs.cm_scores)
+    return score_embeddings(backend, inputs)
 
 
 def score_splits(cfg: Mapping, splits: Sequence[str] | None = None, config_of_record: Mapping | None = None,
@@ -224,15 +162,9 @@ def score_splits(cfg: Mapping, splits: Sequence[str] | None = None, config_of_re
     (fine-tuned front-ends, the trained back-end); results.json records that one as its config and the
     front-ends actually used under `frontends`. `extra`: more top-level results.json entries (`best_epoch`)."""
     inputs = {s: trial_inputs(cfg, s) for s in (scored_splits(cfg) if splits is None else splits)}
-    name = cfg["backend"]["name"]
-    if is_score_backend(name):
-        backend = fit_score_backend(cfg, inputs)
-        scores = {s: backend.score(d.asv_scores, d.cm_scores) for s, d in inputs.items()}
-        write_json(experiment(cfg).root / "backend_state.json", backend.state_dict())
-    else:
-        first = next(iter(inputs.values()))
-        backend = load_backend(cfg, first.asv.dim, first.cm.dim)
-        scores = {s: score_embeddings(backend, d) for s, d in inputs.items()}
+    first = next(iter(inputs.values()))
+    backend = ready_backend(cfg, inputs, dims=(first.asv.dim, first.cm.dim), save=True)   # fitted: state saved
+    scores = {s: sasv_scores(backend, d) for s, d in inputs.items()}
     return write_results(cfg, inputs, scores, extra, config_of_record=config_of_record)
 
 
@@ -247,7 +179,8 @@ def write_results(cfg: Mapping, inputs: Mapping[str, TrialInputs], scores: Mappi
 
     The ASV and CM trial score files are rewritten from the very scores the metrics used (score
     normalisation included), so `evaluate.py --sasv --asv --cm` on the written files gives back results.json.
-    A back-end whose output is an LLR (fusion.outputs_llr) also gets the actual a-DCFs at the Bayes thresholds."""
+    A back-end whose output is an LLR (its class's `outputs_llr`) also gets the actual a-DCFs at the Bayes
+    thresholds."""
     exp = experiment(cfg)
     results: dict[str, dict] = {}
     breakdowns: dict[str, dict] = {}
@@ -258,7 +191,7 @@ def write_results(cfg: Mapping, inputs: Mapping[str, TrialInputs], scores: Mappi
         write_package_sasv(cfg, split, "sasv", data.trials,
                            {"sasv": scores[split], "asv": data.asv_scores, "cm": data.cm_scores})
         results[split] = evaluate_trials(data.keys, scores[split], data.asv_scores, data.cm_scores,
-                                         llr=outputs_llr(cfg["backend"]["name"]))
+                                         llr=backend_class(cfg["backend"]["name"]).outputs_llr)
         rows = sasv_rows(data.trials, scores[split], cfg, split)   # with the test utterances' codec conditions
         breakdown = sasv_breakdown(data.keys, scores[split], Conditions(rows.attack, rows.codec, rows.codec_q),
                                    data.asv_scores, data.cm_scores)

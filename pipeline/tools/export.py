@@ -73,22 +73,22 @@ def export(cfg: Mapping, task: str, kind: str, out: str | Path) -> dict:
 def _export_backend(cfg: Mapping, task: str, out: str | Path, export_backend) -> dict:
     import asv
     import cm
-    from fusion import is_score_backend
-    from pipeline.stages.sasv import backend_options, load_backend
-    from pipeline.tools.verify import embedding_backend_path
+    from fusion import backend_class, backend_names
+    from pipeline.stages.backend import backend_options, embedding_backend_path, ready_backend
     if task != "sasv":
         raise ConfigError(f"--kind backend needs a SASV config (task: sasv), not task {task}")
     name = cfg["backend"]["name"]
-    if is_score_backend(name):
+    if backend_class(name).score_level:
+        embedding = ", ".join(backend_names(score_level=False))
         raise InputError(f"backend.name {name} is a score-level back-end (numpy, in backend_state.json): nothing to "
-                         "export; ONNX export covers the embedding back-ends (baseline2, joint_oc)")
+                         f"export; ONNX export covers the embedding back-ends ({embedding})")
     path = embedding_backend_path(cfg)
     if not path.is_file():
         raise MissingFilesError(f"{path}: no trained {name} back-end; run main.py with this config first")
     asv_dim = int(asv.build_model(cfg["asv"]["arch"], **cfg["asv"]["model"]).embedding_dim)
     cm_dim = int(cm.build_model(cfg["cm"]["arch"], **cfg["cm"]["model"]).embedding_dim)
     trained = {"backend": {**cfg["backend"], "checkpoint": str(path)}}
-    backend = load_backend(trained, asv_dim, cm_dim)
+    backend = ready_backend(trained, dims=(asv_dim, cm_dim))
     score = f"SASV score of {name} (higher = target bona fide trial; compare with dev_threshold)"
     return export_backend(backend, out, name=name, options=backend_options(trained),
                           asv_dim=asv_dim, cm_dim=cm_dim, checkpoint=str(path), checkpoint_sha256=file_sha256(path),

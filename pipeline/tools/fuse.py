@@ -39,9 +39,10 @@ from data.score_files import (
     write_sasv_scores,
 )
 from data.trial_kinds import SASV_KEYS
-from fusion import BACKENDS, ScoreBackend, build_backend, is_score_backend
+from fusion import BACKENDS, ScoreBackend, backend_names, build_backend
 from metrics.breakdown import Conditions, results_entry, sasv_breakdown
 from metrics.report import sasv_metrics, subscore_metrics
+from pipeline.stages.backend import FitSplitError, ready_backend
 
 SPLITS = ("dev", "eval")
 
@@ -179,18 +180,20 @@ class Rule:
     name: str
     options: Mapping[str, Any]
 
-    def build(self) -> ScoreBackend:
-        return build_backend(self.name, **self.options)
+    @property
+    def config(self) -> dict:
+        """The rule as the `backend` section of a config (fitted on dev), for pipeline.stages.backend.ready_backend."""
+        return {"backend": {"name": self.name, "options": dict(self.options), "fit_on": "dev", "checkpoint": None}}
 
 
 def score_backends() -> list[str]:
     """Every score-level back-end of fusion.BACKENDS, in its order (fuse.py's default rules)."""
-    return [name for name in BACKENDS if is_score_backend(name)]
+    return backend_names(score_level=True)
 
 
 def check_rule(name: Any, options: Mapping[str, Any], who: str) -> Rule:
     """A score-level back-end and its options, checked by building it (one line naming `who` otherwise)."""
-    if name not in BACKENDS or not is_score_backend(name):
+    if not isinstance(name, str) or name not in BACKENDS or not BACKENDS[name].score_level:
         raise InputError(f"{who}: {name!r} is not a score-level back-end; choose one of {', '.join(score_backends())}")
     try:
         check_kwargs(BACKENDS[name], name, options, "fusion back-end")
@@ -217,10 +220,6 @@ def parse_rule(text: str) -> Rule:
     return check_rule(name, options, f"--backends {text}")
 
 
-def _lacks(needs: str, counts: Mapping[str, int]) -> bool:
-    return not any(counts.get(c, 0) for c in needs.split("|"))
-
-
 def fit_rules(rules: Sequence[Rule], dev: ScoredTrials) -> dict[str, ScoreBackend]:
     """Each rule fitted on the dev split: it must be labelled and hold every class the rule needs (one line naming
     the rule, the class and the counts otherwise)."""
@@ -231,13 +230,11 @@ def fit_rules(rules: Sequence[Rule], dev: ScoredTrials) -> dict[str, ScoreBacken
     shown = ", ".join(f"{n} {c}" for c, n in counts.items())
     fitted = {}
     for rule in rules:
-        backend = rule.build()
-        lacking = next((need for need in backend.needs_classes() if _lacks(need, counts)), None)
-        if lacking is not None:
-            raise InputError(f"{dev.source}: fusion rule {rule.label} needs {lacking.replace('|', ' or ')} trials in "
-                             f"the dev split to fit, and it has none ({shown})")
         try:
-            fitted[rule.label] = backend.fit(dev.asv_scores, dev.cm_scores, dev.keys)
+            fitted[rule.label] = ready_backend(rule.config, {"dev": dev})
+        except FitSplitError as e:    # a class the rule needs (its needs_classes), checked before it is fitted
+            raise InputError(f"{dev.source}: fusion rule {rule.label} needs {e.need.replace('|', ' or ')} trials in "
+                             f"the dev split to fit, and it has none ({shown})") from None
         except ValueError as e:       # a rule that says what it lacks only when fitting
             raise InputError(f"{dev.source}: fusion rule {rule.label} cannot be fitted on the dev split "
                              f"({shown}): {e}") from None

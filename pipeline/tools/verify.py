@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,8 +24,9 @@ from data.asvspoof import SASVTrial
 from data.audio import CropSpec, load_audio
 from data.embeddings import EmbeddingTable
 from data.score_files import read_sasv_scores
-from fusion import is_score_backend, score_backend_from_state
+from fusion import backend_class
 from metrics.thresholds import METHODS, choose_threshold
+from pipeline.stages.backend import embedding_backend_path, ready_backend
 from pipeline.stages.enrolment import enrol_mean, enrolment_form, mean_embedding
 from pipeline.stages.experiment import experiment, resolve_device
 from pipeline.stages.extract import average_crops, model_input
@@ -69,24 +69,14 @@ class Threshold:
 # ---------------------------------------------------------------------------------------------
 # Back-end and threshold (cheap checks first)
 # ---------------------------------------------------------------------------------------------
-def backend_state_path(cfg: Mapping) -> Path:
-    return experiment(cfg).root / "backend_state.json"
-
-
-def embedding_backend_path(cfg: Mapping) -> Path:
-    """backend.checkpoint, or the `backend.pt` main.py writes into output_dir when none is configured."""
-    return Path(cfg["backend"]["checkpoint"] or experiment(cfg).root / "backend.pt")
-
-
 def check_backend(cfg: Mapping) -> None:
     """A clear error now, rather than after embedding audio, when the back-end cannot be loaded."""
     name = cfg["backend"]["name"]
-    path = backend_state_path(cfg) if is_score_backend(name) else embedding_backend_path(cfg)
-    if not path.exists():
-        how = "save_sasv_score.py" if is_score_backend(name) else "main.py (task sasv)"
-        raise InputError(f"{path}: no fitted '{name}' back-end; run {how} with this config first")
-    if is_score_backend(name):
-        load_score_backend(cfg)
+    if backend_class(name).score_level:
+        ready_backend(cfg)        # backend_state.json: there, JSON, of this back-end, loadable
+    elif not embedding_backend_path(cfg).exists():
+        raise InputError(f"{embedding_backend_path(cfg)}: no fitted '{name}' back-end; run main.py (task sasv) with "
+                         f"this config first")
     made = read_json(experiment(cfg).root / "result.json")   # an ablation system folder (pipeline/tools/ablation)
     if made is not None and made.get("cm_score", "logit") != "logit":
         raise InputError(f"{experiment(cfg).root}: this ablation system fuses the CM {made['cm_score']}, "
@@ -112,23 +102,6 @@ def check_frontends(cfg: Mapping) -> None:
             raise InputError(f"{exp.results}: its scores (and the back-end and threshold fitted on them) were made by "
                              f"another {kind} front-end ({changed} differ; it used {kind}.checkpoint {path}); set "
                              f"{kind} as it was, or rerun the stages and save_sasv_score.py with this config")
-
-
-def load_score_backend(cfg: Mapping):
-    path = backend_state_path(cfg)
-    try:
-        with open(path, encoding="utf-8") as f:
-            state = json.load(f)
-    except json.JSONDecodeError as e:
-        raise InputError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(state, dict) or state.get("backend") != cfg["backend"]["name"]:
-        got = state.get("backend") if isinstance(state, dict) else None
-        raise InputError(f"{path}: holds back-end {got!r}, but the config's backend.name is "
-                         f"{cfg['backend']['name']!r}; rerun save_sasv_score.py with this config")
-    try:
-        return score_backend_from_state(state)
-    except ValueError as e:
-        raise InputError(f"{path}: {e}") from None
 
 
 def dev_threshold(cfg: Mapping, method: str = "eer", far: float = 0.01) -> Threshold:
@@ -228,11 +201,10 @@ def verify(cfg: Mapping, trials: Sequence[Trial], threshold: Threshold) -> list[
 
 def _sasv_scores(cfg: Mapping, asv: np.ndarray, cm: np.ndarray, enr: np.ndarray, tst: np.ndarray,
                  cmv: np.ndarray) -> np.ndarray:
-    if is_score_backend(cfg["backend"]["name"]):
-        return load_score_backend(cfg).score(asv, cm)
-    from pipeline.stages.sasv import load_backend
-    backend = load_backend({"backend": {**cfg["backend"], "checkpoint": str(embedding_backend_path(cfg))}},
-                           enr.shape[1], cmv.shape[1])
+    if backend_class(cfg["backend"]["name"]).score_level:
+        return ready_backend(cfg).score(asv, cm)            # from backend_state.json
+    trained = {**cfg, "backend": {**cfg["backend"], "checkpoint": str(embedding_backend_path(cfg))}}
+    backend = ready_backend(trained, dims=(enr.shape[1], cmv.shape[1]))
     with torch.no_grad():
         out = backend(torch.from_numpy(enr).float(), torch.from_numpy(tst).float(), torch.from_numpy(cmv).float())[0]
     return out.double().numpy()

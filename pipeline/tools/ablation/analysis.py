@@ -11,7 +11,7 @@ import numpy as np
 from common.io import write_json
 from data.score_files import SASVScores
 from data.trial_kinds import SASV_KEYS
-from fusion import outputs_llr
+from fusion import backend_class
 from metrics.calibration import cllr, min_cllr, plot_reliability
 from metrics.det import plot_det
 from metrics.plots import plot_score_histograms
@@ -58,7 +58,7 @@ def scores_by_key(scores: np.ndarray, keys: Sequence[str]) -> dict[str, np.ndarr
 def analyse_run(system: System, run: Run, inputs: Mapping[str, SplitTrials], thresholds: Mapping) -> dict:
     """Metrics per split (the actual a-DCF too when the back-end's output is an LLR), dev-chosen thresholds applied
     to eval, Cllr; as nested detail and one flat row."""
-    llr = outputs_llr(system.backend)
+    llr = backend_class(system.backend).outputs_llr
     metrics = {s: evaluate_trials(d.keys, run.scores[s], d.asv_scores, d.cm_scores, llr=llr)
                for s, d in inputs.items()}
     dev, ev = (scores_by_key(run.scores[s], inputs[s].keys) for s in ("dev", "eval"))

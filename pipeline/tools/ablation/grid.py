@@ -26,7 +26,7 @@ from common.config import (
 from common.dispatch import check_kwargs
 from common.errors import InputError
 from engine.seeding import SEED
-from fusion import BACKENDS, is_score_backend, outputs_llr
+from fusion import BACKENDS, backend_class
 from metrics.thresholds import FAR, NEGATIVES
 from pipeline.recipes.sasv_task import SCHEMA as SASV_SCHEMA
 from pipeline.stages.experiment import check_sasv_config, experiment
@@ -82,7 +82,7 @@ class System:
 
     @property
     def trained(self) -> bool:
-        return not is_score_backend(self.backend)
+        return not backend_class(self.backend).score_level
 
     @property
     def folder(self) -> Path:
@@ -155,14 +155,14 @@ def parse_systems(cfg: Mapping) -> list[System]:
         cm_score = entry.get("cm_score", "logit")
         if cm_score not in CM_SCORES:
             raise ConfigError(f"{who}: 'cm_score' is {cm_score!r}; choose one of {', '.join(CM_SCORES)}")
-        trained = not is_score_backend(backend)
+        trained = not backend_class(backend).score_level
         if "seeds" in entry and not trained:
             raise ConfigError(f"{who}: 'seeds' is for trained back-ends; {backend!r} is fitted deterministically")
         try:
             seeds = tuple(SEEDS.check("seeds", entry["seeds"])) if "seeds" in entry else default_seeds
         except ConfigError as e:
             raise ConfigError(f"{who}: {e}") from None
-        calibrated = entry.get("calibrated", outputs_llr(backend))   # default: an LLR by construction
+        calibrated = entry.get("calibrated", backend_class(backend).outputs_llr)   # default: an LLR by construction
         if not isinstance(calibrated, bool):
             raise ConfigError(f"{who}: 'calibrated' must be true or false, got {calibrated!r}")
         changes = {**overrides, "backend.name": backend, "backend.options": options, "backend.checkpoint": None,
@@ -223,7 +223,7 @@ def _score_file_systems(cfg: Mapping, entries: Sequence) -> list[System]:
     root, names, systems = ablation_dir(cfg), set(), []
     for i, entry in enumerate(entries):
         name, who, backend = _entry_backend(entry, i, names)
-        if not is_score_backend(backend):
+        if not backend_class(backend).score_level:
             raise ConfigError(f"{who}: {backend} is an embedding back-end, trained on this toolkit's cached "
                               f"embeddings; an ablation of score files fits score-level back-ends only: "
                               f"{', '.join(score_backends())}")
@@ -236,7 +236,7 @@ def _score_file_systems(cfg: Mapping, entries: Sequence) -> list[System]:
             check_rule(backend, options, who)
         except InputError as e:
             raise ConfigError(str(e)) from None
-        calibrated = entry.get("calibrated", outputs_llr(backend))
+        calibrated = entry.get("calibrated", backend_class(backend).outputs_llr)
         if not isinstance(calibrated, bool):
             raise ConfigError(f"{who}: 'calibrated' must be true or false, got {calibrated!r}")
         sys_cfg = {"output_dir": str(root / name), "scores": copy.deepcopy(cfg["scores"]),
@@ -247,6 +247,6 @@ def _score_file_systems(cfg: Mapping, entries: Sequence) -> list[System]:
 
 def _check_options(backend: str, options: Mapping, who: str) -> None:
     try:
-        check_kwargs(BACKENDS[backend], backend, options, "fusion back-end")
+        check_kwargs(backend_class(backend), backend, options, "fusion back-end")
     except InputError as e:
         raise ConfigError(f"{who}: {e}") from None

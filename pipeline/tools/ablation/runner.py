@@ -13,12 +13,13 @@ from common.runs import comparable
 from data.score_files import ScoreFileError, read_sasv_scores, write_sasv_scores
 from metrics.det import plot_det
 from pipeline.stages.asv import asv_stage
+from pipeline.stages.backend import ready_backend
 from pipeline.stages.cache import fingerprint
 from pipeline.stages.cm import cm_stage
 from pipeline.stages.experiment import database, protocol_digests
 from pipeline.stages.frontends import frontend_identity, frontends_record
 from pipeline.stages.outputs import asv_embeddings_spec, cm_embeddings_spec, speaker_models_spec
-from pipeline.stages.sasv import EVAL_SPLITS, TrialInputs, fit_score_backend, trial_inputs
+from pipeline.stages.sasv import EVAL_SPLITS, TrialInputs, trial_inputs
 from pipeline.tools.ablation.analysis import (
     Run,
     SplitTrials,
@@ -82,8 +83,7 @@ def run_system(system: System, frontends: Mapping, thresholds: Mapping, force: b
     if system.trained:
         runs = [_trained_run(system, seed, inputs, frontends, force, inputs_digest) for seed in system.seeds]
     else:
-        backend = fit_score_backend(cfg, inputs)
-        write_json(system.folder / "backend_state.json", backend.state_dict())
+        backend = ready_backend(cfg, inputs, save=True)   # fitted on dev; its state in the system's folder
         runs = [Run(None, system.folder, {s: backend.score(d.asv_scores, d.cm_scores) for s, d in inputs.items()},
                     {s: d.keys for s, d in inputs.items()})]
     record = {"score_norm": cfg["score_norm"]["method"], "enrolment": cfg["enrolment"],
@@ -164,9 +164,8 @@ def run_score_file_systems(systems: Sequence[System], source: ScoreFileSource, r
 def _trained_run(system: System, seed: int, inputs: Mapping[str, TrialInputs], frontends: Mapping,
                  force: bool, inputs_digest: Mapping[str, str]) -> Run:
     """Trains the embedding back-end for one seed on the cached train embeddings (or reuses a current run)."""
-    from engine import fit, load_model_weights, seed_everything
-    from pipeline.recipes.frozen import FrozenBackendTask, frozen_train_data
-    from pipeline.stages.sasv import build_embedding_backend, save_backend, score_embeddings
+    from pipeline.recipes.frozen import train_frozen_backend
+    from pipeline.stages.sasv import score_embeddings
 
     folder, cfg = system.run_dir(seed), system.run_config(seed)
     fp = _run_fingerprint(system, seed, frontends, inputs_digest)
@@ -180,14 +179,9 @@ def _trained_run(system: System, seed: int, inputs: Mapping[str, TrialInputs], f
     if done is not None:
         why = "--force" if force else "made by other inputs or settings"
         log.info(f"ablation {system.name} seed {seed}: retraining in {folder} ({why}); its earlier run is replaced")
-    seed_everything(seed)   # the back-end's initial weights
-    dev = inputs["dev"]
-    backend = build_embedding_backend(cfg, dev.asv.dim, dev.cm.dim)
-    # this seed's training folder belongs to the ablation: a run in it is obsolete (its fingerprint differs)
-    result = fit(backend, FrozenBackendTask(dev, cfg["sampling"]["scheme"]), frozen_train_data(cfg, seed),
-                 cfg["train"], folder / "train", replace=True)
-    load_model_weights(backend, result.best_checkpoint or result.last_checkpoint)
-    save_backend(folder / "backend.pt", backend, system.backend, system.options)
+    # seeded by cfg's train.seed (= seed); a new back-end (no backend.checkpoint in a system). This seed's training
+    # folder belongs to the ablation: a run in it is obsolete (its fingerprint differs)
+    backend, result = train_frozen_backend(cfg, inputs["dev"], folder / "train", folder / "backend.pt", replace=True)
     scores = {s: score_embeddings(backend, d) for s, d in inputs.items()}
     for split, data in inputs.items():
         write_sasv_scores(folder / "scores" / f"sasv_{split}.txt", data.rows(scores[split]))
