@@ -10,6 +10,7 @@ from typing import Mapping
 from common.config import ConfigError, Rule, as_overrides, check_config, load_config
 from engine.distributed import DEVICES
 from engine.optim import OPTIMIZERS
+from engine.precision import AMP_MODES
 from engine.schedulers import SCHEDULERS, check_scheduler_config
 from engine.seeding import SEED
 from engine.tensorboard import check_available
@@ -30,7 +31,7 @@ TRAIN_SCHEMA: dict = {
     "precise_bn_batches": _NONE_OR_MORE,
     "eval_every": _COUNT,                  # evaluate (and select best.pt) every N epochs and after the last one
     "select_initial": False,               # also evaluate the starting weights (epoch 0) as a candidate for best.pt
-    "amp": Rule("auto", choices=("auto", "off", "bf16", "fp16")),
+    "amp": Rule("auto", choices=AMP_MODES),
     "sync_bn": False,
     "find_unused_parameters": False,
     "select_metric": Rule("train_loss", nonempty=True),   # an epoch-log column

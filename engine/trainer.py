@@ -28,6 +28,7 @@ from engine import distributed
 from engine.checkpoint import BEST, LAST, restore_last_checkpoint, save_epoch_checkpoints
 from engine.csvlog import CsvLog, write_table
 from engine.optim import build_optimizer, resolve_param_groups
+from engine.precision import resolve_amp
 from engine.schedulers import build_scheduler
 from engine.schema import check_train_config
 from engine.seeding import derive_seed, get_rng_state, seed_everything, set_rng_state, worker_init_fn
@@ -121,21 +122,6 @@ def fit(model: nn.Module, task: Task, train_data: TrainData, cfg: Mapping, out_d
         return _Trainer(model, task, train_data, cfg, Path(out_dir), ctx).run(resume)
     finally:
         distributed.teardown(ctx)
-
-
-def resolve_amp(mode: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype: `auto` = bf16 (fp16 on GPUs without bf16) on CUDA, off on CPU."""
-    if mode == "off" or (mode == "auto" and device.type != "cuda"):
-        return None
-    if mode == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if mode == "fp16":
-        if device.type != "cuda":
-            raise ValueError("amp: fp16 needs a CUDA device (use off, or bf16, on CPU)")
-        return torch.float16
-    if mode == "bf16":
-        return torch.bfloat16
-    raise ValueError(f"amp: must be auto, off, bf16 or fp16, got {mode!r}")
 
 
 class _StepModule(nn.Module):

@@ -151,6 +151,21 @@ def test_amp_resolution_on_cpu():
     assert resolve_amp("bf16", cpu) is torch.bfloat16
     with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
         resolve_amp("fp16", cpu)
+    with pytest.raises(ValueError, match=r"^amp: must be one of auto, native_bf16, off, bf16, fp16, got 'fp32'$"):
+        resolve_amp("fp32", cpu)
+
+
+@pytest.mark.parametrize("amx", [True, False])
+def test_native_bf16_is_bf16_only_where_the_cpu_multiplies_it(monkeypatch, amx):
+    """`native_bf16` follows the hardware probe; `auto` never turns on bf16 on a CPU, whatever the CPU."""
+    import engine.precision as precision
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
+    cpu = torch.device("cpu")
+    assert precision.cpu_computes_bf16() is amx
+    assert resolve_amp("native_bf16", cpu) is (torch.bfloat16 if amx else None)
+    assert resolve_amp("auto", cpu) is None
+    monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported")     # a PyTorch without the probe: float32
+    assert resolve_amp("native_bf16", cpu) is None
 
 
 # ---- seeding ----
