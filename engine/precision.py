@@ -3,11 +3,13 @@
 Autocast runs matrix products and convolutions in a 16-bit type and keeps reductions, norms and the loss in float32
 (PyTorch's autocast op lists). On a GPU that is the usual way to train. On a CPU it pays only where the CPU multiplies
 bf16 in hardware: Intel's AMX tiles (Sapphire Rapids and later) run oneDNN's bf16 convolutions and matrix products
-several times faster than float32, while a CPU without them converts and computes in float32 and gets slower. So
+faster than float32, while a CPU without them converts and computes in float32 and gets slower. So
 `native_bf16` asks for bf16 exactly where it is native, and `auto` stays float32 on every CPU: a run's numbers then
-never depend on which CPU it met unless the config says so. On the demo's ECAPA-TDNN (C=256, 32 x 1 s) a training
-step took 0.57x the float32 time on an AMX Xeon, the LCNN-LFCC-LPS one 0.85x (docs/benchmarks.md, "Training
-precision").
+never depend on which CPU it met unless the config says so. On an AMX Xeon a training step of the demo's
+ECAPA-TDNN (C=256, 32 x 1 s) took 0.63x its float32 time, one of its LCNN-LFCC-LPS (16 x 1 s) 0.86x
+(bench/training_precision.py; docs/benchmarks.md, "Training precision"). The quickstart recipes stay float32: with
+every step in bf16 the demo's table kept its ordering, but on the learning test's smaller corpus the single SASV
+embedding fell behind its own stage-1 network (eval SASV-EER 40.6 against 37.5 %), which float32 does not.
 
 Evaluation during training runs under the same autocast (model selection only); the stages and verify.py always
 score in float32 (pipeline/stages/extract.py refuses autocast), so score files do not depend on `amp`.
