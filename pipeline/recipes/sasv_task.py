@@ -116,17 +116,25 @@ def run(cfg: Mapping, resume: bool = False, force: bool = False, *, checked: boo
 
 def _frozen(cfg: Mapping, resume: bool) -> dict:
     out = Path(cfg["output_dir"])
-    dev = trial_inputs(cfg, "dev")
-    seed_everything(cfg["train"]["seed"])  # the back-end's initial weights (fit seeds what follows)
-    backend = starting_backend(cfg, dev.asv.dim, dev.cm.dim)
-    train = cfg["train"]
-    result = fit(backend, FrozenBackendTask(dev, cfg["sampling"]["scheme"]), frozen_train_data(cfg, train["seed"]),
-                 train, out / "backend_train", resume=resume)
+    backend, result = _train_frozen(cfg, resume)
     load_model_weights(backend, result.best_checkpoint or result.last_checkpoint)
     save_backend(out / "backend.pt", backend, cfg["backend"]["name"], backend_options(cfg))
     return score_splits(with_changes(cfg, {"backend.checkpoint": str(out / "backend.pt"), "backend.options": {}}),
                         config_of_record=cfg,
                         extra=_selection(result, cfg))
+
+
+def _train_frozen(cfg: Mapping, resume: bool) -> tuple[EmbeddingBackend, FitResult]:
+    """The back-end trained on the train embeddings, selected on the dev trials. The dev inputs (the dev tables and
+    trials) live only here: the final scoring loads dev and eval again, and holding them through it as well put
+    a second copy of dev in the process's peak (about 0.4 GB at the ASVspoof 5 counts)."""
+    dev = trial_inputs(cfg, "dev")
+    seed_everything(cfg["train"]["seed"])  # the back-end's initial weights (fit seeds what follows)
+    backend = starting_backend(cfg, dev.asv.dim, dev.cm.dim)
+    train = cfg["train"]
+    result = fit(backend, FrozenBackendTask(dev, cfg["sampling"]["scheme"]), frozen_train_data(cfg, train["seed"]),
+                 train, Path(cfg["output_dir"]) / "backend_train", resume=resume)
+    return backend, result
 
 
 def _joint(cfg: Mapping, resume: bool) -> dict:
