@@ -17,7 +17,7 @@ import dataclasses
 import math
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Collection, Iterable, Mapping
 
 import yaml
 
@@ -63,7 +63,7 @@ class Rule:
     high: float | None = None
     above: float | None = None
     below: float | None = None
-    choices: tuple = ()
+    choices: Collection[Any] = ()   # a tuple, or a registry's live `.keys()`: a name registered later is valid
     nullable: bool = False
     nonempty: bool = False
     size: int | None = None
