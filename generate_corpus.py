@@ -4,7 +4,8 @@
 layout (DIR/ASVspoof5), with coded eval copies made by the encoders the installed FFmpeg has; `asvspoof2021_la`,
 `asvspoof2021_df`, `in_the_wild`, `lists`: the LA corpus and, in DIR/NAME, that layout made from it
 (synthetic/cm_sets.py). One corpus a folder: another of la / asvspoof5 or another preset in the same --out replaces
-the one there (never files the generator did not write)."""
+the one there (never files the generator did not write). `--audio-pool N` (asvspoof5, for dry runs at full counts):
+N distinct recordings a folder, every other file a hard link to one of them (synthetic/asvspoof5.py)."""
 from __future__ import annotations
 
 import argparse
@@ -26,11 +27,12 @@ from synthetic.presets import PRESETS, get_preset
 
 SEED = Rule(0, low=0)           # any non-negative integer (synthetic.generate_corpus)
 WORKERS = Rule(None, kind=int, low=1)
+AUDIO_POOL = Rule(0, low=0)     # 0: every file rendered
 @dataclass(frozen=True)
 class Layout:
     """What --layout chooses: its presets, the completeness check, the writer and the folders to print."""
     presets: dict
-    why_incomplete: Callable[[Path, str, int], str | None]
+    why_incomplete: Callable[..., str | None]        # (out, preset, seed[, audio_pool=]) -> why not complete
     generate: Callable[..., object]
     folders: Callable[[Path], str]
     made_from_la: str | None = None     # a synthetic/cm_sets.py layout, written into DIR/NAME after the LA corpus
@@ -65,12 +67,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--force", action="store_true", help="regenerate even if the output is complete")
     ap.add_argument("--workers", default=None, type=WORKERS.argument_type(),
                     help="rendering processes (default: up to 2)")
+    ap.add_argument("--audio-pool", default=0, type=AUDIO_POOL.argument_type(),
+                    help="asvspoof5 only: render N distinct recordings (and N coded copies) a folder and make every "
+                         "other file a hard link to one of them: the full lists in minutes, for dry runs at scale "
+                         "(default 0: every file rendered)")
     args = ap.parse_args(argv)
     layout = LAYOUTS[args.layout]
+    pool = {}
+    if args.audio_pool:
+        if args.layout != "asvspoof5":
+            ap.error(f"--audio-pool applies to --layout asvspoof5 only, not {args.layout}")
+        pool = {"audio_pool": args.audio_pool}
     if args.preset not in layout.presets:
         ap.error(f"--layout {args.layout} has no preset {args.preset!r}; choose one of {', '.join(layout.presets)}")
     out = check_output_path(args.out, "--out")
-    why = None if args.force else layout.why_incomplete(out, args.preset, args.seed)
+    why = None if args.force else layout.why_incomplete(out, args.preset, args.seed, **pool)
     if not args.force and why is None:
         print(f"synthetic corpus already complete (preset {args.preset}, seed {args.seed}); --force regenerates")
     else:
@@ -78,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"regenerating the synthetic corpus in {out}: {why}", file=sys.stderr)
         check_writable(out, "--out", folder=True)   # before planning and rendering
         start = time.perf_counter()
-        layout.generate(out, args.preset, args.seed, force=args.force, workers=args.workers, progress=True)
+        layout.generate(out, args.preset, args.seed, force=args.force, workers=args.workers, progress=True, **pool)
         print(f"generated preset {args.preset}, seed {args.seed} in {time.perf_counter() - start:.1f} s")
     print(layout.folders(out))
     if layout.made_from_la is not None:

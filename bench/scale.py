@@ -28,7 +28,12 @@ real speakers and enrolment lists, f times the utterances, eval's coded copies a
 (train, dev, eval), save_sasv_score.py with every score-level back-end (and lr_fusion with AS-norm) on Track 2
 (`data.format: asvspoof5`, the Track 2 enrolment lists), main.py task sasv with the joint_oc back-end frozen for one
 epoch, and main.py task cm, mode evaluate, scoring eval with the saved untrained CM (Track 1 metrics per codec
-condition). No VoxCeleb rows unless --vox-fractions asks for them. When the largest size is below 1, the table also
+condition). No VoxCeleb rows unless --vox-fractions asks for them. `--audio-pool N` (asvspoof5) generates each size
+with N distinct recordings (and N coded copies) a split folder, every other file a hard link to one of them
+(synthetic/asvspoof5.py): the lists, names, counts and everything that flows between stages are the full size's, so
+memory is what it would be, but the audio is read from fewer distinct files (more page-cache hits) and the
+embeddings repeat, so times are lower bounds for per-file reading; the generation row is the pool's, not the
+corpus's. When the largest size is below 1, the table also
 extrapolates each stage's work and its process's peak to f = 1 from the two largest sizes (a straight line).
 """
 from __future__ import annotations
@@ -196,14 +201,15 @@ def save_untrained_frontends(models: Path) -> None:
 LAYOUTS = ("la", "asvspoof5")
 
 
-def generate(out: Path, fraction: float, workers: int, layout: str = "la") -> None:
-    """The `scale` preset of `layout` at `fraction` of its size, written to `out` unless complete there already."""
+def generate(out: Path, fraction: float, workers: int, layout: str = "la", audio_pool: int = 0) -> None:
+    """The `scale` preset of `layout` at `fraction` of its size, written to `out` unless complete there already
+    (ASVspoof 5 with `audio_pool` distinct recordings a folder when > 0: synthetic/asvspoof5.py)."""
     if layout == "asvspoof5":
         import synthetic.asvspoof5 as a5
 
         preset = a5.get_preset("scale")
         a5.generate(out, preset if fraction == 1 else a5.scaled(preset, fraction), seed=0, workers=workers,
-                    progress=False)
+                    progress=False, audio_pool=audio_pool)
         return
     import synthetic
     from synthetic.presets import scaled
@@ -213,24 +219,29 @@ def generate(out: Path, fraction: float, workers: int, layout: str = "la") -> No
                               progress=False)
 
 
-def folders(work: Path, fraction: float, layout: str = "la") -> tuple[Path, Path, Path]:
-    """The corpus, experiment and log folders of one size (LA's names as before; ASVspoof 5's carry the layout)."""
+def folders(work: Path, fraction: float, layout: str = "la", audio_pool: int = 0) -> tuple[Path, Path, Path]:
+    """The corpus, experiment and log folders of one size (LA's names as before; ASVspoof 5's carry the layout, and
+    the pool when there is one)."""
     tag = f"{fraction:g}" if layout == "la" else f"{layout}_{fraction:g}"
+    tag += f"_pool{audio_pool}" if audio_pool else ""
     return work / f"corpus_{tag}", work / f"exp_{tag}", work / f"logs_{tag}"
 
 
-def generation_stage(fraction: float, corpus: Path, logs: Path, workers: int, layout: str = "la") -> Measure:
+def generation_stage(fraction: float, corpus: Path, logs: Path, workers: int, layout: str = "la",
+                     audio_pool: int = 0) -> Measure:
     """The corpus made (or found complete) in its own process; the note gives its file counts and, when it was
     complete already, how long making it took."""
     from synthetic.layout import MANIFEST
 
     m = run_stage("generate corpus", fraction,
                   [sys.executable, __file__, "--generate", str(corpus), "--fraction", f"{fraction:g}", "--workers",
-                   str(workers), "--layout", layout], logs / "generate.log")
+                   str(workers), "--layout", layout, "--audio-pool", str(audio_pool)], logs / "generate.log")
     manifest = json.loads((corpus / MANIFEST).read_text())
     counts = manifest.get("counts", {})
     notes = [f"{sum(counts.values()):,} files ({' / '.join(f'{k} {v:,}' for k, v in counts.items())})"] \
         if counts and layout != "la" else []
+    if audio_pool:
+        notes.append(f"{manifest['distinct_recordings']:,} distinct recordings, the rest hard links")
     if m.seconds < 0.5 * manifest["seconds"]:
         notes.append(f"complete already; made in {manifest['seconds']:.0f} s")
     m.note = "; ".join(notes)
@@ -266,15 +277,15 @@ def score_stages(fraction: float, conf: Path, exp: Path, logs: Path) -> list[Mea
 
 
 def common_stages(fraction: float, work: Path, workers: int, only_embeddings: bool,
-                  layout: str) -> tuple[list[Measure], dict, Path, Path]:
+                  layout: str, audio_pool: int = 0) -> tuple[list[Measure], dict, Path, Path]:
     """What both layouts run first, on a fresh experiment folder: the corpus generated (reused when complete), the
     embedding stages and, unless `only_embeddings`, the score-level SASV stages; (measures, config, exp, logs)."""
     import shutil
 
-    corpus, exp, logs = folders(work, fraction, layout)
+    corpus, exp, logs = folders(work, fraction, layout, audio_pool)
     if exp.exists():
         shutil.rmtree(exp)
-    out = [generation_stage(fraction, corpus, logs, workers, layout)]
+    out = [generation_stage(fraction, corpus, logs, workers, layout, audio_pool)]
     cfg = base_config(corpus, exp, work / "models", layout)
     conf = exp / "scale.conf"
     write_config(conf, cfg)
@@ -298,11 +309,12 @@ def sasv_stages(fraction: float, work: Path, workers: int, only_embeddings: bool
     return out
 
 
-def asvspoof5_stages(fraction: float, work: Path, workers: int, only_embeddings: bool = False) -> list[Measure]:
+def asvspoof5_stages(fraction: float, work: Path, workers: int, only_embeddings: bool = False,
+                     audio_pool: int = 0) -> list[Measure]:
     """The stages that apply to ASVspoof 5 at one size, each in its own process, on a fresh experiment folder: the
     embedding stages (train, dev, eval), the Track 2 SASV stages (score-level back-ends, joint_oc frozen) and the
     CM scored on eval by main.py task cm, mode evaluate (the Track 1 report, per codec condition)."""
-    out, cfg, exp, logs = common_stages(fraction, work, workers, only_embeddings, "asvspoof5")
+    out, cfg, exp, logs = common_stages(fraction, work, workers, only_embeddings, "asvspoof5", audio_pool)
     if only_embeddings:
         return out
     cm_conf = exp / "cm_evaluate.conf"
@@ -462,6 +474,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="corpus rendering processes")
     parser.add_argument("--layout", default="la", choices=LAYOUTS,
                         help="la: the ASVspoof 2019 LA counts (and the ablation grid); asvspoof5: the ASVspoof 5 ones")
+    parser.add_argument("--audio-pool", type=int, default=0,
+                        help="asvspoof5: render this many distinct recordings a folder, every other file a hard link "
+                             "(full counts in minutes; times are then lower bounds: see the docstring)")
     parser.add_argument("--only-embeddings", action="store_true",
                         help="run only save_asv_embeddings and save_cm_score at each size")
     parser.add_argument("--json", type=Path, help="write every measurement here")
@@ -473,13 +488,17 @@ def main() -> None:
         sys.exit(measure_work(Path(sys.argv[2]), sys.argv[3], sys.argv[4:]))
     args = parser.parse_args()
     if args.generate:
-        generate(args.generate, args.fraction, args.workers, args.layout)
+        generate(args.generate, args.fraction, args.workers, args.layout, args.audio_pool)
         return
     if args.report:
         print(report(*load_measures(args.report)))
         return
     if args.vox_fractions is None:
         args.vox_fractions = [0.05, 0.25, 1.0] if args.layout == "la" else []
+    if args.audio_pool and args.layout != "asvspoof5":
+        parser.error("--audio-pool applies to --layout asvspoof5 only")
+    if args.audio_pool < 0:
+        parser.error(f"--audio-pool must be >= 0, got {args.audio_pool}")
     for f in args.fractions + args.vox_fractions:
         if not 0 < f <= 1:
             parser.error(f"fractions must be in (0, 1], got {f}")
@@ -489,9 +508,11 @@ def main() -> None:
     started = f"{time.strftime('%Y-%m-%d %H:%M')} (load average {os.getloadavg()[0]:.1f})"
     baseline = import_baseline(args.work)
     measures: list[Measure] = []
-    stages = asvspoof5_stages if args.layout == "asvspoof5" else sasv_stages
     for f in sorted(args.fractions):
-        measures += stages(f, args.work, args.workers, args.only_embeddings)
+        if args.layout == "asvspoof5":
+            measures += asvspoof5_stages(f, args.work, args.workers, args.only_embeddings, args.audio_pool)
+        else:
+            measures += sasv_stages(f, args.work, args.workers, args.only_embeddings)
     for f in sorted(args.vox_fractions):
         measures += vox_stages(f, args.work, args.vox_files)
     text = report(measures, baseline)
@@ -499,6 +520,7 @@ def main() -> None:
           f"{os.getloadavg()[0]:.1f})\n{text}")
     if args.json:
         args.json.write_text(json.dumps({"machine": machine(), "started": started, "layout": args.layout,
+                                         "audio_pool": args.audio_pool,
                                          "baseline": asdict(baseline),
                                          "stages": [asdict(m) for m in measures]}, indent=1) + "\n")
 

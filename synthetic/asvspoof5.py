@@ -14,6 +14,11 @@ names under `ASVspoof5/ASVspoof5_protocols/`. Like the real corpus:
   trials like their sources. The manifest records which conditions were made and why not the others.
 Presets: `tiny` (tests, seconds), `default` (the demo), `scale` (the official counts on 0.25-0.4 s audio, for
 bench/scale.py; about a million files).
+
+`audio_pool=N` (for dry runs at full counts) renders at most N recordings and N coded copies a split folder, evenly
+spread over its list, and makes every other file a hard link to the rendered one before it: the protocols, names and
+counts are the full corpus's, the audio is N distinct files a folder. Generating the `scale` preset that way takes
+minutes instead of about two CPU hours. The manifest records the pool, so a pooled corpus never passes for a full one.
 """
 from __future__ import annotations
 
@@ -287,16 +292,42 @@ def count_files(root: Path) -> dict[str, int]:
     return counts
 
 
-def _wanted(preset: Preset, seed: int) -> dict:
+def _wanted(preset: Preset, seed: int, audio_pool: int = 0) -> dict:
+    # audio_pool null when every file is rendered: what a manifest from before the option reads as, too
     return {"layout": "asvspoof5", "version": VERSION, "preset": asdict(preset), "seed": seed,
-            "codecs_made": list(codecs.available()[0])}
+            "codecs_made": list(codecs.available()[0]), "audio_pool": audio_pool or None}
 
 
-def why_incomplete(out_dir: str | os.PathLike, preset: str | Preset, seed: int) -> str | None:
-    """Why `out_dir` does not hold this preset + seed as written (None: it does, and is reused)."""
+def why_incomplete(out_dir: str | os.PathLike, preset: str | Preset, seed: int, audio_pool: int = 0) -> str | None:
+    """Why `out_dir` does not hold this preset + seed (+ pool) as written (None: it does, and is reused)."""
     root = Path(out_dir)
-    return manifest_problem(root, _wanted(get_preset(preset), seed), lambda: count_files(root),
+    return manifest_problem(root, _wanted(get_preset(preset), seed, audio_pool), lambda: count_files(root),
                             lambda: files_identity(root, (TOP,)))
+
+
+def pooled(jobs: list, pool: int) -> tuple[list, list[tuple[str, str]]]:
+    """(jobs to render, (path, rendered path) links): per folder, every ceil(n / pool)-th job is rendered and the
+    jobs after it up to the next one link to it, so that the rendered ones spread over the list (bona fide, spoofs,
+    enrolment files, durations) as the full corpus does. pool <= 0 renders every job."""
+    if pool <= 0:
+        return jobs, []
+    by_folder: dict[str, list] = {}
+    for job in jobs:
+        by_folder.setdefault(os.path.dirname(job.path), []).append(job)
+    render, links = [], []
+    for items in by_folder.values():
+        step = -(-len(items) // pool)
+        for i, job in enumerate(items):
+            if i % step:
+                links.append((job.path, items[i - i % step].path))
+            else:
+                render.append(job)
+    return render, links
+
+
+def _link_all(root: Path, links: list[tuple[str, str]]) -> None:
+    for path, target in links:
+        os.link(root / target, root / path)
 
 
 @dataclass(frozen=True)
@@ -306,14 +337,16 @@ class Paths:
 
 
 def generate(out_dir: str | os.PathLike, preset: str | Preset = "tiny", seed: int = 0, force: bool = False,
-             workers: int | None = None, progress: bool | None = None) -> Paths:
-    """Writes the corpus under out_dir/ASVspoof5 unless it is already complete for this preset + seed (and the
-    codec conditions this machine makes)."""
+             workers: int | None = None, progress: bool | None = None, audio_pool: int = 0) -> Paths:
+    """Writes the corpus under out_dir/ASVspoof5 unless it is already complete for this preset + seed + pool (and
+    the codec conditions this machine makes). audio_pool: see the module's docstring (0: every file rendered)."""
     p = get_preset(preset)
     if not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    if not isinstance(audio_pool, int) or audio_pool < 0:
+        raise ValueError(f"audio_pool must be a non-negative integer (0: every file rendered), got {audio_pool!r}")
     paths = Paths(Path(out_dir), Path(out_dir) / TOP)
-    why = None if force else why_incomplete(paths.root, p, seed)
+    why = None if force else why_incomplete(paths.root, p, seed, audio_pool)
     if not force and why is None:
         return paths
     if why is not None and (paths.root / MANIFEST).exists():
@@ -325,11 +358,16 @@ def generate(out_dir: str | os.PathLike, preset: str | Preset = "tiny", seed: in
     progress = n > 300 if progress is None else progress
     prepare_output(paths)
     start = time.perf_counter()
-    render_all(todo.jobs, todo.voices, paths.root, p, workers, progress)
-    render_all(todo.coded, [], paths.root, p, workers, progress, work=_code_chunk, desc="coded copies")
+    jobs, links = pooled(todo.jobs, audio_pool)
+    coded, coded_links = pooled(todo.coded, audio_pool)
+    render_all(jobs, todo.voices, paths.root, p, workers, progress)
+    _link_all(paths.root, links)                     # before coding: a coded copy's source may be a link
+    render_all(coded, [], paths.root, p, workers, progress, work=_code_chunk, desc="coded copies")
+    _link_all(paths.root, coded_links)
     write_texts(paths.root, todo.texts)
-    used = sorted({j.codec for j in todo.coded})
-    record = {"generator": "synthetic", **_wanted(p, seed), "counts": count_files(paths.root),
+    used = sorted({j.codec for j in coded})
+    pool = {"distinct_recordings": len(jobs) + len(coded)} if audio_pool else {}
+    record = {"generator": "synthetic", **_wanted(p, seed, audio_pool), **pool, "counts": count_files(paths.root),
               "text_files": sorted(todo.texts), "files_identity": files_identity(paths.root, (TOP,)),
               "codecs": {"made": {c: codecs.CONDITIONS[c].name for c in used},
                          "not_made": {c: why for c, why in not_made.items()}},

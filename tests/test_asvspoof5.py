@@ -3,6 +3,7 @@ circulation, the bad-input cases of issue 23 §7, and the generator (synthetic/a
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
 import shutil
@@ -92,8 +93,6 @@ def test_generator_writes_the_official_names_and_the_preset_counts(corpus):
 
 
 def test_eval_holds_coded_copies_of_the_conditions_made_and_the_manifest_says_which(corpus):
-    import json
-
     manifest = json.loads((corpus / "synthetic_corpus.json").read_text())
     made, not_made = manifest["codecs"]["made"], manifest["codecs"]["not_made"]
     assert set(made) | set(not_made) == set(CODECS) and not set(made) & set(not_made)
@@ -121,6 +120,40 @@ def test_generator_is_deterministic_for_a_seed(corpus, tmp_path):
     (again / gen.TOP / "flac_T" / "T_0000000000.flac").unlink()
     assert "added or removed" in gen.why_incomplete(again, "tiny", 0)
     assert "another layout" in gen.why_incomplete(again, "default", 0)
+
+
+def test_an_audio_pool_keeps_the_lists_and_counts_and_renders_n_recordings_a_folder(corpus, tmp_path):
+    pooled = gen.generate(tmp_path / "pooled", "tiny", seed=0, audio_pool=3).root
+    full, db = corpus / gen.TOP, pooled / gen.TOP
+    assert digest(db / P) == digest(full / P)                              # the same lists, byte for byte
+    assert gen.count_files(pooled) == gen.count_files(corpus)
+    coded = gen.PRESETS["tiny"].eval.coded
+    for split, folder in gen.FOLDER.items():
+        inodes = {f.stat().st_ino for f in (db / folder).iterdir()}
+        assert len(inodes) == 3 + (min(coded, 3) if split == "eval" else 0), split   # 3 recordings (+ 3 coded)
+    todo = gen.plan(gen.PRESETS["tiny"], 0, codecs.available()[0])
+    for jobs in (todo.jobs, todo.coded):
+        render, links = gen.pooled(jobs, 3)
+        for job in render:   # the rendered recordings are the full corpus's (a coded copy's source may be a link)
+            assert jobs is todo.coded or (pooled / job.path).read_bytes() == (corpus / job.path).read_bytes()
+        for path, target in links:                                         # every other file links to one of them
+            assert (pooled / path).stat().st_ino == (pooled / target).stat().st_ino, path
+    manifest = json.loads((pooled / "synthetic_corpus.json").read_text())
+    assert manifest["audio_pool"] == 3 and manifest["distinct_recordings"] == 3 * 3 + min(coded, 3)
+    assert gen.why_incomplete(pooled, "tiny", 0, audio_pool=3) is None
+    assert gen.why_incomplete(pooled, "tiny", 0) is not None               # a pooled corpus is never the full one
+    assert gen.why_incomplete(corpus, "tiny", 0, audio_pool=3) is not None
+    with pytest.raises(ValueError, match="audio_pool"):
+        gen.generate(tmp_path / "bad", "tiny", seed=0, audio_pool=-1)
+
+
+def test_pooled_spreads_the_rendered_jobs_over_each_folder():
+    jobs = [gen.CodedJob(f"{d}/{i}.flac", "", "C01", 1) for d in ("a", "b") for i in range(10)]
+    render, links = gen.pooled(jobs, 4)
+    assert [j.path for j in render] == ["a/0.flac", "a/3.flac", "a/6.flac", "a/9.flac",
+                                        "b/0.flac", "b/3.flac", "b/6.flac", "b/9.flac"]
+    assert ("a/5.flac", "a/3.flac") in links and ("b/1.flac", "b/0.flac") in links and len(links) == 12
+    assert gen.pooled(jobs, 0) == (jobs, [])
 
 
 def test_scale_preset_has_the_official_counts():
