@@ -15,7 +15,6 @@ import sys
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from common.allocator import retain_freed_memory
 from common.cli import add_wait_flag, config_parser, run_main
 from common.config import load_config
 from common.errors import InputError
@@ -68,7 +67,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_intermixed_args(argv)
     if args.resume and args.overwrite:
         parser.error("--resume continues the run in output_dir and --overwrite replaces it: give one of them")
-    retain_freed_memory()  # CPU training: reuse freed feature maps instead of page-faulting new ones
     module = task_module(config_task(args.config, args.overrides))
     cfg = load_config(args.config, args.overrides, module.SCHEMA)
     checked = module.check(cfg)            # everything that needs no model, before anything is written

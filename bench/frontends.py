@@ -42,6 +42,9 @@ no training figures): `compile_s` is the first call (tracing + code generation, 
 `compile_max_abs_diff` how far the compiled output is from the eager one on the same batch. It is there to tell
 per-operation overhead from arithmetic: a model held back by many small element-wise operations gains more from
 fusion than one that spends its time in convolutions (docs/benchmarks.md).
+`--peak` first measures the machine's float32 ceiling at --threads (best 2048^3 matrix product, GMAC/s) and adds to
+each row with a MAC count `inference_gmac_per_s` and `inference_fraction_of_peak`: how close a model comes to what
+the cores can do (convolutions and matrix products only are counted, so element-wise work lowers the fraction).
 """
 from __future__ import annotations
 
@@ -291,6 +294,14 @@ def bench_model(name: str, batch: int, samples: int, repeats: int, macs: bool = 
     return row
 
 
+def matmul_peak_gmac_per_s(n: int = 2048, repeats: int = 7) -> float:
+    """The best float32 rate of an n x n x n matrix product at torch's threads: what the cores reach on the most
+    favourable work there is (MKL/oneDNN GEMM), the ceiling a model's GMAC/s is compared to. Best of `repeats`
+    after one warm-up, so that a noisy machine lowers it as little as possible."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    return n ** 3 / min(timed_runs(lambda: torch.mm(a, b), repeats, warmup=1)) / 1e9
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", help="also write the results (a JSON list) to this file")
@@ -305,6 +316,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compile", action="store_true", help="time inference through torch.compile (no training)")
     parser.add_argument("--onnx", action="store_true",
                         help="also time inference on ONNX Runtime (the exported graph; no training)")
+    parser.add_argument("--peak", action="store_true",
+                        help="also measure the machine's float32 multiply-accumulate rate at --threads (a 2048^3 "
+                             "matrix product): each row then gets gmac_per_s and fraction_of_peak")
     parser.add_argument("--system-malloc", action="store_true",
                         help="leave glibc malloc as it is (main.py retains freed memory; common/allocator.py)")
     args = parser.parse_args(argv)
@@ -313,6 +327,11 @@ def main(argv: list[str] | None = None) -> int:
     setting = {"threads": args.threads, "batch": args.batch, "samples": args.samples, "warmup": args.warmup,
                "torch": torch.__version__, "retain_freed_memory": retained}
     results = []
+    peak = None
+    if args.peak:
+        peak = matmul_peak_gmac_per_s()
+        results.append({"machine_peak_gmac_per_s": round(peak, 1), **setting})
+        print(json.dumps(results[-1]), flush=True)
     for name in args.models:
         load_before = os.getloadavg()[0]
         try:
@@ -320,6 +339,9 @@ def main(argv: list[str] | None = None) -> int:
                               warmup=args.warmup, compile_model=args.compile, onnx=args.onnx)
         except Exception as e:  # noqa: BLE001 -- a model under construction elsewhere must not stop the bench
             row = {"model": name, "skipped": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}
+        if peak and row.get("gmac_per_segment") and row.get("inference_seg_per_s"):
+            rate = row["gmac_per_segment"] * row["inference_seg_per_s"]
+            row.update(inference_gmac_per_s=round(rate, 1), inference_fraction_of_peak=round(rate / peak, 3))
         row.update(setting, load_avg_1min=[round(load_before, 2), round(os.getloadavg()[0], 2)],
                    process_peak_rss_gb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2))
         print(json.dumps(row), flush=True)

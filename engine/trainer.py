@@ -21,6 +21,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
+from common.allocator import freed_memory_retained
 from common.config import ConfigError
 from common.errors import InputError
 from common.io import remove_temporaries
@@ -339,13 +340,16 @@ class _Trainer:
         window, totals = _Mean(), _Mean()
         bar = tqdm(self.loader, total=n_steps, desc=f"epoch {epoch + 1}/{cfg['epochs']}", leave=False,
                    dynamic_ncols=True, file=sys.stderr, disable=True if not (ctx.is_main and cfg["progress"]) else None)
-        for i, batch in enumerate(bar):
-            values = self._train_step(_to_device(batch, self.device))
-            window.add(values)
-            totals.add(values)
-            if (i + 1) % cfg["log_every_steps"] == 0:
-                self._log_window(window, bar)
-                window = _Mean()
+        # the steps reuse freed feature maps instead of page-faulting new ones; evaluation and selection keep the
+        # ordinary heap (common/allocator.py: a retained heap also keeps their freed trial tables)
+        with freed_memory_retained():
+            for i, batch in enumerate(bar):
+                values = self._train_step(_to_device(batch, self.device))
+                window.add(values)
+                totals.add(values)
+                if (i + 1) % cfg["log_every_steps"] == 0:
+                    self._log_window(window, bar)
+                    window = _Mean()
         if window.sums:
             self._log_window(window, bar)
         bar.close()

@@ -142,6 +142,43 @@ def test_retain_freed_memory_is_applied_unless_opted_out(opt_out, applied):
     assert out == str(applied)
 
 
+RETAINED_SCOPE = """
+import numpy as np
+from common.allocator import freed_memory_retained
+def rss_mb():
+    return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
+def churn():                          # 200 MB allocated, touched and freed
+    a = np.ones(25_000_000)
+    del a
+base = rss_mb()
+with freed_memory_retained() as outer:
+    with freed_memory_retained() as inner:
+        churn()
+    nested = rss_mb() - base
+    churn()
+    inside = rss_mb() - base
+after = rss_mb() - base
+churn()
+print(outer, inner, round(nested), round(inside), round(after), round(rss_mb() - base))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc tuning is Linux-only")
+def test_freed_memory_is_retained_inside_the_scope_and_handed_back_when_it_ends():
+    """Inside the (outermost) block a freed 200 MB array stays resident and is reused; leaving an inner block
+    changes nothing; leaving the outer one gives it back, and afterwards malloc returns big blocks at once."""
+    out = subprocess.run([sys.executable, "-c", RETAINED_SCOPE], capture_output=True, text=True, check=True,
+                         env={**os.environ, "SASV_SYSTEM_MALLOC": "0"}, cwd=Path(__file__).resolve().parents[1])
+    outer, inner, nested, inside, after, later = out.stdout.split()
+    assert (outer, inner) == ("True", "True")
+    assert 150 < int(nested) < 260 and 150 < int(inside) < 260, out.stdout     # kept once, and reused
+    assert int(after) < 50 and int(later) < 50, out.stdout                     # handed back; the default again
+    opted_out = subprocess.run([sys.executable, "-c", RETAINED_SCOPE], capture_output=True, text=True, check=True,
+                               env={**os.environ, "SASV_SYSTEM_MALLOC": "1"}, cwd=Path(__file__).resolve().parents[1])
+    outer, inner, nested, *_ = opted_out.stdout.split()
+    assert (outer, inner) == ("False", "False") and int(nested) < 50, opted_out.stdout
+
+
 def test_entry_points_print_library_log_records_as_one_package_tagged_line(capsys):
     """run_main sends the toolkit's INFO records to the stderr of the moment (captures swap it), as
     `[package] message`; other libraries' INFO records stay quiet."""

@@ -26,6 +26,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from common.allocator import freed_memory_retained
 from common.file_identity import identities
 from common.model_contract import Countermeasure, SpeakerModel
 from data.audio import SAMPLE_RATE, AudioError, CropSpec, load_audio
@@ -233,8 +234,10 @@ def _extract(items: list[tuple[str, str]], embed_fn: EmbedFn, crop: CropSpec, *,
     ids: list[str] = []
     rows = _Rows(len(items))
     skipped: list[str] = []
-    with torch.inference_mode(), tqdm(total=len(items), desc=desc, unit="utt", file=sys.stderr,   # rank 0's bar only
-                                      disable=None if is_main_process() else True, leave=False) as bar:
+    # freed feature maps reused batch after batch (common/allocator.py); the heap is handed back when it ends
+    with torch.inference_mode(), freed_memory_retained(), \
+            tqdm(total=len(items), desc=desc, unit="utt", file=sys.stderr,   # rank 0's bar only
+                 disable=None if is_main_process() else True, leave=False) as bar:
         for batch in loader:
             for utt, error in batch.errors:
                 if not skip_bad_audio:
