@@ -323,26 +323,3 @@ def test_the_sasv_stage_scores_embedding_backends_a_batch_of_gathered_rows_at_a_
         tracemalloc.stop()
     assert np.array_equal(got, whole)
     assert peak < whole_bytes / 4, f"{peak / 2**20:.1f} MB of gathered rows at once"
-
-
-def test_the_sasv_stage_scores_without_keeping_any_batch_s_autograd_graph(monkeypatch):
-    """A trained back-end's parameters require gradients: scored with autograd on, every batch's forward was
-    recorded for a backward that never comes. The forward runs under inference mode."""
-    from data.asvspoof import SASVTrial
-    from data.embeddings import EmbeddingTable
-    from pipeline.stages.sasv import TrialInputs, score_embeddings
-
-    rng = np.random.default_rng(0)
-    trials = [SASVTrial("S0", f"U{i % 7}", "bonafide", "target") for i in range(50)]
-    inputs = TrialInputs("dev", trials, np.zeros(50), np.zeros(50),
-                         EmbeddingTable(["S0"], rng.normal(size=(1, 16)).astype(np.float32)),
-                         EmbeddingTable([f"U{i}" for i in range(7)], rng.normal(size=(7, 16)).astype(np.float32)),
-                         EmbeddingTable([f"U{i}" for i in range(7)], rng.normal(size=(7, 8)).astype(np.float32)))
-    backend = build_backend("joint_oc", asv_dim=16, cm_dim=8, conv_channels=[4, 4, 4], hidden=[8, 4])
-    assert all(p.requires_grad for p in backend.parameters())
-    seen = []
-    forward = type(backend).forward
-    monkeypatch.setattr(type(backend), "forward", lambda self, *a: seen.append(
-        (torch.is_grad_enabled(), torch.is_inference_mode_enabled())) or forward(self, *a))
-    scores = score_embeddings(backend, inputs, batch_size=16)
-    assert scores.shape == (50,) and seen == [(False, True)] * 4

@@ -138,15 +138,12 @@ def check_scoring(cfg: Mapping, splits: Sequence[str] | None = None) -> None:
 
 @torch.no_grad()
 def score_embeddings(backend: nn.Module, inputs: TrialInputs, batch_size: int = 4096) -> np.ndarray:
-    """The back-end's SASV score of every trial, a batch of gathered embeddings at a time, under inference mode: a
-    trained back-end's parameters require gradients, and scoring needs no record of its forward."""
     backend.eval()
     device = next(backend.parameters()).device
     out = []
-    with torch.inference_mode():
-        for i in range(0, len(inputs.trials), batch_size):
-            enr, tst, cmv = inputs.embeddings(slice(i, i + batch_size))
-            out.append(backend(enr.to(device), tst.to(device), cmv.to(device))[0].float().cpu())
+    for i in range(0, len(inputs.trials), batch_size):
+        enr, tst, cmv = inputs.embeddings(slice(i, i + batch_size))
+        out.append(backend(enr.to(device), tst.to(device), cmv.to(device))[0].float().cpu())
     return torch.cat(out).numpy().astype(np.float64)
 
 
