@@ -11,8 +11,8 @@ point with jemalloc/tcmalloc; this needs no extra library or LD_PRELOAD.
 Where: `freed_memory_retained()` around the loops that run a network over batches (engine.fit's steps, the extraction
 loop of pipeline/stages/extract.py), not the whole process. A heap that never shrinks also keeps every freed
 table, trial list and score column of the list processing around them, and a later, larger one cannot reuse the
-holes: process-wide, main.py's frozen SASV run at a quarter of the ASVspoof 5 counts peaked at 2.7 GB instead of
-1.5 GB, on course for about 8 GB at full counts (docs/benchmarks.md). On leaving the scope glibc's defaults are
+holes: process-wide, main.py's frozen SASV run at a quarter of the ASVspoof 5 counts peaked at 2.8 GB instead of
+2.0 GB (docs/benchmarks.md, "At full counts"). On leaving the scope glibc's defaults are
 back and the freed memory goes back to the system (`malloc_trim`). `retain_freed_memory()` still sets it for a
 whole process (benches, the demo's one process on a small corpus).
 """
