@@ -147,6 +147,20 @@ def test_an_audio_pool_keeps_the_lists_and_counts_and_renders_n_recordings_a_fol
         gen.generate(tmp_path / "bad", "tiny", seed=0, audio_pool=-1)
 
 
+def test_generate_corpus_audio_pool_flag_writes_a_pooled_corpus_and_refuses_other_layouts(tmp_path, capsys):
+    import generate_corpus
+
+    rc, _ = call(generate_corpus.main, ["--out", str(tmp_path / "p"), "--layout", "asvspoof5", "--preset", "tiny",
+                                        "--audio-pool", "2"], capsys)
+    assert rc == 0 and gen.why_incomplete(tmp_path / "p", "tiny", 0, audio_pool=2) is None
+    for argv, message in ((["--layout", "la", "--audio-pool", "2"], "asvspoof5 only"),
+                          (["--layout", "asvspoof5", "--audio-pool=-1"], "must be")):
+        with pytest.raises(SystemExit) as e:
+            generate_corpus.main(["--out", str(tmp_path / "q"), "--preset", "tiny", *argv])
+        assert e.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "q").exists()
+
+
 def test_pooled_spreads_the_rendered_jobs_over_each_folder():
     jobs = [gen.CodedJob(f"{d}/{i}.flac", "", "C01", 1) for d in ("a", "b") for i in range(10)]
     render, links = gen.pooled(jobs, 4)
