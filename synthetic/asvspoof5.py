@@ -19,6 +19,7 @@ bench/scale.py; about a million files).
 spread over its list, and makes every other file a hard link to the rendered one before it: the protocols, names and
 counts are the full corpus's, the audio is N distinct files a folder. Generating the `scale` preset that way takes
 minutes instead of about two CPU hours. The manifest records the pool, so a pooled corpus never passes for a full one.
+A linked coded copy holds the audio (and codec) of the copy it links to: the lists' conditions are not the audio's.
 """
 from __future__ import annotations
 
