@@ -65,22 +65,16 @@ def retain_freed_memory() -> bool:
 def freed_memory_retained() -> Iterator[bool]:
     """Freed memory retained inside the block (yields whether it is); on leaving the outermost block glibc's
     defaults are back and freed memory is returned to the system, unless `retain_freed_memory()` set it for the
-    whole process. Blocks nest (an extraction inside a training run's evaluation)."""
-    if _state["process_wide"] or _state["depth"]:
-        _state["depth"] += 1
-        try:
-            yield _state["process_wide"] or _state["retained"]
-        finally:
-            _state["depth"] -= 1
-        return
-    libc = _libc()
-    _state["retained"] = libc is not None and _retain(libc)
+    whole process. Blocks nest (an extraction inside a training run's evaluation): only the outermost one acts."""
+    libc = None if _state["process_wide"] or _state["depth"] else _libc()
+    if libc is not None:
+        _state["retained"] = _retain(libc)
     _state["depth"] += 1
     try:
-        yield _state["retained"]
+        yield _state["process_wide"] or _state["retained"]
     finally:
         _state["depth"] -= 1
-        if _state["retained"]:
+        if libc is not None and _state["retained"]:
             _state["retained"] = False
             libc.mallopt(M_MMAP_MAX, DEFAULT_MMAP_MAX)
             libc.mallopt(M_TRIM_THRESHOLD, DEFAULT_TRIM_THRESHOLD)
