@@ -12,6 +12,7 @@ import io
 import multiprocessing
 import os
 import shutil
+import signal
 import sys
 import time
 from collections import Counter
@@ -274,6 +275,18 @@ def _init_worker(wav_dir: str, seed: int) -> None:
     _WORKER.update(wav_dir=Path(wav_dir), seed=seed)
 
 
+def _init_pool_worker(wav_dir: str, seed: int) -> None:
+    """A pool worker: SIGTERM becomes SystemExit. The pool stops its workers with SIGTERM when a task fails or the
+    run is interrupted; a worker then inside a write removes that write's temporary on the way out
+    (common.io.atomic_write) instead of leaving it beside the copies."""
+    _init_worker(wav_dir, seed)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+
+
+def _exit_on_sigterm(signum: int, frame) -> None:
+    raise SystemExit(128 + signum)
+
+
 def write_wav(path: Path, wave: np.ndarray) -> None:
     """16 kHz PCM_16 WAV written to a temporary name and renamed: never a partial file under the final name."""
     buffer = io.BytesIO()
@@ -309,7 +322,8 @@ def run_all(tasks: list[Task], wav_dir: Path, seed: int, workers: int) -> Iterat
     # fork: no re-import of torch per worker; safe because this process has not used torch's thread pool for
     # anything the workers need and each worker runs torch with one thread (as DataLoader workers do).
     ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
-    with ctx.Pool(min(workers, len(tasks)), initializer=_init_worker, initargs=(str(wav_dir), seed)) as pool:
+    with ctx.Pool(min(workers, len(tasks)), initializer=_init_pool_worker,
+                  initargs=(str(wav_dir), seed)) as pool:
         yield from pool.imap_unordered(run_task, tasks)     # leaving the block (done, error, Ctrl-C) terminates
 
 

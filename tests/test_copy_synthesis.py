@@ -292,3 +292,40 @@ def test_list_reader_errors(made, tmp_path):
     (out / LIST_NAME).unlink()
     with pytest.raises(MissingFilesError, match="copy-synthesis list does not exist"):
         read_copy_synthesis_list(out)
+
+
+def test_a_failing_worker_leaves_no_temporary_of_the_others(tmp_path, monkeypatch):
+    """An error in one worker stops the pool (Pool.terminate: SIGTERM) while another is inside a write: that write's
+    temporary goes with it instead of lingering beside the copies as a hidden `.NAME.tmp`."""
+    import contextlib
+    import time
+
+    import data.copy_synthesis as cs
+
+    real_atomic_write = cs.atomic_write
+
+    @contextlib.contextmanager
+    def slow_write(path, mode="w"):
+        with real_atomic_write(path, mode) as f:
+            yield f
+            if "slow" in str(path):
+                time.sleep(60)                     # the terminate lands here, mid-write
+
+    def vocode(name, wave, rng):
+        if name == "bad":
+            time.sleep(1.0)                        # the slow copy is inside its write by now
+            raise RuntimeError("vocoder failed")
+        return wave
+
+    monkeypatch.setattr(cs, "atomic_write", slow_write)
+    monkeypatch.setattr(cs, "vocode", vocode)
+    source = tmp_path / "src.wav"
+    sf.write(source, np.zeros(16000, dtype=np.float32), 16000)
+    tasks = [cs.Task("a.wav", str(source), (("good", "slow/a.wav"),)),
+             cs.Task("b.wav", str(source), (("bad", "bad/b.wav"),))]
+    wav_dir = tmp_path / "wav"
+    start = time.monotonic()
+    with pytest.raises(RuntimeError, match="vocoder failed"):
+        list(cs.run_all(tasks, wav_dir, seed=0, workers=2))
+    assert time.monotonic() - start < 30
+    assert sorted(p.relative_to(wav_dir).as_posix() for p in wav_dir.rglob("*") if p.is_file()) == []
