@@ -387,36 +387,36 @@ def test_main_frozen_trains_backend(backend, scheme, staged, tiny_corpus, fronte
         assert_same_numbers(json.loads((tmp_path / "stage3" / "results.json").read_text())["dev"], results["dev"])
 
 
-def test_main_frozen_releases_the_training_dev_inputs_before_the_final_scoring(staged, tiny_corpus, frontends,
-                                                                               tmp_path, capsys, one_thread,
-                                                                               monkeypatch):
-    """The final scoring loads dev and eval again: the dev inputs training selected on must be gone by then, or the
-    process holds dev twice at its peak (~0.4 GB at the ASVspoof 5 counts)."""
+def test_main_frozen_holds_one_splits_inputs_at_a_time(staged, tiny_corpus, frontends, tmp_path, capsys, one_thread,
+                                                       monkeypatch):
+    """The dev inputs training selected on are gone before the final scoring, which scores an embedding back-end one
+    split at a time: eval's tables are read after dev's are released. Otherwise the process holds dev twice, then
+    dev beside eval, at its peak (~0.4 GB each at the ASVspoof 5 counts)."""
     import gc
     import weakref
 
     from pipeline.recipes import sasv_task
+    from pipeline.stages import sasv as sasv_stage_module
 
-    made, alive_at_scoring = [], []
-    real_inputs, real_scoring = sasv_task.trial_inputs, sasv_task.score_splits
+    made, alive_before = [], []
+    real_training_inputs, real_inputs = sasv_task.trial_inputs, sasv_stage_module.trial_inputs
 
-    def inputs(cfg, split):
-        out = real_inputs(cfg, split)
-        made.append(weakref.ref(out))
-        return out
+    def tracked(real):
+        def inputs(cfg, split):
+            gc.collect()
+            alive_before.append((split, sum(ref() is not None for ref in made)))
+            out = real(cfg, split)
+            made.append(weakref.ref(out))
+            return out
+        return inputs
 
-    def scoring(*args, **kwargs):
-        gc.collect()
-        alive_at_scoring.append(sum(ref() is not None for ref in made))
-        return real_scoring(*args, **kwargs)
-
-    monkeypatch.setattr(sasv_task, "trial_inputs", inputs)
-    monkeypatch.setattr(sasv_task, "score_splits", scoring)
+    monkeypatch.setattr(sasv_task, "trial_inputs", tracked(real_training_inputs))
+    monkeypatch.setattr(sasv_stage_module, "trial_inputs", tracked(real_inputs))
     args = sasv_args(tiny_corpus, frontends, tmp_path / "run", f"embeddings_dir={staged.embeddings}", "mode=frozen",
                      "backend.name=joint_oc", "sampling.scheme=4class", "train.epochs=1")
     rc, err = call_main_py(args, capsys)
     assert rc == 0, err
-    assert len(made) == 1 and alive_at_scoring == [0]
+    assert alive_before == [("dev", 0), ("dev", 0), ("eval", 0)]
 
 
 def test_main_joint_mode(staged, tiny_corpus, frontends, tmp_path, capsys, one_thread):

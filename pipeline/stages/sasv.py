@@ -25,7 +25,7 @@ from data.asvspoof import SASVTrial
 from data.databases import say_layout
 from data.embeddings import EmbeddingTable
 from data.score_files import SASVScores, write_sasv_scores
-from fusion import EmbeddingBackend, ScoreBackend, backend_class
+from fusion import backend_class
 from metrics.breakdown import Conditions, format_breakdown, results_entry, sasv_breakdown
 from metrics.det import plot_det
 from metrics.report import evaluate_trials, format_table, json_ready
@@ -147,25 +147,32 @@ def score_embeddings(backend: nn.Module, inputs: TrialInputs, batch_size: int = 
     return torch.cat(out).numpy().astype(np.float64)
 
 
-def sasv_scores(backend: ScoreBackend | EmbeddingBackend, inputs: TrialInputs) -> np.ndarray:
-    """A split's SASV scores from a ready back-end: its sub-scores fused, or its embeddings scored."""
-    if backend.score_level:
-        return backend.score(inputs.asv_scores, inputs.cm_scores)
-    return score_embeddings(backend, inputs)
-
-
 def score_splits(cfg: Mapping, splits: Sequence[str] | None = None, config_of_record: Mapping | None = None,
                  extra: Mapping | None = None) -> dict[str, dict]:
     """Scores the SASV trial lists with the configured back-end; writes score files, results.json, DET plots.
 
     `config_of_record`: the config the user ran (config.yaml), when `cfg` is derived from it by training
     (fine-tuned front-ends, the trained back-end); results.json records that one as its config and the
-    front-ends actually used under `frontends`. `extra`: more top-level results.json entries (`best_epoch`)."""
-    inputs = {s: trial_inputs(cfg, s) for s in (scored_splits(cfg) if splits is None else splits)}
-    first = next(iter(inputs.values()))
-    backend = ready_backend(cfg, inputs, dims=(first.asv.dim, first.cm.dim), save=True)   # fitted: state saved
-    scores = {s: sasv_scores(backend, d) for s, d in inputs.items()}
-    return write_results(cfg, inputs, scores, extra, config_of_record=config_of_record)
+    front-ends actually used under `frontends`. `extra`: more top-level results.json entries (`best_epoch`).
+
+    A score-level back-end is fitted on one split's sub-scores (`backend.fit_on`), so every split is loaded first.
+    An embedding back-end scores one split at a time: a split's embedding tables and trials are the largest thing
+    the stage holds (ASVspoof 5 eval's alone are about 1.4 GB), and dev's are gone before eval's are read."""
+    splits = scored_splits(cfg) if splits is None else list(splits)
+    outcomes: dict[str, SplitOutcome] = {}
+    if backend_class(cfg["backend"]["name"]).score_level:
+        inputs = {s: trial_inputs(cfg, s) for s in splits}
+        backend = ready_backend(cfg, inputs, save=True)        # fitted: state saved
+        for split, data in inputs.items():
+            outcomes[split] = write_split(cfg, data, backend.score(data.asv_scores, data.cm_scores))
+    else:
+        backend = None
+        for split in splits:
+            data = trial_inputs(cfg, split)
+            backend = backend or ready_backend(cfg, dims=(data.asv.dim, data.cm.dim))
+            outcomes[split] = write_split(cfg, data, score_embeddings(backend, data))
+            del data                                            # before the next split's tables are read
+    return write_results(cfg, outcomes, extra, config_of_record=config_of_record)
 
 
 def config_checkpoints(cfg: Mapping) -> dict[str, str | None]:
@@ -173,45 +180,52 @@ def config_checkpoints(cfg: Mapping) -> dict[str, str | None]:
     return {"asv": cfg["asv"]["checkpoint"], "cm": cfg["cm"]["checkpoint"], "backend": cfg["backend"]["checkpoint"]}
 
 
-def write_results(cfg: Mapping, inputs: Mapping[str, TrialInputs], scores: Mapping[str, np.ndarray],
-                  extra: Mapping | None = None, config_of_record: Mapping | None = None) -> dict[str, dict]:
-    """Score files, metrics and DET plots of each split, and results.json with what made them.
+@dataclass
+class SplitOutcome:
+    """What results.json keeps of a scored split once its score files are written: its metrics and breakdown."""
+    results: dict
+    breakdown: dict
+
+
+def write_split(cfg: Mapping, data: TrialInputs, scores: np.ndarray) -> SplitOutcome:
+    """A split's score files, metrics and DET plot.
 
     The ASV and CM trial score files are rewritten from the very scores the metrics used (score
     normalisation included), so `evaluate.py --sasv --asv --cm` on the written files gives back results.json.
     A back-end whose output is an LLR (its class's `outputs_llr`) also gets the actual a-DCFs at the Bayes
     thresholds."""
-    exp = experiment(cfg)
-    results: dict[str, dict] = {}
-    breakdowns: dict[str, dict] = {}
-    for split, data in inputs.items():
-        write_sasv_scores(exp.scores("sasv", split), sasv_rows(data.trials, scores[split]))
-        write_sasv_scores(exp.scores("asv", split), sasv_rows(data.trials, data.asv_scores))
-        write_sasv_scores(exp.scores("cm_trials", split), sasv_rows(data.trials, data.cm_scores))
-        write_package_sasv(cfg, split, "sasv", data.trials,
-                           {"sasv": scores[split], "asv": data.asv_scores, "cm": data.cm_scores})
-        results[split] = evaluate_trials(data.keys, scores[split], data.asv_scores, data.cm_scores,
-                                         llr=backend_class(cfg["backend"]["name"]).outputs_llr)
-        rows = sasv_rows(data.trials, scores[split], cfg, split)   # with the test utterances' codec conditions
-        breakdown = sasv_breakdown(data.keys, scores[split], Conditions(rows.attack, rows.codec, rows.codec_q),
-                                   data.asv_scores, data.cm_scores)
-        breakdowns[split] = breakdown
-        if cfg["det"]:
-            plot_det({cfg["backend"]["name"]: (scores[split], data.keys)}, exp.root / f"det_{split}.png",
-                     title=f"{cfg['backend']['name']} on {split}")
+    exp, split, name = experiment(cfg), data.split, cfg["backend"]["name"]
+    write_sasv_scores(exp.scores("sasv", split), sasv_rows(data.trials, scores))
+    write_sasv_scores(exp.scores("asv", split), sasv_rows(data.trials, data.asv_scores))
+    write_sasv_scores(exp.scores("cm_trials", split), sasv_rows(data.trials, data.cm_scores))
+    write_package_sasv(cfg, split, "sasv", data.trials, {"sasv": scores, "asv": data.asv_scores, "cm": data.cm_scores})
+    results = evaluate_trials(data.keys, scores, data.asv_scores, data.cm_scores,
+                              llr=backend_class(name).outputs_llr)
+    rows = sasv_rows(data.trials, scores, cfg, split)   # with the test utterances' codec conditions
+    breakdown = sasv_breakdown(data.keys, scores, Conditions(rows.attack, rows.codec, rows.codec_q),
+                               data.asv_scores, data.cm_scores)
+    if cfg["det"]:
+        plot_det({name: (scores, data.keys)}, exp.root / f"det_{split}.png", title=f"{name} on {split}")
+    return SplitOutcome(results, breakdown)
+
+
+def write_results(cfg: Mapping, outcomes: Mapping[str, SplitOutcome], extra: Mapping | None = None,
+                  config_of_record: Mapping | None = None) -> dict[str, dict]:
+    """results.json with what made the scored splits (`write_split`), and their table on stdout."""
+    exp, name = experiment(cfg), cfg["backend"]["name"]
     frontends = frontends_record(cfg)     # those that made these scores (joint runs: the fine-tuned ones)
     record = provenance(config_of_record or cfg, checkpoints=config_checkpoints(config_of_record or cfg),
                         protocols=protocol_digests(cfg),
                         seeds={"train": cfg["train"]["seed"]} if "train" in cfg else {},
                         device=cfg["device"], database=database(cfg))
-    per_split = {s: results_entry(r, breakdowns[s]) for s, r in results.items()}     # as evaluate.py --json
-    payload = {"backend": cfg["backend"]["name"], **json_ready(per_split), **(extra or {}), "frontends": frontends}
+    per_split = {s: results_entry(o.results, o.breakdown) for s, o in outcomes.items()}     # as evaluate.py --json
+    payload = {"backend": name, **json_ready(per_split), **(extra or {}), "frontends": frontends}
     say_layout(database(cfg))
     write_results_json(exp.root, payload, record)
-    print(format_table({f"{cfg['backend']['name']} ({s})": r for s, r in results.items()}))
+    print(format_table({f"{name} ({s})": o.results for s, o in outcomes.items()}))
     for split, entry in per_split.items():
         if "breakdown" in entry:
-            print(f"\n{cfg['backend']['name']} on {split}, per condition of the test utterance:\n"
+            print(f"\n{name} on {split}, per condition of the test utterance:\n"
                   f"{format_breakdown(entry['breakdown'], 'sasv')}")
     log.info(f"results -> {exp.results}")
-    return results
+    return {s: o.results for s, o in outcomes.items()}
