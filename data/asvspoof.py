@@ -12,7 +12,7 @@ import os
 import re
 from collections import defaultdict
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, NamedTuple, Sequence
+from typing import Callable, Hashable, Iterable, Iterator, NamedTuple, Sequence
 
 from common.errors import MissingFilesError, ProtocolError, line_error
 from common.file_identity import identity
@@ -263,20 +263,28 @@ def line_of(path: str | os.PathLike, value: str, column: int | None = 1, what: s
 class ParseCache:
     """`cache(path, reader)`: a protocol parsed once per database object while the file is unchanged (the stages
     ask for the same 100k-line trial list several times per run); parsed again when its identity
-    (common/file_identity.py) changes, even with the modification time copied back. Every layout reader keeps one."""
+    (common/file_identity.py) changes, even with the modification time copied back. Every layout reader keeps one.
+
+    Entries are found by `reader`, which must therefore be the same object on every call (a module-level function):
+    a function made per call would never be found, and every call would add another parsed copy of the list. A reader
+    that needs more than the path (say, a split's other list) is passed as `key` (a name for what it reads) with the
+    other files it reads as `also`, whose identities are part of the entry too."""
 
     def __init__(self):
-        self._parsed: dict[tuple, object] = {}
+        self._parsed: dict[tuple, tuple[tuple, object]] = {}
 
-    def __call__(self, path: Path, reader: Callable[[Path], object]):
+    def __call__(self, path: Path, reader: Callable[[Path], object], *, key: Hashable = None,
+                 also: Sequence[Path] = ()):
         try:
-            st = path.stat()
+            identities = tuple(identity(p.stat()) for p in (path, *also))
         except OSError:
             return reader(path)     # the reader says what is wrong with it
-        key = (str(path), reader, *identity(st))
-        if key not in self._parsed:
-            self._parsed[key] = reader(path)
-        return self._parsed[key]
+        entry = (str(path), reader if key is None else key, *(str(p) for p in also))
+        held = self._parsed.get(entry)
+        if held is None or held[0] != identities:       # a changed file's old parse is dropped, not kept beside
+            self._parsed.pop(entry, None)
+            self._parsed[entry] = (identities, reader(path))
+        return self._parsed[entry][1]
 
 
 def listed_at(db, split: str, audio_path: str | os.PathLike) -> str | None:

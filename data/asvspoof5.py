@@ -270,11 +270,11 @@ class ASVspoof5Database:
         return list(self._read(self.cm_protocol_path(split), read_track1))
 
     def sasv_trials(self, split: str) -> list[SASVTrial]:
-        path = self.sasv_trials_path(split)
+        path, track1 = self.sasv_trials_path(split), self.cm_protocol_path(split)
 
         def read(p: Path) -> list[SASVTrial]:     # the phase-2 format has no attack column: from the Track 1 list
             return read_track2_trials(p, _attacks_if_needed(p, lambda: self.cm_entries(split)))
-        return list(self._read(path, read))
+        return list(self._read(path, read, key=("track 2 trials", split), also=(track1,)))
 
     def enrolment(self, split: str) -> dict[str, list[str]]:
         """Speaker -> enrolment utterance ids; audio in `audio(split, utt)`."""

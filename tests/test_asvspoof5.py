@@ -276,6 +276,39 @@ def test_every_naming_in_circulation_is_read(corpus, tmp_path):
         "ASVspoof5.dev.enroll.txt"]
 
 
+def test_each_list_is_parsed_once_while_unchanged(corpus, tmp_path, monkeypatch):
+    """The stages ask for the same lists many times per run: each is parsed once and held once (a trial list parsed
+    again on every call was held again on every call: gigabytes at the 834k-line eval list), and parsed again when
+    it, or the Track 1 list a phase-2 trial list takes its attacks from, changes."""
+    import data.asvspoof5 as a5
+
+    calls = Counter()
+
+    def counted(real):
+        def read(path, *args):
+            calls[Path(path).name] += 1
+            return real(path, *args)
+        return read
+
+    for name in ("read_track1", "read_track2_trials", "read_enrolment"):
+        monkeypatch.setattr(a5, name, counted(getattr(a5, name)))
+    root = clone(corpus, tmp_path / "db")
+    db = open_database(root)
+    for _ in range(3):
+        trials = db.sasv_trials("dev")
+        db.cm_entries("dev"), db.enrolment("dev")
+    assert calls == {NAMES["trial", "dev"][0]: 1, NAMES["cm", "dev"][0]: 1, NAMES["enrol", "dev"][0]: 1}
+    # a phase-2 trial list (no attack column): a changed Track 1 attack label reaches its spoof trials
+    trial_path = root / P / NAMES["trial", "dev"][0]
+    trial_path.write_text("".join(f"{f[0]} {f[1]} {f[4]}\n" for f in (r.split() for r in lines(trial_path))))
+    spoof = next(t for t in db.sasv_trials("dev") if t.key == "spoof")
+    assert db.sasv_trials("dev") == trials                        # the attacks from the Track 1 list
+    track1 = root / P / NAMES["cm", "dev"][0]
+    track1.write_text("".join(" ".join(f[:7] + (["A32"] if f[1] == spoof.utt else f[7:8]) + f[8:]) + "\n"
+                              for f in (r.split() for r in lines(track1))))
+    assert {t.attack for t in db.sasv_trials("dev") if t.utt == spoof.utt} == {"A32"} != {spoof.attack}
+
+
 def test_final_names_are_read_when_phase2_names_are_there_too_and_work_start_says_so(corpus, tmp_path, caplog):
     db_root = clone(corpus, tmp_path)
     (db_root / "ASVspoof5.dev.trial.txt").write_text("D_0000 D_0000000000 target\n")   # would not parse as dev
