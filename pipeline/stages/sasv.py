@@ -169,7 +169,8 @@ def score_splits(cfg: Mapping, splits: Sequence[str] | None = None, config_of_re
         backend = None
         for split in splits:
             data = trial_inputs(cfg, split)
-            backend = backend or ready_backend(cfg, dims=(data.asv.dim, data.cm.dim))
+            if backend is None:
+                backend = ready_backend(cfg, dims=(data.asv.dim, data.cm.dim))
             outcomes[split] = write_split(cfg, data, score_embeddings(backend, data))
             del data                                            # before the next split's tables are read
     return write_results(cfg, outcomes, extra, config_of_record=config_of_record)
