@@ -87,6 +87,9 @@ class ECAPATDNN(nn.Module):
     Every argument comes from `CONFIG` (`asv.build_model` passes it; options override it).
     """
     min_samples = WIN_LENGTH   # shortest input (one analysis window); the stages check it per file
+    # whole utterances (crop `full`) on ATen's convolutions: oneDNN builds a primitive per input length, and this
+    # model's convolutions are small enough for that to cost more than they do (pipeline/stages/extract.py)
+    whole_utterance_convolutions = "aten"
 
     def __init__(self, C: int, embedding_dim: int, n_mels: int, spec_augment: Optional[SpecAugmentFn | bool | dict]):
         super().__init__()

@@ -194,6 +194,9 @@ class LCNN(nn.Module):
     Every argument comes from a `CONFIGS` entry (`cm.build_model` passes it; options override it)."""
 
     min_samples = 15 * 160          # 16 frames: one survives four pools (a class attribute: known before building)
+    # whole utterances (crop `full`) on ATen's convolutions: oneDNN builds a primitive per input length, and this
+    # model's convolutions are small enough for that to cost more than they do (pipeline/stages/extract.py)
+    whole_utterance_convolutions = "aten"
 
     def __init__(self, features: str | list, frontend: str, n_filters: int, n_ceps: int, n_fft: int,
                  max_freq: float, energy: bool, channels: list, embedding_dim: int | None, cmn: bool, dropout: float,

@@ -10,8 +10,11 @@ lacked one would fail late, deep inside a stage, or be read with a silent defaul
 class when its package is imported (`check_registry`), and `build_model` checks what only a built model knows
 (`check_built`: its embedding size, and AASIST's floor, which depends on its options).
 
-Optional, not checked: `for_export()`, a copy of the model with the same math and no training-only path, which the
-ONNX exporter uses where it exists (runtime/onnx_export.py; AASIST drops its time tiling).
+Optional: `for_export()`, a copy of the model with the same math and no training-only path, which the ONNX exporter
+uses where it exists (runtime/onnx_export.py; AASIST drops its time tiling); and `whole_utterance_convolutions`, a
+class attribute, "aten" or "onednn" (the default): where its convolutions run on whole utterances (crop `full`), whose
+every new length makes oneDNN build a primitive (pipeline.stages.extract.convolution_path; checked: a typo would
+silently keep the default).
 
 SSL encoders (`ssl_models.SSLEncoder`) are parts of models, not front-ends: their contract (wave (B, T) -> features
 (B, frames, embed_dim), `min_samples`, `frames(n)`) is the class's own docstring.
@@ -56,6 +59,8 @@ class Countermeasure(Protocol):
 
 
 REGISTRIES = {"ASV": "asv.MODELS", "CM": "cm.MODELS"}
+# where a model's convolutions may run on whole utterances (`whole_utterance_convolutions`)
+CONVOLUTION_PATHS = ("onednn", "aten")
 # What a class must state before it is built (methods defined, min_samples on the class), per kind.
 METHODS: dict[str, tuple[str, ...]] = {"ASV": ("forward",), "CM": ("forward", "logits_from_embedding")}
 
@@ -91,6 +96,10 @@ def check_model_class(cls: Any, name: str, kind: Kind) -> None:
                                   "samples: a class attribute, or a property where its options change it)")
     if not isinstance(floor, property) and not _is_count(floor):
         raise _refuse(kind, name, f"{cls.__name__}.min_samples is {floor!r}, not a positive int")
+    path = getattr(cls, "whole_utterance_convolutions", "onednn")
+    if path not in CONVOLUTION_PATHS:
+        raise _refuse(kind, name, f"{cls.__name__}.whole_utterance_convolutions is {path!r}, not one of "
+                                  f"{', '.join(CONVOLUTION_PATHS)}")
 
 
 def check_registry(table: Mapping[str, tuple[type, Mapping[str, Any]]], kind: Kind) -> None:

@@ -12,7 +12,7 @@ import torch
 import asv
 import cm
 from data.audio import AudioError, CropSpec, load_audio
-from pipeline.stages.extract import average_crops, extract
+from pipeline.stages.extract import ModelCall, average_crops, convolution_path, extract
 from pipeline.stages.frontends import asv_embed_fn, cm_embed_fn
 
 # Mixed lengths in an order that is neither sorted nor grouped; two share a length (a legal equal-length batch).
@@ -100,6 +100,60 @@ def test_one_utterance_averaged_alone_gives_the_stage_s_bits(audio, embed_fns, k
     with torch.inference_mode():
         for row, (_, path) in enumerate(audio):
             alone = average_crops(embed_fns[kind](torch.from_numpy(crop.windows(load_audio(path)))), crop.count)
+            for name, value in alone.items():
+                np.testing.assert_array_equal(got.arrays[name][row], value[0].numpy(), err_msg=name)
+
+
+class _OneDNNSpy(torch.nn.Module):
+    """Records whether oneDNN was on at each call; PyTorch's default path for whole utterances."""
+    min_samples = 1
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.seen = torch.nn.Conv1d(1, 4, 3), []
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        self.seen.append(torch.backends.mkldnn.enabled)
+        return self.conv(wave.unsqueeze(1)).mean(2)
+
+
+class _AtenSpy(_OneDNNSpy):
+    whole_utterance_convolutions = "aten"
+
+
+@pytest.mark.parametrize("cls,policy,on", [(_AtenSpy, "full", False), (_AtenSpy, "first", True),
+                                           (_AtenSpy, "even", True), (_OneDNNSpy, "full", True)])
+def test_whole_utterances_of_a_model_that_says_aten_run_without_onednn(audio, cls, policy, on):
+    """oneDNN builds a primitive for every new input length: a model that says so runs whole utterances (every one
+    its own length) on ATen's convolutions; fixed crops (one shape) and other models keep oneDNN; the switch is
+    PyTorch's own again afterwards."""
+    model = cls().eval()
+    call = ModelCall(model, "cpu", lambda out: {"embeddings": out[0]})
+    got = extract(audio, call, CROPS[policy], batch_size=3)
+    assert model.seen and set(model.seen) == {on} and torch.backends.mkldnn.enabled
+    assert got.ids == [u for u, _ in audio]
+
+
+def test_the_onednn_switch_comes_back_when_a_model_fails(audio):
+    class Failing(_AtenSpy):
+        def forward(self, wave):
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        extract(audio, ModelCall(Failing(), "cpu", lambda out: {"embeddings": out[0]}), CROPS["full"])
+    assert torch.backends.mkldnn.enabled
+
+
+@pytest.mark.parametrize("kind", ["asv", "cm"])
+def test_whole_utterances_embedded_alone_give_the_stage_s_bits(audio, embed_fns, kind):
+    """verify.py embeds each file alone under `convolution_path`, as the stages' extraction does: the same bits for
+    `full` crops, with ResNetSE34L and the LCNN (both say "aten") on ATen's convolutions."""
+    crop, fn = CROPS["full"], embed_fns[kind]
+    assert fn.model.whole_utterance_convolutions == "aten"
+    got = extract(audio, fn, crop, batch_size=3)
+    with torch.inference_mode(), convolution_path(fn, crop):
+        for row, (_, path) in enumerate(audio):
+            alone = average_crops(fn(torch.from_numpy(crop.windows(load_audio(path)))), crop.count)
             for name, value in alone.items():
                 np.testing.assert_array_equal(got.arrays[name][row], value[0].numpy(), err_msg=name)
 

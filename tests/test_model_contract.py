@@ -90,6 +90,10 @@ class _BoolFloor(_Speaker):
     min_samples = True
 
 
+class _MistypedConvolutions(_Speaker):
+    whole_utterance_convolutions = "Aten"
+
+
 class _NoForward(nn.Module):
     min_samples = 1
     embedding_dim = 4
@@ -112,6 +116,7 @@ class _NotAModule:
     ("ASV", _ZeroFloor, "_ZeroFloor.min_samples is 0, not a positive int"),
     ("ASV", _BoolFloor, "_BoolFloor.min_samples is True, not a positive int"),
     ("ASV", _NoForward, "_NoForward does not define forward()"),
+    ("ASV", _MistypedConvolutions, "whole_utterance_convolutions is 'Aten', not one of onednn, aten"),
     ("CM", _CMWithoutHead, "_CMWithoutHead does not define logits_from_embedding()"),
     ("CM", _NotAModule, "is not an nn.Module class"),
 ])

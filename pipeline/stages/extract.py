@@ -9,12 +9,22 @@ Model calls: `first` and `even` crops all have one length, so a batch of utteran
 utterances differ in length and no model here masks padding (instance norm, statistics pooling), so padding
 would change an embedding: each utterance is its own call. Rows come back in the input order either way.
 
+Whole utterances and oneDNN: PyTorch's CPU convolutions go through oneDNN, which builds (JIT-compiles) a primitive
+for every new input shape and caches it. A batch of fixed crops repeats one shape; whole utterances almost never
+do, so a small model spends much of a `full` pass building primitives. A model whose class says
+`whole_utterance_convolutions = "aten"` (measured: bench/variable_length.py, docs/benchmarks.md) is run on whole
+utterances with oneDNN off, on ATen's im2col + BLAS convolutions: the same values within float rounding (3e-7),
+1.1-1.35x faster on LA-like lengths (ECAPA-TDNN, ResNetSE34L, the LCNNs); models with wider convolutions
+(ResNetSE34V2, SKA-TDNN, MFA-Conformer, AASIST) are faster on oneDNN even so and keep it. `convolution_path` is the
+one switch, used by `extract` and verify.py alike, so a trial verified alone still gets the corpus's very bits.
+
 Within `pipeline.stages.cache.remembering_outputs()` (demo.py), a `ModelCall` on whole utterances is first looked up
 in the memo of model outputs: an utterance this very model (same weights and settings) already scored is neither
 decoded nor run again (pipeline/stages/cache.py, `OutputMemo`).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from dataclasses import dataclass, field
@@ -74,6 +84,28 @@ class ModelCall:
         if any(m.training for m in self.model.modules()) or torch.is_autocast_enabled(torch.device(self.device).type):
             return None
         return f"{model_fingerprint(self.model)}|threads {torch.get_num_threads()}|{self.device}"
+
+
+def convolution_path(embed_fn: EmbedFn, crop: CropSpec) -> contextlib.AbstractContextManager:
+    """Where `embed_fn`'s convolutions run for inputs cropped by `crop` (module docstring): oneDNN (PyTorch's
+    default), or ATen's own when the crop is `full` and the model's class says `whole_utterance_convolutions =
+    "aten"`: their lengths never repeat, and oneDNN builds a primitive per length."""
+    model = embed_fn.model if isinstance(embed_fn, ModelCall) else None
+    if crop.policy == "full" and getattr(model, "whole_utterance_convolutions", "onednn") == "aten":
+        return onednn_enabled(False)
+    return contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def onednn_enabled(enabled: bool) -> Iterator[None]:
+    """PyTorch's oneDNN switch, set for the scope and restored after it (`torch.backends.mkldnn.flags` would also
+    reset its deterministic and TF32 settings)."""
+    before = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = enabled
+    try:
+        yield
+    finally:
+        torch.backends.mkldnn.enabled = before
 
 
 @dataclass(frozen=True)
@@ -169,8 +201,9 @@ def _embed_batch(batch: _Batch, embed_fn: EmbedFn, crop: CropSpec, each: EachFn 
     """`embed_fn` on the batch's inputs -> per-utterance outputs (crops averaged), rows in batch order. `each`
     (utterance id, input) replaces `embed_fn` for whole utterances (the memo's way of knowing which one it is)."""
     if crop.policy == "full":  # lengths differ: one call per utterance (padding would change the embedding)
-        outs = [embed_fn(x) if each is None else each(utt, x) for utt, x in zip(batch.ids, batch.utterances(),
-                                                                                  strict=True)]
+        with convolution_path(embed_fn, crop):
+            outs = [embed_fn(x) if each is None else each(utt, x) for utt, x in zip(batch.ids, batch.utterances(),
+                                                                                      strict=True)]
         out = {name: torch.cat([o[name] for o in outs]) for name in outs[0]}
     else:                      # one length: the whole batch in one call
         out = embed_fn(batch.waves.view(-1, batch.lengths[0]))

@@ -29,7 +29,7 @@ from metrics.thresholds import METHODS, choose_threshold
 from pipeline.stages.backend import embedding_backend_path, ready_backend
 from pipeline.stages.enrolment import enrol_mean, enrolment_form, mean_embedding
 from pipeline.stages.experiment import experiment, resolve_device
-from pipeline.stages.extract import average_crops, model_input
+from pipeline.stages.extract import average_crops, convolution_path, model_input
 from pipeline.stages.frontends import frontend, scoring_identity
 from pipeline.stages.trials import asv_trial_scores
 
@@ -132,10 +132,11 @@ def dev_threshold(cfg: Mapping, method: str = "eer", far: float = 0.01) -> Thres
 # Audio -> embeddings, as the stages do it
 # ---------------------------------------------------------------------------------------------
 @torch.inference_mode()
-def _embed(fn, x: np.ndarray) -> dict[str, np.ndarray]:
-    """Every output of `fn` on one utterance's (crops, samples) input, averaged over the crops by the stages' own
-    `average_crops`."""
-    out = average_crops(fn(torch.from_numpy(np.ascontiguousarray(x))), x.shape[0])
+def _embed(fn, x: np.ndarray, crop: CropSpec) -> dict[str, np.ndarray]:
+    """Every output of `fn` on one utterance's (crops, samples) input under `crop`, averaged over the crops by the
+    stages' own `average_crops`, its convolutions where the stages run them (`convolution_path`)."""
+    with convolution_path(fn, crop):
+        out = average_crops(fn(torch.from_numpy(np.ascontiguousarray(x))), x.shape[0])
     return {k: v[0].cpu().numpy() for k, v in out.items()}
 
 
@@ -165,7 +166,8 @@ def verify(cfg: Mapping, trials: Sequence[Trial], threshold: Threshold) -> list[
 
     def asv_of(path: str) -> np.ndarray:
         if path not in file_asv:
-            file_asv[path] = _embed(asv_fn, model_input(load_audio(path), asv_crop, asv_floor, path))["embeddings"]
+            x = model_input(load_audio(path), asv_crop, asv_floor, path)
+            file_asv[path] = _embed(asv_fn, x, asv_crop)["embeddings"]
         return file_asv[path]
 
     enrol_sets, mode = list(dict.fromkeys(t.enroll for t in trials)), enrol_mean(cfg["asv"])
@@ -174,15 +176,16 @@ def verify(cfg: Mapping, trials: Sequence[Trial], threshold: Threshold) -> list[
     for files in enrol_sets:
         if enrolment_form(cfg) == "concat":   # one embedding of the concatenated audio (the enr_audio form)
             joined = np.concatenate([load_audio(p) for p in files])
-            models.append(_embed(asv_fn, model_input(joined, asv_crop, asv_floor, " + ".join(files)))["embeddings"])
+            x = model_input(joined, asv_crop, asv_floor, " + ".join(files))
+            models.append(_embed(asv_fn, x, asv_crop)["embeddings"])
         else:                              # the per-file embeddings averaged by the mode asv.enrol_mean
             models.append(mean_embedding([asv_of(p) for p in files], mode))
     test_asv, test_cm = [], []
     for path in tests:
         wave = load_audio(path)
         test_asv.append(file_asv[path] if path in file_asv
-                        else _embed(asv_fn, model_input(wave, asv_crop, asv_floor, path))["embeddings"])
-        test_cm.append(_embed(cm_fn, model_input(wave, cm_crop, cm_floor, path)))
+                        else _embed(asv_fn, model_input(wave, asv_crop, asv_floor, path), asv_crop)["embeddings"])
+        test_cm.append(_embed(cm_fn, model_input(wave, cm_crop, cm_floor, path), cm_crop))
 
     model_ids, test_ids = [f"enrol{i}" for i in range(len(enrol_sets))], [f"test{i}" for i in range(len(tests))]
     model_row = {files: i for i, files in enumerate(enrol_sets)}
