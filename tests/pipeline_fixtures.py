@@ -191,10 +191,10 @@ def copy_corpus(corpus, dest: Path):
     return corpus_paths(dest)
 
 
-def tiny_experiment(root: Path, corpus) -> dict:
+def tiny_experiment(root: Path, corpus, cm_model: tuple[str, dict] = ("AASIST-L", TINY_CM)) -> dict:
     """Two tiny front-end checkpoints (seeded random weights: the pipeline, not the accuracy, is under test) and a
     SASV config dict pointing at them and at `corpus` (the session's `tiny_corpus`, only read), with an output
-    folder under `root`."""
+    folder under `root`. `cm_model`: the CM's (architecture, options)."""
     import torch
 
     import asv
@@ -204,12 +204,13 @@ def tiny_experiment(root: Path, corpus) -> dict:
 
     torch.manual_seed(0)
     save_asv_state(root / "asv.pt", asv.build_model("ResNetSE34L", **TINY_ASV))
-    save_cm_state(root / "cm.pt", cm.build_model("AASIST-L", **TINY_CM))
+    cm_arch, cm_options = cm_model
+    save_cm_state(root / "cm.pt", cm.build_model(cm_arch, **cm_options))
     cfg = {
         "task": "sasv", "database": str(corpus.la), "output_dir": str(root / "exp"), "device": "cpu",
         "asv": {"arch": "ResNetSE34L", "checkpoint": str(root / "asv.pt"), "model": copy.deepcopy(TINY_ASV),
                 "crop": {"policy": "full"}},
-        "cm": {"arch": "AASIST-L", "checkpoint": str(root / "cm.pt"), "model": copy.deepcopy(TINY_CM),
+        "cm": {"arch": cm_arch, "checkpoint": str(root / "cm.pt"), "model": copy.deepcopy(cm_options),
                "crop": {"policy": "first", "samples": CROP}},
         "sampling": {"scheme": "2class", "trials_per_epoch": 32},
         "train": {"epochs": 1, "batch_size": 16, "progress": False, "device": "cpu",
@@ -218,13 +219,14 @@ def tiny_experiment(root: Path, corpus) -> dict:
     return {"corpus": corpus, "cfg": cfg, "root": root}
 
 
-def staged_tiny_experiment(root: Path, corpus) -> tuple[dict, dict]:
+def staged_tiny_experiment(root: Path, corpus, cm_model: tuple[str, dict] = ("AASIST-L", TINY_CM)
+                           ) -> tuple[dict, dict]:
     """`tiny_experiment` with its config written (no DET plots) and both embedding stages run: (exp, loaded cfg)."""
     from common.config import load_config
     from pipeline.recipes import sasv_task
     from pipeline.stages.asv import asv_stage
     from pipeline.stages.cm import cm_stage
-    exp = tiny_experiment(root, corpus)
+    exp = tiny_experiment(root, corpus, cm_model)
     exp["cfg"]["det"] = False
     exp["config"] = write_config(exp["root"] / "sasv.conf", exp["cfg"])
     cfg = load_config(exp["config"], [], sasv_task.SCHEMA)

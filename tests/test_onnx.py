@@ -50,14 +50,32 @@ PARAMS = [pytest.param(kind, name, id=name, marks=[pytest.mark.xfail(strict=True
 UNSEEN = 23_457           # a length no export traces (they trace 16000 samples)
 
 
+OFFICIAL = ("AASIST", "AASIST-L")   # published weights in ../shared/reference/aasist/
+
+
+def _official_or_tiny(kind: str, name: str) -> torch.nn.Module:
+    """The model whose export a test checks: AASIST and AASIST-L with the official weights where the reference data
+    is there (parity on the published models, and one export, 20 s each, serves the reference-output test too),
+    every other model (and those two without the reference data) built tiny with seeded random weights."""
+    from cm.checkpoint import load_cm_state
+    from tests.conftest import REFERENCE_DIR
+    weights = REFERENCE_DIR / "aasist" / f"{name}.pth"
+    if name not in OFFICIAL or not weights.is_file():
+        return build_tiny(kind, name)
+    model = cm.build_model(name).eval()
+    load_cm_state(model, weights)
+    return model
+
+
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    """(graph, session) of each model, exported on first request; the NotExportableError where it fails."""
+    """(graph, session) of each model (`_official_or_tiny`), exported on first request; the NotExportableError where
+    it fails."""
     folder, done = tmp_path_factory.mktemp("onnx"), {}
 
     def get(kind: str, name: str):
         if name not in done:
-            graph = frontend_graph(build_tiny(kind, name), kind)
+            graph = frontend_graph(_official_or_tiny(kind, name), kind)
             try:
                 export_graph(graph, folder / f"{name}.onnx", name)
                 done[name] = (graph, open_session(folder / f"{name}.onnx"))
@@ -99,8 +117,7 @@ def test_the_graph_refuses_nothing_the_model_takes_but_its_floor_is_recorded(exp
     after its strides; AASIST: two temporal nodes), the longer one it asked for."""
     for kind, name in (("asv", "ResNetSE34L"), ("cm", "AASIST")):
         graph, _ = exported(kind, name)
-        model = build_tiny(kind, name)
-        assert graph.min_samples >= model.min_samples
+        assert graph.min_samples >= _official_or_tiny(kind, name).min_samples
 
 
 def test_aasist_keeps_the_official_node_counts_at_lengths_where_float_rounding_decides_them(exported):
@@ -112,26 +129,15 @@ def test_aasist_keeps_the_official_node_counts_at_lengths_where_float_rounding_d
     assert max_difference(graph.module, session, [wave]) <= TOLERANCE
 
 
-@pytest.fixture(scope="module")
-def official(tmp_path_factory):
-    """The official AASIST and AASIST-L weights, exported; with the reference outputs."""
-    from cm.checkpoint import load_cm_state
+@pytest.mark.parametrize("arch,key", [("AASIST", "AASIST"), ("AASIST-L", "AASIST_L")])
+def test_official_aasist_on_onnx_runtime_reproduces_the_official_outputs(exported, arch, key):
+    """The official weights exported (`exported` loads them where the reference data is) reproduce the official
+    outputs on the reference inputs."""
     with np.load(reference_path("aasist", "aasist_reference_outputs.npz")) as z:
         reference = {k: z[k] for k in z.files}
-    folder, out = tmp_path_factory.mktemp("official"), {}
-    for arch in ("AASIST", "AASIST-L"):
-        model = cm.build_model(arch).eval()
-        load_cm_state(model, reference_path("aasist", f"{arch}.pth"))
-        graph = frontend_graph(model, "cm")
-        export_graph(graph, folder / f"{arch}.onnx", arch)
-        out[arch] = (model, open_session(folder / f"{arch}.onnx"))
-    return out, reference
-
-
-@pytest.mark.parametrize("arch,key", [("AASIST", "AASIST"), ("AASIST-L", "AASIST_L")])
-def test_official_aasist_on_onnx_runtime_reproduces_the_official_outputs(official, arch, key):
-    models, reference = official
-    model, session = models[arch]
+    reference_path("aasist", f"{arch}.pth")
+    _, session = exported("cm", arch)
+    model = _official_or_tiny("cm", arch)         # the model as the stages run it (the graph's copy drops tiling)
     for name in ("input_64600", "input_32000"):
         x = reference[name]
         embedding, logits, score = session.run(None, {"wave": x})
@@ -170,10 +176,15 @@ def _scores(path: Path) -> np.ndarray:
     return np.array([float(line.split()[-1]) for line in path.read_text().splitlines()])
 
 
+# The CM of the stage and cache tests: they export it four times (first use, a damaged file, another checkpoint,
+# export_onnx.py), 3 s each for an LCNN against 17 s for the tiny experiment's AASIST-L, whose parity is tested above.
+RUNS_CM = ("LCNN", {"channels": [8, 8, 8, 8], "embedding_dim": 16})
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, tiny_corpus):
     """A tiny experiment staged on torch (one output folder) and on ONNX Runtime (another), with its back-end."""
-    exp, cfg = staged_tiny_experiment(tmp_path_factory.mktemp("onnx_runs"), tiny_corpus)
+    exp, cfg = staged_tiny_experiment(tmp_path_factory.mktemp("onnx_runs"), tiny_corpus, RUNS_CM)
     exp["torch"] = Path(cfg["output_dir"])
     exp["onnx"] = exp["root"] / "onnx"
     exp["onnx_overrides"] = [f"output_dir={exp['onnx']}", "asv.runtime=onnx", "cm.runtime=onnx"]
@@ -192,7 +203,7 @@ def test_stages_on_onnx_runtime_match_torch_then_reuse_the_cached_export(runs, c
     folders = sorted((runs["onnx"] / "embeddings" / "onnx").iterdir())
     assert [f.name.split("_")[0] for f in folders] == ["asv", "cm"]
     manifest = json.loads((folders[1] / "manifest.json").read_text())
-    assert manifest["kind"] == "cm" and manifest["arch"] == "AASIST-L" and manifest["sample_rate"] == 16000
+    assert manifest["kind"] == "cm" and manifest["arch"] == RUNS_CM[0] and manifest["sample_rate"] == 16000
     assert manifest["crop"] == {"policy": "first", "samples": 8000, "count": 1}
     assert manifest["checkpoint_sha256"] == manifest["made_by"]["checkpoint_sha256"]
     assert {"torch", "onnx", "onnxscript", "opset"} <= set(manifest["exporter"])
@@ -219,7 +230,7 @@ def test_a_damaged_cached_export_is_rebuilt_not_used(runs, capsys):
 def test_another_checkpoint_makes_another_export_and_cache_identity(runs, capsys, tmp_path):
     from cm.checkpoint import save_cm_state
     torch.manual_seed(5)
-    save_cm_state(tmp_path / "cm2.pt", cm.build_model("AASIST-L", **runs["cfg"]["cm"]["model"]))
+    save_cm_state(tmp_path / "cm2.pt", cm.build_model(RUNS_CM[0], **runs["cfg"]["cm"]["model"]))
     overrides = [*runs["onnx_overrides"], f"cm.checkpoint={tmp_path / 'cm2.pt'}"]
     before = _scores(runs["onnx"] / "scores" / "cm_dev.txt")
     err = _stage("cm", runs["config"], overrides, capsys)
@@ -286,7 +297,7 @@ def test_export_onnx_writes_model_and_manifest_for_a_front_end(runs, tmp_path, c
     assert manifest["onnx_sha256"] == file_sha256(tmp_path / "cm" / "model.onnx")
     assert manifest["dev_threshold"] is not None and "cm_dev.txt" in manifest["dev_threshold"]["source"]
     session = open_session(tmp_path / "cm" / "model.onnx")
-    model = cm.build_model("AASIST-L", **runs["cfg"]["cm"]["model"]).eval()
+    model = cm.build_model(RUNS_CM[0], **runs["cfg"]["cm"]["model"]).eval()
     from cm.checkpoint import load_cm_state
     load_cm_state(model, runs["cfg"]["cm"]["checkpoint"])
     assert max_difference(frontend_graph(model, "cm").module, session, [torch.randn(2, 12000)]) <= TOLERANCE
