@@ -10,6 +10,7 @@ result) next to the engine's checkpoints and logs.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
@@ -27,6 +28,7 @@ from torch.utils.data import TensorDataset  # noqa: E402
 
 from common.io import atomic_write  # noqa: E402
 from engine import TrainData, fit, seed_everything, train_config  # noqa: E402
+from engine.distributed import DistContext, closing  # noqa: E402
 from tests.ddp_worker import CONFIG, RegressionTask, data  # noqa: E402
 
 
@@ -50,13 +52,15 @@ def check_collective(device: str) -> dict:
     value = torch.tensor([float(dist.get_rank() + 1)], device=dev)
     dist.all_reduce(value)
     world = dist.get_world_size()
-    return {"backend": dist.get_backend(), "world_size": world, "all_reduce_sum": float(value.item()),
-            "all_reduce_ok": float(value.item()) == world * (world + 1) / 2}
+    return {"backend": dist.get_backend(), "device": str(dev), "world_size": world,
+            "all_reduce_sum": float(value.item()), "all_reduce_ok": float(value.item()) == world * (world + 1) / 2}
 
 
 def main(out_dir: str, device: str) -> None:
     collective = check_collective(device) if "LOCAL_RANK" in os.environ else None
-    try:
+    group = DistContext(dist.get_rank(), dist.get_world_size(), int(os.environ["LOCAL_RANK"]),
+                        torch.device(collective["device"]), True) if collective is not None else None
+    with closing(group) if group is not None else contextlib.nullcontext():
         seed_everything(7)
         model = nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 2))
         cfg = train_config({**CONFIG, "device": device})
@@ -64,9 +68,6 @@ def main(out_dir: str, device: str) -> None:
         if collective is not None and dist.get_rank() == 0:
             with atomic_write(Path(out_dir) / "collective.json") as f:
                 json.dump(collective, f)
-    finally:
-        if collective is not None:
-            dist.destroy_process_group()
 
 
 if __name__ == "__main__":

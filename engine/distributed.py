@@ -10,10 +10,11 @@ the job reports one line, from rank 0.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterator, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -103,6 +104,22 @@ def teardown(ctx: DistContext) -> None:
     """Destroys the process group if `setup` created it."""
     if ctx.created_group and dist.is_initialized():
         dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def closing(ctx: DistContext) -> Iterator[DistContext]:
+    """`ctx` for the scope, its process group destroyed (`teardown`) when the scope ends. A rank that leaves the scope
+    normally first waits for the others (a barrier): with gloo, a rank that closed its connections while another
+    still used them could abort that one ("terminate called without an active exception"). A rank leaving with an
+    error does not wait: the others stop at their next collective, or torchrun stops them."""
+    try:
+        yield ctx
+    except BaseException:
+        teardown(ctx)
+        raise
+    if ctx.created_group and dist.is_initialized():
+        barrier(ctx)
+    teardown(ctx)
 
 
 def barrier(ctx: DistContext) -> None:

@@ -118,11 +118,8 @@ def fit(model: nn.Module, task: Task, train_data: TrainData, cfg: Mapping, out_d
     for name in ("training_step", "evaluate"):
         if not callable(getattr(task, name, None)):
             raise TypeError(f"task {type(task).__name__} has no {name}() method (see engine.Task)")
-    ctx = distributed.setup(cfg["device"], cfg["dist_timeout_s"])
-    try:
+    with distributed.closing(distributed.setup(cfg["device"], cfg["dist_timeout_s"])) as ctx:
         return _Trainer(model, task, train_data, cfg, Path(out_dir), ctx).run(resume)
-    finally:
-        distributed.teardown(ctx)
 
 
 class _StepModule(nn.Module):

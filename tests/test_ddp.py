@@ -52,3 +52,56 @@ def test_two_gloo_ranks_match_single_process(tmp_path):
                 assert abs(float(ra[key]) - float(rb[key])) < 1e-6, key
     assert (multi / "best.pt").exists() and (multi / "train_log.csv").exists()
     assert not list(multi.glob(".*.tmp"))
+
+
+def _one_process_group() -> None:
+    import socket
+
+    import torch.distributed as dist
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+
+
+@pytest.fixture
+def own_group(monkeypatch):
+    """A one-process gloo group this test created, as `setup` does under torchrun; the barriers `closing` asks for."""
+    import torch.distributed as dist
+
+    from engine import distributed
+    _one_process_group()
+    waited = []
+    monkeypatch.setattr(distributed, "barrier", waited.append)
+    yield distributed.DistContext(0, 1, 0, torch.device("cpu"), True), waited
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def test_closing_waits_for_the_other_ranks_only_when_leaving_normally(own_group):
+    """gloo: a rank that closed its connections while another still used them aborted it ("terminate called without
+    an active exception"), so a rank that finished waits for the others first; one leaving with an error does not
+    (they stop at their next collective, or torchrun stops them). The group is destroyed either way."""
+    import torch.distributed as dist
+
+    from engine.distributed import closing
+    ctx, waited = own_group
+    with pytest.raises(ValueError, match="boom"):
+        with closing(ctx):
+            raise ValueError("boom")
+    assert waited == [] and not dist.is_initialized()
+
+    _one_process_group()
+    with closing(ctx) as inside:
+        assert inside is ctx
+    assert waited == [ctx] and not dist.is_initialized()
+
+
+def test_closing_leaves_a_group_it_did_not_create(own_group):
+    import torch.distributed as dist
+
+    from engine.distributed import DistContext, closing
+    ctx, waited = own_group
+    with closing(DistContext(0, 1, 0, torch.device("cpu"), False)):
+        pass
+    assert waited == [] and dist.is_initialized()

@@ -241,11 +241,9 @@ def _evaluate(cfg: Mapping, db: Database) -> dict:
     <output_dir>/embeddings like the stages' caches), its metrics written to results.json. Under torchrun
     (`torchrun --nproc_per_node=N main.py ...`) the ranks share the scoring as the stages do
     (pipeline/stages/sharding.py): each scores a slice, rank 0 merges the slices and writes every output."""
-    ranks = distributed.setup("cpu", SYNC_TIMEOUT_S, backend="gloo")    # alone: no group, every call a no-op
-    try:
+    # alone: no group, every call a no-op
+    with distributed.closing(distributed.setup("cpu", SYNC_TIMEOUT_S, backend="gloo")) as ranks:
         return _score_splits(cfg, db, ranks.is_main)
-    finally:
-        distributed.teardown(ranks)
 
 
 def _score_splits(cfg: Mapping, db: Database, is_main: bool) -> dict:

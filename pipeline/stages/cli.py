@@ -47,7 +47,7 @@ def run_stage(doc: str, argv: Sequence[str] | None, schema: Mapping, check: Call
         if not ranks.is_main:              # rank 0 speaks for the job: the others log only warnings
             for package in TOOLKIT_PACKAGES:
                 logging.getLogger(package).setLevel(logging.WARNING)
-        try:
+        with distributed.closing(ranks):
             def checked() -> Mapping:
                 cfg = load_config(args.config, args.overrides, schema)
                 check(cfg)
@@ -60,8 +60,6 @@ def run_stage(doc: str, argv: Sequence[str] | None, schema: Mapping, check: Call
                 else:
                     distributed.together(ranks, "folders", lambda: None)   # rank 0 holds the folders for all
                 distributed.together(ranks, "stage", lambda: stage(cfg, args.force))
-        finally:
-            distributed.teardown(ranks)
         return 0
 
     return run_main(main, argv)
