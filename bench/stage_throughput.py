@@ -48,7 +48,7 @@ import soundfile as sf  # noqa: E402
 import torch  # noqa: E402
 
 from data.audio import SAMPLE_RATE, CropSpec, crop_first, load_audio  # noqa: E402
-from pipeline.stages.extract import EmbedFn, extract, model_input
+from pipeline.stages.extract import EmbedFn, convolution_path, extract, model_input
 
 DEFAULT_MODELS = ("AASIST-L:first", "ECAPA-TDNN:full", "ResNetSE34L:full", "LCNN:full")
 FIXED_SAMPLES, FIXED_BATCH = 64600, 8          # bench/frontends.py's defaults
@@ -137,8 +137,9 @@ def fixed_batches(waves: list[np.ndarray]) -> list[torch.Tensor]:
     return [torch.stack(crops[i:i + FIXED_BATCH]) for i in range(0, len(crops), FIXED_BATCH)]
 
 
-def run_model(embed_fn: EmbedFn, batches: list[torch.Tensor]) -> None:
-    with torch.inference_mode():
+def run_model(embed_fn: EmbedFn, batches: list[torch.Tensor], crop: CropSpec) -> None:
+    """`embed_fn` on each batch, its convolutions where the stage runs them for `crop` (`convolution_path`)."""
+    with torch.inference_mode(), convolution_path(embed_fn, crop):
         for x in batches:
             embed_fn(x)
 
@@ -159,10 +160,11 @@ def make_modes(fe: Frontend, items: list[tuple[str, Path]], waves: list[np.ndarr
     fixed = fixed_batches(waves)
     seconds = sum(int(b.numel()) for b in batches) / SAMPLE_RATE
     return {
-        "alone": (lambda: run_model(fe.embed_fn, batches), seconds),
+        "alone": (lambda: run_model(fe.embed_fn, batches, fe.crop), seconds),
         **{f"stage-w{w}": ((lambda w=w: extract(items, fe.embed_fn, fe.crop, batch_size=batch, num_workers=w,
                                                  desc="bench")), seconds) for w in workers},
-        "fixed8": (lambda: run_model(fe.embed_fn, fixed), sum(int(b.numel()) for b in fixed) / SAMPLE_RATE),
+        "fixed8": (lambda: run_model(fe.embed_fn, fixed, CropSpec("first", FIXED_SAMPLES)),
+                   sum(int(b.numel()) for b in fixed) / SAMPLE_RATE),
     }
 
 
