@@ -5,10 +5,10 @@
 The stages score `full` crops one utterance at a time, and no two utterances have the same length. oneDNN builds
 (JIT-compiles) a convolution primitive for every new input shape, so a model that a fixed-shape benchmark
 (bench/frontends.py, warmed up on one shape) shows fast can spend most of a real stage building primitives. This
-bench draws utterance lengths like ASVspoof 2019 LA's (log-normal, median 3 s, clipped to 1-13 s; fresh lengths
-every round, so no shape repeats) and times each model on them twice per round, interleaved: with oneDNN
-(`torch.backends.mkldnn` enabled, PyTorch's default) and without (ATen's im2col + BLAS convolutions). Prints one
-JSON line per model: audio seconds per second on each path (median over rounds), `speedup` (median of the
+bench takes bench/stage_throughput.py's LA-like durations (log-normal, median 3 s, 1-13 s), each moved by up to
+0.1 s at random every round so that no shape repeats, and times each model on them twice per round, interleaved:
+with oneDNN (`torch.backends.mkldnn` enabled, PyTorch's default) and without (ATen's im2col + BLAS convolutions).
+Prints one JSON line per model: audio seconds per second on each path (median over rounds), `speedup` (median of the
 per-round ratios native / oneDNN throughput) and `max_rel_diff` (largest |a - b| / max |a| between the two paths'
 outputs). Models are built untrained (the speed does not depend on the weights); `--fixed` times every utterance
 at the median length instead, the shape that fixed-crop benchmarks see.
@@ -28,19 +28,20 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from bench.frontends import build  # noqa: E402
+from bench.stage_throughput import la_like_durations  # noqa: E402
+from data.audio import SAMPLE_RATE  # noqa: E402
 from pipeline.stages.extract import onednn_enabled  # noqa: E402
 
 MODELS = ("ECAPA-TDNN", "ECAPA-TDNN-C1024", "ResNetSE34V2", "ResNetSE34L", "SKA-TDNN", "MFA-Conformer",
           "LCNN", "LCNN-LFCC-LPS", "LFCC-LCNN-ASVspoof2021", "AASIST", "AASIST-L")
-SAMPLE_RATE = 16000
 
 
 def draw_lengths(rng: np.random.Generator, n: int, fixed: bool) -> list[int]:
-    """`n` utterance lengths in samples, LA-like: log-normal around 3 s, within 1-13 s."""
+    """`n` utterance lengths in samples: the LA-like durations, each moved by a random 0-0.1 s (new shapes)."""
     if fixed:
         return [3 * SAMPLE_RATE] * n
-    seconds = np.clip(rng.lognormal(np.log(3.0), 0.5, n), 1.0, 13.0)
-    return [int(s * SAMPLE_RATE) for s in seconds]
+    jitter = rng.integers(0, SAMPLE_RATE // 10, n)
+    return [int(s * SAMPLE_RATE) + int(j) for s, j in zip(la_like_durations(n), jitter, strict=True)]
 
 
 def first_output(out) -> torch.Tensor:

@@ -14,7 +14,7 @@ for every new input shape and caches it. A batch of fixed crops repeats one shap
 do, so a small model spends much of a `full` pass building primitives. A model whose class says
 `whole_utterance_convolutions = "aten"` (measured: bench/variable_length.py, docs/benchmarks.md) is run on whole
 utterances with oneDNN off, on ATen's im2col + BLAS convolutions: the same values within float rounding (4e-7),
-1.1-1.35x faster on LA-like lengths (ECAPA-TDNN, ResNetSE34L, the LCNNs); models with wider convolutions
+1.1-1.4x faster on LA-like lengths (ECAPA-TDNN, ResNetSE34L, the LCNNs); models with wider convolutions
 (ResNetSE34V2, SKA-TDNN, MFA-Conformer, AASIST) are faster on oneDNN even so and keep it. `convolution_path` is the
 one switch, used by `extract` and verify.py alike, so a trial verified alone still gets the corpus's very bits.
 
