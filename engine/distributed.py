@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import gc
 import os
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, TypeVar
@@ -101,17 +102,23 @@ def joined() -> DistContext:
 
 
 def teardown(ctx: DistContext) -> None:
-    """Destroys the process group if `setup` created it."""
+    """Destroys the process group if `setup` created it.
+
+    Garbage is collected first. A DistributedDataParallel wrapper holds the group, and it can outlive its
+    trainer in a reference cycle (a frame kept by a lazy import inside the trainer holds the trainer); the
+    group then died whenever the collector next ran, possibly during interpreter shutdown, where a gloo worker
+    thread that needs the interpreter aborts the process ("terminate called without an active exception")."""
     if ctx.created_group and dist.is_initialized():
+        gc.collect()
         dist.destroy_process_group()
 
 
 @contextlib.contextmanager
 def closing(ctx: DistContext) -> Iterator[DistContext]:
     """`ctx` for the scope, its process group destroyed (`teardown`) when the scope ends. A rank that leaves the scope
-    normally first waits for the others (a barrier): with gloo, a rank that closed its connections while another
-    still used them could abort that one ("terminate called without an active exception"). A rank leaving with an
-    error does not wait: the others stop at their next collective, or torchrun stops them."""
+    normally first waits for the others (a barrier), so no rank closes its connections while another still uses
+    them. A rank leaving with an error does not wait: the others stop at their next collective, or torchrun stops
+    them."""
     try:
         yield ctx
     except BaseException:

@@ -4,6 +4,7 @@ Run as `python -m torch.distributed.run --standalone --nproc_per_node=2 tests/dd
 """
 from __future__ import annotations
 
+import gc
 import sys
 from pathlib import Path
 
@@ -13,6 +14,7 @@ if str(ROOT) not in sys.path:
 
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
+from torch.nn.parallel import DistributedDataParallel  # noqa: E402
 from torch.utils.data import TensorDataset  # noqa: E402
 
 from engine import TrainData, fit, is_main_process, seed_everything, train_config  # noqa: E402
@@ -51,5 +53,13 @@ def run(out_dir: str) -> None:
     fit(model, RegressionTask(), TrainData(TensorDataset(*data())), train_config(CONFIG), out_dir)
 
 
+def wrappers_alive() -> int:
+    """DistributedDataParallel wrappers still in memory: each holds the process group it was built on."""
+    return sum(isinstance(o, DistributedDataParallel) for o in gc.get_objects())
+
+
 if __name__ == "__main__":
+    gc.disable()  # only what fit frees itself is gone afterwards: the check below does not depend on gc timing
     run(sys.argv[1])
+    if wrappers_alive():
+        sys.exit("a DistributedDataParallel wrapper outlived fit: its gloo group would die at interpreter shutdown")

@@ -23,7 +23,10 @@ def _epoch_log(path: Path) -> list[dict]:
 def test_two_gloo_ranks_match_single_process(tmp_path):
     single, multi = tmp_path / "single", tmp_path / "ddp"
     run(str(single))
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    # the worker also fails when a DDP wrapper outlives fit (engine.distributed.teardown); should a rank still
+    # abort, the fault handler prints every thread's Python stack into the failure message
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "",
+           "PYTHONFAULTHANDLER": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            str(WORKER), str(multi)]
     try:
