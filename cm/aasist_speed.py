@@ -3,10 +3,11 @@
 `cm/aasist.py` keeps the official structure and calls these where the official code calls a plain op
 (measurements in docs/benchmarks.md). All of them give the official values up to float rounding:
 - `conv`: convolutions return channels-last maps; in training they go through `cm.fast_conv.conv2d` (a faster
-  backward), without autograd a single input channel is one matmul over gathered patches;
+  backward), without autograd a single input channel is one matmul over gathered patches (and the bias);
 - `conv_bn`, `batchnorm_`: in eval mode BatchNorm is folded into the preceding convolution, or applied in
   place as one multiply-add;
-- `abs_pool3x3`, `pool_time3`: max-pools as reshape + amax over contiguous memory when there is no autograd;
+- `abs_pool3x3`, `pool_time3`: max-pools without autograd as maxima of strided slices, or reshape + amax over
+  contiguous memory;
 - `encode_tiled`: in eval without autograd the expensive first encoder blocks run time tile by time tile,
   with exact halos and the official zero padding at both ends, so that their intermediate maps stay in
   cache instead of allocating ~0.5 GB feature maps per batch.
@@ -39,7 +40,7 @@ def conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, padding: tup
         return F.conv2d(x, weight, bias, padding=padding).contiguous(memory_format=CL)
     if weight.shape[1] != 1:
         return F.conv2d(x, weight, bias, padding=padding)
-    return fast_conv.single_channel_conv(fast_conv.patches(x, weight.shape[2:], padding), weight, bias)
+    return fast_conv.single_channel_conv_inference(x, weight, bias, padding)
 
 
 def fold_bn(conv_layer: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
@@ -68,8 +69,12 @@ def abs_pool3x3(y: torch.Tensor, rows: int) -> torch.Tensor:
     Without autograd |y| is taken in place."""
     y = y[:, : 3 * rows]
     b, _, t = y.shape
-    y = y[..., : t - t % 3]
-    return (y.abs() if y.requires_grad else y.abs_()).view(b, rows, 3, t // 3, 3).amax((2, 4)).unsqueeze(1)
+    if y.requires_grad:
+        return y[..., : t - t % 3].abs().view(b, rows, 3, t // 3, 3).amax((2, 4)).unsqueeze(1)
+    # without autograd: the maxima of strided slices, 3x faster than amax over two size-3 dimensions (the same values)
+    y = y.abs_().view(b, rows, 3, t)[..., : t - t % 3]
+    m = torch.maximum(torch.maximum(y[:, :, 0], y[:, :, 1]), y[:, :, 2]).view(b, rows, t // 3, 3)
+    return torch.maximum(torch.maximum(m[..., 0], m[..., 1]), m[..., 2]).unsqueeze(1)
 
 
 def pool_time3(x: torch.Tensor) -> torch.Tensor:

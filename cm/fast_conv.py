@@ -52,6 +52,23 @@ def single_channel_conv(p: torch.Tensor, weight: torch.Tensor, bias: torch.Tenso
     return out.view(b, ho, wo, -1).permute(0, 3, 1, 2)
 
 
+def single_channel_conv_inference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                                  padding: tuple[int, int]) -> torch.Tensor:
+    """`single_channel_conv` over `patches` without autograd, the bias as the weight of one more patch column of
+    ones: the matmul then writes the output once, where addmm first fills it with the bias. On AASIST's largest
+    maps (8 x 32 x 24 x 1049 a time tile) that fill cost more than the matmul (docs/benchmarks.md)."""
+    kh, kw = weight.shape[2:]
+    xp = F.pad(x[:, 0], (padding[1], padding[1], padding[0], padding[0]))
+    b, ho, wo = xp.shape[0], xp.shape[1] - kh + 1, xp.shape[2] - kw + 1
+    p = torch.empty(b, ho, wo, kh * kw + 1, dtype=x.dtype, device=x.device)
+    for i in range(kh):
+        for j in range(kw):
+            p[..., i * kw + j] = xp[:, i:i + ho, j:j + wo]
+    p[..., -1] = 1
+    w = torch.cat([weight.reshape(weight.shape[0], -1), bias[:, None]], dim=1)
+    return torch.mm(p.view(-1, p.shape[-1]), w.t()).view(b, ho, wo, -1).permute(0, 3, 1, 2)
+
+
 class _SingleChannelConv(torch.autograd.Function):
     """C_in = 1: forward and both gradients as matmuls over the (N, KH * KW) patches."""
 

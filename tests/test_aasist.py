@@ -173,3 +173,17 @@ def test_gradients_flow_in_eval_mode():
     assert wave.grad is not None and wave.grad.abs().sum() > 0
     with torch.no_grad():
         torch.testing.assert_close(model(wave)[1], logits.detach(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("frames", [3153, 3152, 3151])
+def test_front_end_pool_without_autograd_is_max_pool_of_the_magnitude(frames):
+    """abs_pool3x3's strided maxima (no autograd) and its amax (autograd) are the official
+    max_pool2d(|y|, (3, 3)), bit for bit, whatever the frame count's remainder by 3."""
+    from cm import aasist_speed
+    torch.manual_seed(0)
+    y = torch.randn(2, 70, frames)
+    official = torch.nn.functional.max_pool2d(y.abs().unsqueeze(1), (3, 3))
+    with torch.no_grad():
+        fast = aasist_speed.abs_pool3x3(y.clone(), 23)
+    trained = aasist_speed.abs_pool3x3(y.clone().requires_grad_(), 23)
+    assert torch.equal(fast, official) and torch.equal(trained.detach(), official)

@@ -71,3 +71,13 @@ def test_aasist_training_gradients_do_not_depend_on_the_fast_backward():
     for name in grads[0]:
         torch.testing.assert_close(grads[0][name], grads[1][name], rtol=1e-9, atol=1e-10,
                                    msg=lambda m, name=name: f"{name}: {m}")
+
+
+@pytest.mark.parametrize("kernel,padding", [((2, 3), (1, 1)), ((1, 3), (0, 1))])
+def test_single_channel_inference_matches_conv2d(kernel, padding):
+    """The bias as a column of ones: the same values as F.conv2d, returned channels-last."""
+    torch.manual_seed(0)
+    x, w, b = torch.randn(2, 1, 7, 41), torch.randn(32, 1, *kernel), torch.randn(32)
+    out = fast_conv.single_channel_conv_inference(x, w, b, padding)
+    torch.testing.assert_close(out, F.conv2d(x, w, b, padding=padding), rtol=1e-6, atol=1e-6)
+    assert out.is_contiguous(memory_format=CL)
