@@ -99,7 +99,7 @@ class ResidualBlock(nn.Module):
         out = speed.conv_bn(x, self.conv1, self.bn2, (1, 1), self.training, fast)
         # in place saves a copy, but out of training `out` is a custom Function's output, which autograd may not
         # see modified in place: gradients in eval mode (frozen BatchNorm statistics) need the out-of-place form
-        out = F.selu(out) if out.requires_grad and not self.training else F.selu_(out)
+        out = F.selu(out) if out.requires_grad and not self.training else speed.selu_(out)
         out = speed.conv(out, self.conv2.weight, self.conv2.bias, (0, 1), fast)
         identity = (speed.conv(x, self.conv_downsample.weight, self.conv_downsample.bias, (0, 1), fast)
                     if self.downsample else x)
@@ -264,7 +264,7 @@ class AASIST(nn.Module):
         y = speed.abs_pool3x3(self.conv_time(wave, mask), self.n_spec)
         if self.training or y.requires_grad:   # in place only where autograd keeps nothing (inference)
             return F.selu(self.first_bn(y))
-        return F.selu_(speed.batchnorm_(y, self.first_bn))
+        return speed.selu_(speed.batchnorm_(y, self.first_bn))
 
     @property
     def min_samples(self) -> int:

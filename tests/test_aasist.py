@@ -187,3 +187,17 @@ def test_front_end_pool_without_autograd_is_max_pool_of_the_magnitude(frames):
         fast = aasist_speed.abs_pool3x3(y.clone(), 23)
     trained = aasist_speed.abs_pool3x3(y.clone().requires_grad_(), 23)
     assert torch.equal(fast, official) and torch.equal(trained.detach(), official)
+
+
+def test_chunked_selu_is_selu_up_to_float_rounding():
+    """aasist_speed.selu_ (exp in cache-sized chunks) against F.selu, on dense maps of both memory layouts and
+    across chunk ends; a strided view falls back to F.selu_ itself."""
+    from cm import aasist_speed
+    torch.manual_seed(0)
+    y = torch.randn(2, 8, 5, aasist_speed.SELU_CHUNK // 40 + 7) * 3
+    for x in (y.clone(), y.clone().contiguous(memory_format=torch.channels_last), y.clone()[..., ::2]):
+        expected = torch.nn.functional.selu(x)
+        with torch.no_grad():
+            out = aasist_speed.selu_(x)
+        assert out is x
+        torch.testing.assert_close(out, expected, rtol=1e-6, atol=2e-7)
