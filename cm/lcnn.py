@@ -23,6 +23,8 @@ Why the toolkit variant exists: on the embedded synthetic corpus, spoofing artef
 """
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -95,6 +97,28 @@ class MaxPool2x2(nn.Module):
         x = x[:, :, :h, :w]
         rows = torch.maximum(x[..., 0::2], x[..., 1::2])
         return torch.maximum(rows[:, :, 0::2], rows[:, :, 1::2])
+
+
+class MFMConvForExport(nn.Module):
+    """A convolution and its MaxFeatureMap for the ONNX exporter: max(a, b) = b + relu(a - b), a - b being one
+    convolution with the weight difference. ONNX Runtime runs Conv, Relu and Add in its blocked channel layout;
+    a channel split and Max each need the map converted out of it and back, which took a third of the exported
+    LCNN's time (docs/benchmarks.md). The same function up to float rounding."""
+
+    def __init__(self, conv: nn.Conv2d):
+        super().__init__()
+        half = conv.out_channels // 2
+        self.second = nn.Conv2d(conv.in_channels, half, conv.kernel_size, padding=conv.padding)
+        self.difference = nn.Conv2d(conv.in_channels, half, conv.kernel_size, padding=conv.padding)
+        (w_a, w_b), (b_a, b_b) = conv.weight.detach().chunk(2), conv.bias.detach().chunk(2)
+        with torch.no_grad():
+            self.second.weight.copy_(w_b)
+            self.second.bias.copy_(b_b)
+            self.difference.weight.copy_(w_a - w_b)
+            self.difference.bias.copy_(b_a - b_b)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.second(x) + F.relu(self.difference(x))
 
 
 def _mfm_conv(c_in: int, c_out: int, kernel: int) -> nn.Sequential:
@@ -246,6 +270,19 @@ class LCNN(nn.Module):
             std = (h.var(dim=2, correction=0) + 1e-6).sqrt()                 # finite gradient on one frame
             embedding = self.embedding(torch.cat([h.mean(dim=2), std], dim=1))
         return embedding, self.logits_from_embedding(embedding)
+
+    def for_export(self) -> "LCNN":
+        """A copy for the ONNX exporter, the same function in operators ONNX Runtime runs fast: every convolution
+        with its MaxFeatureMap as `MFMConvForExport`, every MaxPool2x2 as nn.MaxPool2d (one pool in the blocked
+        layout instead of strided slices and Max)."""
+        model = copy.deepcopy(self)
+        for body in (stream.body for stream in model.streams):
+            for i, layer in enumerate(body):
+                if isinstance(layer, nn.Sequential) and isinstance(layer[-1], MaxFeatureMap):
+                    body[i] = MFMConvForExport(layer[0])
+                elif isinstance(layer, MaxPool2x2):
+                    body[i] = nn.MaxPool2d(2)
+        return model
 
     def logits_from_embedding(self, embedding: torch.Tensor) -> torch.Tensor:
         """The 2 logits of an embedding `forward` returned: lets cached embeddings give both logits."""

@@ -10,7 +10,7 @@ from scipy.fft import dct
 from cm import build_model
 from cm.checkpoint import load_cm_state, save_cm_state
 from cm.features import LFCC, NIILFCC, dct_matrix
-from cm.lcnn import MaxFeatureMap, MaxPool2x2
+from cm.lcnn import CONFIGS, MaxFeatureMap, MaxPool2x2
 from cm.losses import build_loss
 
 
@@ -219,3 +219,22 @@ def test_front_end_and_pooling_options_are_checked():
         with tempfile.TemporaryDirectory() as tmp:
             save_cm_state(f"{tmp}/lcnn.pt", build_model("LCNN"), arch="LCNN")
             load_cm_state(build_model("LFCC-LCNN-ASVspoof2021"), f"{tmp}/lcnn.pt")
+
+
+@pytest.mark.parametrize("arch", sorted(CONFIGS))
+def test_the_export_copy_computes_the_same_function(arch):
+    """for_export(): every conv + MaxFeatureMap as b + relu(a - b) and nn.MaxPool2d, with trained-looking BatchNorm
+    statistics: the same embedding and logits up to float rounding, and the original model left as it was."""
+    torch.manual_seed(0)
+    model = build_model(arch).eval()
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    export = model.for_export().eval()
+    assert not any(isinstance(m, (MaxFeatureMap, MaxPool2x2)) for m in export.modules())
+    assert any(isinstance(m, MaxFeatureMap) for m in model.modules())
+    wave = torch.randn(2, 9000) * 0.1
+    with torch.inference_mode():
+        for eager, exported in zip(model(wave), export(wave), strict=True):
+            torch.testing.assert_close(exported, eager, rtol=1e-5, atol=1e-6)
