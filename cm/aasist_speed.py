@@ -71,9 +71,10 @@ def selu_(y: torch.Tensor) -> torch.Tensor:
     """`F.selu_(y)` without autograd, as scale * (max(y, 0) + alpha * (exp(min(y, 0)) - 1)) a cache-sized chunk
     at a time. ATen's elu kernel computes expm1 for every element at a tenth of exp's speed, which made SELU a
     sixth of AASIST's inference time (docs/benchmarks.md). exp(y) - 1 differs from expm1(y) by float rounding
-    (below 2e-7 in absolute value). With autograd, for a tensor that is not one dense block, and under
-    torch.export (whose graph cannot hold a loop over a dynamic length), F.selu_."""
-    if (y.requires_grad or torch.compiler.is_exporting()
+    (below 2e-7 in absolute value). With autograd, off the CPU (a GPU's elu kernel is fast, and each chunk would
+    be five kernel launches), for a tensor that is not one dense block, and under torch.export (whose graph cannot
+    hold a loop over a dynamic length), F.selu_."""
+    if (y.requires_grad or y.device.type != "cpu" or torch.compiler.is_exporting()
             or not (y.is_contiguous() or y.is_contiguous(memory_format=CL))):
         return F.selu_(y)
     flat = (y if y.is_contiguous() else y.permute(0, 2, 3, 1)).view(-1)  # memory order: a view
