@@ -37,12 +37,16 @@ def conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, padding: t
     return _SameWidthConv.apply(x, weight, bias, padding)
 
 
-def patches(x: torch.Tensor, kernel: tuple[int, int], padding: tuple[int, int]) -> torch.Tensor:
-    """(B, Ho, Wo, KH * KW) input values under each kernel tap of a single-channel map (B, 1, H, W)."""
+def patches(x: torch.Tensor, kernel: tuple[int, int], padding: tuple[int, int], ones: bool = False) -> torch.Tensor:
+    """(B, Ho, Wo, KH * KW) input values under each kernel tap of a single-channel map (B, 1, H, W); `ones` appends
+    a column of ones (B, Ho, Wo, KH * KW + 1), for a bias carried as one more weight."""
     kh, kw = kernel
     xp = F.pad(x[:, 0], (padding[1], padding[1], padding[0], padding[0]))
     ho, wo = xp.shape[1] - kh + 1, xp.shape[2] - kw + 1
-    return torch.stack([xp[:, i:i + ho, j:j + wo] for i in range(kh) for j in range(kw)], dim=-1)
+    taps = [xp[:, i:i + ho, j:j + wo] for i in range(kh) for j in range(kw)]
+    if ones:
+        taps.append(xp.new_ones(()).expand_as(taps[0]))
+    return torch.stack(taps, dim=-1)
 
 
 def single_channel_conv(p: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
@@ -57,16 +61,10 @@ def single_channel_conv_inference(x: torch.Tensor, weight: torch.Tensor, bias: t
     """`single_channel_conv` over `patches` without autograd, the bias as the weight of one more patch column of
     ones: the matmul then writes the output once, where addmm first fills it with the bias. On AASIST's largest
     maps (8 x 32 x 24 x 1049 a time tile) that fill cost more than the matmul (docs/benchmarks.md)."""
-    kh, kw = weight.shape[2:]
-    xp = F.pad(x[:, 0], (padding[1], padding[1], padding[0], padding[0]))
-    b, ho, wo = xp.shape[0], xp.shape[1] - kh + 1, xp.shape[2] - kw + 1
-    p = torch.empty(b, ho, wo, kh * kw + 1, dtype=x.dtype, device=x.device)
-    for i in range(kh):
-        for j in range(kw):
-            p[..., i * kw + j] = xp[:, i:i + ho, j:j + wo]
-    p[..., -1] = 1
+    p = patches(x, weight.shape[2:], padding, ones=True)
+    b, ho, wo, k = p.shape
     w = torch.cat([weight.reshape(weight.shape[0], -1), bias[:, None]], dim=1)
-    return torch.mm(p.view(-1, p.shape[-1]), w.t()).view(b, ho, wo, -1).permute(0, 3, 1, 2)
+    return torch.mm(p.view(-1, k), w.t()).view(b, ho, wo, -1).permute(0, 3, 1, 2)
 
 
 class _SingleChannelConv(torch.autograd.Function):
