@@ -11,10 +11,10 @@ class when its package is imported (`check_registry`), and `build_model` checks 
 (`check_built`: its embedding size, and AASIST's floor, which depends on its options).
 
 Optional: `for_export()`, a copy of the model with the same math and no training-only path, which the ONNX exporter
-uses where it exists (runtime/onnx_export.py; AASIST drops its time tiling); and `whole_utterance_convolutions`, a
-class attribute, "aten" or "onednn" (the default): where its convolutions run on whole utterances (crop `full`), whose
-every new length makes oneDNN build a primitive (pipeline.stages.extract.convolution_path; checked: a typo would
-silently keep the default).
+uses where it exists (runtime/onnx_export.py; AASIST drops its time tiling, the LCNNs write their max-feature-maps
+and pools in ONNX Runtime's fast operators); and `whole_utterance_convolutions`, a class attribute, "aten" or
+"onednn" (the default): where its convolutions run on whole utterances (crop `full`), whose every new length makes
+oneDNN build a primitive (pipeline.stages.extract.convolution_path; checked: a typo would silently keep the default).
 
 SSL encoders (`ssl_models.SSLEncoder`) are parts of models, not front-ends: their contract (wave (B, T) -> features
 (B, frames, embed_dim), `min_samples`, `frames(n)`) is the class's own docstring.

@@ -15,8 +15,9 @@ strides). torch.export then names the bound it needs ("Suggested fixes: samples 
 export is made again from that length: the manifest records it as `min_samples`, and the stages check every file
 against it, so a shorter file is named (or skipped with skip_bad_audio) instead of run outside the graph's range.
 
-A model can offer `for_export()`, a copy whose forward has no length-dependent Python control flow (AASIST's time
-tiling), with the same math (docs/contributing.md).
+A model can offer `for_export()`, a copy with the same math whose forward has no length-dependent Python control flow
+(AASIST's time tiling) or is written in operators ONNX Runtime runs fast (the LCNNs' max-feature-maps and pools)
+(docs/contributing.md).
 """
 from __future__ import annotations
 
