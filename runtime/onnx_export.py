@@ -11,9 +11,11 @@ exported model is the failure users of other toolkits report.
 
 The shortest input of a graph can be longer than the model's `min_samples` (AASIST: two temporal graph nodes, so
 that no node count is 1, where a broadcast and a match cannot be told apart; ResNetSE34L: two frames after its
-strides). torch.export then names the bound it needs ("Suggested fixes: samples = Dim('samples', min=N)"), and the
-export is made again from that length: the manifest records it as `min_samples`, and the stages check every file
-against it, so a shorter file is named (or skipped with skip_bad_audio) instead of run outside the graph's range.
+strides). The length axis is declared `Dim.DYNAMIC` from the model's floor, so torch.export narrows it to the range
+its shapes allow within the one trace, instead of failing and being traced again from the bound its error names (which
+made AASIST's export 6-18 s longer). That lower bound is the graph's `min_samples`: the manifest records it, and the
+stages check every file against it, so a shorter file is named (or skipped with skip_bad_audio) instead of run
+outside the graph's range. An axis torch.export would fix to the traced length still fails in one line.
 
 A model can offer `for_export()`, a copy with the same math whose forward has no length-dependent Python control flow
 (AASIST's time tiling) or is written in operators ONNX Runtime runs fast (the LCNNs' max-feature-maps and pools)
@@ -25,7 +27,6 @@ import contextlib
 import copy
 import io
 import logging
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -135,9 +136,22 @@ def example_inputs(graph: Graph, batch: int, samples: int, seed: int = 0) -> tup
 
 
 def _dynamic_shapes(graph: Graph) -> tuple[dict, ...]:
+    """Batch in [1, 65536]; the length from the model's floor to an hour, narrowed by torch.export where the graph's
+    shapes need more (`_length_floor`)."""
     batch = torch.export.Dim("batch", min=1, max=1 << 16)
-    length = torch.export.Dim("samples", min=max(graph.min_samples, 2), max=MAX_SAMPLES)
+    length = torch.export.Dim.DYNAMIC(min=max(graph.min_samples, 2), max=MAX_SAMPLES)
     return tuple({0: batch, 1: length} if size is None else {0: batch} for _, size in graph.inputs)
+
+
+def _length_floor(program: torch.export.ExportedProgram, graph: Graph) -> int:
+    """The shortest waveform the exported program accepts: the lower bound torch.export settled for the length axis
+    of the first waveform input (at least the model's own floor)."""
+    name = next(n for n, size in graph.inputs if size is None)
+    node = next(n for n in program.graph.nodes if n.op == "placeholder" and n.name == name)
+    length = node.meta["val"].shape[1]
+    if isinstance(length, int):     # Dim.DYNAMIC refuses to specialise; stated, not assumed
+        raise NotExportableError(f"the exported graph fixed the length axis to {length} samples")
+    return max(graph.min_samples, int(program.range_constraints[length.node.expr].lower))
 
 
 @contextlib.contextmanager
@@ -154,16 +168,6 @@ def _quiet_torch_loggers():
     finally:
         for lg, level in zip(loggers, levels, strict=True):
             lg.setLevel(level)
-
-
-def _needed_floor(error: Exception) -> int | None:
-    """The lower bound of the length axis that torch.export's constraint error suggests, when that is all it asks."""
-    text = str(error)
-    if "Constraints violated (samples)" not in text:
-        return None
-    bounds = [int(n) for n in re.findall(r"guard (\d+) <= L\['\w+'\]\.size\(\)\[1\]", text)]
-    bounds += [int(n) for n in re.findall(r"samples = Dim\('samples', min=(\d+)", text)]
-    return max(bounds) if bounds else None
 
 
 def _reason(error: Exception) -> str:
@@ -183,17 +187,10 @@ def export_graph(graph: Graph, path: str | Path, what: str) -> None:
     noise = io.StringIO()     # torch.onnx reports its steps on stdout, which carries result tables
     try:
         with torch.no_grad(), contextlib.redirect_stdout(noise), _quiet_torch_loggers():
-            program = None
-            for _ in range(3):    # the model's own floor, then the floor torch.export asks for (module docstring)
-                try:
-                    program = torch.export.export(graph.module, args, dynamic_shapes=_dynamic_shapes(graph),
-                                                  strict=False, prefer_deferred_runtime_asserts_over_guards=True)
-                    break
-                except Exception as e:
-                    floor = _needed_floor(e)
-                    if floor is None or floor <= graph.min_samples:
-                        raise
-                    graph.min_samples = floor
+            program = torch.export.export(graph.module, args, dynamic_shapes=_dynamic_shapes(graph), strict=False,
+                                          prefer_deferred_runtime_asserts_over_guards=True)
+            if any(size is None for _, size in graph.inputs):
+                graph.min_samples = _length_floor(program, graph)
             onnx_program = torch.onnx.export(program, args, dynamo=True, opset_version=OPSET, optimize=True,
                                              input_names=[n for n, _ in graph.inputs],
                                              output_names=list(graph.outputs), verbose=False)
