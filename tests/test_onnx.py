@@ -4,7 +4,7 @@ one, one never seen) and batch sizes 1 and 3, and for the official AASIST weight
 manifest; the cached export of `runtime: onnx` (reused, rebuilt when the checkpoint changes or the file is damaged);
 the stages and verify.py on ONNX Runtime agreeing with torch; back-end export; one-line errors.
 
-Exports take 10-60 s each on the 2-core machine (torch.export + the ONNX translation), so each model is exported
+Exports take 5-40 s each on one thread of the 2-core machine (torch.export + the ONNX translation), so each model is exported
 once per module and the module is marked slow."""
 from __future__ import annotations
 
