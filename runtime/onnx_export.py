@@ -145,13 +145,17 @@ def _dynamic_shapes(graph: Graph) -> tuple[dict, ...]:
 
 def _length_floor(program: torch.export.ExportedProgram, graph: Graph) -> int:
     """The shortest waveform the exported program accepts: the lower bound torch.export settled for the length axis
-    of the first waveform input (at least the model's own floor)."""
+    of the first waveform input (at least the model's own floor). An axis it fixed, or capped below an hour, is
+    refused: ONNX keeps no range checks, so a longer input would run outside what was proven."""
     name = next(n for n, size in graph.inputs if size is None)
     node = next(n for n in program.graph.nodes if n.op == "placeholder" and n.name == name)
     length = node.meta["val"].shape[1]
     if isinstance(length, int):     # Dim.DYNAMIC refuses to specialise; stated, not assumed
         raise NotExportableError(f"the exported graph fixed the length axis to {length} samples")
-    return max(graph.min_samples, int(program.range_constraints[length.node.expr].lower))
+    valid = program.range_constraints[length.node.expr]
+    if valid.upper < MAX_SAMPLES:
+        raise NotExportableError(f"the exported graph holds for at most {valid.upper} samples, not {MAX_SAMPLES}")
+    return max(graph.min_samples, int(valid.lower))
 
 
 @contextlib.contextmanager

@@ -4,8 +4,8 @@ one, one never seen) and batch sizes 1 and 3, and for the official AASIST weight
 manifest; the cached export of `runtime: onnx` (reused, rebuilt when the checkpoint changes or the file is damaged);
 the stages and verify.py on ONNX Runtime agreeing with torch; back-end export; one-line errors.
 
-Exports take 5-40 s each on one thread of the 2-core machine (torch.export + the ONNX translation), so each model is exported
-once per module and the module is marked slow."""
+Exports take 5-40 s each on one thread of the 2-core machine (torch.export + the ONNX translation), so each model is
+exported once per module and the module is marked slow."""
 from __future__ import annotations
 
 import json
@@ -118,6 +118,40 @@ def test_the_graph_refuses_nothing_the_model_takes_but_its_floor_is_recorded(exp
     for kind, name in (("asv", "ResNetSE34L"), ("cm", "AASIST")):
         graph, _ = exported(kind, name)
         assert graph.min_samples >= _official_or_tiny(kind, name).min_samples
+
+
+class _Checked(torch.nn.Module):
+    """A stand-in front-end whose forward states a bound on its input length, as a model's shapes can."""
+    min_samples = 400
+    embedding_dim = 4
+
+    def __init__(self, floor: int = 0, cap: int = 0):
+        super().__init__()
+        self.floor, self.cap = floor, cap
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        if self.floor:
+            torch._check(wave.shape[1] >= self.floor)
+        if self.cap:
+            torch._check(wave.shape[1] <= self.cap)
+        return wave[:, :4] * 2
+
+
+def test_a_graph_that_needs_longer_inputs_than_the_model_records_that_floor(tmp_path):
+    """The length axis starts at the model's floor and torch.export narrows it in the same trace: the graph's
+    floor (the manifest's min_samples, checked by the stages) is the narrowed one."""
+    graph = frontend_graph(_Checked(floor=1000), "asv")
+    export_graph(graph, tmp_path / "floor.onnx", "Checked")
+    assert graph.min_samples == 1000
+
+
+def test_a_graph_that_holds_for_less_than_an_hour_is_refused(tmp_path):
+    """ONNX keeps no range checks: a graph proven only up to some length would run longer inputs unchecked."""
+    graph = frontend_graph(_Checked(cap=32000), "asv")
+    with pytest.raises(NotExportableError, match="at most 32000 samples") as error:
+        export_graph(graph, tmp_path / "capped.onnx", "Checked")
+    assert "\n" not in str(error.value) and "runtime: torch" in str(error.value)
+    assert not (tmp_path / "capped.onnx").exists()
 
 
 def test_aasist_keeps_the_official_node_counts_at_lengths_where_float_rounding_decides_them(exported):
