@@ -15,7 +15,8 @@ strides). The length axis is declared `Dim.DYNAMIC` from the model's floor, so t
 its shapes allow within the one trace, instead of failing and being traced again from the bound its error names (which
 made AASIST's export 6-18 s longer). That lower bound is the graph's `min_samples`: the manifest records it, and the
 stages check every file against it, so a shorter file is named (or skipped with skip_bad_audio) instead of run
-outside the graph's range. An axis torch.export would fix to the traced length still fails in one line.
+outside the graph's range. An axis torch.export would fix to the traced length, or prove for less than an hour
+(`MAX_SAMPLES`: ONNX keeps no range checks), fails in one line.
 
 A model can offer `for_export()`, a copy with the same math whose forward has no length-dependent Python control flow
 (AASIST's time tiling) or is written in operators ONNX Runtime runs fast (the LCNNs' max-feature-maps and pools)
