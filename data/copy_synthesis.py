@@ -12,7 +12,6 @@ import io
 import multiprocessing
 import os
 import shutil
-import signal
 import sys
 import time
 from collections import Counter
@@ -27,7 +26,7 @@ from common.errors import InputError
 from common.file_identity import MISSING, describe_changes, identities
 from common.folders import check_inputs_kept, check_output_path
 from common.io import ArrayFile, atomic_write, read_json, save_arrays, write_json
-from common.locking import hold_folders
+from common.locking import hold_folders, remove_stale_temporaries
 from data.asvspoof import check_files_exist
 from data.audio import SAMPLE_RATE, AudioError, load_audio
 from data.databases import open_database
@@ -275,18 +274,6 @@ def _init_worker(wav_dir: str, seed: int) -> None:
     _WORKER.update(wav_dir=Path(wav_dir), seed=seed)
 
 
-def _init_pool_worker(wav_dir: str, seed: int) -> None:
-    """A pool worker: SIGTERM becomes SystemExit. The pool stops its workers with SIGTERM when a task fails or the
-    run is interrupted; a worker then inside a write removes that write's temporary on the way out
-    (common.io.atomic_write) instead of leaving it beside the copies."""
-    _init_worker(wav_dir, seed)
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
-
-
-def _exit_on_sigterm(signum: int, frame) -> None:
-    raise SystemExit(128 + signum)
-
-
 def write_wav(path: Path, wave: np.ndarray) -> None:
     """16 kHz PCM_16 WAV written to a temporary name and renamed: never a partial file under the final name."""
     buffer = io.BytesIO()
@@ -307,7 +294,8 @@ def run_task(task: Task) -> tuple[str, str | None, int]:
 
 
 def run_all(tasks: list[Task], wav_dir: Path, seed: int, workers: int) -> Iterator[tuple[str, str | None, int]]:
-    """Results of the tasks as they finish, in `workers` processes when > 1 (the files do not depend on it)."""
+    """Results of the tasks as they finish, in `workers` processes when > 1 (the files do not depend on it).
+    The caller holds `wav_dir` (common/locking.py): after an error, temporaries under it are this run's."""
     if workers <= 1 or len(tasks) <= 1:
         import torch
 
@@ -322,9 +310,19 @@ def run_all(tasks: list[Task], wav_dir: Path, seed: int, workers: int) -> Iterat
     # fork: no re-import of torch per worker; safe because this process has not used torch's thread pool for
     # anything the workers need and each worker runs torch with one thread (as DataLoader workers do).
     ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
-    with ctx.Pool(min(workers, len(tasks)), initializer=_init_pool_worker,
-                  initargs=(str(wav_dir), seed)) as pool:
-        yield from pool.imap_unordered(run_task, tasks)     # leaving the block (done, error, Ctrl-C) terminates
+    try:
+        with ctx.Pool(min(workers, len(tasks)), initializer=_init_worker, initargs=(str(wav_dir), seed)) as pool:
+            yield from pool.imap_unordered(run_task, tasks)
+            pool.close()     # done: the workers leave on the pool's sentinels
+            pool.join()
+    except BaseException:
+        # An error or Ctrl-C left the block through Pool.terminate, which kills the workers (SIGTERM, default
+        # action) and waits for them: one killed inside a write left its `.NAME.XXXXXXXX.tmp` beside the copies.
+        # No handler turns SIGTERM into an exception in the workers: a Python handler runs only when the worker
+        # is back in bytecode, and one blocked on the task queue's lock (which the stopping pool holds) never is,
+        # so Pool.terminate waited for it forever.
+        remove_stale_temporaries(wav_dir)
+        raise
 
 
 # ----------------------------------------------------------------------------------------------- main

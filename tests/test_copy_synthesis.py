@@ -296,7 +296,7 @@ def test_list_reader_errors(made, tmp_path):
 
 def test_a_failing_worker_leaves_no_temporary_of_the_others(tmp_path, monkeypatch):
     """An error in one worker stops the pool (Pool.terminate: SIGTERM) while another is inside a write: that write's
-    temporary goes with it instead of lingering beside the copies as a hidden `.NAME.tmp`."""
+    temporary is removed instead of lingering beside the copies as a hidden `.NAME.XXXXXXXX.tmp`."""
     import contextlib
     import time
 
@@ -329,3 +329,50 @@ def test_a_failing_worker_leaves_no_temporary_of_the_others(tmp_path, monkeypatc
         list(cs.run_all(tasks, wav_dir, seed=0, workers=2))
     assert time.monotonic() - start < 30
     assert sorted(p.relative_to(wav_dir).as_posix() for p in wav_dir.rglob("*") if p.is_file()) == []
+
+
+def test_a_failing_task_stops_a_worker_that_cannot_get_back_to_python(tmp_path, monkeypatch):
+    """Pool.terminate stops the workers with SIGTERM. Acted on by a Python handler (SystemExit, so that writes could
+    clean up), it was lost on a worker that did not get back to bytecode: one blocked on the task queue's lock,
+    which the stopping pool holds, when the signal came just before it blocked or went to another of its threads
+    (torch starts one). The run then hung in Pool.terminate. Here a worker is blocked in C with SIGTERM blocked on
+    its main thread and a second thread there to take it, which makes that case certain."""
+    import multiprocessing
+    import signal
+    import threading
+    import time
+
+    import data.copy_synthesis as cs
+
+    def vocode(name, wave, rng):
+        if name == "stuck":
+            threading.Thread(target=threading.Event().wait, daemon=True).start()     # takes the SIGTERM
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+            lock = threading.Lock()
+            lock.acquire()
+            lock.acquire()                         # never returns, never runs Python code again
+        time.sleep(1.0)                            # the stuck task is stuck by now
+        raise RuntimeError("vocoder failed")
+
+    monkeypatch.setattr(cs, "vocode", vocode)
+    source = tmp_path / "src.wav"
+    sf.write(source, np.zeros(16000, dtype=np.float32), 16000)
+    tasks = [cs.Task("a.wav", str(source), (("stuck", "stuck/a.wav"),)),
+             cs.Task("b.wav", str(source), (("bad", "bad/b.wav"),))]
+    outcome: list[str] = []
+
+    def run() -> None:
+        try:
+            list(cs.run_all(tasks, tmp_path / "wav", seed=0, workers=2))
+        except RuntimeError as e:
+            outcome.append(str(e))
+
+    runner = threading.Thread(target=run, daemon=True)
+    runner.start()
+    runner.join(30)
+    if runner.is_alive():                          # free the pool (and this test process) before failing
+        for worker in multiprocessing.active_children():
+            worker.kill()
+        runner.join(30)
+        pytest.fail("Pool.terminate waited for a worker that did not act on SIGTERM")
+    assert outcome == ["vocoder failed"]
