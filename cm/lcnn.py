@@ -274,7 +274,10 @@ class LCNN(nn.Module):
     def for_export(self) -> "LCNN":
         """A copy for the ONNX exporter, the same function in operators ONNX Runtime runs fast: every convolution
         with its MaxFeatureMap as `MFMConvForExport`, every MaxPool2x2 as nn.MaxPool2d (one pool in the blocked
-        layout instead of strided slices and Max)."""
+        layout instead of strided slices and Max); the BLSTMs as ONNX's LSTM (`runtime.onnx_ops`: torch.export
+        would fix their sequence length)."""
+        from runtime.onnx_ops import BiLSTMForExport  # the exporter's layer: imported only when exporting
+
         model = copy.deepcopy(self)
         for body in (stream.body for stream in model.streams):
             for i, layer in enumerate(body):
@@ -282,6 +285,9 @@ class LCNN(nn.Module):
                     body[i] = MFMConvForExport(layer[0])
                 elif isinstance(layer, MaxPool2x2):
                     body[i] = nn.MaxPool2d(2)
+        if model.pooling == "blstm":
+            model.blstm.lstm1 = BiLSTMForExport(model.blstm.lstm1)
+            model.blstm.lstm2 = BiLSTMForExport(model.blstm.lstm2)
         return model
 
     def logits_from_embedding(self, embedding: torch.Tensor) -> torch.Tensor:

@@ -19,8 +19,9 @@ outside the graph's range. An axis torch.export would fix to the traced length, 
 (`MAX_SAMPLES`: ONNX keeps no range checks), fails in one line.
 
 A model can offer `for_export()`, a copy with the same math whose forward has no length-dependent Python control flow
-(AASIST's time tiling) or is written in operators ONNX Runtime runs fast (the LCNNs' max-feature-maps and pools)
-(docs/contributing.md).
+(AASIST's time tiling), is written in operators ONNX Runtime runs fast (the LCNNs' max-feature-maps and pools), or
+runs a layer torch.export cannot keep dynamic through a custom operator that becomes one ONNX operator (an LSTM,
+`runtime/onnx_ops.py`) (docs/contributing.md).
 """
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ from torch import nn
 
 from common.errors import InputError
 from common.io import atomic_write
+from runtime import onnx_ops
 from runtime.packages import require
 
 log = logging.getLogger(__name__)
@@ -198,7 +200,8 @@ def export_graph(graph: Graph, path: str | Path, what: str) -> None:
                 graph.min_samples = _length_floor(program, graph)
             onnx_program = torch.onnx.export(program, args, dynamo=True, opset_version=OPSET, optimize=True,
                                              input_names=[n for n, _ in graph.inputs],
-                                             output_names=list(graph.outputs), verbose=False)
+                                             output_names=list(graph.outputs), verbose=False,
+                                             custom_translation_table=onnx_ops.translations())
     except Exception as e:   # the exporters raise many types; each is this model's limit, not a bug of the caller
         raise NotExportableError(f"{what}: this architecture is not exportable to ONNX ({_reason(e)}); use "
                                  "runtime: torch") from None

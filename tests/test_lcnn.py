@@ -223,8 +223,9 @@ def test_front_end_and_pooling_options_are_checked():
 
 @pytest.mark.parametrize("arch", sorted(CONFIGS))
 def test_the_export_copy_computes_the_same_function(arch):
-    """for_export(): every conv + MaxFeatureMap as b + relu(a - b) and nn.MaxPool2d, with trained-looking BatchNorm
-    statistics: the same embedding and logits up to float rounding, and the original model left as it was."""
+    """for_export(): every conv + MaxFeatureMap as b + relu(a - b) and nn.MaxPool2d, the BLSTMs through ONNX's LSTM
+    operator (runtime/onnx_ops.py), with trained-looking BatchNorm statistics: the same embedding and logits up to
+    float rounding, and the original model left as it was."""
     torch.manual_seed(0)
     model = build_model(arch).eval()
     for m in model.modules():
@@ -232,8 +233,9 @@ def test_the_export_copy_computes_the_same_function(arch):
             m.running_mean.uniform_(-0.5, 0.5)
             m.running_var.uniform_(0.5, 2.0)
     export = model.for_export().eval()
-    assert not any(isinstance(m, (MaxFeatureMap, MaxPool2x2)) for m in export.modules())
+    assert not any(isinstance(m, (MaxFeatureMap, MaxPool2x2, torch.nn.LSTM)) for m in export.modules())
     assert any(isinstance(m, MaxFeatureMap) for m in model.modules())
+    assert any(isinstance(m, torch.nn.LSTM) for m in model.modules()) == (model.pooling == "blstm")
     wave = torch.randn(2, 9000) * 0.1
     with torch.inference_mode():
         for eager, exported in zip(model(wave), export(wave), strict=True):

@@ -27,6 +27,7 @@ from runtime.onnx_export import (  # noqa: E402
     frontend_graph,
     max_difference,
 )
+from runtime.onnx_ops import BiLSTMForExport  # noqa: E402
 from runtime.onnx_session import onnx_embed_fn, open_session  # noqa: E402
 from tests.conftest import reference_path  # noqa: E402
 from tests.pipeline_fixtures import (  # noqa: E402
@@ -41,9 +42,7 @@ from tests.model_fixtures import REGISTERED, build_tiny  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
-KNOWN_FAILURES = {   # strict: the day one of these exports, the test says so
-    "LFCC-LCNN-ASVspoof2021": "issue 25: torch.export specialises the sequence length of its nn.LSTM (BLSTM pooling)",
-}
+KNOWN_FAILURES: dict[str, str] = {}   # name -> why; strict: the day one of these exports, the test says so
 PARAMS = [pytest.param(kind, name, id=name, marks=[pytest.mark.xfail(strict=True, reason=KNOWN_FAILURES[name],
                                                                      raises=NotExportableError)]
                        if name in KNOWN_FAILURES else []) for kind, name in REGISTERED]
@@ -152,6 +151,41 @@ def test_a_graph_that_holds_for_less_than_an_hour_is_refused(tmp_path):
         export_graph(graph, tmp_path / "capped.onnx", "Checked")
     assert "\n" not in str(error.value) and "runtime: torch" in str(error.value)
     assert not (tmp_path / "capped.onnx").exists()
+
+
+class _Recurrent(torch.nn.Module):
+    """A stand-in front-end with a bidirectional LSTM over 40-sample frames; `for_export` as the LCNN's."""
+    min_samples = 40
+    embedding_dim = 16
+
+    def __init__(self):
+        super().__init__()
+        self.lstm = torch.nn.LSTM(40, 8, bidirectional=True, batch_first=True)
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        frames = wave[:, :wave.shape[1] // 40 * 40].reshape(wave.shape[0], -1, 40)
+        return self.lstm(frames)[0].mean(dim=1)
+
+    def for_export(self) -> torch.nn.Module:
+        copy = _Recurrent()
+        copy.lstm = BiLSTMForExport(self.lstm)
+        return copy
+
+
+def test_a_bidirectional_lstm_exports_with_a_dynamic_sequence_length(tmp_path):
+    """torch.export fixes nn.LSTM's sequence length to the traced one; runtime/onnx_ops.py writes it as ONNX's LSTM.
+    ONNX Runtime against the original nn.LSTM (not the export copy) at 1, 7 and 401 frames (the trace saw 400)."""
+    torch.manual_seed(0)
+    model = _Recurrent().eval()
+    graph = frontend_graph(model, "asv")
+    export_graph(graph, tmp_path / "lstm.onnx", "Recurrent")
+    session = open_session(tmp_path / "lstm.onnx")
+    for frames in (1, 7, 401):
+        for batch in (1, 3):
+            wave = torch.randn(batch, frames * 40 + 13)
+            assert max_difference(model, session, [wave]) <= 1e-5, (frames, batch)
+    with pytest.raises(ValueError, match="one-layer bidirectional batch-first"):
+        BiLSTMForExport(torch.nn.LSTM(40, 8, batch_first=True))
 
 
 def test_aasist_keeps_the_official_node_counts_at_lengths_where_float_rounding_decides_them(exported):
