@@ -199,9 +199,8 @@ def export_graph(graph: Graph, path: str | Path, what: str) -> None:
             if any(size is None for _, size in graph.inputs):
                 graph.min_samples = _length_floor(program, graph)
             onnx_program = torch.onnx.export(program, args, dynamo=True, opset_version=OPSET, optimize=True,
-                                             input_names=[n for n, _ in graph.inputs],
-                                             output_names=list(graph.outputs), verbose=False,
-                                             custom_translation_table=onnx_ops.translations())
+                                             verbose=False, custom_translation_table=onnx_ops.translations())
+            _name_inputs_and_outputs(onnx_program.model, graph)
     except Exception as e:   # the exporters raise many types; each is this model's limit, not a bug of the caller
         raise NotExportableError(f"{what}: this architecture is not exportable to ONNX ({_reason(e)}); use "
                                  "runtime: torch") from None
@@ -216,11 +215,39 @@ def export_graph(graph: Graph, path: str | Path, what: str) -> None:
     log.info(f"exported {what} -> {path}")
 
 
+def _name_inputs_and_outputs(model, graph: Graph) -> None:
+    """Gives the ONNX graph's inputs and outputs `graph`'s names. torch.onnx's own renaming (input_names,
+    output_names) does not check them against the values inside the graph, which it names after their operators:
+    WavLM's relative position bias holds a value `embedding`, and the file defined `embedding` twice (ONNX Runtime
+    refused it). An inner value holding a wanted name is renamed first."""
+    from onnxscript import ir
+
+    ends = [*model.graph.inputs, *model.graph.outputs]
+    wanted = [*(name for name, _ in graph.inputs), *graph.outputs]
+    inner = [*model.graph.initializers.values(),
+             *(value for node in ir.traversal.RecursiveGraphIterator(model.graph) for value in node.outputs)]
+    inner = [value for value in inner if all(value is not end for end in ends)]
+    taken = {value.name for value in (*ends, *inner)} | set(wanted)
+    for value in inner:
+        if value.name in wanted:
+            number = 1
+            while f"{value.name}_{number}" in taken:
+                number += 1
+            value.name = f"{value.name}_{number}"
+            taken.add(value.name)
+    for value, name in zip(ends, wanted, strict=True):
+        value.name = name
+
+
 def check_export(graph: Graph, model_bytes: bytes, what: str) -> float:
     """The largest relative difference between ONNX Runtime and eager PyTorch at the traced length and at one the
     export never saw (batch 1 and 3); NotExportableError when above TOLERANCE."""
     from runtime.onnx_session import open_session
-    session = open_session(model_bytes, threads=torch.get_num_threads())
+    try:
+        session = open_session(model_bytes, threads=torch.get_num_threads())
+    except Exception as e:   # onnxruntime's own exception types: an invalid or unsupported graph
+        raise NotExportableError(f"{what}: ONNX Runtime refuses the exported graph ({_reason(e)}); use runtime: "
+                                 "torch") from None
     worst, traced = 0.0, max(EXPORT_SAMPLES, graph.min_samples)
     for batch, samples in ((1, traced), (3, traced * 3 // 2 + 7)):
         args = example_inputs(graph, batch, samples, seed=batch)

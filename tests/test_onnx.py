@@ -97,7 +97,12 @@ def test_every_registered_model_matches_pytorch_at_three_lengths_or_says_it_cann
         assert "\n" not in message and name in message and "not exportable" in message
         assert "runtime: torch" in message
         return
-    graph, session = result
+    _assert_matches_at_three_lengths(*result, kind, name)
+
+
+def _assert_matches_at_three_lengths(graph, session, kind: str, name: str) -> None:
+    """ONNX Runtime within TOLERANCE of eager at the graph's floor, the traced length and one no export traces
+    (batch 1 and 3), with the outputs the stages read."""
     lengths = sorted({graph.min_samples, 16000, UNSEEN})
     assert len(lengths) == 3
     g = torch.Generator().manual_seed(1)
@@ -109,6 +114,33 @@ def test_every_registered_model_matches_pytorch_at_three_lengths_or_says_it_cann
     assert out[0].shape == (2, graph.module.model.embedding_dim)
     if kind == "cm":     # logits and the bona fide score output
         assert out[1].shape == (2, 2) and np.array_equal(out[2], out[1][:, 1])
+
+
+def test_an_ssl_model_on_a_wavlm_encoder_exports_and_matches_pytorch(tmp_path):
+    """WavLM's relative position bias holds a value named `embedding`, the ASV output's name: torch.onnx's own
+    renaming defined it twice and ONNX Runtime refused the file. SSL-MHFA on the tiny WavLM, at three lengths."""
+    import asv
+    from tests.ssl_fixtures import TINY_ENCODER, TINY_SSL_MODELS
+
+    torch.manual_seed(0)
+    options = {**TINY_SSL_MODELS["SSL-MHFA"], "encoder": {"name": "wavlm_model", "options": TINY_ENCODER}}
+    graph = frontend_graph(asv.build_model("SSL-MHFA", **options).eval(), "asv")
+    export_graph(graph, tmp_path / "wavlm.onnx", "SSL-MHFA")
+    _assert_matches_at_three_lengths(graph, open_session(tmp_path / "wavlm.onnx"), "asv", "SSL-MHFA on WavLM")
+
+
+def test_a_graph_onnx_runtime_refuses_is_one_line_and_not_written(tmp_path, monkeypatch):
+    import runtime.onnx_session
+
+    def refuse(model, device="cpu", threads=None):
+        raise RuntimeError("[ONNXRuntimeError] : 1 : FAIL : This is an invalid model.\nmore detail")
+
+    monkeypatch.setattr(runtime.onnx_session, "open_session", refuse)
+    with pytest.raises(NotExportableError, match=r"^Checked: ONNX Runtime refuses the exported graph \(RuntimeError: "
+                                                 r"\[ONNXRuntimeError\] : 1 : FAIL : This is an invalid model\.\); use "
+                                                 r"runtime: torch$"):
+        export_graph(frontend_graph(_Checked(), "asv"), tmp_path / "refused.onnx", "Checked")
+    assert not (tmp_path / "refused.onnx").exists()
 
 
 def test_the_graph_refuses_nothing_the_model_takes_but_its_floor_is_recorded(exported):
