@@ -29,7 +29,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from cm.features import FRONTENDS, LFCC, NIILFCC, LogPowerSpectrum
+from cm.features import FRONTENDS, LFCC, NIILFCC, LogPowerSpectrum, PowerSpectrumForExport
 
 # Every constructor argument of each architecture.
 _LFCC_LCNN = dict(features="lfcc", frontend="toolkit", n_filters=20, n_ceps=20, n_fft=512, max_freq=1.0,
@@ -274,8 +274,8 @@ class LCNN(nn.Module):
     def for_export(self) -> "LCNN":
         """A copy for the ONNX exporter, the same function in operators ONNX Runtime runs fast: every convolution
         with its MaxFeatureMap as `MFMConvForExport`, every MaxPool2x2 as nn.MaxPool2d (one pool in the blocked
-        layout instead of strided slices and Max); the BLSTMs as ONNX's LSTM (`runtime.onnx_ops`: torch.export
-        would fix their sequence length)."""
+        layout instead of strided slices and Max); the spectra as a DFT convolution (`PowerSpectrumForExport`);
+        the BLSTMs as ONNX's LSTM (`runtime.onnx_ops`: torch.export would fix their sequence length)."""
         from runtime.onnx_ops import BiLSTMForExport  # the exporter's layer: imported only when exporting
 
         model = copy.deepcopy(self)
@@ -285,6 +285,11 @@ class LCNN(nn.Module):
                     body[i] = MFMConvForExport(layer[0])
                 elif isinstance(layer, MaxPool2x2):
                     body[i] = nn.MaxPool2d(2)
+        for features in (stream.features for stream in model.streams):
+            if isinstance(features, NIILFCC):
+                features.export_spectrum = features.for_export()
+            else:                                            # LFCC, LogPowerSpectrum: a torchaudio spectrogram
+                features.spectrogram = PowerSpectrumForExport.of(features.spectrogram)
         if model.pooling == "blstm":
             model.blstm.lstm1 = BiLSTMForExport(model.blstm.lstm1)
             model.blstm.lstm2 = BiLSTMForExport(model.blstm.lstm2)

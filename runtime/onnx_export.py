@@ -19,9 +19,9 @@ outside the graph's range. An axis torch.export would fix to the traced length, 
 (`MAX_SAMPLES`: ONNX keeps no range checks), fails in one line.
 
 A model can offer `for_export()`, a copy with the same math whose forward has no length-dependent Python control flow
-(AASIST's time tiling), is written in operators ONNX Runtime runs fast (the LCNNs' max-feature-maps and pools), or
-runs a layer torch.export cannot keep dynamic through a custom operator that becomes one ONNX operator (an LSTM,
-`runtime/onnx_ops.py`) (docs/contributing.md).
+(AASIST's time tiling), is written in operators ONNX Runtime runs fast (the LCNNs' max-feature-maps, pools and
+spectra), or runs a layer torch.export cannot keep dynamic through a custom operator that becomes one ONNX operator
+(an LSTM, `runtime/onnx_ops.py`) (docs/contributing.md).
 """
 from __future__ import annotations
 
@@ -44,8 +44,9 @@ from runtime.packages import require
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 2      # what runtime/ writes (graph wrappers, names, manifest fields, the models' for_export
-                        # forms; 2: the LCNNs' ONNX Runtime-friendly form); a new one rebuilds caches
+FORMAT_VERSION = 3      # what runtime/ writes (graph wrappers, names, manifest fields, the models' for_export
+                        # forms; 2: the LCNNs' ONNX Runtime-friendly form; 3: their spectra as a DFT convolution);
+                        # a new one rebuilds caches
 OPSET = 18
 TOLERANCE = 1e-4        # largest |exported - eager| allowed, relative to max(1, max |eager|) of each output
 MAX_SAMPLES = 16000 * 3600          # the length axis' upper bound: an hour of 16 kHz audio

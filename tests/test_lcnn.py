@@ -9,7 +9,7 @@ from scipy.fft import dct
 
 from cm import build_model
 from cm.checkpoint import load_cm_state, save_cm_state
-from cm.features import LFCC, NIILFCC, dct_matrix
+from cm.features import LFCC, NIILFCC, PowerSpectrumForExport, dct_matrix
 from cm.lcnn import CONFIGS, MaxFeatureMap, MaxPool2x2
 from cm.losses import build_loss
 
@@ -240,3 +240,27 @@ def test_the_export_copy_computes_the_same_function(arch):
     with torch.inference_mode():
         for eager, exported in zip(model(wave), export(wave), strict=True):
             torch.testing.assert_close(exported, eager, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("win_length", [320, 321])
+def test_the_export_spectrum_is_the_stft_power(win_length):
+    """PowerSpectrumForExport (the exported LCNNs' spectra: a DFT convolution over the window's samples) against
+    torchaudio's power spectrogram (reflect padding, every bin) and NII's torch.stft (constant padding, the kept
+    bins of a 1024-point FFT), from the LCNN's shortest input to an odd 1.5 s; an even and an odd window."""
+    import torchaudio
+
+    spectrogram = torchaudio.transforms.Spectrogram(n_fft=512, win_length=win_length, hop_length=160, power=2.0)
+    nii = NIILFCC(n_fft=1024, win_length=win_length, max_freq=0.5, energy=True)
+    g = torch.Generator().manual_seed(0)
+    for samples in (2400, 9001, 24007):
+        wave = torch.randn(2, samples, generator=g) * 0.1
+        want = spectrogram(wave)
+        got = PowerSpectrumForExport.of(spectrogram)(wave)
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5 * float(want.max()))
+        spec = torch.stft(wave, 1024, 160, win_length, window=nii.window.float(), center=True, pad_mode="constant",
+                          onesided=True, return_complex=True)
+        want = spec.abs().square()[:, :nii.kept_bins]
+        got = nii.for_export()(wave)
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5 * float(want.max()))
+    with pytest.raises(ValueError, match="only a centred one-sided power spectrogram"):
+        PowerSpectrumForExport.of(torchaudio.transforms.Spectrogram(n_fft=512, power=1.0))
