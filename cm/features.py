@@ -129,8 +129,8 @@ class NIILFCC(nn.Module):
         self.n_out = 3 * n_ceps
         self.export_spectrum: nn.Module | None = None    # the ONNX exporter's form (`for_export`), else torch.stft
 
-    def for_export(self) -> PowerSpectrumForExport:
-        """The power spectrum of the kept bins as the exporter writes it (`PowerSpectrumForExport`)."""
+    def export_power_spectrum(self) -> PowerSpectrumForExport:
+        """The power spectrum of the kept bins as LCNN.for_export writes it (`PowerSpectrumForExport`)."""
         return PowerSpectrumForExport(self.n_fft, self.win_length, self.hop_length, self.window, "constant",
                                       self.kept_bins)
 

@@ -287,7 +287,7 @@ class LCNN(nn.Module):
                     body[i] = nn.MaxPool2d(2)
         for features in (stream.features for stream in model.streams):
             if isinstance(features, NIILFCC):
-                features.export_spectrum = features.for_export()
+                features.export_spectrum = features.export_power_spectrum()
             else:                                            # LFCC, LogPowerSpectrum: a torchaudio spectrogram
                 features.spectrogram = PowerSpectrumForExport.of(features.spectrogram)
         if model.pooling == "blstm":

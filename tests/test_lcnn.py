@@ -260,7 +260,7 @@ def test_the_export_spectrum_is_the_stft_power(win_length):
         spec = torch.stft(wave, 1024, 160, win_length, window=nii.window.float(), center=True, pad_mode="constant",
                           onesided=True, return_complex=True)
         want = spec.abs().square()[:, :nii.kept_bins]
-        got = nii.for_export()(wave)
+        got = nii.export_power_spectrum()(wave)
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5 * float(want.max()))
     with pytest.raises(ValueError, match="only a centred one-sided power spectrogram"):
         PowerSpectrumForExport.of(torchaudio.transforms.Spectrogram(n_fft=512, power=1.0))
