@@ -22,6 +22,6 @@ warm() { env -u PYTHONDONTWRITEBYTECODE .venv/bin/python -c "import $1"; }
 warm "torch, torch._dynamo, torch.export, torch.onnx, torch.utils.tensorboard, torchaudio, safetensors.torch" &
 torch_side=$!
 warm "numpy, scipy.fft, scipy.optimize, scipy.signal, scipy.special, scipy.stats, sklearn.isotonic, soundfile, av, \
-yaml, tqdm, matplotlib.pyplot, onnx, onnxruntime, onnxscript, pytest, xdist"
+yaml, tqdm, matplotlib.pyplot, onnx, onnxruntime, onnxscript, pytest, xdist, pytest_timeout"
 wait "$torch_side"
 echo "$want" > "$stamp"

@@ -225,9 +225,9 @@ def _name_inputs_and_outputs(model, graph: Graph) -> None:
 
     ends = [*model.graph.inputs, *model.graph.outputs]
     wanted = [*(name for name, _ in graph.inputs), *graph.outputs]
-    inner = [*model.graph.initializers.values(),
-             *(value for node in ir.traversal.RecursiveGraphIterator(model.graph) for value in node.outputs)]
-    inner = [value for value in inner if all(value is not end for end in ends)]
+    end_ids = {id(value) for value in ends}
+    produced = (value for node in ir.traversal.RecursiveGraphIterator(model.graph) for value in node.outputs)
+    inner = [value for value in (*model.graph.initializers.values(), *produced) if id(value) not in end_ids]
     taken = {value.name for value in (*ends, *inner)} | set(wanted)
     for value in inner:
         if value.name in wanted:
