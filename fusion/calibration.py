@@ -27,7 +27,6 @@ Two weightings of the classes (`affine_calibration`):
 from __future__ import annotations
 
 import numpy as np
-from scipy import optimize
 
 SOLVERS = ("newton", "lbfgs")
 WEIGHTINGS = ("tool", "balanced")
@@ -86,6 +85,9 @@ def _newton(x: np.ndarray, y: np.ndarray, weight: np.ndarray, c: float) -> np.nd
 
 def _lbfgs(x: np.ndarray, y: np.ndarray, weight: np.ndarray, c: float) -> np.ndarray:
     """Where scikit-learn's default solver stops on the same objective (its scaling and stopping rule)."""
+    # imported here: scipy.optimize is half a second of the start of every command that imports fusion/
+    from scipy import optimize
+
     total = float(np.sum(weight))
     l2 = 1.0 / (c * total)
 

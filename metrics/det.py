@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
-from scipy.stats import norm
+from scipy.special import ndtri  # the standard normal's quantile (= scipy.stats.norm.ppf, whose import is 1 s)
 
 from common.io import atomic_write
 from metrics.eer import ranked_roc_curve, roc_curve_eer
@@ -26,7 +26,7 @@ PANELS = tuple(zip(("SASV", "SV", "SPF"), NEGATIVES.values(), strict=True))     
 
 def probit(p: np.ndarray) -> np.ndarray:
     """The normal deviate of a probability, clipped so that 0 and 1 stay drawable at the axis edges."""
-    return norm.ppf(np.clip(p, LIMITS[0] / 2, 1 - LIMITS[0] / 2))
+    return ndtri(np.clip(p, LIMITS[0] / 2, 1 - LIMITS[0] / 2))
 
 
 def corners(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

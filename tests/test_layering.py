@@ -4,6 +4,8 @@ that a lazy import inside a function counts as much as one at the top."""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,3 +66,24 @@ def test_the_checker_sees_relative_and_lazy_imports_and_skips_type_checking_ones
     assert {"synthetic.plan", "synthetic.attacks", "common.io"} <= imported_modules(ROOT / "synthetic" / "layout.py")
     assert "pipeline.recipes.sasv_task" in imported_modules(ROOT / "save_cm_score.py")        # inside main()
     assert "ssl_models.encoder" not in imported_modules(ROOT / "ssl_models" / "checkpoint.py")  # TYPE_CHECKING
+
+
+# Imported by no command as it starts: each costs 0.5-1 s of every run of every command (scipy.stats 1.0 s and
+# scipy.optimize 0.5 s were, until metrics/det.py and fusion/calibration.py stopped importing them at the top).
+SLOW_TO_IMPORT = ("scipy.stats", "scipy.optimize", "sklearn", "matplotlib.pyplot", "onnx", "onnxruntime")
+
+
+def test_the_commands_start_without_the_slow_imports():
+    """`verify.py` and the stage commands are started once per job: what they import before running is paid each
+    time (verify.py 3.7 -> 2.9 s when scipy.stats and scipy.optimize left). The modules that need one import it in the
+    function that uses it."""
+    # not generate_corpus.py and copy_synthesis.py: they synthesise audio with scipy.signal, which imports both
+    commands = ["main", "save_asv_embeddings", "save_cm_score", "save_sasv_score", "verify", "fuse", "evaluate",
+                "ablate", "export_onnx", "demo"]
+    probe = ("import importlib, sys\n"
+             f"for name in {commands!r}:\n"
+             "    importlib.import_module(name)\n"
+             f"print(sorted(m for m in {SLOW_TO_IMPORT!r} if m in sys.modules))\n")
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "[]", f"imported when the commands start: {result.stdout.strip()}"
