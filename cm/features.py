@@ -179,6 +179,12 @@ class PowerSpectrumForExport(nn.Module):
             raise ValueError(f"PowerSpectrumForExport: only a centred one-sided power spectrogram, got {s}")
         return cls(s.n_fft, s.win_length, s.hop_length, s.window, s.pad_mode, s.n_fft // 2 + 1)
 
+    def same_as(self, other: PowerSpectrumForExport) -> bool:
+        """True when `other` computes the same spectrum (frames, window, bins) from the same wave."""
+        return ((self.n_fft, self.hop_length, self.pad_mode, self.offset) ==
+                (other.n_fft, other.hop_length, other.pad_mode, other.offset) and
+                self.basis.shape == other.basis.shape and bool(torch.equal(self.basis, other.basis)))
+
     def forward(self, wave: torch.Tensor) -> torch.Tensor:                     # (B, T) -> (B, bins, frames)
         half = self.n_fft // 2
         x = F.pad(wave.unsqueeze(1), (half, half), mode=self.pad_mode)

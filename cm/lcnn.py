@@ -285,11 +285,16 @@ class LCNN(nn.Module):
                     body[i] = MFMConvForExport(layer[0])
                 elif isinstance(layer, MaxPool2x2):
                     body[i] = nn.MaxPool2d(2)
+        spectra: list[PowerSpectrumForExport] = []
         for features in (stream.features for stream in model.streams):
             if isinstance(features, NIILFCC):
                 features.export_spectrum = features.export_power_spectrum()
             else:                                            # LFCC, LogPowerSpectrum: a torchaudio spectrogram
-                features.spectrogram = PowerSpectrumForExport.of(features.spectrogram)
+                spectrum = PowerSpectrumForExport.of(features.spectrogram)
+                # streams with the same spectrum share one module: the graph then feeds the same constant to
+                # identical nodes, which ONNX Runtime computes once (its common-subexpression elimination)
+                features.spectrogram = next((s for s in spectra if s.same_as(spectrum)), spectrum)
+                spectra.append(features.spectrogram)
         if model.pooling == "blstm":
             model.blstm.lstm1 = BiLSTMForExport(model.blstm.lstm1)
             model.blstm.lstm2 = BiLSTMForExport(model.blstm.lstm2)

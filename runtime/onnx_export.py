@@ -44,9 +44,9 @@ from runtime.packages import require
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 3      # what runtime/ writes (graph wrappers, names, manifest fields, the models' for_export
-                        # forms; 2: the LCNNs' ONNX Runtime-friendly form; 3: their spectra as a DFT convolution);
-                        # a new one rebuilds caches
+FORMAT_VERSION = 4      # what runtime/ writes (graph wrappers, names, manifest fields, the models' for_export
+                        # forms; 2: the LCNNs' ONNX Runtime-friendly form; 3: their spectra as a DFT convolution;
+                        # 4: one spectrum for LCNN streams that share it); a new one rebuilds caches
 OPSET = 18
 TOLERANCE = 1e-4        # largest |exported - eager| allowed, relative to max(1, max |eager|) of each output
 MAX_SAMPLES = 16000 * 3600          # the length axis' upper bound: an hour of 16 kHz audio

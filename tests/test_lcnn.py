@@ -264,3 +264,19 @@ def test_the_export_spectrum_is_the_stft_power(win_length):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5 * float(want.max()))
     with pytest.raises(ValueError, match="only a centred one-sided power spectrogram"):
         PowerSpectrumForExport.of(torchaudio.transforms.Spectrogram(n_fft=512, power=1.0))
+
+
+def test_export_spectra_are_shared_only_when_they_are_the_same():
+    """for_export() gives streams one spectrum module when `same_as` holds: the same frames, window and bins."""
+    import torchaudio
+
+    def spectrum(**options):
+        settings = {"n_fft": 512, "win_length": 320, "hop_length": 160, "power": 2.0, **options}
+        return PowerSpectrumForExport.of(torchaudio.transforms.Spectrogram(**settings))
+
+    assert spectrum().same_as(spectrum())
+    for other in ({"win_length": 321}, {"hop_length": 80}, {"n_fft": 1024}, {"pad_mode": "constant"},
+                  {"window_fn": torch.hamming_window}):
+        assert not spectrum().same_as(spectrum(**other)), other
+    export = build_model("LCNN-LFCC-LPS").for_export()
+    assert export.streams[0].features.spectrogram is export.streams[1].features.spectrogram
