@@ -34,8 +34,10 @@ changes only training (freezing, checkpointing) is timed in training only: its i
 setting that main.py applies (common/allocator.py).
 `--onnx` adds, beside eager inference, the model exported to ONNX (runtime/onnx_export.py, as `runtime: onnx` does)
 and run on ONNX Runtime with the same threads and batch (no training rows): `onnx_seg_per_s`, `onnx_speedup` (median
-eager / median ONNX seconds over the same run's rounds: eager's timed runs, ONNX's, then both interleaved),
-`onnx_export_s`, `onnx_max_rel_diff` (against eager on two segments). AASIST's row with `AASIST-official` in the same
+eager / median ONNX seconds over the same run's rounds: eager's timed runs, ONNX's, then both interleaved; the
+session's idle threads sleep instead of spinning, which slowed each interleaved eager batch by 25-50 % before
+2026-12-07 20:40 UTC and inflated every earlier ratio), `onnx_export_s`, `onnx_max_rel_diff` (against eager on two
+segments). AASIST's row with `AASIST-official` in the same
 run gives the fastest path's ratio to the official code.
 `--compile` times inference through `torch.compile(model)` instead (training is not compiled, so those rows have
 no training figures): `compile_s` is the first call (tracing + code generation, not in the runs), and
@@ -188,7 +190,7 @@ def onnx_fields(model: torch.nn.Module, kind: str, wave: torch.Tensor, repeats: 
         start = time.perf_counter()
         export_graph(graph, Path(tmp) / "model.onnx", type(model).__name__)
         export_s = time.perf_counter() - start
-        session = open_session(Path(tmp) / "model.onnx")
+        session = open_session(Path(tmp) / "model.onnx", spin=False)   # spinning threads would slow eager's rounds
     x = wave.numpy()
 
     def run():

@@ -23,12 +23,17 @@ def providers(device: torch.device | str = "cpu") -> list[str]:
     return [p for p in wanted if p in available] + ["CPUExecutionProvider"]
 
 
-def open_session(model: str | Path | bytes, device: torch.device | str = "cpu", threads: int | None = None):
-    """An InferenceSession of an .onnx file (or its bytes), all graph optimisations on."""
+def open_session(model: str | Path | bytes, device: torch.device | str = "cpu", threads: int | None = None,
+                 spin: bool = True):
+    """An InferenceSession of an .onnx file (or its bytes), all graph optimisations on. `spin=False`: idle intra-op
+    threads sleep instead of spinning for the next run (ONNX Runtime's default), for a process that runs PyTorch
+    between runs: on 2 cores the spinning threads slowed the next eager batch by 25-50 % (bench/frontends.py)."""
     ort = require("onnxruntime")
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or torch.get_num_threads()
     options.inter_op_num_threads = 1
+    if not spin:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3          # errors only: ORT's warnings would interleave with progress bars
     source = model if isinstance(model, bytes) else str(model)

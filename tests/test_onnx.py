@@ -132,6 +132,21 @@ def test_the_lcnn_streams_share_one_spectrum_in_the_exported_graph(exported):
     assert len(dft) == 1, dft
 
 
+def test_a_session_beside_pytorch_can_let_its_idle_threads_sleep():
+    """open_session(spin=False) (bench/frontends.py, which alternates eager and ONNX Runtime batches) sets ONNX
+    Runtime's allow_spinning to 0; the default leaves ONNX Runtime's own setting (spinning) alone."""
+    from onnx import TensorProto, helper
+
+    value = helper.make_tensor_value_info("x", TensorProto.FLOAT, [None])
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "identity", [value],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None])])
+    data = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]).SerializeToString()
+    key = "session.intra_op.allow_spinning"
+    assert open_session(data, spin=False).get_session_options().get_session_config_entry(key) == "0"
+    with pytest.raises(RuntimeError, match="does not have configuration"):
+        open_session(data).get_session_options().get_session_config_entry(key)
+
+
 def test_an_ssl_model_on_a_wavlm_encoder_exports_and_matches_pytorch(tmp_path):
     """WavLM's relative position bias holds a value named `embedding`, the ASV output's name: torch.onnx's own
     renaming defined it twice and ONNX Runtime refused the file. SSL-MHFA on the tiny WavLM, at three lengths."""
