@@ -35,10 +35,10 @@ setting that main.py applies (common/allocator.py).
 `--onnx` adds, beside eager inference, the model exported to ONNX (runtime/onnx_export.py, as `runtime: onnx` does)
 and run on ONNX Runtime with the same threads and batch (no training rows): `onnx_seg_per_s`, `onnx_speedup` (median
 eager / median ONNX seconds over the same run's rounds: eager's timed runs, ONNX's, then both interleaved; the
-session's idle threads sleep instead of spinning, which slowed each interleaved eager batch by 25-50 % before
-2026-12-07 20:40 UTC and inflated every earlier ratio), `onnx_export_s`, `onnx_max_rel_diff` (against eager on two
-segments). AASIST's row with `AASIST-official` in the same
-run gives the fastest path's ratio to the official code.
+session's idle threads sleep instead of spinning, which slowed the interleaved eager batches by up to 70 % before
+2026-12-07 20:28 UTC and inflated every earlier ratio; `ort_spinning`), `onnx_export_s`, `onnx_max_rel_diff`
+(against eager on two segments). AASIST's row with `AASIST-official` in the same run gives the fastest path's
+ratio to the official code.
 `--compile` times inference through `torch.compile(model)` instead (training is not compiled, so those rows have
 no training figures): `compile_s` is the first call (tracing + code generation, not in the runs), and
 `compile_max_abs_diff` how far the compiled output is from the eager one on the same batch. It is there to tell
@@ -205,7 +205,7 @@ def onnx_fields(model: torch.nn.Module, kind: str, wave: torch.Tensor, repeats: 
             "onnx_runs_s": [round(t, 3) for t in onnx_all], "eager_runs_s": [round(t, 3) for t in eager_all],
             "onnx_speedup": round(statistics.median(eager_all) / statistics.median(onnx_all), 2),
             "onnx_max_rel_diff": max_difference(graph.module, session, [wave[:2]]),
-            "ort_threads": torch.get_num_threads()}
+            "ort_threads": torch.get_num_threads(), "ort_spinning": False}
 
 
 def bench_model(name: str, batch: int, samples: int, repeats: int, macs: bool = True, warmup: int = 2,

@@ -291,8 +291,7 @@ class LCNN(nn.Module):
                 features.export_spectrum = features.export_power_spectrum()
             else:                                            # LFCC, LogPowerSpectrum: a torchaudio spectrogram
                 spectrum = PowerSpectrumForExport.of(features.spectrogram)
-                # streams with the same spectrum share one module: the graph then feeds the same constant to
-                # identical nodes, which ONNX Runtime computes once (its common-subexpression elimination)
+                # streams with the same spectrum share one module, which the exported graph then computes once
                 features.spectrogram = next((s for s in spectra if s.same_as(spectrum)), spectrum)
                 spectra.append(features.spectrogram)
         if model.pooling == "blstm":

@@ -27,7 +27,7 @@ def open_session(model: str | Path | bytes, device: torch.device | str = "cpu", 
                  spin: bool = True):
     """An InferenceSession of an .onnx file (or its bytes), all graph optimisations on. `spin=False`: idle intra-op
     threads sleep instead of spinning for the next run (ONNX Runtime's default), for a process that runs PyTorch
-    between runs: on 2 cores the spinning threads slowed the next eager batch by 25-50 % (bench/frontends.py)."""
+    between runs: on 2 cores the spinning threads slowed the next eager batch by up to 70 % (bench/frontends.py)."""
     ort = require("onnxruntime")
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or torch.get_num_threads()
